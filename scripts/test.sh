@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: install everything the tests need (Python packages, Debian's Chromium for the
+# browser tests), lint, then run pytest against the shared corpus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; browser tests will be skipped" >&2
+  else
+    echo "warning: chromium missing and not root; browser tests will be skipped" >&2
+  fi
+fi
+.venv/bin/ruff check src tests bench
+.venv/bin/python -m pytest -q "$@"

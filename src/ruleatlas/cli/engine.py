@@ -1,0 +1,5 @@
+"""CLI commands: engine."""
+
+from __future__ import annotations
+
+from ruleatlas.cli.app import app  # noqa: F401
