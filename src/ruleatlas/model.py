@@ -23,7 +23,8 @@ is how trees travel into the store and back out to the engine and the web layer.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from enum import Enum, StrEnum
 from typing import Any, TypeAlias
 
@@ -245,10 +246,10 @@ class Predicate:
     transforms: tuple[str, ...] = ()
     cased: bool = False
     datamodel: str | None = None
-    phase: Phase = field(default=Phase.EVENT, compare=False)
-    stage: int | None = field(default=None, compare=False)
-    text: str | None = field(default=None, compare=False)
-    span: Span | None = field(default=None, compare=False)
+    phase: Phase = dc_field(default=Phase.EVENT, compare=False)
+    stage: int | None = dc_field(default=None, compare=False)
+    text: str | None = dc_field(default=None, compare=False)
+    span: Span | None = dc_field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +286,9 @@ class Condition:
     expr: Term
     text: str
     fields: tuple[str, ...] = ()
-    phase: Phase = field(default=Phase.EVENT, compare=False)
-    stage: int | None = field(default=None, compare=False)
-    span: Span | None = field(default=None, compare=False)
+    phase: Phase = dc_field(default=Phase.EVENT, compare=False)
+    stage: int | None = dc_field(default=None, compare=False)
+    span: Span | None = dc_field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +300,8 @@ class Opaque:
 
     text: str
     reason: str
-    stage: int | None = field(default=None, compare=False)
-    span: Span | None = field(default=None, compare=False)
+    stage: int | None = dc_field(default=None, compare=False)
+    span: Span | None = dc_field(default=None, compare=False)
 
 
 Node: TypeAlias = Predicate | And | Or | Not | Const | Condition | Opaque
@@ -403,7 +404,7 @@ class Stage:
     by: tuple[str, ...] = ()
     name: str | None = None
     notes: tuple[str, ...] = ()
-    span: Span | None = field(default=None, compare=False)
+    span: Span | None = dc_field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +424,7 @@ class Analysis:
     result_condition: Node | None = None
     group_by: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = dc_field(default_factory=dict)
 
     def all_predicates(self) -> Iterator[tuple[Predicate, bool]]:
         """Predicates of every stage (including result-phase ones), with polarity."""
@@ -520,12 +521,12 @@ class Rule:
     attack: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     data_sources: tuple[str, ...] = ()
-    logsource: Mapping[str, str] = field(default_factory=dict)
+    logsource: Mapping[str, str] = dc_field(default_factory=dict)
     stories: tuple[str, ...] = ()
     tests: tuple[TestRef, ...] = ()
     doc_index: int = 0
     line: int = 1
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = dc_field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
