@@ -1,0 +1,452 @@
+"""SigmaHQ reader: every ``rules*`` folder plus ``deprecated/`` and ``unsupported/``.
+
+A file may hold one rule, a rule collection (several YAML documents with ``action: global``,
+``reset`` or ``repeat``), a correlation rule (``correlation:``) or a filter (``filter:``). Each
+document is parsed once with libyaml and validated with pySigma from that dict (never
+``from_yaml``, which would re-parse with the pure-Python loader). The rule keeps its original
+text: ``body`` is the document as written, ``query`` the ``detection:`` (``correlation:``,
+``filter:``) block sliced from it by line position.
+
+pySigma errors are split in two (see ``docs/sources.md``):
+
+* *logic* errors (detection, condition, logsource, modifiers, values, correlation/filter
+  structure): the document cannot be lowered, so it becomes a :class:`LoadError` whose ``kind``
+  is the pySigma error class name;
+* *metadata* errors (date format, status, level, tags, references, ...): the detection is fine, so
+  the rule is kept and the issue is recorded in ``extra["validation"]``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ruleatlas.model import FileResult, LoadError, Rule, TestRef
+from ruleatlas.sources import yamlutil
+from ruleatlas.sources.base import SideTables
+
+NAME = "sigma"
+UPSTREAM = "https://github.com/SigmaHQ/sigma"
+BRANCH = "master"
+
+# Folders besides rules* whose rules are kept with a forced status.
+STATUS_FOLDERS: dict[str, str] = {"deprecated": "deprecated", "unsupported": "unsupported"}
+
+# pySigma error classes that only concern metadata: the rule is kept, the issue recorded.
+METADATA_ERRORS = frozenset({
+    "SigmaAuthorError", "SigmaDateError", "SigmaModifiedError", "SigmaDescriptionError",
+    "SigmaFalsePositivesError", "SigmaFieldsError", "SigmaLevelError", "SigmaLicenseError",
+    "SigmaReferencesError", "SigmaRelatedError", "SigmaScopeError", "SigmaStatusError",
+    "SigmaTagError", "SigmaTaxonomyError", "SigmaNameError",
+})
+# Which top-level key a pySigma error class is about (for the line of the error).
+_ERROR_KEY: dict[str, str] = {
+    "SigmaTitleError": "title", "SigmaIdentifierError": "id", "SigmaAuthorError": "author",
+    "SigmaDateError": "date", "SigmaModifiedError": "modified", "SigmaLevelError": "level",
+    "SigmaStatusError": "status", "SigmaTagError": "tags", "SigmaReferencesError": "references",
+    "SigmaRelatedError": "related", "SigmaFalsePositivesError": "falsepositives",
+    "SigmaDescriptionError": "description", "SigmaFieldsError": "fields",
+    "SigmaLogsourceError": "logsource", "SigmaDetectionError": "detection",
+    "SigmaConditionError": "detection", "SigmaModifierError": "detection",
+    "SigmaTypeError": "detection", "SigmaValueError": "detection",
+    "SigmaRegularExpressionError": "detection", "SigmaLicenseError": "license",
+    "SigmaTaxonomyError": "taxonomy", "SigmaScopeError": "scope", "SigmaNameError": "name",
+    "SigmaCorrelationRuleError": "correlation", "SigmaCorrelationTypeError": "correlation",
+    "SigmaCorrelationConditionError": "correlation", "SigmaTimespanError": "correlation",
+    "SigmaFilterError": "filter", "SigmaFilterConditionError": "filter",
+    "SigmaFilterRuleReferenceError": "filter",
+}
+
+# Keys mapped to Rule columns; everything else of a document is kept in extra.
+_MAPPED = frozenset({
+    "id", "title", "status", "level", "author", "date", "modified", "description",
+    "references", "falsepositives", "tags", "logsource", "regression_tests_path",
+})
+_TACTIC_OR_TECH = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.I)
+_LOGSOURCE_ORDER = ("product", "category", "service")
+
+
+# --------------------------------------------------------------------------------------------
+# Repository helpers
+# --------------------------------------------------------------------------------------------
+
+
+def rule_folders(root: Path) -> list[Path]:
+    """``rules*`` folders (sorted) then ``deprecated``/``unsupported`` when present."""
+    try:
+        entries = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    out = [p for p in entries if p.name.startswith("rules")]
+    out += [root / n for n in STATUS_FOLDERS if (root / n).is_dir()]
+    return out
+
+
+@lru_cache(maxsize=32)
+def _upstream_for(root: str) -> str:
+    """``https://github.com/<owner>/<repo>`` of the clone's github remote, else SigmaHQ's."""
+    cfg = Path(root) / ".git" / "config"
+    if cfg.is_file():
+        cp = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            cp.read(cfg, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            return UPSTREAM
+        urls = [cp.get(s, "url", fallback="") for s in cp.sections() if s.startswith("remote")]
+        for url in urls:
+            m = re.search(r"github\.com[:/]+([^/\s]+)/([^/\s]+?)(?:\.git)?/?$", url)
+            if m:
+                return f"https://github.com/{m.group(1)}/{m.group(2)}"
+    return UPSTREAM
+
+
+def source_url(root: Path, rel: str) -> str:
+    return f"{_upstream_for(str(root))}/blob/{BRANCH}/{rel}"
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# --------------------------------------------------------------------------------------------
+# Field mapping
+# --------------------------------------------------------------------------------------------
+
+
+def _strs(v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, (list, tuple)):
+        return tuple(str(x) for x in v if x is not None and str(x) != "")
+    s = str(v)
+    return (s,) if s else ()
+
+
+def _opt(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = v if isinstance(v, str) else str(v)
+    return s if s.strip() else None
+
+
+def attack_ids(tags: Iterable[str]) -> tuple[str, ...]:
+    """``attack.t1059.001`` -> ``T1059.001``; order kept, duplicates dropped."""
+    seen: dict[str, None] = {}
+    for t in tags:
+        m = _TACTIC_OR_TECH.match(t.strip())
+        if m:
+            seen[m.group(1).upper()] = None
+    return tuple(seen)
+
+
+def data_source_of(logsource: Mapping[str, Any]) -> tuple[str, ...]:
+    """``product/category/service`` of a logsource, missing parts skipped."""
+    parts = [str(logsource[k]) for k in _LOGSOURCE_ORDER if logsource.get(k)]
+    return ("/".join(parts),) if parts else ()
+
+
+def _deep_update(base: Mapping[str, Any], upd: Mapping[str, Any]) -> dict[str, Any]:
+    """Sigma collection merge: ``upd`` wins, nested mappings merged (as pySigma does)."""
+    out = dict(base)
+    for k, v in upd.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _key_line(text: str, key: str, first_line: int) -> int:
+    m = re.search(rf"^{re.escape(key)}[ \t]*:", text, re.M)
+    return first_line + (text.count("\n", 0, m.start()) if m else 0)
+
+
+# --------------------------------------------------------------------------------------------
+# pySigma validation
+# --------------------------------------------------------------------------------------------
+
+_KIND_CLASSES: dict[str, Any] = {}
+
+
+def _pysigma(kind: str) -> Any:
+    """The pySigma class for a document kind, imported once (pySigma import is slow)."""
+    if not _KIND_CLASSES:
+        from sigma.correlations import SigmaCorrelationRule
+        from sigma.filters import SigmaFilter
+        from sigma.rule import SigmaRule
+
+        _KIND_CLASSES.update(
+            detection=SigmaRule, correlation=SigmaCorrelationRule, filter=SigmaFilter
+        )
+    return _KIND_CLASSES[kind]
+
+
+def validate(doc: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+    """pySigma's errors for one document as ``(class name, message)``; never raises."""
+    try:
+        parsed = _pysigma(kind).from_dict(doc, collect_errors=True)
+    except Exception as e:  # pySigma raises some errors even when collecting
+        return [(type(e).__name__, _message(e))]
+    return [(type(e).__name__, _message(e)) for e in getattr(parsed, "errors", ())]
+
+
+def _message(e: Exception) -> str:
+    msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    return " ".join(msg.split())
+
+
+# --------------------------------------------------------------------------------------------
+# Documents into rules
+# --------------------------------------------------------------------------------------------
+
+
+def _doc_kind(doc: Mapping[str, Any]) -> str:
+    if "correlation" in doc:
+        return "correlation"
+    if "filter" in doc:
+        return "filter"
+    return "detection"
+
+
+def _query(body: str, doc: Mapping[str, Any], kind: str, merged: bool) -> tuple[str, bool]:
+    """The exact ``detection:``/``correlation:``/``filter:`` block of ``body``; when a collection
+    merge completed it from a global document, a YAML dump of the merged block instead (flag)."""
+    key = kind if kind != "detection" else "detection"
+    own = yamlutil.top_block(body, key)
+    if own is not None and not merged:
+        return own[0], False
+    value = doc.get(key)
+    if own is not None and isinstance(value, Mapping) and own[0]:
+        # Merged detection: the member's own block is incomplete; render the merged one.
+        import yaml
+
+        return yaml.safe_dump({key: value}, sort_keys=False, allow_unicode=True).rstrip(), True
+    if value is None:
+        return "", False
+    import yaml
+
+    return yaml.safe_dump({key: value}, sort_keys=False, allow_unicode=True).rstrip(), True
+
+
+def rule_from_doc(
+    doc: dict[str, Any], *, rel: str, url: str, body: str, line: int, index: int,
+    folder_status: str | None, merged_from: str | None = None,
+) -> Rule | LoadError:
+    """One (possibly collection-merged) document into a Rule, or a located LoadError."""
+    kind = _doc_kind(doc)
+    missing = [k for k in ("id", "title") if not _opt(doc.get(k))]
+    if missing:
+        key = missing[0]
+        return LoadError(NAME, rel, f"missing required key(s): {', '.join(missing)}",
+                         line=line, kind="schema")
+    if kind == "detection" and not isinstance(doc.get("detection"), Mapping):
+        return LoadError(NAME, rel, "missing or invalid detection: block",
+                         line=_key_line(body, "detection", line), kind="schema")
+    extra: dict[str, Any] = {k: v for k, v in doc.items() if k not in _MAPPED}
+    validation: list[dict[str, Any]] = []
+    for cls, msg in validate(doc, kind):
+        key = _ERROR_KEY.get(cls, "")
+        eline = _key_line(body, key, line) if key else line
+        if cls in METADATA_ERRORS:
+            validation.append({"kind": cls, "reason": msg, "line": eline})
+        else:
+            return LoadError(NAME, rel, msg, line=eline, kind=cls)
+    if validation:
+        extra["validation"] = validation
+    status = _opt(doc.get("status"))
+    if folder_status and status != folder_status:
+        extra["original_status"] = status
+        status = folder_status
+    tags = _strs(doc.get("tags"))
+    logsource_raw = doc.get("logsource")
+    logsource = (
+        {str(k): ("" if v is None else str(v)) for k, v in logsource_raw.items()}
+        if isinstance(logsource_raw, Mapping) else {}
+    )
+    if logsource_raw is not None and not isinstance(logsource_raw, Mapping):
+        extra["logsource"] = logsource_raw
+    tests: tuple[TestRef, ...] = ()
+    rtp = _opt(doc.get("regression_tests_path"))
+    if rtp:
+        tests = (TestRef(name=PurePosixPath(rtp).parent.name or rtp, kind="sigma-regression",
+                         path=rtp),)
+    query, generated = _query(body, doc, kind, merged_from is not None)
+    if generated:
+        extra["query_generated"] = True
+    if merged_from is not None:
+        extra["collection"] = merged_from
+    fps = doc.get("falsepositives")
+    return Rule(
+        id=str(doc["id"]).strip(),
+        source=NAME,
+        path=rel,
+        title=str(doc["title"]).strip(),
+        language="sigma",
+        query=query,
+        body=body,
+        source_url=url,
+        status=status,
+        severity=_opt(doc.get("level")),
+        author=_opt(doc.get("author")),
+        date=_opt(doc.get("date")),
+        modified=_opt(doc.get("modified")),
+        version=None,
+        type=kind,
+        description=_opt(doc.get("description")) or "",
+        references=_strs(doc.get("references")),
+        falsepositives=_strs(fps),
+        how_to_implement=None,
+        attack=attack_ids(tags),
+        tags=tags,
+        data_sources=data_source_of(logsource),
+        logsource=logsource,
+        tests=tests,
+        doc_index=index,
+        line=line,
+        extra=extra,
+    )
+
+
+def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileResult:
+    """One Sigma file into rules and located errors; never raises for bad input."""
+    rel = _rel(root, path)
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            return FileResult(NAME, rel, "", errors=(
+                LoadError(NAME, rel, f"cannot read: {e.strerror or e}", kind="io"),))
+    digest = yamlutil.sha256(data)
+    text = yamlutil.decode(data)
+    if isinstance(text, yamlutil.YamlProblem):
+        return FileResult(NAME, rel, digest, errors=(
+            LoadError(NAME, rel, text.reason, text.line, text.col, text.kind),))
+    if not text.strip():
+        return FileResult(NAME, rel, digest, errors=(
+            LoadError(NAME, rel, "empty file", kind="empty"),))
+    top = PurePosixPath(rel).parts[0] if rel else ""
+    folder_status = STATUS_FOLDERS.get(top)
+    url = source_url(root, rel)
+    docs = list(yamlutil.load_documents(text))
+    if not docs:
+        return FileResult(NAME, rel, digest, errors=(
+            LoadError(NAME, rel, "no YAML content (only comments or markers)", kind="empty"),))
+
+    rules: list[Rule] = []
+    errors: list[LoadError] = []
+    global_doc: dict[str, Any] = {}
+    global_line: int | None = None
+    prev: dict[str, Any] = {}
+    for d in docs:
+        if d.error is not None:
+            errors.append(LoadError(NAME, rel, d.error.reason, d.error.line, d.error.col,
+                                    d.error.kind))
+            continue
+        if d.data is None:
+            continue
+        if not isinstance(d.data, dict):
+            errors.append(LoadError(
+                NAME, rel, f"document {d.index + 1} is a {type(d.data).__name__}, not a mapping",
+                d.line, kind="schema"))
+            continue
+        doc: dict[str, Any] = d.data
+        action = doc.get("action")
+        merged_from: str | None = None
+        if action == "global":
+            global_doc = {k: v for k, v in doc.items() if k != "action"}
+            global_line = d.line
+            prev = global_doc
+            continue
+        if action == "reset":
+            global_doc, global_line = {}, None
+            continue
+        if action == "repeat":
+            full = _deep_update(prev, {k: v for k, v in doc.items() if k != "action"})
+            merged_from = f"repeat of the previous document of {rel}"
+        elif action is not None:
+            errors.append(LoadError(NAME, rel, f"unknown Sigma collection action {action!r}",
+                                    _key_line(d.text, "action", d.line),
+                                    kind="SigmaCollectionError"))
+            continue
+        elif _doc_kind(doc) != "detection" or not global_doc:
+            full = doc
+        else:
+            full = _deep_update(global_doc, doc)
+            merged_from = f"global document at line {global_line}"
+        if action != "repeat" and _doc_kind(doc) == "detection":
+            prev = full
+        res = rule_from_doc(full, rel=rel, url=url, body=d.text, line=d.line, index=d.index,
+                            folder_status=folder_status, merged_from=merged_from)
+        if isinstance(res, LoadError):
+            errors.append(res)
+        else:
+            rules.append(res)
+    rules = _unique_ids(rules)
+    return FileResult(NAME, rel, digest, rules=tuple(rules), errors=tuple(errors))
+
+
+def _unique_ids(rules: list[Rule]) -> list[Rule]:
+    """Collection members inherit the global ``id``; the catalog keys rules by id, so the 2nd+
+    member with an id already used in the same file becomes ``<id>#<document number>`` and
+    keeps the written id in ``extra["collection_id"]``."""
+    from dataclasses import replace
+
+    seen: set[str] = set()
+    out: list[Rule] = []
+    for r in rules:
+        if r.id in seen:
+            extra = dict(r.extra)
+            extra["collection_id"] = r.id
+            r = replace(r, id=f"{r.id}#{r.doc_index + 1}", extra=extra)
+        seen.add(r.id)
+        out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The reader
+# --------------------------------------------------------------------------------------------
+
+
+class SigmaSource:
+    """Reader of a SigmaHQ/sigma clone (see module doc)."""
+
+    name = NAME
+
+    def detect(self, root: Path) -> bool:
+        for p in rule_folders(root):
+            if p.name.startswith("rules") and next(_yaml_under(p), None) is not None:
+                return True
+        return False
+
+    def rule_files(self, root: Path) -> Iterable[Path]:
+        out: list[Path] = []
+        for folder in rule_folders(root):
+            out.extend(_yaml_under(folder))
+        return sorted(out)
+
+    def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
+        try:
+            return load_sigma_file(root, path, data)
+        except Exception as e:  # last resort: load_file never raises
+            rel = _rel(root, path)
+            return FileResult(NAME, rel, "", errors=(
+                LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
+            ))
+
+    def side_tables(self, root: Path) -> SideTables:
+        """Sigma has no macros/stories; the digest covers nothing so it stays stable."""
+        return SideTables()
+
+
+def _yaml_under(folder: Path) -> Iterable[Path]:
+    for p in folder.rglob("*"):
+        if p.suffix in (".yml", ".yaml") and p.is_file():
+            yield p
