@@ -1,0 +1,159 @@
+"""Windows event XML text: Splunk ``XmlWinEventLog`` exports (attack_data ``.log`` files),
+``wevtutil qe /f:xml`` output, ``<Events>`` documents, evtx ``records()`` XML.
+
+Records are cut out of the text with a fast ``str.find`` scan (one ``<Event ...>...</Event>``
+per record, any text between records ignored), then each is parsed on its own with the C
+ElementTree parser, so a bad record costs only itself. Values are strings, as written
+(``EventID`` is ``"4688"``; see :func:`ruleatlas.engine.events.as_int`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from ruleatlas.engine.events import SYSTEM_ATTRS, Event, ReadError
+
+CHUNK = 1 << 20
+MAX_RECORD = 64 << 20  # an <Event> longer than this is corrupt, not merely long
+_START = re.compile(r"<Event[\s>]")
+_NS_DECL = re.compile(r"""\sxmlns(?::\w+)?=(?:'[^']*'|"[^"]*")""")
+
+Report = Callable[[ReadError], None]
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2] if tag[:1] == "{" else tag
+
+
+def _system(system: ET.Element, out: dict[str, Any]) -> None:
+    for child in system:
+        tag = _local(child.tag)
+        if child.attrib:
+            names = SYSTEM_ATTRS.get(tag)
+            for ak, av in child.attrib.items():
+                ak = _local(ak)
+                out[names.get(ak, f"{tag}_{ak}") if names else f"{tag}_{ak}"] = av
+        text = child.text
+        if text is not None and text.strip():
+            out[tag] = text
+
+
+def _event_data(ed: ET.Element, out: dict[str, Any]) -> None:
+    unnamed: list[str] = []
+    for child in ed:
+        tag = _local(child.tag)
+        text = child.text if child.text is not None else ""
+        if tag == "Data":
+            name = child.attrib.get("Name")
+            if name is None:
+                unnamed.append(text)
+            else:
+                out[name] = text
+        else:
+            out[tag] = text
+    if unnamed:
+        out["Data"] = unnamed if len(unnamed) > 1 else unnamed[0]
+        for i, x in enumerate(unnamed, 1):
+            out[f"Data_{i}"] = x
+
+
+def _leaves(node: ET.Element, out: dict[str, Any]) -> None:
+    for child in node:
+        if len(child):
+            _leaves(child, out)
+        else:
+            out.setdefault(_local(child.tag), child.text if child.text is not None else "")
+
+
+def flatten_xml(root: ET.Element) -> dict[str, Any]:
+    """One parsed ``<Event>`` element -> flat fields (same names as the JSON flattener)."""
+    out: dict[str, Any] = {}
+    later: list[ET.Element] = []
+    for part in root:
+        tag = _local(part.tag)
+        if tag == "System":
+            _system(part, out)
+        else:
+            later.append(part)
+    for part in later:
+        tag = _local(part.tag)
+        if tag == "EventData":
+            _event_data(part, out)
+        elif tag == "UserData":
+            _leaves(part, out)
+        elif tag == "RenderingInfo":
+            for child in part:
+                ct = _local(child.tag)
+                if len(child):
+                    continue
+                key = "Message" if ct == "Message" else f"RenderingInfo_{ct}"
+                out.setdefault(key, child.text if child.text is not None else "")
+    return out
+
+
+def parse_record(text: str) -> dict[str, Any]:
+    """Parse one ``<Event>...</Event>`` string (raises ``ET.ParseError`` when malformed)."""
+    # The Event namespace only prefixes every tag; drop it from the opening tag (not from text:
+    # TaskContent holds whole escaped XML documents). Keep CRs in values: XML parsers turn
+    # CRLF into LF, so carriage returns are passed as character references.
+    head_end = text.find(">") + 1
+    text = _NS_DECL.sub("", text[:head_end]) + text[head_end:]
+    if "\r" in text:
+        try:
+            root = ET.fromstring(text.replace("\r", "&#13;"))
+        except ET.ParseError:
+            root = ET.fromstring(text)
+    else:
+        root = ET.fromstring(text)
+    if _local(root.tag) != "Event":
+        raise ET.ParseError(f"root element is <{_local(root.tag)}>, not <Event>")
+    return flatten_xml(root)
+
+
+def read_xml(stream: IO[bytes], name: str, report: Report) -> Iterator[Event]:
+    """Every ``<Event>`` record of a byte stream; bad records reported with their line."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    buf = ""
+    line = 1  # line number of buf[0]
+    eof = False
+    n = 0
+    while not eof:
+        chunk = stream.read(CHUNK)
+        if chunk:
+            buf += decoder.decode(chunk)
+        else:
+            buf += decoder.decode(b"", final=True)
+            eof = True
+        pos = 0  # scan position in buf; line counts newlines before ``counted``
+        counted = 0
+        while True:
+            m = _START.search(buf, pos)
+            if m is None:
+                pos = max(pos, len(buf) - 8)  # keep a "<Event" cut at the chunk end
+                break
+            start = m.start()
+            end = buf.find("</Event>", m.end())
+            nxt = _START.search(buf, m.end())
+            if end < 0 and nxt is None and not eof and len(buf) - start < MAX_RECORD:
+                pos = start
+                break  # the record goes on in the next chunk
+            line += buf.count("\n", counted, start)
+            counted = start
+            n += 1
+            if end < 0 or (nxt is not None and nxt.start() < end):
+                report(ReadError(name, line, f"record {n}: <Event> without </Event>", "line"))
+                pos = nxt.start() if nxt is not None else len(buf)
+                continue
+            pos = end + len("</Event>")
+            try:
+                fields = parse_record(buf[start:pos])
+            except ET.ParseError as e:
+                report(ReadError(name, line, f"record {n}: bad XML: {e}", "line"))
+            else:
+                yield Event(fields, name, n)
+        line += buf.count("\n", counted, pos)
+        buf = buf[pos:]
