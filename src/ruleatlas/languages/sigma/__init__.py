@@ -1,19 +1,60 @@
 """Sigma detections into the shared predicate model (issue 5).
 
-``analyze_sigma`` is registered as the ``sigma`` analyzer.
+``analyze_sigma`` is registered as the ``sigma`` analyzer. It reads the rule's section
+(``detection:``, ``correlation:`` or ``filter:``) from ``rule.body`` with positions
+(``spans.py``), lets pySigma read items and conditions, and lowers them (``lower.py``,
+``modifiers.py``; correlations and filters in ``documents.py``). It never raises: what cannot be
+represented becomes an ``Opaque`` node plus a located ``Problem``. See docs/sigma.md.
 """
 
 from __future__ import annotations
 
+import re
+
 from ruleatlas.languages import AnalysisContext, register
-from ruleatlas.model import Analysis, Problem, Rule, Stage, StageKind
+from ruleatlas.languages.sigma.documents import LOWER_SECTION
+from ruleatlas.languages.sigma.modifiers import MODIFIERS
+from ruleatlas.languages.sigma.spans import BlockError, locate
+from ruleatlas.model import Analysis, Problem, Rule, Span, Stage, StageKind
+
+__all__ = ["MODIFIERS", "analyze_sigma", "section_of"]
+
+_SECTION_KEY = re.compile(r"^(correlation|filter)[ \t]*:", re.M)
+
+
+def section_of(rule: Rule) -> str:
+    """``detection``, ``correlation`` or ``filter``: the rule type, else guessed from the body."""
+    if rule.type in LOWER_SECTION:
+        return rule.type
+    m = _SECTION_KEY.search(rule.body)
+    if m and not re.search(r"^detection[ \t]*:", rule.body, re.M):
+        return m.group(1)
+    return "detection"
 
 
 @register("sigma")
 def analyze_sigma(rule: Rule, ctx: AnalysisContext) -> Analysis:
-    """Placeholder until the Sigma lowering lands: one opaque stage, recorded as unsupported."""
+    """Analyze one Sigma rule document; never raises for bad input (problems say why)."""
+    section = section_of(rule)
+    try:
+        block = locate(rule.body, section, rule.line, rule.path, rule.query)
+    except (BlockError, ValueError) as exc:
+        line = getattr(exc, "line", None)
+        col = getattr(exc, "col", None)
+        loc = Span(line, col or 1, path=rule.path) if line else Span(rule.line, 1, path=rule.path)
+        return _opaque(rule, section, Problem(str(exc), "error", loc, "yaml"))
+    try:
+        return LOWER_SECTION[section](rule, block)
+    except Exception as exc:  # a bug here must not stop a build: record it loudly
+        return _opaque(rule, section, Problem(
+            f"Sigma lowering crashed: {type(exc).__name__}: {exc}", "error",
+            Span(rule.line, 1, path=rule.path), "crash",
+        ))
+
+
+def _opaque(rule: Rule, section: str, problem: Problem) -> Analysis:
     return Analysis(
         language="sigma",
-        stages=(Stage(0, "detection", rule.query, kind=StageKind.OPAQUE),),
-        problems=(Problem("Sigma lowering not available", "unsupported"),),
+        stages=(Stage(0, section, rule.query, kind=StageKind.OPAQUE),),
+        problems=(problem,),
     )
