@@ -1,14 +1,163 @@
 """Indicators: the (field, operator, value) rows a rule matches, normalised for counting.
 
 ``extract(rule, analysis)`` is the only entry point the build uses. Counting across the catalog
-happens in the store (a GROUP BY over the stored keys), so a rebuild recounts for free.
+happens in the store (a GROUP BY over the stored keys, ``store.indicators.recount``), so a
+rebuild recounts for free.
+
+What is an indicator (docs/indicators.md says the same for users):
+
+* every event-phase predicate of the rule, with its effective polarity (negated XOR an odd
+  number of ``Not`` above it), one row per (field as written, operator as written, negated),
+  values as written in first-seen order, each with a normalised key (``normalize.py``);
+* NOT an indicator, and reported by :func:`explain` with the reason instead of being dropped:
+  Splunk routing fields (``index source sourcetype eventtype tag host splunk_server`` and time
+  bounds) that macros expand to -- they say where to look, not what to look for; ``EventCode``
+  stays an indicator; result-phase predicates (``| where count > 10`` after ``stats``): they
+  test aggregates, not events; expressions (:class:`~ruleatlas.model.Condition`) and
+  :class:`~ruleatlas.model.Opaque` nodes, which have no field/op/value; predicates of a Sigma
+  selection that the condition never uses.
 """
 
 from __future__ import annotations
 
-from ruleatlas.model import Analysis, Indicator, Rule
+from dataclasses import dataclass
+
+from ruleatlas.indicators.normalize import display_op, field_key_of, predicate_keys
+from ruleatlas.model import (
+    Analysis,
+    Condition,
+    Indicator,
+    IndicatorValue,
+    Node,
+    Opaque,
+    Phase,
+    Predicate,
+    Rule,
+    predicates,
+    walk,
+)
+
+# Splunk fields that route a search to data rather than describe a detection (lower case).
+ROUTING_FIELDS: dict[str, frozenset[str]] = {
+    "spl": frozenset(
+        {
+            "index",
+            "source",
+            "sourcetype",
+            "eventtype",
+            "tag",
+            "host",
+            "splunk_server",
+            "earliest",
+            "latest",
+            "_index_earliest",
+            "_index_latest",
+        }
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A part of a rule's filter that is not an indicator, and why (nothing is dropped
+    silently: ``ruleatlas indicators --explain`` and the bench list these)."""
+
+    reason: str
+    field: str | None
+    op: str
+    text: str | None = None
+    stage: int | None = None
+
+
+def _is_routing(pred: Predicate, language: str) -> bool:
+    fields = ROUTING_FIELDS.get(language)
+    if not fields or pred.field is None:
+        return False
+    low = pred.field.lower()
+    return low in fields or low.startswith("tag::")
+
+
+def _skip_expr(n: Node, stage: int | None) -> Skipped | None:
+    if isinstance(n, Condition):
+        return Skipped("expression", None, "condition", n.text, stage)
+    if isinstance(n, Opaque):
+        return Skipped(f"opaque: {n.reason}", None, "opaque", n.text, stage)
+    return None
+
+
+def _event_predicates(
+    analysis: Analysis, skipped: list[Skipped]
+) -> list[tuple[Predicate, bool]]:
+    """Event-phase predicates with polarity: the whole-rule condition first (it carries the
+    true polarity of Sigma filters), then any stage predicate it does not already hold."""
+    out: list[tuple[Predicate, bool]] = []
+    seen: set[Predicate] = set()
+    for p, pos in predicates(analysis.condition):
+        if p.phase is Phase.RESULT:
+            skipped.append(Skipped("result phase", p.field, p.op.value, p.text, p.stage))
+            continue
+        out.append((p, pos))
+        seen.add(p)
+    for n in walk(analysis.condition):
+        s = _skip_expr(n, getattr(n, "stage", None))
+        if s is not None:
+            skipped.append(s)
+    has_condition = analysis.condition is not None
+    for st in analysis.stages:
+        for p, pos in predicates(st.condition):
+            if p in seen:
+                continue
+            if p.phase is Phase.RESULT or st.phase is Phase.RESULT:
+                skipped.append(Skipped("result phase", p.field, p.op.value, p.text, st.index))
+            elif has_condition and st.name is not None and analysis.language == "sigma":
+                skipped.append(
+                    Skipped(f"selection {st.name} not used by the condition", p.field,
+                            p.op.value, p.text, st.index)
+                )
+            else:
+                out.append((p, pos))
+                seen.add(p)
+        if not has_condition or st.phase is Phase.RESULT:
+            for n in walk(st.condition):
+                s = _skip_expr(n, st.index)
+                if s is not None:
+                    skipped.append(s)
+    return out
+
+
+def explain(rule: Rule, analysis: Analysis) -> tuple[tuple[Indicator, ...], tuple[Skipped, ...]]:
+    """Indicator rows of one rule, and what was not taken as an indicator (with reasons)."""
+    language = analysis.language or rule.language
+    skipped: list[Skipped] = []
+    rows: dict[tuple[str, str, bool], tuple[str, list[IndicatorValue], set[tuple[str, str]]]] = {}
+    for pred, positive in _event_predicates(analysis, skipped):
+        if _is_routing(pred, language):
+            skipped.append(Skipped("routing field", pred.field, pred.op.value, pred.text,
+                                   pred.stage))
+            continue
+        negated = pred.negated != (not positive)
+        field, info = field_key_of(pred)
+        pairs = predicate_keys(pred, language, negated)
+        if not pairs:
+            skipped.append(Skipped("no values", pred.field, pred.op.value, pred.text, pred.stage))
+            continue
+        row_id = (field, display_op(pred, language), negated)
+        row = rows.setdefault(row_id, (info.key, [], set()))
+        for shown, key in pairs:
+            if (shown, key) in row[2]:
+                continue
+            row[2].add((shown, key))
+            row[1].append(IndicatorValue(shown, key))
+    inds = tuple(
+        Indicator(field=f, op=op, values=tuple(vals), field_key=fk, negated=neg)
+        for (f, op, neg), (fk, vals, _) in rows.items()
+    )
+    return inds, tuple(skipped)
 
 
 def extract(rule: Rule, analysis: Analysis) -> tuple[Indicator, ...]:
-    """Indicator rows of one rule. Placeholder until the indicators work (issue 5) lands."""
-    return ()
+    """Indicator rows of one rule (see the module docstring for what counts)."""
+    return explain(rule, analysis)[0]
+
+
+__all__ = ["ROUTING_FIELDS", "Skipped", "explain", "extract"]
