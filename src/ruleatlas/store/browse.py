@@ -1,0 +1,834 @@
+"""Read-only queries the web catalog needs and the catalog API does not offer.
+
+The web layer never imports ``sqlite3``: it asks :class:`ReadPool` for a per-thread read-only
+connection (``mode=ro``, so a bug in a page can never write) and calls the functions here, which
+return plain dicts/dataclasses that feed both the HTML templates and the JSON twins.
+
+Everything is written against ``store/schema.sql`` so the pages work whatever state the other
+layers are in (an empty ``attack_techniques`` table, no ``test_results`` yet, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# --------------------------------------------------------------------------------------------
+# Connections
+# --------------------------------------------------------------------------------------------
+
+
+class BrowseError(ValueError):
+    """A catalog that cannot be opened for browsing (missing file, not a catalog)."""
+
+
+def connect_ro(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection: ``mode=ro`` makes writes fail inside SQLite itself."""
+    p = Path(path).resolve()
+    if not p.is_file():
+        raise BrowseError(f"catalog not found: {p}")
+    conn = sqlite3.connect(f"{p.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA query_only = 1")
+    # Bound runaway queries (a pathological FTS query): abort after ~2 s of VM steps.
+    return conn
+
+
+class ReadPool:
+    """One read-only connection per thread (Starlette runs sync reads in a thread pool)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        connect_ro(self.path).close()  # fail early, with a clear message
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect_ro(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._all:
+                c.close()
+            self._all.clear()
+
+
+def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+# --------------------------------------------------------------------------------------------
+# ATT&CK reference: tactic order of the Enterprise matrix
+# --------------------------------------------------------------------------------------------
+
+TACTICS: tuple[tuple[str, str, str], ...] = (
+    ("reconnaissance", "Reconnaissance", "TA0043"),
+    ("resource-development", "Resource Development", "TA0042"),
+    ("initial-access", "Initial Access", "TA0001"),
+    ("execution", "Execution", "TA0002"),
+    ("persistence", "Persistence", "TA0003"),
+    ("privilege-escalation", "Privilege Escalation", "TA0004"),
+    ("defense-evasion", "Defense Evasion", "TA0005"),
+    ("credential-access", "Credential Access", "TA0006"),
+    ("discovery", "Discovery", "TA0007"),
+    ("lateral-movement", "Lateral Movement", "TA0008"),
+    ("collection", "Collection", "TA0009"),
+    ("command-and-control", "Command and Control", "TA0011"),
+    ("exfiltration", "Exfiltration", "TA0010"),
+    ("impact", "Impact", "TA0040"),
+)
+TACTIC_NAMES: dict[str, str] = {t[0]: t[1] for t in TACTICS}
+TECHNIQUE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
+
+
+def tactic_name(short: str) -> str:
+    return TACTIC_NAMES.get(short, short.replace("-", " ").title())
+
+
+# --------------------------------------------------------------------------------------------
+# Overview
+# --------------------------------------------------------------------------------------------
+
+
+def overview(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Counts for the home page: rules per source, errors, techniques, indicators."""
+    by_source = {
+        r[0]: r[1]
+        for r in conn.execute("SELECT source, count(*) FROM rules GROUP BY source ORDER BY 1")
+    }
+    one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+    return {
+        "rules": sum(by_source.values()),
+        "by_source": by_source,
+        "techniques": one("SELECT count(DISTINCT technique) FROM rule_attack"),
+        "indicators": one("SELECT count(*) FROM indicator_counts"),
+        "macros": one("SELECT count(*) FROM macros"),
+        "stories": one("SELECT count(*) FROM stories"),
+        "load_errors": one("SELECT count(*) FROM load_errors"),
+        "events": one("SELECT count(*) FROM (SELECT DISTINCT channel, event_id FROM rule_events)"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Search with filters and facets
+# --------------------------------------------------------------------------------------------
+
+SORTS: dict[str, str] = {
+    "relevance": "rank, r.title COLLATE NOCASE",
+    "title": "r.title COLLATE NOCASE, r.id",
+    "-title": "r.title COLLATE NOCASE DESC, r.id",
+    "modified": "coalesce(r.modified, r.date, '') , r.id",
+    "-modified": "coalesce(r.modified, r.date, '') DESC, r.id",
+    "severity": "sev_rank, r.title COLLATE NOCASE",
+    "-severity": "sev_rank DESC, r.title COLLATE NOCASE",
+    "source": "r.source, r.title COLLATE NOCASE",
+}
+SEVERITY_RANK = (
+    "CASE lower(coalesce(r.severity,'')) WHEN 'informational' THEN 0 WHEN 'low' THEN 1 "
+    "WHEN 'medium' THEN 2 WHEN 'high' THEN 3 WHEN 'critical' THEN 4 ELSE -1 END"
+)
+
+# filter name -> SQL condition on alias r taking one parameter (OR across values of one filter)
+FILTER_SQL: dict[str, str] = {
+    "source": "r.source = ?",
+    "status": "r.status = ?",
+    "severity": "lower(r.severity) = lower(?)",
+    "language": "r.language = ?",
+    "type": "r.type = ?",
+    "technique": "EXISTS (SELECT 1 FROM rule_attack a WHERE a.rule_id = r.id "
+    "AND (a.technique = upper(?1) OR a.technique LIKE upper(?1) || '.%'))",
+    "tactic": "EXISTS (SELECT 1 FROM rule_attack a JOIN attack_techniques t "
+    "ON t.technique = a.technique, json_each(t.tactics) j "
+    "WHERE a.rule_id = r.id AND j.value = ?)",
+    "data_source": "EXISTS (SELECT 1 FROM rule_data_sources d WHERE d.rule_id = r.id "
+    "AND d.data_source = ?)",
+    "channel": "EXISTS (SELECT 1 FROM rule_events e WHERE e.rule_id = r.id AND e.channel = ?)",
+    "event_id": "EXISTS (SELECT 1 FROM rule_events e WHERE e.rule_id = r.id AND e.event_id = ?)",
+    "story": "EXISTS (SELECT 1 FROM rule_stories s WHERE s.rule_id = r.id AND s.story = ?)",
+    "macro": "EXISTS (SELECT 1 FROM rule_macros m WHERE m.rule_id = r.id AND m.macro = ?)",
+    "test": "coalesce((SELECT tr.status FROM test_results tr WHERE tr.rule_id = r.id), "
+    "CASE WHEN r.rule_json LIKE '%\"tests\": [{%' OR r.rule_json LIKE '%\"tests\":[{%' "
+    "THEN 'untested' ELSE 'none' END) = ?",
+}
+
+# facet name -> SQL producing (value, count) over the CTE ``hits(id)``
+FACET_SQL: dict[str, str] = {
+    "source": "SELECT r.source, count(*) FROM hits h JOIN rules r ON r.id = h.id "
+    "GROUP BY 1 ORDER BY 2 DESC, 1",
+    "status": "SELECT r.status, count(*) FROM hits h JOIN rules r ON r.id = h.id "
+    "WHERE r.status IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+    "severity": "SELECT lower(r.severity), count(*) FROM hits h JOIN rules r ON r.id = h.id "
+    "WHERE r.severity IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+    "language": "SELECT r.language, count(*) FROM hits h JOIN rules r ON r.id = h.id "
+    "GROUP BY 1 ORDER BY 2 DESC, 1",
+    "type": "SELECT r.type, count(*) FROM hits h JOIN rules r ON r.id = h.id "
+    "WHERE r.type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+    "tactic": "SELECT j.value, count(DISTINCT h.id) FROM hits h JOIN rule_attack a "
+    "ON a.rule_id = h.id JOIN attack_techniques t ON t.technique = a.technique, "
+    "json_each(t.tactics) j GROUP BY 1 ORDER BY 2 DESC, 1",
+    "technique": "SELECT a.technique, count(DISTINCT h.id) FROM hits h JOIN rule_attack a "
+    "ON a.rule_id = h.id GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 25",
+    "data_source": "SELECT d.data_source, count(DISTINCT h.id) FROM hits h "
+    "JOIN rule_data_sources d ON d.rule_id = h.id GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 25",
+    "channel": "SELECT e.channel, count(DISTINCT h.id) FROM hits h "
+    "JOIN rule_events e ON e.rule_id = h.id GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 25",
+    "test": "SELECT coalesce(tr.status, CASE WHEN r.rule_json LIKE '%\"tests\": [{%' "
+    "OR r.rule_json LIKE '%\"tests\":[{%' THEN 'untested' ELSE 'none' END), count(*) "
+    "FROM hits h JOIN rules r ON r.id = h.id LEFT JOIN test_results tr ON tr.rule_id = h.id "
+    "GROUP BY 1 ORDER BY 2 DESC, 1",
+}
+MARK_START, MARK_END = "\x02", "\x03"
+
+
+def fts_query(text: str) -> str:
+    """User text as a safe FTS5 query: every word quoted (no FTS syntax injection), the last
+    one as a prefix so ``wmie`` already finds ``wmiexec``."""
+    words = [w for w in re.split(r"\s+", text.strip()) if w]
+    out = ['"' + w.replace('"', '""') + '"' for w in words]
+    if out and len(words[-1]) >= 3:
+        out[-1] += "*"
+    return " ".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    id: str
+    source: str
+    title: str
+    status: str | None
+    severity: str | None
+    type: str | None
+    language: str
+    modified: str | None
+    techniques: tuple[str, ...]
+    snippet: str | None  # with MARK_START/MARK_END markers around matches, unescaped
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["techniques"] = list(self.techniques)
+        if self.snippet is not None:
+            d["snippet"] = self.snippet.replace(MARK_START, "<<").replace(MARK_END, ">>")
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    total: int
+    hits: tuple[SearchHit, ...]
+    facets: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+
+
+def search(
+    conn: sqlite3.Connection,
+    q: str | None,
+    filters: Mapping[str, Sequence[str]],
+    sort: str = "relevance",
+    page: int = 1,
+    per_page: int = 50,
+    with_facets: bool = True,
+) -> SearchResult:
+    """Ranked full-text search with combinable filters (AND across filters, OR within one)."""
+    where: list[str] = []
+    params: list[Any] = []
+    use_fts = bool(q and q.strip())
+    for name, values in filters.items():
+        if not values:
+            continue
+        sql = FILTER_SQL[name]
+        ors = []
+        for v in values:
+            ors.append("(" + sql.replace("?1", "?") + ")")
+            params.extend([v] * sql.count("?1") if "?1" in sql else [v])
+        where.append("(" + " OR ".join(ors) + ")")
+    if use_fts:
+        base = (
+            "SELECT r.id AS id, f.rank AS rank FROM rules_fts f JOIN rules r ON r.id = f.id "
+            "WHERE rules_fts MATCH ?"
+        )
+        params = [fts_query(q or ""), *params]
+    else:
+        base = "SELECT r.id AS id, 0 AS rank FROM rules r WHERE 1"
+    hits_sql = base + "".join(" AND " + w for w in where)
+    if sort == "relevance" and not use_fts:
+        sort = "title"
+    order = SORTS[sort]
+    total = conn.execute(f"SELECT count(*) FROM ({hits_sql})", params).fetchone()[0]
+    offset = (page - 1) * per_page
+    page_sql = (
+        f"WITH hits AS ({hits_sql}) SELECT r.id, r.source, r.title, r.status, r.severity, r.type, "
+        f"r.language, coalesce(r.modified, r.date), "
+        f"(SELECT group_concat(technique, ' ') FROM rule_attack a WHERE a.rule_id = r.id), "
+        f"{SEVERITY_RANK} AS sev_rank, h.rank AS rank "
+        f"FROM hits h JOIN rules r ON r.id = h.id ORDER BY {order} LIMIT ? OFFSET ?"
+    )
+    rows = conn.execute(page_sql, [*params, per_page, offset]).fetchall()
+    snippets: dict[str, str] = {}
+    if use_fts and rows:
+        marks = "?, ?, '…'"
+        snip_sql = (
+            f"SELECT id, snippet(rules_fts, 1, {marks}, 8), snippet(rules_fts, 2, {marks}, 24), "
+            f"snippet(rules_fts, 3, {marks}, 16) FROM rules_fts WHERE rules_fts MATCH ? "
+            f"AND id IN ({','.join('?' * len(rows))})"
+        )
+        for s in conn.execute(
+            snip_sql, [*[MARK_START, MARK_END] * 3, fts_query(q or ""), *[r[0] for r in rows]]
+        ):
+            parts = [x for x in (s[2], s[3], s[1]) if x and MARK_START in x]
+            if parts:
+                snippets[s[0]] = parts[0]
+    hits = [
+        SearchHit(
+            id=row[0],
+            source=row[1],
+            title=row[2],
+            status=row[3],
+            severity=row[4],
+            type=row[5],
+            language=row[6],
+            modified=row[7],
+            techniques=tuple(sorted((row[8] or "").split())),
+            snippet=snippets.get(row[0]),
+        )
+        for row in rows
+    ]
+    facets: dict[str, tuple[tuple[str, int], ...]] = {}
+    if with_facets:
+        for name, sql in FACET_SQL.items():
+            rows = conn.execute(f"WITH hits AS ({hits_sql}) {sql}", params).fetchall()
+            facets[name] = tuple((str(r[0]), int(r[1])) for r in rows if r[0] is not None)
+    return SearchResult(total=total, hits=tuple(hits), facets=facets)
+
+
+# --------------------------------------------------------------------------------------------
+# One rule (fallback for api.documents.rule_document, and web-only extras)
+# --------------------------------------------------------------------------------------------
+
+
+def rule_exists(conn: sqlite3.Connection, rule_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule_id,)).fetchone() is not None
+
+
+def test_result(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | None:
+    """The engine's last result for a rule, or None (also when the table is absent)."""
+    if not _table_exists(conn, "test_results"):
+        return None
+    row = conn.execute(
+        "SELECT status, matched, expected, reason, detail, ran_at FROM test_results "
+        "WHERE rule_id = ?",
+        (rule_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "status": row[0],
+        "matched": row[1],
+        "expected": row[2],
+        "reason": row[3],
+        "detail": _loads(row[4], None),
+        "ran_at": row[5],
+    }
+
+
+def corpus_counts(
+    conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(field_key, key): {"total": n, "sigma": a, "splunk": b}}`` for the given keys."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for fk, k in set(keys):
+        row = conn.execute(
+            "SELECT total, by_source FROM indicator_counts WHERE field_key = ? AND key = ?",
+            (fk, k),
+        ).fetchone()
+        if row is not None:
+            out[(fk, k)] = {"total": row[0], **_loads(row[1], {})}
+    return out
+
+
+def _stage_predicates(cond: Any) -> list[dict[str, Any]]:
+    """Flatten a stage's condition tree (JSON form) into predicate rows for display."""
+    out: list[dict[str, Any]] = []
+
+    def rec(n: Any, positive: bool) -> None:
+        if not isinstance(n, dict):
+            return
+        t = n.get("type")
+        if t == "predicate":
+            out.append(
+                {
+                    "field": n.get("field"),
+                    "op": n.get("op"),
+                    "values": [_value_text(v) for v in n.get("values", [])],
+                    "negated": bool(n.get("negated")) != (not positive),
+                    "text": n.get("text"),
+                }
+            )
+        elif t in ("and", "or"):
+            for a in n.get("args", []):
+                rec(a, positive)
+        elif t == "not":
+            rec(n.get("arg"), not positive)
+        elif t in ("condition", "opaque"):
+            out.append(
+                {"field": None, "op": t, "values": [n.get("text", "")], "negated": not positive,
+                 "text": n.get("text"), "reason": n.get("reason")}
+            )
+
+    rec(cond, True)
+    return out
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, dict):
+        if "pattern" in v:
+            return "".join(p["wild"] if isinstance(p, dict) else p for p in v["pattern"])
+        if "regex" in v:
+            return f"/{v['regex']}/{''.join(v.get('flags', []))}"
+        if "fieldref" in v:
+            return str(v["fieldref"])
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def rule_document(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | None:
+    """The rule page's data, with the keys of ``api.documents.rule_document`` (used when that
+    module is not available)."""
+    row = conn.execute("SELECT * FROM rules WHERE id = ?", (rule_id,)).fetchone()
+    if row is None:
+        return None
+    rule = _loads(row["rule_json"], {})
+    analysis = _loads(row["analysis_json"], {}) or {}
+    attack = []
+    for a in conn.execute(
+        "SELECT a.technique, t.name, t.tactics FROM rule_attack a LEFT JOIN attack_techniques t "
+        "ON t.technique = a.technique WHERE a.rule_id = ? ORDER BY a.technique",
+        (rule_id,),
+    ):
+        attack.append({"technique": a[0], "name": a[1], "tactics": _loads(a[2], [])})
+    events = [
+        {"channel": e[0], "event_id": e[1] or None}
+        for e in conn.execute(
+            "SELECT channel, event_id FROM rule_events WHERE rule_id = ? ORDER BY 1, 2", (rule_id,)
+        )
+    ]
+    data_sources = [
+        r[0]
+        for r in conn.execute(
+            "SELECT data_source FROM rule_data_sources WHERE rule_id = ? ORDER BY 1", (rule_id,)
+        )
+    ]
+    rows: dict[int, dict[str, Any]] = {}
+    ind = conn.execute(
+        "SELECT row, field, op, negated, value, field_key, key FROM indicators WHERE rule_id = ? "
+        "ORDER BY row, rowid",
+        (rule_id,),
+    ).fetchall()
+    counts = corpus_counts(conn, ((r[5], r[6]) for r in ind))
+    for r in ind:
+        entry = rows.setdefault(
+            r[0],
+            {"field": r[1], "op": r[2], "negated": bool(r[3]), "field_key": r[5], "values": []},
+        )
+        c = counts.get((r[5], r[6]), {"total": 0})
+        entry["values"].append(
+            {
+                "value": r[4],
+                "key": r[6],
+                "corpus": {"total": c.get("total", 0), "sigma": c.get("sigma", 0),
+                           "splunk": c.get("splunk", 0)},
+                "by_source": {k: v for k, v in c.items() if k != "total"},
+            }
+        )
+    stages = []
+    for s in analysis.get("stages", []):
+        stages.append(
+            {
+                "index": s.get("index"),
+                "command": s.get("command"),
+                "text": s.get("text"),
+                "expanded": s.get("expanded"),
+                "kind": s.get("kind"),
+                "name": s.get("name"),
+                "by": s.get("by", []),
+                "notes": s.get("notes", []),
+                "predicates": _stage_predicates(s.get("condition")),
+            }
+        )
+    stories = [
+        r[0]
+        for r in conn.execute(
+            "SELECT story FROM rule_stories WHERE rule_id = ? ORDER BY 1", (rule_id,)
+        )
+    ]
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "title": row["title"],
+        "status": row["status"],
+        "severity": row["severity"],
+        "author": row["author"],
+        "date": row["date"],
+        "modified": row["modified"],
+        "type": row["type"],
+        "language": row["language"],
+        "path": row["path"],
+        "source_url": row["source_url"],
+        "description": row["description"],
+        "attack": attack,
+        "events": events,
+        "data_sources": data_sources,
+        "group_by": _loads(row["group_by_json"], []),
+        "body": row["body"],
+        "query": row["query"],
+        "stages": stages,
+        "indicators": list(rows.values()),
+        "references": list(rule.get("references", [])),
+        "falsepositives": list(rule.get("falsepositives", [])),
+        "how_to_implement": row["how_to_implement"],
+        "tests": list(rule.get("tests", [])),
+        "test_result": test_result(conn, rule_id),
+        "stories": stories,
+        "problems": analysis.get("problems", []),
+        "logsource": rule.get("logsource", {}),
+        "tags": list(rule.get("tags", [])),
+    }
+
+
+def similar_rules(conn: sqlite3.Connection, rule_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Rules of any source sharing indicators with this one, rarer shared indicators weighing
+    more (a shared ``EventCode=4104`` says little, a shared ``*invoke-wmiexec*`` says a lot)."""
+    rows = conn.execute(
+        "SELECT i2.rule_id, r.title, r.source, count(DISTINCT i2.field_key || char(0) || i2.key),"
+        " sum(1.0 / max(c.total, 1)) AS score "
+        "FROM (SELECT DISTINCT field_key, key FROM indicators WHERE rule_id = ?1 AND negated = 0)"
+        " i1 JOIN indicators i2 ON i2.field_key = i1.field_key AND i2.key = i1.key "
+        "AND i2.rule_id <> ?1 AND i2.negated = 0 "
+        "JOIN rules r ON r.id = i2.rule_id "
+        "LEFT JOIN indicator_counts c ON c.field_key = i1.field_key AND c.key = i1.key "
+        "GROUP BY 1 ORDER BY score DESC, 4 DESC, 2 LIMIT ?2",
+        (rule_id, limit),
+    ).fetchall()
+    return [
+        {"id": r[0], "title": r[1], "source": r[2], "shared": r[3], "score": round(r[4], 4)}
+        for r in rows
+    ]
+
+
+def titles(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``{id: (title, source)}`` for ids that exist."""
+    out = {}
+    for i in set(ids):
+        r = conn.execute("SELECT title, source FROM rules WHERE id = ?", (i,)).fetchone()
+        if r:
+            out[i] = (r[0], r[1])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Indicators
+# --------------------------------------------------------------------------------------------
+
+
+def indicator_rules(conn: sqlite3.Connection, field_key: str, key: str) -> dict[str, Any]:
+    """Every rule with the indicator ``(field_key, key)``, grouped by source."""
+    rows = conn.execute(
+        "SELECT DISTINCT i.rule_id, r.title, r.source, i.field, i.op, i.value, i.negated "
+        "FROM indicators i JOIN rules r ON r.id = i.rule_id "
+        "WHERE i.field_key = ? AND i.key = ? ORDER BY r.source, r.title COLLATE NOCASE",
+        (field_key, key),
+    ).fetchall()
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    written: set[str] = set()
+    for r in rows:
+        written.add(r[5])
+        if (r[0], r[2]) in seen:
+            continue
+        seen.add((r[0], r[2]))
+        by_source[r[2]].append(
+            {"id": r[0], "title": r[1], "field": r[3], "op": r[4], "value": r[5],
+             "negated": bool(r[6])}
+        )
+    c = corpus_counts(conn, [(field_key, key)]).get((field_key, key))
+    return {
+        "field": field_key,
+        "key": key,
+        "written": sorted(written),
+        "total": len(seen),
+        "corpus": c,
+        "by_source": dict(sorted(by_source.items())),
+    }
+
+
+def indicator_fields(conn: sqlite3.Connection, limit: int = 60) -> list[tuple[str, int]]:
+    """Fields by number of distinct indicator values."""
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT field_key, count(*) FROM indicator_counts GROUP BY 1 ORDER BY 2 DESC, 1 "
+            "LIMIT ?",
+            (limit,),
+        )
+    ]
+
+
+def indicator_explorer(
+    conn: sqlite3.Connection, field_key: str | None, per_field: int = 10, fields: int = 12
+) -> list[dict[str, Any]]:
+    """Most common and rarest indicators per field (one field, or the busiest fields)."""
+    names = [field_key] if field_key else [f for f, _ in indicator_fields(conn, fields)]
+    out = []
+    for f in names:
+        common = conn.execute(
+            "SELECT key, total, by_source FROM indicator_counts WHERE field_key = ? "
+            "ORDER BY total DESC, key LIMIT ?",
+            (f, per_field),
+        ).fetchall()
+        rare = conn.execute(
+            "SELECT key, total, by_source FROM indicator_counts WHERE field_key = ? "
+            "ORDER BY total, key LIMIT ?",
+            (f, per_field),
+        ).fetchall()
+        n = conn.execute(
+            "SELECT count(*) FROM indicator_counts WHERE field_key = ?", (f,)
+        ).fetchone()[0]
+        row = lambda r: {"key": r[0], "total": r[1], "by_source": _loads(r[2], {})}  # noqa: E731
+        out.append(
+            {"field": f, "distinct": n, "common": [row(r) for r in common],
+             "rare": [row(r) for r in rare]}
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# ATT&CK matrix
+# --------------------------------------------------------------------------------------------
+
+
+def attack_counts(conn: sqlite3.Connection, source: str | None) -> dict[str, int]:
+    """Rules per technique id (a sub-technique's rules also count for its parent)."""
+    sql = (
+        "SELECT a.technique, count(DISTINCT a.rule_id) FROM rule_attack a "
+        "JOIN rules r ON r.id = a.rule_id " + ("WHERE r.source = ? " if source else "")
+        + "GROUP BY 1"
+    )
+    direct = {r[0]: r[1] for r in conn.execute(sql, (source,) if source else ())}
+    psql = (
+        "SELECT substr(a.technique, 1, 5), count(DISTINCT a.rule_id) FROM rule_attack a "
+        "JOIN rules r ON r.id = a.rule_id WHERE a.technique LIKE 'T____._%' "
+        + ("AND r.source = ? " if source else "") + "GROUP BY 1"
+    )
+    roll = {r[0]: r[1] for r in conn.execute(psql, (source,) if source else ())}
+    out = dict(direct)
+    for parent, n in roll.items():
+        # distinct rules over parent + subs: exact count
+        out[parent] = conn.execute(
+            "SELECT count(DISTINCT a.rule_id) FROM rule_attack a JOIN rules r ON r.id = a.rule_id"
+            " WHERE (a.technique = ? OR a.technique LIKE ? || '.%')"
+            + (" AND r.source = ?" if source else ""),
+            (parent, parent, source) if source else (parent, parent),
+        ).fetchone()[0]
+        del n
+    return out
+
+
+def attack_matrix(conn: sqlite3.Connection, source: str | None) -> dict[str, Any]:
+    """The Enterprise matrix: tactic columns of techniques (with sub-techniques), rule counts."""
+    counts = attack_counts(conn, source)
+    techs = conn.execute(
+        "SELECT technique, name, tactics, parent FROM attack_techniques "
+        "WHERE revoked = 0 AND deprecated = 0 ORDER BY name COLLATE NOCASE"
+    ).fetchall()
+    names = {t[0]: t[1] for t in techs}
+    subs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    columns: dict[str, list[dict[str, Any]]] = {t[0]: [] for t in TACTICS}
+    for t in techs:
+        if t[3]:
+            subs[t[3]].append({"id": t[0], "name": t[1], "count": counts.get(t[0], 0)})
+    for t in techs:
+        if t[3]:
+            continue
+        cell = {
+            "id": t[0],
+            "name": t[1],
+            "count": counts.get(t[0], 0),
+            "subs": sorted(subs.get(t[0], []), key=lambda s: s["id"]),
+        }
+        for tac in _loads(t[2], []):
+            columns.setdefault(tac, []).append(cell)
+    unknown = sorted(k for k in counts if k not in names)
+    maxc = max(counts.values(), default=0)
+    return {
+        "source": source,
+        "sources": [r[0] for r in conn.execute("SELECT DISTINCT source FROM rules ORDER BY 1")],
+        "tactics": [
+            {"id": tac, "name": tactic_name(tac), "techniques": cells,
+             "covered": sum(1 for c in cells if c["count"])}
+            for tac, cells in columns.items()
+            if cells
+        ],
+        "unknown": [{"id": k, "count": counts[k]} for k in unknown],
+        "max": maxc,
+        "covered": sum(1 for k in counts if k in names),
+        "reference": len(names),
+        "counts": counts,
+        "names": names,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Events, macros, stories
+# --------------------------------------------------------------------------------------------
+
+
+def event_coverage(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Events (channel + id) and data sources with rule counts per source."""
+    events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for r in conn.execute(
+        "SELECT e.channel, e.event_id, r.source, count(DISTINCT e.rule_id) FROM rule_events e "
+        "JOIN rules r ON r.id = e.rule_id GROUP BY 1, 2, 3"
+    ):
+        events[(r[0], r[1])][r[2]] = r[3]
+    ds: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in conn.execute(
+        "SELECT d.data_source, r.source, count(DISTINCT d.rule_id) FROM rule_data_sources d "
+        "JOIN rules r ON r.id = d.rule_id GROUP BY 1, 2"
+    ):
+        ds[r[0]][r[1]] = r[2]
+    sources = [r[0] for r in conn.execute("SELECT DISTINCT source FROM rules ORDER BY 1")]
+    ev_rows = sorted(
+        (
+            {"channel": c, "event_id": e or None, "by_source": bs, "total": sum(bs.values())}
+            for (c, e), bs in events.items()
+        ),
+        key=lambda x: (-x["total"], x["channel"], x["event_id"] or ""),
+    )
+    ds_rows = sorted(
+        ({"name": n, "by_source": bs, "total": sum(bs.values())} for n, bs in ds.items()),
+        key=lambda x: (-x["total"], x["name"]),
+    )
+    return {"sources": sources, "events": ev_rows, "data_sources": ds_rows}
+
+
+def macros(conn: sqlite3.Connection, name: str | None = None) -> list[dict[str, Any]]:
+    """Macro definitions with the rules that use them."""
+    usage: dict[str, int] = {
+        r[0]: r[1] for r in conn.execute("SELECT macro, count(*) FROM rule_macros GROUP BY 1")
+    }
+    sql = "SELECT name, nargs, arguments, definition, description, path FROM macros"
+    params: tuple[Any, ...] = ()
+    if name:
+        sql += " WHERE name = ?"
+        params = (name,)
+    out = []
+    for r in conn.execute(sql + " ORDER BY name, nargs", params):
+        key = f"{r[0]}({r[1]})" if r[1] else r[0]
+        item = {
+            "name": r[0],
+            "key": key,
+            "arguments": _loads(r[2], []),
+            "definition": r[3],
+            "description": r[4],
+            "path": r[5],
+            "used_by": usage.get(key, 0),
+        }
+        if name:
+            item["rules"] = [
+                {"id": x[0], "title": x[1], "source": x[2]}
+                for x in conn.execute(
+                    "SELECT r.id, r.title, r.source FROM rule_macros m JOIN rules r "
+                    "ON r.id = m.rule_id WHERE m.macro = ? ORDER BY r.title COLLATE NOCASE",
+                    (key,),
+                )
+            ]
+        out.append(item)
+    return out
+
+
+def stories(conn: sqlite3.Connection, name: str | None = None) -> list[dict[str, Any]]:
+    """Analytic stories with their rule counts (and rules, for one story)."""
+    members: dict[str, int] = {
+        r[0]: r[1] for r in conn.execute("SELECT story, count(*) FROM rule_stories GROUP BY 1")
+    }
+    names = {r[0]: (r[1], _loads(r[2], {})) for r in conn.execute(
+        "SELECT name, source, doc FROM stories" + (" WHERE name = ?" if name else ""),
+        (name,) if name else (),
+    )}
+    if name and name not in names and name in members:
+        names[name] = ("", {})
+    if not name:
+        for s in members:
+            names.setdefault(s, ("", {}))
+    out = []
+    for n in sorted(names, key=str.lower):
+        src, doc = names[n]
+        item: dict[str, Any] = {
+            "name": n,
+            "source": src,
+            "description": str(doc.get("description", "") or ""),
+            "rules_count": members.get(n, 0),
+        }
+        if name:
+            item["narrative"] = str(doc.get("narrative", "") or "")
+            item["references"] = [str(x) for x in doc.get("references", []) or []]
+            item["rules"] = [
+                {"id": x[0], "title": x[1], "source": x[2]}
+                for x in conn.execute(
+                    "SELECT r.id, r.title, r.source FROM rule_stories s JOIN rules r "
+                    "ON r.id = s.rule_id WHERE s.story = ? ORDER BY r.title COLLATE NOCASE",
+                    (n,),
+                )
+            ]
+        out.append(item)
+    return out
+
+
+def all_rule_ids(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT id FROM rules ORDER BY id")]
+
+
+def search_index(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Compact rows for the exported site's client-side search."""
+    out = []
+    for r in conn.execute(
+        "SELECT r.id, r.title, r.source, r.status, r.severity, substr(r.description, 1, 300), "
+        "(SELECT group_concat(technique, ' ') FROM rule_attack a WHERE a.rule_id = r.id) "
+        "FROM rules r ORDER BY r.title COLLATE NOCASE"
+    ):
+        out.append(
+            {"id": r[0], "t": r[1], "s": r[2], "st": r[3], "sv": r[4], "d": r[5],
+             "a": (r[6] or "").split()}
+        )
+    return out
+
+
+def indicator_keys(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute("SELECT field_key, key FROM indicator_counts")]

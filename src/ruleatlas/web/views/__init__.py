@@ -1,0 +1,48 @@
+"""Pages of the web catalog: one module per page, each a list of :class:`Page` entries.
+
+A page is a pure ``build(ctx) -> dict`` plus a template: the same dict is the HTML page's
+context and, with ``ok: true``, the JSON twin under ``/api`` (Datasette's pattern), so the two can
+never disagree. ``PAGES`` is the registry the app, the OpenAPI description, the export and the
+tests all walk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruleatlas.web.params import Param
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What a page builder gets: a read-only connection, path parameters, validated query."""
+
+    conn: sqlite3.Connection
+    path: Mapping[str, str]
+    args: Mapping[str, Any]
+    catalog: Callable[[], Any] | None = None  # the shared Catalog object, when available
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    name: str
+    path: str
+    template: str | None
+    build: Callable[[Ctx], dict[str, Any]]
+    summary: str
+    params: Mapping[str, Param] = field(default_factory=dict)
+    path_params: Mapping[str, str] = field(default_factory=dict)  # name -> help
+    api: bool = True  # has a JSON twin under /api
+    title: Callable[[dict[str, Any]], str] | None = None
+
+
+def all_pages() -> list[Page]:
+    from ruleatlas.web.views import attack, events, home, indicators, macros, rule, rules, stories
+
+    pages: list[Page] = []
+    for mod in (home, rules, rule, indicators, attack, events, macros, stories):
+        pages.extend(mod.PAGES)
+    return pages

@@ -1,0 +1,45 @@
+"""``/indicators``: the explorer (most common and rarest values per field) and
+``/indicators/{field}/{key}``: every rule with one indicator, grouped by source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ruleatlas.store import browse
+from ruleatlas.web.params import Int, Param, WebError
+from ruleatlas.web.views import Ctx, Page
+
+EXPLORER_PARAMS: dict[str, Param] = {
+    "field": Param("canonical field name; all busy fields when absent", max_len=200),
+    "limit": Int("values listed per field and end", lo=1, hi=100, default=10),
+}
+
+
+def build_explorer(ctx: Ctx) -> dict[str, Any]:
+    f = ctx.args["field"]
+    return {
+        "field": f,
+        "fields": [[n, c] for n, c in browse.indicator_fields(ctx.conn, 200)],
+        "explorer": browse.indicator_explorer(ctx.conn, f, per_field=ctx.args["limit"]),
+    }
+
+
+def build_indicator(ctx: Ctx) -> dict[str, Any]:
+    field, key = ctx.path["field"], ctx.path["key"]
+    if len(key) > 4000 or len(field) > 200:
+        raise WebError(400, "indicator field or key too long")
+    data = browse.indicator_rules(ctx.conn, field, key)
+    if not data["total"]:
+        raise WebError(404, f"no rule has the indicator {field} = {key[:80]!r}")
+    return {"indicator": data}
+
+
+PAGES = [
+    Page("indicators", "/indicators", "indicators.html", build_explorer,
+         "Indicator explorer: the most common and the rarest indicator values per field.",
+         params=EXPLORER_PARAMS, title=lambda d: "Indicators"),
+    Page("indicator", "/indicators/{field}/{key:path}", "indicator.html", build_indicator,
+         "All rules with one indicator (canonical field and normalised value key), by source.",
+         path_params={"field": "canonical field", "key": "normalised value key"},
+         title=lambda d: f"{d['indicator']['field']} = {d['indicator']['key']}"),
+]

@@ -1,0 +1,66 @@
+"""``/rules/{id}``: one rule, section by section like ``spec/rule-page-example.txt``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ruleatlas.store import browse
+from ruleatlas.web.params import WebError
+from ruleatlas.web.views import Ctx, Page
+
+SOURCE_LABELS = {"sigma": "Sigma", "splunk": "Splunk", "elastic": "Elastic"}
+
+
+def _document(ctx: Ctx, rule_id: str) -> dict[str, Any] | None:
+    """The shared rule document (``api.documents``) when that module is there, else ours."""
+    try:
+        from ruleatlas.api.documents import rule_document
+    except ImportError:
+        return browse.rule_document(ctx.conn, rule_id)
+    if ctx.catalog is None:
+        return browse.rule_document(ctx.conn, rule_id)
+    try:
+        return rule_document(ctx.catalog(), rule_id)  # type: ignore[no-any-return]
+    except KeyError:
+        return None
+
+
+def build_rule(ctx: Ctx) -> dict[str, Any]:
+    rule_id = ctx.path["rule_id"]
+    doc = _document(ctx, rule_id)
+    if doc is None:
+        raise WebError(404, f"no rule with id {rule_id!r}")
+    doc = dict(doc)
+    if doc.get("test_result") is None:
+        doc["test_result"] = browse.test_result(ctx.conn, rule_id)
+    similar = doc.get("similar")
+    if similar is None:
+        similar = _similar(ctx, rule_id)
+    doc["similar"] = similar
+    doc["source_label"] = SOURCE_LABELS.get(doc["source"], str(doc["source"]).title())
+    return {"rule": doc}
+
+
+def _similar(ctx: Ctx, rule_id: str) -> list[dict[str, Any]]:
+    try:
+        from ruleatlas.store.indicators import similar_rules
+    except ImportError:
+        return browse.similar_rules(ctx.conn, rule_id)
+    try:
+        rows = similar_rules(ctx.conn, rule_id, limit=10)
+    except TypeError:
+        return browse.similar_rules(ctx.conn, rule_id)
+    out = []
+    for r in rows:
+        d = r if isinstance(r, dict) else getattr(r, "to_dict", lambda r=r: vars(r))()
+        out.append(dict(d))
+    return out
+
+
+PAGES = [
+    Page("rule", "/rules/{rule_id}", "rule.html", build_rule,
+         "One rule: metadata, ATT&CK, events, body, stages and predicates, indicators with "
+         "corpus counts, similar rules, stories, references, tests.",
+         path_params={"rule_id": "rule id (UUID)"},
+         title=lambda d: str(d["rule"]["title"])),
+]
