@@ -19,6 +19,7 @@ pySigma errors are split in two (see ``docs/sources.md``):
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -152,6 +153,40 @@ def data_source_of(logsource: Mapping[str, Any]) -> tuple[str, ...]:
     return ("/".join(parts),) if parts else ()
 
 
+_SLASH_DATE = re.compile(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})$")
+
+
+def iso_date(v: Any) -> str | None:
+    """``2020/10/05`` (old Sigma style) or a loaded date -> ``2020-10-05``; other text kept."""
+    s = _opt(v)
+    if s is None:
+        return None
+    s = s.strip()
+    m = _SLASH_DATE.match(s)
+    return f"{m.group(1)}-{int(m.group(2)):02d}-{int(m.group(3)):02d}" if m else s
+
+
+def pysigma_dict(rule: Rule) -> dict[str, Any]:
+    """A dict pySigma's ``from_dict`` accepts, rebuilt from a catalog Rule (for the Sigma
+    language layer): metadata columns, ``extra``, and the query block parsed from ``query``."""
+    out: dict[str, Any] = {k: v for k, v in rule.extra.items()
+                           if k not in ("validation", "original_status", "query_generated",
+                                        "collection", "collection_id")}
+    out.update(title=rule.title, id=str(rule.extra.get("collection_id", rule.id)))
+    if rule.status:
+        out["status"] = rule.extra.get("original_status") or rule.status
+    if rule.severity:
+        out["level"] = rule.severity
+    if rule.tags:
+        out["tags"] = list(rule.tags)
+    if rule.logsource:
+        out["logsource"] = dict(rule.logsource)
+    block, err = yamlutil.load_one(rule.query)
+    if err is None and isinstance(block, dict):
+        out.update(yamlutil.plain(block))
+    return out
+
+
 def _deep_update(base: Mapping[str, Any], upd: Mapping[str, Any]) -> dict[str, Any]:
     """Sigma collection merge: ``upd`` wins, nested mappings merged (as pySigma does)."""
     out = dict(base)
@@ -188,13 +223,80 @@ def _pysigma(kind: str) -> Any:
     return _KIND_CLASSES[kind]
 
 
-def validate(doc: dict[str, Any], kind: str) -> list[tuple[str, str]]:
-    """pySigma's errors for one document as ``(class name, message)``; never raises."""
+# pySigma objects built while loading, handed to the Sigma language layer so a build does not
+# run ``from_dict`` twice: key (path, doc index, body) -> SigmaRule/SigmaCorrelationRule/...
+_PARSED: dict[tuple[str, int, str], Any] = {}
+_PARSED_MAX = 20_000
+
+
+def take_parsed(rule: Rule) -> Any | None:
+    """The pySigma object validated when ``rule`` was loaded in this process (removed from the
+    cache: the caller may mutate it with processing pipelines), or None."""
+    return _PARSED.pop((rule.path, rule.doc_index, rule.body), None)
+
+
+def validate(doc: dict[str, Any], kind: str,
+             keep: tuple[str, int, str] | None = None) -> list[tuple[str, str]]:
+    """pySigma's errors for one document as ``(class name, message)``; never raises.
+
+    Conditions are checked too (pySigma parses them lazily): syntax with pySigma's own grammar,
+    cached per condition string, and every identifier against the detection's keys. Resolving
+    the tree is left to the language layer, which needs it anyway."""
     try:
         parsed = _pysigma(kind).from_dict(doc, collect_errors=True)
     except Exception as e:  # pySigma raises some errors even when collecting
         return [(type(e).__name__, _message(e))]
-    return [(type(e).__name__, _message(e)) for e in getattr(parsed, "errors", ())]
+    out = [(type(e).__name__, _message(e)) for e in getattr(parsed, "errors", ())]
+    if not out and kind == "detection":
+        detection = doc.get("detection") or {}
+        conds = detection.get("condition")
+        for cond in conds if isinstance(conds, list) else [conds]:
+            problem = condition_problem(str(cond), tuple(k for k in detection if k != "condition"))
+            if problem:
+                out.append(("SigmaConditionError", problem))
+    if keep is not None and not out and len(_PARSED) < _PARSED_MAX:
+        _PARSED[keep] = parsed
+    return out
+
+
+_COND_KEYWORDS = frozenset({"and", "or", "not", "of", "them", "all", "any"})
+_COND_TOKEN = re.compile(r"[\w*?.\-]+")
+
+
+@lru_cache(maxsize=4096)
+def _condition_syntax(cond: str) -> str | None:
+    if "|" in cond:
+        return ("The pipe syntax in Sigma conditions has been deprecated and replaced by Sigma "
+                "correlations. pySigma doesn't supports this syntax.")
+    from sigma.conditions import condition as grammar
+
+    try:
+        grammar.parse_string(cond, parse_all=True)
+    except Exception as e:
+        return " ".join(str(e).split())
+    return None
+
+
+def condition_problem(cond: str, identifiers: tuple[str, ...]) -> str | None:
+    """Why a Sigma condition cannot be used (syntax, or an identifier no detection matches)."""
+    problem = _condition_syntax(cond)
+    if problem:
+        return problem
+    for tok in _COND_TOKEN.findall(cond):
+        if tok.lower() in _COND_KEYWORDS or tok.isdigit():
+            continue
+        if "*" in tok or "?" in tok:
+            if not any(fnmatch.fnmatchcase(i, tok) for i in identifiers):
+                return f"Pattern '{tok}' of the condition matches no detection identifier"
+        elif tok not in identifiers:
+            return f"Detection identifier '{tok}' of the condition is not defined"
+    return None
+
+
+def _is_legacy_pipe(cls: str, msg: str) -> bool:
+    """Sigma 1.0 aggregation (``condition: sel | count() by x > 5``): valid in the old spec,
+    replaced by correlation rules, refused by pySigma. The rule is kept with the issue noted."""
+    return cls == "SigmaConditionError" and "pipe syntax" in msg
 
 
 def _message(e: Exception) -> str:
@@ -249,12 +351,13 @@ def rule_from_doc(
     if kind == "detection" and not isinstance(doc.get("detection"), Mapping):
         return LoadError(NAME, rel, "missing or invalid detection: block",
                          line=_key_line(body, "detection", line), kind="schema")
-    extra: dict[str, Any] = {k: v for k, v in doc.items() if k not in _MAPPED}
+    # The query block is kept as text in ``query`` (and in ``body``), not twice.
+    extra: dict[str, Any] = {k: v for k, v in doc.items() if k not in _MAPPED and k != kind}
     validation: list[dict[str, Any]] = []
-    for cls, msg in validate(doc, kind):
+    for cls, msg in validate(doc, kind, (rel, index, body)):
         key = _ERROR_KEY.get(cls, "")
         eline = _key_line(body, key, line) if key else line
-        if cls in METADATA_ERRORS:
+        if cls in METADATA_ERRORS or _is_legacy_pipe(cls, msg):
             validation.append({"kind": cls, "reason": msg, "line": eline})
         else:
             return LoadError(NAME, rel, msg, line=eline, kind=cls)
@@ -295,8 +398,8 @@ def rule_from_doc(
         status=status,
         severity=_opt(doc.get("level")),
         author=_opt(doc.get("author")),
-        date=_opt(doc.get("date")),
-        modified=_opt(doc.get("modified")),
+        date=iso_date(doc.get("date")),
+        modified=iso_date(doc.get("modified")),
         version=None,
         type=kind,
         description=_opt(doc.get("description")) or "",
@@ -388,6 +491,11 @@ def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileRe
             errors.append(res)
         else:
             rules.append(res)
+    if not rules and not errors:
+        reason = ("collection without a rule document (only action: global/reset)"
+                  if global_line is not None else "no YAML content (only comments or markers)")
+        errors.append(LoadError(NAME, rel, reason, global_line,
+                                kind="empty" if global_line is None else "schema"))
     rules = _unique_ids(rules)
     return FileResult(NAME, rel, digest, rules=tuple(rules), errors=tuple(errors))
 

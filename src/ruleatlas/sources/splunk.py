@@ -245,7 +245,6 @@ def load_detection(root: Path, path: Path, data: bytes | None = None) -> FileRes
         return fail("no YAML content (only comments or markers)", kind="empty")
     if not isinstance(doc, dict):
         return fail(f"document is a {type(doc).__name__}, not a mapping", 1, kind="schema")
-    doc = yamlutil.plain(doc)
     rule = detection_from_doc(doc, rel, text, source_url(root, rel))
     if isinstance(rule, LoadError):
         return FileResult(NAME, rel, digest, errors=(rule,))
@@ -277,7 +276,7 @@ def _load_side(root: Path, path: Path, raw: bytes) -> dict[str, Any] | LoadError
         return LoadError(NAME, rel, "document is not a mapping", 1, kind="schema")
     if not _opt(doc.get("name")):
         return LoadError(NAME, rel, "missing required key: name", 1, kind="schema")
-    return yamlutil.plain(doc)  # type: ignore[no-any-return]
+    return doc
 
 
 def _macro(doc: Mapping[str, Any], rel: str) -> Macro:
@@ -329,6 +328,19 @@ def load_macros(root: Path, errors: list[LoadError] | None = None,
     return out
 
 
+def _by_name(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """name -> document, with ``path`` (repository-relative) added when the doc has none; a
+    story under ``stories/deprecated/`` gets ``status: deprecated`` unless it says otherwise."""
+    out: dict[str, dict[str, Any]] = {}
+    for rel, d in docs:
+        d = dict(d)
+        d.setdefault("path", rel)
+        if "/deprecated/" in rel:
+            d.setdefault("status", "deprecated")
+        out[str(d["name"]).strip()] = d
+    return out
+
+
 def side_tables(root: Path) -> SideTables:
     """Macros, stories, data sources and lookups; failed files become errors, one digest."""
     import hashlib
@@ -336,15 +348,9 @@ def side_tables(root: Path) -> SideTables:
     errors: list[LoadError] = []
     h = hashlib.sha256()
     macros = load_macros(root, errors, h)
-    stories = {str(d["name"]).strip(): d for _, d in _read_table(root, "stories", errors, h)}
-    data_sources = {
-        str(d["name"]).strip(): d for _, d in _read_table(root, "data_sources", errors, h)
-    }
-    lookups: dict[str, dict[str, Any]] = {}
-    for rel, d in _read_table(root, "lookups", errors, h):
-        d = dict(d)
-        d.setdefault("path", rel)
-        lookups[str(d["name"]).strip()] = d
+    stories = _by_name(_read_table(root, "stories", errors, h))
+    data_sources = _by_name(_read_table(root, "data_sources", errors, h))
+    lookups = _by_name(_read_table(root, "lookups", errors, h))
     return SideTables(
         macros=macros, stories=stories, data_sources=data_sources, lookups=lookups,
         story_members={}, errors=tuple(errors), digest=h.hexdigest(),

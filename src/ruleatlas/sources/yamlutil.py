@@ -20,9 +20,31 @@ from typing import Any
 import yaml
 
 try:  # libyaml is required for speed; fall back so a missing C build still works.
-    from yaml import CSafeLoader as Loader
+    from yaml import CSafeLoader as _Base
 except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeLoader as Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _Base  # type: ignore[assignment]
+
+
+class Loader(_Base):  # type: ignore[misc,valid-type]
+    """libyaml's safe loader without the timestamp resolver: dates stay the text as written
+    (``2024-09-30``), so records are JSON-able, and a bad date (``2024-13-45``) is a value for
+    the validator to report with its key, not a constructor crash that loses the document."""
+
+
+Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, rs in _Base.yaml_implicit_resolvers.items()
+}
+
+
+def _as_text(loader: Any, node: Any) -> str:
+    return str(loader.construct_scalar(node))
+
+
+# Explicit ``!!timestamp`` / ``!!binary`` values also stay text, so every loaded value is
+# JSON-able without a second walk over the document.
+Loader.add_constructor("tag:yaml.org,2002:timestamp", _as_text)
+Loader.add_constructor("tag:yaml.org,2002:binary", _as_text)
 
 _MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t]|\r?$)", re.M)
 _TOP_KEY = re.compile(r"^(?![ \t#\r\n]|-(?:[ \t]|$)|---|\.\.\.)", re.M)
@@ -125,7 +147,7 @@ def load_documents(text: str) -> Iterator[Doc]:
         data, err = load_one(piece, line - 1)
         # Text of the document without the marker line: what the user wrote as that rule.
         body, first = _strip_marker(piece, line)
-        yield Doc(i, first, body, plain(data) if err is None else None, err)
+        yield Doc(i, first, body, data if err is None else None, err)
 
 
 def _strip_marker(piece: str, line: int) -> tuple[str, int]:
