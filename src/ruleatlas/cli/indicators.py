@@ -1,5 +1,159 @@
-"""CLI commands: indicators."""
+"""CLI commands: indicators (a rule's indicator table), indicator (rules holding one
+indicator), similar (rules sharing the most indicators, IDF-weighted).
+
+Each command reads the catalog read-only through ``store.indicators`` and prints a table or JSON
+(``--format json``) whose shape is the one the web API serves.
+"""
 
 from __future__ import annotations
 
-from ruleatlas.cli.app import app  # noqa: F401
+import json
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ruleatlas.cli.app import DEFAULT_DB, app
+from ruleatlas.indicators.query import SpecError, parse_spec
+from ruleatlas.store import indicators as store
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+DB_OPT = typer.Option(DEFAULT_DB, "--db", help="Catalog database file.")
+FORMAT_OPT = typer.Option(Format.table, "--format", help="Output format: table or json.")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _open(db: str) -> Any:
+    try:
+        return store.open_catalog(db)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _rule(conn: Any, ref: str) -> str:
+    rid, candidates = store.resolve_rule(conn, ref)
+    if rid is None:
+        if candidates:
+            raise _fail(f"title {ref!r} is ambiguous: {', '.join(candidates)}; give an id")
+        raise _fail(f"no rule with id or title {ref!r}")
+    return rid
+
+
+def _corpus_text(c: dict[str, int]) -> str:
+    rest = ", ".join(f"{s} {n}" for s, n in c.items() if s != "total" and n)
+    return f"{c['total']} ({rest})" if rest else str(c["total"])
+
+
+def _echo_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+@app.command("indicators")
+def indicators_cmd(
+    rule: str = typer.Argument(..., help="Rule id or exact (unique) title."),
+    db: str = DB_OPT,
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """Show a rule's indicators with normalised keys and corpus counts.
+
+    One row per field and operator; each value as written, its normalised key, and how many
+    rules of the catalog hold it (total and by source)."""
+    conn = _open(db)
+    rid = _rule(conn, rule)
+    rows = store.rule_indicators(conn, rid)
+    if fmt is Format.json:
+        _echo_json({"rule": rid, "indicators": rows})
+        return
+    t = Table(title=f"Indicators of {rid}")
+    for col in ("Field", "Kind", "Value", "Key", "Corpus"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        kind = ("not " if r["negated"] else "") + r["op"]
+        for i, v in enumerate(r["values"]):
+            field = f"{r['field']} [{r['field_key']}]" if i == 0 else ""
+            t.add_row(field, kind if i == 0 else "", v["value"], v["key"],
+                      _corpus_text(v["corpus"]))
+    Console().print(t)
+    if not rows:
+        typer.echo("(no indicators)")
+
+
+@app.command("indicator")
+def indicator_cmd(
+    spec: str = typer.Argument(
+        ..., help="'FIELD OP VALUE', e.g. 'ScriptBlockText contains Invoke-WMIExec' or "
+                  "'Processes.process_name=cmd.exe'."
+    ),
+    db: str = DB_OPT,
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """List every rule holding one indicator, by source.
+
+    The spec is normalised by the same code as the rules, so Sigma and Splunk spellings find
+    each other."""
+    try:
+        parsed = parse_spec(spec)
+    except SpecError as exc:
+        raise _fail(str(exc), 2) from None
+    conn = _open(db)
+    by_source = store.rules_with_indicator(conn, parsed.field_key, parsed.key)
+    if fmt is Format.json:
+        _echo_json(
+            {
+                "spec": spec,
+                "field_key": parsed.field_key,
+                "key": parsed.key,
+                "total": sum(len(v) for v in by_source.values()),
+                "by_source": {s: len(v) for s, v in by_source.items()},
+                "rules": by_source,
+            }
+        )
+        return
+    total = sum(len(v) for v in by_source.values())
+    typer.echo(f"{parsed.field_key} {parsed.key!r}: {total} rule(s)")
+    for source, rules in by_source.items():
+        t = Table(title=f"{source} ({len(rules)})")
+        for col in ("Id", "Title", "As written"):
+            t.add_column(col, overflow="fold")
+        for r in rules:
+            t.add_row(r["id"], r["title"], f"{r['field']} {r['op']} {r['value']}")
+        Console().print(t)
+
+
+@app.command("similar")
+def similar_cmd(
+    rule: str = typer.Argument(..., help="Rule id or exact (unique) title."),
+    limit: int = typer.Option(10, "--limit", "-n", help="How many rules to list."),
+    db: str = DB_OPT,
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """List the rules of any source sharing the most indicators with RULE.
+
+    Each shared indicator weighs log(N/df), so rare ones count more than EventCode=4104."""
+    conn = _open(db)
+    rid = _rule(conn, rule)
+    found = store.similar_rules(conn, rid, limit)
+    if fmt is Format.json:
+        _echo_json({"rule": rid, "similar": found})
+        return
+    t = Table(title=f"Rules similar to {rid}")
+    for col in ("Score", "Share", "Source", "Id", "Title", "Shared indicators"):
+        t.add_column(col, overflow="fold")
+    for r in found:
+        shared = "; ".join(f"{s['field_key']} {s['key']} (df {s['df']})" for s in r["shared"])
+        t.add_row(f"{r['score']:.2f}", f"{r['share']:.0%}", r["source"] or "", r["id"],
+                  r["title"] or "", shared)
+    Console().print(t)
+    if not found:
+        typer.echo("(no rule shares an indicator)")
