@@ -1,0 +1,167 @@
+"""Logsource routing for the engine: which events a rule may look at, and under which names.
+
+The engine computes :func:`event_key` once per event and sends the event only to the rules whose
+:class:`Route` accepts that key; the keys come from the same table and the same
+:func:`ruleatlas.coverage.events_for` as the catalog's event coverage, so "covers Sysmon 1" on a
+rule page and "runs on Sysmon 1" in ``ruleatlas hunt`` cannot disagree.
+
+Keys are ``(canonical channel, event id as str or None)``: ``("Sysmon", "1")``,
+``("Security", "4688")``, ``("aws:cloudtrail", "ConsoleLogin")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruleatlas.coverage import declared_events, events_for
+from ruleatlas.coverage.table import Table, load_table
+from ruleatlas.model import Analysis, EventRef, Rule
+
+Key = tuple[str | None, str | None]
+
+__all__ = ["Key", "Route", "event_key", "ref_key", "route_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a rule runs.
+
+    ``keys``: the event kinds it accepts (a key with id None accepts every id of that channel);
+    None means any event (the rule names nothing the table can narrow on). ``field_maps``: per
+    key, rule field -> event field to read instead (``Image`` -> ``NewProcessName`` on Security
+    4688 for a Sigma ``process_creation`` rule); ``common_map`` applies to every event (the
+    Splunk TA names for SPL rules: ``EventCode`` -> ``EventID``).
+    """
+
+    keys: frozenset[Key] | None
+    field_maps: Mapping[Key, Mapping[str, str]] = field(default_factory=dict)
+    common_map: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[EventRef, ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return self.keys is None
+
+    def accepts(self, key: Key) -> bool:
+        if self.keys is None:
+            return True
+        return key in self.keys or (key[0], None) in self.keys
+
+    def field_map(self, key: Key) -> Mapping[str, str]:
+        """Rule field -> event field for events of ``key`` (empty when names are the same)."""
+        specific = self.field_maps.get(key) or self.field_maps.get((key[0], None))
+        if not specific:
+            return self.common_map
+        if not self.common_map:
+            return specific
+        return {**self.common_map, **specific}
+
+    def event_field(self, key: Key, rule_field: str) -> str:
+        return self.field_map(key).get(rule_field, rule_field)
+
+
+def ref_key(ref: EventRef) -> Key:
+    return (ref.channel, ref.event_id)
+
+
+def route_for(rule: Rule, analysis: Analysis | None) -> Route:
+    """The route of one rule (its covered events as keys, plus field maps)."""
+    t = load_table()
+    refs = events_for(rule, analysis)
+    keys = frozenset(ref_key(r) for r in refs) if refs and not _generic(refs, rule) else None
+    maps: dict[Key, Mapping[str, str]] = {}
+    if rule.logsource and rule.logsource.get("category"):
+        # Category rules are written in Sysmon's field names; other event kinds of the same
+        # category are read through their field map.
+        for r in declared_events(rule, analysis, t):
+            m = t.field_maps.get(str(r))
+            if m:
+                maps[ref_key(r)] = m
+    common: Mapping[str, str] = {}
+    if rule.language == "spl":
+        common = t.field_maps.get("Splunk", {})
+    return Route(keys, maps, common, refs)
+
+
+def _generic(refs: tuple[EventRef, ...], rule: Rule) -> bool:
+    """True when the only kind is the generic ``product:service`` fallback of an unknown
+    Sigma logsource: routing on a name no reader produces would hide every event."""
+    if not rule.logsource or len(refs) != 1 or refs[0].event_id is not None:
+        return False
+    t = load_table()
+    ls = rule.logsource
+    known = set(t.sigma_categories) | set(t.sigma_services)
+    product = str(ls.get("product") or "").lower()
+    return not any(
+        f"{product}/{str(ls.get(k) or '').lower()}" in known
+        or f"/{str(ls.get(k) or '').lower()}" in known
+        for k in ("category", "service")
+        if ls.get(k)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Event side
+# --------------------------------------------------------------------------------------------
+
+
+def event_key(fields: Mapping[str, Any], table: Table | None = None) -> Key:
+    """``(canonical channel, event id)`` of a flattened event.
+
+    The channel comes from ``Channel`` (``security`` and ``Security`` meet), else ``source`` /
+    ``sourcetype``, else a CloudTrail record's shape; the id from the channel's id field
+    (``EventID``, then ``EventCode``; ``eventName`` for CloudTrail), as a decimal string.
+    """
+    t = table or load_table()
+    channel = _channel(fields, t)
+    if channel is None:
+        return (None, _id(fields.get("EventID", fields.get("EventCode"))))
+    for f in t.id_fields_for(channel):
+        v = fields.get(f)
+        if v is not None:
+            return (channel, _id(v))
+    return (channel, None)
+
+
+def _channel(fields: Mapping[str, Any], t: Table) -> str | None:
+    ch = fields.get("Channel")
+    if ch is not None:
+        return _canon(t, ch)
+    for f in ("source", "sourcetype"):
+        v = fields.get(f)
+        if v is not None:
+            c = _canon(t, v)
+            if c is not None:
+                return c
+    if "eventSource" in fields and "awsRegion" in fields:
+        return "aws:cloudtrail"
+    return None
+
+
+_CANON_CACHE: dict[str, str | None] = {}
+
+
+def _canon(t: Table, value: Any) -> str | None:
+    s = str(value)
+    try:
+        return _CANON_CACHE[s]
+    except KeyError:
+        c = t.canonical_channel(s)
+        if len(_CANON_CACHE) < 10000:
+            _CANON_CACHE[s] = c
+        return c
+
+
+def _id(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    s = str(v).strip()
+    if s.isdigit():
+        return str(int(s))
+    return s or None
