@@ -217,6 +217,8 @@ def _display_spl(v: Value, pred_text: str | None) -> str:
 
 
 def _display_sigma(v: Value) -> str:
+    if isinstance(v, Regex):
+        return v.pattern  # Sigma writes the pattern bare; flags are modifiers (in the key)
     if isinstance(v, Pattern):
         out: list[str] = []
         parts = v.parts
