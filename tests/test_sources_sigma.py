@@ -213,3 +213,16 @@ def test_source_url_from_git_remote(tmp_path: Path):
         '[core]\n\tbare = false\n[remote "origin"]\n\turl = git@github.com:me/sigma-fork.git\n')
     (rule,) = SRC.load_file(root, root / "rules" / "a.yml").rules
     assert rule.source_url == "https://github.com/me/sigma-fork/blob/master/rules/a.yml"
+
+
+def test_parsed_hand_off_is_opt_in(monkeypatch):
+    from ruleatlas.sources import sigma as sigma_mod
+
+    path = SIGMA / "rules/windows/process_creation/proc_creation_win_addinutil_uncommon_cmdline.yml"
+    (rule,) = SRC.load_file(SIGMA, path).rules
+    assert sigma_mod.take_parsed(rule) is None
+    monkeypatch.setattr(sigma_mod, "KEEP_PARSED", True)
+    (rule,) = SRC.load_file(SIGMA, path).rules
+    parsed = sigma_mod.take_parsed(rule)
+    assert parsed.title == rule.title and str(parsed.id) == rule.id
+    assert sigma_mod.take_parsed(rule) is None

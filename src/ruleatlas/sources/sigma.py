@@ -225,6 +225,9 @@ def _pysigma(kind: str) -> Any:
 
 # pySigma objects built while loading, handed to the Sigma language layer so a build does not
 # run ``from_dict`` twice: key (path, doc index, body) -> SigmaRule/SigmaCorrelationRule/...
+# Opt-in (``sigma.KEEP_PARSED = True``): the Sigma language layer lowers from the YAML itself,
+# so by default nothing is kept and memory stays flat.
+KEEP_PARSED = False
 _PARSED: dict[tuple[str, int, str], Any] = {}
 _PARSED_MAX = 20_000
 
@@ -254,7 +257,7 @@ def validate(doc: dict[str, Any], kind: str,
             problem = condition_problem(str(cond), tuple(k for k in detection if k != "condition"))
             if problem:
                 out.append(("SigmaConditionError", problem))
-    if keep is not None and not out and len(_PARSED) < _PARSED_MAX:
+    if KEEP_PARSED and keep is not None and not out and len(_PARSED) < _PARSED_MAX:
         _PARSED[keep] = parsed
     return out
 
