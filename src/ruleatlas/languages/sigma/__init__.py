@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 
+import yaml
+
 from ruleatlas.languages import AnalysisContext, register
 from ruleatlas.languages.sigma.documents import LOWER_SECTION
 from ruleatlas.languages.sigma.modifiers import MODIFIERS
-from ruleatlas.languages.sigma.spans import BlockError, locate
+from ruleatlas.languages.sigma.spans import BlockError, locate, locate_generated, trim_tail
 from ruleatlas.model import Analysis, Problem, Rule, Span, Stage, StageKind
 
-__all__ = ["MODIFIERS", "analyze_sigma", "section_of"]
+__all__ = ["MODIFIERS", "analyze_sigma", "rule_from_text", "section_of"]
 
 _SECTION_KEY = re.compile(r"^(correlation|filter)[ \t]*:", re.M)
 
@@ -32,12 +34,38 @@ def section_of(rule: Rule) -> str:
     return "detection"
 
 
+def rule_from_text(text: str, path: str = "<inline>", line: int = 1) -> Rule:
+    """A :class:`Rule` from one Sigma YAML document as written: for tests, ad-hoc analysis and
+    the engine's rule files. Metadata comes from a plain parse; the analysis reads ``body``."""
+    try:
+        doc = yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        doc = None
+    doc = doc if isinstance(doc, dict) else {}
+    probe = Rule(id="", source="sigma", path=path, title="", language="sigma", query="",
+                 body=text)
+    section = section_of(probe)
+    m = re.search(rf"^{section}[ \t]*:", text, re.M)
+    query = ""
+    if m:
+        nxt = re.search(r"^[^\s#]", text[m.end():], re.M)
+        query = trim_tail(text[m.start(): m.end() + nxt.start() if nxt else len(text)])
+    return Rule(
+        id=str(doc.get("id") or path), source="sigma", path=path, title=str(doc.get("title", "")),
+        language="sigma", query=query, body=text, type=section, line=line,
+        logsource=doc.get("logsource") if isinstance(doc.get("logsource"), dict) else {},
+    )
+
+
 @register("sigma")
 def analyze_sigma(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """Analyze one Sigma rule document; never raises for bad input (problems say why)."""
     section = section_of(rule)
     try:
-        block = locate(rule.body, section, rule.line, rule.path, rule.query)
+        if rule.extra.get("query_generated") and rule.query:
+            block = locate_generated(rule.query, section, rule.line, rule.path)
+        else:
+            block = locate(rule.body, section, rule.line, rule.path, rule.query)
     except (BlockError, ValueError) as exc:
         line = getattr(exc, "line", None)
         col = getattr(exc, "col", None)

@@ -10,6 +10,7 @@ from sigma.correlations import (
     SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
     SigmaCorrelationRule,
+    SigmaCorrelationType,
 )
 
 from ruleatlas.languages.sigma.lower import (
@@ -161,7 +162,8 @@ def lower_correlation(rule: Rule, block: Block) -> Analysis:
     pairs = mapping_pairs(block.node)
     ck, cv = pairs.get("condition") or (None, None)
     cspan = block.span(ck, cv) or span
-    ctype = sc.type.name.lower() if sc.type is not None else str(data.get("type"))
+    ctype = (sc.type.name.lower() if isinstance(sc.type, SigmaCorrelationType)
+             else str(data.get("type")))
     result: Node | None = None
     cond = data.get("condition")
     if isinstance(sc.condition, SigmaCorrelationCondition) and (

@@ -76,7 +76,8 @@ RESERVED = frozenset({"condition", "timeframe"})
 # Modifiers that only move wildcards around a string or flag the item: pySigma applying them to
 # string values cannot fail, so those items are built without applying them (the values as
 # written are all we read). Anything else goes through pySigma's full checks.
-_SAFE_ON_STRINGS = frozenset({"contains", "startswith", "endswith", "all", "cased"})
+_SAFE_ON_STRINGS = frozenset({"contains", "startswith", "endswith", "all", "cased", "windash",
+                              "expand"})
 
 
 _SPECIAL = re.compile(r"[*?\\]")
@@ -369,6 +370,9 @@ def detection_stages(lw: Lowerer, data: dict[str, Any], skip: frozenset[str] = R
         kn, vn = pairs.get(name) or pairs.get(str(name)) or (None, None)
         idx = len(stages)
         sname = str(name)
+        if "|" in sname:  # e.g. `selection|endswith:` -- pySigma ignores it, so do we, loudly
+            lw.problem(f"detection name '{sname}' carries modifiers; modifiers apply to fields, "
+                       "so they have no effect here", "warning", block.span(kn), "modifier-on-name")
         tree = lw.detection(defn, vn, idx)
         trees[sname] = tree
         names.append(sname)

@@ -49,11 +49,15 @@ class Block:
     base: int  # offset in body of the composed text
     line0: int  # file line (1-based) of the composed text's first line
     path: str | None
+    exact: bool = True  # False: the text is not the file's (a collection's merged block)
 
     def span(self, start: yaml.Node | None, end: yaml.Node | None = None) -> Span | None:
-        """File span from the start of ``start`` to the end of ``end`` (or of ``start``)."""
+        """File span from the start of ``start`` to the end of ``end`` (or of ``start``); for
+        a generated block, the rule document's first line (the best location there is)."""
         if start is None:
             return None
+        if not self.exact:
+            return Span(self.line0, 1, path=self.path)
         sm = start.start_mark
         em = (end or start).end_mark
         return Span(
@@ -139,6 +143,18 @@ def _value_node(root: yaml.Node | None, key: str) -> yaml.Node | None:
     return None
 
 
+def locate_generated(query: str, key: str, line: int, path: str | None) -> Block:
+    """The block of a generated query (a collection member merged with its global document,
+    dumped as YAML by the reader): data from the query, positions only to the document."""
+    try:
+        data, node = _compose(query)
+    except yaml.YAMLError as exc:
+        raise BlockError(f"YAML error in the merged query: {exc}", line, 1) from exc
+    if isinstance(data, dict) and key in data:
+        return Block(key, data[key], _value_node(node, key), query, 0, line, path, exact=False)
+    raise BlockError(f"no '{key}:' section in the merged query", line, 1)
+
+
 def locate(body: str, key: str, line: int = 1, path: str | None = None,
            query: str | None = None) -> Block:
     """Compose the ``key`` section of ``body``; raises :class:`BlockError` when there is none.
@@ -165,7 +181,10 @@ def locate(body: str, key: str, line: int = 1, path: str | None = None,
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         if query:
-            return _from_query(body, key, line, path, query)
+            try:
+                return _from_query(body, key, line, path, query)
+            except (yaml.YAMLError, BlockError):
+                pass  # report the body's own error below
         raise BlockError(
             f"YAML error: {exc}",
             line + mark.line if mark else None,
@@ -183,6 +202,8 @@ def _from_query(body: str, key: str, line: int, path: str | None, query: str) ->
     off = max(body.find(query), 0)
     if isinstance(data, dict) and key in data:  # the query text includes its "key:" line
         data, node = data[key], _value_node(node, key)
+    elif not isinstance(data, dict):
+        raise BlockError(f"no '{key}:' section in the rule")
     return Block(key, data, node, body if off or body.startswith(query) else query, off,
                  line + body.count("\n", 0, off), path)
 
