@@ -21,7 +21,7 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -557,7 +557,7 @@ class SigmaSource:
         return SideTables()
 
 
-def _yaml_under(folder: Path) -> Iterable[Path]:
+def _yaml_under(folder: Path) -> Iterator[Path]:
     for p in folder.rglob("*"):
         if p.suffix in (".yml", ".yaml") and p.is_file():
             yield p

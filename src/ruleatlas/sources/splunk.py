@@ -104,6 +104,11 @@ def severity_from_score(score: float | None) -> str | None:
     return "informational"
 
 
+def _scores(items: list[Any]) -> list[float]:
+    nums = (_num(i.get("score")) for i in items if isinstance(i, Mapping))
+    return [n for n in nums if n is not None]
+
+
 def score_of(doc: Mapping[str, Any]) -> float | None:
     """The risk score of a detection, newest schema first: ``finding.entity.score``, the highest
     ``rba.risk_objects[].score``, ``tags.risk_score``, else ``confidence * impact / 100``."""
@@ -111,15 +116,13 @@ def score_of(doc: Mapping[str, Any]) -> float | None:
     if isinstance(finding, Mapping):
         ent = finding.get("entity")
         ents = ent if isinstance(ent, list) else [ent]
-        scores = [_num(e.get("score")) for e in ents if isinstance(e, Mapping)]
-        scores = [s for s in scores if s is not None]
+        scores = _scores(ents)
         if scores:
             return max(scores)
     rba = doc.get("rba")
     if isinstance(rba, Mapping):
         objs = rba.get("risk_objects") or []
-        scores = [_num(o.get("score")) for o in objs if isinstance(o, Mapping)]
-        scores = [s for s in scores if s is not None]
+        scores = _scores(objs if isinstance(objs, list) else [objs])
         if scores:
             return max(scores)
     tags = doc.get("tags")
@@ -172,7 +175,8 @@ def detection_from_doc(doc: Mapping[str, Any], rel: str, text: str, url: str) ->
                          kind="schema")
     if not isinstance(doc["search"], str):
         return LoadError(NAME, rel, "search is not a string", line=1, kind="schema")
-    tags = doc.get("tags") if isinstance(doc.get("tags"), Mapping) else {}
+    raw_tags = doc.get("tags")
+    tags: Mapping[str, Any] = raw_tags if isinstance(raw_tags, Mapping) else {}
     attack = _strs(doc.get("mitre_attack_id")) or _strs(tags.get("mitre_attack_id"))
     stories = _strs(doc.get("analytic_story")) or _strs(tags.get("analytic_story"))
     extra: dict[str, Any] = {k: v for k, v in doc.items() if k not in _MAPPED and k != "tags"}
