@@ -178,3 +178,53 @@ def test_load_file_takes_bytes_and_missing_files(tmp_path: Path):
     assert gone.errors[0].kind == "io"
     gone = SOURCES["splunk"].load_file(tmp_path, tmp_path / "detections" / "gone.yml")
     assert gone.errors[0].kind == "io"
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties of the text slicing the readers rely on
+# ---------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ruleatlas.sources import yamlutil  # noqa: E402
+
+_keys = st.text(alphabet="abcdefghij_", min_size=1, max_size=6)
+_scalars = st.one_of(st.integers(), st.booleans(), st.none(),
+                     st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")),
+                             max_size=12))
+_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=3)
+                       | st.dictionaries(_keys, c, max_size=3), max_leaves=8)
+_docs = st.dictionaries(_keys, _values, min_size=1, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_docs, min_size=1, max_size=4), st.booleans(), st.booleans())
+def test_documents_match_load_all(docs, flow, lead):
+    import yaml
+
+    text = ("---\n" if lead else "") + "---\n".join(
+        yaml.safe_dump(d, default_flow_style=flow, allow_unicode=True) for d in docs)
+    got = list(yamlutil.load_documents(text))
+    assert [d.data for d in got] == list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+    lines = text.splitlines()
+    for d in got:
+        assert d.error is None
+        assert lines[d.line - 1] == d.text.splitlines()[0]
+        assert yaml.load(d.text, Loader=yaml.CSafeLoader) == d.data
+
+
+@settings(max_examples=60, deadline=None)
+@given(_docs, _docs, _docs)
+def test_top_block_slices_exactly(before, value, after):
+    import yaml
+
+    before.pop("detection", None)
+    after.pop("detection", None)
+    text = (yaml.safe_dump(before, sort_keys=False) + "detection:\n"
+            + "".join("    " + ln + "\n" for ln in yaml.safe_dump(value).splitlines())
+            + "# trailing comment\n\n" + yaml.safe_dump(after, sort_keys=False))
+    block, line = yamlutil.top_block(text, "detection")
+    assert text.splitlines()[line] == "detection:"
+    assert block in text and not block.endswith("\n")
+    assert yaml.load(block, Loader=yaml.CSafeLoader) == {"detection": value}
