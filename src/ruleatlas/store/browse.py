@@ -36,8 +36,7 @@ def connect_ro(path: str | Path) -> sqlite3.Connection:
         raise BrowseError(f"catalog not found: {p}")
     conn = sqlite3.connect(f"{p.as_uri()}?mode=ro", uri=True, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA query_only = 1")
-    # Bound runaway queries (a pathological FTS query): abort after ~2 s of VM steps.
+    # mode=ro still allows TEMP tables (store.indicators.similar_rules uses one).
     return conn
 
 
@@ -817,6 +816,12 @@ def all_rule_ids(conn: sqlite3.Connection) -> list[str]:
 
 def search_index(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Compact rows for the exported site's client-side search."""
+    tactics: dict[str, list[str]] = {}
+    for r in conn.execute(
+        "SELECT DISTINCT a.rule_id, j.value FROM rule_attack a JOIN attack_techniques t "
+        "ON t.technique = a.technique, json_each(t.tactics) j"
+    ):
+        tactics.setdefault(r[0], []).append(r[1])
     out = []
     for r in conn.execute(
         "SELECT r.id, r.title, r.source, r.status, r.severity, substr(r.description, 1, 300), "
@@ -825,7 +830,7 @@ def search_index(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     ):
         out.append(
             {"id": r[0], "t": r[1], "s": r[2], "st": r[3], "sv": r[4], "d": r[5],
-             "a": (r[6] or "").split()}
+             "a": sorted((r[6] or "").split()), "ta": sorted(tactics.get(r[0], []))}
         )
     return out
 

@@ -59,8 +59,10 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + self.headers
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in self.headers if k not in have
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -204,3 +206,10 @@ def create_app(db_path: str | Path) -> Starlette:
 
 
 __all__ = ["BrowseError", "create_app"]
+
+
+def app_from_env() -> Starlette:
+    """Factory for multi-worker uvicorn: the catalog path comes from ``RULEATLAS_DB``."""
+    import os
+
+    return create_app(os.environ.get("RULEATLAS_DB", "ruleatlas.db"))

@@ -42,18 +42,19 @@ def build_rule(ctx: Ctx) -> dict[str, Any]:
 
 
 def _similar(ctx: Ctx, rule_id: str) -> list[dict[str, Any]]:
+    """Similar rules from ``store.indicators`` (IDF-weighted), else the browse fallback; the
+    page shows ``shared`` as a count."""
     try:
         from ruleatlas.store.indicators import similar_rules
     except ImportError:
         return browse.similar_rules(ctx.conn, rule_id)
-    try:
-        rows = similar_rules(ctx.conn, rule_id, limit=10)
-    except TypeError:
-        return browse.similar_rules(ctx.conn, rule_id)
     out = []
-    for r in rows:
-        d = r if isinstance(r, dict) else getattr(r, "to_dict", lambda r=r: vars(r))()
-        out.append(dict(d))
+    for r in similar_rules(ctx.conn, rule_id, limit=10):
+        d = dict(r)
+        if isinstance(d.get("shared"), list):
+            d["shared_indicators"] = d["shared"]
+            d["shared"] = len(d["shared"])
+        out.append(d)
     return out
 
 
