@@ -154,3 +154,16 @@ def test_side_table_errors_are_reported(tmp_path: Path):
     before = st.digest
     (tmp_path / "macros" / "ok.yml").write_text("name: ok\ndefinition: index=y\n")
     assert SRC.side_tables(tmp_path).digest != before
+
+
+def test_source_url_follows_fork_remote(tmp_path: Path):
+    (tmp_path / "detections").mkdir()
+    (tmp_path / "macros").mkdir()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text(
+        '[remote "upstream"]\n\turl = https://github.com/splunk/security_content.git\n'
+        '[remote "origin"]\n\turl = https://github.com/acme/security_content\n')
+    p = tmp_path / "detections" / "a.yml"
+    p.write_text("name: A\nid: b1\nsearch: index=x\n")
+    (rule,) = SRC.load_file(tmp_path, p).rules
+    assert rule.source_url == "https://github.com/acme/security_content/blob/develop/detections/a.yml"

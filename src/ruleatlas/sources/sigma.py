@@ -18,7 +18,6 @@ pySigma errors are split in two (see ``docs/sources.md``):
 
 from __future__ import annotations
 
-import configparser
 import fnmatch
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -87,26 +86,8 @@ def rule_folders(root: Path) -> list[Path]:
     return out
 
 
-@lru_cache(maxsize=32)
-def _upstream_for(root: str) -> str:
-    """``https://github.com/<owner>/<repo>`` of the clone's github remote, else SigmaHQ's."""
-    cfg = Path(root) / ".git" / "config"
-    if cfg.is_file():
-        cp = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
-            cp.read(cfg, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError):
-            return UPSTREAM
-        urls = [cp.get(s, "url", fallback="") for s in cp.sections() if s.startswith("remote")]
-        for url in urls:
-            m = re.search(r"github\.com[:/]+([^/\s]+)/([^/\s]+?)(?:\.git)?/?$", url)
-            if m:
-                return f"https://github.com/{m.group(1)}/{m.group(2)}"
-    return UPSTREAM
-
-
 def source_url(root: Path, rel: str) -> str:
-    return f"{_upstream_for(str(root))}/blob/{BRANCH}/{rel}"
+    return f"{yamlutil.github_remote(str(root), UPSTREAM)}/blob/{BRANCH}/{rel}"
 
 
 def _rel(root: Path, path: Path) -> str:

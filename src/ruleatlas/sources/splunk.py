@@ -141,7 +141,7 @@ def severity_of(doc: Mapping[str, Any]) -> str | None:
 
 
 def source_url(root: Path, rel: str) -> str:
-    return f"{UPSTREAM}/blob/{BRANCH}/{rel}"
+    return f"{yamlutil.github_remote(str(root), UPSTREAM)}/blob/{BRANCH}/{rel}"
 
 
 # --------------------------------------------------------------------------------------------

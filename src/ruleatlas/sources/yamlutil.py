@@ -9,12 +9,15 @@ both, and each piece is parsed once with libyaml's ``CSafeLoader``. Nothing here
 
 from __future__ import annotations
 
+import configparser
 import datetime as _dt
 import hashlib
 import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -195,3 +198,25 @@ def top_block(text: str, key: str) -> tuple[str, int] | None:
     while len(lines) > 1 and (not lines[-1].strip() or lines[-1].lstrip().startswith("#")):
         lines.pop()
     return "".join(lines).rstrip("\n"), text.count("\n", 0, start)
+
+
+@lru_cache(maxsize=32)
+def github_remote(root: str, default: str) -> str:
+    """``https://github.com/<owner>/<repo>`` of the clone's GitHub remote (``origin`` first),
+    else ``default``: a fork's rules link to the fork."""
+    cfg = Path(root) / ".git" / "config"
+    if not cfg.is_file():
+        return default
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        cp.read(cfg, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return default
+    sections = sorted((s for s in cp.sections() if s.startswith("remote")),
+                      key=lambda s: s != 'remote "origin"')
+    for sec in sections:
+        m = re.search(r"github\.com[:/]+([^/\s]+)/([^/\s]+?)(?:\.git)?/?$",
+                      cp.get(sec, "url", fallback=""))
+        if m:
+            return f"https://github.com/{m.group(1)}/{m.group(2)}"
+    return default
