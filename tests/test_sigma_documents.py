@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ruleatlas.languages import AnalysisContext
-from ruleatlas.languages.sigma import analyze_sigma, rule_from_text
+from ruleatlas.languages.sigma import MODIFIERS, analyze_sigma, rule_from_text
 from ruleatlas.model import (
     And,
     Not,
@@ -17,6 +20,7 @@ from ruleatlas.model import (
     StageKind,
     analysis_from_dict,
     analysis_to_dict,
+    walk,
 )
 
 CTX = AnalysisContext()
@@ -178,3 +182,36 @@ def test_empty_detection_and_mixed_list():
     assert not a.problems
     assert a.condition is not None and And((Predicate("A", Op.EQ, (1,)),
                                             Predicate("B", Op.EQ, (2,)))) in a.condition.args
+
+
+# ---- property: any detection pySigma or not, the analyzer answers without crashing -----------
+
+_MODS = [*sorted(MODIFIERS), "bogus"]
+_scalar = st.one_of(
+    st.text(alphabet="ab*?\\%-/ é", max_size=6), st.integers(-5, 5), st.booleans(), st.none(),
+    st.floats(allow_nan=False, allow_infinity=False, width=16),
+)
+_key = st.builds(lambda f, ms: "|".join([f, *ms]),
+                 st.sampled_from(["A", "B", ""]), st.lists(st.sampled_from(_MODS), max_size=3))
+_value = st.one_of(_scalar, st.lists(_scalar, max_size=3))
+_item = st.dictionaries(_key, _value, min_size=1, max_size=3)
+_detection = st.one_of(_item, st.lists(st.one_of(_item, _scalar), min_size=1, max_size=3),
+                       _scalar)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sel", "sel_b", "_x", "filter"]), _detection,
+                       min_size=1, max_size=3),
+       st.sampled_from(["sel", "1 of sel*", "all of them", "sel and not filter", "_x or sel"]))
+def test_random_detections_never_crash(dets: dict, cond: str):
+    text = yaml.safe_dump({"title": "t", "detection": {**dets, "condition": cond}},
+                          sort_keys=False, allow_unicode=True)
+    a = analyze_sigma(rule_from_text(text, "h.yml", 1), CTX)
+    assert not [p for p in a.problems if p.code == "crash"], a.problems
+    assert a.stages[-1].command == "condition"
+    for p in a.problems:
+        assert p.location is not None
+    for st_ in a.stages[:-1]:
+        for n in walk(st_.condition):
+            if isinstance(n, Predicate | Opaque):
+                assert n.span is not None and n.stage == st_.index

@@ -50,10 +50,11 @@ def rule_from_text(text: str, path: str = "<inline>", line: int = 1) -> Rule:
     if m:
         nxt = re.search(r"^[^\s#]", text[m.end():], re.M)
         query = trim_tail(text[m.start(): m.end() + nxt.start() if nxt else len(text)])
+    ls = doc.get("logsource")
     return Rule(
         id=str(doc.get("id") or path), source="sigma", path=path, title=str(doc.get("title", "")),
         language="sigma", query=query, body=text, type=section, line=line,
-        logsource=doc.get("logsource") if isinstance(doc.get("logsource"), dict) else {},
+        logsource={str(k): str(v) for k, v in ls.items()} if isinstance(ls, dict) else {},
     )
 
 
