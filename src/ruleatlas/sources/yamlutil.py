@@ -50,6 +50,7 @@ Loader.add_constructor("tag:yaml.org,2002:timestamp", _as_text)
 Loader.add_constructor("tag:yaml.org,2002:binary", _as_text)
 
 _MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t]|\r?$)", re.M)
+_END_MARKER = re.compile(r"^\.\.\.[ \t]*(?:#.*)?\r?\n?\Z", re.M)
 _TOP_KEY = re.compile(r"^(?![ \t#\r\n]|-(?:[ \t]|$)|---|\.\.\.)", re.M)
 
 
@@ -154,18 +155,21 @@ def load_documents(text: str) -> Iterator[Doc]:
 
 
 def _strip_marker(piece: str, line: int) -> tuple[str, int]:
-    """Drop a leading ``---`` marker line and blank lines so ``line`` is the first real line."""
-    lines = piece.splitlines(keepends=True)
-    k = 0
-    while k < len(lines):
-        s = lines[k].strip()
-        if s == "---" or s == "" or s == "...":
-            k += 1
-            continue
-        break
-    body = "".join(lines[k:]).rstrip("\n") + "\n" if k < len(lines) else piece
-    if body.endswith("...\n"):
-        body = body[: -len("...\n")].rstrip("\n") + "\n"
+    """Drop leading ``---`` marker and blank lines (so ``line`` is the first real line) and a
+    trailing ``...`` end marker; everything else of the document is kept byte for byte."""
+    pos, k = 0, 0
+    while pos < len(piece):
+        nl = piece.find("\n", pos)
+        end = len(piece) if nl < 0 else nl + 1
+        if piece[pos:end].strip() not in ("---", "", "..."):
+            break
+        pos, k = end, k + 1
+    if pos >= len(piece):
+        return piece, line
+    body = piece[pos:]
+    m = _END_MARKER.search(body)
+    if m:
+        body = body[: m.start()]
     return body, line + k
 
 
