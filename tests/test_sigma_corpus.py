@@ -13,11 +13,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.rule import SigmaRule
 
 from conftest import SIGMA
 from ruleatlas.languages import AnalysisContext
 from ruleatlas.languages.sigma import analyze_sigma
-from ruleatlas.model import Analysis, FieldRef, Op, Predicate, Regex, Rule, walk
+from ruleatlas.model import Analysis, And, FieldRef, Not, Op, Or, Predicate, Regex, Rule, walk
 from ruleatlas.sources import SOURCES
 
 # Ratchet: may only go down. Measured 2026-11-28 on the shared corpus (SigmaHQ 8eaafff).
@@ -172,3 +181,89 @@ def test_spans_point_at_the_written_key(analyzed):
 
 def test_corpus_is_where_conftest_says():
     assert Path(SIGMA, "rules").is_dir()
+
+
+# ---- same boolean structure as pySigma's own post-processed condition ------------------------
+
+
+def _ours_nf(n) -> str:  # type: ignore[no-untyped-def]
+    """Normal form of our tree, each predicate expanded to one leaf per value as pySigma does."""
+    if isinstance(n, Predicate):
+        leaf = f"{n.field}"
+        if n.op is Op.EXISTS or len(n.values) <= 1:
+            body = leaf
+        else:
+            body = ("and(" if n.match_all else "or(") + ",".join([leaf] * len(n.values)) + ")"
+        return f"not({body})" if n.negated and n.op is not Op.EXISTS else body
+    if isinstance(n, (And, Or)):
+        kind = "and" if isinstance(n, And) else "or"
+        parts = sorted(_flatten(kind, [_ours_nf(a) for a in n.args]))
+        return parts[0] if len(parts) == 1 else f"{kind}({','.join(parts)})"
+    if isinstance(n, Not):
+        return f"not({_ours_nf(n.arg)})"
+    raise AssertionError(f"unexpected node {n!r}")
+
+
+def _theirs_nf(c) -> str:  # type: ignore[no-untyped-def]
+    if isinstance(c, ConditionFieldEqualsValueExpression):
+        return f"{c.field}"
+    if isinstance(c, ConditionValueExpression):
+        return "None"
+    if isinstance(c, (ConditionAND, ConditionOR)):
+        kind = "and" if isinstance(c, ConditionAND) else "or"
+        parts = sorted(_flatten(kind, [_theirs_nf(a) for a in c.args]))
+        return parts[0] if len(parts) == 1 else f"{kind}({','.join(parts)})"
+    if isinstance(c, ConditionNOT):
+        return f"not({_theirs_nf(c.args[0])})"
+    raise AssertionError(f"unexpected pySigma node {c!r}")
+
+
+def _flatten(kind: str, parts: list[str]) -> list[str]:
+    """Inline children of the same kind: and(a,and(b,c)) == and(a,b,c)."""
+    out: list[str] = []
+    for p in parts:
+        if p.startswith(kind + "(") and _outer(p):
+            out.extend(_split(p[len(kind) + 1:-1]))
+        else:
+            out.append(p)
+    return out
+
+
+def _outer(p: str) -> bool:
+    depth = 0
+    for i, ch in enumerate(p):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch == ")":
+            return i == len(p) - 1
+    return False
+
+
+def _split(s: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    out.append(cur)
+    return out
+
+
+def test_condition_trees_match_pysigma_postprocessing(analyzed):
+    """Our inlined trees have pySigma's boolean structure, field by field, on every rules* rule
+    (selectors, `them`, `_` names, precedence and value lists all resolved the same way)."""
+    checked = 0
+    for r, a in analyzed:
+        if not _in_rules_star(r):
+            continue
+        srule = SigmaRule.from_dict(yaml.load(r.body, Loader=yaml.CSafeLoader))
+        theirs = [_theirs_nf(c.parse()) for c in srule.detection.parsed_condition]
+        mine = [_ours_nf(a.condition)] if len(theirs) == 1 else _split(
+            _ours_nf(a.condition)[3:-1])
+        assert sorted(mine) == sorted(theirs), r.path
+        checked += 1
+    assert checked == RULES_STAR
