@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruleatlas.languages import AnalysisContext
+from ruleatlas.languages import AnalysisContext, analyze
 from ruleatlas.languages.sigma import MODIFIERS, analyze_sigma, rule_from_text
 from ruleatlas.model import (
     And,
@@ -22,6 +22,7 @@ from ruleatlas.model import (
     analysis_to_dict,
     walk,
 )
+from ruleatlas.sources import SOURCES
 
 CTX = AnalysisContext()
 
@@ -64,7 +65,7 @@ def test_correlation_rule():
     assert c["timespan"] == "1d" and c["group_by"] == ["ComputerName", "WorkstationName"]
     assert c["condition"] == {"gte": 100, "field": "User"}
     assert c["aliases"] == {"user": {"failed_logon": "TargetUserName"}}
-    assert st.span is not None and st.span.line == 23  # "correlation:" is line 3 of the doc
+    assert st.span is not None and st.span.line == 22  # "correlation:" is line 3 of the doc
     assert analysis_from_dict(analysis_to_dict(a)) == a
 
 
@@ -215,3 +216,37 @@ def test_random_detections_never_crash(dets: dict, cond: str):
         for n in walk(st_.condition):
             if isinstance(n, Predicate | Opaque):
                 assert n.span is not None and n.stage == st_.index
+
+
+def test_reader_documents_rule_correlation_filter(tmp_path):
+    """A three-document file through the real Sigma reader, then the analyzer: file lines."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "corr.yml").write_text(
+        "title: Failed logon\nname: failed_logon\nid: 5638f7c0-ac70-491d-8465-2a65075e0d86\n"
+        "status: test\nlogsource:\n    product: windows\n    service: security\n"
+        "detection:\n    selection:\n        EventID: 4625\n    condition: selection\n"
+        "level: low\n---\n"
+        "title: Many failed logons\nid: 0e95725d-7320-415d-80f7-004da920fc11\nstatus: test\n"
+        "correlation:\n    type: event_count\n    rules:\n        - failed_logon\n"
+        "    group-by:\n        - TargetUserName\n    timespan: 5m\n    condition:\n"
+        "        gte: 10\nlevel: high\n---\n"
+        "title: Filter admin\nid: 1e95725d-7320-415d-80f7-004da920fc11\nlogsource:\n"
+        "    product: windows\nfilter:\n    rules:\n"
+        "        - 5638f7c0-ac70-491d-8465-2a65075e0d86\n    selection:\n"
+        "        TargetUserName: admin\n    condition: not selection\n",
+        encoding="utf-8",
+    )
+    src = SOURCES["sigma"]
+    rules = [r for p in src.rule_files(tmp_path) for r in src.load_file(tmp_path, p).rules]
+    got = {r.type: analyze(r) for r in rules}
+    assert set(got) == {"detection", "correlation", "filter"}
+    assert not any(a.problems for a in got.values())
+    det = got["detection"].condition
+    assert isinstance(det, Predicate) and det.span is not None and det.span.line == 10
+    corr = got["correlation"]
+    assert corr.stages[0].span is not None and corr.stages[0].span.line == 17
+    assert corr.extra["correlation"]["rules"] == ["failed_logon"]
+    assert corr.group_by == ("TargetUserName",)
+    filt = got["filter"]
+    assert isinstance(filt.condition, Not) and filt.condition.arg.span.line == 36  # type: ignore[union-attr]
+    assert filt.extra["filter"]["rules"] == ["5638f7c0-ac70-491d-8465-2a65075e0d86"]

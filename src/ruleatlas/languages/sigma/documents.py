@@ -152,7 +152,7 @@ def lower_correlation(rule: Rule, block: Block) -> Analysis:
     data = block.data
     if not isinstance(data, dict):
         return _not_a_mapping(rule, block)
-    span = block.span(block.node)
+    span = block.span(block.key_node or block.node, block.node)
     problems: list[Problem] = []
     sc = SigmaCorrelationRule.from_dict(
         {"title": rule.title or "untitled", "correlation": data}, collect_errors=True
@@ -169,7 +169,7 @@ def lower_correlation(rule: Rule, block: Block) -> Analysis:
     if isinstance(sc.condition, SigmaCorrelationCondition) and (
         isinstance(cond, dict) or cond is None
     ):
-        ctext = block.text(ck, cv) or f"condition: {cond!r}"
+        ctext = "condition: " + ", ".join(f"{k}: {v}" for k, v in (cond or {}).items())
         result = _result_predicate(ctype, sc.condition, 0, cspan, ctext)
     elif cond is not None:
         reason = "extended temporal condition is not represented"

@@ -50,6 +50,7 @@ class Block:
     line0: int  # file line (1-based) of the composed text's first line
     path: str | None
     exact: bool = True  # False: the text is not the file's (a collection's merged block)
+    key_node: yaml.Node | None = None  # the section's key (``detection``), when composed
 
     def span(self, start: yaml.Node | None, end: yaml.Node | None = None) -> Span | None:
         """File span from the start of ``start`` to the end of ``end`` (or of ``start``); for
@@ -134,13 +135,20 @@ def _construct(loader: yaml.CSafeLoader, root: yaml.Node) -> Any:
 
 
 def _value_node(root: yaml.Node | None, key: str) -> yaml.Node | None:
+    return _key_value(root, key)[1]
+
+
+def _key_node(root: yaml.Node | None, key: str) -> yaml.Node | None:
+    return _key_value(root, key)[0]
+
+
+def _key_value(root: yaml.Node | None, key: str) -> tuple[yaml.Node | None, yaml.Node | None]:
+    found: tuple[yaml.Node | None, yaml.Node | None] = (None, None)
     if isinstance(root, yaml.MappingNode):
-        found = None
         for k, v in root.value:
             if isinstance(k, yaml.ScalarNode) and k.value == key:
-                found = v  # last one wins, as in the constructed dict
-        return found
-    return None
+                found = (k, v)  # last one wins, as in the constructed dict
+    return found
 
 
 def locate_generated(query: str, key: str, line: int, path: str | None) -> Block:
@@ -173,7 +181,8 @@ def locate(body: str, key: str, line: int = 1, path: str | None = None,
             data, node = _compose(body[start:end])
             if isinstance(data, dict) and key in data:
                 return Block(key, data[key], _value_node(node, key), body, start,
-                             line + body.count("\n", 0, start), path)
+                             line + body.count("\n", 0, start), path,
+                             key_node=_key_node(node, key))
         except yaml.YAMLError:
             pass  # fall back to the whole body, which reports a located error
     try:
@@ -191,7 +200,8 @@ def locate(body: str, key: str, line: int = 1, path: str | None = None,
             mark.column + 1 if mark else None,
         ) from exc
     if isinstance(data, dict) and key in data:
-        return Block(key, data[key], _value_node(node, key), body, 0, line, path)
+        return Block(key, data[key], _value_node(node, key), body, 0, line, path,
+                     key_node=_key_node(node, key))
     if query:
         return _from_query(body, key, line, path, query)
     raise BlockError(f"no '{key}:' section in the rule")
