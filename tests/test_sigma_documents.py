@@ -248,5 +248,6 @@ def test_reader_documents_rule_correlation_filter(tmp_path):
     assert corr.extra["correlation"]["rules"] == ["failed_logon"]
     assert corr.group_by == ("TargetUserName",)
     filt = got["filter"]
-    assert isinstance(filt.condition, Not) and filt.condition.arg.span.line == 36  # type: ignore[union-attr]
+    assert isinstance(filt.condition, Not) and isinstance(filt.condition.arg, Predicate)
+    assert filt.condition.arg.span is not None and filt.condition.arg.span.line == 36
     assert filt.extra["filter"]["rules"] == ["5638f7c0-ac70-491d-8465-2a65075e0d86"]
