@@ -228,3 +228,12 @@ def test_top_block_slices_exactly(before, value, after):
     assert text.splitlines()[line] == "detection:"
     assert block in text and not block.endswith("\n")
     assert yaml.load(block, Loader=yaml.CSafeLoader) == {"detection": value}
+
+
+def test_dangling_symlink_is_accounted_for(tmp_path: Path):
+    root = _write(tmp_path, {"rules/good.yml": GOOD_SIGMA})
+    (root / "rules" / "dangling.yml").symlink_to(root / "nowhere.yml")
+    res = _load_all("sigma", root)
+    assert set(res) == {"rules/good.yml", "rules/dangling.yml"}
+    (e,) = res["rules/dangling.yml"].errors
+    assert e.kind == "io" and e.path == "rules/dangling.yml"

@@ -540,5 +540,5 @@ class SigmaSource:
 
 def _yaml_under(folder: Path) -> Iterator[Path]:
     for p in folder.rglob("*"):
-        if p.suffix in (".yml", ".yaml") and p.is_file():
+        if p.suffix in (".yml", ".yaml") and not p.is_dir():
             yield p

@@ -263,7 +263,7 @@ def load_detection(root: Path, path: Path, data: bytes | None = None) -> FileRes
 def _yml_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and not p.is_dir())
 
 
 def _load_side(root: Path, path: Path, raw: bytes) -> dict[str, Any] | LoadError:
