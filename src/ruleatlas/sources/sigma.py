@@ -301,19 +301,16 @@ def _doc_kind(doc: Mapping[str, Any]) -> str:
     return "detection"
 
 
-def _query(body: str, doc: Mapping[str, Any], kind: str, merged: bool) -> tuple[str, bool]:
-    """The exact ``detection:``/``correlation:``/``filter:`` block of ``body``; when a collection
-    merge completed it from a global document, a YAML dump of the merged block instead (flag)."""
-    key = kind if kind != "detection" else "detection"
-    own = yamlutil.top_block(body, key)
-    if own is not None and not merged:
+def _query(body: str, doc: Mapping[str, Any], key: str, merged: bool) -> tuple[str, bool]:
+    """The exact ``detection:``/``correlation:``/``filter:`` block of ``body``, and False.
+
+    When a collection merge completed the block from a global document (or the key is not
+    written plainly at column 0), the member's own text is not the whole query: the merged
+    block is rendered as YAML instead, and the flag is True (``extra["query_generated"]``)."""
+    own = None if merged else yamlutil.top_block(body, key)
+    if own is not None:
         return own[0], False
     value = doc.get(key)
-    if own is not None and isinstance(value, Mapping) and own[0]:
-        # Merged detection: the member's own block is incomplete; render the merged one.
-        import yaml
-
-        return yaml.safe_dump({key: value}, sort_keys=False, allow_unicode=True).rstrip(), True
     if value is None:
         return "", False
     import yaml
@@ -329,7 +326,6 @@ def rule_from_doc(
     kind = _doc_kind(doc)
     missing = [k for k in ("id", "title") if not _opt(doc.get(k))]
     if missing:
-        key = missing[0]
         return LoadError(NAME, rel, f"missing required key(s): {', '.join(missing)}",
                          line=line, kind="schema")
     if kind == "detection" and not isinstance(doc.get("detection"), Mapping):
