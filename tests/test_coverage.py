@@ -20,7 +20,7 @@ from ruleatlas.coverage import (
     tree_channels,
     tree_ids,
 )
-from ruleatlas.coverage.routing import event_key, route_for
+from ruleatlas.coverage.routing import channel_value_matches, event_key, route_for
 from ruleatlas.coverage.table import CoverageTableError, compile_table, load_table, parse_ref
 from ruleatlas.engine.readers import read_events
 from ruleatlas.languages import analyze
@@ -276,6 +276,20 @@ def test_event_key_normalises_channel_and_id() -> None:
     assert event_key({"eventSource": "iam.amazonaws.com", "awsRegion": "us-east-1",
                       "eventName": "CreateUser"}) == ("aws:cloudtrail", "CreateUser")
     assert event_key({"Image": "x"}) == (None, None)
+
+
+def test_channel_predicates_decided_by_the_key() -> None:
+    sec = ("Security", "4688")
+    assert channel_value_matches("source", "XmlWinEventLog:Security", sec) is True
+    assert channel_value_matches("source", "WinEventLog:Security", sec) is True
+    assert channel_value_matches("Channel", "security", sec) is True
+    assert channel_value_matches("eventtype", "wineventlog_security", sec) is True
+    assert channel_value_matches("sourcetype", "xmlwineventlog", sec) is True
+    assert channel_value_matches("source", "XmlWinEventLog:Microsoft-Windows-Sysmon/Operational",
+                                 sec) is False
+    assert channel_value_matches("source", "XmlWinEventLog:Security", (None, None)) is False
+    assert channel_value_matches("source", Pattern((Wild.ANY, "Security")), sec) is None
+    assert channel_value_matches("Image", "x", sec) is None
 
 
 def test_real_events_route_to_their_rules() -> None:

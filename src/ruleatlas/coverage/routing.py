@@ -21,7 +21,7 @@ from ruleatlas.model import Analysis, EventRef, Rule
 
 Key = tuple[str | None, str | None]
 
-__all__ = ["Key", "Route", "event_key", "ref_key", "route_for"]
+__all__ = ["Key", "Route", "channel_value_matches", "event_key", "ref_key", "route_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,42 @@ def event_key(fields: Mapping[str, Any], table: Table | None = None) -> Key:
         if v is not None:
             return (channel, _id(v))
     return (channel, None)
+
+
+def channel_value_matches(
+    field: str | None, value: Any, key: Key, table: Table | None = None
+) -> bool | None:
+    """Whether ``field = value`` holds for events of ``key`` when ``field`` names the channel.
+
+    Splunk rules filter on ``source=XmlWinEventLog:Security`` or ``sourcetype=...`` (macros
+    expand to them) and Sigma rules may test ``Channel``; an event read from an EVTX file has
+    no ``source`` field, so the engine should decide such predicates from the event's key:
+    True when the value names the key's channel (any spelling), False when it names another,
+    True for a generic sourcetype (``xmlwineventlog``) on any known channel, and None when this
+    is not a channel predicate (a wildcard value, another field): evaluate it normally.
+    """
+    t = table or load_table()
+    if field is None or field.lower() not in t.channel_fields:
+        return None
+    lit = _literal_value(value)
+    if lit is None:
+        return None
+    if lit.strip().strip('"').lower() in t.generic_sourcetypes:
+        return key[0] is not None
+    c = t.canonical_channel(lit)
+    if c is None:
+        return None
+    return key[0] is not None and c.lower() == key[0].lower()
+
+
+def _literal_value(v: Any) -> str | None:
+    from ruleatlas.model import Pattern
+
+    if isinstance(v, Pattern):
+        return v.literal()
+    if isinstance(v, str):
+        return v
+    return None
 
 
 def _channel(fields: Mapping[str, Any], t: Table) -> str | None:
