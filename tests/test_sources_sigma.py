@@ -226,3 +226,52 @@ def test_parsed_hand_off_is_opt_in(monkeypatch):
     parsed = sigma_mod.take_parsed(rule)
     assert parsed.title == rule.title and str(parsed.id) == rule.id
     assert sigma_mod.take_parsed(rule) is None
+
+
+REPEAT_RESET = """\
+action: global
+title: Shared title
+id: 5a0c0f1e-0000-4000-8000-000000000001
+status: test
+logsource:
+    product: windows
+    service: security
+detection:
+    condition: selection
+---
+detection:
+    selection:
+        EventID: 4624
+---
+action: repeat
+detection:
+    selection:
+        EventID: 4625
+---
+action: reset
+---
+title: Standalone
+id: 5a0c0f1e-0000-4000-8000-000000000002
+logsource:
+    product: linux
+detection:
+    selection:
+        keyword: x
+    condition: selection
+---
+action: explode
+"""
+
+
+def test_collection_repeat_reset_and_unknown_action(tmp_path: Path):
+    root = _repo(tmp_path, {"rules/c.yml": REPEAT_RESET})
+    res = SRC.load_file(root, root / "rules" / "c.yml")
+    first, repeat, standalone = res.rules
+    assert first.title == repeat.title == "Shared title"
+    assert "4624" in first.query and "4625" in repeat.query and "4624" not in repeat.query
+    assert repeat.id.endswith("#3") and repeat.extra["collection"].startswith("repeat")
+    assert standalone.title == "Standalone" and "collection" not in standalone.extra
+    assert standalone.logsource == {"product": "linux"}
+    assert standalone.query.startswith("detection:\n    selection:")
+    (err,) = res.errors
+    assert err.kind == "SigmaCollectionError" and "explode" in err.reason and err.line == 31
