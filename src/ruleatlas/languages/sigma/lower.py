@@ -47,7 +47,7 @@ from sigma.types import (
 )
 
 from ruleatlas.languages.sigma.modifiers import ItemSpec, build_spec, pysigma_key, read_key
-from ruleatlas.languages.sigma.spans import Block, mapping_pairs, sequence_items
+from ruleatlas.languages.sigma.spans import Block, mapping_pairs, scalar_text, sequence_items
 from ruleatlas.model import (
     And,
     FieldRef,
@@ -132,6 +132,22 @@ def _parse_condition(text: str, dets: EmptySigmaDetections) -> Any:
     return hit
 
 
+_SELECTED: dict[tuple[str, tuple[str, ...]], list[ConditionIdentifier]] = {}
+
+
+def _selected(c: ConditionSelector, dets: EmptySigmaDetections) -> list[ConditionIdentifier]:
+    """pySigma's resolution of ``1 of pattern`` over these names, memoised (it compiles a regex
+    per call; rules share patterns and names)."""
+    key = (c.pattern, tuple(dets.detections))
+    hit = _SELECTED.get(key)
+    if hit is None:
+        hit = c.resolve_referenced_detections(dets)
+        if len(_SELECTED) > 8192:
+            _SELECTED.clear()
+        _SELECTED[key] = hit
+    return hit
+
+
 def or_of(nodes: list[Node]) -> Node:
     return nodes[0] if len(nodes) == 1 else Or(tuple(nodes))
 
@@ -163,7 +179,7 @@ def compact_text(block: Block, key: str | None, vnode: yaml.Node | None, value: 
     scalar as written (quotes kept); multi-line scalars fall back to their Python repr."""
 
     def scalar(n: yaml.Node, v: Any) -> str:
-        t = block.text(n) if isinstance(n, yaml.ScalarNode) else None
+        t = scalar_text(block, n) if isinstance(n, yaml.ScalarNode) and block.exact else None
         return t if t is not None and "\n" not in t else repr(v)
 
     if vnode is None:
@@ -333,7 +349,7 @@ class Lowerer:
                                    stage, span, "error", "undefined-detection")
             return tree
         if isinstance(c, ConditionSelector):
-            ids = c.resolve_referenced_detections(dets)
+            ids = _selected(c, dets)
             label = f"{c.args[0]} of {c.pattern}"
             if not ids:
                 return self.opaque(label, f"'{label}' matches no detection", stage, span,

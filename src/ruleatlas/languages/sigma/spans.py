@@ -79,6 +79,11 @@ class Block:
         return trim_tail(self.body[a:b])
 
 
+def scalar_text(block: Block, node: yaml.Node) -> str:
+    """A scalar exactly as written (quotes included): its marks are exact, nothing to trim."""
+    return block.body[block.base + node.start_mark.index: block.base + node.end_mark.index]
+
+
 def trim_tail(text: str) -> str:
     """Drop trailing whitespace and trailing lines that are only comments."""
     lines = text.rstrip().split("\n")
