@@ -1,0 +1,215 @@
+"""SPL aggregations the engine runs: ``stats`` and ``eventstats`` with ``by``, followed by
+``where``/``search`` on the result (threshold rules: ``| stats dc(dest) as n by src | where n>9``).
+
+A stage's text is parsed once into :class:`AggSpec` (functions, output names, group-by fields);
+:class:`Aggregator` then keeps one small state per group while events stream in, so memory is
+per group, not per event (``eventstats`` must keep the matching events of each group, as Splunk
+does). Functions are a dict (house rule 4); an unknown one makes the rule not runnable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruleatlas.engine.compile import Matcher, NotRunnable
+from ruleatlas.engine.sigma_semantics import as_number, to_text
+
+# --------------------------------------------------------------------------------------------
+# Parsing the stage text
+# --------------------------------------------------------------------------------------------
+
+_FUNC = re.compile(
+    r"""(?P<fn>[A-Za-z_][\w]*)\s*(?:\(\s*(?P<arg>[^()]*?)\s*\))?
+        (?:\s+as\s+(?P<alias>"[^"]+"|[\w.:{}-]+))?\s*,?\s*""",
+    re.X | re.I,
+)
+_BY = re.compile(r"\s+by\s+", re.I)
+_OPTION = re.compile(r"^\w+\s*=\s*\S+\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class AggFunc:
+    fn: str  # canonical name: count, dc, values, list, min, max, sum, avg, earliest, latest
+    arg: str | None  # the field, None for count(*)
+    name: str  # the output field
+
+
+@dataclass(frozen=True, slots=True)
+class AggSpec:
+    command: str  # stats | eventstats
+    funcs: tuple[AggFunc, ...]
+    by: tuple[str, ...]
+
+
+ALIASES = {"distinct_count": "dc", "c": "count", "first": "earliest", "last": "latest",
+           "mean": "avg"}
+
+
+def parse_stats(command: str, text: str, by: tuple[str, ...] = ()) -> AggSpec:
+    """``stats count min(_time) as firstTime dc(x) by a, b`` -> :class:`AggSpec`.
+
+    Raises :class:`NotRunnable` for functions or forms the engine does not compute."""
+    body = text.strip()
+    if body.startswith("|"):
+        body = body[1:].strip()
+    if body.lower().startswith(command.lower()):
+        body = body[len(command):]
+    body = body.strip()
+    while _OPTION.match(body):  # allnum=true, dedup_splitvals=...
+        body = _OPTION.sub("", body, count=1)
+    parts = _BY.split(body, maxsplit=1)
+    funcs_text = parts[0]
+    if len(parts) == 2 and not by:
+        by = tuple(x for x in re.split(r"[\s,]+", parts[1].strip()) if x)
+    funcs: list[AggFunc] = []
+    pos = 0
+    while pos < len(funcs_text):
+        m = _FUNC.match(funcs_text, pos)
+        if not m or m.end() == pos:
+            raise NotRunnable(f"{command}: cannot read {funcs_text[pos:]!r}")
+        pos = m.end()
+        fn = ALIASES.get(m.group("fn").lower(), m.group("fn").lower())
+        arg = m.group("arg")
+        if fn not in AGG_FUNCS:
+            raise NotRunnable(f"{command} function {m.group('fn')}() is not supported")
+        if arg is not None and (("*" in arg and arg != "*") or "eval(" in arg):
+            raise NotRunnable(f"{command} {fn}({arg}) with wildcards/eval is not supported")
+        if fn != "count" and not arg:
+            raise NotRunnable(f"{command} {fn} needs a field")
+        default = fn if arg is None else f"{m.group('fn')}({arg})"
+        alias = m.group("alias")
+        name = alias.strip('"') if alias else default
+        funcs.append(AggFunc(fn, arg if arg not in (None, "*") else None, name))
+    if not funcs:
+        funcs.append(AggFunc("count", None, "count"))
+    if any("*" in b for b in by):
+        raise NotRunnable(f"{command} by wildcard fields is not supported")
+    return AggSpec(command.lower(), tuple(funcs), tuple(by))
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation state
+# --------------------------------------------------------------------------------------------
+
+
+def _vals(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    return [x for x in v if x is not None] if isinstance(v, list) else [v]
+
+
+def _order_key(v: Any) -> tuple[int, Any]:
+    n = as_number(v)
+    return (0, n) if n is not None else (1, to_text(v))
+
+
+class _State:
+    __slots__ = ("count", "first", "last", "lst", "max", "min", "n", "seen", "sum", "values")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seen: set[str] = set()
+        self.values: dict[str, Any] = {}
+        self.lst: list[Any] = []
+        self.min: Any = None
+        self.max: Any = None
+        self.sum = 0.0
+        self.n = 0
+        self.first: Any = None
+        self.last: Any = None
+
+
+def _update(st: _State, f: AggFunc, ev: Mapping[str, Any]) -> None:
+    if f.arg is None:
+        st.count += 1
+        return
+    for v in _vals(ev.get(f.arg)):
+        st.count += 1
+        t = to_text(v)
+        st.seen.add(t)
+        st.values.setdefault(t, v)
+        if len(st.lst) < 100:
+            st.lst.append(v)
+        if st.min is None or _order_key(v) < _order_key(st.min):
+            st.min = v
+        if st.max is None or _order_key(v) > _order_key(st.max):
+            st.max = v
+        n = as_number(v)
+        if n is not None:
+            st.sum += n
+            st.n += 1
+        if st.first is None:
+            st.first = v
+        st.last = v
+
+
+def _result(st: _State, f: AggFunc) -> Any:
+    return AGG_FUNCS[f.fn](st)
+
+
+def _num_out(x: float) -> int | float:
+    return int(x) if x.is_integer() else x
+
+
+AGG_FUNCS: dict[str, Callable[[_State], Any]] = {
+    "count": lambda s: s.count,
+    "dc": lambda s: len(s.seen),
+    "values": lambda s: [s.values[k] for k in sorted(s.values)],
+    "list": lambda s: list(s.lst),
+    "min": lambda s: s.min,
+    "max": lambda s: s.max,
+    "sum": lambda s: _num_out(s.sum) if s.n else None,
+    "avg": lambda s: s.sum / s.n if s.n else None,
+    "earliest": lambda s: s.first,
+    "latest": lambda s: s.last,
+}
+
+
+class Aggregator:
+    """Groups matching events of one rule and yields result rows (stats) or the events with
+    their group's aggregates (eventstats) that pass the result condition."""
+
+    def __init__(self, spec: AggSpec, result: Matcher, keep: int = 10000) -> None:
+        self.spec = spec
+        self.result = result
+        self.groups: dict[tuple[str, ...], list[_State]] = {}
+        self.first: dict[tuple[str, ...], Any] = {}
+        self.events: dict[tuple[str, ...], list[Any]] = {}
+        self.keep = keep
+
+    def add(self, fields: Mapping[str, Any], payload: Any) -> None:
+        key: list[str] = []
+        for b in self.spec.by:
+            v = fields.get(b)
+            if v is None:
+                return  # Splunk drops events without a by-field value
+            key.append(to_text(v))
+        k = tuple(key)
+        states = self.groups.get(k)
+        if states is None:
+            states = self.groups[k] = [_State() for _ in self.spec.funcs]
+            self.first[k] = payload
+        for st, f in zip(states, self.spec.funcs, strict=True):
+            _update(st, f, fields)
+        if self.spec.command == "eventstats":
+            lst = self.events.setdefault(k, [])
+            if len(lst) < self.keep:
+                lst.append((dict(fields), payload))
+
+    def rows(self) -> Iterator[tuple[dict[str, Any], Any]]:
+        """(row fields, payload of the group's first event) for every passing row/event."""
+        for k, states in self.groups.items():
+            agg = {f.name: _result(st, f) for st, f in zip(states, self.spec.funcs, strict=True)}
+            if self.spec.command == "eventstats":
+                for fields, payload in self.events.get(k, ()):
+                    row = {**fields, **agg}
+                    if self.result(row):
+                        yield row, payload
+            else:
+                row = dict(zip(self.spec.by, k, strict=True))
+                row.update(agg)
+                if self.result(row):
+                    yield row, self.first[k]

@@ -1,0 +1,121 @@
+"""Where the engine gets its rules: the catalog database, or repositories read directly.
+
+``ruleatlas test`` / ``hunt`` read the built catalog (``--db``), whose rows carry the stored
+Analysis; with no catalog file, or for tests and benchmarks, :func:`from_repos` reads the
+repositories with the source readers and analyzes each rule on the spot (same code path as
+``build``, no database).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruleatlas.model import Analysis, Rule, TestRef, analysis_from_dict
+
+_RULE_FIELDS = {f.name: f for f in dataclasses.fields(Rule)}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRule:
+    rule: Rule
+    analysis: Analysis
+    root: str
+    tactics: tuple[str, ...] = ()
+
+
+def rule_from_dict(d: Mapping[str, Any]) -> Rule:
+    """A :class:`Rule` from its JSON form (``rules.rule_json``): lists back to tuples."""
+    kw: dict[str, Any] = {}
+    for k, v in d.items():
+        if k not in _RULE_FIELDS:
+            continue
+        if k == "tests":
+            v = tuple(TestRef(**{a: b for a, b in t.items()
+                                 if a in TestRef.__dataclass_fields__}) for t in v or ())
+        elif isinstance(v, list):
+            v = tuple(v)
+        kw[k] = v
+    return Rule(**kw)
+
+
+def tactics_of(rule: Rule) -> tuple[str, ...]:
+    """ATT&CK tactic short names of a rule's techniques (empty when the data is unavailable)."""
+    try:
+        from ruleatlas import attack
+
+        data = attack.default()
+    except Exception:
+        return ()
+    out: set[str] = set()
+    for t in rule.attack:
+        try:
+            out.update(data.technique(t).tactics)
+        except Exception:
+            continue
+    return tuple(sorted(out))
+
+
+def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule]:
+    from ruleatlas.store.results import load_rules
+
+    out = []
+    for sr in load_rules(db, ids):
+        rule = rule_from_dict(sr.rule)
+        if sr.analysis is not None:
+            analysis = analysis_from_dict(sr.analysis)
+        else:
+            from ruleatlas.languages import analyze
+
+            analysis = analyze(rule)
+        out.append(LoadedRule(rule, analysis, sr.root, sr.tactics or tactics_of(rule)))
+    return out
+
+
+def from_repos(roots: Iterable[str | Path], with_tests_only: bool = False,
+               languages: Sequence[str] | None = None) -> list[LoadedRule]:
+    """Read and analyze every rule of the given repository clones (Sigma, Splunk)."""
+    from ruleatlas.languages import AnalysisContext, analyze
+    from ruleatlas.sources import detect
+
+    out: list[LoadedRule] = []
+    for root in roots:
+        rp = Path(root)
+        src = detect(rp)
+        if src is None:
+            continue
+        ctx = AnalysisContext()
+        if src.name == "splunk":
+            side = src.side_tables(rp)
+            ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
+        for f in src.rule_files(rp):
+            fr = src.load_file(rp, f)
+            for rule in fr.rules:
+                if with_tests_only and not rule.tests:
+                    continue
+                if languages and rule.language not in languages:
+                    continue
+                out.append(LoadedRule(rule, analyze(rule, ctx), str(rp), tactics_of(rule)))
+    return out
+
+
+def select(rules: Sequence[LoadedRule], filters: Sequence[str] | None) -> list[LoadedRule]:
+    """Rules whose id, title, path or source matches any filter (exact id, or a glob on
+    title/path, case-insensitive; ``sigma``/``splunk`` pick a source)."""
+    if not filters:
+        return list(rules)
+    out = []
+    for lr in rules:
+        r = lr.rule
+        for f in filters:
+            fl = f.lower()
+            if (r.id == f or r.source == fl or fnmatch.fnmatch(r.title.lower(), fl)
+                    or fnmatch.fnmatch(r.path.lower(), fl) or fl in r.title.lower()
+                    or r.path.lower().endswith(fl)):
+                out.append(lr)
+                break
+    return out

@@ -1,0 +1,424 @@
+"""Compile a predicate tree into one Python closure over an event's flattened fields.
+
+"Compile, don't interpret" (sqlglot's ``posts/python_sql_engine.md``): every decision that does
+not depend on the event is taken here, once per rule and event kind: field names go through the
+route's field map (``Image`` -> ``NewProcessName`` on Security 4688), values through their
+transforms (``windash``, ``base64offset``, ...), literals are lowered, regexes compiled, wildcard
+patterns turned into ``str`` methods or one precompiled ``fullmatch``, And/Or specialised by arity.
+What runs per event is a handful of dict lookups and string methods.
+
+Semantics (both languages, see ``docs/engine.md``):
+
+* a predicate on a field the event does not have is false (so ``not filter`` is true), except
+  ``eq null`` (true when missing or null) and ``exists false``;
+* text comparison is case-insensitive unless ``cased`` (Sigma ``|cased``, SPL ``where``);
+  ``regex`` is case-sensitive unless its flags hold ``i``;
+* ``4104`` and ``"4104"`` meet (EventID is an int in EVTX JSON, a string in XML text);
+* a multi-valued event field (a list) matches when any of its values matches;
+* ``ne`` needs the field present (SPL ``field!=x``); ``negated`` is a ``Not`` around the check;
+* ``Opaque`` nodes, unknown ops/transforms/functions raise :class:`NotRunnable`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ruleatlas.engine.functions import UnknownFunction, compile_term, truthy
+from ruleatlas.engine.sigma_semantics import (
+    StrTest,
+    TransformError,
+    anchored,
+    as_number,
+    expand,
+    pattern_test,
+    to_text,
+)
+from ruleatlas.model import (
+    And,
+    AtlasError,
+    Condition,
+    Const,
+    FieldRef,
+    Node,
+    Not,
+    Op,
+    Opaque,
+    Or,
+    Pattern,
+    Predicate,
+    Regex,
+    Value,
+)
+
+Fields = Mapping[str, Any]
+Matcher = Callable[[Fields], bool]
+
+_MISSING = object()
+
+
+class NotRunnable(AtlasError):
+    """A tree the engine cannot run faithfully; the message is the reason shown to users."""
+
+
+def _true(_: Fields) -> bool:
+    return True
+
+
+def _false(_: Fields) -> bool:
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Value tests: one closure per (op, value) on the event value's text
+# --------------------------------------------------------------------------------------------
+
+_PATTERN_OPS = {Op.EQ, Op.IN, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.WILDCARD, Op.NE}
+
+
+def _text_test(op: Op, v: Value, cased: bool) -> StrTest:
+    """A test of the (lowered unless cased) text of an event value for one rule value."""
+    if isinstance(v, (str, Pattern)):
+        opname = op.value if op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH) else "eq"
+        return pattern_test(anchored(opname, v), cased)
+    if isinstance(v, (int, float, bool)):
+        return pattern_test(Pattern((to_text(v),)), True)
+    raise NotRunnable(f"value {v!r} cannot be used with {op.value}")
+
+
+def _any(tests: list[StrTest]) -> StrTest:
+    if len(tests) == 1:
+        return tests[0]
+    tt = tuple(tests)
+
+    def f(s: str) -> bool:
+        for t in tt:
+            if t(s):
+                return True
+        return False
+
+    return f
+
+
+def _all(groups: list[StrTest]) -> StrTest:
+    gg = tuple(groups)
+
+    def f(s: str) -> bool:
+        for g in gg:
+            if not g(s):
+                return False
+        return True
+
+    return f
+
+
+def _on_field(name: str, test: StrTest, lower: bool) -> Matcher:
+    """Read a field, skip missing/null, apply ``test`` to its text (lowered unless cased)."""
+
+    def one(v: Any) -> bool:
+        s = v if type(v) is str else to_text(v)
+        return test(s.lower() if lower else s)
+
+    def m(ev: Fields) -> bool:
+        v = ev.get(name)
+        if v is None:
+            return False
+        if type(v) is str:
+            return test(v.lower() if lower else v)
+        if isinstance(v, list):
+            return any(one(x) for x in v if x is not None)
+        return one(v)
+
+    return m
+
+
+def _number_test(op: Op, v: Value) -> Callable[[Any], bool]:
+    n = as_number(v)
+    if n is None:
+        raise NotRunnable(f"{op.value} needs a number, got {v!r}")
+    cmp: dict[Op, Callable[[float], bool]] = {
+        Op.GT: lambda x: x > n,
+        Op.GE: lambda x: x >= n,
+        Op.LT: lambda x: x < n,
+        Op.LE: lambda x: x <= n,
+    }
+    c = cmp[op]
+
+    def t(x: Any) -> bool:
+        num = as_number(x)
+        return num is not None and c(num)
+
+    return t
+
+
+def _cidr_test(values: tuple[Value, ...]) -> Callable[[Any], bool]:
+    try:
+        nets = tuple(ipaddress.ip_network(str(v), strict=False) for v in values)
+    except ValueError as exc:
+        raise NotRunnable(f"bad cidr value: {exc}") from None
+
+    def t(x: Any) -> bool:
+        try:
+            ip = ipaddress.ip_address(to_text(x).strip())
+        except ValueError:
+            return False
+        return any(ip.version == n.version and ip in n for n in nets)
+
+    return t
+
+
+def _regex_test(values: tuple[Value, ...], match_all: bool) -> Callable[[Any], bool]:
+    rxs = []
+    for v in values:
+        if isinstance(v, Regex):
+            flags = re.I if "i" in v.flags else 0
+            flags |= re.M if "m" in v.flags else 0
+            flags |= re.S if "s" in v.flags else 0
+            pat = v.pattern
+        elif isinstance(v, str):
+            flags, pat = 0, v
+        else:
+            raise NotRunnable(f"regex value {v!r}")
+        try:
+            rxs.append(re.compile(pat, flags).search)
+        except re.error as exc:
+            raise NotRunnable(f"regex {pat!r} does not compile in Python: {exc}") from None
+    searches = tuple(rxs)
+    if match_all:
+        return lambda x: all(s(to_text(x)) is not None for s in searches)
+    return lambda x: any(s(to_text(x)) is not None for s in searches)
+
+
+def _raw_field(name: str, test: Callable[[Any], bool]) -> Matcher:
+    def m(ev: Fields) -> bool:
+        v = ev.get(name)
+        if v is None:
+            return False
+        if isinstance(v, list):
+            return any(test(x) for x in v if x is not None)
+        return test(v)
+
+    return m
+
+
+def _fieldref(name: str, op: Op, ref: str, cased: bool) -> Matcher:
+    """``field|fieldref: other`` (and SPL ``where a=b``): compare two fields of one event."""
+
+    def norm(v: Any) -> str:
+        s = to_text(v)
+        return s if cased else s.lower()
+
+    tests: dict[Op, Callable[[str, str], bool]] = {
+        Op.EQ: lambda a, b: a == b,
+        Op.NE: lambda a, b: a != b,
+        Op.CONTAINS: lambda a, b: b in a,
+        Op.STARTSWITH: lambda a, b: a.startswith(b),
+        Op.ENDSWITH: lambda a, b: a.endswith(b),
+    }
+    t = tests.get(op)
+    if t is None:
+        raise NotRunnable(f"fieldref with {op.value} is not supported")
+
+    def m(ev: Fields) -> bool:
+        a, b = ev.get(name), ev.get(ref)
+        if a is None or b is None:
+            return False
+        return t(norm(a), norm(b))
+
+    return m
+
+
+def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher:
+    """Keywords (no field): a value matches when any field's text holds it. A plain keyword is
+    a substring test (Sigma keyword semantics as the regression data and pySigma's text backends
+    read it); a keyword with wildcards is matched against each whole field value."""
+    groups: list[StrTest] = []
+    for v in values:
+        if isinstance(v, Pattern) and v.has_wildcards:
+            groups.append(pattern_test(v, cased))
+        elif isinstance(v, (str, Pattern, int, float)):
+            lit = v.literal() if isinstance(v, Pattern) else to_text(v)
+            groups.append(pattern_test(anchored("contains", lit or ""), cased))
+        else:
+            raise NotRunnable(f"keyword value {v!r}")
+    lower = not cased
+
+    def texts(ev: Fields) -> list[str]:
+        out = []
+        for x in ev.values():
+            if x is None:
+                continue
+            for y in x if isinstance(x, list) else (x,):
+                if y is not None:
+                    s = to_text(y)
+                    out.append(s.lower() if lower else s)
+        return out
+
+    gg = tuple(groups)
+    if match_all:
+        return lambda ev: all(any(g(s) for s in ts) for ts in (texts(ev),) for g in gg)
+    return lambda ev: any(g(s) for s in texts(ev) for g in gg)
+
+
+# --------------------------------------------------------------------------------------------
+# Predicates
+# --------------------------------------------------------------------------------------------
+
+
+def compile_predicate(p: Predicate, field_map: Mapping[str, str] | None = None) -> Matcher:
+    m = _predicate(p, field_map or {})
+    if p.negated:
+        inner = m
+        return lambda ev: not inner(ev)
+    return m
+
+
+def _predicate(p: Predicate, fm: Mapping[str, str]) -> Matcher:
+    op = p.op
+    try:
+        values = [x for v in p.values for x in expand(v, p.transforms)]
+        groups = [expand(v, p.transforms) for v in p.values]
+    except TransformError as exc:
+        raise NotRunnable(str(exc)) from None
+    if op is Op.KEYWORD or p.field is None:
+        if op not in (Op.KEYWORD, Op.CONTAINS, Op.EQ, Op.WILDCARD):
+            raise NotRunnable(f"{op.value} without a field")
+        return _keyword(tuple(values), p.cased, p.match_all)
+    name = fm.get(p.field, p.field)
+    if op is Op.EXISTS:
+        want = not (p.values and p.values[0] is False)
+        if want:
+            return lambda ev: ev.get(name) is not None
+        return lambda ev: ev.get(name) is None
+    if op is Op.EQ and any(v is None for v in values):
+        others = tuple(v for v in values if v is not None)
+        rest = _predicate(Predicate(p.field, op, others, cased=p.cased), fm) if others else None
+
+        def null_or(ev: Fields) -> bool:
+            v = ev.get(name, _MISSING)
+            if v is _MISSING or v is None:
+                return True
+            return rest is not None and rest(ev)
+
+        return null_or
+    if not values:
+        raise NotRunnable(f"predicate on {p.field} has no value")
+    if any(isinstance(v, FieldRef) for v in values):
+        if len(values) != 1 or not isinstance(values[0], FieldRef):
+            raise NotRunnable("fieldref mixed with other values")
+        return _fieldref(name, op, fm.get(values[0].name, values[0].name), p.cased)
+    if op is Op.REGEX:
+        return _raw_field(name, _regex_test(tuple(values), p.match_all))
+    if op in (Op.GT, Op.GE, Op.LT, Op.LE):
+        tests = [_number_test(op, v) for v in values]
+        return _raw_field(name, (lambda x: all(t(x) for t in tests)) if p.match_all
+                          else (lambda x: any(t(x) for t in tests)))
+    if op is Op.CIDR:
+        return _raw_field(name, _cidr_test(tuple(values)))
+    if op in _PATTERN_OPS:
+        if any(isinstance(v, Regex) for v in values):
+            return _raw_field(name, _regex_test(tuple(values), p.match_all))
+        base = Op.EQ if op is Op.NE else op
+        if p.match_all:
+            test = _all([_any([_text_test(base, v, p.cased) for v in g]) for g in groups])
+        else:
+            test = _any([_text_test(base, v, p.cased) for v in values])
+        m = _on_field(name, test, not p.cased)
+        if op is Op.NE:  # SPL field!=x: the field must be there
+            return lambda ev: ev.get(name) is not None and not m(ev)
+        return m
+    raise NotRunnable(f"operator {op.value} is not supported")
+
+
+# --------------------------------------------------------------------------------------------
+# Trees
+# --------------------------------------------------------------------------------------------
+
+
+def _and(fs: list[Matcher]) -> Matcher:
+    if not fs:
+        return _true
+    if len(fs) == 1:
+        return fs[0]
+    if len(fs) == 2:
+        a, b = fs
+        return lambda ev: a(ev) and b(ev)
+    if len(fs) == 3:
+        a, b, c = fs
+        return lambda ev: a(ev) and b(ev) and c(ev)
+    t = tuple(fs)
+
+    def f(ev: Fields) -> bool:
+        for g in t:
+            if not g(ev):
+                return False
+        return True
+
+    return f
+
+
+def _or(fs: list[Matcher]) -> Matcher:
+    if not fs:
+        return _false
+    if len(fs) == 1:
+        return fs[0]
+    if len(fs) == 2:
+        a, b = fs
+        return lambda ev: a(ev) or b(ev)
+    t = tuple(fs)
+
+    def f(ev: Fields) -> bool:
+        for g in t:
+            if g(ev):
+                return True
+        return False
+
+    return f
+
+
+def compile_node(node: Node | None, field_map: Mapping[str, str] | None = None) -> Matcher:
+    """The matcher of a whole tree (None = match everything). Raises :class:`NotRunnable`."""
+    fm = field_map or {}
+    if node is None:
+        return _true
+    if isinstance(node, Predicate):
+        return compile_predicate(node, fm)
+    if isinstance(node, And):
+        return _and([compile_node(a, fm) for a in node.args])
+    if isinstance(node, Or):
+        return _or([compile_node(a, fm) for a in node.args])
+    if isinstance(node, Not):
+        inner = compile_node(node.arg, fm)
+        return lambda ev: not inner(ev)
+    if isinstance(node, Const):
+        return _true if node.value else _false
+    if isinstance(node, Condition):
+        try:
+            ev_ = compile_term(node.expr, fm)
+        except UnknownFunction as exc:
+            raise NotRunnable(exc.message) from None
+        return lambda ev: truthy(ev_(ev))
+    if isinstance(node, Opaque):
+        raise NotRunnable(f"cannot run {node.text!r}: {node.reason}")
+    raise NotRunnable(f"unknown node {type(node).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# The naive baseline: the same semantics, interpreted per event (for bench/hunt.py only)
+# --------------------------------------------------------------------------------------------
+
+
+def interpret(node: Node | None, ev: Fields, field_map: Mapping[str, str] | None = None) -> bool:
+    """Walk the tree on one event, building each predicate's test as it goes: what an engine
+    without a compile step does. Same answers as :func:`compile_node`, many times slower."""
+    if node is None:
+        return True
+    if isinstance(node, And):
+        return all(interpret(a, ev, field_map) for a in node.args)
+    if isinstance(node, Or):
+        return any(interpret(a, ev, field_map) for a in node.args)
+    if isinstance(node, Not):
+        return not interpret(node.arg, ev, field_map)
+    return compile_node(node, field_map)(ev)

@@ -1,0 +1,156 @@
+"""Literal pre-filtering: which rules can possibly match an event, found in one pass per field.
+
+Most rules require some literal text in some field (``Image|endswith: '\\rundll32.exe'``,
+``CommandLine|contains: 'sekurlsa'``). :func:`anchors` computes, for a compiled tree, a set of
+``(event field, lowered literal)`` pairs of which at least one must occur as a substring of the
+field's lowered text whenever the rule matches (a *necessary* condition, so the filter never
+hides a match). :class:`Prefilter` puts the anchors of many rules into one Aho-Corasick automaton
+per field (``pyahocorasick``): one scan of an event's ``CommandLine`` finds every rule that has a
+literal in it. Only those rules, plus the rules without anchors, run their full matcher.
+
+This is what Chainsaw/Hayabusa-style engines do in Rust; the automaton keeps it linear in the
+text, not in the number of rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ahocorasick
+
+from ruleatlas.engine.sigma_semantics import TransformError, as_pattern, expand, to_text
+from ruleatlas.model import And, Const, Node, Not, Op, Or, Pattern, Predicate
+
+Anchor = tuple[str, str]  # (event field, lowered literal)
+
+# Fields the route already decides (every event a rule sees has them): useless as anchors.
+ROUTE_FIELDS = frozenset({"EventID", "EventCode", "Channel", "Provider_Name", "source",
+                          "sourcetype"})
+_ANCHOR_OPS = {Op.EQ, Op.IN, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.WILDCARD}
+
+
+def _literal_of(v: Any) -> str | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return to_text(v)
+    if isinstance(v, (str, Pattern)):
+        p = as_pattern(v)
+        best = max((x for x in p.parts if isinstance(x, str)), key=len, default="")
+        return best.lower() or None
+    return None
+
+
+def _pred_anchors(p: Predicate, fm: Mapping[str, str]) -> set[Anchor] | None:
+    if p.negated or p.field is None or p.op not in _ANCHOR_OPS:
+        return None
+    name = fm.get(p.field, p.field)
+    try:
+        groups = [expand(v, p.transforms) for v in p.values]
+    except TransformError:
+        return None
+    if not groups:
+        return None
+
+    def group_set(g: list[Any]) -> set[Anchor] | None:
+        out: set[Anchor] = set()
+        for v in g:
+            lit = _literal_of(v)
+            if lit is None:
+                return None
+            out.add((name, lit))
+        return out
+
+    sets = [group_set(g) for g in groups]
+    if p.match_all:  # every value must match: the best one alone is necessary
+        good = [s for s in sets if s is not None]
+        return max(good, key=score) if good else None
+    if any(s is None for s in sets):
+        return None
+    return set().union(*sets)  # type: ignore[arg-type]
+
+
+def score(s: set[Anchor] | None) -> int:
+    """How selective an anchor set is: its shortest literal, 0 for route-decided fields."""
+    if not s:
+        return -1 if s is None else 1000  # empty set: the rule can never match
+    return min(0 if f in ROUTE_FIELDS else len(lit) for f, lit in s)
+
+
+def anchors(node: Node | None, fm: Mapping[str, str] | None = None) -> set[Anchor] | None:
+    """A necessary set of anchors for ``node`` to be true, or None when there is none."""
+    fm = fm or {}
+    if node is None:
+        return None
+    if isinstance(node, Predicate):
+        return _pred_anchors(node, fm)
+    if isinstance(node, And):
+        best: set[Anchor] | None = None
+        for a in node.args:
+            s = anchors(a, fm)
+            if s is not None and score(s) > score(best):
+                best = s
+        return best
+    if isinstance(node, Or):
+        out: set[Anchor] = set()
+        for a in node.args:
+            s = anchors(a, fm)
+            if s is None:
+                return None
+            out |= s
+        return out
+    if isinstance(node, Const):
+        return None if node.value else set()
+    if isinstance(node, Not):
+        return None
+    return None
+
+
+def field_text(v: Any) -> str:
+    """Lowered text of an event value as the anchors see it (list values joined)."""
+    if type(v) is str:
+        return v.lower()
+    if isinstance(v, list):
+        return "\n".join(to_text(x).lower() for x in v if x is not None)
+    return to_text(v).lower()
+
+
+class Prefilter:
+    """Per-field automata over the anchors of many rules.
+
+    ``entries[i]`` is the anchor set of rule slot ``i`` (None: always a candidate).
+    :meth:`candidates` returns the sorted slots that can match the event.
+    """
+
+    __slots__ = ("always", "automata", "n")
+
+    def __init__(self, entries: Sequence[set[Anchor] | None], min_score: int = 1) -> None:
+        self.n = len(entries)
+        by_field: dict[str, dict[str, list[int]]] = {}
+        always: list[int] = []
+        for i, s in enumerate(entries):
+            if s is None or score(s) < min_score:
+                always.append(i)
+                continue
+            for f, lit in s:
+                by_field.setdefault(f, {}).setdefault(lit, []).append(i)
+        self.always = tuple(always)
+        self.automata: list[tuple[str, Any]] = []
+        for f, lits in by_field.items():
+            a = ahocorasick.Automaton()
+            for lit, slots in lits.items():
+                a.add_word(lit, tuple(slots))
+            a.make_automaton()
+            self.automata.append((f, a))
+
+    def candidates(self, fields: Mapping[str, Any]) -> list[int]:
+        found: set[int] = set(self.always)
+        get = fields.get
+        for f, a in self.automata:
+            v = get(f)
+            if v is None:
+                continue
+            for _, slots in a.iter(field_text(v)):
+                found.update(slots)
+        return sorted(found)

@@ -1,0 +1,334 @@
+"""Run many rules over a stream of events: routing, pre-filtering, matching, aggregation.
+
+Per rule, once (:func:`prepare`): its route (``coverage.routing.route_for``: event kinds plus
+field maps), whether it can run at all (an ``Opaque`` node, a generating or unknown command, a
+predicate on a field an ``eval`` computes -> "not runnable: reason"), its aggregation plan.
+
+Per event kind ``(channel, event id)``, once (:class:`Engine` group cache): the rules whose route
+accepts it, each compiled with that kind's field map, and a :class:`~.matcher.Prefilter` over
+their literal anchors.
+
+Per event: :func:`event_key`, a dict lookup for the group, one automaton scan per anchored field,
+then the full matcher of the few candidate rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruleatlas.coverage.routing import Key, Route, event_key, route_for
+from ruleatlas.engine.aggregate import Aggregator, AggSpec, parse_stats
+from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
+from ruleatlas.engine.events import Event
+from ruleatlas.engine.functions import term_fields
+from ruleatlas.engine.matcher import Anchor, Prefilter, anchors
+from ruleatlas.model import (
+    Analysis,
+    Condition,
+    Node,
+    Opaque,
+    Predicate,
+    Rule,
+    StageKind,
+    walk,
+)
+
+# Commands that change nothing a filter or an aggregation reads (display, ordering, macros).
+BENIGN = frozenset({
+    "table", "fields", "sort", "head", "tail", "dedup", "fillnull", "convert", "search",
+    "where", "regex", "rename", "macro", "detection", "condition", "reverse", "eval_time",
+})
+AGGREGATES = frozenset({"stats", "eventstats"})
+
+
+@dataclass(slots=True)
+class EngineRule:
+    """One rule made ready to run (or the reason it cannot)."""
+
+    rule: Rule
+    analysis: Analysis
+    route: Route
+    reason: str | None = None
+    agg: AggSpec | None = None
+    result: Matcher | None = None
+    fields: tuple[str, ...] = ()
+    tactics: tuple[str, ...] = ()
+    _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
+        default_factory=dict)
+
+    @property
+    def runnable(self) -> bool:
+        return self.reason is None
+
+    def compiled(self, fmap: Mapping[str, str]) -> tuple[Matcher, set[Anchor] | None]:
+        """The matcher and anchors of the event-phase tree under one field map (cached)."""
+        k = tuple(sorted(fmap.items()))
+        got = self._compiled.get(k)
+        if got is None:
+            node = self.analysis.condition
+            got = (compile_node(node, fmap), anchors(node, fmap))
+            self._compiled[k] = got
+        return got
+
+
+def _fields_of(node: Node | None) -> list[str]:
+    out: list[str] = []
+    for n in walk(node):
+        if isinstance(n, Predicate) and n.field:
+            out.append(n.field)
+        elif isinstance(n, Condition):
+            out.extend(n.fields or sorted(term_fields(n.expr)))
+    return list(dict.fromkeys(out))
+
+
+def _computed(analysis: Analysis) -> set[str]:
+    c = analysis.extra.get("computed_fields") if analysis.extra else None
+    if isinstance(c, Mapping):
+        return {str(k) for k in c}
+    if isinstance(c, (list, tuple, set)):
+        return {str(x) for x in c}
+    return set()
+
+
+def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
+    """The reason a rule cannot run faithfully on single events, or None."""
+    if rule.language == "sigma" and (rule.type in ("correlation", "filter")
+                                     or analysis.extra.get("correlation")):
+        return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"
+    for p in analysis.problems:
+        if p.severity == "error":
+            return f"analysis error: {p.message}"
+    for n in walk(analysis.condition):
+        if isinstance(n, Opaque):
+            return f"cannot run {n.text!r}: {n.reason}"
+    for n in walk(analysis.result_condition):
+        if isinstance(n, Opaque):
+            return f"cannot run {n.text!r}: {n.reason}"
+    if analysis.condition is None and not analysis.stages:
+        return "the rule has no condition"
+    computed = _computed(analysis)
+    used = set(_fields_of(analysis.condition))
+    if computed & used:
+        return ("filters on fields computed by eval/rex the engine does not compute: "
+                + ", ".join(sorted(computed & used)))
+    aggs = 0
+    for st in analysis.stages:
+        cmd = st.command.lower()
+        if st.kind is StageKind.OPAQUE:
+            return f"stage {st.index} ({st.command}) cannot be run: {st.text[:80]!r}"
+        if st.kind is StageKind.GENERATE:
+            return f"generating command {st.command} (datamodel/lookup search) cannot run on events"
+        if st.kind is StageKind.AGGREGATE:
+            if cmd not in AGGREGATES:
+                return f"aggregation {st.command} is not supported"
+            aggs += 1
+            if aggs > 1:
+                return "more than one aggregation stage"
+        if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
+            outs = set(st.by) | _stage_outputs(st.text)
+            later = set(_fields_of(analysis.result_condition))
+            later |= {f for s in analysis.stages if s.index > st.index
+                      for f in _fields_of(s.condition)}
+            if cmd in ("lookup", "inputlookup", "join", "append", "rex", "eval", "spath",
+                       "transaction", "streamstats", "makemv", "mvexpand", "iplocation",
+                       "bin", "bucket", "appendpipe", "foreach", "map", "xmlkv", "extract"):
+                if outs & later or not outs:
+                    return f"{st.command} stage output is used by a later filter"
+            elif later:
+                return f"command {st.command} is not supported before a filter"
+    return None
+
+
+def _stage_outputs(text: str) -> set[str]:
+    """Field names an ``eval x=...``/``rex "(?<x>...)"`` stage writes (best effort)."""
+    import re
+
+    outs = set(re.findall(r"(?:^|[,|\s])([A-Za-z_][\w.]*)\s*=(?!=)", text))
+    outs |= set(re.findall(r"\(\?P?<([A-Za-z_]\w*)>", text))
+    outs |= set(re.findall(r"\bas\s+([A-Za-z_][\w.]*)", text, re.I))
+    return outs
+
+
+def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> EngineRule:
+    """Everything about a rule that does not depend on events (route, plan, runnability)."""
+    try:
+        route = route_for(rule, analysis)
+    except Exception as exc:  # a routing bug must not hide the rule: run it everywhere
+        route = Route(None)
+        _ = exc
+    er = EngineRule(rule, analysis, route, tactics=tactics)
+    er.reason = why_not_runnable(rule, analysis)
+    er.fields = tuple(_fields_of(analysis.condition))
+    if er.reason:
+        return er
+    try:
+        er.compiled(route.common_map)
+        agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
+        if agg:
+            er.agg = parse_stats(agg[0].command, agg[0].expanded or agg[0].text, agg[0].by)
+            er.result = compile_node(analysis.result_condition)
+        elif analysis.result_condition is not None:
+            er.result = compile_node(analysis.result_condition)
+    except NotRunnable as exc:
+        er.reason = exc.message
+    return er
+
+
+# --------------------------------------------------------------------------------------------
+# Findings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule matching one event (or one aggregated row, with its group's first event)."""
+
+    rule: EngineRule
+    event: Event
+    matched: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.rule.rule
+        return {
+            "rule_id": r.id,
+            "rule_title": r.title,
+            "source": r.source,
+            "severity": r.severity,
+            "file": self.event.file,
+            "record_id": self.event.record_id,
+            "time": self.event.time,
+            "host": self.event.host,
+            "matched": dict(self.matched),
+            "tactics": list(self.rule.tactics),
+        }
+
+
+def _short(v: Any, limit: int = 300) -> Any:
+    if isinstance(v, str) and len(v) > limit:
+        return v[:limit] + "..."
+    return v
+
+
+def matched_fields(fields: Mapping[str, Any], names: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rule_field, ev_field in names:
+        v = fields.get(ev_field)
+        if v is not None:
+            out[rule_field] = _short(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+
+
+class _Group:
+    __slots__ = ("matchers", "names", "prefilter", "probe", "slots", "spaced")
+
+    def __init__(self, key: Key, rules: list[tuple[int, EngineRule]], min_score: int) -> None:
+        self.slots: list[int] = []
+        self.matchers: list[Matcher] = []
+        self.names: list[tuple[tuple[str, str], ...]] = []
+        entries: list[set[Anchor] | None] = []
+        for idx, er in rules:
+            fmap = er.route.field_map(key)
+            try:
+                m, a = er.compiled(fmap)
+            except NotRunnable as exc:  # only under this map (a mapped field changes a value)
+                er.reason = exc.message
+                continue
+            self.slots.append(idx)
+            self.matchers.append(m)
+            self.names.append(tuple((f, fmap.get(f, f)) for f in er.fields))
+            entries.append(a)
+        self.prefilter = Prefilter(entries, min_score)
+        self.spaced = False  # events of this kind have field names with spaces (Defender)
+        self.probe = 50  # how many more events to look at before deciding they do not
+
+
+class Engine:
+    """Runs prepared rules on events; see the module docstring for the three levels of work.
+
+    ``prefilter=False`` evaluates every routed rule on every event (for tests and benchmarks).
+    """
+
+    def __init__(self, rules: Iterable[EngineRule], prefilter: bool = True,
+                 route: bool = True) -> None:
+        self.rules = [r for r in rules if r.runnable]
+        self.use_prefilter = prefilter
+        self.use_route = route
+        self._groups: dict[Key, _Group] = {}
+        self.aggregators: dict[int, Aggregator] = {
+            i: Aggregator(r.agg, r.result or (lambda _: True))
+            for i, r in enumerate(self.rules) if r.agg is not None
+        }
+        self.events = 0
+        self.candidates = 0
+
+    def _group(self, key: Key) -> _Group:
+        g = self._groups.get(key)
+        if g is None:
+            chosen = [(i, r) for i, r in enumerate(self.rules)
+                      if not self.use_route or r.route.accepts(key)]
+            g = self._groups[key] = _Group(key, chosen, 1 if self.use_prefilter else 10**9)
+        return g
+
+    def match(self, event: Event) -> Iterator[Finding]:
+        """Findings of the stateless rules on one event; feeds the aggregating ones."""
+        self.events += 1
+        fields = event.fields
+        key = event_key(fields) if self.use_route else (None, None)
+        g = self._group(key)
+        if g.spaced or g.probe:
+            _space_aliases(g, fields)
+        slots = g.prefilter.candidates(fields)
+        self.candidates += len(slots)
+        for s in slots:
+            if g.matchers[s](fields):
+                idx = g.slots[s]
+                er = self.rules[idx]
+                agg = self.aggregators.get(idx)
+                if agg is not None:
+                    agg.add(_mapped(fields, g.names[s]), event)
+                    continue
+                if er.result is not None and not er.result(fields):
+                    continue
+                yield Finding(er, event, matched_fields(fields, g.names[s]))
+
+    def finish(self) -> Iterator[Finding]:
+        """Findings of the aggregating rules, once every event has been seen."""
+        for idx, agg in self.aggregators.items():
+            er = self.rules[idx]
+            for row, event in agg.rows():
+                yield Finding(er, event, {k: _short(v) for k, v in row.items()})
+
+    def run(self, events: Iterable[Event]) -> Iterator[Finding]:
+        for ev in events:
+            yield from self.match(ev)
+        yield from self.finish()
+
+
+def _space_aliases(g: _Group, fields: dict[str, Any]) -> None:
+    """Windows Defender (and a few other providers) render EventData names with spaces
+    (``Threat Name``); Sigma rules name them without (``ThreatName``), as SigmaHQ's own
+    regression checker reads them. Add the spaceless name beside the original."""
+    if g.probe:
+        g.probe -= 1
+    spaced = [k for k in fields if " " in k]
+    if spaced:
+        g.spaced = True
+        for k in spaced:
+            fields.setdefault(k.replace(" ", ""), fields[k])
+
+
+def _mapped(fields: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Event fields plus the rule's names for mapped ones (so ``by Image`` reads NewProcessName
+    on Security 4688)."""
+    out = dict(fields)
+    for rule_field, ev_field in names:
+        if rule_field != ev_field and ev_field in fields:
+            out[rule_field] = fields[ev_field]
+    return out

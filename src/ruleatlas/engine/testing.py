@@ -1,0 +1,184 @@
+"""Rule tests: run each rule on its own test data and say pass, fail, no-data or not-runnable.
+
+* Sigma: ``regression_tests_path`` -> ``info.yml`` (relative to the repository root) -> each
+  ``regression_tests_info`` entry's ``.evtx``. ``match_count`` is a lower bound, as SigmaHQ's CI
+  reads it: pass when the rule matches at least ``max(match_count, 1)`` events of every file.
+* Splunk: the ``tests:`` attack_data URLs, mapped into a local copy (``--attack-data DIR``:
+  the URL path after ``attack_data/master/``); pass when at least one event (or aggregated row)
+  matches.
+
+A rule is run through the same :class:`~.runner.Engine` as ``hunt`` (routing, field maps,
+pre-filter), so a test also checks that the rule's events reach it. When a rule matches nothing,
+the detail says how many events it would match with routing off, which separates "routing
+table" from "matcher" in a failure report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ruleatlas.engine.catalog import LoadedRule
+from ruleatlas.engine.events import Event, ReadError
+from ruleatlas.engine.runner import Engine, EngineRule, prepare
+from ruleatlas.model import Rule, TestRef
+
+STATUSES = ("pass", "fail", "no-data", "not-runnable")
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    id: str
+    title: str
+    source: str
+    status: str
+    matched: int = 0
+    expected: int | None = None
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "source": self.source,
+                "status": self.status, "matched": self.matched, "expected": self.expected,
+                "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    path: Path
+    expected: int  # minimum number of matches
+
+
+def _read_events(paths: Sequence[Path], errors: list[ReadError]) -> list[Event]:
+    from ruleatlas.engine.readers import read_events
+
+    return list(read_events([str(p) for p in paths], errors))
+
+
+def sigma_data(root: Path, t: TestRef) -> tuple[list[DataFile], str | None]:
+    """The data files a Sigma regression TestRef names, or the reason there are none."""
+    info = root / t.path
+    if not info.is_file():
+        return [], f"info.yml not found: {t.path}"
+    try:
+        doc = yaml.safe_load(info.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        return [], f"{t.path}: unreadable info.yml: {exc}"
+    entries = (doc or {}).get("regression_tests_info") or []
+    out: list[DataFile] = []
+    missing: list[str] = []
+    for e in entries:
+        if not isinstance(e, dict) or not e.get("path"):
+            continue
+        p = root / str(e["path"])
+        if not p.is_file():
+            missing.append(str(e["path"]))
+            continue
+        mc = e.get("match_count")
+        out.append(DataFile(p, max(int(mc) if isinstance(mc, int) else 1, 1)))
+    if not out:
+        return [], ("test data file not found: " + ", ".join(missing) if missing
+                    else f"{t.path} names no test data file")
+    return out, None
+
+
+def attack_data_file(url: str, attack_data: Path | None) -> tuple[Path | None, str | None]:
+    """Map an attack_data URL into a local copy of the repository."""
+    if attack_data is None:
+        return None, "attack_data not available locally (use --attack-data DIR)"
+    marker = "attack_data/master/"
+    i = url.find(marker)
+    rel = url[i + len(marker):] if i >= 0 else url.split("/", 3)[-1]
+    p = attack_data / rel
+    if not p.is_file():
+        return None, f"attack_data file not found: {p}"
+    return p, None
+
+
+def _files_for(lr: LoadedRule, attack_data: Path | None) -> tuple[list[DataFile], str | None]:
+    rule = lr.rule
+    if not rule.tests:
+        return [], "the rule names no test data"
+    files: list[DataFile] = []
+    reasons: list[str] = []
+    for t in rule.tests:
+        if t.kind == "sigma-regression":
+            got, why = sigma_data(Path(lr.root), t)
+        elif t.kind == "attack_data":
+            p, why = attack_data_file(t.path, attack_data)
+            got = [DataFile(p, 1)] if p else []
+        else:
+            got, why = [], f"unknown test kind {t.kind!r}"
+        files.extend(got)
+        if why:
+            reasons.append(why)
+    if not files:
+        return [], "; ".join(reasons) or "no test data"
+    return files, None
+
+
+def _count(er: EngineRule, events: list[Event], route: bool = True) -> tuple[int, list[Any]]:
+    eng = Engine([er], route=route)
+    n = 0
+    sample: list[Any] = []
+    for f in eng.run(events):
+        n += 1
+        if len(sample) < 5:
+            sample.append({"record_id": f.event.record_id, "matched": dict(f.matched)})
+    return n, sample
+
+
+def run_test(lr: LoadedRule, attack_data: Path | None = None) -> TestResult:
+    rule: Rule = lr.rule
+    base = {"id": rule.id, "title": rule.title, "source": rule.source}
+    files, why = _files_for(lr, attack_data)
+    if why:
+        return TestResult(**base, status="no-data", reason=why)
+    er = prepare(rule, lr.analysis, lr.tactics)
+    expected = sum(f.expected for f in files)
+    if not er.runnable:
+        return TestResult(**base, status="not-runnable", expected=expected,
+                          reason=f"not runnable: {er.reason}")
+    total = 0
+    failed: list[str] = []
+    detail: dict[str, Any] = {"files": []}
+    for df in files:
+        errors: list[ReadError] = []
+        events = _read_events([df.path], errors)
+        n, sample = _count(er, events)
+        total += n
+        entry: dict[str, Any] = {"file": str(df.path), "events": len(events), "matched": n,
+                                 "expected_at_least": df.expected, "sample": sample}
+        if errors:
+            entry["read_errors"] = [str(e) for e in errors[:5]]
+        if n < df.expected:
+            unrouted, _ = _count(er, events, route=False)
+            entry["matched_without_routing"] = unrouted
+            failed.append(f"{df.path.name}: matched {n} of at least {df.expected}"
+                          + (f" ({unrouted} without logsource routing)" if unrouted > n else ""))
+        detail["files"].append(entry)
+    if failed:
+        return TestResult(**base, status="fail", matched=total, expected=expected,
+                          reason="; ".join(failed), detail=detail)
+    return TestResult(**base, status="pass", matched=total, expected=expected, detail=detail)
+
+
+def run_tests(rules: Sequence[LoadedRule], attack_data: Path | None = None,
+              progress: Callable[[LoadedRule], None] | None = None) -> list[TestResult]:
+    out = []
+    for lr in rules:
+        out.append(run_test(lr, attack_data))
+        if progress:
+            progress(lr)
+    return out
+
+
+def summary(results: Sequence[TestResult]) -> dict[str, int]:
+    out = dict.fromkeys(STATUSES, 0)
+    for r in results:
+        out[r.status] = out.get(r.status, 0) + 1
+    return out
