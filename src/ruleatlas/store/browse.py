@@ -14,9 +14,11 @@ import json
 import re
 import sqlite3
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -138,71 +140,111 @@ def overview(conn: sqlite3.Connection) -> dict[str, Any]:
 # Search with filters and facets
 # --------------------------------------------------------------------------------------------
 
-SORTS: dict[str, str] = {
-    "relevance": "rank, r.title COLLATE NOCASE",
-    "title": "r.title COLLATE NOCASE, r.id",
-    "-title": "r.title COLLATE NOCASE DESC, r.id",
-    "modified": "coalesce(r.modified, r.date, '') , r.id",
-    "-modified": "coalesce(r.modified, r.date, '') DESC, r.id",
-    "severity": "sev_rank, r.title COLLATE NOCASE",
-    "-severity": "sev_rank DESC, r.title COLLATE NOCASE",
-    "source": "r.source, r.title COLLATE NOCASE",
-}
-SEVERITY_RANK = (
-    "CASE lower(coalesce(r.severity,'')) WHEN 'informational' THEN 0 WHEN 'low' THEN 1 "
-    "WHEN 'medium' THEN 2 WHEN 'high' THEN 3 WHEN 'critical' THEN 4 ELSE -1 END"
+SORTS: tuple[str, ...] = (
+    "relevance", "title", "-title", "modified", "-modified", "severity", "-severity", "source",
 )
-
-# filter name -> SQL condition on alias r taking one parameter (OR across values of one filter)
-FILTER_SQL: dict[str, str] = {
-    "source": "r.source = ?",
-    "status": "r.status = ?",
-    "severity": "lower(r.severity) = lower(?)",
-    "language": "r.language = ?",
-    "type": "r.type = ?",
-    "technique": "EXISTS (SELECT 1 FROM rule_attack a WHERE a.rule_id = r.id "
-    "AND (a.technique = upper(?1) OR a.technique LIKE upper(?1) || '.%'))",
-    "tactic": "EXISTS (SELECT 1 FROM rule_attack a JOIN attack_techniques t "
-    "ON t.technique = a.technique, json_each(t.tactics) j "
-    "WHERE a.rule_id = r.id AND j.value = ?)",
-    "data_source": "EXISTS (SELECT 1 FROM rule_data_sources d WHERE d.rule_id = r.id "
-    "AND d.data_source = ?)",
-    "channel": "EXISTS (SELECT 1 FROM rule_events e WHERE e.rule_id = r.id AND e.channel = ?)",
-    "event_id": "EXISTS (SELECT 1 FROM rule_events e WHERE e.rule_id = r.id AND e.event_id = ?)",
-    "story": "EXISTS (SELECT 1 FROM rule_stories s WHERE s.rule_id = r.id AND s.story = ?)",
-    "macro": "EXISTS (SELECT 1 FROM rule_macros m WHERE m.rule_id = r.id AND m.macro = ?)",
-    "test": "coalesce((SELECT tr.status FROM test_results tr WHERE tr.rule_id = r.id), "
-    "CASE WHEN r.rule_json LIKE '%\"tests\": [{%' OR r.rule_json LIKE '%\"tests\":[{%' "
-    "THEN 'untested' ELSE 'none' END) = ?",
-}
-
-# facet name -> SQL producing (value, count) over the CTE ``hits(id)``
-FACET_SQL: dict[str, str] = {
-    "source": "SELECT r.source, count(*) FROM hits h JOIN rules r ON r.id = h.id "
-    "GROUP BY 1 ORDER BY 2 DESC, 1",
-    "status": "SELECT r.status, count(*) FROM hits h JOIN rules r ON r.id = h.id "
-    "WHERE r.status IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
-    "severity": "SELECT lower(r.severity), count(*) FROM hits h JOIN rules r ON r.id = h.id "
-    "WHERE r.severity IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
-    "language": "SELECT r.language, count(*) FROM hits h JOIN rules r ON r.id = h.id "
-    "GROUP BY 1 ORDER BY 2 DESC, 1",
-    "type": "SELECT r.type, count(*) FROM hits h JOIN rules r ON r.id = h.id "
-    "WHERE r.type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
-    "tactic": "SELECT j.value, count(DISTINCT h.id) FROM hits h JOIN rule_attack a "
-    "ON a.rule_id = h.id JOIN attack_techniques t ON t.technique = a.technique, "
-    "json_each(t.tactics) j GROUP BY 1 ORDER BY 2 DESC, 1",
-    "technique": "SELECT a.technique, count(DISTINCT h.id) FROM hits h JOIN rule_attack a "
-    "ON a.rule_id = h.id GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 25",
-    "data_source": "SELECT d.data_source, count(DISTINCT h.id) FROM hits h "
-    "JOIN rule_data_sources d ON d.rule_id = h.id GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 25",
-    "channel": "SELECT e.channel, count(DISTINCT h.id) FROM hits h "
-    "JOIN rule_events e ON e.rule_id = h.id GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 25",
-    "test": "SELECT coalesce(tr.status, CASE WHEN r.rule_json LIKE '%\"tests\": [{%' "
-    "OR r.rule_json LIKE '%\"tests\":[{%' THEN 'untested' ELSE 'none' END), count(*) "
-    "FROM hits h JOIN rules r ON r.id = h.id LEFT JOIN test_results tr ON tr.rule_id = h.id "
-    "GROUP BY 1 ORDER BY 2 DESC, 1",
-}
+SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+FILTERS: tuple[str, ...] = (
+    "source", "status", "severity", "language", "type", "technique", "tactic", "data_source",
+    "channel", "event_id", "story", "macro", "test",
+)
+FACETS: tuple[str, ...] = (
+    "source", "status", "severity", "language", "type", "tactic", "technique", "data_source",
+    "channel", "test",
+)
+SET_FACTS = frozenset(
+    {"technique", "tactic", "data_source", "channel", "event_id", "story", "macro"}
+)
+FACET_LIMIT = {"technique": 25, "data_source": 25, "channel": 25}
 MARK_START, MARK_END = "\x02", "\x03"
+
+
+@dataclass(slots=True)
+class _RuleFacts:
+    """What the filters and facets of one rule are made of (all strings, all sets)."""
+
+    source: str = ""
+    status: str = ""
+    severity: str = ""
+    language: str = ""
+    type: str = ""
+    title: str = ""
+    modified: str = ""
+    technique: set[str] = field(default_factory=set)
+    tactic: set[str] = field(default_factory=set)
+    data_source: set[str] = field(default_factory=set)
+    channel: set[str] = field(default_factory=set)
+    event_id: set[str] = field(default_factory=set)
+    story: set[str] = field(default_factory=set)
+    macro: set[str] = field(default_factory=set)
+    test: str = "none"
+
+
+_FACTS: dict[tuple[str, float], dict[str, _RuleFacts]] = {}
+_FACTS_LOCK = threading.Lock()
+_ALL_FACETS: dict[str, tuple[Any, dict[str, tuple[tuple[str, int], ...]]]] = {}
+
+
+def _facts(conn: sqlite3.Connection) -> dict[str, _RuleFacts]:
+    """Per-rule facts, loaded once per catalog file (it is read-only while served; a rebuild
+    changes its mtime and reloads). Filtering and counting facets over these in Python costs
+    a few ms for the whole corpus, where the equivalent SQL joins cost tens of ms per facet."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    key = (path, Path(path).stat().st_mtime if path else 0.0)
+    got = _FACTS.get(key)
+    if got is not None:
+        return got
+    with _FACTS_LOCK:
+        if key in _FACTS:
+            return _FACTS[key]
+        facts: dict[str, _RuleFacts] = {}
+        for r in conn.execute(
+            "SELECT id, source, coalesce(status,''), lower(coalesce(severity,'')), language, "
+            "coalesce(type,''), title, coalesce(modified, date, ''), "
+            "instr(rule_json, '\"tests\": [{') + instr(rule_json, '\"tests\":[{') FROM rules"
+        ):
+            facts[r[0]] = _RuleFacts(r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                                     test="untested" if r[8] else "none")
+        tactics: dict[str, list[str]] = {
+            t: _loads(ts, []) for t, ts in conn.execute(
+                "SELECT technique, tactics FROM attack_techniques")
+        }
+        for rid, tech in conn.execute("SELECT rule_id, technique FROM rule_attack"):
+            if rid in facts:
+                facts[rid].technique.add(tech)
+                facts[rid].tactic.update(tactics.get(tech, ()))
+        for attr, sql in (
+            ("data_source", "SELECT rule_id, data_source FROM rule_data_sources"),
+            ("story", "SELECT rule_id, story FROM rule_stories"),
+            ("macro", "SELECT rule_id, macro FROM rule_macros"),
+        ):
+            for rid, v in conn.execute(sql):
+                if rid in facts:
+                    getattr(facts[rid], attr).add(v)
+        for rid, ch, ev in conn.execute("SELECT rule_id, channel, event_id FROM rule_events"):
+            if rid in facts:
+                facts[rid].channel.add(ch)
+                if ev:
+                    facts[rid].event_id.add(ev)
+        if _table_exists(conn, "test_results"):
+            for rid, st in conn.execute("SELECT rule_id, status FROM test_results"):
+                if rid in facts:
+                    facts[rid].test = st
+        _FACTS.clear()
+        _FACTS[key] = facts
+        return facts
+
+
+def _match(f: _RuleFacts, name: str, wanted: Sequence[str]) -> bool:
+    v = getattr(f, name)
+    if name == "technique":
+        techs = v
+        return any(t in techs or any(x.startswith(t + ".") for x in techs) for t in wanted)
+    if name == "severity":
+        return v in {w.lower() for w in wanted}
+    if isinstance(v, set):
+        return any(w in v for w in wanted)
+    return v in wanted
 
 
 def fts_query(text: str) -> str:
@@ -243,6 +285,19 @@ class SearchResult:
     facets: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
 
+def _sort_key(sort: str, ranks: Mapping[str, float]) -> Any:
+    key = sort.lstrip("-")
+    if key == "relevance":
+        return lambda x: (ranks.get(x[0], 0.0), x[1].title.lower())
+    if key == "title":
+        return lambda x: (x[1].title.lower(), x[0])
+    if key == "modified":
+        return lambda x: (x[1].modified, x[0])
+    if key == "severity":
+        return lambda x: (SEVERITY_RANK.get(x[1].severity, -1), x[1].title.lower())
+    return lambda x: (x[1].source, x[1].title.lower())
+
+
 def search(
     conn: sqlite3.Connection,
     q: str | None,
@@ -252,76 +307,81 @@ def search(
     per_page: int = 50,
     with_facets: bool = True,
 ) -> SearchResult:
-    """Ranked full-text search with combinable filters (AND across filters, OR within one)."""
-    where: list[str] = []
-    params: list[Any] = []
+    """Ranked full-text search with combinable filters (AND across filters, OR within one).
+
+    FTS5 (bm25, title weighted most) narrows the rules; filters, facets and sorting then run
+    over the cached per-rule facts, so a search costs one FTS query plus one snippet query.
+    """
+    facts = _facts(conn)
     use_fts = bool(q and q.strip())
-    for name, values in filters.items():
-        if not values:
-            continue
-        sql = FILTER_SQL[name]
-        ors = []
-        for v in values:
-            ors.append("(" + sql.replace("?1", "?") + ")")
-            params.extend([v] * sql.count("?1") if "?1" in sql else [v])
-        where.append("(" + " OR ".join(ors) + ")")
+    ranks: dict[str, float] = {}
     if use_fts:
-        base = (
-            "SELECT r.id AS id, f.rank AS rank FROM rules_fts f JOIN rules r ON r.id = f.id "
-            "WHERE rules_fts MATCH ?"
-        )
-        params = [fts_query(q or ""), *params]
+        for rid, rank in conn.execute(
+            "SELECT id, bm25(rules_fts, 0.0, 10.0, 4.0, 1.0) FROM rules_fts "
+            "WHERE rules_fts MATCH ?",
+            (fts_query(q or ""),),
+        ):
+            if rid in facts:
+                ranks[rid] = rank
+        pool: list[tuple[str, _RuleFacts]] = [(rid, facts[rid]) for rid in ranks]
     else:
-        base = "SELECT r.id AS id, 0 AS rank FROM rules r WHERE 1"
-    hits_sql = base + "".join(" AND " + w for w in where)
+        pool = list(facts.items())
+    active = [(k, v) for k, v in filters.items() if v]
+    hits = [x for x in pool if all(_match(x[1], k, v) for k, v in active)]
     if sort == "relevance" and not use_fts:
         sort = "title"
-    order = SORTS[sort]
-    total = conn.execute(f"SELECT count(*) FROM ({hits_sql})", params).fetchone()[0]
+    hits.sort(key=_sort_key(sort, ranks), reverse=sort.startswith("-"))
     offset = (page - 1) * per_page
-    page_sql = (
-        f"WITH hits AS ({hits_sql}) SELECT r.id, r.source, r.title, r.status, r.severity, r.type, "
-        f"r.language, coalesce(r.modified, r.date), "
-        f"(SELECT group_concat(technique, ' ') FROM rule_attack a WHERE a.rule_id = r.id), "
-        f"{SEVERITY_RANK} AS sev_rank, h.rank AS rank "
-        f"FROM hits h JOIN rules r ON r.id = h.id ORDER BY {order} LIMIT ? OFFSET ?"
-    )
-    rows = conn.execute(page_sql, [*params, per_page, offset]).fetchall()
+    page_rows = hits[offset: offset + per_page]
     snippets: dict[str, str] = {}
-    if use_fts and rows:
+    if use_fts and page_rows:
         marks = "?, ?, '…'"
         snip_sql = (
             f"SELECT id, snippet(rules_fts, 1, {marks}, 8), snippet(rules_fts, 2, {marks}, 24), "
             f"snippet(rules_fts, 3, {marks}, 16) FROM rules_fts WHERE rules_fts MATCH ? "
-            f"AND id IN ({','.join('?' * len(rows))})"
+            f"AND id IN ({','.join('?' * len(page_rows))})"
         )
         for s in conn.execute(
-            snip_sql, [*[MARK_START, MARK_END] * 3, fts_query(q or ""), *[r[0] for r in rows]]
+            snip_sql,
+            [*[MARK_START, MARK_END] * 3, fts_query(q or ""), *[r[0] for r in page_rows]],
         ):
             parts = [x for x in (s[2], s[3], s[1]) if x and MARK_START in x]
             if parts:
                 snippets[s[0]] = parts[0]
-    hits = [
+    out = tuple(
         SearchHit(
-            id=row[0],
-            source=row[1],
-            title=row[2],
-            status=row[3],
-            severity=row[4],
-            type=row[5],
-            language=row[6],
-            modified=row[7],
-            techniques=tuple(sorted((row[8] or "").split())),
-            snippet=snippets.get(row[0]),
+            id=rid,
+            source=f.source,
+            title=f.title,
+            status=f.status or None,
+            severity=f.severity or None,
+            type=f.type or None,
+            language=f.language,
+            modified=f.modified or None,
+            techniques=tuple(sorted(f.technique)),
+            snippet=snippets.get(rid),
         )
-        for row in rows
-    ]
-    facets: dict[str, tuple[tuple[str, int], ...]] = {}
-    if with_facets:
-        for name, sql in FACET_SQL.items():
-            rows = conn.execute(f"WITH hits AS ({hits_sql}) {sql}", params).fetchall()
-            facets[name] = tuple((str(r[0]), int(r[1])) for r in rows if r[0] is not None)
-    return SearchResult(total=total, hits=tuple(hits), facets=facets)
+        for rid, f in page_rows
+    )
+    facet_counts: dict[str, tuple[tuple[str, int], ...]] = {}
+    everything = not use_fts and not active
+    cached = _ALL_FACETS.get("all")
+    if with_facets and everything and cached is not None and cached[0] is facts:
+        facet_counts = cached[1]
+    elif with_facets:
+        fs = [f for _, f in hits]
+        for name in FACETS:
+            values = map(attrgetter(name), fs)
+            if name in SET_FACTS:
+                counter: Counter[str] = Counter(chain.from_iterable(values))
+            else:
+                counter = Counter(values)
+                counter.pop("", None)
+            rows = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+            facet_counts[name] = tuple(rows[: FACET_LIMIT.get(name, 100)])
+        if everything:  # the landing page: the same counts until the catalog changes
+            _ALL_FACETS["all"] = (facts, facet_counts)
+    return SearchResult(total=len(hits), hits=out, facets=facet_counts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,30 +693,22 @@ def indicator_explorer(
 
 
 def attack_counts(conn: sqlite3.Connection, source: str | None) -> dict[str, int]:
-    """Rules per technique id (a sub-technique's rules also count for its parent)."""
-    sql = (
-        "SELECT a.technique, count(DISTINCT a.rule_id) FROM rule_attack a "
-        "JOIN rules r ON r.id = a.rule_id " + ("WHERE r.source = ? " if source else "")
-        + "GROUP BY 1"
-    )
-    direct = {r[0]: r[1] for r in conn.execute(sql, (source,) if source else ())}
-    psql = (
-        "SELECT substr(a.technique, 1, 5), count(DISTINCT a.rule_id) FROM rule_attack a "
-        "JOIN rules r ON r.id = a.rule_id WHERE a.technique LIKE 'T____._%' "
-        + ("AND r.source = ? " if source else "") + "GROUP BY 1"
-    )
-    roll = {r[0]: r[1] for r in conn.execute(psql, (source,) if source else ())}
-    out = dict(direct)
-    for parent, n in roll.items():
-        # distinct rules over parent + subs: exact count
-        out[parent] = conn.execute(
-            "SELECT count(DISTINCT a.rule_id) FROM rule_attack a JOIN rules r ON r.id = a.rule_id"
-            " WHERE (a.technique = ? OR a.technique LIKE ? || '.%')"
-            + (" AND r.source = ?" if source else ""),
-            (parent, parent, source) if source else (parent, parent),
-        ).fetchone()[0]
-        del n
-    return out
+    """Distinct rules per technique id; a parent counts the rules of its sub-techniques too.
+
+    One scan of ``rule_attack`` aggregated in Python: the table is small (about two rows per
+    rule) and this beats one ``LIKE`` query per parent technique by two orders of magnitude.
+    """
+    sql = "SELECT a.technique, a.rule_id FROM rule_attack a"
+    params: tuple[Any, ...] = ()
+    if source:
+        sql += " JOIN rules r ON r.id = a.rule_id WHERE r.source = ?"
+        params = (source,)
+    rules: dict[str, set[str]] = defaultdict(set)
+    for tech, rid in conn.execute(sql, params):
+        rules[tech].add(rid)
+        if "." in tech:
+            rules[tech.split(".", 1)[0]].add(rid)
+    return {t: len(ids) for t, ids in rules.items()}
 
 
 def attack_matrix(conn: sqlite3.Connection, source: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def error_payload(status: int, message: str) -> dict[str, Any]:
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: CSP and friends on every response (errors and static too)."""
+    """Pure ASGI middleware: CSP and friends on every response (errors and static too), and a
+    ``Server-Timing: app;dur=<ms>`` header (time until the response starts; bench/web.py reads
+    it to separate server time from client and network time)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -57,11 +60,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        start = time.perf_counter()
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k, v) for k, v in self.headers if k not in have
+                ms = (time.perf_counter() - start) * 1000
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k, v) for k, v in self.headers if k not in have),
+                    (b"server-timing", f"app;dur={ms:.3f}".encode()),
                 ]
             await send(message)
 
