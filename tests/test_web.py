@@ -470,3 +470,10 @@ def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(BrowseError, match="catalog not found"):
         create_app(tmp_path / "none.db")
+
+
+def test_every_route_is_documented() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "web.md").read_text()
+    for page in all_pages():
+        path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", page.path)
+        assert f"`{path}`" in doc or f"`{path}`," in doc, path
