@@ -226,6 +226,21 @@ def test_json_lines_array_and_concatenated(tmp_path: Path) -> None:
     assert [e.position for e in read_events(conc, [])] == [1, 9]
 
 
+def test_winlogbeat_documents(tmp_path: Path) -> None:
+    doc = {"@timestamp": "2024-01-01T00:00:00.000Z", "message": "Process Create",
+           "winlog": {"channel": "Microsoft-Windows-Sysmon/Operational", "event_id": "1",
+                      "computer_name": "ws1", "provider_name": "Microsoft-Windows-Sysmon",
+                      "record_id": 42, "process": {"pid": 7, "thread": {"id": 8}},
+                      "event_data": {"Image": "C:\\x.exe", "CommandLine": "x"}}}
+    p = tmp_path / "beat.jsonl"
+    p.write_text(json.dumps(doc) + "\n" + json.dumps(doc) + "\n")
+    a, b = read_events(p, [])
+    for e in (a, b):
+        assert e["EventID"] == 1 and e["Channel"] == "Microsoft-Windows-Sysmon/Operational"
+        assert e["Image"] == "C:\\x.exe" and e.host == "ws1" and e.record_id == 42
+        assert e["ProcessID"] == 7 and e.time == "2024-01-01T00:00:00.000Z"
+
+
 def test_invalid_json_line_reported_with_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.json"
     p.write_text('{"EventID": 1}\n{"EventID": 2,\n[1, 2]\n"text"\n{"EventID": 3}\n')

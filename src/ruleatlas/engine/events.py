@@ -14,6 +14,7 @@ An event is flattened ONCE, when it is read, into the field names rules use:
 Values stay as the source gives them: ``EventID`` is an ``int`` from EVTX and JSON, a ``str``
 from Splunk XML text. Compare through :func:`as_int` / :func:`same_value`, never with ``==``.
 
+Winlogbeat/ECS documents (``winlog.event_data``...) are mapped by :func:`flatten_winlog`.
 Flattened JSON lines (OTRF/NXLog exports) already use these names; :func:`normalise_flat` maps
 their few differences (``Hostname`` -> ``Computer``, ``SourceName`` -> ``Provider_Name``, ...),
 adding the canonical name and keeping the original one.
@@ -295,10 +296,65 @@ def normalise_flat(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+# Winlogbeat / Elastic Agent (ECS) documents: ``winlog.*`` -> the names above.
+WINLOG_FIELDS: tuple[tuple[str, str], ...] = (
+    ("channel", "Channel"),
+    ("event_id", "EventID"),
+    ("computer_name", "Computer"),
+    ("provider_name", "Provider_Name"),
+    ("provider_guid", "Provider_Guid"),
+    ("record_id", "EventRecordID"),
+    ("opcode", "Opcode"),
+    ("task", "Task"),
+    ("version", "Version"),
+    ("keywords", "Keywords"),
+)
+
+
+def flatten_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Winlogbeat/ECS document: ``winlog.event_data`` / ``winlog.user_data`` entries at the
+    top level, ``winlog.channel`` -> ``Channel``, ``winlog.event_id`` -> ``EventID`` (an int
+    when numeric), ``winlog.process.pid`` -> ``ProcessID``, ``@timestamp`` -> ``TimeCreated``."""
+    w = obj["winlog"]
+    out: dict[str, Any] = {}
+    for src, dst in WINLOG_FIELDS:
+        v = w.get(src)
+        if v is not None:
+            out[dst] = v
+    eid = out.get("EventID")
+    if isinstance(eid, str) and eid.isdigit():
+        out["EventID"] = int(eid)
+    proc = w.get("process")
+    if isinstance(proc, dict):
+        pid = proc.get("pid")
+        if pid is not None:
+            out["ProcessID"] = pid
+        thread = proc.get("thread")
+        if isinstance(thread, dict) and thread.get("id") is not None:
+            out["ThreadID"] = thread["id"]
+    user = w.get("user")
+    if isinstance(user, dict) and user.get("identifier"):
+        out["Security_UserID"] = user["identifier"]
+    ts = obj.get("@timestamp")
+    if ts is not None:
+        out["TimeCreated"] = ts
+    for part in ("event_data", "user_data"):
+        data = w.get(part)
+        if isinstance(data, dict):
+            for k, v in data.items():
+                out[k] = v
+    msg = obj.get("message")
+    if msg is not None:
+        out.setdefault("Message", msg)
+    return out
+
+
 def flatten(obj: Any) -> dict[str, Any] | None:
     """Any JSON object read from a log -> flat fields; None when it is not an object."""
     if not isinstance(obj, dict):
         return None
     if is_nested(obj):
         return flatten_nested(obj)
+    if isinstance(obj.get("winlog"), dict):
+        return flatten_winlog(obj)
     return normalise_flat(obj)
