@@ -188,6 +188,24 @@ def test_xml_records_split_across_chunks() -> None:
     assert events[-1].position == 600
 
 
+def test_utf16_event_viewer_xml(tmp_path: Path) -> None:
+    doc = ('<?xml version="1.0" encoding="UTF-16"?>\r\n<Events>'
+           + "".join(f"<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'>"
+                     f"<System><EventID>{i}</EventID><Channel>Security</Channel></System>"
+                     "<EventData><Data Name='SubjectUserName'>\u00e9l\u00e8ve</Data></EventData>"
+                     "</Event>\r\n" for i in (4624, 4625))
+           + "</Events>")
+    p = tmp_path / "saved.xml"
+    p.write_bytes(b"\xff\xfe" + doc.encode("utf-16-le"))
+    errors: list[ReadError] = []
+    evs = list(read_events(p, errors))
+    assert errors == [] and [e["EventID"] for e in evs] == ["4624", "4625"]
+    assert evs[0]["SubjectUserName"] == "\u00e9l\u00e8ve"
+    bare = tmp_path / "saved.txt"
+    bare.write_bytes(b"\xff\xfe" + doc.encode("utf-16-le"))
+    assert detect_format(bare) == "xml"
+
+
 def test_bad_xml_record_is_reported_and_reading_goes_on(tmp_path: Path) -> None:
     good = "<Event><System><EventID>1</EventID></System></Event>"
     bad = "<Event><System><EventID>2</EventIDX></System></Event>"

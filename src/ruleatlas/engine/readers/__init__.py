@@ -88,6 +88,8 @@ def sniff(head: bytes) -> str | None:
         return "gzip"
     if len(head) > 262 and head[257:262] == b"ustar":
         return "tar"
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 (Event Viewer "Save as XML")
+        return "xml" if "<Event" in head.decode("utf-16", errors="ignore") else None
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"{", b"["):
         return "json"

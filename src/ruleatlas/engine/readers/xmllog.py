@@ -116,13 +116,15 @@ def parse_record(text: str) -> dict[str, Any]:
 
 def read_xml(stream: IO[bytes], name: str, report: Report) -> Iterator[Event]:
     """Every ``<Event>`` record of a byte stream; bad records reported with their line."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    first = stream.read(CHUNK)
+    codec = "utf-16" if first[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
     buf = ""
     line = 1  # line number of buf[0]
     eof = False
     n = 0
     while not eof:
-        chunk = stream.read(CHUNK)
+        chunk, first = (first, b"") if first else (stream.read(CHUNK), b"")
         if chunk:
             buf += decoder.decode(chunk)
         else:
