@@ -144,10 +144,24 @@ def create_app(db_path: str | Path) -> Starlette:
         return HTMLResponse(html, headers={"link": f'<{api_url}>; rel="alternate"; '
                                                    'type="application/json"'})
 
+    cache: dict[tuple[str, bool, str], tuple[float, Response]] = {}
+
     def endpoint(page: Page, as_json: bool) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
-            return await anyio.to_thread.run_sync(run_page, page, request, as_json,
+            if not page.cache:
+                return await anyio.to_thread.run_sync(run_page, page, request, as_json,
+                                                      limiter=limiter)
+            key = (page.name, as_json, str(request.url.query))
+            mtime = db.stat().st_mtime
+            hit = cache.get(key)
+            if hit is not None and hit[0] == mtime:
+                return hit[1]
+            resp = await anyio.to_thread.run_sync(run_page, page, request, as_json,
                                                   limiter=limiter)
+            if len(cache) > 256:
+                cache.clear()
+            cache[key] = (mtime, resp)
+            return resp
 
         handle.__name__ = f"{page.name}_{'json' if as_json else 'html'}"
         return handle

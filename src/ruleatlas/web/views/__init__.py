@@ -37,6 +37,9 @@ class Page:
     path_params: Mapping[str, str] = field(default_factory=dict)  # name -> help
     api: bool = True  # has a JSON twin under /api
     title: Callable[[dict[str, Any]], str] | None = None
+    # Catalog-wide pages (matrix, events, macros, ...) are the same for every visitor and the
+    # catalog is read-only while served: their responses are memoised per URL.
+    cache: bool = False
 
 
 def all_pages() -> list[Page]:

@@ -57,8 +57,8 @@ def build_navigator(ctx: Ctx) -> dict[str, Any]:
 PAGES = [
     Page("attack", "/attack", "attack.html", build_attack,
          "ATT&CK Enterprise matrix: techniques and sub-techniques per tactic with rule counts.",
-         params=PARAMS, title=lambda d: "ATT&CK coverage"),
+         params=PARAMS, title=lambda d: "ATT&CK coverage", cache=True),
     Page("navigator", "/attack/navigator.json", None, build_navigator,
          "ATT&CK Navigator layer (JSON) of the rule counts for the current filter.",
-         params=PARAMS, api=False),
+         params=PARAMS, api=False, cache=True),
 ]

@@ -15,5 +15,5 @@ def build_events(ctx: Ctx) -> dict[str, Any]:
 PAGES = [
     Page("events", "/events", "events.html", build_events,
          "Event coverage: event channels/ids and data sources with rule counts per source.",
-         title=lambda d: "Event coverage"),
+         title=lambda d: "Event coverage", cache=True),
 ]

@@ -14,5 +14,5 @@ def build_home(ctx: Ctx) -> dict[str, Any]:
 
 PAGES = [
     Page("home", "/", "home.html", build_home, "Catalog overview: rule counts per source.",
-         title=lambda d: "Rule Atlas"),
+         title=lambda d: "Rule Atlas", cache=True),
 ]

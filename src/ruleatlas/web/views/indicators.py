@@ -37,7 +37,7 @@ def build_indicator(ctx: Ctx) -> dict[str, Any]:
 PAGES = [
     Page("indicators", "/indicators", "indicators.html", build_explorer,
          "Indicator explorer: the most common and the rarest indicator values per field.",
-         params=EXPLORER_PARAMS, title=lambda d: "Indicators"),
+         params=EXPLORER_PARAMS, title=lambda d: "Indicators", cache=True),
     Page("indicator", "/indicators/{field}/{key:path}", "indicator.html", build_indicator,
          "All rules with one indicator (canonical field and normalised value key), by source.",
          path_params={"field": "canonical field", "key": "normalised value key"},

@@ -22,7 +22,8 @@ def build_story(ctx: Ctx) -> dict[str, Any]:
 
 PAGES = [
     Page("stories", "/stories", "stories.html", build_stories,
-         "Analytic stories and how many rules belong to each.", title=lambda d: "Stories"),
+         "Analytic stories and how many rules belong to each.", title=lambda d: "Stories",
+         cache=True),
     Page("story", "/stories/{name}", "story.html", build_story,
          "One analytic story: description, narrative, references and its rules.",
          path_params={"name": "story name"}, title=lambda d: str(d["story"]["name"])),
