@@ -227,6 +227,11 @@ def test_splunk_rule_without_data_source_uses_the_expanded_macros() -> None:
                     P("source", "Syslog:Linux-Sysmon/Operational"))), P("EventCode", 1)))
     assert events_for(rule, Analysis("spl", condition=tree)) == R(
         "Linux-Sysmon/Operational 1", "Sysmon 1")
+    # `wineventlog_security`: eventtype=wineventlog_security OR Channel=security OR source=...
+    sec = Or((P("eventtype", "wineventlog_security"), P("Channel", "security"),
+              P("source", "XmlWinEventLog:Security")))
+    assert events_for(rule, Analysis("spl", condition=And((sec, P("EventCode", "4662"))))
+                      ) == R("Security 4662")
     st = P("sourcetype", "aws:cloudtrail")
     assert events_for(rule, Analysis("spl", condition=And((st, P("eventName", "ConsoleLogin"))))
                       ) == (EventRef("aws:cloudtrail", "ConsoleLogin"),)
