@@ -31,24 +31,32 @@ def _local(tag: str) -> str:
 
 def _system(system: ET.Element, out: dict[str, Any]) -> None:
     for child in system:
-        tag = _local(child.tag)
-        if child.attrib:
+        tag = child.tag
+        if tag[0] == "{":
+            tag = tag.rpartition("}")[2]
+        attrib = child.attrib
+        if attrib:
             names = SYSTEM_ATTRS.get(tag)
-            for ak, av in child.attrib.items():
-                ak = _local(ak)
+            for ak, av in attrib.items():
+                if ak[0] == "{":
+                    ak = ak.rpartition("}")[2]
                 out[names.get(ak, f"{tag}_{ak}") if names else f"{tag}_{ak}"] = av
         text = child.text
-        if text is not None and text.strip():
+        if text and not text.isspace():
             out[tag] = text
 
 
 def _event_data(ed: ET.Element, out: dict[str, Any]) -> None:
     unnamed: list[str] = []
     for child in ed:
-        tag = _local(child.tag)
-        text = child.text if child.text is not None else ""
+        tag = child.tag
+        if tag[0] == "{":
+            tag = tag.rpartition("}")[2]
+        text = child.text
+        if text is None:
+            text = ""
         if tag == "Data":
-            name = child.attrib.get("Name")
+            name = child.get("Name")
             if name is None:
                 unnamed.append(text)
             else:
