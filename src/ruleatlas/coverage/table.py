@@ -117,6 +117,27 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
         str(k): {str(a): str(b) for a, b in (v or {}).items()}
         for k, v in (doc.get("field_maps") or {}).items()
     }
+    sigma_categories = {
+        str(k).lower(): _refs(v, f"sigma.categories.{k}", aliases)
+        for k, v in (sigma.get("categories") or {}).items()
+    }
+    sigma_services = {
+        str(k).lower(): _refs(v, f"sigma.services.{k}", aliases)
+        for k, v in (sigma.get("services") or {}).items()
+    }
+    datamodels = {
+        str(k): _refs(v, f"splunk.datamodels.{k}", aliases)
+        for k, v in (splunk.get("datamodels") or {}).items()
+    }
+    # Every channel the table names is also its own spelling, in any letter case, so that an
+    # event's "microsoft-windows-windows defender/operational" meets the table's spelling.
+    for refs in (*sigma_categories.values(), *sigma_services.values(), *datamodels.values()):
+        for r in refs:
+            aliases.setdefault(r.channel.lower(), r.channel)
+    for p in patterns:
+        if "{" not in p.channel:
+            ch = parse_ref(p.channel).channel
+            aliases.setdefault(ch.lower(), ch)
     return Table(
         aliases=aliases,
         source_prefixes=tuple(p.lower() for p in doc.get("source_prefixes") or ()),
@@ -124,19 +145,10 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
         channel_fields=frozenset(f.lower() for f in doc.get("channel_fields") or ()),
         id_fields={str(k): tuple(v) for k, v in (doc.get("id_fields") or {}).items()},
         field_maps=field_maps,
-        sigma_categories={
-            str(k).lower(): _refs(v, f"sigma.categories.{k}", aliases)
-            for k, v in (sigma.get("categories") or {}).items()
-        },
-        sigma_services={
-            str(k).lower(): _refs(v, f"sigma.services.{k}", aliases)
-            for k, v in (sigma.get("services") or {}).items()
-        },
+        sigma_categories=sigma_categories,
+        sigma_services=sigma_services,
         splunk_patterns=tuple(patterns),
-        datamodels={
-            str(k): _refs(v, f"splunk.datamodels.{k}", aliases)
-            for k, v in (splunk.get("datamodels") or {}).items()
-        },
+        datamodels=datamodels,
     )
 
 
