@@ -91,15 +91,16 @@ def repo_label(url: str) -> str:
 
 
 def corpus_text(c: Mapping[str, Any] | None) -> str:
-    """``corpus 2 (sigma 1, splunk 1)``: sources with a zero count are left out."""
+    """``corpus 2 (sigma 1, splunk 1)``: sources with a zero count are left out. Accepts the
+    flat document form ``{"total", "sigma", "splunk"}`` or ``{"total", "by_source": {...}}``."""
     if not c:
         return "corpus 0"
     total = int(c.get("total", 0) or 0)
-    parts = [
-        f"{k} {v}"
-        for k, v in sorted(c.items())
-        if k not in ("total", "by_source") and isinstance(v, int) and v
-    ]
+    counts = dict(c.get("by_source") or {}) if isinstance(c.get("by_source"), Mapping) else {}
+    for k, v in c.items():
+        if k not in ("total", "by_source", "key", "field", "value"):
+            counts.setdefault(k, v)
+    parts = [f"{k} {v}" for k, v in sorted(counts.items()) if isinstance(v, int) and v]
     return f"corpus {total}" + (f" ({', '.join(parts)})" if parts else "")
 
 
