@@ -1,0 +1,220 @@
+"""Indicators on the shared corpus: the example rule, similar, and pinned counts, each
+cross-checked by an independent scan of the corpus YAML (no pySigma, no SPL parser, no
+normalisation code: plain YAML walking and regular expressions).
+
+Uses the session fixture ``corpus_db`` (the real build) when tests/conftest.py has it; else
+builds a catalog the same way the build does (sources -> analyze -> extract -> store) into a
+temporary SQLite file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import SIGMA, SPLUNK
+from ruleatlas.indicators import extract
+from ruleatlas.indicators.query import parse_spec
+from ruleatlas.languages import AnalysisContext, analyze
+from ruleatlas.sources import SOURCES
+from ruleatlas.store import indicators as store
+
+pytestmark = pytest.mark.slow
+
+# --------------------------------------------------------------------------------------------
+# The catalog
+# --------------------------------------------------------------------------------------------
+
+
+def _build(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(Path(store.__file__).with_name("schema.sql").read_text())
+    for name, root in (("sigma", SIGMA), ("splunk", SPLUNK)):
+        src = SOURCES[name]
+        side = src.side_tables(root)
+        ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
+        for f in src.rule_files(root):
+            for r in src.load_file(root, f).rules:
+                conn.execute(
+                    "INSERT OR IGNORE INTO rules (id, source, root, path, title, language, query,"
+                    " body, rule_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}')",
+                    (r.id, r.source, str(root), r.path, r.title, r.language, r.query, r.body),
+                )
+                store.write_indicators(conn, r.id, r.source, extract(r, analyze(r, ctx)))
+    store.recount(conn)
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def catalog(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    try:
+        db = request.getfixturevalue("corpus_db")
+    except pytest.FixtureLookupError:
+        db = tmp_path_factory.mktemp("indicators") / "catalog.db"
+        _build(db)
+    return store.open_catalog(str(db))
+
+
+def _splunk_analyzed(conn: Any) -> None:
+    (n,) = conn.execute("SELECT COUNT(*) FROM indicators WHERE source = 'splunk'").fetchone()
+    if n == 0:
+        pytest.skip("the SPL analyzer produced no predicates (languages/spl not landed yet)")
+
+
+def rule_ids(conn: Any, field_key: str, key: str, source: str) -> set[str]:
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT rule_id FROM indicators"
+            " WHERE field_key = ? AND key = ? AND source = ?",
+            (field_key, key, source),
+        )
+    }
+
+
+def corpus_count(conn: Any, field_key: str, key: str) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT total, by_source FROM indicator_counts WHERE field_key = ? AND key = ?",
+        (field_key, key),
+    ).fetchone()
+    if row is None:
+        return {"total": 0}
+    return {"total": row[0], **json.loads(row[1])}
+
+
+# --------------------------------------------------------------------------------------------
+# Independent scans
+# --------------------------------------------------------------------------------------------
+
+SIGMA_FOLDERS = ("rules*", "deprecated", "unsupported")
+
+
+@functools.cache
+def _sigma_docs() -> list[tuple[Path, int, dict[str, Any]]]:
+    return list(_read_sigma_docs())
+
+
+def _read_sigma_docs() -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for pattern in SIGMA_FOLDERS:
+        for folder in sorted(SIGMA.glob(pattern)):
+            for p in sorted(folder.rglob("*.yml")):
+                try:
+                    docs = list(yaml.load_all(p.read_text(encoding="utf-8"), Loader=loader))
+                except yaml.YAMLError:
+                    continue
+                for i, d in enumerate(docs):
+                    if isinstance(d, dict) and isinstance(d.get("detection"), dict):
+                        yield p, i, d
+
+
+def _negated_selections(det: dict[str, Any]) -> set[str]:
+    cond = det.get("condition")
+    text = " ".join(map(str, cond)) if isinstance(cond, list) else str(cond)
+    out: set[str] = set()
+    for m in re.finditer(r"\bnot\s+(?:(?:1|all)\s+of\s+)?([\w*]+)", text):
+        out |= {n for n in det if fnmatch.fnmatchcase(str(n), m.group(1))}
+    return out
+
+
+def sigma_scan(field: str, modifier: str | None, value: str) -> int:
+    """Sigma rule documents with ``field|modifier: value`` (``|all`` allowed) in a selection
+    the condition does not negate; values compared case-insensitively, as Sigma does."""
+    hits = 0
+    for _, _, d in _sigma_docs():
+        det = d["detection"]
+        neg = _negated_selections(det)
+        found = False
+        for name, sel in det.items():
+            if name in ("condition", "timeframe") or name in neg:
+                continue
+            for item in sel if isinstance(sel, list) else [sel]:
+                if not isinstance(item, dict):
+                    continue
+                for k, v in item.items():
+                    f, *mods = str(k).split("|")
+                    mods = [x for x in mods if x != "all"]
+                    if f != field or mods != ([modifier] if modifier else []):
+                        continue
+                    vals = v if isinstance(v, list) else [v]
+                    found |= any(str(x).lower() == value.lower() for x in vals)
+        hits += found
+    return hits
+
+
+@functools.cache
+def _splunk_searches() -> list[tuple[Path, str]]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    out = []
+    for p in sorted((SPLUNK / "detections").rglob("*.yml")):
+        doc = yaml.load(p.read_text(encoding="utf-8"), Loader=loader)
+        if isinstance(doc, dict) and isinstance(doc.get("search"), str):
+            out.append((p, doc["search"]))
+    return out
+
+
+def spl_scan(field: str, value: str) -> int:
+    """Splunk detections whose search text holds ``field=value`` / ``field="value"`` or
+    ``field IN (... "value" ...)`` not right after NOT; the value compared as written in SPL
+    (``\\\\`` for a backslash), case-insensitively as SPL search does."""
+    f = re.escape(field)
+    v = re.escape(value)
+    eq = re.compile(rf'(?<![\w.])(NOT\s+)?{f}\s*=\s*"?{v}(?:"|(?=[\s)|]|$))', re.I)
+    inl = re.compile(rf"(?<![\w.])(NOT\s+)?{f}\s+IN\s*\(([^)]*)\)", re.I)
+    item = re.compile(rf'(?:^|,)\s*"?{v}"?\s*(?=,|$)', re.I)
+    hits = 0
+    for _, search in _splunk_searches():
+        ok = any(not m.group(1) for m in eq.finditer(search))
+        ok = ok or any(not m.group(1) and item.search(m.group(2)) for m in inl.finditer(search))
+        hits += ok
+    return hits
+
+
+# --------------------------------------------------------------------------------------------
+# Pinned counts, each cross-checked against the independent scan
+# --------------------------------------------------------------------------------------------
+
+# (spec, Sigma field|modifier, value as written in Sigma, pinned sigma count)
+SIGMA_PINS = [
+    ("ScriptBlockText contains Invoke-WMIExec", "ScriptBlockText", "contains",
+     "Invoke-WMIExec", 1),
+    (r"Image endswith \cmd.exe", "Image", "endswith", r"\cmd.exe", 126),
+    (r"Image endswith \rundll32.exe", "Image", "endswith", r"\rundll32.exe", 95),
+    (r"Image endswith \regsvr32.exe", "Image", "endswith", r"\regsvr32.exe", 67),
+    (r"Image endswith \mshta.exe", "Image", "endswith", r"\mshta.exe", 69),
+    (r"Image endswith \certutil.exe", "Image", "endswith", r"\certutil.exe", 42),
+    (r"ParentImage endswith \w3wp.exe", "ParentImage", "endswith", r"\w3wp.exe", 12),
+    ("OriginalFileName eq PowerShell.EXE", "OriginalFileName", None, "PowerShell.EXE", 85),
+    ("OriginalFileName eq RUNDLL32.EXE", "OriginalFileName", None, "RUNDLL32.EXE", 37),
+    # backslashes: registry path
+    (r"TargetObject contains \Software\Microsoft\Windows\CurrentVersion\Run", "TargetObject",
+     "contains", r"\Software\Microsoft\Windows\CurrentVersion\Run", 4),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "modifier", "value", "pinned"), SIGMA_PINS,
+                         ids=[p[0] for p in SIGMA_PINS])
+def test_sigma_counts_pinned_and_cross_checked(catalog, spec, field, modifier, value, pinned):
+    s = parse_spec(spec)
+    got = len(rule_ids(catalog, s.field_key, s.key, "sigma"))
+    assert got == sigma_scan(field, modifier, value) == pinned
+    assert corpus_count(catalog, s.field_key, s.key).get("sigma", 0) == pinned
+
+
+def test_negated_values_are_counted_apart(catalog):
+    pos = parse_spec(r"ParentImage endswith \explorer.exe")
+    neg = parse_spec(r"ParentImage not endswith \explorer.exe")
+    assert neg.key == "!" + pos.key
+    assert rule_ids(catalog, neg.field_key, neg.key, "sigma")
+    assert corpus_count(catalog, neg.field_key, neg.key) != corpus_count(
+        catalog, pos.field_key, pos.key)
