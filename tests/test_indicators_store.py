@@ -181,3 +181,13 @@ def test_cli_errors_are_clear(db: Path, tmp_path: Path):
     assert res.exit_code == 1 and "no catalog at" in res.output
     res = runner.invoke(app, ["indicator", "F frob x", "--db", str(db)])
     assert res.exit_code == 2 and "unknown operator" in res.output
+
+
+def test_queries_work_on_a_query_only_row_connection(db: Path):
+    # the web reads through mode=ro + query_only with sqlite3.Row rows
+    conn = store.open_catalog(str(db))
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA query_only = 1")
+    assert store.similar_rules(conn, "s1")[0]["id"] == "g1"
+    assert store.rule_indicators(conn, "s1")[1]["values"][0]["corpus"]["total"] == 2
+    assert store.top_indicators(conn, limit=1)[0]["key"] == "4104"

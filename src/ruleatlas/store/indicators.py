@@ -167,21 +167,22 @@ def similar_rules(
     shared_keys = [(fk, k) for (fk, k), (_, df) in weights.items() if df > 1]
     if not shared_keys:
         return []
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _sim_keys (field_key TEXT, key TEXT)")
-    conn.execute("DELETE FROM _sim_keys")
-    conn.executemany("INSERT INTO _sim_keys VALUES (?, ?)", shared_keys)
+    # The keys travel as one JSON parameter: no temp table, so this works on the web's
+    # read-only (query_only) connections too.
     cur = conn.execute(
         """
+        WITH k(field_key, key) AS (
+            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)
+        )
         SELECT DISTINCT i.rule_id, i.field_key, i.key
-        FROM indicators i JOIN _sim_keys s ON s.field_key = i.field_key AND s.key = i.key
+        FROM k JOIN indicators i ON i.field_key = k.field_key AND i.key = k.key
         WHERE i.rule_id != ?
         """,
-        (rule_id,),
+        (json.dumps(shared_keys), rule_id),
     )
     per_rule: dict[str, list[tuple[str, str]]] = {}
     for rid, fk, k in cur:
         per_rule.setdefault(rid, []).append((fk, k))
-    conn.execute("DELETE FROM _sim_keys")
     scored = sorted(
         ((sum(weights[x][0] for x in keys), rid, keys) for rid, keys in per_rule.items()),
         key=lambda t: (-t[0], t[1]),
