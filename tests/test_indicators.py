@@ -308,3 +308,10 @@ def test_spec_parser_errors():
     for bad in ("F", "F frob x", "F contains", "F contains|nope x"):
         with pytest.raises(SpecError):
             parse_spec(bad)
+
+
+def test_boolean_and_its_text_meet():
+    a = one_key(sigma(Predicate("Initiated", Op.EQ, (True,))))
+    b = one_key(sigma(Predicate("Initiated", Op.EQ, ("true",))))
+    assert a == b == ("Initiated", "true")
+    assert one_key(sigma(Predicate("F", Op.EQ, ("",)))) == ("F", "")

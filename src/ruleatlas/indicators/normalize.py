@@ -42,7 +42,7 @@ _INT_RE = re.compile(r"^[+-]?\d+$")
 
 # Typed-key prefixes a literal key must not start with (see module docstring).
 _RESERVED_WORDS = ("re:", "cidr:", "ref:")
-_RESERVED_EXACT = frozenset({"exists", "null", "true", "false"})
+_RESERVED_EXACT = frozenset({"exists", "null"})
 
 
 @dataclass(frozen=True, slots=True)
