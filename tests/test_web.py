@@ -272,18 +272,17 @@ def test_events_macros_stories_indicators(client: TestClient) -> None:
 
 
 def _sample_paths(client: TestClient) -> dict[str, str]:
-    rule = client.get(f"/api/rules/{EXAMPLE_ID}").json()["rule"]
-    ind = next(r for r in rule["indicators"] if r["field"] == "ScriptBlockText")
+    """One real URL per page of the corpus catalog."""
     from ruleatlas.web.render import Urls
 
+    field = client.get("/api/indicators").json()["explorer"][0]
+    story = client.get("/api/stories").json()["stories"][0]["name"]
     return {
         "home": "/", "rules": "/rules?q=wmiexec", "rule": f"/rules/{EXAMPLE_ID}",
         "indicators": "/indicators",
-        "indicator": Urls().indicator(ind.get("field_key") or ind["field"],
-                                      ind["values"][0]["key"]),
+        "indicator": Urls().indicator(field["field"], field["common"][0]["key"]),
         "attack": "/attack", "events": "/events", "macros": "/macros",
-        "macro": "/macros/powershell", "stories": "/stories",
-        "story": "/stories/Suspicious%20WMI%20Use",
+        "macro": "/macros/powershell", "stories": "/stories", "story": Urls().story(story),
     }
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from starlette.applications import Starlette
@@ -129,7 +130,10 @@ def create_app(db_path: str | Path) -> Starlette:
             if page.template is None:
                 return json_response(data)
             return json_response({"ok": True, **data})
-        api_url = "/api" + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raw = request.scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else quote(request.url.path)
+        api_url = "/api" + (path if path != "/" else "") + (
+            f"?{request.url.query}" if request.url.query else "")
         context = {
             **data,
             "u": render.Urls(),
