@@ -370,6 +370,17 @@ def test_nested_archives_gzip_and_folders(tmp_path: Path) -> None:
     assert "unknown log format" in errors[0].reason
 
 
+def test_content_wins_over_a_misleading_suffix(tmp_path: Path) -> None:
+    xml_in_json = tmp_path / "export.json"
+    xml_in_json.write_text("<Event><System><EventID>7</EventID></System></Event>\n")
+    evtx_as_log = tmp_path / "copy.log"
+    shutil.copy(PROC, evtx_as_log)
+    assert detect_format(xml_in_json) == "xml" and detect_format(evtx_as_log) == "evtx"
+    errors: list[ReadError] = []
+    evs = list(read_events([xml_in_json, evtx_as_log], errors))
+    assert errors == [] and evs[0]["EventID"] == "7" and len(evs) > 1
+
+
 def test_missing_path_reported(tmp_path: Path) -> None:
     errors: list[ReadError] = []
     assert list(read_events([tmp_path / "nope.evtx"], errors)) == []

@@ -98,14 +98,22 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def _choose(by_suffix: str | None, sniffed: str | None) -> str | None:
+    """Content wins when it is clear (a ``.json`` that holds XML records, a ``.log`` that is an
+    EVTX file); the suffix decides otherwise (a ``.evtx`` of junk is reported as not EVTX)."""
+    if by_suffix == "tar" and sniffed in (None, "gzip", "tar"):
+        return "tar"  # tarfile reads its own compression (and ignores trailing padding)
+    if sniffed is not None and (by_suffix in (None, "json", "xml") or sniffed != "json"):
+        return sniffed
+    return by_suffix
+
+
 def detect_format(path: str | os.PathLike[str]) -> str | None:
     """``evtx``, ``json``, ``xml``, ``zip``, ``tar``, ``gzip`` or None."""
     name = os.fspath(path)
-    fmt = _by_suffix(name)
-    if fmt is not None:
-        return fmt
     with open(name, "rb") as fh:
-        return sniff(fh.read(65536))
+        head = fh.read(65536)
+    return _choose(_by_suffix(name), sniff(head))
 
 
 def _reporter(errors: list[ReadError] | None) -> Report:
@@ -125,10 +133,10 @@ def read_stream(
     None). Streams must support ``peek`` or be buffered readers."""
     from ruleatlas.engine.readers import archive
 
-    if fmt is None:
+    if fmt in (None, "json", "xml"):
         peek = getattr(stream, "peek", None)
         head = peek(65536)[:65536] if peek else b""
-        fmt = sniff(head)
+        fmt = _choose(fmt, sniff(head))
     if fmt == "json":
         yield from read_json(stream, name, report)
     elif fmt == "xml":

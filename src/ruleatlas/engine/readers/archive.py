@@ -35,7 +35,8 @@ def _member(stream: IO[bytes], name: str, report: Report) -> Iterator[Event]:
     from ruleatlas.engine.readers import _by_suffix, read_stream
 
     fmt = _by_suffix(name.rsplit("!", 1)[-1])
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type,type-var]
+    # Always our own buffer: peeking a streamed tar member's own reader seeks its archive.
+    buffered = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type,type-var]
     yield from read_stream(buffered, name, fmt, report)
 
 
@@ -54,7 +55,7 @@ def read_zip(fh: IO[bytes], name: str, report: Report) -> Iterator[Event]:
             mname = f"{name}!{info.filename}"
             try:
                 with zf.open(info) as raw:
-                    yield from _member(io.BufferedReader(raw, 1 << 20), mname, report)  # type: ignore[arg-type,type-var]
+                    yield from _member(raw, mname, report)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 report(ReadError(mname, 0, f"bad zip member: {e}", "file"))
 
