@@ -476,3 +476,18 @@ def test_every_route_is_documented() -> None:
     for page in all_pages():
         path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", page.path)
         assert f"`{path}`" in doc or f"`{path}`," in doc, path
+
+
+def test_page_similarity_equals_the_indicator_layer(web_db: Path) -> None:
+    """The rule page's one-query similar rules score exactly like store.indicators'."""
+    from ruleatlas.store import browse
+    from ruleatlas.store.indicators import similar_rules
+
+    conn = browse.connect_ro(web_db)
+    ids = [r[0] for r in conn.execute(
+        "SELECT DISTINCT rule_id FROM indicators ORDER BY rule_id LIMIT 150")]
+    assert ids
+    for rid in [*ids, EXAMPLE_ID]:
+        mine = [(x["id"], x["score"]) for x in browse.similar_rules(conn, rid)]
+        theirs = [(x["id"], x["score"]) for x in similar_rules(conn, rid)]
+        assert mine == theirs, rid

@@ -11,6 +11,7 @@ layers are in (an empty ``attack_techniques`` table, no ``test_results`` yet, ..
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -581,24 +582,70 @@ def rule_document(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | No
     }
 
 
+_INDEXED: dict[tuple[str, float], int] = {}
+
+
+def _indexed_rules(conn: sqlite3.Connection) -> int:
+    """Rules with at least one indicator (the N of IDF), once per catalog file."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    key = (path, Path(path).stat().st_mtime if path else 0.0)
+    n = _INDEXED.get(key)
+    if n is None:
+        n = conn.execute("SELECT count(DISTINCT rule_id) FROM indicators").fetchone()[0]
+        _INDEXED.clear()
+        _INDEXED[key] = n
+    return n
+
+
 def similar_rules(conn: sqlite3.Connection, rule_id: str, limit: int = 10) -> list[dict[str, Any]]:
-    """Rules of any source sharing indicators with this one, rarer shared indicators weighing
-    more (a shared ``EventCode=4104`` says little, a shared ``*invoke-wmiexec*`` says a lot)."""
+    """Rules of any source sharing indicators with this one, each shared indicator weighted by
+    its IDF ``log(N / df)`` (a shared ``EventCode=4104`` says little, a shared
+    ``*invoke-wmiexec*`` a lot). Same scoring and shape as ``store.indicators.similar_rules``,
+    in one join (no temp table, N cached), because the rule page calls it on every view."""
+    n = _indexed_rules(conn)
     rows = conn.execute(
-        "SELECT i2.rule_id, r.title, r.source, count(DISTINCT i2.field_key || char(0) || i2.key),"
-        " sum(1.0 / max(c.total, 1)) AS score "
-        "FROM (SELECT DISTINCT field_key, key FROM indicators WHERE rule_id = ?1 AND negated = 0)"
-        " i1 JOIN indicators i2 ON i2.field_key = i1.field_key AND i2.key = i1.key "
-        "AND i2.rule_id <> ?1 AND i2.negated = 0 "
-        "JOIN rules r ON r.id = i2.rule_id "
-        "LEFT JOIN indicator_counts c ON c.field_key = i1.field_key AND c.key = i1.key "
-        "GROUP BY 1 ORDER BY score DESC, 4 DESC, 2 LIMIT ?2",
-        (rule_id, limit),
+        "SELECT i2.rule_id, m.field_key, m.key, m.total FROM ("
+        " SELECT DISTINCT i.field_key, i.key, c.total FROM indicators i"
+        " JOIN indicator_counts c ON c.field_key = i.field_key AND c.key = i.key"
+        " WHERE i.rule_id = ?1 AND c.total > 1) m "
+        "JOIN indicators i2 ON i2.field_key = m.field_key AND i2.key = m.key "
+        "AND i2.rule_id <> ?1",
+        (rule_id,),
     ).fetchall()
-    return [
-        {"id": r[0], "title": r[1], "source": r[2], "shared": r[3], "score": round(r[4], 4)}
-        for r in rows
-    ]
+    own = conn.execute(
+        "SELECT DISTINCT i.field_key, i.key, c.total FROM indicators i JOIN indicator_counts c "
+        "ON c.field_key = i.field_key AND c.key = i.key WHERE i.rule_id = ?",
+        (rule_id,),
+    ).fetchall()
+    weight = {(fk, k): (math.log(n / df) if n and df else 0.0, df) for fk, k, df in own}
+    own_total = sum(w for w, _ in weight.values()) or 1.0
+    per_rule: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for rid, fk, k, _ in rows:
+        per_rule[rid].add((fk, k))
+    scored = sorted(
+        ((sum(weight[x][0] for x in keys), rid, keys) for rid, keys in per_rule.items()),
+        key=lambda t: (-t[0], t[1]),
+    )[: max(limit, 0)]
+    out = []
+    for score, rid, keys in scored:
+        meta = conn.execute("SELECT title, source, path FROM rules WHERE id = ?", (rid,)).fetchone()
+        ordered = sorted(keys, key=lambda x: -weight[x][0])
+        out.append(
+            {
+                "id": rid,
+                "title": meta[0] if meta else None,
+                "source": meta[1] if meta else None,
+                "path": meta[2] if meta else None,
+                "score": round(score, 4),
+                "share": round(score / own_total, 4),
+                "shared": [
+                    {"field_key": fk, "key": k, "weight": round(weight[(fk, k)][0], 4),
+                     "df": weight[(fk, k)][1]}
+                    for fk, k in ordered
+                ],
+            }
+        )
+    return out
 
 
 def titles(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, tuple[str, str]]:

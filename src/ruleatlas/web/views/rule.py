@@ -42,18 +42,13 @@ def build_rule(ctx: Ctx) -> dict[str, Any]:
 
 
 def _similar(ctx: Ctx, rule_id: str) -> list[dict[str, Any]]:
-    """Similar rules from ``store.indicators`` (IDF-weighted), else the browse fallback; the
-    page shows ``shared`` as a count."""
-    try:
-        from ruleatlas.store.indicators import similar_rules
-    except ImportError:
-        return browse.similar_rules(ctx.conn, rule_id)
+    """IDF-weighted similar rules (``store.browse.similar_rules``: the scoring of
+    ``store.indicators.similar_rules`` in one query); the page shows ``shared`` as a count."""
     out = []
-    for r in similar_rules(ctx.conn, rule_id, limit=10):
+    for r in browse.similar_rules(ctx.conn, rule_id, limit=10):
         d = dict(r)
-        if isinstance(d.get("shared"), list):
-            d["shared_indicators"] = d["shared"]
-            d["shared"] = len(d["shared"])
+        d["shared_indicators"] = d["shared"]
+        d["shared"] = len(d["shared"])
         out.append(d)
     return out
 
