@@ -1,5 +1,208 @@
-"""CLI commands: engine."""
+"""CLI commands: engine — ``ruleatlas test`` (rules on their own test data) and
+``ruleatlas hunt`` (every applicable rule over your logs).
+
+Rules come from the catalog (``--db``); ``--repo DIR`` reads repository clones directly instead
+(no build needed). Progress goes to stderr (a Rich bar on a terminal), results to stdout.
+"""
 
 from __future__ import annotations
 
-from ruleatlas.cli.app import app  # noqa: F401
+import csv
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ruleatlas.cli.app import DEFAULT_DB, app
+
+
+class TestFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class HuntFormat(StrEnum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(db: str, repos: list[str] | None, ids: list[str] | None = None) -> list[Any]:
+    from ruleatlas.engine.catalog import from_db, from_repos
+
+    if repos:
+        missing = [r for r in repos if not Path(r).is_dir()]
+        if missing:
+            raise _fail(f"no such repository folder: {', '.join(missing)}")
+        return from_repos(repos)
+    if not Path(db).is_file():
+        raise _fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR")
+    from ruleatlas.store.results import ResultsError
+
+    try:
+        return from_db(db, ids or None)
+    except ResultsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+@app.command("test")
+def test_cmd(
+    rules: list[str] = typer.Argument(None, help="Rule ids, titles or path globs (default: all)."),
+    db: str = typer.Option(DEFAULT_DB, "--db", help="Catalog database file."),
+    repo: list[str] = typer.Option(None, "--repo", help="Read rules from this clone (repeat)."),
+    attack_data: Path = typer.Option(None, "--attack-data",
+                                     help="Local copy of splunk/attack_data for Splunk tests."),
+    fmt: TestFormat = typer.Option(TestFormat.table, "--format", help="table or json"),
+    only_with_tests: bool = typer.Option(True, "--with-tests/--all",
+                                         help="Only rules that name test data."),
+    store: bool = typer.Option(True, "--store/--no-store",
+                               help="Write results into the catalog's test_results."),
+) -> None:
+    """Run each rule on its own test data: pass, fail, no-data or not-runnable.
+
+    Sigma: regression_tests_path -> info.yml -> .evtx (match_count is a lower bound). Splunk:
+    the attack_data files of its tests section, found under --attack-data DIR."""
+    from ruleatlas.engine.catalog import select
+    from ruleatlas.engine.testing import run_test, summary
+
+    loaded = select(_load(db, repo), rules)
+    if only_with_tests and not rules:
+        loaded = [lr for lr in loaded if lr.rule.tests]
+    if rules and not loaded:
+        raise _fail(f"no rule matches {' '.join(rules)}")
+    results = []
+    con = _err()
+    with Progress(TextColumn("testing"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=con, disable=not con.is_terminal,
+                  transient=True) as prog:
+        task = prog.add_task("test", total=len(loaded))
+        for lr in loaded:
+            results.append(run_test(lr, attack_data))
+            prog.advance(task)
+    if store and Path(db).is_file() and not repo:
+        from ruleatlas.store.results import write_results
+
+        write_results(db, [r.to_dict() for r in results])
+    if fmt is TestFormat.json:
+        typer.echo(json.dumps([{k: v for k, v in r.to_dict().items() if k != "detail"}
+                               for r in results], indent=2, ensure_ascii=False))
+    else:
+        t = Table(title="Rule tests")
+        for col in ("Status", "Rule", "Matched", "Expected", "Reason"):
+            t.add_column(col, overflow="fold")
+        style = {"pass": "green", "fail": "red", "no-data": "yellow", "not-runnable": "magenta"}
+        for r in results:
+            t.add_row(f"[{style[r.status]}]{r.status}[/]", f"{r.title}\n[dim]{r.id}[/]",
+                      str(r.matched), "" if r.expected is None else str(r.expected),
+                      r.reason or "")
+        Console().print(t)
+        s = summary(results)
+        typer.echo(", ".join(f"{k} {v}" for k, v in s.items()))
+    if any(r.status == "fail" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("hunt")
+def hunt_cmd(
+    logs: list[str] = typer.Argument(..., help="Log files or folders (EVTX, JSON, zip, tar.gz, "
+                                               "Splunk XML)."),
+    db: str = typer.Option(DEFAULT_DB, "--db", help="Catalog database file."),
+    repo: list[str] = typer.Option(None, "--repo", help="Read rules from this clone (repeat)."),
+    rules: list[str] = typer.Option(None, "--rules",
+                                    help="Rule filter: id, source (sigma/splunk), title or "
+                                         "path glob (repeat)."),
+    fmt: HuntFormat = typer.Option(HuntFormat.table, "--format",
+                                   help="table, json, jsonl or csv"),
+) -> None:
+    """Run every applicable rule over the logs; findings plus a summary by rule and tactic."""
+    from ruleatlas.engine.catalog import select
+    from ruleatlas.engine.hunt import HuntReport, hunt
+
+    missing = [p for p in logs if not Path(p).exists()]
+    if missing:
+        raise _fail(f"no such file or folder: {', '.join(missing)}")
+    loaded = select(_load(db, repo), rules)
+    report = HuntReport()
+    con = _err()
+    findings: list[dict[str, Any]] = []
+    out = sys.stdout
+    writer = None
+    if fmt is HuntFormat.csv:
+        writer = csv.writer(out)
+        writer.writerow(["rule_id", "rule_title", "source", "severity", "file", "record_id",
+                         "time", "host", "matched"])
+    with Progress(TextColumn("hunting"), TextColumn("{task.completed} events"),
+                  TextColumn("{task.fields[found]} findings"), TimeElapsedColumn(),
+                  console=con, disable=not con.is_terminal, transient=True) as prog:
+        task = prog.add_task("hunt", total=None, found=0)
+        n = 0
+
+        def tick(_ev: Any) -> None:
+            nonlocal n
+            n += 1
+            if n % 2000 == 0:
+                prog.update(task, completed=n, found=report.findings)
+
+        for f in hunt(loaded, logs, report, on_event=tick):
+            d = f.to_dict()
+            if fmt is HuntFormat.jsonl:
+                out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
+            elif writer is not None:
+                writer.writerow([d["rule_id"], d["rule_title"], d["source"], d["severity"],
+                                 d["file"], d["record_id"], d["time"], d["host"],
+                                 json.dumps(d["matched"], ensure_ascii=False, default=str)])
+            else:
+                findings.append(d)
+    for e in report.errors[:20]:
+        con.print(f"[yellow]read error[/]: {e}")
+    con.print(f"{report.events} events, {report.rules_run} rules run "
+              f"({len(report.not_runnable)} not runnable), {report.findings} findings "
+              f"in {report.seconds:.1f}s")
+    if fmt is HuntFormat.json:
+        typer.echo(json.dumps({"findings": findings, "summary": report.to_dict()}, indent=2,
+                              ensure_ascii=False, default=str))
+    elif fmt is HuntFormat.table:
+        _hunt_tables(findings, report)
+
+
+def _hunt_tables(findings: list[dict[str, Any]], report: Any) -> None:
+    c = Console()
+    t = Table(title=f"Findings ({len(findings)})")
+    for col in ("Rule", "Severity", "Time", "Host", "Record", "Matched"):
+        t.add_column(col, overflow="fold")
+    for d in findings[:500]:
+        matched = "; ".join(f"{k}={v}" for k, v in list(d["matched"].items())[:4])
+        t.add_row(d["rule_title"], d["severity"] or "", d["time"] or "", d["host"] or "",
+                  str(d["record_id"]), matched[:200])
+    c.print(t)
+    if len(findings) > 500:
+        c.print(f"... {len(findings) - 500} more findings (use --format jsonl)")
+    s = report.to_dict()
+    rt = Table(title="By rule")
+    for col in ("Findings", "Rule", "Severity", "Source"):
+        rt.add_column(col)
+    for row in s["by_rule"]:
+        rt.add_row(str(row["findings"]), row["rule_title"], row["severity"] or "", row["source"])
+    c.print(rt)
+    tt = Table(title="By ATT&CK tactic")
+    tt.add_column("Tactic")
+    tt.add_column("Findings")
+    for k, v in s["by_tactic"].items():
+        tt.add_row(k, str(v))
+    c.print(tt)

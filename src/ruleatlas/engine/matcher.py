@@ -23,6 +23,7 @@ from ruleatlas.engine.sigma_semantics import TransformError, as_pattern, expand,
 from ruleatlas.model import And, Const, Node, Not, Op, Or, Pattern, Predicate
 
 Anchor = tuple[str, str]  # (event field, lowered literal)
+ALL_FIELDS = "\x00*"  # anchor field of keywords: the text of every field, joined
 
 # Fields the route already decides (every event a rule sees has them): useless as anchors.
 ROUTE_FIELDS = frozenset({"EventID", "EventCode", "Channel", "Provider_Name", "source",
@@ -43,9 +44,14 @@ def _literal_of(v: Any) -> str | None:
 
 
 def _pred_anchors(p: Predicate, fm: Mapping[str, str]) -> set[Anchor] | None:
-    if p.negated or p.field is None or p.op not in _ANCHOR_OPS:
+    if p.negated:
         return None
-    name = fm.get(p.field, p.field)
+    if p.op is Op.KEYWORD or p.field is None:
+        name = ALL_FIELDS
+    elif p.op not in _ANCHOR_OPS:
+        return None
+    else:
+        name = fm.get(p.field, p.field)
     try:
         groups = [expand(v, p.transforms) for v in p.values]
     except TransformError:
@@ -107,6 +113,12 @@ def anchors(node: Node | None, fm: Mapping[str, str] | None = None) -> set[Ancho
     return None
 
 
+def all_text(fields: Mapping[str, Any]) -> str:
+    """Lowered text of every field value, joined (what keyword anchors are searched in)."""
+    return "\n".join([v if type(v) is str else field_text(v)
+                      for v in fields.values() if v is not None]).lower()
+
+
 def field_text(v: Any) -> str:
     """Lowered text of an event value as the anchors see it (list values joined)."""
     if type(v) is str:
@@ -123,7 +135,9 @@ class Prefilter:
     :meth:`candidates` returns the sorted slots that can match the event.
     """
 
-    __slots__ = ("always", "automata", "n")
+    __slots__ = ("always", "automata", "keywords", "n")
+
+    MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
 
     def __init__(self, entries: Sequence[set[Anchor] | None], min_score: int = 1) -> None:
         self.n = len(entries)
@@ -135,22 +149,36 @@ class Prefilter:
                 continue
             for f, lit in s:
                 by_field.setdefault(f, {}).setdefault(lit, []).append(i)
-        self.always = tuple(always)
-        self.automata: list[tuple[str, Any]] = []
+        self.always = frozenset(always)
+        self.automata: list[tuple[str, Any, dict[Any, frozenset[int]]]] = []
+        self.keywords: Any = None
         for f, lits in by_field.items():
             a = ahocorasick.Automaton()
             for lit, slots in lits.items():
                 a.add_word(lit, tuple(slots))
             a.make_automaton()
-            self.automata.append((f, a))
+            if f == ALL_FIELDS:
+                self.keywords = a
+            else:
+                self.automata.append((f, a, {}))
 
     def candidates(self, fields: Mapping[str, Any]) -> list[int]:
-        found: set[int] = set(self.always)
+        found = set(self.always)
         get = fields.get
-        for f, a in self.automata:
+        for f, a, memo in self.automata:
             v = get(f)
             if v is None:
                 continue
-            for _, slots in a.iter(field_text(v)):
+            key = v if type(v) is str else repr(v)
+            hit = memo.get(key)
+            if hit is None:
+                hit = frozenset(x for _, slots in a.iter(field_text(v)) for x in slots)
+                if len(memo) >= self.MEMO:
+                    memo.clear()
+                memo[key] = hit
+            if hit:
+                found |= hit
+        if self.keywords is not None:
+            for _, slots in self.keywords.iter(all_text(fields)):
                 found.update(slots)
         return sorted(found)
