@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import SIGMA, SPLUNK
+from conftest import EXAMPLE_ID, SIGMA, SPLUNK
 from ruleatlas.indicators import extract
 from ruleatlas.indicators.query import parse_spec
 from ruleatlas.languages import AnalysisContext, analyze
@@ -153,13 +153,33 @@ def sigma_scan(field: str, modifier: str | None, value: str) -> int:
 
 
 @functools.cache
+def _splunk_macros() -> dict[str, str]:
+    """Argument-less macros by name (``process_cmd`` -> its definition)."""
+    out: dict[str, str] = {}
+    for p in sorted((SPLUNK / "macros").glob("*.yml")):
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and not doc.get("arguments") and "definition" in doc:
+            out[str(doc["name"])] = str(doc["definition"])
+    return out
+
+
+def _expand(search: str) -> str:
+    """Replace argument-less macro calls by their text, a few levels deep (``process_cmd``
+    holds ``Processes.process_name=cmd.exe``)."""
+    macros = _splunk_macros()
+    for _ in range(3):
+        search = re.sub(r"`([\w-]+)`", lambda m: macros.get(m.group(1), m.group(0)), search)
+    return search
+
+
+@functools.cache
 def _splunk_searches() -> list[tuple[Path, str]]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out = []
     for p in sorted((SPLUNK / "detections").rglob("*.yml")):
         doc = yaml.load(p.read_text(encoding="utf-8"), Loader=loader)
         if isinstance(doc, dict) and isinstance(doc.get("search"), str):
-            out.append((p, doc["search"]))
+            out.append((p, _expand(doc["search"])))
     return out
 
 
@@ -184,7 +204,7 @@ def spl_scan(field: str, value: str) -> int:
 # Pinned counts, each cross-checked against the independent scan
 # --------------------------------------------------------------------------------------------
 
-# (spec, Sigma field|modifier, value as written in Sigma, pinned sigma count)
+# (spec, Sigma field, modifier, value as written in Sigma, pinned sigma count)
 SIGMA_PINS = [
     ("ScriptBlockText contains Invoke-WMIExec", "ScriptBlockText", "contains",
      "Invoke-WMIExec", 1),
@@ -196,9 +216,35 @@ SIGMA_PINS = [
     (r"ParentImage endswith \w3wp.exe", "ParentImage", "endswith", r"\w3wp.exe", 12),
     ("OriginalFileName eq PowerShell.EXE", "OriginalFileName", None, "PowerShell.EXE", 85),
     ("OriginalFileName eq RUNDLL32.EXE", "OriginalFileName", None, "RUNDLL32.EXE", 37),
-    # backslashes: registry path
+    ("EventID eq 4104", "EventID", None, "4104", 0),
+    # backslashes: registry paths
     (r"TargetObject contains \Software\Microsoft\Windows\CurrentVersion\Run", "TargetObject",
      "contains", r"\Software\Microsoft\Windows\CurrentVersion\Run", 4),
+    (r"TargetObject endswith \SOFTWARE\Microsoft\Windows Script\Settings\AmsiEnable",
+     "TargetObject", "endswith", r"\SOFTWARE\Microsoft\Windows Script\Settings\AmsiEnable", 1),
+]
+
+# (spec, SPL field, value as written in SPL, pinned splunk count): the same indicators seen
+# from Splunk, through datamodel fields and the alias table.
+SPLUNK_PINS = [
+    ("EventCode=4104", "EventCode", "4104", 102),
+    ('ScriptBlockText IN "*invoke-wmiexec*"', "ScriptBlockText", "*invoke-wmiexec*", 1),
+    ("Processes.process_name=cmd.exe", "Processes.process_name", "cmd.exe", 36),
+    ("Processes.process_name=rundll32.exe", "Processes.process_name", "rundll32.exe", 30),
+    ("Processes.process_name=regsvr32.exe", "Processes.process_name", "regsvr32.exe", 12),
+    ("Processes.process_name=mshta.exe", "Processes.process_name", "mshta.exe", 13),
+    ("Processes.process_name=certutil.exe", "Processes.process_name", "certutil.exe", 12),
+    ("Processes.parent_process_name=w3wp.exe", "Processes.parent_process_name", "w3wp.exe", 3),
+    ("Processes.original_file_name=PowerShell.EXE", "Processes.original_file_name",
+     "PowerShell.EXE", 20),
+    ("Processes.original_file_name=RUNDLL32.EXE", "Processes.original_file_name",
+     "RUNDLL32.EXE", 21),
+    (r'Registry.registry_path="*\SOFTWARE\Microsoft\Windows Script\Settings\AmsiEnable"',
+     "Registry.registry_path", r"*\\SOFTWARE\\Microsoft\\Windows Script\\Settings\\AmsiEnable",
+     1),
+    (r'Registry.registry_path="*\SOFTWARE\Microsoft\Windows\CurrentVersion\Explorer'
+     r'\Advanced\Hidden"', "Registry.registry_path",
+     r"*\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Explorer\\Advanced\\Hidden", 1),
 ]
 
 
@@ -211,6 +257,32 @@ def test_sigma_counts_pinned_and_cross_checked(catalog, spec, field, modifier, v
     assert corpus_count(catalog, s.field_key, s.key).get("sigma", 0) == pinned
 
 
+@pytest.mark.parametrize(("spec", "field", "value", "pinned"), SPLUNK_PINS,
+                         ids=[p[0] for p in SPLUNK_PINS])
+def test_splunk_counts_pinned_and_cross_checked(catalog, spec, field, value, pinned):
+    _splunk_analyzed(catalog)
+    s = parse_spec(spec)
+    got = len(rule_ids(catalog, s.field_key, s.key, "splunk"))
+    assert got == spl_scan(field, value) == pinned
+    assert corpus_count(catalog, s.field_key, s.key).get("splunk", 0) == pinned
+
+
+def test_sigma_and_splunk_spellings_give_the_same_keys():
+    """Each Splunk pin above has its Sigma twin: same (field_key, key)."""
+    pairs = [
+        ("EventID eq 4104", "EventCode=4104"),
+        ("ScriptBlockText contains Invoke-WMIExec", 'ScriptBlockText IN "*invoke-wmiexec*"'),
+        (r"Image endswith \cmd.exe", "Processes.process_name=cmd.exe"),
+        (r"ParentImage endswith \w3wp.exe", "Processes.parent_process_name=w3wp.exe"),
+        ("OriginalFileName eq PowerShell.EXE", "Processes.original_file_name=PowerShell.EXE"),
+        (r"TargetObject endswith \SOFTWARE\Microsoft\Windows Script\Settings\AmsiEnable",
+         r'Registry.registry_path="*\SOFTWARE\Microsoft\Windows Script\Settings\AmsiEnable"'),
+    ]
+    for sigma, splunk in pairs:
+        a, b = parse_spec(sigma), parse_spec(splunk)
+        assert (a.field_key, a.key) == (b.field_key, b.key), (sigma, splunk)
+
+
 def test_negated_values_are_counted_apart(catalog):
     pos = parse_spec(r"ParentImage endswith \explorer.exe")
     neg = parse_spec(r"ParentImage not endswith \explorer.exe")
@@ -218,3 +290,35 @@ def test_negated_values_are_counted_apart(catalog):
     assert rule_ids(catalog, neg.field_key, neg.key, "sigma")
     assert corpus_count(catalog, neg.field_key, neg.key) != corpus_count(
         catalog, pos.field_key, pos.key)
+
+
+# --------------------------------------------------------------------------------------------
+# The example rule of the spec page
+# --------------------------------------------------------------------------------------------
+
+
+def test_example_rule_indicators(catalog):
+    _splunk_analyzed(catalog)
+    rows = store.rule_indicators(catalog, EXAMPLE_ID)
+    by_field = {(r["field"], r["op"]): r for r in rows}
+    ev = by_field[("EventCode", "eq")]
+    assert not ev["negated"] and ev["field_key"] == "EventID"
+    (v,) = ev["values"]
+    assert (v["value"], v["key"]) == ("4104", "4104")
+    assert v["corpus"]["splunk"] == spl_scan("EventCode", "4104") >= 100
+    sb = by_field[("ScriptBlockText", "in")]
+    (v,) = sb["values"]
+    assert (v["value"], v["key"]) == ('"*invoke-wmiexec*"', "*invoke-wmiexec*")
+    assert v["corpus"]["sigma"] >= 1 and v["corpus"]["splunk"] >= 1
+    sigma = store.rules_with_indicator(catalog, "ScriptBlockText", "*invoke-wmiexec*")["sigma"]
+    assert any(r["path"].endswith("posh_ps_malicious_commandlets.yml") for r in sigma)
+    # no routing field from the `powershell` macro
+    assert not {r["field"] for r in rows} & {"source", "sourcetype", "index"}
+
+
+def test_similar_on_the_example_rule_finds_the_sigma_twin(catalog):
+    _splunk_analyzed(catalog)
+    sim = store.similar_rules(catalog, EXAMPLE_ID, 5)
+    assert sim[0]["source"] == "sigma"
+    assert sim[0]["path"].endswith("posh_ps_malicious_commandlets.yml")
+    assert sim[0]["shared"][0]["key"] == "*invoke-wmiexec*"
