@@ -488,6 +488,7 @@ def test_page_similarity_equals_the_indicator_layer(web_db: Path) -> None:
         "SELECT DISTINCT rule_id FROM indicators ORDER BY rule_id LIMIT 150")]
     assert ids
     for rid in [*ids, EXAMPLE_ID]:
-        mine = [(x["id"], x["score"]) for x in browse.similar_rules(conn, rid)]
-        theirs = [(x["id"], x["score"]) for x in similar_rules(conn, rid)]
-        assert mine == theirs, rid
+        mine = {x["id"]: x["score"] for x in browse.similar_rules(conn, rid, limit=1000)}
+        theirs = {x["id"]: x["score"] for x in similar_rules(conn, rid, limit=1000)}
+        assert mine.keys() == theirs.keys(), rid
+        assert all(abs(mine[k] - theirs[k]) < 1e-3 for k in mine), rid

@@ -623,8 +623,8 @@ def similar_rules(conn: sqlite3.Connection, rule_id: str, limit: int = 10) -> li
     for rid, fk, k, _ in rows:
         per_rule[rid].add((fk, k))
     scored = sorted(
-        ((sum(weight[x][0] for x in keys), rid, keys) for rid, keys in per_rule.items()),
-        key=lambda t: (-t[0], t[1]),
+        ((sum(weight[x][0] for x in sorted(keys)), rid, keys) for rid, keys in per_rule.items()),
+        key=lambda t: (-round(t[0], 9), t[1]),  # ties by id, whatever the float summation order
     )[: max(limit, 0)]
     out = []
     for score, rid, keys in scored:
