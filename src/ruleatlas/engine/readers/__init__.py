@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from ruleatlas.engine.events import Event, ReadError
+from ruleatlas.engine.readers import archive
 from ruleatlas.engine.readers.evtx import MAGIC as EVTX_MAGIC
 from ruleatlas.engine.readers.evtx import read_evtx
 from ruleatlas.engine.readers.jsonlog import read_json
@@ -108,11 +109,14 @@ def _choose(by_suffix: str | None, sniffed: str | None) -> str | None:
     return by_suffix
 
 
+SNIFF = 16384  # bytes read to recognise a file
+
+
 def detect_format(path: str | os.PathLike[str]) -> str | None:
     """``evtx``, ``json``, ``xml``, ``zip``, ``tar``, ``gzip`` or None."""
     name = os.fspath(path)
     with open(name, "rb") as fh:
-        head = fh.read(65536)
+        head = fh.read(SNIFF)
     return _choose(_by_suffix(name), sniff(head))
 
 
@@ -131,11 +135,9 @@ def read_stream(
 ) -> Iterator[Event]:
     """Events of an open binary stream (an archive member) of format ``fmt`` (sniffed when
     None). Streams must support ``peek`` or be buffered readers."""
-    from ruleatlas.engine.readers import archive
-
     if fmt in (None, "json", "xml"):
         peek = getattr(stream, "peek", None)
-        head = peek(65536)[:65536] if peek else b""
+        head = peek(SNIFF)[:SNIFF] if peek else b""
         fmt = _choose(fmt, sniff(head))
     if fmt == "json":
         yield from read_json(stream, name, report)
@@ -151,8 +153,6 @@ def read_stream(
 
 def read_file(path: str | os.PathLike[str], report: Report) -> Iterator[Event]:
     """Events of one file, dispatched on its type."""
-    from ruleatlas.engine.readers import archive
-
     name = os.fspath(path)
     try:
         fmt = detect_format(name)

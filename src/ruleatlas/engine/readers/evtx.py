@@ -16,6 +16,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from evtx import PyEvtxParser
+
 from ruleatlas.engine.events import Event, ReadError, flatten_nested
 
 try:
@@ -104,8 +106,6 @@ def read_evtx(
 
 
 def evtx_parser(arg: Any, threads: int) -> Any:
-    from evtx import PyEvtxParser
-
     return PyEvtxParser(
         arg, number_of_threads=threads, indent=False, skip_errors=True, validate_checksums=True
     )
