@@ -281,6 +281,8 @@ def test_event_key_normalises_channel_and_id() -> None:
     assert event_key({"eventSource": "iam.amazonaws.com", "awsRegion": "us-east-1",
                       "eventName": "CreateUser"}) == ("aws:cloudtrail", "CreateUser")
     assert event_key({"Image": "x"}) == (None, None)
+    assert event_key({"Operation": "UserLoggedIn", "Workload": "AzureActiveDirectory",
+                      "RecordType": 15}) == ("o365:management:activity", "UserLoggedIn")
     # any channel the table names meets the event's spelling whatever its letter case
     assert event_key({"Channel": "microsoft-windows-windows defender/operational",
                       "EventID": 1116}) == ("Microsoft-Windows-Windows Defender/Operational",

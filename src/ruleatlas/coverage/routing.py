@@ -111,8 +111,9 @@ def event_key(fields: Mapping[str, Any], table: Table | None = None) -> Key:
     """``(canonical channel, event id)`` of a flattened event.
 
     The channel comes from ``Channel`` (``security`` and ``Security`` meet), else ``source`` /
-    ``sourcetype``, else a CloudTrail record's shape; the id from the channel's id field
-    (``EventID``, then ``EventCode``; ``eventName`` for CloudTrail), as a decimal string.
+    ``sourcetype``, else the record's shape (the table's ``shapes``: CloudTrail, O365, ...);
+    the id from the channel's id field (``EventID``, then ``EventCode``; ``eventName`` for
+    CloudTrail), as a decimal string.
     """
     t = table or load_table()
     channel = _channel(fields, t)
@@ -171,8 +172,9 @@ def _channel(fields: Mapping[str, Any], t: Table) -> str | None:
             c = _canon(t, v)
             if c is not None:
                 return c
-    if "eventSource" in fields and "awsRegion" in fields:
-        return "aws:cloudtrail"
+    for channel, needed in t.shapes:
+        if all(f in fields for f in needed):
+            return channel
     return None
 
 

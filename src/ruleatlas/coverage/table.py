@@ -46,6 +46,7 @@ class Table:
     sigma_services: Mapping[str, tuple[EventRef, ...]]
     splunk_patterns: tuple[DataSourcePattern, ...]
     datamodels: Mapping[str, tuple[EventRef, ...]]
+    shapes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def canonical_channel(self, value: Any) -> str | None:
         """A channel spelling (``XmlWinEventLog:Security``, ``security``,
@@ -149,6 +150,9 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
         sigma_services=sigma_services,
         splunk_patterns=tuple(patterns),
         datamodels=datamodels,
+        shapes=tuple(
+            (str(k), tuple(str(f) for f in v)) for k, v in (doc.get("shapes") or {}).items()
+        ),
     )
 
 
