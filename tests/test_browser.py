@@ -178,3 +178,43 @@ def test_hostile_catalog_runs_no_script(hostile_server: str, page: Any) -> None:
     page.locator("#references .unsafe-link").first.click()
     assert page.evaluate("window.__xss") == 0
     assert fired == []
+
+
+def test_exported_site_search_is_inert(tmp_path: Path, browser: Any) -> None:
+    """export-site on the hostile catalog, served by a plain static server: the client-side
+    search finds the rules and shows their markup as text."""
+    import functools
+    import http.server
+    import threading
+
+    from ruleatlas.web.export import export
+
+    db = build_catalog(make_hostile_repos(tmp_path), tmp_path / "hostile.db")
+    site = tmp_path / "site"
+    export(db, site)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    ctx = browser.new_context()
+    ctx.set_default_timeout(10_000)
+    pg = ctx.new_page()
+    fired: list[str] = []
+    pg.on("dialog", lambda d: (fired.append(d.message), d.dismiss()))
+    pg.on("pageerror", lambda e: fired.append(str(e)))
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        pg.goto(f"{base}/search.html?q=alert")
+        pg.locator(".hit").first.wait_for()
+        assert pg.locator(".hit").count() == 2
+        assert pg.locator("img, svg, iframe").count() == 0
+        assert "<script>alert(1)</script>" in pg.locator(".hit a").first.inner_text() + \
+            pg.locator(".hit a").last.inner_text()
+        pg.locator(f'.hit a[href="rules/{HOSTILE_SIGMA_ID}.html"]').click()
+        pg.wait_for_url(re.compile(HOSTILE_SIGMA_ID))
+        assert "<script>alert(1)</script>" in pg.locator("h1").inner_text()
+        assert pg.locator("img, svg, iframe").count() == 0
+        assert fired == []
+    finally:
+        ctx.close()
+        srv.shutdown()
