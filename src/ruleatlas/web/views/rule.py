@@ -8,6 +8,14 @@ from ruleatlas.store import browse
 from ruleatlas.web.params import WebError
 from ruleatlas.web.views import Ctx, Page
 
+# Every key the template reads, so a document without one (older catalog, other producer)
+# still renders: the page says "none" rather than failing.
+DEFAULTS: dict[str, Any] = {
+    "status": None, "severity": None, "author": None, "group_by": [], "source_url": None,
+    "path": "", "description": "", "attack": [], "events": [], "data_sources": [], "body": "",
+    "stages": [], "indicators": [], "references": [], "falsepositives": [],
+    "how_to_implement": None, "tests": [], "test_result": None, "stories": [], "problems": [],
+}
 SOURCE_LABELS = {"sigma": "Sigma", "splunk": "Splunk", "elastic": "Elastic"}
 
 
@@ -30,15 +38,34 @@ def build_rule(ctx: Ctx) -> dict[str, Any]:
     doc = _document(ctx, rule_id)
     if doc is None:
         raise WebError(404, f"no rule with id {rule_id!r}")
-    doc = dict(doc)
+    doc = {**DEFAULTS, **{k: v for k, v in doc.items() if v is not None or k not in DEFAULTS}}
     if doc.get("test_result") is None:
         doc["test_result"] = browse.test_result(ctx.conn, rule_id)
     similar = doc.get("similar")
     if similar is None:
         similar = _similar(ctx, rule_id)
     doc["similar"] = similar
+    doc["stages"] = [_stage(st) for st in doc["stages"]]
+    doc["indicators"] = [_indicator_row(row) for row in doc["indicators"]]
     doc["source_label"] = SOURCE_LABELS.get(doc["source"], str(doc["source"]).title())
     return {"rule": doc}
+
+
+def _stage(st: Any) -> dict[str, Any]:
+    d = {"index": None, "command": "", "text": "", "expanded": None, "kind": "filter",
+         "name": None, "predicates": [], **dict(st)}
+    d["predicates"] = [
+        {"field": None, "op": "", "values": [], "negated": False, **dict(p)}
+        for p in d["predicates"] or []
+    ]
+    return d
+
+
+def _indicator_row(row: Any) -> dict[str, Any]:
+    d = {"field": "", "op": "", "negated": False, "values": [], **dict(row)}
+    d.setdefault("field_key", d["field"])
+    d["values"] = [{"value": "", "key": "", "corpus": None, **dict(v)} for v in d["values"]]
+    return d
 
 
 def _similar(ctx: Ctx, rule_id: str) -> list[dict[str, Any]]:
