@@ -303,6 +303,29 @@ def test_channel_predicates_decided_by_the_key() -> None:
     assert channel_value_matches("Image", "x", sec) is None
 
 
+def test_json_examples_of_the_data_sources_meet_their_data_source() -> None:
+    """The JSON example_log of each security_content data source (CloudTrail, O365, Azure AD,
+    Okta, Kubernetes, Suricata, ...) gets an event key its data source's kinds accept."""
+    from ruleatlas.engine.events import flatten
+
+    checked = 0
+    for p in sorted((SPLUNK / "data_sources").glob("*.yml")):
+        d = yaml.safe_load(p.read_text("utf-8"))
+        ex = (d.get("example_log") or "").strip()
+        if not ex.startswith("{"):
+            continue
+        try:
+            obj = json.loads(ex.split("\n")[0])
+        except ValueError:
+            continue  # several examples are cut short upstream
+        key = event_key(flatten(obj) or {})
+        refs = splunk_events([d["name"]])
+        assert any(r.channel == key[0] and r.event_id in (None, key[1]) for r in refs), (
+            d["name"], key, refs)
+        checked += 1
+    assert checked >= 98
+
+
 def test_real_events_route_to_their_rules() -> None:
     """OTRF events (Channel 'security' in lower case in some archives) reach process_creation
     rules through Security 4688, and Sysmon 1 events too; Sysmon 3 does not."""

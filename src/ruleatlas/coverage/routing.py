@@ -121,7 +121,11 @@ def event_key(fields: Mapping[str, Any], table: Table | None = None) -> Key:
         return (None, _id(fields.get("EventID", fields.get("EventCode"))))
     for f in t.id_fields_for(channel):
         v = fields.get(f)
-        if v is not None:
+        if v is None and "." in f:  # a nested JSON value: operationName.localizedValue
+            head, _, rest = f.partition(".")
+            inner = fields.get(head)
+            v = inner.get(rest) if isinstance(inner, dict) else None
+        if v is not None and not isinstance(v, (dict, list)):
             return (channel, _id(v))
     return (channel, None)
 
@@ -164,11 +168,11 @@ def _literal_value(v: Any) -> str | None:
 
 def _channel(fields: Mapping[str, Any], t: Table) -> str | None:
     ch = fields.get("Channel")
-    if ch is not None:
+    if isinstance(ch, str):
         return _canon(t, ch)
     for f in ("source", "sourcetype"):
         v = fields.get(f)
-        if v is not None:
+        if isinstance(v, str):
             c = _canon(t, v)
             if c is not None:
                 return c
