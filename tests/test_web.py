@@ -492,3 +492,28 @@ def test_page_similarity_equals_the_indicator_layer(web_db: Path) -> None:
         theirs = {x["id"]: x["score"] for x in similar_rules(conn, rid, limit=1000)}
         assert mine.keys() == theirs.keys(), rid
         assert all(abs(mine[k] - theirs[k]) < 1e-3 for k in mine), rid
+
+
+def test_cli_serve_and_export_refuse_a_missing_catalog(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--db", str(tmp_path / "none.db"), "--port", "0"])
+    assert r.exit_code == 2 and "catalog not found" in r.output
+    r = runner.invoke(app, ["export-site", str(tmp_path / "out"), "--db",
+                            str(tmp_path / "none.db")])
+    assert r.exit_code == 2 and "catalog not found" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_export_site(hostile_db: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    r = CliRunner().invoke(app, ["export-site", str(tmp_path / "out"), "--db", str(hostile_db)])
+    assert r.exit_code == 0, r.output
+    assert "2 rule pages" in r.output
+    assert (tmp_path / "out" / "index.html").is_file()
