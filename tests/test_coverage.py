@@ -326,6 +326,28 @@ def test_json_examples_of_the_data_sources_meet_their_data_source() -> None:
     assert checked >= 98
 
 
+def test_xml_examples_of_the_data_sources_meet_their_data_source() -> None:
+    """Same for the XmlWinEventLog examples (Sysmon, Security, System, PowerShell, ...), read by
+    the XML reader. Upstream's "Windows Active Directory Admon" example is a Security 4688."""
+    import io
+
+    from ruleatlas.engine.readers.xmllog import read_xml
+
+    checked = 0
+    for p in sorted((SPLUNK / "data_sources").glob("*.yml")):
+        d = yaml.safe_load(p.read_text("utf-8"))
+        ex = d.get("example_log") or ""
+        if "<Event" not in ex or d["name"] == "Windows Active Directory Admon":
+            continue
+        refs = splunk_events([d["name"]])
+        for ev in read_xml(io.BytesIO(ex.encode()), p.name, lambda e: None):
+            key = event_key(ev.fields)
+            assert any(r.channel == key[0] and r.event_id in (None, key[1]) for r in refs), (
+                d["name"], key, refs)
+            checked += 1
+    assert checked >= 54
+
+
 def test_real_events_route_to_their_rules() -> None:
     """OTRF events (Channel 'security' in lower case in some archives) reach process_creation
     rules through Security 4688, and Sysmon 1 events too; Sysmon 3 does not."""
