@@ -343,6 +343,12 @@ def test_otrf_tar_gz_and_macos_forks() -> None:
     evs = list(read_events(tgz, errors))
     assert errors == [] and len(evs) == lines > 1000
     assert "!" in evs[0].file
+    # these archives are Winlogbeat 6.x documents: log_name, event_id, event_data, ...
+    e = evs[0]
+    assert e["Channel"] and isinstance(e["EventID"], int) and e.host and e.time
+    assert "event_data" not in e.fields
+    sysmon = [x for x in evs if x["Channel"] == "Microsoft-Windows-Sysmon/Operational"]
+    assert sysmon and all("Image" in x or "SourceImage" in x or "Computer" in x for x in sysmon)
     # a zip with a __MACOSX resource fork: the fork is not a log and is skipped silently
     fork = OTRF_HOST / "defense_evasion" / "host" / (
         "cmd_disable_eventlog_service_startuptype_modification_via_registry.zip")

@@ -349,6 +349,47 @@ def flatten_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Winlogbeat 6.x (older OTRF/Mordor archives): top-level snake_case System fields.
+LEGACY_WINLOG_FIELDS: tuple[tuple[str, str], ...] = (
+    ("log_name", "Channel"),
+    ("event_id", "EventID"),
+    ("computer_name", "Computer"),
+    ("source_name", "Provider_Name"),
+    ("provider_guid", "Provider_Guid"),
+    ("record_number", "EventRecordID"),
+    ("process_id", "ProcessID"),
+    ("thread_id", "ThreadID"),
+    ("opcode", "Opcode"),
+    ("task", "Task"),
+    ("version", "Version"),
+    ("level", "Level"),
+    ("keywords", "Keywords"),
+    ("activity_id", "ActivityID"),
+    ("message", "Message"),
+    ("@timestamp", "TimeCreated"),
+)
+
+
+def flatten_legacy_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Winlogbeat 6.x document (``log_name``, ``event_id``, ``event_data``, ...)."""
+    out: dict[str, Any] = {}
+    for src, dst in LEGACY_WINLOG_FIELDS:
+        v = obj.get(src)
+        if v is not None:
+            out[dst] = v
+    eid = out.get("EventID")
+    if isinstance(eid, str) and eid.isdigit():
+        out["EventID"] = int(eid)
+    user = obj.get("user")
+    if isinstance(user, dict) and user.get("identifier"):
+        out["Security_UserID"] = user["identifier"]
+    for part in ("event_data", "user_data"):
+        data = obj.get(part)
+        if isinstance(data, dict):
+            out.update(data)
+    return out
+
+
 def flatten(obj: Any) -> dict[str, Any] | None:
     """Any JSON object read from a log -> flat fields; None when it is not an object."""
     if not isinstance(obj, dict):
@@ -357,4 +398,6 @@ def flatten(obj: Any) -> dict[str, Any] | None:
         return flatten_nested(obj)
     if isinstance(obj.get("winlog"), dict):
         return flatten_winlog(obj)
+    if "log_name" in obj and isinstance(obj.get("event_data", {}), dict) and "event_id" in obj:
+        return flatten_legacy_winlog(obj)
     return normalise_flat(obj)

@@ -71,7 +71,7 @@ def read_json(stream: IO[bytes], name: str, report: Report) -> Iterator[Event]:
             continue
         # Fast path (the OTRF case): an already flat object; normalise_flat inlined.
         if type(obj) is dict and "Event" not in obj and "System" not in obj and (
-            "winlog" not in obj
+            "winlog" not in obj and "log_name" not in obj
         ):
             for src, dst in aliases:
                 if src in obj and dst not in obj:
