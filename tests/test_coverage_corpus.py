@@ -62,3 +62,28 @@ def test_splunk_sweep() -> None:
     # every data_source name resolves, even without the side table, but the vague one
     assert covered == with_ds - vague >= 1470 and vague <= 2
     assert covered_side == covered
+
+
+def test_every_otrf_event_has_a_channel_and_most_reach_a_windows_rule() -> None:
+    """All ~678,000 OTRF events (NXLog zips and Winlogbeat 6.x tarballs) get an event key; the
+    keys the Windows Sigma rules route on cover most of them."""
+    from conftest import OTRF
+    from ruleatlas.coverage.routing import event_key
+    from ruleatlas.engine.readers import ReadError, read_events
+
+    keys: Counter[tuple[str | None, str | None]] = Counter()
+    errors: list[ReadError] = []
+    for ev in read_events(OTRF / "datasets" / "atomic" / "windows", errors):
+        keys[event_key(ev.fields)] += 1
+    n = sum(keys.values())
+    assert errors == [] and n >= 677_000
+    assert sum(c for k, c in keys.items() if k[0] is None) == 0
+    accepted: set[tuple[str | None, str | None]] = set()
+    for rule in _rules("sigma", SIGMA):
+        if rule.logsource.get("product") == "windows":
+            route = route_for(rule, None)
+            if not route.any:  # the one `product: windows` rule takes everything
+                accepted |= {k for k in keys if route.accepts(k)}
+    routed = sum(keys[k] for k in accepted)
+    print(f"otrf: {n} events, {len(keys)} kinds, {routed} reach at least one Windows rule")
+    assert routed >= 0.9 * n
