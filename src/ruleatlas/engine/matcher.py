@@ -114,9 +114,33 @@ def anchors(node: Node | None, fm: Mapping[str, str] | None = None) -> set[Ancho
 
 
 def all_text(fields: Mapping[str, Any]) -> str:
-    """Lowered text of every field value, joined (what keyword anchors are searched in)."""
-    return "\n".join([v if type(v) is str else field_text(v)
-                      for v in fields.values() if v is not None]).lower()
+    """Lowered text of every field value, joined (what keyword anchors are searched in).
+
+    Joining can only add substrings that straddle two values, so a keyword found in one value
+    is always found here: the filter stays a necessary condition."""
+    parts: list[str] = []
+    for v in fields.values():
+        t = type(v)
+        if t is str:
+            parts.append(v)
+        elif t is int:
+            parts.append(str(v))
+        elif v is None:
+            continue
+        elif t is list:
+            parts.append("\n".join(to_text(x) for x in v if x is not None))
+        else:
+            parts.append(to_text(v))
+    return "\n".join(parts).lower()
+
+
+_NUMERIC = frozenset("0123456789.-+eE")
+
+
+def text_values(fields: Mapping[str, Any]) -> str:
+    """Like :func:`all_text`, for the string (and list) values only."""
+    return "\n".join([v if type(v) is str else field_text(v) for v in fields.values()
+                      if type(v) is str or type(v) is list]).lower()
 
 
 def field_text(v: Any) -> str:
@@ -135,7 +159,7 @@ class Prefilter:
     :meth:`candidates` returns the sorted slots that can match the event.
     """
 
-    __slots__ = ("always", "automata", "keywords", "n")
+    __slots__ = ("always", "automata", "keywords", "kw_text_only", "n")
 
     MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
 
@@ -152,6 +176,7 @@ class Prefilter:
         self.always = frozenset(always)
         self.automata: list[tuple[str, Any, dict[Any, frozenset[int]]]] = []
         self.keywords: Any = None
+        self.kw_text_only = False
         for f, lits in by_field.items():
             a = ahocorasick.Automaton()
             for lit, slots in lits.items():
@@ -159,6 +184,8 @@ class Prefilter:
             a.make_automaton()
             if f == ALL_FIELDS:
                 self.keywords = a
+                # a literal with a letter cannot be inside a number's text: skip number values
+                self.kw_text_only = all(any(c not in _NUMERIC for c in lit) for lit in lits)
             else:
                 self.automata.append((f, a, {}))
 
@@ -178,7 +205,8 @@ class Prefilter:
                 memo[key] = hit
             if hit:
                 found |= hit
-        if self.keywords is not None:
-            for _, slots in self.keywords.iter(all_text(fields)):
+        if self.keywords is not None:  # keywords: a substring of any field's text
+            text = text_values(fields) if self.kw_text_only else all_text(fields)
+            for _, slots in self.keywords.iter(text):
                 found.update(slots)
         return sorted(found)
