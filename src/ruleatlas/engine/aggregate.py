@@ -23,7 +23,7 @@ from ruleatlas.engine.sigma_semantics import as_number, to_text
 
 _FUNC = re.compile(
     r"""(?P<fn>[A-Za-z_][\w]*)\s*(?:\(\s*(?P<arg>[^()]*?)\s*\))?
-        (?:\s+as\s+(?P<alias>"[^"]+"|[\w.:{}-]+))?\s*,?\s*""",
+        (?:\s*\bas\s+(?P<alias>"[^"]+"|[\w.:{}-]+))?\s*,?\s*""",
     re.X | re.I,
 )
 _BY = re.compile(r"\s+by\s+", re.I)

@@ -268,7 +268,18 @@ def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher
 
 
 def compile_predicate(p: Predicate, field_map: Mapping[str, str] | None = None) -> Matcher:
-    m = _predicate(p, field_map or {})
+    fm = field_map or {}
+    mapped_name = fm.get(p.field) if p.field else None
+    if mapped_name and mapped_name != p.field:
+        # read the mapped field (NewProcessName for Image); when an event has only the rule's
+        # own name (a Splunk export with EventCode), read that one
+        mapped = _predicate(p, fm)
+        orig = _predicate(p, {k: v for k, v in fm.items() if k != p.field})
+
+        def m(ev: Fields) -> bool:
+            return mapped(ev) if mapped_name in ev else orig(ev)
+    else:
+        m = _predicate(p, fm)
     if p.negated:
         inner = m
         return lambda ev: not inner(ev)

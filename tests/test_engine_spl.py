@@ -1,0 +1,251 @@
+"""SPL semantics of the engine on hand-built model trees (what the SPL analyzer produces) and
+hand-made events: search terms, where (cased), eval functions, regex, stats/eventstats + where,
+and the loud gaps (not runnable)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ruleatlas.engine.aggregate import parse_stats
+from ruleatlas.engine.compile import NotRunnable, compile_node
+from ruleatlas.engine.events import Event
+from ruleatlas.engine.functions import FUNCTIONS, compile_term
+from ruleatlas.engine.runner import Engine, prepare
+from ruleatlas.model import (
+    Analysis,
+    And,
+    Call,
+    Condition,
+    FieldRef,
+    Not,
+    Op,
+    Opaque,
+    Pattern,
+    Phase,
+    Predicate,
+    Regex,
+    Rule,
+    Stage,
+    StageKind,
+    Wild,
+)
+
+
+def ev(**f):
+    return f
+
+
+def cond(expr) -> Condition:
+    return Condition(expr, text="t")
+
+
+def run_cond(expr, fields) -> bool:
+    return compile_node(cond(expr))(fields)
+
+
+def f(name):
+    return FieldRef(name)
+
+
+# ------------------------------------------------------------------------------ search terms
+
+
+def test_search_value_case_insensitive_with_wildcards():
+    p = Predicate("process_name", Op.EQ, (Pattern((Wild.ANY, "cmd.exe")),))
+    m = compile_node(p)
+    assert m(ev(process_name="C:\\X\\CMD.EXE"))
+    assert not m(ev(process_name="cmd.exe.bak"))
+
+
+def test_ne_needs_the_field():
+    m = compile_node(Predicate("user", Op.NE, ("SYSTEM",)))
+    assert m(ev(user="bob"))
+    assert not m(ev(user="system"))
+    assert not m(ev())  # field!=x is false when the field is missing
+    assert compile_node(Not(Predicate("user", Op.EQ, ("SYSTEM",))))(ev())  # NOT x=y is true
+
+
+def test_in_values():
+    m = compile_node(Predicate("EventCode", Op.IN, (4624, 4625)))
+    assert m(ev(EventCode="4625"))
+    assert not m(ev(EventCode="4634"))
+
+
+def test_where_is_case_sensitive():
+    m = compile_node(Predicate("user", Op.EQ, ("Admin",), cased=True))
+    assert m(ev(user="Admin"))
+    assert not m(ev(user="admin"))
+
+
+def test_regex_command():
+    m = compile_node(Predicate("cmd", Op.REGEX, (Regex(r"-e(nc)?\s"),)))
+    assert m(ev(cmd="powershell -enc AAA"))
+    assert not m(ev(cmd="powershell -ENC AAA"))
+
+
+def test_where_field_equals_field():
+    m = compile_node(Predicate("a", Op.EQ, (FieldRef("b"),), cased=True))
+    assert m(ev(a="x", b="x"))
+    assert not m(ev(a="x", b="X"))
+
+
+# ------------------------------------------------------------------------------ functions
+
+
+@pytest.mark.parametrize(("expr", "fields", "want"), [
+    (Call(">", (Call("len", (f("cmd"),)), 5)), ev(cmd="abcdef"), True),
+    (Call(">", (Call("len", (f("cmd"),)), 5)), ev(cmd="abc"), False),
+    (Call(">", (Call("len", (f("cmd"),)), 5)), ev(), False),  # null -> false
+    (Call("like", (f("p"), "%\\\\temp\\\\%")), ev(p="c:\\temp\\x"), True),
+    (Call("like", (f("p"), "c:_x")), ev(p="c:\\x"), True),
+    (Call("like", (f("p"), "%TEMP%")), ev(p="c:\\temp\\x"), False),  # case-sensitive
+    (Call("match", (f("p"), "^[a-z]+\\d$")), ev(p="abc1"), True),
+    (Call("match", (f("p"), "^[a-z]+\\d$")), ev(p="ABC1"), False),
+    (Call("==", (Call("lower", (f("u"),)), "admin")), ev(u="ADMIN"), True),
+    (Call("==", (Call("upper", (f("u"),)), "ADMIN")), ev(u="admin"), True),
+    (Call("==", (Call("coalesce", (f("a"), f("b"))), "y")), ev(b="y"), True),
+    (Call("==", (Call("if", (Call("isnull", (f("a"),)), "none", "some")), "none")), ev(), True),
+    (Call("==", (Call("case", (Call("==", (f("a"), 1)), "one", True, "other")), "other")),
+     ev(a=2), True),
+    (Call(">", (Call("tonumber", (f("n"),)), 10)), ev(n="11"), True),
+    (Call(">", (Call("tonumber", (f("n"), 16)), 10)), ev(n="ff"), True),
+    (Call("==", (Call("replace", (f("s"), "a+", "b")), "xbx")), ev(s="xaaax"), True),
+    (Call("==", (Call("substr", (f("s"), 2, 3)), "bcd")), ev(s="abcdef"), True),
+    (Call("==", (Call("substr", (f("s"), -2)), "ef")), ev(s="abcdef"), True),
+    (Call("isnull", (f("x"),)), ev(), True),
+    (Call("isnotnull", (f("x"),)), ev(x=""), True),
+    (Call("cidrmatch", ("10.0.0.0/8", f("ip"))), ev(ip="10.2.3.4"), True),
+    (Call("cidrmatch", ("10.0.0.0/8", f("ip"))), ev(ip="bad"), False),
+    (Call("==", (Call("mvcount", (f("m"),)), 3)), ev(m=["a", "b", "c"]), True),
+    (Call("==", (Call("mvindex", (f("m"), 1)), "b")), ev(m=["a", "b", "c"]), True),
+    (Call("==", (Call("mvcount", (Call("split", (f("s"), ",")),)), 3)), ev(s="a,b,c"), True),
+    (Call("==", (Call("trim", (f("s"),)), "x")), ev(s="  x "), True),
+    (Call("==", (Call("round", (f("n"), 1)), 2.5)), ev(n="2.46"), True),
+    (Call("==", (Call("abs", (f("n"),)), 3)), ev(n=-3), True),
+    (Call("==", (Call("urldecode", (f("u"),)), "a b/")), ev(u="a+b%2F"), True),
+    (Call("in", (f("u"), "a", "b")), ev(u="b"), True),
+    (Call("==", (Call(".", (f("a"), f("b"))), "xy")), ev(a="x", b="y"), True),
+    (Call("==", (Call("+", (f("a"), 1)), 3)), ev(a="2"), True),
+    (Call("AND", (Call(">", (f("a"), 1)), Call("<", (f("a"), 3)))), ev(a=2), True),
+    (Call("OR", (Call(">", (f("a"), 5)), Call("NOT", (Call("isnull", (f("a"),)),)))),
+     ev(a=2), True),
+    (Call("<", (f("a"), 10)), ev(a="9"), True),  # numbers compare as numbers
+    (Call("<", (f("a"), "b")), ev(a="a"), True),  # strings as strings
+    (Call("==", (f("u"), "ÄÖ")), ev(u="ÄÖ"), True),  # unicode
+    (Call("==", (f("u"), "")), ev(u=""), True),  # empty value
+])
+def test_functions(expr, fields, want):
+    assert run_cond(expr, fields) is want
+
+
+def test_unknown_function_is_not_runnable():
+    with pytest.raises(NotRunnable, match="nosuchfn"):
+        compile_node(cond(Call("nosuchfn", (f("a"),))))
+
+
+def test_function_table_names():
+    for name in ("like", "match", "len", "lower", "upper", "tonumber", "replace", "substr",
+                 "isnull", "isnotnull", "cidrmatch", "mvcount"):
+        assert name in FUNCTIONS
+    assert compile_term(Call("len", ("abc",)))({}) == 3
+
+
+# ------------------------------------------------------------------------------ rules
+
+
+def spl_rule(analysis: Analysis):
+    r = Rule(id="r1", source="splunk", path="detections/x.yml", title="T", language="spl",
+             query="q", body="b")
+    return prepare(r, analysis)
+
+
+def events(rows):
+    return [Event(dict(r), "mem", i) for i, r in enumerate(rows, 1)]
+
+
+def test_stats_threshold_rule():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "EventCode=4625"),
+                Stage(1, "stats", "stats dc(user) as users count by src",
+                      kind=StageKind.AGGREGATE, by=("src",)),
+                Stage(2, "where", "where users > 2", phase=Phase.RESULT)),
+        condition=Predicate("EventCode", Op.EQ, (4625,)),
+        result_condition=Predicate("users", Op.GT, (2,), phase=Phase.RESULT),
+    )
+    er = spl_rule(a)
+    assert er.runnable, er.reason
+    rows = [{"EventCode": 4625, "src": "1.1.1.1", "user": u} for u in ("a", "b", "c", "c")]
+    rows += [{"EventCode": 4625, "src": "2.2.2.2", "user": "a"},
+             {"EventCode": 4624, "src": "2.2.2.2", "user": "b"},
+             {"EventCode": 4625, "user": "z"}]  # no by-field: dropped
+    found = list(Engine([er], route=False).run(events(rows)))
+    assert len(found) == 1
+    assert found[0].matched["src"] == "1.1.1.1"
+    assert found[0].matched["users"] == 3
+    assert found[0].matched["count"] == 4
+
+
+def test_eventstats_keeps_events():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "x"),
+                Stage(1, "eventstats", "eventstats count as n by host",
+                      kind=StageKind.AGGREGATE, by=("host",))),
+        condition=Predicate("x", Op.EXISTS, (True,)),
+        result_condition=Predicate("n", Op.GE, (2,)),
+    )
+    er = spl_rule(a)
+    found = list(Engine([er], route=False).run(events(
+        [{"x": 1, "host": "a"}, {"x": 2, "host": "a"}, {"x": 3, "host": "b"}])))
+    assert sorted(fd.matched["x"] for fd in found) == [1, 2]
+
+
+def test_parse_stats_functions():
+    s = parse_stats("stats", "stats count min(_time) as firstTime max(_time) as lastTime "
+                             "values(dest) as dest dc(user) by src, host")
+    assert [x.name for x in s.funcs] == ["count", "firstTime", "lastTime", "dest", "dc(user)"]
+    assert s.by == ("src", "host")
+    with pytest.raises(NotRunnable):
+        parse_stats("stats", "stats perc95(x) by y")
+
+
+def test_opaque_is_not_runnable():
+    a = Analysis(language="spl", condition=And((Predicate("a", Op.EQ, ("b",)),
+                                                Opaque("| foo bar", "unknown command foo"))))
+    er = spl_rule(a)
+    assert not er.runnable
+    assert "unknown command foo" in (er.reason or "")
+
+
+def test_generating_command_is_not_runnable():
+    a = Analysis(language="spl", stages=(Stage(0, "tstats", "| tstats count from ...",
+                                               kind=StageKind.GENERATE),))
+    assert "tstats" in (spl_rule(a).reason or "")
+
+
+def test_filter_on_eval_field_is_not_runnable():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "x"), Stage(1, "eval", "eval l=len(cmd)",
+                                               kind=StageKind.TRANSFORM),
+                Stage(2, "where", "where l > 10")),
+        condition=Predicate("l", Op.GT, (10,)),
+        extra={"computed_fields": ["l"]},
+    )
+    er = spl_rule(a)
+    assert not er.runnable
+    assert "l" in (er.reason or "")
+
+
+def test_unknown_aggregation_is_not_runnable():
+    a = Analysis(language="spl", stages=(Stage(0, "streamstats", "streamstats count",
+                                               kind=StageKind.AGGREGATE),))
+    assert "streamstats" in (spl_rule(a).reason or "")
+
+
+def test_spl_eventcode_reads_eventid_through_the_splunk_map():
+    a = Analysis(language="spl", condition=Predicate("EventCode", Op.EQ, (4688,)))
+    er = spl_rule(a)
+    found = list(Engine([er]).run(events([{"Channel": "Security", "EventID": "4688"}])))
+    assert len(found) == 1
