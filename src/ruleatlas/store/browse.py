@@ -822,17 +822,15 @@ def event_coverage(conn: sqlite3.Connection) -> dict[str, Any]:
     ):
         ds[r[0]][r[1]] = r[2]
     sources = [r[0] for r in conn.execute("SELECT DISTINCT source FROM rules ORDER BY 1")]
-    ev_rows = sorted(
-        (
-            {"channel": c, "event_id": e or None, "by_source": bs, "total": sum(bs.values())}
-            for (c, e), bs in events.items()
-        ),
-        key=lambda x: (-x["total"], x["channel"], x["event_id"] or ""),
-    )
-    ds_rows = sorted(
-        ({"name": n, "by_source": bs, "total": sum(bs.values())} for n, bs in ds.items()),
-        key=lambda x: (-x["total"], x["name"]),
-    )
+    ev_rows: list[dict[str, Any]] = [
+        {"channel": c, "event_id": e or None, "by_source": bs, "total": sum(bs.values())}
+        for (c, e), bs in events.items()
+    ]
+    ev_rows.sort(key=lambda x: (-x["total"], x["channel"], x["event_id"] or ""))
+    ds_rows: list[dict[str, Any]] = [
+        {"name": n, "by_source": bs, "total": sum(bs.values())} for n, bs in ds.items()
+    ]
+    ds_rows.sort(key=lambda x: (-x["total"], x["name"]))
     return {"sources": sources, "events": ev_rows, "data_sources": ds_rows}
 
 
