@@ -256,6 +256,9 @@ def expand(value: Value, transforms: tuple[str, ...]) -> list[Value]:
             vals = [w for v in vals for w in windash(v)]
         elif name in ("cased", "re", "i", "m", "s", "all", "fieldref", "exists", "cidr"):
             continue  # markers the analyzer already turned into predicate fields
+        elif name == "expand":
+            raise TransformError("the expand modifier needs placeholder values (%name%) from a "
+                                 "pipeline the engine does not have")
         else:
             raise TransformError(f"unknown transform {name!r}")
     if enc is not None:
