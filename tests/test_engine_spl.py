@@ -249,3 +249,50 @@ def test_spl_eventcode_reads_eventid_through_the_splunk_map():
     er = spl_rule(a)
     found = list(Engine([er]).run(events([{"Channel": "Security", "EventID": "4688"}])))
     assert len(found) == 1
+
+
+# ------------------------------------------------------------------------------ attack_data
+
+XML = ("<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>"
+       "<Provider Name='Microsoft-Windows-Sysmon'/><EventID>1</EventID>"
+       "<EventRecordID>{n}</EventRecordID><Channel>Microsoft-Windows-Sysmon/Operational"
+       "</Channel><Computer>host1</Computer></System><EventData>"
+       "<Data Name='Image'>{image}</Data><Data Name='CommandLine'>{cmd}</Data>"
+       "</EventData></Event>\n")
+
+
+def _splunk_test_rule(url: str):
+    from ruleatlas.engine.catalog import LoadedRule
+    from ruleatlas.model import TestRef
+
+    rule = Rule(id="s1", source="splunk", path="detections/x.yml", title="Evil", language="spl",
+                query="q", body="b",
+                tests=(TestRef("True Positive Test", "attack_data", url),))
+    a = Analysis(language="spl", condition=And((
+        Predicate("EventCode", Op.EQ, (1,)),
+        Predicate("CommandLine", Op.EQ, (Pattern((Wild.ANY, "-enc", Wild.ANY)),)))))
+    return LoadedRule(rule, a, "/nonexistent")
+
+
+URL = ("https://media.githubusercontent.com/media/splunk/attack_data/master/datasets/"
+       "attack_techniques/T1059.001/x/windows-sysmon.log")
+
+
+def test_attack_data_from_a_local_copy(tmp_path):
+    from ruleatlas.engine.testing import run_test
+
+    p = tmp_path / "datasets/attack_techniques/T1059.001/x/windows-sysmon.log"
+    p.parent.mkdir(parents=True)
+    p.write_text(XML.format(n=1, image="C:\\a.exe", cmd="ps -ENC AAA")
+                 + XML.format(n=2, image="C:\\b.exe", cmd="nothing"))
+    r = run_test(_splunk_test_rule(URL), tmp_path)
+    assert (r.status, r.matched) == ("pass", 1), r.reason
+
+
+def test_attack_data_without_a_local_copy_is_no_data(tmp_path):
+    from ruleatlas.engine.testing import run_test
+
+    r = run_test(_splunk_test_rule(URL), None)
+    assert r.status == "no-data" and "--attack-data" in (r.reason or "")
+    r = run_test(_splunk_test_rule(URL), tmp_path)
+    assert r.status == "no-data" and "windows-sysmon.log" in (r.reason or "")
