@@ -51,6 +51,7 @@ from ruleatlas.model import (
     Predicate,
     Regex,
     Value,
+    Wild,
 )
 
 Fields = Mapping[str, Any]
@@ -100,6 +101,68 @@ def _any(tests: list[StrTest]) -> StrTest:
         return False
 
     return f
+
+
+def _any_value(op: Op, values: list[Value], cased: bool) -> StrTest:
+    """One test for "any of these values", grouped by shape so a 100-value list costs a few C
+    calls, not 100 Python calls: exact values -> a set lookup, prefixes/suffixes -> one
+    ``str.startswith(tuple)``/``str.endswith(tuple)``, substrings -> ``in`` (an Aho-Corasick
+    automaton when there are many), the rest -> their own tests."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    subs: list[str] = []
+    others: list[StrTest] = []
+    for v in values:
+        if not isinstance(v, (str, Pattern, int, float)) or isinstance(v, bool):
+            others.append(_text_test(op, v, cased))
+            continue
+        if isinstance(v, (int, float)):
+            exact.add(to_text(v))
+            continue
+        opname = op.value if op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH) else "eq"
+        parts = anchored(opname, v).parts
+        low = [x if isinstance(x, Wild) or cased else x.lower() for x in parts]
+        if all(isinstance(x, str) for x in low) or not low:
+            exact.add("".join(low))  # type: ignore[arg-type]
+        elif len(low) == 2 and isinstance(low[0], str) and low[1] is Wild.ANY:
+            prefixes.append(low[0])
+        elif len(low) == 2 and low[0] is Wild.ANY and isinstance(low[1], str):
+            suffixes.append(low[1])
+        elif len(low) == 3 and low[0] is Wild.ANY and low[2] is Wild.ANY and isinstance(
+                low[1], str):
+            subs.append(low[1])
+        else:
+            others.append(_text_test(op, v, cased))
+    checks: list[StrTest] = []
+    if exact:
+        ex = frozenset(exact)
+        checks.append(lambda s: s in ex)
+    if prefixes:
+        pt = tuple(prefixes)
+        checks.append(lambda s: s.startswith(pt))
+    if suffixes:
+        st = tuple(suffixes)
+        checks.append(lambda s: s.endswith(st))
+    if len(subs) > 8:
+        import ahocorasick
+
+        auto = ahocorasick.Automaton()
+        for x in subs:
+            auto.add_word(x, x)
+        auto.make_automaton()
+
+        def any_sub(s: str) -> bool:
+            for _ in auto.iter(s):
+                return True
+            return False
+
+        checks.append(any_sub)
+    elif subs:
+        sb = tuple(subs)
+        checks.append(lambda s: any(x in s for x in sb))
+    checks.extend(others)
+    return _any(checks) if checks else (lambda s: False)
 
 
 def _all(groups: list[StrTest]) -> StrTest:
@@ -233,14 +296,22 @@ def _fieldref(name: str, op: Op, ref: str, cased: bool) -> Matcher:
 def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher:
     """Keywords (no field): a value matches when any field's text holds it. A plain keyword is
     a substring test (Sigma keyword semantics as the regression data and pySigma's text backends
-    read it); a keyword with wildcards is matched against each whole field value."""
-    groups: list[StrTest] = []
+    read it); a keyword with wildcards is matched against each whole field value.
+
+    Plain keywords are searched in the event's values joined by newlines, lowered once: a
+    keyword without a newline cannot straddle two values, so this is exact."""
+    subs: list[str] = []
+    pats: list[StrTest] = []
     for v in values:
         if isinstance(v, Pattern) and v.has_wildcards:
-            groups.append(pattern_test(v, cased))
+            pats.append(pattern_test(v, cased))
         elif isinstance(v, (str, Pattern, int, float)):
             lit = v.literal() if isinstance(v, Pattern) else to_text(v)
-            groups.append(pattern_test(anchored("contains", lit or ""), cased))
+            lit = lit or ""
+            if "\n" in lit:
+                pats.append(pattern_test(anchored("contains", lit), cased))
+            else:
+                subs.append(lit if cased else lit.lower())
         else:
             raise NotRunnable(f"keyword value {v!r}")
     lower = not cased
@@ -250,16 +321,40 @@ def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher
         for x in ev.values():
             if x is None:
                 continue
+            if type(x) is str:
+                out.append(x)
+                continue
             for y in x if isinstance(x, list) else (x,):
                 if y is not None:
-                    s = to_text(y)
-                    out.append(s.lower() if lower else s)
+                    out.append(to_text(y))
         return out
 
-    gg = tuple(groups)
+    def joined(ts: list[str]) -> str:
+        j = "\n".join(ts)
+        return j.lower() if lower else j
+
+    def one_value(ts: list[str], t: StrTest) -> bool:
+        return any(t(x.lower() if lower else x) for x in ts)
+
+    sub_test = _any_value(Op.CONTAINS, list(subs), True) if subs else None
+    pt = tuple(pats)
     if match_all:
-        return lambda ev: all(any(g(s) for s in ts) for ts in (texts(ev),) for g in gg)
-    return lambda ev: any(g(s) for s in texts(ev) for g in gg)
+        st = tuple(subs)
+
+        def m_all(ev: Fields) -> bool:
+            ts = texts(ev)
+            j = joined(ts)
+            return all(x in j for x in st) and all(one_value(ts, t) for t in pt)
+
+        return m_all
+
+    def m_any(ev: Fields) -> bool:
+        ts = texts(ev)
+        if sub_test is not None and sub_test(joined(ts)):
+            return True
+        return any(one_value(ts, t) for t in pt)
+
+    return m_any
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,9 +428,9 @@ def _predicate(p: Predicate, fm: Mapping[str, str]) -> Matcher:
             return _raw_field(name, _regex_test(tuple(values), p.match_all))
         base = Op.EQ if op is Op.NE else op
         if p.match_all:
-            test = _all([_any([_text_test(base, v, p.cased) for v in g]) for g in groups])
+            test = _all([_any_value(base, list(g), p.cased) for g in groups])
         else:
-            test = _any([_text_test(base, v, p.cased) for v in values])
+            test = _any_value(base, values, p.cased)
         m = _on_field(name, test, not p.cased)
         if op is Op.NE:  # SPL field!=x: the field must be there
             return lambda ev: ev.get(name) is not None and not m(ev)

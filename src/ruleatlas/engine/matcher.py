@@ -152,6 +152,31 @@ def field_text(v: Any) -> str:
     return to_text(v).lower()
 
 
+def gates(literals: list[str], most: int = 6) -> tuple[str, ...]:
+    """A few short strings such that every literal contains one of them (greedy cover).
+
+    ``any(g in text for g in gates)`` (C string search) is a cheap necessary test before the
+    automaton scan of a long text: Mimikatz keywords are covered by ``::``, ``kiwi``,
+    ``mimikatz``. Empty when no small cover exists (then the automaton always runs)."""
+    todo = set(literals)
+    out: list[str] = []
+    while todo:
+        counts: dict[str, int] = {}
+        for lit in todo:
+            seen = {lit[i:i + n] for n in (2, 3, 4, 5, 6, 8) for i in range(len(lit) - n + 1)}
+            seen.add(lit)
+            for sub in seen:
+                counts[sub] = counts.get(sub, 0) + 1
+        if not counts:
+            return ()
+        best = max(counts, key=lambda x: (counts[x], len(x)))
+        out.append(best)
+        todo = {lit for lit in todo if best not in lit}
+        if len(out) > most:
+            return ()
+    return tuple(out)
+
+
 class Prefilter:
     """Per-field automata over the anchors of many rules.
 
@@ -159,7 +184,7 @@ class Prefilter:
     :meth:`candidates` returns the sorted slots that can match the event.
     """
 
-    __slots__ = ("always", "automata", "keywords", "kw_text_only", "n")
+    __slots__ = ("always", "automata", "keywords", "kw_gates", "kw_text_only", "n")
 
     MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
 
@@ -177,6 +202,7 @@ class Prefilter:
         self.automata: list[tuple[str, Any, dict[Any, frozenset[int]]]] = []
         self.keywords: Any = None
         self.kw_text_only = False
+        self.kw_gates: tuple[str, ...] = ()
         for f, lits in by_field.items():
             a = ahocorasick.Automaton()
             for lit, slots in lits.items():
@@ -186,6 +212,7 @@ class Prefilter:
                 self.keywords = a
                 # a literal with a letter cannot be inside a number's text: skip number values
                 self.kw_text_only = all(any(c not in _NUMERIC for c in lit) for lit in lits)
+                self.kw_gates = gates(list(lits))
             else:
                 self.automata.append((f, a, {}))
 
@@ -207,6 +234,8 @@ class Prefilter:
                 found |= hit
         if self.keywords is not None:  # keywords: a substring of any field's text
             text = text_values(fields) if self.kw_text_only else all_text(fields)
-            for _, slots in self.keywords.iter(text):
-                found.update(slots)
+            g = self.kw_gates
+            if not g or any(x in text for x in g):
+                for _, slots in self.keywords.iter(text):
+                    found.update(slots)
         return sorted(found)
