@@ -26,7 +26,7 @@ PAGES = [
     Page("macros", "/macros", "macros.html", build_macros,
          "Splunk macros: definition, arguments, number of rules using each.",
          title=lambda d: "Macros", cache=True),
-    Page("macro", "/macros/{name}", "macro.html", build_macro,
+    Page("macro", "/macros/{name:path}", "macro.html", build_macro,
          "One Splunk macro (every arity) and the rules that use it.",
          path_params={"name": "macro name"}, title=lambda d: f"Macro {d['name']}"),
 ]

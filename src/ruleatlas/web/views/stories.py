@@ -24,7 +24,7 @@ PAGES = [
     Page("stories", "/stories", "stories.html", build_stories,
          "Analytic stories and how many rules belong to each.", title=lambda d: "Stories",
          cache=True),
-    Page("story", "/stories/{name}", "story.html", build_story,
+    Page("story", "/stories/{name:path}", "story.html", build_story,
          "One analytic story: description, narrative, references and its rules.",
          path_params={"name": "story name"}, title=lambda d: str(d["story"]["name"])),
 ]
