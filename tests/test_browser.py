@@ -143,6 +143,7 @@ def test_filters_as_you_type(server: str, page: Any) -> None:
 
 
 def test_attack_page_click_a_cell(server: str, page: Any) -> None:
+    page.set_viewport_size({"width": 1760, "height": 1000})
     page.goto(f"{server}/attack")
     assert page.locator(".tactic h2").first.inner_text() == "Reconnaissance"
     SHOTS.mkdir(parents=True, exist_ok=True)
