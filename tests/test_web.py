@@ -541,3 +541,16 @@ def test_cli_export_site(hostile_db: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "2 rule pages" in r.output
     assert (tmp_path / "out" / "index.html").is_file()
+
+
+def test_query_time_limit(web_db: Path) -> None:
+    """A runaway query is interrupted inside SQLite and reported, not left running."""
+    from ruleatlas.store.browse import QueryTimeout, ReadPool
+
+    pool = ReadPool(web_db)
+    slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+            "SELECT count(*) FROM n")
+    with pytest.raises(QueryTimeout, match="longer than 0.2s"):
+        pool.run(lambda c: c.execute(slow).fetchone(), timeout=0.2)
+    assert pool.run(lambda c: c.execute("SELECT count(*) FROM rules").fetchone()[0]) > 0
+    pool.close()

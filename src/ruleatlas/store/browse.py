@@ -15,13 +15,16 @@ import math
 import re
 import sqlite3
 import threading
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------------------------
 # Connections
@@ -43,8 +46,13 @@ def connect_ro(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+class QueryTimeout(BrowseError):
+    """A page's queries ran past their time limit (SQLite interrupted them)."""
+
+
 class ReadPool:
-    """One read-only connection per thread (Starlette runs sync reads in a thread pool)."""
+    """One read-only connection per thread (Starlette runs sync reads in a thread pool), with a
+    time limit per call of :meth:`run` enforced inside SQLite by a progress handler."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -57,10 +65,31 @@ class ReadPool:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect_ro(self.path)
-            self._local.conn = conn
+            local = self._local
+            local.deadline = None
+
+            def over_time() -> int:
+                d = local.deadline
+                return 1 if d is not None and time.monotonic() > d else 0
+
+            conn.set_progress_handler(over_time, 20_000)
+            local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], timeout: float = 5.0) -> T:
+        """``fn(conn)`` with every query it runs interrupted after ``timeout`` seconds."""
+        conn = self.get()
+        self._local.deadline = time.monotonic() + timeout
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as e:
+            if "interrupted" in str(e):
+                raise QueryTimeout(f"query took longer than {timeout:g}s") from None
+            raise
+        finally:
+            self._local.deadline = None
 
     def close(self) -> None:
         with self._lock:

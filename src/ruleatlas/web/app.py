@@ -26,13 +26,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ruleatlas.store.browse import BrowseError, ReadPool
+from ruleatlas.store.browse import BrowseError, QueryTimeout, ReadPool
 from ruleatlas.web import render
 from ruleatlas.web.openapi import openapi
 from ruleatlas.web.params import WebError, parse_query
 from ruleatlas.web.views import Ctx, Page, all_pages
 
 JSON_TYPE = "application/json; charset=utf-8"
+QUERY_TIMEOUT = 5.0  # seconds of SQLite work per page before a 503
 
 
 def dumps(data: Any) -> bytes:
@@ -119,13 +120,16 @@ def create_app(db_path: str | Path) -> Starlette:
 
     def run_page(page: Page, request: Request, as_json: bool) -> Response:
         args = parse_query(request.query_params.multi_items(), page.params)
-        ctx = Ctx(
-            conn=pool.get(),
-            path=dict(request.path_params),
-            args=args,
-            catalog=catalogs.get if use_catalog else None,
-        )
-        data = page.build(ctx)
+
+        def build(conn: Any) -> dict[str, Any]:
+            ctx = Ctx(conn=conn, path=dict(request.path_params), args=args,
+                      catalog=catalogs.get if use_catalog else None)
+            return page.build(ctx)
+
+        try:
+            data = pool.run(build, QUERY_TIMEOUT)
+        except QueryTimeout as e:
+            raise WebError(503, str(e)) from None
         if as_json or page.template is None:
             if page.template is None:
                 return json_response(data)
