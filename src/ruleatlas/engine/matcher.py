@@ -177,6 +177,22 @@ def gates(literals: list[str], most: int = 6) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _gate(g: tuple[str, ...]) -> Any:
+    """``any(x in text for x in g)`` unrolled for the usual 1-3 gates (no generator per event)."""
+    if not g:
+        return lambda t: True
+    if len(g) == 1:
+        (a,) = g
+        return lambda t: a in t
+    if len(g) == 2:
+        a, b = g
+        return lambda t: a in t or b in t
+    if len(g) == 3:
+        a, b, c = g
+        return lambda t: a in t or b in t or c in t
+    return lambda t: any(x in t for x in g)
+
+
 class Prefilter:
     """Per-field automata over the anchors of many rules.
 
@@ -184,7 +200,7 @@ class Prefilter:
     :meth:`candidates` returns the sorted slots that can match the event.
     """
 
-    __slots__ = ("always", "automata", "keywords", "kw_gates", "kw_text_only", "n")
+    __slots__ = ("always", "automata", "keywords", "kw_gate", "kw_gates", "kw_text_only", "n")
 
     MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
 
@@ -203,6 +219,7 @@ class Prefilter:
         self.keywords: Any = None
         self.kw_text_only = False
         self.kw_gates: tuple[str, ...] = ()
+        self.kw_gate: Any = _gate(())
         for f, lits in by_field.items():
             a = ahocorasick.Automaton()
             for lit, slots in lits.items():
@@ -213,6 +230,7 @@ class Prefilter:
                 # a literal with a letter cannot be inside a number's text: skip number values
                 self.kw_text_only = all(any(c not in _NUMERIC for c in lit) for lit in lits)
                 self.kw_gates = gates(list(lits))
+                self.kw_gate = _gate(self.kw_gates)
             else:
                 self.automata.append((f, a, {}))
 
@@ -234,8 +252,7 @@ class Prefilter:
                 found |= hit
         if self.keywords is not None:  # keywords: a substring of any field's text
             text = text_values(fields) if self.kw_text_only else all_text(fields)
-            g = self.kw_gates
-            if not g or any(x in text for x in g):
+            if self.kw_gate(text):
                 for _, slots in self.keywords.iter(text):
                     found.update(slots)
         return sorted(found)
