@@ -171,3 +171,18 @@ def test_cli_hunt_missing_log_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["hunt", str(tmp_path / "nope.evtx"), "--repo", str(SIGMA)])
     assert res.exit_code == 2
     assert "no such file" in res.output
+
+
+def test_cli_hunt_reports_a_corrupt_file_and_goes_on(tmp_path, regression_rules):
+    db = tmp_path / "cat.db"
+    make_catalog(db, regression_rules)
+    good = sorted((SIGMA / "regression_data").rglob("*.evtx"))[0]
+    bad = tmp_path / "broken.evtx"
+    bad.write_bytes(b"ElfFile\x00" + b"\x00" * 100)
+    res = CliRunner().invoke(app, ["hunt", str(bad), str(good), "--db", str(db),
+                                   "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert "broken.evtx" in res.output  # the read error, with the file named
+    doc = json.loads(res.stdout[res.stdout.index("{"):])
+    assert doc["summary"]["events"] >= 1
+    assert doc["findings"]
