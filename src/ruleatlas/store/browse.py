@@ -507,6 +507,25 @@ def _value_text(v: Any) -> str:
     return str(v)
 
 
+def rule_events(conn: sqlite3.Connection, rule_id: str) -> list[dict[str, Any]]:
+    """A rule's events as ``{"channel", "event_id"}`` (the page links each to a search)."""
+    return [
+        {"channel": e[0], "event_id": e[1] or None}
+        for e in conn.execute(
+            "SELECT channel, event_id FROM rule_events WHERE rule_id = ? ORDER BY 1, 2", (rule_id,)
+        )
+    ]
+
+
+def rule_data_sources(conn: sqlite3.Connection, rule_id: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT data_source FROM rule_data_sources WHERE rule_id = ? ORDER BY 1", (rule_id,)
+        )
+    ]
+
+
 def rule_document(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | None:
     """The rule page's data, with the keys of ``api.documents.rule_document`` (used when that
     module is not available)."""
@@ -522,18 +541,8 @@ def rule_document(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | No
         (rule_id,),
     ):
         attack.append({"technique": a[0], "name": a[1], "tactics": _loads(a[2], [])})
-    events = [
-        {"channel": e[0], "event_id": e[1] or None}
-        for e in conn.execute(
-            "SELECT channel, event_id FROM rule_events WHERE rule_id = ? ORDER BY 1, 2", (rule_id,)
-        )
-    ]
-    data_sources = [
-        r[0]
-        for r in conn.execute(
-            "SELECT data_source FROM rule_data_sources WHERE rule_id = ? ORDER BY 1", (rule_id,)
-        )
-    ]
+    events = rule_events(conn, rule_id)
+    data_sources = rule_data_sources(conn, rule_id)
     rows: dict[int, dict[str, Any]] = {}
     ind = conn.execute(
         "SELECT row, field, op, negated, value, field_key, key FROM indicators WHERE rule_id = ? "

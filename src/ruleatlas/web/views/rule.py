@@ -45,6 +45,10 @@ def build_rule(ctx: Ctx) -> dict[str, Any]:
     if similar is None:
         similar = _similar(ctx, rule_id)
     doc["similar"] = similar
+    if any(not isinstance(e, dict) for e in doc["events"]):  # "Channel 4104" strings
+        doc["events"] = browse.rule_events(ctx.conn, rule_id)
+    if not doc["data_sources"]:
+        doc["data_sources"] = browse.rule_data_sources(ctx.conn, rule_id)
     doc["stages"] = [_stage(st) for st in doc["stages"]]
     doc["indicators"] = [_indicator_row(row) for row in doc["indicators"]]
     doc["source_label"] = SOURCE_LABELS.get(doc["source"], str(doc["source"]).title())
