@@ -20,10 +20,21 @@ _RULE_COLS = (
     "date, modified, version, type, language, description, how_to_implement, query, body, "
     "rule_json, analysis_json, group_by_json, problems"
 )
-_INSERT_RULE = f"INSERT INTO rules ({_RULE_COLS}) VALUES ({', '.join('?' * 24)})"
+_INSERT_RULE = f"INSERT INTO rules (rowid, {_RULE_COLS}) VALUES ({', '.join('?' * 25)})"
 _INSERT_IND = (
     "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BUFFERED = (
+    ("INSERT INTO rules_fts (rowid, id, title, description, query) VALUES (?, ?, ?, ?, ?)",
+     "fts"),
+    ("INSERT OR IGNORE INTO rule_attack (rule_id, technique) VALUES (?, ?)", "attack"),
+    ("INSERT OR IGNORE INTO rule_data_sources (rule_id, data_source) VALUES (?, ?)", "ds"),
+    ("INSERT OR IGNORE INTO rule_stories (rule_id, story) VALUES (?, ?)", "stories"),
+    ("INSERT OR IGNORE INTO rule_events (rule_id, channel, event_id) VALUES (?, ?, ?)",
+     "events"),
+    ("INSERT OR IGNORE INTO rule_macros (rule_id, macro) VALUES (?, ?)", "macros"),
+    (_INSERT_IND, "ind"),
 )
 _DERIVED = ("rule_attack", "rule_data_sources", "rule_events", "rule_stories", "rule_macros",
             "indicators")
@@ -78,6 +89,9 @@ class Writer:
         self._claims: dict[str, tuple[int, str, str]] = {}  # id -> (repo order, path, root)
         self._order: dict[str, int] = {}
         self._members: dict[str, Mapping[str, tuple[str, ...]]] = {}
+        self._next_rowid: int | None = None
+        self._buf: dict[str, list[tuple[Any, ...]]] = {
+            k: [] for k in ("rules", "fts", "attack", "ds", "stories", "events", "macros", "ind")}
 
     # ------------------------------------------------------------------ reference data
 
@@ -144,6 +158,7 @@ class Writer:
                               "path = ?", list(updates))
 
     def _delete_rule(self, rule_id: str) -> None:
+        self.flush()
         c = self.conn
         row = c.execute("SELECT rowid FROM rules WHERE id = ?", (rule_id,)).fetchone()
         if row is None:
@@ -155,6 +170,7 @@ class Writer:
 
     def drop_file(self, root: str, path: str, keep_results: bool = False) -> None:
         """A file's rules, derived rows and errors leave the catalog."""
+        self.flush()
         c = self.conn
         ids = [r[0] for r in c.execute("SELECT id FROM rules WHERE root = ? AND path = ?",
                                        (root, path))]
@@ -170,35 +186,45 @@ class Writer:
         self._order = dict(order)
 
     def _insert_rule(self, packed: tuple[Any, ...]) -> None:
+        """Buffer one rule's rows (explicit rowids, so the FTS row needs no lookup)."""
         row, attack, dsrc, stories, events, macros, inds = packed
         rid, source = row[0], row[1]
-        c = self.conn
-        cur = c.execute(_INSERT_RULE, row)
-        c.execute("INSERT INTO rules_fts (rowid, id, title, description, query) "
-                  "VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, rid, row[7], row[16], row[18]))
-        if attack:
-            c.executemany("INSERT OR IGNORE INTO rule_attack (rule_id, technique) VALUES (?, ?)",
-                          [(rid, t) for t in attack])
-        if dsrc:
-            c.executemany("INSERT OR IGNORE INTO rule_data_sources (rule_id, data_source) "
-                          "VALUES (?, ?)", [(rid, d) for d in dsrc])
-        if stories:
-            c.executemany("INSERT OR IGNORE INTO rule_stories (rule_id, story) VALUES (?, ?)",
-                          [(rid, s) for s in stories])
-        if events:
-            c.executemany("INSERT OR IGNORE INTO rule_events (rule_id, channel, event_id) "
-                          "VALUES (?, ?, ?)", [(rid, ch, e) for ch, e in events])
-        if macros:
-            c.executemany("INSERT OR IGNORE INTO rule_macros (rule_id, macro) VALUES (?, ?)",
-                          [(rid, m) for m in macros])
-        if inds:
-            c.executemany(_INSERT_IND, [(rid, source, *i) for i in inds])
+        if self._next_rowid is None:
+            self._next_rowid = 1 + (self.conn.execute(
+                "SELECT coalesce(max(rowid), 0) FROM rules").fetchone()[0])
+        rowid = self._next_rowid
+        self._next_rowid += 1
+        b = self._buf
+        b["rules"].append((rowid, *row))
+        b["fts"].append((rowid, rid, row[7], row[16], row[18]))
+        b["attack"].extend((rid, t) for t in attack)
+        b["ds"].extend((rid, d) for d in dsrc)
+        b["stories"].extend((rid, s) for s in stories)
+        b["events"].extend((rid, ch, e) for ch, e in events)
+        b["macros"].extend((rid, m) for m in macros)
+        b["ind"].extend((rid, source, *i) for i in inds)
         self.written_rules.add(rid)
+        if len(b["rules"]) >= 1000:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows (before any read of rules, and at the end)."""
+        b = self._buf
+        if not b["rules"]:
+            return
+        c = self.conn
+        c.executemany(_INSERT_RULE, b["rules"])
+        for sql, key in _BUFFERED:
+            if b[key]:
+                c.executemany(sql, b[key])
+        for v in b.values():
+            v.clear()
 
     def _holder(self, rid: str) -> tuple[int, str, str] | None:
         got = self._claims.get(rid)
         if got is not None or self.fresh:
             return got
+        self.flush()
         row = self.conn.execute("SELECT root, path FROM rules WHERE id = ?", (rid,)).fetchone()
         if row is None:
             return None
@@ -238,6 +264,7 @@ class Writer:
     def _demote(self, rid: str, holder: tuple[int, str, str], winner: str) -> None:
         c = self.conn
         _, hpath, hroot = holder
+        self.flush()
         row = c.execute("SELECT source, line FROM rules WHERE id = ?", (rid,)).fetchone()
         self._delete_rule(rid)
         if row is None:
@@ -256,6 +283,7 @@ class Writer:
     # ------------------------------------------------------------------ end of build
 
     def finish(self, roots: Sequence[str]) -> None:
+        self.flush()
         c = self.conn
         for root in roots:
             members = self._members.get(root) or {}

@@ -1,0 +1,157 @@
+"""The rule document: one dict per rule, the contract of every front end.
+
+Why one function: the CLI, the web page, its JSON twin and the static export must agree on what a
+rule is; each reads this document and renders it, none queries the store on its own for a rule.
+Keys (see docs/catalog.md): the issue's contract (``id source title status severity author path
+source_url description attack events group_by body stages indicators``) plus the rest of the
+rule record. Analysis trees are kept as their JSON form (``tree``) next to a flat, display-ready
+predicate list, so a simple front end never walks trees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ruleatlas.model import Pattern, Wild, value_from_json, value_text
+from ruleatlas.store.catalog import Catalog
+
+DOCUMENT_KEYS = (
+    "id", "source", "title", "status", "severity", "author", "path", "source_url",
+    "description", "attack", "events", "group_by", "body", "stages", "indicators",
+    "references", "falsepositives", "how_to_implement", "date", "modified", "version", "type",
+    "language", "query", "data_sources", "stories", "tests", "test_result", "problems",
+    "logsource", "tags", "extra",
+)
+
+
+def display_value(v: Any) -> str:
+    """A value's display text: patterns with their ``*``/``?`` (escaped only when a literal part
+    itself holds one), regexes as ``/re/flags``, ``null``/``true``/``false``."""
+    try:
+        val = value_from_json(v)
+    except (ValueError, KeyError, TypeError):
+        return str(v)
+    if isinstance(val, Pattern):
+        if any(isinstance(p, str) and ("*" in p or "?" in p) for p in val.parts):
+            return val.display()
+        return "".join(p.value if isinstance(p, Wild) else p for p in val.parts)
+    return value_text(val)
+
+
+def flat_predicates(tree: Any) -> list[dict[str, Any]]:
+    """Every predicate of a stage's tree (JSON form) with its effective polarity; generic
+    conditions and opaque parts are listed too (``op`` = ``condition`` / ``opaque``)."""
+    out: list[dict[str, Any]] = []
+
+    def rec(n: Any, positive: bool) -> None:
+        if not isinstance(n, dict):
+            return
+        t = n.get("type")
+        if t == "predicate":
+            out.append({
+                "field": n.get("field"),
+                "op": n.get("op"),
+                "values": [display_value(v) for v in n.get("values", [])],
+                "negated": bool(n.get("negated")) != (not positive),
+                "match_all": bool(n.get("match_all")),
+                "transforms": list(n.get("transforms", [])),
+                "cased": bool(n.get("cased")),
+                "datamodel": n.get("datamodel"),
+                "phase": n.get("phase", "event"),
+                "text": n.get("text"),
+            })
+        elif t in ("and", "or"):
+            for a in n.get("args", []):
+                rec(a, positive)
+        elif t == "not":
+            rec(n.get("arg"), not positive)
+        elif t in ("condition", "opaque"):
+            out.append({
+                "field": None, "op": t, "values": [n.get("text", "")],
+                "negated": not positive, "match_all": False, "transforms": [], "cased": False,
+                "datamodel": None, "phase": n.get("phase", "event"), "text": n.get("text"),
+                "reason": n.get("reason"), "fields": n.get("fields", []),
+            })
+
+    rec(tree, True)
+    return out
+
+
+def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out = []
+    for s in (analysis or {}).get("stages", []):
+        tree = s.get("condition")
+        out.append({
+            "index": s.get("index"),
+            "command": s.get("command"),
+            "text": s.get("text"),
+            "expanded": s.get("expanded"),
+            "kind": s.get("kind"),
+            "name": s.get("name"),
+            "phase": s.get("phase", "event"),
+            "by": list(s.get("by", [])),
+            "notes": list(s.get("notes", [])),
+            "predicates": flat_predicates(tree),
+            "tree": tree,
+        })
+    return out
+
+
+def _indicators(catalog: Catalog, rule_id: str) -> list[dict[str, Any]]:
+    try:
+        from ruleatlas.store.indicators import rule_indicators
+    except ImportError:
+        return []
+    return list(rule_indicators(catalog.conn, rule_id))
+
+
+def _test_result(catalog: Catalog, rule_id: str) -> dict[str, Any] | None:
+    got = catalog.test_results(rule_id)
+    if not got:
+        return None
+    r = got[0]
+    return {"status": r.status, "matched": r.matched, "expected": r.expected,
+            "reason": r.reason, "detail": r.detail, "ran_at": r.ran_at}
+
+
+def rule_document(catalog: Catalog, rule_id: str) -> dict[str, Any]:
+    """The document of one rule (an id, or a unique title). Raises ``KeyError``
+    (``store.RuleNotFound``) for an unknown rule, ``CatalogError`` for an ambiguous title."""
+    stored = catalog.get_rule(rule_id)
+    r = stored.rule
+    analysis = stored.analysis or {}
+    return {
+        "id": r.id,
+        "source": r.source,
+        "title": r.title,
+        "status": r.status,
+        "severity": r.severity,
+        "author": r.author,
+        "path": r.path,
+        "source_url": r.source_url,
+        "description": r.description,
+        "attack": catalog.rule_attack(r.id),
+        "events": catalog.rule_events(r.id),
+        "group_by": list(stored.group_by),
+        "body": r.body,
+        "stages": _stages(analysis),
+        "indicators": _indicators(catalog, r.id),
+        "references": list(r.references),
+        "falsepositives": list(r.falsepositives),
+        "how_to_implement": r.how_to_implement,
+        "date": r.date,
+        "modified": r.modified,
+        "version": r.version,
+        "type": r.type,
+        "language": r.language,
+        "query": r.query,
+        "data_sources": catalog.rule_column(r.id, "rule_data_sources", "data_source"),
+        "stories": catalog.rule_column(r.id, "rule_stories", "story"),
+        "tests": [{"name": t.name, "kind": t.kind, "path": t.path, "source": t.source,
+                   "sourcetype": t.sourcetype, "match_count": t.match_count} for t in r.tests],
+        "test_result": _test_result(catalog, r.id),
+        "problems": list(analysis.get("problems", [])),
+        "logsource": dict(r.logsource),
+        "tags": list(r.tags),
+        "extra": dict(r.extra),
+    }
