@@ -1,5 +1,452 @@
-"""CLI commands: catalog."""
+"""CLI commands of the catalog: build, stats, show, list, search, errors, sync.
+
+Every command opens the catalog through ``store.Catalog`` (read-only except ``build``/``sync``)
+and prints either a Rich rendering or JSON (``--format json``) whose shapes are those of the
+store dataclasses and ``api.documents.rule_document``; errors are one line on stderr and a
+non-zero exit code (1: bad input or catalog; 2: network / git failure in ``sync``).
+"""
 
 from __future__ import annotations
 
-from ruleatlas.cli.app import app  # noqa: F401
+import json
+import os
+import socket
+import subprocess
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from ruleatlas.cli.app import DEFAULT_DB, app
+from ruleatlas.store import HL_END, HL_START, Catalog, CatalogError, RuleQuery, SearchError
+from ruleatlas.store.search import summary_to_dict
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class ShowFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+DB_OPT = typer.Option(DEFAULT_DB, "--db", help="Catalog database file.")
+FORMAT_OPT = typer.Option(Format.table, "--format", help="Output format: table or json.")
+
+UPSTREAM = {
+    "sigma": "https://github.com/SigmaHQ/sigma.git",
+    "security_content": "https://github.com/splunk/security_content.git",
+}
+DEFAULT_CACHE = "~/.cache/ruleatlas/repos"
+CONNECT_TIMEOUT = 5.0
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _open(db: str) -> Catalog:
+    try:
+        return Catalog.open(db, readonly=True)
+    except CatalogError as e:
+        raise _fail(str(e)) from None
+
+
+def _echo_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# build
+# --------------------------------------------------------------------------------------------
+
+
+def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False) -> None:
+    from ruleatlas.build import BuildError, build
+
+    con = _console()
+    try:
+        if quiet or fmt is Format.json:
+            summary = build(repos, db)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=con, transient=True) as bar:
+                task = bar.add_task("build", total=None)
+
+                def progress(label: str, done: int, total: int) -> None:
+                    bar.update(task, description=label, completed=done, total=total)
+
+                summary = build(repos, db, progress=progress)
+    except (BuildError, CatalogError) as e:
+        raise _fail(str(e)) from None
+    if fmt is Format.json:
+        _echo_json(summary.to_dict())
+        return
+    t = Table(title=f"Catalog {summary.db}")
+    for col in ("source", "repository", "files", "rules", "errors", "parsed", "unchanged",
+                "deleted", "re-analyzed"):
+        t.add_column(col, justify="left" if col in ("source", "repository") else "right")
+    for r in summary.repos:
+        t.add_row(r.source, r.root, str(r.files), str(r.rules), str(r.errors), str(r.parsed),
+                  str(r.unchanged), str(r.deleted), str(r.reanalyzed))
+    con.print(t)
+    con.print(f"built in {summary.seconds:.2f} s")
+
+
+@app.command("build")
+def build_cmd(
+    repos: list[Path] = typer.Argument(..., help="Rule repositories (Sigma, security_content)."),
+    db: str = DB_OPT,
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """Build or update the catalog from rule repositories (incremental).
+
+    Each repository's kind is detected from its layout. Unchanged files are not parsed again;
+    deleted files leave the catalog. Prints files, rules and errors per source."""
+    _run_build(repos, db, fmt)
+
+
+# --------------------------------------------------------------------------------------------
+# stats, errors
+# --------------------------------------------------------------------------------------------
+
+
+@app.command("stats")
+def stats_cmd(db: str = DB_OPT, fmt: Format = FORMAT_OPT) -> None:
+    """Files, rules and load errors per source, and catalog figures."""
+    with _open(db) as cat:
+        st = cat.stats()
+    if fmt is Format.json:
+        _echo_json(st)
+        return
+    t = Table(title="Sources")
+    for col in ("source", "files", "rules", "errors", "side-table errors"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for name, d in st["sources"].items():
+        t.add_row(name, str(d["files"]), str(d["rules"]), str(d["errors"]),
+                  str(d.get("side_errors", 0)))
+    con = _console()
+    con.print(t)
+    for key in ("rules_with_problems", "techniques", "indicator_values", "events", "macros",
+                "stories", "data_sources"):
+        con.print(f"{key.replace('_', ' ')}: {st[key]}")
+
+
+@app.command("errors")
+def errors_cmd(
+    db: str = DB_OPT,
+    source: str | None = typer.Option(None, "--source", help="Only this source."),
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """Files that could not become rules (or only partly), with file, line and reason."""
+    with _open(db) as cat:
+        rows = cat.errors(source)
+    if fmt is Format.json:
+        _echo_json([{k: getattr(e, k) for k in e.__slots__} for e in rows])
+        return
+    t = Table(title=f"{len(rows)} load errors")
+    for col in ("source", "file", "kind", "reason"):
+        t.add_column(col, overflow="fold")
+    for e in rows:
+        where = e.path + (f":{e.line}" if e.line else "") + (" (side table)" if e.side else "")
+        t.add_row(e.source, escape(where), e.kind, escape(e.reason))
+    _console().print(t)
+
+
+# --------------------------------------------------------------------------------------------
+# list, search
+# --------------------------------------------------------------------------------------------
+
+
+def _query(text: str | None, source: str | None, status: str | None, severity: str | None,
+           technique: str | None, tactic: str | None, data_source: str | None,
+           event: str | None, language: str | None, rtype: str | None, sort: str,
+           limit: int) -> RuleQuery:
+    return RuleQuery(text=text, source=source, status=status, severity=severity,
+                     technique=technique, tactic=tactic, data_source=data_source, event=event,
+                     language=language, type=rtype, sort=sort,
+                     per_page=limit if limit > 0 else 1_000_000, facets=False)
+
+
+def _snippet(s: str | None) -> str:
+    if not s:
+        return ""
+    out = escape(s.replace("\n", " "))
+    return out.replace(HL_START, "[bold yellow]").replace(HL_END, "[/bold yellow]")
+
+
+def _print_page(q: RuleQuery, db: str, fmt: Format, with_snippet: bool) -> None:
+    with _open(db) as cat:
+        try:
+            page = cat.search_rules(q)
+        except SearchError as e:
+            raise _fail(str(e)) from None
+    if fmt is Format.json:
+        rows = []
+        for r in page.rows:
+            d = summary_to_dict(r)
+            if d.get("snippet"):
+                d["snippet"] = d["snippet"].replace(HL_START, "[").replace(HL_END, "]")
+            rows.append(d)
+        _echo_json({"total": page.total, "rules": rows})
+        return
+    t = Table(title=f"{page.total} rules" + (f" (first {len(page.rows)})"
+                                              if len(page.rows) < page.total else ""))
+    for col in ("id", "source", "severity", "status", "title", "ATT&CK"):
+        t.add_column(col, overflow="fold")
+    if with_snippet:
+        t.add_column("match", overflow="fold")
+    for r in page.rows:
+        cells = [r.id, r.source, r.severity or "", r.status or "", escape(r.title),
+                 " ".join(r.techniques)]
+        if with_snippet:
+            cells.append(_snippet(r.snippet))
+        t.add_row(*cells)
+    _console().print(t)
+
+
+_SOURCE = typer.Option(None, "--source", help="sigma | splunk")
+_STATUS = typer.Option(None, "--status", help="e.g. stable, test, production, deprecated")
+_SEVERITY = typer.Option(None, "--severity", help="critical | high | medium | low | informational")
+_TECHNIQUE = typer.Option(None, "--technique", help="ATT&CK id; T1059 also finds T1059.001")
+_TACTIC = typer.Option(None, "--tactic", help="ATT&CK tactic, e.g. execution")
+_DATA_SOURCE = typer.Option(None, "--data-source", help="Data source name")
+_EVENT = typer.Option(None, "--event", help="'Channel EventID', e.g. 'Sysmon 1'")
+_LANGUAGE = typer.Option(None, "--language", help="spl | sigma")
+_TYPE = typer.Option(None, "--type", help="Rule type (TTP, Anomaly, ...)")
+_LIMIT = typer.Option(50, "--limit", help="Rows to show (0: all).")
+
+
+@app.command("list")
+def list_cmd(
+    db: str = DB_OPT,
+    source: str | None = _SOURCE,
+    status: str | None = _STATUS,
+    severity: str | None = _SEVERITY,
+    technique: str | None = _TECHNIQUE,
+    tactic: str | None = _TACTIC,
+    data_source: str | None = _DATA_SOURCE,
+    event: str | None = _EVENT,
+    language: str | None = _LANGUAGE,
+    rtype: str | None = _TYPE,
+    sort: str = typer.Option("title", "--sort", help="title | severity | modified"),
+    limit: int = _LIMIT,
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """List rules, filtered by source, status, severity, ATT&CK, data source or event."""
+    q = _query(None, source, status, severity, technique, tactic, data_source, event, language,
+               rtype, sort, limit)
+    _print_page(q, db, fmt, with_snippet=False)
+
+
+@app.command("search")
+def search_cmd(
+    text: str = typer.Argument(..., help="Words to find in title, description and query."),
+    db: str = DB_OPT,
+    source: str | None = _SOURCE,
+    status: str | None = _STATUS,
+    severity: str | None = _SEVERITY,
+    technique: str | None = _TECHNIQUE,
+    tactic: str | None = _TACTIC,
+    data_source: str | None = _DATA_SOURCE,
+    event: str | None = _EVENT,
+    limit: int = typer.Option(20, "--limit", help="Rows to show (0: all)."),
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """Full-text search (FTS5, ranked by bm25, title weighted most) with a snippet per rule.
+
+    Every word must appear; a word ending in * is a prefix. Quotes, parentheses and FTS5
+    operators are searched as plain text."""
+    q = _query(text, source, status, severity, technique, tactic, data_source, event, None,
+               None, "relevance", limit)
+    _print_page(q, db, fmt, with_snippet=True)
+
+
+# --------------------------------------------------------------------------------------------
+# show
+# --------------------------------------------------------------------------------------------
+
+
+def _render_document(d: dict[str, Any]) -> None:
+    con = _console()
+    con.print(f"[dim]Detection rules › {d['source'].capitalize()}[/dim]")
+    con.print(f"[bold]{escape(d['title'])}[/bold]  [dim]{d['id']}[/dim]")
+    meta = Table.grid(padding=(0, 2))
+    meta.add_column(style="bold")
+    meta.add_column(overflow="fold")
+    for label, v in (("Status", d["status"]), ("Severity", d["severity"]),
+                     ("Group by", ", ".join(d["group_by"]) or None), ("Author", d["author"]),
+                     ("Type", d["type"]), ("Date", d["date"]), ("Modified", d["modified"]),
+                     ("Source", d["source_url"] or d["path"])):
+        meta.add_row(label, escape(str(v)) if v else "[dim]-[/dim]")
+    con.print(meta)
+    if d["description"]:
+        con.print(Panel(escape(d["description"]), title="Description", title_align="left"))
+    t = Table(title="MITRE ATT&CK", title_justify="left")
+    for col in ("technique", "name", "tactics"):
+        t.add_column(col)
+    for a in d["attack"]:
+        name = a["name"] + ("" if a.get("known", True) else " (unknown id)") + (
+            " (revoked)" if a.get("revoked") else "")
+        t.add_row(a["technique"], escape(name), ", ".join(a["tactics"]))
+    con.print(t if d["attack"] else "[dim]MITRE ATT&CK: none[/dim]")
+    con.print("[bold]Event coverage:[/bold] " + (escape(", ".join(d["events"])) or "none"))
+    if d["data_sources"]:
+        con.print("[bold]Data sources:[/bold] " + escape(", ".join(d["data_sources"])))
+    con.print(Panel(Syntax(d["body"], "yaml", word_wrap=True), title="Rule body",
+                    title_align="left"))
+    for s in d["stages"]:
+        head = f"Stage {s['index']}: {s['command']}" + (f" ({s['name']})" if s["name"] else "")
+        con.print(f"[bold]{escape(head)}[/bold] [dim]{s['kind']}[/dim]")
+        con.print("  " + escape(s["text"] or ""))
+        for p in s["predicates"]:
+            neg = "NOT " if p["negated"] else ""
+            vals = ", ".join(p["values"])
+            con.print(f"    {neg}{escape(str(p['field']))} {p['op']} {escape(vals)}")
+    if d["indicators"]:
+        t = Table(title="Indicators", title_justify="left")
+        for col in ("field", "kind", "values", "corpus"):
+            t.add_column(col, overflow="fold")
+        for ind in d["indicators"]:
+            for v in ind["values"]:
+                c = v.get("corpus", {})
+                rest = ", ".join(f"{k} {n}" for k, n in c.items() if k != "total" and n)
+                t.add_row(escape(ind["field"]), ("not " if ind["negated"] else "") + ind["op"],
+                          escape(v["value"]), f"{c.get('total', 0)} ({rest})")
+        con.print(t)
+    for label, key in (("References", "references"), ("False positives", "falsepositives"),
+                       ("Stories", "stories")):
+        if d[key]:
+            con.print(f"[bold]{label}:[/bold]")
+            for x in d[key]:
+                con.print("  - " + escape(str(x)))
+    if d["how_to_implement"]:
+        con.print(Panel(escape(d["how_to_implement"]), title="How to implement",
+                        title_align="left"))
+    if d["tests"]:
+        con.print("[bold]Tests:[/bold]")
+        for x in d["tests"]:
+            con.print(f"  - {escape(x['name'])}: {escape(x['path'])}")
+    if d["test_result"]:
+        con.print(f"[bold]Last test result:[/bold] {d['test_result']['status']}")
+    for p in d["problems"]:
+        con.print(f"[yellow]{p['severity']}:[/yellow] {escape(p['message'])}")
+
+
+@app.command("show")
+def show_cmd(
+    rule: str = typer.Argument(..., help="Rule id, or a unique title."),
+    db: str = DB_OPT,
+    fmt: ShowFormat = typer.Option(ShowFormat.text, "--format", help="text or json"),
+) -> None:
+    """Show one rule: metadata, ATT&CK, events, body, stages, indicators (the rule document)."""
+    from ruleatlas.api.documents import rule_document
+
+    with _open(db) as cat:
+        try:
+            doc = rule_document(cat, rule)
+        except CatalogError as e:
+            raise _fail(e.message) from None
+    if fmt is ShowFormat.json:
+        _echo_json(doc)
+    else:
+        _render_document(doc)
+
+
+# --------------------------------------------------------------------------------------------
+# sync
+# --------------------------------------------------------------------------------------------
+
+
+class SyncError(RuntimeError):
+    pass
+
+
+def _reachable(url: str) -> None:
+    """Fail at once (no hanging) when an http(s)/ssh/git URL's host does not answer."""
+    u = urlparse(url)
+    if u.scheme in ("", "file") or (u.scheme == "" and Path(url).exists()):
+        return
+    host = u.hostname
+    if not host:
+        return
+    port = u.port or {"https": 443, "http": 80, "ssh": 22, "git": 9418}.get(u.scheme, 443)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as e:
+        raise SyncError(f"no network: cannot reach {host}:{port} for {url} ({e})") from None
+
+
+def _git(args: list[str], timeout: float = 900) -> None:
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0",
+               GIT_SSH_COMMAND=f"ssh -o BatchMode=yes -o ConnectTimeout={int(CONNECT_TIMEOUT)}")
+    cmd = ["git", "-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=20", *args]
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SyncError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise SyncError(f"git {args[0]} took longer than {timeout:.0f} s") from None
+    if p.returncode != 0:
+        raise SyncError(f"git {' '.join(args)} failed: {p.stderr.strip() or p.stdout.strip()}")
+
+
+def sync_repos(cache: Path, urls: dict[str, str]) -> list[Path]:
+    """Clone (shallow) or fast-forward each repository under ``cache``; returns their paths."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, url in urls.items():
+        dest = cache / name
+        _reachable(url)
+        if (dest / ".git").is_dir():
+            _git(["-C", str(dest), "pull", "--ff-only", "--quiet"])
+        else:
+            _git(["clone", "--depth", "1", "--quiet", url, str(dest)])
+        out.append(dest)
+    return out
+
+
+@app.command("sync")
+def sync_cmd(
+    directory: Path = typer.Argument(Path(DEFAULT_CACHE), help="Cache folder for the clones."),
+    db: str = DB_OPT,
+    url: list[str] = typer.Option([], "--url",
+                                  help="NAME=URL: clone URL for a repository (sigma, "
+                                       "security_content); repeatable."),
+    fmt: Format = FORMAT_OPT,
+) -> None:
+    """Clone or pull SigmaHQ/sigma and splunk/security_content, then build the catalog.
+
+    With no network it fails at once (exit code 2) with the reason."""
+    urls = dict(UPSTREAM)
+    for u in url:
+        name, sep, value = u.partition("=")
+        if not sep or not name or not value:
+            raise _fail(f"--url wants NAME=URL, got {u!r}")
+        urls[name] = value
+    t0 = time.perf_counter()
+    try:
+        repos = sync_repos(directory.expanduser(), urls)
+    except SyncError as e:
+        raise _fail(str(e), code=2) from None
+    if fmt is Format.table:
+        _console().print(f"synced {len(repos)} repositories in {time.perf_counter() - t0:.1f} s")
+    _run_build(repos, db, fmt)
