@@ -29,7 +29,7 @@ def _document(ctx: Ctx, rule_id: str) -> dict[str, Any] | None:
         return browse.rule_document(ctx.conn, rule_id)
     try:
         return rule_document(ctx.catalog(), rule_id)  # type: ignore[no-any-return]
-    except KeyError:
+    except (KeyError, ValueError):  # unknown id (RuleNotFound), ambiguous title (CatalogError)
         return None
 
 
