@@ -30,6 +30,7 @@ def export(db: str | Path, out: str | Path, indicators: bool = True) -> dict[str
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pages = {p.name: p for p in all_pages()}
+    catalog = _open_catalog(db)
     n = {"files": 0, "rules": 0, "indicators": 0}
 
     def write(rel: str, text: str | bytes) -> None:
@@ -44,7 +45,8 @@ def export(db: str | Path, out: str | Path, indicators: bool = True) -> dict[str
     def page(name: str, rel: str, path: dict[str, str] | None = None,
              args: list[tuple[str, str]] | None = None) -> dict[str, Any] | None:
         p: Page = pages[name]
-        ctx = Ctx(conn=conn, path=path or {}, args=parse_query(args or [], p.params))
+        ctx = Ctx(conn=conn, path=path or {}, args=parse_query(args or [], p.params),
+                  catalog=(lambda: catalog) if catalog is not None else None)
         try:
             data = p.build(ctx)
         except WebError:
@@ -95,7 +97,18 @@ def export(db: str | Path, out: str | Path, indicators: bool = True) -> dict[str
         "json_url": None, "args": {"q": None}, "tactics": browse.TACTICS,
         "sources": sources}))
     pool.close()
+    if catalog is not None:
+        catalog.close()
     return {**n, "seconds": time.perf_counter() - t0, "out": str(out)}
+
+
+def _open_catalog(db: str | Path) -> Any:
+    """The shared Catalog (read-only) for rule documents, when the store module is there."""
+    try:
+        from ruleatlas.store.catalog import Catalog
+    except ImportError:
+        return None
+    return Catalog.open(db, readonly=True)
 
 
 def clean(out: str | Path) -> None:
