@@ -1,0 +1,245 @@
+"""The build pipeline on small hand-made repositories: incremental rebuilds (touch, modify,
+delete, side-table change), broken files, duplicate ids, accounting (rules + errors per file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLE_ID, SPLUNK
+from ruleatlas.build import BuildError, build
+from ruleatlas.store import Catalog
+
+
+def sigma_rule(rid: str, title: str, image: str = "\\\\cmd.exe", tags: str = "") -> str:
+    return f"""\
+title: {title}
+id: {rid}
+status: test
+description: Detects {title.lower()}
+{tags}logsource:
+    product: windows
+    category: process_creation
+detection:
+    selection:
+        Image|endswith: '{image}'
+    condition: selection
+level: high
+"""
+
+
+ID_A = "aaaaaaaa-0000-4000-8000-000000000001"
+ID_B = "aaaaaaaa-0000-4000-8000-000000000002"
+ID_C = "aaaaaaaa-0000-4000-8000-000000000003"
+
+
+def make_sigma(base: Path) -> Path:
+    root = base / "sigma"
+    (root / "rules" / "windows").mkdir(parents=True)
+    (root / "rules" / "windows" / "a.yml").write_text(
+        sigma_rule(ID_A, "Alpha Shell", tags="tags:\n    - attack.t1059.001\n"))
+    (root / "rules" / "windows" / "b.yml").write_text(sigma_rule(ID_B, "Bravo Tool"))
+    (root / "rules" / "windows" / "c.yml").write_text(sigma_rule(ID_C, "Charlie Thing"))
+    return root
+
+
+def make_splunk(base: Path) -> Path:
+    """A tiny security_content: the example detection (copied from the corpus into tmp) and
+    the macros it calls."""
+    root = base / "security_content"
+    (root / "detections" / "endpoint").mkdir(parents=True)
+    (root / "macros").mkdir()
+    shutil.copy(SPLUNK / "detections" / "endpoint" / "powershell_invoke_wmiexec_usage.yml",
+                root / "detections" / "endpoint")
+    for m in ("powershell.yml", "security_content_ctime.yml",
+              "powershell_invoke_wmiexec_usage_filter.yml"):
+        if (SPLUNK / "macros" / m).is_file():
+            shutil.copy(SPLUNK / "macros" / m, root / "macros")
+    return root
+
+
+def ids(db: Path) -> set[str]:
+    with Catalog.open(db, readonly=True) as c:
+        return {r[0] for r in c.conn.execute("SELECT id FROM rules")}
+
+
+def accounted(db: Path) -> None:
+    """Every file has rules + errors >= 1 and the files table adds up to the rule and error
+    tables, per source."""
+    with Catalog.open(db, readonly=True) as c:
+        assert c.conn.execute("SELECT count(*) FROM files WHERE rules + errors < 1").fetchone()[
+            0] == 0
+        for src, d in c.stats()["sources"].items():
+            assert d["accounted"], (src, d)
+            assert d["file_rules"] + d["file_errors"] == d["rules"] + d["errors"]
+
+
+def test_fresh_build_and_noop_rebuild(tmp_path: Path) -> None:
+    sig, spl = make_sigma(tmp_path), make_splunk(tmp_path)
+    db = tmp_path / "c.db"
+    s = build([sig, spl], db)
+    assert s.by_source() == {"sigma": {"files": 3, "rules": 3, "errors": 0},
+                             "splunk": {"files": 1, "rules": 1, "errors": 0}}
+    assert ids(db) == {ID_A, ID_B, ID_C, EXAMPLE_ID}
+    accounted(db)
+    again = build([sig, spl], db)
+    assert [r.parsed for r in again.repos] == [0, 0]
+    assert [r.unchanged for r in again.repos] == [3, 1]
+    assert again.by_source() == s.by_source()
+
+
+def test_touch_modify_delete(tmp_path: Path) -> None:
+    sig = make_sigma(tmp_path)
+    db = tmp_path / "c.db"
+    build([sig], db)
+    a = sig / "rules" / "windows" / "a.yml"
+    # touch: new mtime, same content -> hashed, not parsed
+    st = a.stat()
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    s = build([sig], db)
+    assert (s.repos[0].parsed, s.repos[0].unchanged) == (0, 3)
+    # and the new mtime was remembered: the next build does not even hash
+    s = build([sig], db)
+    assert s.repos[0].parsed == 0
+    # modify: parsed again, new title searchable, old one gone
+    a.write_text(sigma_rule(ID_A, "Alpha Renamed Zulu"))
+    s = build([sig], db)
+    assert s.repos[0].parsed == 1
+    with Catalog.open(db, readonly=True) as c:
+        from ruleatlas.store import RuleQuery
+
+        assert [r.id for r in c.search_rules(RuleQuery(text="zulu")).rows] == [ID_A]
+        assert c.search_rules(RuleQuery(text="shell")).total == 0
+        assert c.get_rule(ID_A).rule.title == "Alpha Renamed Zulu"
+        assert c.rule_attack(ID_A) == []  # the tag went with the edit
+    # delete: rule, file row and derived rows leave the catalog
+    (sig / "rules" / "windows" / "b.yml").unlink()
+    s = build([sig], db)
+    assert s.repos[0].deleted == 1
+    assert ids(db) == {ID_A, ID_C}
+    with Catalog.open(db, readonly=True) as c:
+        assert c.conn.execute("SELECT count(*) FROM files").fetchone()[0] == 2
+        assert c.conn.execute("SELECT count(*) FROM rules_fts").fetchone()[0] == 2
+        for t in ("rule_attack", "rule_events", "indicators", "rule_data_sources"):
+            n = c.conn.execute(f"SELECT count(*) FROM {t} WHERE rule_id = ?", (ID_B,)).fetchone()
+            assert n[0] == 0, t
+    accounted(db)
+
+
+def test_side_table_change_reanalyzes_from_stored_rules(tmp_path: Path) -> None:
+    spl = make_splunk(tmp_path)
+    db = tmp_path / "c.db"
+    build([spl], db)
+    macro = spl / "macros" / "powershell.yml"
+    macro.write_text(macro.read_text().replace("definition:", "definition: index=zzz"))
+    s = build([spl], db)
+    assert s.repos[0].parsed == 0
+    assert s.repos[0].reanalyzed == 1
+    with Catalog.open(db, readonly=True) as c:
+        assert "index=zzz" in c.macro("powershell").definition
+        assert EXAMPLE_ID in c.macro("powershell").rules
+    assert build([spl], db).repos[0].reanalyzed == 0
+
+
+def test_broken_repository_reports_each_file_and_loads_the_rest(tmp_path: Path) -> None:
+    sig = make_sigma(tmp_path)
+    w = sig / "rules" / "windows"
+    (w / "bad_yaml.yml").write_text("title: x\nid: 1\ndetection: [unclosed\n")
+    (w / "no_id.yml").write_text(sigma_rule(ID_A, "No Id").replace(f"id: {ID_A}\n", ""))
+    (w / "dup.yml").write_text(sigma_rule(ID_B, "Bravo Copy"))
+    (w / "latin1.yml").write_bytes(sigma_rule(ID_C, "Caf\xe9").encode("latin-1")
+                                   .replace(ID_C.encode(), b"aaaaaaaa-0000-4000-8000-00000000000f"))
+    (w / "empty.yml").write_text("")
+    db = tmp_path / "c.db"
+    s = build([sig], db)
+    assert ids(db) == {ID_A, ID_B, ID_C} | ({"aaaaaaaa-0000-4000-8000-00000000000f"}
+                                           & ids(db))
+    with Catalog.open(db, readonly=True) as c:
+        errs = {e.path.rsplit("/", 1)[1]: e for e in c.errors()}
+        # no_id may load (a Sigma id is optional for pySigma) or fail; everything else fails
+        assert {"bad_yaml.yml", "dup.yml", "latin1.yml", "empty.yml"} <= set(errs)
+        assert errs["bad_yaml.yml"].line is not None
+        assert errs["dup.yml"].kind == "duplicate-id"
+        assert "rules/windows/b.yml" in errs["dup.yml"].reason
+        assert errs["empty.yml"].kind == "empty"
+        assert "rules/windows/no_id.yml" in {
+            *(e.path for e in c.errors()),
+            *(r[0] for r in c.conn.execute("SELECT path FROM rules"))}
+    assert s.repos[0].files == 8
+    accounted(db)
+
+
+def test_duplicate_winner_is_first_by_path_and_survives_rebuilds(tmp_path: Path) -> None:
+    sig = make_sigma(tmp_path)
+    w = sig / "rules" / "windows"
+    (w / "z_dup.yml").write_text(sigma_rule(ID_A, "Alpha Again"))
+    db = tmp_path / "c.db"
+    build([sig], db)
+    with Catalog.open(db, readonly=True) as c:
+        assert c.get_rule(ID_A).rule.path == "rules/windows/a.yml"
+    # a new file that sorts first takes the id; the old holder gets the error
+    (w / "0_first.yml").write_text(sigma_rule(ID_A, "Alpha Zero"))
+    build([sig], db)
+    with Catalog.open(db, readonly=True) as c:
+        assert c.get_rule(ID_A).rule.path == "rules/windows/0_first.yml"
+        dup_paths = {e.path for e in c.errors() if e.kind == "duplicate-id"}
+        assert dup_paths == {"rules/windows/a.yml", "rules/windows/z_dup.yml"}
+    accounted(db)
+    # deleting the holder hands the id to the next file by path
+    (w / "0_first.yml").unlink()
+    build([sig], db)
+    with Catalog.open(db, readonly=True) as c:
+        assert c.get_rule(ID_A).rule.path == "rules/windows/a.yml"
+        assert {e.path for e in c.errors() if e.kind == "duplicate-id"} == {
+            "rules/windows/z_dup.yml"}
+    accounted(db)
+
+
+def test_unknown_folder_and_layout_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="no such folder"):
+        build([tmp_path / "nope"], tmp_path / "c.db")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BuildError, match="not a rule repository"):
+        build([tmp_path / "empty"], tmp_path / "c.db")
+
+
+def test_pool_and_inline_builds_store_the_same(tmp_path: Path) -> None:
+    """The process pool path (forced with a low threshold) writes what the inline path does."""
+    import ruleatlas.build as b
+
+    sig = make_sigma(tmp_path)
+    for i in range(12):
+        (sig / "rules" / "windows" / f"gen_{i:02d}.yml").write_text(
+            sigma_rule(f"bbbbbbbb-0000-4000-8000-{i:012d}", f"Generated {i}", f"\\\\t{i}.exe"))
+    old = b.POOL_MIN_TASKS
+    try:
+        b.POOL_MIN_TASKS = 1
+        build([sig], tmp_path / "pool.db", workers=2)
+    finally:
+        b.POOL_MIN_TASKS = old
+    build([sig], tmp_path / "inline.db", workers=1)
+
+    def dump(db: Path) -> list[tuple[str, str, str]]:
+        with Catalog.open(db, readonly=True) as c:
+            return [(r[0], r[1], r[2]) for r in c.conn.execute(
+                "SELECT id, analysis_json, rule_json FROM rules ORDER BY id")]
+
+    assert dump(tmp_path / "pool.db") == dump(tmp_path / "inline.db")
+
+
+def test_stored_rule_round_trips(tmp_path: Path) -> None:
+    spl = make_splunk(tmp_path)
+    db = tmp_path / "c.db"
+    build([spl], db)
+    from ruleatlas.sources import SOURCES
+
+    fr = SOURCES["splunk"].load_file(spl, spl / "detections/endpoint/"
+                                     "powershell_invoke_wmiexec_usage.yml")
+    with Catalog.open(db, readonly=True) as c:
+        stored = c.get_rule(EXAMPLE_ID).rule
+    assert stored == fr.rules[0]
+    assert json.loads(json.dumps(stored.extra)) == dict(stored.extra)
