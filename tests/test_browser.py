@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLE_ID, ROOT, SIGMA, SPLUNK
+from conftest import EXAMPLE_ID, ROOT
 from test_web_support import (
     HOSTILE_SIGMA_ID,
     HOSTILE_SPLUNK_ID,
@@ -43,16 +43,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def web_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole-corpus catalog: ``corpus_db`` from conftest (the real build, once per session)
-    when there, else the same pipeline run here (test_web_support.build_catalog)."""
-    try:
-        return Path(request.getfixturevalue("corpus_db"))
-    except pytest.FixtureLookupError:
-        db = tmp_path_factory.getbasetemp() / "web-corpus.db"
-        if not db.exists():
-            build_catalog([SIGMA, SPLUNK], db)
-        return db
+def web_db(corpus_db: Path) -> Path:
+    """The whole-corpus catalog built once per session (conftest ``corpus_db``)."""
+    return Path(corpus_db)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from bs4 import BeautifulSoup
 from starlette.testclient import TestClient
 
-from conftest import EXAMPLE_ID, SIGMA, SPLUNK
+from conftest import EXAMPLE_ID
 from ruleatlas.web.app import create_app
 from ruleatlas.web.render import CSP
 from ruleatlas.web.views import all_pages
@@ -41,16 +41,9 @@ CORPUS_RE = re.compile(r"^corpus \d+( \((sigma \d+|splunk \d+)(, (sigma \d+|splu
 
 
 @pytest.fixture(scope="session")
-def web_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole-corpus catalog: ``corpus_db`` from conftest (the real build, once per session)
-    when there, else the same pipeline run here (test_web_support.build_catalog)."""
-    try:
-        return Path(request.getfixturevalue("corpus_db"))
-    except pytest.FixtureLookupError:
-        db = tmp_path_factory.getbasetemp() / "web-corpus.db"
-        if not db.exists():
-            build_catalog([SIGMA, SPLUNK], db)
-        return db
+def web_db(corpus_db: Path) -> Path:
+    """The whole-corpus catalog built once per session (conftest ``corpus_db``)."""
+    return Path(corpus_db)
 
 
 @pytest.fixture(scope="session")
@@ -550,7 +543,7 @@ def test_query_time_limit(web_db: Path) -> None:
     pool = ReadPool(web_db)
     slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
             "SELECT count(*) FROM n")
-    with pytest.raises(QueryTimeout, match="longer than 0.2s"):
+    with pytest.raises(QueryTimeout, match=r"longer than 0\.2s"):
         pool.run(lambda c: c.execute(slow).fetchone(), timeout=0.2)
     assert pool.run(lambda c: c.execute("SELECT count(*) FROM rules").fetchone()[0]) > 0
     pool.close()

@@ -133,91 +133,11 @@ def make_hostile_repos(base: Path) -> list[Path]:
 
 
 def build_catalog(repos: list[Path], db: Path) -> Path:
-    """Build with the real pipeline (``ruleatlas.build.build``); while that module is not in
-    the tree, the same steps with the same components (:func:`pipeline_build`)."""
-    try:
-        from ruleatlas.build import build
-    except ImportError:
-        pipeline_build(repos, db)
-    else:
-        build(repos, db)
+    """Build with the real pipeline (``ruleatlas.build.build``)."""
+    from ruleatlas.build import build
+
+    build(repos, db)
     return db
-
-
-def pipeline_build(repos: list[Path], db: Path) -> None:
-    """sources -> languages.analyze -> indicators.extract + coverage.events_for -> store, into
-    ``store/schema.sql``: what the build does, for the web tests until the build lands."""
-    import dataclasses
-    import json
-    import sqlite3
-
-    from ruleatlas import attack
-    from ruleatlas.coverage import events_for
-    from ruleatlas.indicators import extract
-    from ruleatlas.languages import AnalysisContext, analyze
-    from ruleatlas.model import analysis_to_dict
-    from ruleatlas.sources import detect
-    from ruleatlas.store import indicators as ind
-
-    def enc(o: object) -> object:
-        return dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # type: ignore
-
-    schema = Path(ind.__file__).with_name("schema.sql").read_text()
-    db.unlink(missing_ok=True)
-    conn = sqlite3.connect(db)
-    conn.executescript(schema)
-    for root in repos:
-        src = detect(root)
-        assert src is not None, root
-        side = src.side_tables(root)
-        ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
-        for f in src.rule_files(root):
-            for r in src.load_file(root, f).rules:
-                if conn.execute("SELECT 1 FROM rules WHERE id = ?", (r.id,)).fetchone():
-                    continue
-                a = analyze(r, ctx)
-                conn.execute(
-                    "INSERT INTO rules (id, source, root, path, source_url, title, status, "
-                    "severity, author, date, modified, type, language, description, "
-                    "how_to_implement, query, body, rule_json, analysis_json, group_by_json) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (r.id, r.source, str(root), r.path, r.source_url, r.title, r.status,
-                     r.severity, r.author, r.date, r.modified, r.type, r.language,
-                     r.description, r.how_to_implement, r.query, r.body,
-                     json.dumps(dataclasses.asdict(r), default=enc),
-                     json.dumps(analysis_to_dict(a), default=str),
-                     json.dumps(list(a.group_by))),
-                )
-                conn.execute("INSERT INTO rules_fts (id, title, description, query) "
-                             "VALUES (?,?,?,?)", (r.id, r.title, r.description, r.query))
-                for t in r.attack:
-                    conn.execute("INSERT OR IGNORE INTO rule_attack VALUES (?,?)",
-                                 (r.id, t.upper()))
-                for st in r.stories:
-                    conn.execute("INSERT OR IGNORE INTO rule_stories VALUES (?,?)", (r.id, st))
-                for d in r.data_sources:
-                    conn.execute("INSERT OR IGNORE INTO rule_data_sources VALUES (?,?)",
-                                 (r.id, d))
-                for e in events_for(r, a):
-                    conn.execute("INSERT OR IGNORE INTO rule_events VALUES (?,?,?)",
-                                 (r.id, e.channel, e.event_id or ""))
-                for m in (a.extra or {}).get("macros", ()) or ():
-                    conn.execute("INSERT OR IGNORE INTO rule_macros VALUES (?,?)", (r.id, m))
-                ind.write_indicators(conn, r.id, r.source, extract(r, a))
-        for m in side.macros.values():
-            conn.execute("INSERT OR IGNORE INTO macros VALUES (?,?,?,?,?,?)",
-                         (m.name, len(m.arguments), json.dumps(list(m.arguments)),
-                          m.definition, m.description, m.path))
-        for n, d in side.stories.items():
-            conn.execute("INSERT OR IGNORE INTO stories VALUES (?,?,?)",
-                         (n, src.name, json.dumps(d, default=str)))
-    ind.recount(conn)
-    for t in attack.default().all_techniques():
-        conn.execute("INSERT OR REPLACE INTO attack_techniques VALUES (?,?,?,?,?,?,?)",
-                     (t.id, t.name, json.dumps(list(t.tactics)), t.parent, t.url,
-                      int(t.revoked), int(t.deprecated)))
-    conn.commit()
-    conn.close()
 
 
 def free_port() -> int:
