@@ -138,6 +138,20 @@ TACTIC_NAMES: dict[str, str] = {t[0]: t[1] for t in TACTICS}
 TECHNIQUE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 
+def technique_names(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, str]:
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    return {
+        r[0]: r[1]
+        for r in conn.execute(
+            f"SELECT technique, name FROM attack_techniques WHERE technique IN "
+            f"({','.join('?' * len(ids))})",
+            ids,
+        )
+    }
+
+
 def tactic_name(short: str) -> str:
     return TACTIC_NAMES.get(short, short.replace("-", " ").title())
 
