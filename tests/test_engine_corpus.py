@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import OTRF, ROOT, SIGMA
+from conftest import OTRF, SIGMA
 from ruleatlas.cli import app
 from ruleatlas.engine.catalog import from_repos, rule_from_dict
 from ruleatlas.engine.readers import read_events
 from ruleatlas.engine.runner import Engine, prepare
 from ruleatlas.engine.testing import run_tests, summary
-from ruleatlas.model import analysis_to_dict
 from ruleatlas.store.results import read_results
 
 # Ratchet: these may only go up (pass) / stay at zero (fail). docs/engine.md lists exceptions.
@@ -94,22 +91,14 @@ def test_prefilter_is_sound_on_otrf_events():
 # ------------------------------------------------------------------------------ CLI
 
 
-def make_catalog(path: Path, rules) -> None:
-    """A catalog file with the project's schema and the given rules (rule_json/analysis_json as
-    the build writes them)."""
-    conn = sqlite3.connect(path)
-    conn.executescript((ROOT / "src/ruleatlas/store/schema.sql").read_text())
-    for lr in rules:
-        r = lr.rule
-        rj = json.loads(json.dumps(dataclasses.asdict(r), default=str))
-        conn.execute(
-            "INSERT INTO rules (id, source, root, path, title, language, query, body, rule_json,"
-            " analysis_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (r.id, r.source, lr.root, r.path, r.title, r.language, r.query, r.body,
-             json.dumps(rj), json.dumps(analysis_to_dict(lr.analysis), default=str)),
-        )
-    conn.commit()
-    conn.close()
+@pytest.fixture(scope="module")
+def built_db(tmp_path_factory):
+    """The Sigma corpus built into a catalog file by the project's own build."""
+    from ruleatlas.build import build
+
+    db = tmp_path_factory.mktemp("cat") / "cat.db"
+    build([SIGMA], db)
+    return db
 
 
 def test_rule_json_round_trip(regression_rules):
@@ -118,10 +107,10 @@ def test_rule_json_round_trip(regression_rules):
     assert back.tests == r.tests and back.id == r.id and back.logsource == r.logsource
 
 
-def test_cli_test_json_and_stored_results(tmp_path, regression_rules):
-    db = tmp_path / "cat.db"
-    make_catalog(db, regression_rules[:12])
-    res = CliRunner().invoke(app, ["test", "--db", str(db), "--format", "json"])
+def test_cli_test_json_and_stored_results(built_db, regression_rules):
+    db = built_db
+    ids = [lr.rule.id for lr in regression_rules[:12]]
+    res = CliRunner().invoke(app, ["test", *ids, "--db", str(db), "--format", "json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 12
@@ -131,18 +120,24 @@ def test_cli_test_json_and_stored_results(tmp_path, regression_rules):
     assert all(stored[r["id"]]["status"] == r["status"] for r in rows)
 
 
-def test_cli_test_one_rule_by_id(tmp_path, regression_rules):
-    db = tmp_path / "cat.db"
-    make_catalog(db, regression_rules[:5])
+def test_cli_test_all_from_the_catalog(built_db):
+    res = CliRunner().invoke(app, ["test", "--db", str(built_db), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert sum(r["status"] == "pass" for r in rows) >= MIN_PASS
+    assert not [r for r in rows if r["status"] == "fail"]
+
+
+def test_cli_test_one_rule_by_id(built_db, regression_rules):
+    db = built_db
     rid = regression_rules[2].rule.id
     res = CliRunner().invoke(app, ["test", rid, "--db", str(db), "--format", "json"])
     assert res.exit_code == 0, res.output
     assert [r["id"] for r in json.loads(res.stdout)] == [rid]
 
 
-def test_cli_hunt_jsonl(tmp_path, regression_rules):
-    db = tmp_path / "cat.db"
-    make_catalog(db, regression_rules)
+def test_cli_hunt_jsonl(built_db):
+    db = built_db
     evtx = sorted((SIGMA / "regression_data").rglob("*.evtx"))[:20]
     res = CliRunner().invoke(app, ["hunt", *map(str, evtx), "--db", str(db),
                                    "--format", "jsonl"])
@@ -155,9 +150,8 @@ def test_cli_hunt_jsonl(tmp_path, regression_rules):
         assert d["source"] == "sigma" and d["matched"]
 
 
-def test_cli_hunt_csv_and_rule_filter(tmp_path, regression_rules):
-    db = tmp_path / "cat.db"
-    make_catalog(db, regression_rules)
+def test_cli_hunt_csv_and_rule_filter(built_db):
+    db = built_db
     evtx = sorted((SIGMA / "regression_data").rglob("*.evtx"))[:20]
     res = CliRunner().invoke(app, ["hunt", *map(str, evtx), "--db", str(db), "--format", "csv",
                                    "--rules", "*scheduled task*"])
@@ -173,9 +167,8 @@ def test_cli_hunt_missing_log_is_a_clear_error(tmp_path):
     assert "no such file" in res.output
 
 
-def test_cli_hunt_reports_a_corrupt_file_and_goes_on(tmp_path, regression_rules):
-    db = tmp_path / "cat.db"
-    make_catalog(db, regression_rules)
+def test_cli_hunt_reports_a_corrupt_file_and_goes_on(tmp_path, built_db):
+    db = built_db
     good = sorted((SIGMA / "regression_data").rglob("*.evtx"))[0]
     bad = tmp_path / "broken.evtx"
     bad.write_bytes(b"ElfFile\x00" + b"\x00" * 100)

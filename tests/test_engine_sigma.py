@@ -292,3 +292,21 @@ def test_prefilter_never_hides_a_match():
     b = [(f.rule.rule.id, f.event.position) for f in Engine(rules2, prefilter=False).run(evs)]
     assert sorted(a) == sorted(b)
     assert len(a) == 4
+
+
+def test_product_gate_for_rules_routing_cannot_narrow():
+    # product cisco (unknown to the routing table): never on Windows events
+    d = "    keywords:\n        - 'username'\n    condition: keywords"
+    er = _rule(d, logsource="    product: cisco\n    service: aaa")
+    win = Event({"Channel": SYSMON, "EventID": 1, "CommandLine": "net user username"}, "m", 1)
+    other = Event({"message": "username admin privilege 15"}, "m", 2)
+    found = [f.event.position for f in Engine([er]).run([win, other])]
+    assert found == [2]
+
+
+def test_keyword_findings_name_the_keywords():
+    d = "    keywords:\n        - 'mimikatz'\n        - 'sekurlsa::'\n    condition: keywords"
+    er = _rule(d, logsource="    product: windows")
+    ev = Event({"Channel": "Security", "EventID": 4688, "CommandLine": "mimikatz.exe"}, "m", 1)
+    [f] = Engine([er]).run([ev])
+    assert f.matched["keywords"] == ["mimikatz"]

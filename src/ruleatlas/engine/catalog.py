@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruleatlas.model import Analysis, Rule, TestRef, analysis_from_dict
+from ruleatlas.model import Analysis, Rule, analysis_from_dict
 
 _RULE_FIELDS = {f.name: f for f in dataclasses.fields(Rule)}
 
@@ -29,18 +29,10 @@ class LoadedRule:
 
 
 def rule_from_dict(d: Mapping[str, Any]) -> Rule:
-    """A :class:`Rule` from its JSON form (``rules.rule_json``): lists back to tuples."""
-    kw: dict[str, Any] = {}
-    for k, v in d.items():
-        if k not in _RULE_FIELDS:
-            continue
-        if k == "tests":
-            v = tuple(TestRef(**{a: b for a, b in t.items()
-                                 if a in TestRef.__dataclass_fields__}) for t in v or ())
-        elif isinstance(v, list):
-            v = tuple(v)
-        kw[k] = v
-    return Rule(**kw)
+    """A :class:`Rule` from its JSON form (``rules.rule_json``), through the store's codec."""
+    from ruleatlas.store.codec import rule_from_dict as decode
+
+    return decode(d)
 
 
 def tactics_of(rule: Rule) -> tuple[str, ...]:

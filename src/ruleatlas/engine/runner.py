@@ -23,15 +23,18 @@ from ruleatlas.engine.aggregate import Aggregator, AggSpec, parse_stats
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
-from ruleatlas.engine.matcher import Anchor, Prefilter, anchors
+from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
 from ruleatlas.model import (
     Analysis,
     Condition,
     Node,
+    Op,
     Opaque,
+    Pattern,
     Predicate,
     Rule,
     StageKind,
+    predicates,
     walk,
 )
 
@@ -55,6 +58,7 @@ class EngineRule:
     result: Matcher | None = None
     fields: tuple[str, ...] = ()
     tactics: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
 
@@ -81,6 +85,20 @@ def _fields_of(node: Node | None) -> list[str]:
         elif isinstance(n, Condition):
             out.extend(n.fields or sorted(term_fields(n.expr)))
     return list(dict.fromkeys(out))
+
+
+def _keywords_of(node: Node | None) -> tuple[str, ...]:
+    """Lowered literals of the positive keyword predicates (shown as ``matched.keywords``)."""
+    out: list[str] = []
+    for p, positive in predicates(node):
+        if positive and (p.op is Op.KEYWORD or p.field is None):
+            for v in p.values:
+                lit = v.literal() if isinstance(v, Pattern) else v
+                if isinstance(v, Pattern) and lit is None:
+                    lit = max((x for x in v.parts if isinstance(x, str)), key=len, default="")
+                if isinstance(lit, str) and lit:
+                    out.append(lit.lower())
+    return tuple(dict.fromkeys(out))
 
 
 def _computed(analysis: Analysis) -> set[str]:
@@ -161,6 +179,7 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
     er = EngineRule(rule, analysis, route, tactics=tactics)
     er.reason = why_not_runnable(rule, analysis)
     er.fields = tuple(_fields_of(analysis.condition))
+    er.keywords = _keywords_of(analysis.condition)
     if er.reason:
         return er
     try:
@@ -225,6 +244,25 @@ def matched_fields(fields: Mapping[str, Any], names: Iterable[tuple[str, str]]) 
 # --------------------------------------------------------------------------------------------
 
 
+def is_windows_key(key: Key) -> bool:
+    """A Windows event log record: a channel name (not a sourcetype) and a numeric event id."""
+    ch, eid = key
+    return (ch is not None and ":" not in ch and eid is not None and eid.isdigit()
+            and not ch.lower().startswith("linux"))
+
+
+def product_ok(er: EngineRule, key: Key) -> bool:
+    """The Sigma ``product`` gate for rules the routing table cannot narrow (route "any"): a
+    ``product: cisco`` keyword rule must not run on Windows events, nor a ``product: windows``
+    rule on CloudTrail records."""
+    if not er.route.any or er.rule.language != "sigma":
+        return True
+    product = str(er.rule.logsource.get("product") or "").lower()
+    if not product:
+        return True
+    return (product == "windows") == is_windows_key(key)
+
+
 class _Group:
     __slots__ = ("matchers", "names", "prefilter", "probe", "slots", "spaced")
 
@@ -272,7 +310,7 @@ class Engine:
         g = self._groups.get(key)
         if g is None:
             chosen = [(i, r) for i, r in enumerate(self.rules)
-                      if not self.use_route or r.route.accepts(key)]
+                      if not self.use_route or (r.route.accepts(key) and product_ok(r, key))]
             g = self._groups[key] = _Group(key, chosen, 1 if self.use_prefilter else 10**9)
         return g
 
@@ -296,7 +334,11 @@ class Engine:
                     continue
                 if er.result is not None and not er.result(fields):
                     continue
-                yield Finding(er, event, matched_fields(fields, g.names[s]))
+                found = matched_fields(fields, g.names[s])
+                if er.keywords:
+                    text = text_values(fields)
+                    found["keywords"] = [k for k in er.keywords if k in text]
+                yield Finding(er, event, found)
 
     def finish(self) -> Iterator[Finding]:
         """Findings of the aggregating rules, once every event has been seen."""
