@@ -547,3 +547,11 @@ def test_query_time_limit(web_db: Path) -> None:
         pool.run(lambda c: c.execute(slow).fetchone(), timeout=0.2)
     assert pool.run(lambda c: c.execute("SELECT count(*) FROM rules").fetchone()[0]) > 0
     pool.close()
+
+
+def test_head_requests_and_no_control_characters_in_json(client: TestClient) -> None:
+    r = client.head(f"/rules/{EXAMPLE_ID}")
+    assert r.status_code == 200 and r.content == b""
+    raw = client.get("/api/rules", params={"q": "wmiexec"}).content
+    assert b"\\u0002" not in raw and b"\x02" not in raw
+    assert "<<" in json.dumps(client.get("/api/rules", params={"q": "wmiexec"}).json()["rows"])

@@ -133,7 +133,9 @@ def create_app(db_path: str | Path) -> Starlette:
         if as_json or page.template is None:
             if page.template is None:
                 return json_response(data)
-            return json_response({"ok": True, **data})
+            # keys starting with "_" feed the template only (raw snippet markers, ...)
+            return json_response({"ok": True, **{k: v for k, v in data.items()
+                                                 if not k.startswith("_")}})
         raw = request.scope.get("raw_path")
         path = raw.decode("latin-1") if raw else quote(request.url.path)
         api_url = "/api" + (path if path != "/" else "") + (

@@ -57,7 +57,7 @@ def build_rules(ctx: Ctx) -> dict[str, Any]:
         "total": res.total,
         "pages": pages,
         "rows": [h.to_dict() for h in res.hits],
-        "snippets": {h.id: h.snippet for h in res.hits if h.snippet},
+        "_snippets": {h.id: h.snippet for h in res.hits if h.snippet},  # template only
         "facets": {k: [[v, n] for v, n in rows] for k, rows in res.facets.items()},
         "technique_names": browse.technique_names(
             ctx.conn, [v for v, _ in res.facets.get("technique", ())]),
