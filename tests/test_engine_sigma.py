@@ -310,3 +310,13 @@ def test_keyword_findings_name_the_keywords():
     ev = Event({"Channel": "Security", "EventID": 4688, "CommandLine": "mimikatz.exe"}, "m", 1)
     [f] = Engine([er]).run([ev])
     assert f.matched["keywords"] == ["mimikatz"]
+
+
+def test_retired_rules_are_recognised():
+    from ruleatlas.engine.catalog import is_retired
+
+    r = rule_from_text("title: t\nid: x\nstatus: test\nlogsource:\n    product: windows\n"
+                       "detection:\n    sel:\n        a: b\n    condition: sel\n",
+                       path="deprecated/windows/x.yml")
+    assert is_retired(r)
+    assert not is_retired(rule_from_text("title: t\nid: x\n", path="rules/windows/x.yml"))

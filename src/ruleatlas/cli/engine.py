@@ -129,15 +129,22 @@ def hunt_cmd(
                                          "path glob (repeat)."),
     fmt: HuntFormat = typer.Option(HuntFormat.table, "--format",
                                    help="table, json, jsonl or csv"),
+    retired: bool = typer.Option(False, "--include-retired",
+                                 help="Also run deprecated and unsupported rules."),
 ) -> None:
-    """Run every applicable rule over the logs; findings plus a summary by rule and tactic."""
-    from ruleatlas.engine.catalog import select
+    """Run every applicable rule over the logs; findings plus a summary by rule and tactic.
+
+    Deprecated and unsupported rules (Sigma's deprecated/ and unsupported/ folders, status
+    deprecated/unsupported) are left out unless --include-retired."""
+    from ruleatlas.engine.catalog import is_retired, select
     from ruleatlas.engine.hunt import HuntReport, hunt
 
     missing = [p for p in logs if not Path(p).exists()]
     if missing:
         raise _fail(f"no such file or folder: {', '.join(missing)}")
     loaded = select(_load(db, repo), rules)
+    if not retired:
+        loaded = [lr for lr in loaded if not is_retired(lr.rule)]
     report = HuntReport()
     con = _err()
     findings: list[dict[str, Any]] = []

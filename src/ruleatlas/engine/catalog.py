@@ -95,6 +95,16 @@ def from_repos(roots: Iterable[str | Path], with_tests_only: bool = False,
     return out
 
 
+RETIRED_FOLDERS = ("deprecated/", "unsupported/")
+RETIRED_STATUS = frozenset({"deprecated", "unsupported", "retired"})
+
+
+def is_retired(rule: Rule) -> bool:
+    """Deprecated or unsupported rules (kept in the catalog, left out of hunting by default)."""
+    return (rule.path.startswith(RETIRED_FOLDERS)
+            or (rule.status or "").lower() in RETIRED_STATUS)
+
+
 def select(rules: Sequence[LoadedRule], filters: Sequence[str] | None) -> list[LoadedRule]:
     """Rules whose id, title, path or source matches any filter (exact id, or a glob on
     title/path, case-insensitive; ``sigma``/``splunk`` pick a source)."""
