@@ -193,6 +193,21 @@ def _work_rule(task: tuple[str, str]) -> tuple[Any, ...]:
     return _pack_rule(root, rule_from_json(rule_json), ctx)
 
 
+def _warm() -> None:
+    """Import and load what every worker needs once, before forking (workers inherit it)."""
+    from ruleatlas.languages import _load_builtin
+
+    _load_builtin()
+    try:
+        from ruleatlas.coverage.table import load_table
+        from ruleatlas.sources.sigma import _pysigma
+
+        load_table()
+        _pysigma("detection")
+    except Exception:  # warming is an optimisation only
+        pass
+
+
 def _run(fn: Callable[[Any], Any], tasks: list[Any], workers: int | None,
          progress: Progress | None, label: str) -> Iterator[Any]:
     """Results of ``fn`` over ``tasks`` in order; a forked pool when there are many."""
@@ -200,6 +215,8 @@ def _run(fn: Callable[[Any], Any], tasks: list[Any], workers: int | None,
     nproc = workers if workers is not None else (os.cpu_count() or 1)
     if total >= POOL_MIN_TASKS and nproc > 1:
         import multiprocessing as mp
+
+        _warm()
 
         with mp.get_context("fork").Pool(nproc) as pool:
             for i, res in enumerate(pool.imap(fn, tasks, chunksize=16), 1):
@@ -232,6 +249,32 @@ class _Repo:
     unchanged: int = 0
     deleted: int = 0
     reanalyzed: int = 0
+
+
+# Folders a source's side tables are read from. When none of their files changed (size, mtime)
+# and no rule file of the repository needs analysis, a rebuild does not read them at all.
+# A source without an entry has its side tables read on every build (always correct).
+SIDE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "splunk": ("macros", "stories", "data_sources", "lookups"),
+}
+
+
+def _side_signature(root: str, source: str) -> str | None:
+    folders = SIDE_FOLDERS.get(source)
+    if folders is None:
+        return None
+    h = hashlib.sha256()
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, folder)):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue
+                h.update(f"{full}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _resolve_repos(repos: Iterable[str | Path]) -> list[tuple[str, Source]]:
@@ -313,7 +356,15 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
     t = time.perf_counter()
     reanalyze: list[_Repo] = []
     old_digest = writer.side_digests(conn)
+    busy = {root for root, _ in file_tasks}
+    new_sigs: dict[str, str] = {}
     for repo in state:
+        sig = _side_signature(repo.root, repo.src.name)
+        if (sig is not None and repo.root not in busy and repo.root in old_digest
+                and cat.meta(f"side_signature:{repo.root}") == sig):
+            continue  # side files untouched and nothing to analyze: do not read them
+        if sig is not None:
+            new_sigs[repo.root] = sig
         side = repo.src.side_tables(Path(repo.root))
         repo.side = side
         _CTX[repo.root] = (repo.src, AnalysisContext(macros=side.macros,
@@ -326,7 +377,8 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
     deleted = {repo.root: set(stored.get(repo.root, {})) - {f[0] for f in repo.files}
                for repo in state}
     nothing = (not file_tasks and not reanalyze and not any(deleted.values())
-               and not hash_updates and all(r.root in old_digest for r in state))
+               and not hash_updates and not new_sigs
+               and all(r.root in old_digest for r in state))
     if nothing:
         timings["total"] = time.perf_counter() - t0
         return BuildSummary(str(cat.path), tuple(_summaries(cat, state)),
@@ -336,9 +388,11 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
         w = writer.Writer(conn)
         t = time.perf_counter()
         w.attack_techniques()
+        for root, sig in new_sigs.items():
+            w.set_meta(f"side_signature:{root}", sig)
         for repo in state:
-            assert repo.side is not None
-            w.side_tables(repo.root, repo.src.name, repo.side)
+            if repo.side is not None:
+                w.side_tables(repo.root, repo.src.name, repo.side)
             repo.deleted = len(deleted[repo.root])
             for rel in sorted(deleted[repo.root]):
                 w.drop_file(repo.root, rel)

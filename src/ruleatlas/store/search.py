@@ -148,7 +148,8 @@ def _event_filter(v: str) -> tuple[str, list[Any]]:
             "e.channel = ? COLLATE NOCASE AND e.event_id = ?)", [ch, eid])
 
 
-_HAS_TESTS = "(instr(r.rule_json, '\"tests\": [{') > 0)"
+_HAS_TESTS = ("(instr(r.rule_json, '\"tests\": [{') > 0 OR "
+              "instr(r.rule_json, '\"tests\":[{') > 0)")
 
 
 def _test_filter(v: str) -> tuple[str, list[Any]]:
