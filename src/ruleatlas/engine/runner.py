@@ -299,6 +299,7 @@ class Engine:
         self.use_prefilter = prefilter
         self.use_route = route
         self._groups: dict[Key, _Group] = {}
+        self._keys: dict[tuple[Any, Any], Key] = {}  # (Channel, EventID) as read -> key
         self.aggregators: dict[int, Aggregator] = {
             i: Aggregator(r.agg, r.result or (lambda _: True))
             for i, r in enumerate(self.rules) if r.agg is not None
@@ -318,8 +319,17 @@ class Engine:
         """Findings of the stateless rules on one event; feeds the aggregating ones."""
         self.events += 1
         fields = event.fields
-        key = event_key(fields) if self.use_route else (None, None)
-        g = self._group(key)
+        if self.use_route:
+            ck = (fields.get("Channel"), fields.get("EventID"))
+            cacheable = type(ck[0]) is str and type(ck[1]) in (int, str)
+            key = self._keys.get(ck) if cacheable else None
+            if key is None:
+                key = event_key(fields)
+                if cacheable and len(self._keys) < 4096:
+                    self._keys[ck] = key
+        else:
+            key = (None, None)
+        g = self._groups.get(key) or self._group(key)
         if g.spaced or g.probe:
             _space_aliases(g, fields)
         slots = g.prefilter.candidates(fields)
