@@ -73,6 +73,10 @@ def parse_stats(command: str, text: str, by: tuple[str, ...] = ()) -> AggSpec:
         pos = m.end()
         fn = ALIASES.get(m.group("fn").lower(), m.group("fn").lower())
         arg = m.group("arg")
+        after = funcs_text[m.start("fn") + len(m.group("fn")):].lstrip()
+        if arg is None and after.startswith("("):
+            raise NotRunnable(f"{command} {m.group('fn')}() with a nested expression "
+                              "(eval(...)) is not supported")
         if fn not in AGG_FUNCS:
             raise NotRunnable(f"{command} function {m.group('fn')}() is not supported")
         if arg is not None and (("*" in arg and arg != "*") or "eval(" in arg):
@@ -107,7 +111,8 @@ def _order_key(v: Any) -> tuple[int, Any]:
 
 
 class _State:
-    __slots__ = ("count", "first", "last", "lst", "max", "min", "n", "seen", "sum", "values")
+    __slots__ = ("count", "first", "last", "lst", "max", "min", "n", "nums", "seen", "sq", "sum",
+                 "values")
 
     def __init__(self) -> None:
         self.count = 0
@@ -117,7 +122,9 @@ class _State:
         self.min: Any = None
         self.max: Any = None
         self.sum = 0.0
+        self.sq = 0.0
         self.n = 0
+        self.nums: list[float] = []
         self.first: Any = None
         self.last: Any = None
 
@@ -140,7 +147,10 @@ def _update(st: _State, f: AggFunc, ev: Mapping[str, Any]) -> None:
         n = as_number(v)
         if n is not None:
             st.sum += n
+            st.sq += n * n
             st.n += 1
+            if len(st.nums) < 100000:
+                st.nums.append(n)
         if st.first is None:
             st.first = v
         st.last = v
@@ -154,7 +164,37 @@ def _num_out(x: float) -> int | float:
     return int(x) if x.is_integer() else x
 
 
+def _var(s: _State, sample: bool) -> float | None:
+    d = s.n - 1 if sample else s.n
+    if d <= 0:
+        return None
+    mean = s.sum / s.n
+    return max(s.sq / d - mean * mean * s.n / d, 0.0)
+
+
+def _median(s: _State) -> Any:
+    if not s.nums:
+        return None
+    xs = sorted(s.nums)
+    return _num_out(xs[(len(xs) - 1) // 2])  # Splunk takes the lower middle value
+
+
+def _mode(s: _State) -> Any:
+    if not s.lst:
+        return None
+    counts: dict[str, int] = {}
+    for v in s.lst:
+        counts[to_text(v)] = counts.get(to_text(v), 0) + 1
+    return max(counts, key=lambda k: counts[k])
+
+
 AGG_FUNCS: dict[str, Callable[[_State], Any]] = {
+    "stdev": lambda s: None if (v := _var(s, True)) is None else v ** 0.5,
+    "stdevp": lambda s: None if (v := _var(s, False)) is None else v ** 0.5,
+    "var": lambda s: _var(s, True),
+    "varp": lambda s: _var(s, False),
+    "median": _median,
+    "mode": _mode,
     "count": lambda s: s.count,
     "dc": lambda s: len(s.seen),
     "values": lambda s: [s.values[k] for k in sorted(s.values)],
