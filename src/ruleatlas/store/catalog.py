@@ -363,7 +363,8 @@ class Catalog:
     def errors(self, source: str | None = None, side: bool | None = None) -> list[ErrorRow]:
         """Load errors (rule files and, with ``side=None``, side-table files), by path."""
         sql = "SELECT source, root, path, line, col, kind, reason, side FROM load_errors"
-        cl, ps = [], []
+        cl: list[str] = []
+        ps: list[Any] = []
         if source:
             cl.append("source = ?")
             ps.append(source)
