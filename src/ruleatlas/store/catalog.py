@@ -268,7 +268,7 @@ class Catalog:
 
     def search_rules(self, q: _search.RuleQuery) -> _search.RulePage:
         """Browse and full-text search; see ``store.search``."""
-        return _search.search_rules(self.conn, q)
+        return _search.search_rules(self.conn, q, self._cache)
 
     def rule_attack(self, rule_id: str) -> list[dict[str, Any]]:
         """``[{"technique", "name", "tactics", "known", "revoked", ...}]`` of one rule; ids the

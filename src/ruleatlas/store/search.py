@@ -164,22 +164,22 @@ def _test_filter(v: str) -> tuple[str, list[Any]]:
             [v])
 
 
-# Facet name -> SQL listing (value) rows for the matched rules ``m(id)``.
+# Facet name -> SQL listing (rule id, value) rows over the whole catalog.
 _FACETS: dict[str, str] = {
-    "source": "SELECT r.source FROM rules r JOIN m ON m.id = r.id",
-    "status": "SELECT coalesce(r.status, '') FROM rules r JOIN m ON m.id = r.id",
-    "severity": "SELECT lower(coalesce(r.severity, '')) FROM rules r JOIN m ON m.id = r.id",
-    "language": "SELECT r.language FROM rules r JOIN m ON m.id = r.id",
-    "type": "SELECT coalesce(r.type, '') FROM rules r JOIN m ON m.id = r.id",
+    "source": "SELECT id, source FROM rules",
+    "status": "SELECT id, coalesce(status, '') FROM rules",
+    "severity": "SELECT id, lower(coalesce(severity, '')) FROM rules",
+    "language": "SELECT id, language FROM rules",
+    "type": "SELECT id, coalesce(type, '') FROM rules",
     "tactic": (
-        "SELECT DISTINCT ra.rule_id, j.value FROM rule_attack ra JOIN m ON m.id = ra.rule_id "
+        "SELECT DISTINCT ra.rule_id, j.value FROM rule_attack ra "
         "JOIN attack_techniques t ON t.technique = ra.technique, json_each(t.tactics) j"
     ),
-    "technique": "SELECT ra.technique FROM rule_attack ra JOIN m ON m.id = ra.rule_id",
-    "data_source": "SELECT d.data_source FROM rule_data_sources d JOIN m ON m.id = d.rule_id",
+    "technique": "SELECT rule_id, technique FROM rule_attack",
+    "data_source": "SELECT rule_id, data_source FROM rule_data_sources",
     "event": (
-        "SELECT e.channel || CASE WHEN e.event_id = '' THEN '' ELSE ' ' || e.event_id END "
-        "FROM rule_events e JOIN m ON m.id = e.rule_id"
+        "SELECT rule_id, channel || CASE WHEN event_id = '' THEN '' ELSE ' ' || event_id END "
+        "FROM rule_events"
     ),
 }
 FACET_LIMIT = 50
@@ -199,8 +199,46 @@ def _where(q: RuleQuery) -> tuple[list[str], list[Any], str | None]:
     return clauses, params, match
 
 
-def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
-    """One page of rules matching ``q``, ranked (bm25 when there is text), with facets."""
+def _facet_index(conn: sqlite3.Connection,
+                 cache: dict[str, Any] | None) -> dict[str, dict[str, list[str]]]:
+    """Facet name -> rule id -> values, for the whole catalog; kept in ``cache`` (the Catalog's)
+    until another connection commits (``PRAGMA data_version`` changes)."""
+    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    if cache is not None:
+        got = cache.get("facets")
+        if got is not None and got[0] == version:
+            return got[1]  # type: ignore[no-any-return]
+    index: dict[str, dict[str, list[str]]] = {}
+    for name, sql in _FACETS.items():
+        per: dict[str, list[str]] = {}
+        for rid, v in conn.execute(sql):
+            per.setdefault(rid, []).append(str(v))
+        index[name] = per
+    if cache is not None:
+        cache["facets"] = (version, index)
+    return index
+
+
+def _facets(conn: sqlite3.Connection, ids: list[str],
+            cache: dict[str, Any] | None) -> dict[str, list[tuple[str, int]]]:
+    index = _facet_index(conn, cache)
+    out: dict[str, list[tuple[str, int]]] = {}
+    for name, per in index.items():
+        counts: dict[str, int] = {}
+        for rid in ids:
+            for v in per.get(rid, ()):
+                counts[v] = counts.get(v, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        out[name] = ranked[:FACET_LIMIT]
+    return out
+
+
+def search_rules(conn: sqlite3.Connection, q: RuleQuery,
+                 cache: dict[str, Any] | None = None) -> RulePage:
+    """One page of rules matching ``q``, ranked (bm25 when there is text), with facets.
+
+    ``cache`` (a dict the caller keeps, e.g. ``Catalog._cache``) holds the per-rule facet
+    values between calls, so facets cost a pass over the matched ids, not one SQL per facet."""
     if q.sort not in SORTS:
         raise SearchError(f"unknown sort {q.sort!r}; one of {', '.join(SORTS)}")
     if q.page < 1 or q.per_page < 1:
@@ -212,7 +250,7 @@ def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
     rank = "0"
     snippet = "NULL"
     if match is not None:
-        frm = "rules_fts f JOIN rules r ON r.rowid = f.rowid"
+        frm = "rules_fts f CROSS JOIN rules r ON r.rowid = f.rowid"  # FTS drives
         clauses.insert(0, "rules_fts MATCH ?")
         params.insert(0, match)
         rank = "bm25(rules_fts, 0.0, 10.0, 3.0, 1.0)"
@@ -227,29 +265,34 @@ def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
         "modified": "coalesce(r.modified, r.date, '') DESC, r.title COLLATE NOCASE",
     }[q.sort]
     (total,) = conn.execute(f"SELECT count(*) FROM {frm}{where}", params).fetchone()
-    sql = (
-        f"SELECT r.id, r.source, r.title, r.status, r.severity, r.type, r.language, {snippet}, "
-        f"(SELECT group_concat(technique, ' ') FROM rule_attack ra WHERE ra.rule_id = r.id), "
-        f"r.path FROM {frm}{where} ORDER BY {order} LIMIT ? OFFSET ?"
-    )
+    # The page first (cheap columns only: SQLite computes every selected column of every
+    # matching row before sorting), then snippets and techniques for the page's rows alone.
+    page_rows = conn.execute(
+        f"SELECT r.rowid, r.id, r.source, r.title, r.status, r.severity, r.type, r.language, "
+        f"r.path FROM {frm}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+        [*params, q.per_page, (q.page - 1) * q.per_page],
+    ).fetchall()
+    snippets: dict[int, str] = {}
+    techniques: dict[str, list[str]] = {}
+    if page_rows:
+        marks = ", ".join("?" * len(page_rows))
+        if match is not None:
+            snippets = dict(conn.execute(
+                f"SELECT rowid, {snippet} FROM rules_fts WHERE rules_fts MATCH ? "
+                f"AND rowid IN ({marks})", [match, *(r[0] for r in page_rows)]))
+        for rid, tech in conn.execute(
+                f"SELECT rule_id, technique FROM rule_attack WHERE rule_id IN ({marks}) "
+                f"ORDER BY technique", [r[1] for r in page_rows]):
+            techniques.setdefault(rid, []).append(tech)
     rows = [
-        RuleSummary(a, b, c, d, e, f_, g, h, tuple(sorted((t or "").split())), p)
-        for a, b, c, d, e, f_, g, h, t, p in conn.execute(
-            sql, [*params, q.per_page, (q.page - 1) * q.per_page]
-        )
+        RuleSummary(rid, src, title, status, sev, typ, lang, snippets.get(rowid),
+                    tuple(techniques.get(rid, ())), path)
+        for rowid, rid, src, title, status, sev, typ, lang, path in page_rows
     ]
     facets: dict[str, list[tuple[str, int]]] = {}
     if q.facets and total:
-        cte = f"WITH m(id) AS (SELECT r.id FROM {frm}{where}) "
-        for name, inner in _FACETS.items():
-            val = "v2" if name == "tactic" else "v"
-            cols = "(k, v2)" if name == "tactic" else "(v)"
-            got = conn.execute(
-                f"{cte}, x{cols} AS ({inner}) SELECT {val}, count(*) AS n FROM x "
-                f"GROUP BY {val} ORDER BY n DESC, {val} LIMIT {FACET_LIMIT}",
-                params,
-            ).fetchall()
-            facets[name] = [(str(v), int(n)) for v, n in got]
+        ids = [r[0] for r in conn.execute(f"SELECT r.id FROM {frm}{where}", params)]
+        facets = _facets(conn, ids, cache)
     return RulePage(int(total), rows, facets, q.page, q.per_page)
 
 
