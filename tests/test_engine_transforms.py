@@ -125,3 +125,13 @@ def test_anchored_ops():
 
 def test_to_text():
     assert to_text(4104) == "4104" and to_text(True) == "true" and to_text(4.0) == "4"
+
+
+@pytest.mark.parametrize(("pattern", "literal"), [
+    ("abc.*def", "abc"), ("(?i)Invoke-(Expression|Mimikatz)", "invoke-"), ("a|b", None),
+    ("(abc)?def", "def"), ("[a-z]+", None), ("x{2}yz", "yz"), (r"\\windows\\temp", "\\windows\\temp"),
+])
+def test_regex_literal_anchor(pattern, literal):
+    from ruleatlas.engine.matcher import regex_literal
+
+    assert regex_literal(pattern) == literal

@@ -20,7 +20,7 @@ from typing import Any
 import ahocorasick
 
 from ruleatlas.engine.sigma_semantics import TransformError, as_pattern, expand, to_text
-from ruleatlas.model import And, Const, Node, Not, Op, Or, Pattern, Predicate
+from ruleatlas.model import And, Const, Node, Not, Op, Or, Pattern, Predicate, Regex
 
 Anchor = tuple[str, str]  # (event field, lowered literal)
 ALL_FIELDS = "\x00*"  # anchor field of keywords: the text of every field, joined
@@ -43,9 +43,56 @@ def _literal_of(v: Any) -> str | None:
     return None
 
 
+def regex_literal(pattern: str) -> str | None:
+    """The longest literal every match of ``pattern`` must contain (lowered), or None.
+
+    Reads Python's own regex parse: runs of LITERAL at the top level, inside groups and inside
+    repeats of at least one; alternations, classes and optional parts break a run."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        tree = _parser.parse(pattern)
+    except Exception:
+        return None
+    c = _parser  # opcode names live on the parser module's constants
+    lit_op, sub_op = c.LITERAL, c.SUBPATTERN
+    reps = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None))
+    runs: list[str] = []
+
+    def walk(seq: Any) -> None:
+        cur: list[str] = []
+        for op, av in seq:
+            if op is lit_op:
+                cur.append(chr(av))
+                continue
+            if cur:
+                runs.append("".join(cur))
+                cur = []
+            if op is sub_op:
+                walk(av[-1])
+            elif op in reps and av[0] >= 1:
+                walk(av[2])
+        if cur:
+            runs.append("".join(cur))
+
+    walk(tree)
+    best = max(runs, key=len, default="")
+    return best.lower() or None
+
+
 def _pred_anchors(p: Predicate, fm: Mapping[str, str]) -> set[Anchor] | None:
     if p.negated:
         return None
+    if p.op is Op.REGEX and p.field is not None and not p.match_all:
+        out: set[Anchor] = set()
+        name = fm.get(p.field, p.field)
+        for v in p.values:
+            pat = v.pattern if isinstance(v, Regex) else v if isinstance(v, str) else None
+            lit = regex_literal(pat) if pat is not None else None
+            if lit is None:
+                return None
+            out.add((name, lit))
+        return out
     if p.op is Op.KEYWORD or p.field is None:
         name = ALL_FIELDS
     elif p.op not in _ANCHOR_OPS:
