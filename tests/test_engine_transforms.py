@@ -129,7 +129,8 @@ def test_to_text():
 
 @pytest.mark.parametrize(("pattern", "literal"), [
     ("abc.*def", "abc"), ("(?i)Invoke-(Expression|Mimikatz)", "invoke-"), ("a|b", None),
-    ("(abc)?def", "def"), ("[a-z]+", None), ("x{2}yz", "yz"), (r"\\windows\\temp", "\\windows\\temp"),
+    ("(abc)?def", "def"), ("[a-z]+", None), ("x{2}yz", "yz"),
+    (r"\\windows\\temp", "\\windows\\temp"),
 ])
 def test_regex_literal_anchor(pattern, literal):
     from ruleatlas.engine.matcher import regex_literal
