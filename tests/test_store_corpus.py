@@ -149,3 +149,31 @@ def test_readonly_catalog_refuses_writes(corpus_db: Path) -> None:
         with pytest.raises(CatalogError):
             with c.transaction():
                 pass
+
+
+def test_facets_match_independent_counts(cat: Catalog) -> None:
+    q = RuleQuery(text="powershell", source="sigma", per_page=5)
+    page = cat.search_rules(q)
+    ids = [r[0] for r in cat.conn.execute(
+        "SELECT r.id FROM rules r WHERE r.source = 'sigma' AND r.rowid IN "
+        "(SELECT rowid FROM rules_fts WHERE rules_fts MATCH 'powershell')")]
+    assert page.total == len(ids)
+    marks = ",".join("?" * len(ids))
+    want = dict(cat.conn.execute(
+        f"SELECT lower(coalesce(severity, '')), count(*) FROM rules WHERE id IN ({marks}) "
+        "GROUP BY 1", ids).fetchall())
+    assert dict(page.facets["severity"]) == want
+    tech = dict(cat.conn.execute(
+        f"SELECT technique, count(*) FROM rule_attack WHERE rule_id IN ({marks}) GROUP BY 1",
+        ids).fetchall())
+    for t, n in page.facets["technique"]:
+        assert tech[t] == n
+    assert page.facets["source"] == [("sigma", len(ids))]
+
+
+def test_test_status_filter(cat: Catalog) -> None:
+    tested = cat.search_rules(RuleQuery(test_status="untested", per_page=1, facets=False)).total
+    none = cat.search_rules(RuleQuery(test_status="none", per_page=1, facets=False)).total
+    results = cat.conn.execute("SELECT count(*) FROM test_results").fetchone()[0]
+    assert tested + none + results >= cat.stats()["rules"]
+    assert tested > 1000  # every Splunk detection names attack_data
