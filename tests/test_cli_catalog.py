@@ -156,3 +156,25 @@ def test_sync_without_network_fails_at_once(tmp_path: Path) -> None:
 
 def test_sync_rejects_malformed_url_option(tmp_path: Path) -> None:
     assert "NAME=URL" in run("sync", str(tmp_path), "--url", "nonsense", code=1)
+
+
+def test_example_page_body_end_to_end(tmp_path: Path) -> None:
+    """The example page's rule body (newer schema) built and shown: severity from the finding
+    score, the finding entity kept, ATT&CK named, stories listed."""
+    from conftest import EXAMPLE_PAGE
+
+    lines = EXAMPLE_PAGE.read_text(encoding="utf-8").splitlines()
+    body = "\n".join(lines[lines.index("Rule body splunk") + 1:
+                           lines.index("Stages and Predicates")]).strip() + "\n"
+    root = tmp_path / "security_content"
+    (root / "detections" / "endpoint").mkdir(parents=True)
+    (root / "macros").mkdir()
+    (root / "detections" / "endpoint" / "powershell_invoke_wmiexec_usage.yml").write_text(body)
+    db = str(tmp_path / "c.db")
+    run("build", "--db", db, str(root))
+    doc = json.loads(run("show", EXAMPLE_ID, "--db", db, "--format", "json"))
+    assert doc["severity"] == "medium"
+    assert doc["extra"]["finding"]["entity"]["score"] == 50
+    assert doc["attack"][0]["name"] == "Windows Management Instrumentation"
+    assert doc["stories"] == ["Scattered Lapsus$ Hunters", "Suspicious WMI Use"]
+    assert doc["body"] == body
