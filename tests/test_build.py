@@ -293,3 +293,26 @@ def test_progress_is_reported(tmp_path: Path) -> None:
     build([sig], tmp_path / "c.db", progress=lambda label, done, total: seen.append(
         (label, done, total)))
     assert seen[-1] == ("parse", 3, 3)
+
+
+def test_a_pipeline_failure_on_one_rule_is_a_located_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ruleatlas.build as b
+
+    real = b.rule_to_json
+
+    def flaky(rule: object) -> str:
+        if getattr(rule, "id", None) == ID_B:
+            raise RuntimeError("boom")
+        return real(rule)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(b, "rule_to_json", flaky)
+    sig = make_sigma(tmp_path)
+    db = tmp_path / "c.db"
+    build([sig], db, workers=1)
+    assert ids(db) == {ID_A, ID_C}
+    with Catalog.open(db, readonly=True) as c:
+        (err,) = c.errors()
+        assert (err.path, err.kind, err.line) == ("rules/windows/b.yml", "internal", 1)
+        assert "boom" in err.reason
+    accounted(db)

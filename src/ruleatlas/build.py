@@ -178,19 +178,40 @@ def _technique(t: str) -> str:
 
 
 def _work_file(task: tuple[str, str]) -> tuple[Any, ...]:
-    """Parse one file and analyze its rules: ``(path, sha256, errors, packed rules)``."""
+    """Parse one file and analyze its rules: ``(path, sha256, errors, packed rules)``.
+
+    Never raises: a failure of this pipeline on one rule (or file) becomes a located
+    ``internal`` load error of that file, and the build goes on."""
     root, path = task
-    src, ctx = _ctx(root)
-    fr: FileResult = src.load_file(Path(root), Path(root, path))
-    errs = tuple((e.line, e.col, e.kind, e.reason) for e in fr.errors)
-    return (path, fr.sha256, errs, tuple(_pack_rule(root, r, ctx) for r in fr.rules))
+    try:
+        src, ctx = _ctx(root)
+        fr: FileResult = src.load_file(Path(root), Path(root, path))
+    except Exception as e:
+        try:
+            digest = _sha256(Path(root, path))
+        except OSError:
+            digest = ""
+        return (path, digest, ((None, None, "internal",
+                                f"could not be loaded: {type(e).__name__}: {e}"),), ())
+    errs = [(e.line, e.col, e.kind, e.reason) for e in fr.errors]
+    packed = []
+    for r in fr.rules:
+        try:
+            packed.append(_pack_rule(root, r, ctx))
+        except Exception as e:
+            errs.append((r.line, None, "internal",
+                         f"rule {r.id} could not be stored: {type(e).__name__}: {e}"))
+    return (path, fr.sha256, tuple(errs), tuple(packed))
 
 
-def _work_rule(task: tuple[str, str]) -> tuple[Any, ...]:
-    """Analyze a stored rule again (side tables changed)."""
+def _work_rule(task: tuple[str, str]) -> tuple[Any, ...] | None:
+    """Analyze a stored rule again (side tables changed); None keeps the stored analysis."""
     root, rule_json = task
-    _, ctx = _ctx(root)
-    return _pack_rule(root, rule_from_json(rule_json), ctx)
+    try:
+        _, ctx = _ctx(root)
+        return _pack_rule(root, rule_from_json(rule_json), ctx)
+    except Exception:
+        return None
 
 
 def _warm() -> None:
@@ -215,11 +236,13 @@ def _run(fn: Callable[[Any], Any], tasks: list[Any], workers: int | None,
     nproc = workers if workers is not None else (os.cpu_count() or 1)
     if total >= POOL_MIN_TASKS and nproc > 1:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
         _warm()
-
-        with mp.get_context("fork").Pool(nproc) as pool:
-            for i, res in enumerate(pool.imap(fn, tasks, chunksize=16), 1):
+        # An executor, not mp.Pool: a worker that dies (out of memory) raises
+        # BrokenProcessPool instead of hanging the build.
+        with ProcessPoolExecutor(nproc, mp_context=mp.get_context("fork")) as pool:
+            for i, res in enumerate(pool.map(fn, tasks, chunksize=16), 1):
                 if progress and (i % 50 == 0 or i == total):
                     progress(label, i, total)
                 yield res
@@ -426,8 +449,9 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
             tasks = [(repo.root, j) for j in writer.rule_jsons(conn, repo.root,
                                                                 exclude=w.written_rules)]
             for packed in _run(_work_rule, tasks, workers, progress, "re-analyze"):
-                w.rewrite_rule(packed)
-                repo.reanalyzed += 1
+                if packed is not None:
+                    w.rewrite_rule(packed)
+                    repo.reanalyzed += 1
         timings["reanalyze"] = time.perf_counter() - t
 
         t = time.perf_counter()
