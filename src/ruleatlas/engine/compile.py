@@ -158,9 +158,25 @@ def _any_value(op: Op, values: list[Value], cased: bool) -> StrTest:
             return False
 
         checks.append(any_sub)
+    elif len(subs) == 1:
+        (s0,) = subs
+        checks.append(lambda s: s0 in s)
+    elif len(subs) == 2:
+        s0, s1 = subs
+        checks.append(lambda s: s0 in s or s1 in s)
+    elif len(subs) == 3:
+        s0, s1, s2 = subs
+        checks.append(lambda s: s0 in s or s1 in s or s2 in s)
     elif subs:
         sb = tuple(subs)
-        checks.append(lambda s: any(x in s for x in sb))
+
+        def any_in(s: str) -> bool:
+            for x in sb:
+                if x in s:
+                    return True
+            return False
+
+        checks.append(any_in)
     checks.extend(others)
     return _any(checks) if checks else (lambda s: False)
 
