@@ -184,10 +184,10 @@ def errors_cmd(
 def _query(text: str | None, source: str | None, status: str | None, severity: str | None,
            technique: str | None, tactic: str | None, data_source: str | None,
            event: str | None, language: str | None, rtype: str | None, sort: str,
-           limit: int) -> RuleQuery:
+           limit: int, test_status: str | None = None) -> RuleQuery:
     return RuleQuery(text=text, source=source, status=status, severity=severity,
                      technique=technique, tactic=tactic, data_source=data_source, event=event,
-                     language=language, type=rtype, sort=sort,
+                     language=language, type=rtype, sort=sort, test_status=test_status,
                      per_page=limit if limit > 0 else 1_000_000, facets=False)
 
 
@@ -252,13 +252,15 @@ def list_cmd(
     event: str | None = _EVENT,
     language: str | None = _LANGUAGE,
     rtype: str | None = _TYPE,
+    test_status: str | None = typer.Option(
+        None, "--test-status", help="pass | fail | no-data | not-runnable | untested | none"),
     sort: str = typer.Option("title", "--sort", help="title | severity | modified"),
     limit: int = _LIMIT,
     fmt: Format = FORMAT_OPT,
 ) -> None:
     """List rules, filtered by source, status, severity, ATT&CK, data source or event."""
     q = _query(None, source, status, severity, technique, tactic, data_source, event, language,
-               rtype, sort, limit)
+               rtype, sort, limit, test_status)
     _print_page(q, db, fmt, with_snippet=False)
 
 
