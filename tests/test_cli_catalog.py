@@ -178,3 +178,21 @@ def test_example_page_body_end_to_end(tmp_path: Path) -> None:
     assert doc["attack"][0]["name"] == "Windows Management Instrumentation"
     assert doc["stories"] == ["Scattered Lapsus$ Hunters", "Suspicious WMI Use"]
     assert doc["body"] == body
+
+
+def test_every_catalog_command_and_option_is_documented() -> None:
+    """House rule 10: docs/catalog.md names each catalog command and each of its options."""
+    import typer.main
+
+    from ruleatlas.cli import catalog
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "catalog.md").read_text()
+    click_app = typer.main.get_command(app)
+    for name in ("build", "stats", "show", "list", "search", "errors", "sync"):
+        assert f"`ruleatlas {name}" in docs, name
+        cmd = click_app.commands[name]  # type: ignore[attr-defined]
+        for p in cmd.params:
+            for opt in getattr(p, "opts", ()):
+                if opt.startswith("--") and opt not in ("--help",):
+                    assert opt in docs, f"{name} {opt}"
+    assert catalog.UPSTREAM["sigma"].endswith("SigmaHQ/sigma.git")
