@@ -387,8 +387,10 @@ def compile_predicate(p: Predicate, field_map: Mapping[str, str] | None = None) 
         mapped = _predicate(p, fm)
         orig = _predicate(p, {k: v for k, v in fm.items() if k != p.field})
 
-        def m(ev: Fields) -> bool:
+        def either(ev: Fields) -> bool:
             return mapped(ev) if mapped_name in ev else orig(ev)
+
+        m: Matcher = either
     else:
         m = _predicate(p, fm)
     if p.negated:

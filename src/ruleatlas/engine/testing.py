@@ -134,7 +134,7 @@ def _count(er: EngineRule, events: list[Event], route: bool = True) -> tuple[int
 
 def run_test(lr: LoadedRule, attack_data: Path | None = None) -> TestResult:
     rule: Rule = lr.rule
-    base = {"id": rule.id, "title": rule.title, "source": rule.source}
+    base: dict[str, Any] = {"id": rule.id, "title": rule.title, "source": rule.source}
     files, why = _files_for(lr, attack_data)
     if why:
         return TestResult(**base, status="no-data", reason=why)
