@@ -341,3 +341,24 @@ def test_escu_stats_stages_parse():
                 refused += 1
     assert ok >= 857
     assert ok + refused >= 900
+
+
+def test_attack_data_rule_needs_a_match_in_one_file_not_each(tmp_path):
+    import dataclasses
+
+    from ruleatlas.engine.testing import run_test
+    from ruleatlas.model import TestRef
+
+    base = tmp_path / "datasets/attack_techniques/T1059.001/x"
+    base.mkdir(parents=True)
+    (base / "windows-sysmon.log").write_text(XML.format(n=1, image="a", cmd="ps -enc A"))
+    (base / "windows-security.log").write_text(XML.format(n=1, image="b", cmd="nothing"))
+    lr = _splunk_test_rule(URL)
+    two = dataclasses.replace(lr.rule, tests=(
+        TestRef("t", "attack_data", URL),
+        TestRef("t", "attack_data", URL.replace("windows-sysmon", "windows-security"))))
+    r = run_test(dataclasses.replace(lr, rule=two), tmp_path)
+    assert (r.status, r.matched) == ("pass", 1), r.reason
+    (base / "windows-sysmon.log").write_text(XML.format(n=1, image="a", cmd="nothing"))
+    r = run_test(dataclasses.replace(lr, rule=two), tmp_path)
+    assert r.status == "fail" and "no finding" in (r.reason or "")

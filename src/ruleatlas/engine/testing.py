@@ -110,7 +110,9 @@ def _files_for(lr: LoadedRule, attack_data: Path | None) -> tuple[list[DataFile]
             got, why = sigma_data(Path(lr.root), t)
         elif t.kind == "attack_data":
             p, why = attack_data_file(t.path, attack_data)
-            got = [DataFile(p, 1)] if p else []
+            # a Splunk test lists every log of the attack (sysmon, security, ...): the rule must
+            # match in at least one of them, not in each
+            got = [DataFile(p, 0)] if p else []
         else:
             got, why = [], f"unknown test kind {t.kind!r}"
         files.extend(got)
@@ -139,7 +141,7 @@ def run_test(lr: LoadedRule, attack_data: Path | None = None) -> TestResult:
     if why:
         return TestResult(**base, status="no-data", reason=why)
     er = prepare(rule, lr.analysis, lr.tactics)
-    expected = sum(f.expected for f in files)
+    expected = max(sum(f.expected for f in files), 1)
     if not er.runnable:
         return TestResult(**base, status="not-runnable", expected=expected,
                           reason=f"not runnable: {er.reason}")
@@ -161,6 +163,8 @@ def run_test(lr: LoadedRule, attack_data: Path | None = None) -> TestResult:
             failed.append(f"{df.path.name}: matched {n} of at least {df.expected}"
                           + (f" ({unrouted} without logsource routing)" if unrouted > n else ""))
         detail["files"].append(entry)
+    if total == 0 and not failed:  # attack_data: nothing matched in any of the files
+        failed.append("no finding in " + ", ".join(Path(f.path).name for f in files))
     if failed:
         return TestResult(**base, status="fail", matched=total, expected=expected,
                           reason="; ".join(failed), detail=detail)
