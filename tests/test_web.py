@@ -102,7 +102,8 @@ def test_example_rule_page_has_every_section_in_order(
     assert src.get_text(strip=True) == "github.com/splunk/security_content"
     assert src["href"].startswith("https://github.com/splunk/security_content/")
     group_by = dd["Group by"].get_text(strip=True)
-    assert "ScriptBlockText" in group_by and "dest" in group_by
+    doc = client.get(f"/api/rules/{EXAMPLE_ID}").json()["rule"]
+    assert group_by == ", ".join(doc["group_by"]) and "ScriptBlockText" in group_by
     assert "Invoke-WMIExec utility" in s.select_one("#description").get_text()
     h2 = [h.get_text(" ", strip=True) for h in s.select("main h2")]
     got = [next((x for x in SECTIONS if h.startswith(x)), h) for h in h2]
