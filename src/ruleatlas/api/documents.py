@@ -77,6 +77,50 @@ def flat_predicates(tree: Any) -> list[dict[str, Any]]:
     return out
 
 
+_OP_TEXT = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<=", "in": "IN"}
+
+
+def expression(tree: Any) -> str:
+    """A stage's tree as one readable boolean expression (``(a = 1 OR a = 2) AND b IN (x)``),
+    for front ends that show a condition as text rather than as a tree."""
+    if not isinstance(tree, dict):
+        return ""
+    t = tree.get("type")
+    if t == "predicate":
+        vals = [display_value(v) for v in tree.get("values", [])]
+        field, op = tree.get("field"), str(tree.get("op"))
+        if field is None:
+            body = " OR ".join(f'"{v}"' for v in vals) or op
+        elif op == "exists":
+            body = f"{field} exists"
+        elif op == "in" or len(vals) > 1:
+            joiner = " AND " if tree.get("match_all") else ", "
+            body = f"{field} {_OP_TEXT.get(op, op)} ({joiner.join(vals)})"
+        else:
+            body = f"{field} {_OP_TEXT.get(op, op)} {vals[0] if vals else ''}".rstrip()
+        if tree.get("transforms"):
+            body += f" [{'|'.join(tree['transforms'])}]"
+        return f"NOT ({body})" if tree.get("negated") else body
+    if t in ("and", "or"):
+        word = " AND " if t == "and" else " OR "
+        parts = []
+        for a in tree.get("args", []):
+            text = expression(a)
+            if isinstance(a, dict) and a.get("type") in ("and", "or") and a.get("type") != t:
+                text = f"({text})"
+            parts.append(text)
+        return word.join(parts)
+    if t == "not":
+        return f"NOT ({expression(tree.get('arg'))})"
+    if t == "const":
+        return "true" if tree.get("value") else "false"
+    if t == "condition":
+        return str(tree.get("text", ""))
+    if t == "opaque":
+        return f"<opaque: {tree.get('text', '')}>"
+    return ""
+
+
 def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
     out = []
     for s in (analysis or {}).get("stages", []):
@@ -92,6 +136,7 @@ def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
             "by": list(s.get("by", [])),
             "notes": list(s.get("notes", [])),
             "predicates": flat_predicates(tree),
+            "expression": expression(tree),
             "tree": tree,
         })
     return out

@@ -324,10 +324,10 @@ def _render_document(d: dict[str, Any]) -> None:
         head = f"Stage {s['index']}: {s['command']}" + (f" ({s['name']})" if s["name"] else "")
         con.print(f"[bold]{escape(head)}[/bold] [dim]{s['kind']}[/dim]")
         con.print("  " + escape(s["text"] or ""))
-        for p in s["predicates"]:
-            neg = "NOT " if p["negated"] else ""
-            vals = ", ".join(p["values"])
-            con.print(f"    {neg}{escape(str(p['field']))} {p['op']} {escape(vals)}")
+        if s.get("expanded"):
+            con.print("  [dim]expanded:[/dim] " + escape(s["expanded"]))
+        if s.get("expression"):
+            con.print("  [green]matches:[/green] " + escape(s["expression"]))
     if d["indicators"]:
         t = Table(title="Indicators", title_justify="left")
         for col in ("field", "kind", "values", "corpus"):
