@@ -362,3 +362,19 @@ def test_attack_data_rule_needs_a_match_in_one_file_not_each(tmp_path):
     (base / "windows-sysmon.log").write_text(XML.format(n=1, image="a", cmd="nothing"))
     r = run_test(dataclasses.replace(lr, rule=two), tmp_path)
     assert r.status == "fail" and "no finding" in (r.reason or "")
+
+
+def test_channel_terms_are_decided_by_routing_when_the_event_lacks_them():
+    a = Analysis(language="spl", condition=And((
+        Predicate("source", Op.EQ, ("XmlWinEventLog:Microsoft-Windows-Sysmon/Operational",)),
+        Not(Predicate("sourcetype", Op.EQ, ("noise",))),
+        Predicate("EventCode", Op.EQ, (1,)))))
+    er = spl_rule(a)
+    evs = events([
+        {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},  # EVTX: no source
+        {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
+         "source": "XmlWinEventLog:Microsoft-Windows-Sysmon/Operational"},  # Splunk export
+        {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "source": "other"},
+        {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "sourcetype": "noise"},
+    ])
+    assert [f.event.position for f in Engine([er], route=False).run(evs)] == [1, 2]

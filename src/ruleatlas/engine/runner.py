@@ -14,6 +14,7 @@ then the full matcher of the few candidate rules.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
+from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
     Analysis,
     Condition,
@@ -178,6 +180,9 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         _ = exc
     er = EngineRule(rule, analysis, route, tactics=tactics)
     er.reason = why_not_runnable(rule, analysis)
+    if rule.language == "spl" and not er.reason:
+        er.analysis = dataclasses.replace(
+            analysis, condition=route_channel_terms(analysis.condition))
     er.fields = tuple(_fields_of(analysis.condition))
     er.keywords = _keywords_of(analysis.condition)
     if er.reason:
