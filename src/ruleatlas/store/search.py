@@ -203,7 +203,8 @@ def _facet_index(conn: sqlite3.Connection,
                  cache: dict[str, Any] | None) -> dict[str, dict[str, list[str]]]:
     """Facet name -> rule id -> values, for the whole catalog; kept in ``cache`` (the Catalog's)
     until another connection commits (``PRAGMA data_version`` changes)."""
-    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    # data_version moves on other connections' commits, total_changes on this one's.
+    version = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
     if cache is not None:
         got = cache.get("facets")
         if got is not None and got[0] == version:
@@ -274,15 +275,16 @@ def search_rules(conn: sqlite3.Connection, q: RuleQuery,
     ).fetchall()
     snippets: dict[int, str] = {}
     techniques: dict[str, list[str]] = {}
-    if page_rows:
-        marks = ", ".join("?" * len(page_rows))
+    for i in range(0, len(page_rows), 500):  # bounded number of SQL variables
+        chunk = page_rows[i:i + 500]
+        marks = ", ".join("?" * len(chunk))
         if match is not None:
-            snippets = dict(conn.execute(
+            snippets.update(conn.execute(
                 f"SELECT rowid, {snippet} FROM rules_fts WHERE rules_fts MATCH ? "
-                f"AND rowid IN ({marks})", [match, *(r[0] for r in page_rows)]))
+                f"AND rowid IN ({marks})", [match, *(r[0] for r in chunk)]))
         for rid, tech in conn.execute(
                 f"SELECT rule_id, technique FROM rule_attack WHERE rule_id IN ({marks}) "
-                f"ORDER BY technique", [r[1] for r in page_rows]):
+                f"ORDER BY technique", [r[1] for r in chunk]):
             techniques.setdefault(rid, []).append(tech)
     rows = [
         RuleSummary(rid, src, title, status, sev, typ, lang, snippets.get(rowid),
