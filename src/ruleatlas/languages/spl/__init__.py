@@ -1,19 +1,27 @@
-"""SPL (Splunk Search Processing Language): tokenizer, parser, generator and lowering.
+"""SPL (Splunk Search Processing Language): tokenizer, parser, generator, macros, lowering.
 
-Owned by the SPL work (issue 3). ``analyze_spl`` is registered as the ``spl`` analyzer.
+``parse(text) -> Pipeline`` (raises :class:`ParseError` with position and caret line),
+``generate(pipeline) -> str`` (``parse(generate(t)) == t``), ``expand(text, macros)``, and the
+registered ``spl`` analyzer that turns a rule's search into stages and predicate trees.
 """
 
 from __future__ import annotations
 
 from ruleatlas.languages import AnalysisContext, register
-from ruleatlas.model import Analysis, Problem, Rule, Stage, StageKind
+from ruleatlas.languages.spl.analyze import analyze_query
+from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.spl.generator import generate
+from ruleatlas.languages.spl.macros import expand
+from ruleatlas.languages.spl.parser import parse
+from ruleatlas.model import Analysis, Rule
 
 
 @register("spl")
 def analyze_spl(rule: Rule, ctx: AnalysisContext) -> Analysis:
-    """Placeholder until the SPL parser lands: one opaque stage, recorded as unsupported."""
-    return Analysis(
-        language="spl",
-        stages=(Stage(0, "search", rule.query, kind=StageKind.OPAQUE),),
-        problems=(Problem("SPL parser not available", "unsupported"),),
-    )
+    """The rule's search as stages, predicates and group-by; drilldown searches too."""
+    drilldowns = rule.extra.get("drilldown_searches") if rule.extra else None
+    return analyze_query(rule.query, ctx.macros,
+                         with_drilldowns=drilldowns if isinstance(drilldowns, list) else None)
+
+
+__all__ = ["ParseError", "analyze_query", "analyze_spl", "expand", "generate", "parse"]

@@ -1,0 +1,158 @@
+"""One SPL search into an :class:`Analysis`: stages as written, expanded, lowered.
+
+Never raises: a search that does not parse gives one opaque stage and a located problem; an
+unknown macro is a warning and its stage or term is kept opaque.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ruleatlas.languages.spl.errors import ParseError, span_of
+from ruleatlas.languages.spl.lower import (
+    AGGREGATING,
+    _Ctx,
+    apply_rename,
+    lower_command,
+    rename_pairs,
+)
+from ruleatlas.languages.spl.macros import expand
+from ruleatlas.languages.spl.parser import Parser
+from ruleatlas.model import (
+    Analysis,
+    Macro,
+    Node,
+    Phase,
+    Problem,
+    Span,
+    Stage,
+    StageKind,
+    conjoin,
+    problem_to_dict,
+    stage_to_dict,
+)
+
+
+def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl",
+                  with_drilldowns: list[Any] | None = None) -> Analysis:
+    problems: list[Problem] = []
+    try:
+        written = Parser(query).parse()
+    except ParseError as e:
+        return Analysis(
+            language=language,
+            stages=(Stage(0, "search", query.strip(), kind=StageKind.OPAQUE,
+                          span=Span(e.line, e.col, e.pos, e.pos)),),
+            problems=(Problem(f"SPL parse error: {e.description}", "error",
+                              Span(e.line, e.col, e.pos, e.pos), "parse-error"),),
+        )
+    ctx = _Ctx()
+    stages: list[Stage] = []
+    event_conds: list[Node | None] = []
+    result_conds: list[Node | None] = []
+    group_by: tuple[str, ...] = ()
+    used: list[str] = []
+    filters: list[str] = []
+    for idx, cmd in enumerate(written.commands):
+        raw = query[cmd.start : cmd.end].strip()
+        first_implicit = idx == 0 and not written.leading_pipe
+        text = raw if first_implicit else f"| {raw}"
+        exp = expand(raw, macros)
+        for k in exp.used:
+            if k not in used:
+                used.append(k)
+        stage_filters = [f for f in exp.filters if f not in filters]
+        filters.extend(stage_filters)
+        for p in exp.problems:
+            loc = p.location
+            if loc is not None and loc.start is not None:
+                loc = span_of(query, cmd.start + loc.start, cmd.start + (loc.end or loc.start))
+            problems.append(Problem(p.message, p.severity, loc, p.code))
+        expanded_text = " ".join(exp.text.split()) if exp.text != raw else None
+        source = exp.text if first_implicit else f"| {exp.text}"
+        try:
+            sub = Parser(source).parse()
+        except ParseError as e:
+            problems.append(Problem(f"SPL parse error in stage {idx + 1} after macro expansion: "
+                                    f"{e.description}", "error", span_of(query, cmd.start),
+                                    "parse-error"))
+            stages.append(Stage(idx, cmd.name, text, StageKind.OPAQUE, expanded_text,
+                                span=span_of(query, cmd.start, cmd.end)))
+            continue
+        ctx.stage = idx
+        ctx.span = span_of(query, cmd.start, cmd.end)
+        conds: list[Node | None] = []
+        kinds: list[StageKind] = []
+        by: tuple[str, ...] = ()
+        stage_phase = ctx.phase
+        unknown_stage = cmd.name == "macro" and any(
+            p.code == "unknown-macro" for p in exp.problems)
+        for c in sub.commands:
+            ctx.source = source
+            ctx.cmd_text = source[c.start : c.end]
+            if c.name == "rename" and group_by:
+                group_by = apply_rename(group_by, rename_pairs(c.items))
+            res = lower_command(c, ctx)
+            kinds.append(res.kind)
+            if res.condition is not None:
+                conds.append(res.condition)
+                (event_conds if ctx.phase is Phase.EVENT else result_conds).append(
+                    res.condition)
+            if c.name in AGGREGATING:
+                by = res.by
+                group_by = res.by
+                ctx.phase = Phase.RESULT
+        command = sub.commands[0].name if sub.commands else cmd.name
+        notes: list[str] = []
+        if stage_filters and cmd.name == "macro":
+            kind = StageKind.MACRO
+            notes.append("filter macro (empty by default)")
+        elif unknown_stage:
+            kind = StageKind.OPAQUE
+            notes.append("unknown macro: kept as written")
+        elif StageKind.AGGREGATE in kinds:
+            kind = StageKind.AGGREGATE
+        elif StageKind.GENERATE in kinds:
+            kind = StageKind.GENERATE
+        elif StageKind.FILTER in kinds:
+            kind = StageKind.FILTER
+        else:
+            kind = StageKind.TRANSFORM
+        if cmd.name == "macro" and not notes and len(sub.commands) > 1:
+            notes.append(f"macro expands to {len(sub.commands)} commands")
+        stages.append(Stage(
+            index=idx, command=command, text=text, kind=kind, expanded=expanded_text,
+            condition=conjoin(conds), phase=stage_phase, by=by, notes=tuple(notes),
+            span=span_of(query, cmd.start, cmd.end),
+        ))
+    extra: dict[str, Any] = {
+        "macros": used,
+        "filter_macros": filters,
+        "computed_fields": sorted(set(ctx.computed) | set(ctx.renamed)),
+        "datamodel": ctx.datamodels,
+    }
+    if with_drilldowns:
+        extra["drilldowns"] = [_drilldown(d, macros) for d in with_drilldowns
+                               if isinstance(d, Mapping)]
+    return Analysis(
+        language=language,
+        stages=tuple(stages),
+        condition=conjoin(event_conds),
+        result_condition=conjoin(result_conds),
+        group_by=group_by,
+        problems=tuple(problems),
+        extra=extra,
+    )
+
+
+def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, Any]:
+    search = str(d.get("search") or "")
+    a = analyze_query(search, macros)
+    return {
+        "name": d.get("name"),
+        "search": search,
+        "stages": [stage_to_dict(s) for s in a.stages],
+        "problems": [problem_to_dict(p) for p in a.problems],
+    }
+

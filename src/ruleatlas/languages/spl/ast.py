@@ -1,0 +1,221 @@
+"""The SPL syntax tree: a pipeline of commands; search and eval expressions as typed nodes.
+
+Nodes are frozen dataclasses; spans (offsets into the parsed text) never take part in equality,
+so ``parse(generate(tree)) == tree`` is the round-trip check. Commands whose arguments the
+lowering reads by shape (stats, rename, rex, lookup, ...) keep their arguments as a flat tuple of
+items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`); ``search``,
+``where``, ``eval`` and the ``where`` clause of ``tstats`` get expression trees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import TypeAlias
+
+# ---- generic items -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A bare word as written (``*.exe``, ``datamodel=Endpoint.Processes`` is Word Sym Word)."""
+
+    raw: str
+    start: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    """A double-quoted string; ``value`` has the SPL escapes resolved."""
+
+    value: str
+    start: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Sym:
+    """Punctuation: ``= != < <= > >= == ( ) ,``."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Macro:
+    """A macro call as written: body ``name`` or ``name(arg, "arg 2")``."""
+
+    body: str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.body.split("(", 1)[0].strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    """A subsearch ``[ ... ]``: a nested pipeline."""
+
+    pipeline: Pipeline
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+Item: TypeAlias = Word | Str | Sym | Macro | Sub
+
+# ---- search expressions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SCompare:
+    """``field op value`` in search syntax; op one of ``= != < <= > >= ==``."""
+
+    field: str
+    op: str
+    value: Word | Str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SIn:
+    """``field IN (v1, v2, ...)``."""
+
+    field: str
+    values: tuple[Word | Str, ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class STerm:
+    """A bare search term (matched against the raw event): word, string, ``TERM(x)``,
+    ``CASE(x)``; ``func`` is ``TERM``/``CASE`` or None."""
+
+    value: Word | Str
+    func: str | None = None
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SMacro:
+    """A macro left unexpanded inside a search expression (unknown macro)."""
+
+    macro: Macro
+
+
+@dataclass(frozen=True, slots=True)
+class SSub:
+    """A subsearch used as a search term."""
+
+    sub: Sub
+
+
+@dataclass(frozen=True, slots=True)
+class SNot:
+    arg: SNode
+
+
+@dataclass(frozen=True, slots=True)
+class SAnd:
+    args: tuple[SNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SOr:
+    args: tuple[SNode, ...]
+
+
+SNode: TypeAlias = SCompare | SIn | STerm | SMacro | SSub | SNot | SAnd | SOr
+
+# ---- eval expressions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EField:
+    name: str
+    start: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EStr:
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ENum:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ECall:
+    """A function call; ``name`` lower-cased (SPL function names are case-insensitive)."""
+
+    name: str
+    args: tuple[ENode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EBin:
+    """A binary operator: ``AND OR XOR = == != < <= > >= LIKE + - * / % .``."""
+
+    op: str
+    left: ENode
+    right: ENode
+
+
+@dataclass(frozen=True, slots=True)
+class EUnary:
+    """``NOT x`` or ``-x``."""
+
+    op: str
+    arg: ENode
+
+
+@dataclass(frozen=True, slots=True)
+class EMacro:
+    """A macro left unexpanded inside an eval expression."""
+
+    macro: Macro
+
+
+@dataclass(frozen=True, slots=True)
+class EOpaque:
+    """Eval-context text the expression grammar does not cover (``*`` in ``count(*)``)."""
+
+    text: str
+
+
+ENode: TypeAlias = EField | EStr | ENum | ECall | EBin | EUnary | EMacro | EOpaque
+
+# ---- commands and pipelines --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One pipeline stage.
+
+    ``name`` is the command (``search`` for the implicit leading search, ``macro`` for a stage
+    that is only a macro call); ``search`` the search-syntax condition (search, tstats where);
+    ``expr`` the eval-syntax condition (where); ``assignments`` eval's ``field = expr`` pairs;
+    ``items`` the other arguments (for tstats: before ``where``), ``tail`` the items after a
+    tstats ``where`` clause (``by ...``).
+    """
+
+    name: str
+    items: tuple[Item, ...] = ()
+    search: SNode | None = None
+    expr: ENode | None = None
+    assignments: tuple[tuple[str, ENode], ...] = ()
+    tail: tuple[Item, ...] = ()
+    explicit: bool = True  # False for the implicit leading search
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    commands: tuple[Command, ...]
+    leading_pipe: bool = False
+

@@ -1,0 +1,196 @@
+"""SPL tree -> SPL text. ``parse(generate(tree)) == tree`` for every tree the parser builds.
+
+Dispatch is by node class (``<node>_sql`` in sqlglot; here ``_gen_<node>`` through a table).
+Search syntax is written with the least parentheses Splunk's precedence needs (NOT > OR > AND);
+eval expressions with full parentheses, so no precedence question ever arises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ruleatlas.languages.spl.ast import (
+    Command,
+    EBin,
+    ECall,
+    EField,
+    EMacro,
+    ENode,
+    ENum,
+    EOpaque,
+    EStr,
+    EUnary,
+    Item,
+    Macro,
+    Pipeline,
+    SAnd,
+    SCompare,
+    SIn,
+    SMacro,
+    SNode,
+    SNot,
+    SOr,
+    SSub,
+    STerm,
+    Str,
+    Sub,
+    Sym,
+    Word,
+)
+from ruleatlas.languages.spl.tokens import escape
+
+_EVAL_IDENT = re.compile(r"^[A-Za-z_@$:{}\\][\w@$:{}\\.\-]*(?<![.\-])$")
+_KEYWORDS = {"AND", "OR", "NOT", "XOR", "LIKE", "IN", "BY", "AS"}
+
+
+def generate(p: Pipeline) -> str:
+    parts = [command(c) for c in p.commands]
+    text = " | ".join(parts)
+    return f"| {text}" if p.leading_pipe else text
+
+
+def command(c: Command) -> str:
+    if c.name == "search":
+        body = search(c.search) if c.search is not None else ""
+        return f"search {body}".rstrip() if c.explicit else body
+    if c.name == "macro":
+        return items(c.items)
+    if c.name == "where" and c.expr is not None:
+        return f"where {expr(c.expr)}"
+    if c.name == "eval" and c.assignments:
+        return "eval " + ", ".join(f"{field_name(f)} = {expr(e)}" for f, e in c.assignments)
+    if c.name == "tstats" and c.search is not None:
+        head = items(c.items)
+        tail = items(c.tail)
+        return " ".join(x for x in ("tstats", head, "where", search(c.search), tail) if x)
+    return " ".join(x for x in (c.name, items(c.items)) if x)
+
+
+def item(i: Item) -> str:
+    if isinstance(i, Word):
+        return i.raw
+    if isinstance(i, Str):
+        return f'"{escape(i.value)}"'
+    if isinstance(i, Sym):
+        return i.text
+    if isinstance(i, Macro):
+        return f"`{i.body}`"
+    if isinstance(i, Sub):
+        return f"[ {generate(i.pipeline)} ]"
+    raise TypeError(i)
+
+
+_TIGHT = frozenset({"=", "!=", "==", "<", "<=", ">", ">="})
+
+
+def items(its: tuple[Item, ...]) -> str:
+    """Items with spaces only where tokens would otherwise merge: ``key=value``, ``f(x, y)``."""
+    out: list[str] = []
+    prev: Item | None = None
+    for i in its:
+        if prev is not None:
+            tight = (
+                (isinstance(prev, Sym) and (prev.text in _TIGHT or prev.text == "("))
+                or (isinstance(i, Sym) and (i.text in _TIGHT or i.text in "),"))
+                or (isinstance(i, Sym) and i.text == "(" and isinstance(prev, Word))
+            )
+            if not tight:
+                out.append(" ")
+        out.append(item(i))
+        prev = i
+    return "".join(out)
+
+
+def value(v: Word | Str) -> str:
+    return item(v)
+
+
+_TEMPLATE = re.compile(r"<<[A-Za-z_]+>>")
+
+
+def field_name(name: str) -> str:
+    """A search/eval field name; quoted when it would not tokenize back as one word."""
+    if _TEMPLATE.fullmatch(name) or (_EVAL_IDENT.match(name) and name.upper() not in _KEYWORDS):
+        return name
+    return f'"{escape(name)}"'
+
+
+def search_field(name: str) -> str:
+    if re.fullmatch(r"""[^\s|\[\]()=!<>,"`]+""", name) and name.upper() not in _KEYWORDS:
+        return name
+    return f'"{escape(name)}"'
+
+
+SEARCH_GENERATORS: dict[type, Callable[[Any], str]] = {}
+
+
+def search(n: SNode) -> str:
+    return SEARCH_GENERATORS[type(n)](n)
+
+
+def _and(n: SAnd) -> str:
+    return " ".join(f"({search(a)})" if isinstance(a, SAnd) else search(a) for a in n.args)
+
+
+def _or(n: SOr) -> str:
+    return " OR ".join(f"({search(a)})" if isinstance(a, SAnd | SOr) else search(a)
+                       for a in n.args)
+
+
+def _not(n: SNot) -> str:
+    inner = search(n.arg)
+    return f"NOT ({inner})" if isinstance(n.arg, SAnd | SOr) else f"NOT {inner}"
+
+
+def _compare(n: SCompare) -> str:
+    return f"{search_field(n.field)}{n.op}{value(n.value)}"
+
+
+def _in(n: SIn) -> str:
+    return f"{search_field(n.field)} IN ({', '.join(value(v) for v in n.values)})"
+
+
+def _term(n: STerm) -> str:
+    v = value(n.value)
+    if n.func:
+        return f"{n.func}({v})"
+    if isinstance(n.value, Word) and n.value.raw.upper() in _KEYWORDS:
+        return f'"{escape(n.value.raw)}"'
+    return v
+
+
+SEARCH_GENERATORS.update({
+    SAnd: _and,
+    SOr: _or,
+    SNot: _not,
+    SCompare: _compare,
+    SIn: _in,
+    STerm: _term,
+    SMacro: lambda n: f"`{n.macro.body}`",
+    SSub: lambda n: item(n.sub),
+})
+
+
+def expr(e: ENode) -> str:
+    if isinstance(e, EField):
+        if _TEMPLATE.fullmatch(e.name) or (
+                _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
+            return e.name
+        return f"'{e.name}'"
+    if isinstance(e, EStr):
+        return f'"{escape(e.value)}"'
+    if isinstance(e, ENum):
+        return e.text
+    if isinstance(e, ECall):
+        return f"{e.name}({', '.join(expr(a) for a in e.args)})"
+    if isinstance(e, EBin):
+        return f"({expr(e.left)} {e.op} {expr(e.right)})"
+    if isinstance(e, EUnary):
+        return f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})"
+    if isinstance(e, EMacro):
+        return f"`{e.macro.body}`"
+    if isinstance(e, EOpaque):
+        return e.text
+    raise TypeError(e)

@@ -1,0 +1,496 @@
+"""SPL tree -> the shared model: stages, predicate trees, group-by, computed fields.
+
+Each stage as written is expanded (macros) and parsed again; the commands it expands to give
+the stage its kind, its condition and, for aggregations, its ``by`` fields. Predicates before
+the first aggregating command filter raw events (``Phase.EVENT``); later ones filter result
+rows (``Phase.RESULT``, e.g. ``| where count > 10``).
+
+Value mapping (search syntax, case-insensitive): ``f=v`` -> ``eq``; a value with ``*`` ->
+``wildcard`` with a :class:`Pattern`; ``f=*`` -> ``exists``; ``f!=v`` -> ``ne`` (the field must
+exist); ``NOT f=v`` -> ``Not(eq)``; ``f IN (...)`` -> ``in``; ``< <= > >=`` -> ``lt le gt ge``;
+a bare term -> ``keyword``. ``where`` (eval syntax) is case-sensitive (``cased``): ``like`` ->
+``wildcard``, ``match`` -> ``regex``, ``isnull``/``isnotnull`` -> ``exists``, ``cidrmatch`` ->
+``cidr``, ``in`` -> ``in``, ``searchmatch`` -> its search; anything else -> a
+:class:`Condition` holding the expression as a :class:`Call` tree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruleatlas.languages.spl.ast import (
+    Command,
+    EBin,
+    ECall,
+    EField,
+    EMacro,
+    ENode,
+    ENum,
+    EOpaque,
+    EStr,
+    EUnary,
+    Item,
+    SAnd,
+    SCompare,
+    SIn,
+    SMacro,
+    SNode,
+    SNot,
+    SOr,
+    SSub,
+    STerm,
+    Str,
+    Sym,
+    Word,
+)
+from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.spl.parser import Parser
+from ruleatlas.languages.spl.tokens import unescape
+from ruleatlas.model import (
+    And,
+    Call,
+    Condition,
+    Const,
+    FieldRef,
+    Node,
+    Not,
+    Op,
+    Opaque,
+    Or,
+    Pattern,
+    Phase,
+    Predicate,
+    Problem,
+    Regex,
+    Span,
+    StageKind,
+    Term,
+    Wild,
+    conjoin,
+)
+
+AGGREGATING = frozenset({
+    "stats", "tstats", "mstats", "eventstats", "streamstats", "chart", "timechart", "top",
+    "rare", "transaction", "geostats", "sistats", "sichart", "sitimechart", "mcollect",
+})
+GENERATING = frozenset({
+    "tstats", "mstats", "inputlookup", "from", "rest", "makeresults", "datamodel", "metadata",
+    "loadjob", "savedsearch", "inputcsv", "dbinspect", "eventcount", "pivot",
+})
+FILTERING = frozenset({"search", "where", "regex"})
+TIME_MODIFIERS = frozenset({
+    "earliest", "latest", "starthoursago", "endhoursago", "startdaysago", "enddaysago",
+    "starttime", "endtime", "starttimeu", "endtimeu", "timeformat", "_index_earliest",
+    "_index_latest", "minutesago", "hoursago", "daysago",
+})
+CMP_OPS = {"=": Op.EQ, "==": Op.EQ, "!=": Op.NE, "<": Op.LT, "<=": Op.LE, ">": Op.GT,
+           ">=": Op.GE}
+FLIP = {Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE, Op.EQ: Op.EQ, Op.NE: Op.NE}
+IPLOCATION_FIELDS = ("City", "Country", "Region", "lat", "lon")
+_REX_GROUP = re.compile(r"\(\?P?<([A-Za-z_][\w]*)>")
+
+
+def search_value(v: Word | Str) -> str | Pattern:
+    """A search-syntax value with escapes resolved; ``*`` makes it a :class:`Pattern`."""
+    s = v.value if isinstance(v, Str) else unescape(v.raw)
+    if "*" not in s:
+        return s
+    parts: list[str | Wild] = []
+    for i, chunk in enumerate(s.split("*")):
+        if i:
+            parts.append(Wild.ANY)
+        parts.append(chunk)
+    return Pattern(tuple(parts))
+
+
+def like_pattern(s: str) -> Pattern:
+    parts: list[str | Wild] = []
+    for ch in s:
+        parts.append(Wild.ANY if ch == "%" else Wild.ONE if ch == "_" else ch)
+    return Pattern(tuple(parts))
+
+
+@dataclass
+class _Ctx:
+    """State while lowering one search: where we are and what we learnt so far."""
+
+    stage: int = 0
+    phase: Phase = Phase.EVENT
+    datamodel: str | None = None  # "Endpoint" (the datamodel of the last tstats/from)
+    nodename: str | None = None
+    source: str = ""  # the text the current stage was parsed from (offsets refer to it)
+    cmd_text: str = ""  # the current command's own text
+    span: Span | None = None
+    computed: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
+    datamodels: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def dm_for(self, name: str | None) -> str | None:
+        if not name or not self.datamodel or "." not in name:
+            return None
+        return f"{self.datamodel}.{name.split('.', 1)[0]}"
+
+    def text(self, start: int, end: int) -> str:
+        return self.source[start:end]
+
+
+# ---- search syntax ------------------------------------------------------------------------
+
+
+def lower_search(n: SNode, ctx: _Ctx) -> Node | None:
+    if isinstance(n, SAnd):
+        return conjoin([lower_search(a, ctx) for a in n.args]) or Const(True)
+    if isinstance(n, SOr):
+        args = [lower_search(a, ctx) for a in n.args]
+        if any(a is None or a == Const(True) for a in args):
+            return Const(True)
+        return Or(tuple(a for a in args if a is not None))
+    if isinstance(n, SNot):
+        inner = lower_search(n.arg, ctx)
+        return Not(inner) if inner is not None else None
+    if isinstance(n, SCompare):
+        return _compare(n, ctx)
+    if isinstance(n, SIn):
+        return Predicate(n.field, Op.IN, tuple(search_value(v) for v in n.values),
+                         datamodel=ctx.dm_for(n.field), phase=ctx.phase, stage=ctx.stage,
+                         text=ctx.text(n.start, n.end), span=ctx.span)
+    if isinstance(n, STerm):
+        val = search_value(n.value)
+        if val == Pattern((Wild.ANY,)):
+            return Const(True)
+        return Predicate(None, Op.KEYWORD, (val,), cased=n.func == "CASE", phase=ctx.phase,
+                         stage=ctx.stage, text=ctx.text(n.start, n.end), span=ctx.span)
+    if isinstance(n, SMacro):
+        return Opaque(f"`{n.macro.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
+    if isinstance(n, SSub):
+        return Opaque(ctx.text(n.sub.start, n.sub.end),
+                      "subsearch: the filter depends on the results of another search",
+                      stage=ctx.stage, span=ctx.span)
+    raise TypeError(n)
+
+
+def _compare(n: SCompare, ctx: _Ctx) -> Node | None:
+    fld = n.field
+    low = fld.lower()
+    if low in TIME_MODIFIERS:
+        return None  # a time range, not a filter on event content
+    if low == "nodename" and ctx.datamodel:
+        ctx.nodename = unescape(n.value.raw) if isinstance(n.value, Word) else n.value.value
+        return None
+    val = search_value(n.value)
+    op = CMP_OPS[n.op]
+    text = ctx.text(n.start, n.end)
+    common: dict[str, Any] = dict(datamodel=ctx.dm_for(fld), phase=ctx.phase, stage=ctx.stage,
+                                  text=text, span=ctx.span)
+    star = Pattern((Wild.ANY,))
+    if op is Op.EQ:
+        if val == star:
+            return Predicate(fld, Op.EXISTS, (), **common)
+        if isinstance(val, Pattern):
+            return Predicate(fld, Op.WILDCARD, (val,), **common)
+        return Predicate(fld, Op.EQ, (val,), **common)
+    if op is Op.NE and val == star:
+        return Predicate(fld, Op.EXISTS, (), negated=True, **common)
+    if isinstance(val, Pattern) and op is not Op.NE:
+        val = val.display()
+    return Predicate(fld, op, (val,), **common)
+
+
+# ---- eval syntax --------------------------------------------------------------------------
+
+
+def term(e: ENode) -> Term:
+    if isinstance(e, EField):
+        return FieldRef(e.name)
+    if isinstance(e, EStr):
+        return e.value
+    if isinstance(e, ENum):
+        try:
+            return int(e.text)
+        except ValueError:
+            return float(e.text)
+    if isinstance(e, ECall):
+        return Call(e.name, tuple(term(a) for a in e.args))
+    if isinstance(e, EBin):
+        return Call(e.op, (term(e.left), term(e.right)))
+    if isinstance(e, EUnary):
+        return Call(e.op, (term(e.arg),))
+    if isinstance(e, EMacro):
+        return Call("macro", (e.macro.body,))
+    if isinstance(e, EOpaque):
+        return Call(e.text, ())
+    raise TypeError(e)
+
+
+def term_fields(t: Term, out: list[str]) -> list[str]:
+    if isinstance(t, FieldRef):
+        if t.name not in out:
+            out.append(t.name)
+    elif isinstance(t, Call):
+        for a in t.args:
+            term_fields(a, out)
+    return out
+
+
+def _literal(e: ENode) -> str | None:
+    if isinstance(e, EStr):
+        return e.value
+    if isinstance(e, ENum):
+        return e.text
+    return None
+
+
+def lower_eval(e: ENode, ctx: _Ctx, text: str) -> Node:
+    """A where/eval boolean expression as predicates where it can, else a Condition."""
+    if isinstance(e, EBin) and e.op in ("AND", "OR"):
+        left, right = lower_eval(e.left, ctx, text), lower_eval(e.right, ctx, text)
+        cls = And if e.op == "AND" else Or
+        args: list[Node] = []
+        for a in (left, right):
+            args.extend(a.args if isinstance(a, cls) else (a,))
+        return cls(tuple(args))
+    if isinstance(e, EUnary) and e.op == "NOT":
+        return Not(lower_eval(e.arg, ctx, text))
+    common: dict[str, Any] = dict(cased=True, phase=ctx.phase, stage=ctx.stage, text=text,
+                                  span=ctx.span)
+    if isinstance(e, EBin) and e.op in CMP_OPS:
+        op = CMP_OPS[e.op]
+        lhs, rhs = e.left, e.right
+        if not isinstance(lhs, EField) and isinstance(rhs, EField):
+            lhs, rhs, op = rhs, lhs, FLIP[op]
+        if isinstance(lhs, EField):
+            lit = _literal(rhs)
+            if lit is not None:
+                return Predicate(lhs.name, op, (lit,), datamodel=ctx.dm_for(lhs.name),
+                                 **common)
+            if isinstance(rhs, EField) and op in (Op.EQ, Op.NE):
+                return Predicate(lhs.name, op, (FieldRef(rhs.name),),
+                                 datamodel=ctx.dm_for(lhs.name), **common)
+    if isinstance(e, EBin) and e.op == "LIKE" and isinstance(e.left, EField):
+        lit = _literal(e.right)
+        if lit is not None:
+            return Predicate(e.left.name, Op.WILDCARD, (like_pattern(lit),),
+                             datamodel=ctx.dm_for(e.left.name), **common)
+    if isinstance(e, ECall):
+        node = _lower_call(e, ctx, text, common)
+        if node is not None:
+            return node
+    t = term(e)
+    return Condition(t, text, tuple(term_fields(t, [])), phase=ctx.phase, stage=ctx.stage,
+                     span=ctx.span)
+
+
+def _lower_call(e: ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> Node | None:
+    a = e.args
+    f = a[0].name if a and isinstance(a[0], EField) else None
+    dm = ctx.dm_for(f)
+    if e.name == "like" and f and len(a) == 2 and _literal(a[1]) is not None:
+        return Predicate(f, Op.WILDCARD, (like_pattern(_literal(a[1]) or ""),), datamodel=dm,
+                         **common)
+    if e.name == "match" and f and len(a) == 2 and _literal(a[1]) is not None:
+        return Predicate(f, Op.REGEX, (Regex(_literal(a[1]) or ""),), datamodel=dm, **common)
+    if e.name in ("isnull", "isnotnull") and f and len(a) == 1:
+        return Predicate(f, Op.EXISTS, (), negated=e.name == "isnull", datamodel=dm, **common)
+    if e.name == "cidrmatch" and len(a) == 2 and isinstance(a[1], EField):
+        lit = _literal(a[0])
+        if lit is not None:
+            return Predicate(a[1].name, Op.CIDR, (lit,), datamodel=ctx.dm_for(a[1].name),
+                             **common)
+    if e.name == "in" and f and len(a) >= 2 and all(_literal(x) is not None for x in a[1:]):
+        return Predicate(f, Op.IN, tuple(_literal(x) or "" for x in a[1:]), datamodel=dm,
+                         **common)
+    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], EStr):
+        try:
+            p = Parser(a[0].value)
+            node = p.search_expr(p.search_tokens(a[0].value, 0))
+        except ParseError:
+            return None
+        if node is None:
+            return Const(True)
+        sub = _Ctx(ctx.stage, ctx.phase, ctx.datamodel, source=a[0].value, span=ctx.span)
+        return lower_search(node, sub)
+    return None
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+def _words(items: tuple[Item, ...]) -> list[str]:
+    return [i.raw if isinstance(i, Word) else i.value if isinstance(i, Str) else
+            i.text if isinstance(i, Sym) else "" for i in items]
+
+
+def by_fields(items: tuple[Item, ...]) -> tuple[str, ...]:
+    """Fields after ``by`` (``k=v`` options such as ``span=1h`` skipped)."""
+    out: list[str] = []
+    seen_by = False
+    i = 0
+    while i < len(items):
+        it = items[i]
+        if isinstance(it, Word) and it.raw.lower() in ("by", "groupby") and not seen_by:
+            seen_by = True
+            i += 1
+            continue
+        if seen_by:
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            if isinstance(nxt, Sym) and nxt.text == "=":
+                i += 3
+                continue
+            if isinstance(it, Word | Str):
+                name = it.raw if isinstance(it, Word) else it.value
+                if name.lower() in ("over", "where", "by"):
+                    i += 1
+                    continue
+                out.append(name)
+        i += 1
+    return tuple(out)
+
+
+def rename_pairs(items: tuple[Item, ...]) -> list[tuple[str, str]]:
+    names = [x for x in items if isinstance(x, Word | Str)]
+    vals = [x.raw if isinstance(x, Word) else x.value for x in names]
+    pairs = []
+    i = 0
+    while i + 2 < len(vals):
+        if vals[i + 1].lower() == "as":
+            pairs.append((vals[i], vals[i + 2]))
+            i += 3
+        else:
+            i += 1
+    return pairs
+
+
+def apply_rename(fields: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[str, ...]:
+    out = list(fields)
+    for src, dst in pairs:
+        if "*" in src:
+            rx = re.compile("^" + ".*?".join(re.escape(p) for p in src.split("*")).replace(
+                ".*?", "(.*?)") + "$")
+            for k, f in enumerate(out):
+                m = rx.match(f)
+                if m:
+                    caps = iter(m.groups())
+                    out[k] = "".join(p if j == 0 else next(caps, "") + p
+                                     for j, p in enumerate(dst.split("*")))
+        else:
+            out = [dst if f == src else f for f in out]
+    return tuple(dict.fromkeys(out))
+
+
+def datamodel_of(items: tuple[Item, ...]) -> str | None:
+    vals = _words(items)
+    for i, v in enumerate(vals):
+        if v.lower() == "datamodel":
+            if i + 2 < len(vals) and vals[i + 1] == "=":
+                return vals[i + 2]
+            if i + 1 < len(vals) and vals[i + 1] != "=":
+                return vals[i + 1]
+        if v.lower().startswith("datamodel:"):
+            return v.split(":", 1)[1]
+    return None
+
+
+def computed_by(cmd: Command) -> list[str]:
+    """Fields a command creates (eval, rex, lookup outputs, iplocation, spath, stats as)."""
+    name = cmd.name
+    if name == "eval":
+        return [f for f, _ in cmd.assignments]
+    vals = _words(cmd.items)
+    if name == "rex":
+        return [m for it in cmd.items if isinstance(it, Str) for m in _REX_GROUP.findall(it.value)]
+    if name == "lookup":
+        out: list[str] = []
+        mode = False
+        for i, v in enumerate(vals):
+            if v.upper() in ("OUTPUT", "OUTPUTNEW"):
+                mode = True
+                continue
+            if mode and v not in (",", "=") and v.lower() != "as":
+                if i + 1 < len(vals) and vals[i + 1].lower() == "as":
+                    continue
+                out.append(v)
+        return out
+    if name == "iplocation":
+        prefix = ""
+        for i, v in enumerate(vals):
+            if v == "prefix" and i + 2 < len(vals):
+                prefix = vals[i + 2]
+        return [prefix + f for f in IPLOCATION_FIELDS]
+    if name == "spath":
+        for i, v in enumerate(vals):
+            if v == "output" and i + 2 < len(vals):
+                return [vals[i + 2]]
+        return []
+    if name in AGGREGATING or name in ("fillnull", "strcat"):
+        return [vals[i + 1] for i, v in enumerate(vals[:-1]) if v.lower() == "as"]
+    return []
+
+
+@dataclass
+class CommandResult:
+    condition: Node | None = None
+    kind: StageKind = StageKind.TRANSFORM
+    by: tuple[str, ...] = ()
+
+
+def lower_command(cmd: Command, ctx: _Ctx) -> CommandResult:
+    name = cmd.name
+    res = CommandResult()
+    if name in GENERATING:
+        res.kind = StageKind.GENERATE
+    if name == "tstats" or name == "from" or name == "datamodel":
+        dm = datamodel_of(cmd.items)
+        if dm:
+            ctx.datamodel = dm.split(".")[0]
+            ctx.nodename = None
+            if dm not in ctx.datamodels:
+                ctx.datamodels.append(dm)
+    if name == "search" or (name == "tstats" and cmd.search is not None):
+        if cmd.search is not None:
+            res.condition = lower_search(cmd.search, ctx)
+            if res.condition == Const(True):
+                res.condition = None
+        if name == "search":
+            res.kind = StageKind.FILTER
+    elif name == "where" and cmd.expr is not None:
+        res.condition = lower_eval(cmd.expr, ctx, ctx.cmd_text.strip())
+        res.kind = StageKind.FILTER
+    elif name == "regex":
+        res.kind = StageKind.FILTER
+        res.condition = _regex_command(cmd, ctx)
+    if name in AGGREGATING:
+        res.kind = StageKind.AGGREGATE
+        res.by = by_fields(cmd.tail if cmd.search is not None else cmd.items)
+    for f in computed_by(cmd):
+        if f not in ctx.computed:
+            ctx.computed.append(f)
+    if name == "rename":
+        for _src, dst in rename_pairs(cmd.items):
+            if "*" not in dst and dst not in ctx.renamed:
+                ctx.renamed.append(dst)
+    return res
+
+
+def _regex_command(cmd: Command, ctx: _Ctx) -> Node | None:
+    it = cmd.items
+    text = ctx.cmd_text.strip()
+    if len(it) == 3 and isinstance(it[0], Word | Str) and isinstance(it[1], Sym) and isinstance(
+            it[2], Str) and it[1].text in ("=", "!="):
+        fld = it[0].raw if isinstance(it[0], Word) else it[0].value
+        return Predicate(fld, Op.REGEX, (Regex(it[2].value),), negated=it[1].text == "!=",
+                         phase=ctx.phase, stage=ctx.stage, text=text, span=ctx.span)
+    if len(it) == 1 and isinstance(it[0], Str):
+        return Predicate("_raw", Op.REGEX, (Regex(it[0].value),), phase=ctx.phase,
+                         stage=ctx.stage, text=text, span=ctx.span)
+    return Opaque(text, "regex command form not understood", stage=ctx.stage, span=ctx.span)
+
+
+def kind_of_macro_stage(cmds: tuple[Command, ...], filters: list[str]) -> StageKind | None:
+    if filters and all(c.name == "search" and c.search is not None and isinstance(
+            c.search, STerm) for c in cmds):
+        return StageKind.MACRO
+    return None
+

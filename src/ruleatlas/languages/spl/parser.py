@@ -1,0 +1,623 @@
+"""SPL parser: text -> :class:`Pipeline` (recursive descent, sqlglot style).
+
+The query is split into stages at top-level pipes (quotes, macros, comments and subsearch
+brackets respected), then each stage is parsed by the entry of ``COMMAND_PARSERS`` for its
+command; any other command keeps its arguments as items. Search syntax follows Splunk's
+documented precedence for the search command: parentheses, then NOT, then OR, then AND (implicit
+or written), so ``a b OR c`` is ``a AND (b OR c)``. ``where``/``eval`` expressions use the usual
+ladder OR/XOR < AND < NOT < comparison < ``+ - .`` < ``* / %`` < unary.
+
+Errors raise :class:`ParseError` with the offset, line/col and a caret line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ruleatlas.languages.spl.ast import (
+    Command,
+    EBin,
+    ECall,
+    EField,
+    EMacro,
+    ENode,
+    ENum,
+    EOpaque,
+    EStr,
+    EUnary,
+    Item,
+    Macro,
+    Pipeline,
+    SAnd,
+    SCompare,
+    SIn,
+    SMacro,
+    SNode,
+    SNot,
+    SOr,
+    SSub,
+    STerm,
+    Str,
+    Sub,
+    Sym,
+    Word,
+)
+from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.spl.tokens import T, Token, Tokenizer
+
+COMPARE_TOKENS = {T.EQ: "=", T.EQEQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
+                  T.GE: ">="}
+MAX_DEPTH = 200
+# Commands that may open a search (or a subsearch ``[tstats ...]``) without a leading pipe.
+LEADING_COMMANDS = frozenset({
+    "search", "tstats", "mstats", "inputlookup", "from", "rest", "makeresults", "datamodel",
+    "metadata", "loadjob", "savedsearch", "inputcsv", "dbinspect", "eventcount", "pivot",
+})
+# Inside ``[ ... ]`` (foreach/map templates, subsearches) the first word may be any command.
+SUBSEARCH_COMMANDS = LEADING_COMMANDS | frozenset({
+    "eval", "where", "stats", "eventstats", "streamstats", "rename", "table", "fields",
+    "lookup", "dedup", "sort", "head", "tail", "rex", "regex", "fillnull", "spath", "return",
+    "format", "top", "rare", "chart", "timechart", "bin", "bucket", "mvexpand", "makemv",
+})
+_LEADING_WORD = re.compile(r"\s*([A-Za-z_]+)(?=\s|$)")
+
+
+def _split_stages(toks: list[Token], text: str) -> list[tuple[int, int, int]]:
+    """Stage boundaries: (first token index, end token index, start offset) per stage."""
+    stages: list[tuple[int, int, int]] = []
+    opened: list[int] = []
+    begin = 0
+    for i, t in enumerate(toks):
+        depth = len(opened)
+        if t.kind is T.LBRACKET:
+            opened.append(t.start)
+        elif t.kind is T.RBRACKET:
+            if not opened:
+                raise ParseError("unbalanced ']'", text, t.start)
+            opened.pop()
+        elif t.kind is T.PIPE and depth == 0:
+            stages.append((begin, i, toks[begin].start if begin < i else t.start))
+            begin = i + 1
+        elif t.kind is T.EOF:
+            if opened:
+                raise ParseError("unclosed subsearch '['", text, opened[-1])
+            stages.append((begin, i, toks[begin].start if begin < i else t.start))
+    return stages
+
+
+class Parser:
+    """Parses one query text. ``base`` is the offset of ``text`` in the outermost query."""
+
+    def __init__(self, text: str, base: int = 0, depth: int = 0) -> None:
+        self.full = text
+        self.base = base
+        self.depth = depth
+        if depth > MAX_DEPTH:
+            raise ParseError("subsearches nested too deep", text, 0)
+
+    # ---- pipeline ---------------------------------------------------------------------
+    def parse(self) -> Pipeline:
+        text = self.full
+        toks = Tokenizer(text).tokenize()
+        bounds = _split_stages(toks, text)
+        leading = bool(toks) and toks[0].kind is T.PIPE
+        commands: list[Command] = []
+        for n, (a, b, _start) in enumerate(bounds):
+            if n == 0 and leading:
+                if a != b:
+                    raise ParseError("text before the leading '|'", text, toks[a].start)
+                continue
+            if a == b:
+                if n == 0 and len(bounds) == 1:
+                    # an empty search: nothing to filter
+                    return Pipeline((), leading)
+                pos = toks[b].start
+                raise ParseError("empty pipeline stage", text, pos)
+            implicit = n == 0 and not leading
+            commands.append(self._command(toks[a].start, toks[b - 1].end, implicit))
+        if leading and not commands:
+            raise ParseError("nothing after '|'", text, len(text))
+        return Pipeline(tuple(commands), leading)
+
+    def _command(self, start: int, end: int, implicit: bool) -> Command:
+        text = self.full[start:end]
+        if implicit:
+            m = _LEADING_WORD.match(text)
+            known = LEADING_COMMANDS if self.depth == 0 else SUBSEARCH_COMMANDS
+            if m and m.group(1).lower() in known:
+                implicit = False
+        if implicit:
+            return self._with_span(parse_search_command(self, text, start, explicit=False),
+                                   start, end)
+        head = Tokenizer(text, offset=start).tokenize()
+        first = head[0]
+        if first.kind is T.MACRO and head[1].kind is T.EOF:
+            return Command("macro", (Macro(first.text, first.start, first.end),), start=start,
+                           end=end)
+        if first.kind is not T.WORD:
+            raise ParseError(f"expected a command name, got {first.raw!r}", self.full,
+                             first.start)
+        name = first.text.lower()
+        rest_start = first.end
+        fn = COMMAND_PARSERS.get(name, parse_generic)
+        cmd = fn(self, self.full[rest_start:end], rest_start, name)
+        return self._with_span(cmd, start, end)
+
+    @staticmethod
+    def _with_span(cmd: Command, start: int, end: int) -> Command:
+        object.__setattr__(cmd, "start", start)
+        object.__setattr__(cmd, "end", end)
+        return cmd
+
+    def error(self, message: str, pos: int) -> ParseError:
+        return ParseError(message, self.full, pos)
+
+    # ---- items (generic arguments) ------------------------------------------------------
+    def items(self, toks: list[Token]) -> tuple[Item, ...]:
+        out: list[Item] = []
+        i = 0
+        while toks[i].kind is not T.EOF:
+            t = toks[i]
+            if t.kind is T.LBRACKET:
+                j = self._match_bracket(toks, i)
+                out.append(self.subsearch(toks[i], toks[j]))
+                i = j + 1
+                continue
+            if t.kind is T.RBRACKET:
+                raise self.error("unbalanced ']'", t.start)
+            out.append(self.item(t))
+            i += 1
+        return tuple(out)
+
+    def item(self, t: Token) -> Item:
+        if t.kind is T.STRING:
+            return Str(t.text, t.start)
+        if t.kind is T.MACRO:
+            return Macro(t.text, t.start, t.end)
+        if t.kind in (T.WORD, T.NUMBER, T.QFIELD):
+            return Word(t.raw, t.start)
+        return Sym(t.text)
+
+    def _match_bracket(self, toks: list[Token], i: int) -> int:
+        depth = 0
+        for j in range(i, len(toks)):
+            k = toks[j].kind
+            if k is T.LBRACKET:
+                depth += 1
+            elif k is T.RBRACKET:
+                depth -= 1
+                if depth == 0:
+                    return j
+        raise self.error("unclosed subsearch '['", toks[i].start)
+
+    def subsearch(self, lb: Token, rb: Token) -> Sub:
+        inner = self.full[lb.end : rb.start]
+        # parse the inner text on its own, then shift offsets by keeping base info
+        sub = Parser(inner, self.base + lb.end, self.depth + 1)
+        try:
+            pipe = sub.parse()
+        except ParseError as e:
+            raise self.error(e.description, lb.end + e.pos) from None
+        return Sub(pipe, lb.start, rb.end)
+
+    # ---- search expressions ---------------------------------------------------------------
+    def search_expr(self, toks: list[Token]) -> SNode | None:
+        p = _SearchParser(self, toks)
+        node = p.parse_and()
+        if p.peek().kind is not T.EOF:
+            t = p.peek()
+            raise self.error(f"unexpected {t.raw!r} in search", t.start)
+        return node
+
+    # ---- eval expressions -----------------------------------------------------------------
+    def eval_tokens(self, text: str, offset: int) -> list[Token]:
+        try:
+            return Tokenizer(text, "eval", offset).tokenize()
+        except ParseError as e:
+            raise self.error(e.description, offset + e.pos) from None
+
+    def search_tokens(self, text: str, offset: int) -> list[Token]:
+        try:
+            return Tokenizer(text, "search", offset).tokenize()
+        except ParseError as e:
+            raise self.error(e.description, offset + e.pos) from None
+
+
+class _Cursor:
+    def __init__(self, parser: Parser, toks: list[Token]) -> None:
+        self.p = parser
+        self.toks = toks
+        self.i = 0
+
+    def peek(self, k: int = 0) -> Token:
+        j = min(self.i + k, len(self.toks) - 1)
+        return self.toks[j]
+
+    def advance(self) -> Token:
+        t = self.toks[self.i]
+        if t.kind is not T.EOF:
+            self.i += 1
+        return t
+
+    def word_is(self, *words: str, k: int = 0, case: bool = True) -> bool:
+        t = self.peek(k)
+        if t.kind is not T.WORD:
+            return False
+        return (t.text if case else t.text.upper()) in words
+
+
+class _SearchParser(_Cursor):
+    """Search syntax: AND (implicit) < OR < NOT < primary."""
+
+    STOP = (T.EOF, T.RPAREN)
+
+    def parse_and(self) -> SNode | None:
+        args: list[SNode] = []
+        while self.peek().kind not in self.STOP:
+            if self.word_is("AND"):
+                if not args:
+                    raise self.p.error("AND without a left operand", self.peek().start)
+                self.advance()
+                if self.peek().kind in self.STOP:
+                    raise self.p.error("AND without a right operand", self.peek().start)
+                continue
+            node = self.parse_or()
+            if isinstance(node, SAnd):
+                args.extend(node.args)
+            else:
+                args.append(node)
+        if not args:
+            return None
+        return args[0] if len(args) == 1 else SAnd(tuple(args))
+
+    def parse_or(self) -> SNode:
+        if self.word_is("OR"):
+            raise self.p.error("OR without a left operand", self.peek().start)
+        args = [self.parse_not()]
+        while self.word_is("OR"):
+            t = self.advance()
+            if self.peek().kind in self.STOP or self.word_is("OR", "AND"):
+                raise self.p.error("OR without a right operand", t.start)
+            node = self.parse_not()
+            args.extend(node.args if isinstance(node, SOr) else (node,))
+        if len(args) == 1:
+            return args[0]
+        flat: list[SNode] = []
+        for a in args:
+            flat.extend(a.args if isinstance(a, SOr) else (a,))
+        return SOr(tuple(flat))
+
+    def parse_not(self) -> SNode:
+        if self.word_is("NOT"):
+            t = self.advance()
+            if self.peek().kind in self.STOP:
+                raise self.p.error("NOT without an operand", t.start)
+            return SNot(self.parse_not())
+        return self.parse_primary()
+
+    def parse_primary(self) -> SNode:
+        t = self.peek()
+        if t.kind is T.LPAREN:
+            self.advance()
+            node = self.parse_and()
+            if self.peek().kind is not T.RPAREN:
+                raise self.p.error("missing ')'", self.peek().start)
+            self.advance()
+            if node is None:
+                raise self.p.error("empty parentheses", t.start)
+            return node
+        if t.kind is T.LBRACKET:
+            j = self.p._match_bracket(self.toks, self.i)
+            sub = self.p.subsearch(self.toks[self.i], self.toks[j])
+            self.i = j + 1
+            return SSub(sub)
+        if t.kind is T.MACRO:
+            self.advance()
+            return SMacro(Macro(t.text, t.start, t.end))
+        if t.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD):
+            nxt = self.peek(1)
+            if nxt.kind in COMPARE_TOKENS:
+                self.advance()
+                op = self.advance()
+                v = self.peek()
+                if v.kind not in (T.WORD, T.STRING, T.NUMBER, T.QFIELD, T.MACRO):
+                    raise self.p.error(f"missing value after {t.text}{op.text}", v.start)
+                self.advance()
+                if v.kind is T.STRING:
+                    value: Word | Str = Str(v.text, v.start)
+                    end = v.end
+                else:
+                    end = self.glue(v)
+                    value = Word(self.p.full[v.start:end], v.start)
+                return SCompare(t.text, COMPARE_TOKENS[op.kind], value, t.start, end)
+            if (nxt.kind is T.WORD and nxt.text.upper() == "IN"
+                    and self.peek(2).kind is T.LPAREN):
+                return self.parse_in(t)
+            if (t.kind is T.WORD and t.text.upper() in ("TERM", "CASE")
+                    and nxt.kind is T.LPAREN):
+                return self.parse_func_term(t)
+            self.advance()
+            value = Str(t.text, t.start) if t.kind is T.STRING else Word(t.raw, t.start)
+            return STerm(value, None, t.start, t.end)
+        raise self.p.error(f"unexpected {t.raw or 'end of search'!r}", t.start)
+
+    def glue(self, v: Token) -> int:
+        """Extend a bare value over parentheses written inside it (``*GetCurrent()*``,
+        ``relative_time(now(), "-1d")``): tokens that touch, with balanced parentheses."""
+        end = v.end
+        while True:
+            t = self.peek()
+            if t.start != end or t.kind is T.EOF:
+                return end
+            if t.kind is T.LPAREN:
+                depth = 0
+                while True:
+                    u = self.peek()
+                    if u.kind is T.EOF:
+                        raise self.p.error("unbalanced '(' in value", t.start)
+                    if u.kind is T.LPAREN:
+                        depth += 1
+                    elif u.kind is T.RPAREN:
+                        depth -= 1
+                    self.advance()
+                    end = u.end
+                    if depth == 0:
+                        break
+                continue
+            if t.kind is T.WORD and self.toks[self.i - 1].kind is T.RPAREN:
+                self.advance()
+                end = t.end
+                continue
+            return end
+
+    def parse_in(self, field_tok: Token) -> SNode:
+        self.advance()  # field
+        self.advance()  # IN
+        self.advance()  # (
+        values: list[Word | Str] = []
+        while True:
+            v = self.peek()
+            if v.kind is T.RPAREN:
+                end = self.advance().end
+                break
+            if v.kind is T.COMMA:
+                self.advance()
+                continue
+            if v.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD, T.MACRO):
+                self.advance()
+                values.append(Str(v.text, v.start) if v.kind is T.STRING else Word(v.raw,
+                                                                                   v.start))
+                continue
+            raise self.p.error("expected a value or ')' in IN list", v.start)
+        return SIn(field_tok.text, tuple(values), field_tok.start, end)
+
+    def parse_func_term(self, t: Token) -> SNode:
+        self.advance()
+        self.advance()  # (
+        v = self.peek()
+        if v.kind not in (T.WORD, T.STRING, T.NUMBER):
+            raise self.p.error(f"expected a term inside {t.text}()", v.start)
+        self.advance()
+        if self.peek().kind is not T.RPAREN:
+            raise self.p.error(f"missing ')' after {t.text}(", self.peek().start)
+        end = self.advance().end
+        value = Str(v.text, v.start) if v.kind is T.STRING else Word(v.raw, v.start)
+        return STerm(value, t.text.upper(), t.start, end)
+
+
+class _EvalParser(_Cursor):
+    """Eval syntax: OR/XOR < AND < NOT < comparison < + - . < * / % < unary < primary."""
+
+    STOP = (T.EOF, T.RPAREN, T.COMMA)
+
+    def parse(self) -> ENode:
+        return self.parse_or()
+
+    def parse_or(self) -> ENode:
+        left = self.parse_and()
+        while self.word_is("OR", "XOR", case=False):
+            op = self.advance().text.upper()
+            left = EBin(op, left, self.parse_and())
+        return left
+
+    def parse_and(self) -> ENode:
+        left = self.parse_not()
+        while self.word_is("AND", case=False):
+            self.advance()
+            left = EBin("AND", left, self.parse_not())
+        return left
+
+    def parse_not(self) -> ENode:
+        if self.word_is("NOT", case=False) and self.peek(1).kind is not T.LPAREN:
+            self.advance()
+            return EUnary("NOT", self.parse_not())
+        if self.word_is("NOT", case=False):
+            self.advance()
+            return EUnary("NOT", self.parse_not())
+        return self.parse_cmp()
+
+    def parse_cmp(self) -> ENode:
+        left = self.parse_add()
+        t = self.peek()
+        if t.kind in COMPARE_TOKENS:
+            self.advance()
+            return EBin(COMPARE_TOKENS[t.kind], left, self.parse_add())
+        if self.word_is("LIKE", case=False):
+            self.advance()
+            return EBin("LIKE", left, self.parse_add())
+        if self.word_is("IN", case=False) and self.peek(1).kind is T.LPAREN:
+            self.advance()
+            self.advance()
+            args = self.parse_args()
+            return ECall("in", (left, *args))
+        return left
+
+    def parse_add(self) -> ENode:
+        left = self.parse_mul()
+        while self.peek().kind in (T.PLUS, T.MINUS, T.DOT):
+            op = self.advance().text
+            left = EBin(op, left, self.parse_mul())
+        return left
+
+    def parse_mul(self) -> ENode:
+        left = self.parse_unary()
+        while self.peek().kind in (T.STAR, T.SLASH, T.PERCENT):
+            op = self.advance().text
+            left = EBin(op, left, self.parse_unary())
+        return left
+
+    def parse_unary(self) -> ENode:
+        if self.peek().kind is T.MINUS:
+            self.advance()
+            return EUnary("-", self.parse_unary())
+        if self.peek().kind is T.PLUS:
+            self.advance()
+            return self.parse_unary()
+        return self.parse_primary()
+
+    def parse_args(self) -> tuple[ENode, ...]:
+        """Arguments after '(' up to and including ')'."""
+        args: list[ENode] = []
+        if self.peek().kind is T.RPAREN:
+            self.advance()
+            return ()
+        while True:
+            if self.peek().kind is T.STAR and self.peek(1).kind in (T.RPAREN, T.COMMA):
+                self.advance()
+                args.append(EOpaque("*"))
+            else:
+                args.append(self.parse_or())
+            t = self.peek()
+            if t.kind is T.COMMA:
+                self.advance()
+                continue
+            if t.kind is T.RPAREN:
+                self.advance()
+                return tuple(args)
+            raise self.p.error(f"expected ',' or ')' in arguments, got {t.raw!r}", t.start)
+
+    def parse_primary(self) -> ENode:
+        t = self.peek()
+        if t.kind is T.LPAREN:
+            self.advance()
+            node = self.parse_or()
+            if self.peek().kind is not T.RPAREN:
+                raise self.p.error("missing ')'", self.peek().start)
+            self.advance()
+            return node
+        if t.kind is T.NUMBER:
+            self.advance()
+            return ENum(t.text)
+        if t.kind is T.STRING:
+            self.advance()
+            return EStr(t.text)
+        if t.kind is T.QFIELD:
+            self.advance()
+            return EField(t.text, t.start)
+        if t.kind is T.MACRO:
+            self.advance()
+            return EMacro(Macro(t.text, t.start, t.end))
+        if t.kind is T.WORD:
+            self.advance()
+            if self.peek().kind is T.LPAREN and t.text[0].isalpha():
+                self.advance()
+                return ECall(t.text.lower(), self.parse_args())
+            return EField(t.text, t.start)
+        raise self.p.error(f"unexpected {t.raw or 'end of expression'!r} in expression", t.start)
+
+
+# ---- command parsers ----------------------------------------------------------------------
+
+CommandParser = Callable[[Parser, str, int, str], Command]
+
+
+def parse_generic(p: Parser, text: str, offset: int, name: str) -> Command:
+    """Any command: arguments kept as items (an unknown command never fails)."""
+    return Command(name, p.items(p.search_tokens(text, offset)))
+
+
+def parse_search_command(p: Parser, text: str, offset: int, name: str = "search",
+                         explicit: bool = True) -> Command:
+    toks = p.search_tokens(text, offset)
+    return Command("search", search=p.search_expr(toks), explicit=explicit)
+
+
+def parse_where(p: Parser, text: str, offset: int, name: str) -> Command:
+    toks = p.eval_tokens(text, offset)
+    if toks[0].kind is T.EOF:
+        raise p.error("where needs an expression", offset)
+    ep = _EvalParser(p, toks)
+    expr = ep.parse()
+    if ep.peek().kind is not T.EOF:
+        raise p.error(f"unexpected {ep.peek().raw!r} in where", ep.peek().start)
+    return Command(name, expr=expr)
+
+
+def parse_eval(p: Parser, text: str, offset: int, name: str) -> Command:
+    toks = p.eval_tokens(text, offset)
+    ep = _EvalParser(p, toks)
+    pairs: list[tuple[str, ENode]] = []
+    while ep.peek().kind is not T.EOF:
+        t = ep.advance()
+        if t.kind not in (T.WORD, T.QFIELD, T.STRING):
+            raise p.error(f"expected a field name in eval, got {t.raw!r}", t.start)
+        if ep.peek().kind is not T.EQ:
+            raise p.error("expected '=' in eval assignment", ep.peek().start)
+        ep.advance()
+        pairs.append((t.text, ep.parse()))
+        if ep.peek().kind is T.COMMA:
+            ep.advance()
+        elif ep.peek().kind is not T.EOF:
+            raise p.error(f"unexpected {ep.peek().raw!r} in eval", ep.peek().start)
+    if not pairs:
+        raise p.error("eval needs an assignment", offset)
+    return Command(name, assignments=tuple(pairs))
+
+
+def parse_tstats(p: Parser, text: str, offset: int, name: str) -> Command:
+    """``tstats [opts] aggs [from datamodel=X.Y] [where <search>] [by ...]``."""
+    toks = p.search_tokens(text, offset)
+    where_at = by_at = None
+    depth = 0
+    for i, t in enumerate(toks):
+        if t.kind in (T.LPAREN, T.LBRACKET):
+            depth += 1
+        elif t.kind in (T.RPAREN, T.RBRACKET):
+            depth -= 1
+        elif depth == 0 and t.kind is T.WORD:
+            w = t.text.lower()
+            if w == "where" and where_at is None and by_at is None:
+                where_at = i
+            elif w in ("by", "groupby") and by_at is None and where_at is not None:
+                by_at = i
+    if where_at is None:
+        return Command(name, p.items(toks))
+    eof = toks[-1]
+    head = [*toks[:where_at], eof]
+    cond_toks = [*toks[where_at + 1:by_at], eof] if by_at is not None else toks[where_at + 1 :]
+    tail = toks[by_at:] if by_at is not None else [eof]
+    return Command(name, p.items(head), search=p.search_expr(cond_toks), tail=p.items(tail))
+
+
+COMMAND_PARSERS: dict[str, CommandParser] = {
+    "search": parse_search_command,
+    "where": parse_where,
+    "eval": parse_eval,
+    "tstats": parse_tstats,
+}
+
+
+def parse(text: str) -> Pipeline:
+    """Parse an SPL query. Raises :class:`ParseError` with a position on bad input."""
+    return Parser(text).parse()
+
+
+def parse_eval_expression(text: str) -> ENode:
+    """Parse one eval expression (used by ``searchmatch`` and tests)."""
+    p = Parser(text)
+    ep = _EvalParser(p, p.eval_tokens(text, 0))
+    node = ep.parse()
+    if ep.peek().kind is not T.EOF:
+        raise p.error(f"unexpected {ep.peek().raw!r}", ep.peek().start)
+    return node
