@@ -378,3 +378,48 @@ def test_channel_terms_are_decided_by_routing_when_the_event_lacks_them():
         {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "sourcetype": "noise"},
     ])
     assert [f.event.position for f in Engine([er], route=False).run(evs)] == [1, 2]
+
+
+def test_stats_then_eventstats_chain():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "EventCode=4670"),
+                Stage(1, "stats", "stats dc(object) as objectCount by src_user, host",
+                      kind=StageKind.AGGREGATE, by=("src_user", "host")),
+                Stage(2, "eventstats", "eventstats avg(objectCount) as comp_avg by host",
+                      kind=StageKind.AGGREGATE, by=("host",), phase=Phase.RESULT),
+                Stage(3, "where", "where objectCount > comp_avg", phase=Phase.RESULT)),
+        condition=Predicate("EventCode", Op.EQ, (4670,)),
+        result_condition=cond(Call(">", (f("objectCount"), f("comp_avg")))),
+    )
+    er = spl_rule(a)
+    assert er.runnable, er.reason
+    rows = [{"EventCode": 4670, "host": "h", "src_user": u, "object": o}
+            for u, o in [("a", 1), ("a", 2), ("a", 3), ("b", 1)]]
+    found = list(Engine([er], route=False).run(events(rows)))
+    assert [fd.matched["src_user"] for fd in found] == ["a"]  # 3 objects > average 2
+
+
+def test_filter_between_aggregations_is_not_runnable():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "x"),
+                Stage(1, "stats", "stats count by h", kind=StageKind.AGGREGATE, by=("h",)),
+                Stage(2, "where", "where count > 1", phase=Phase.RESULT,
+                      condition=Predicate("count", Op.GT, (1,))),
+                Stage(3, "stats", "stats count as n", kind=StageKind.AGGREGATE)),
+        condition=Predicate("x", Op.EXISTS, (True,)),
+    )
+    assert "between two aggregations" in (spl_rule(a).reason or "")
+
+
+def test_bucket_before_stats_is_not_runnable():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "x"),
+                Stage(1, "bucket", "bucket span=5m _time", kind=StageKind.TRANSFORM),
+                Stage(2, "stats", "stats count by _time", kind=StageKind.AGGREGATE,
+                      by=("_time",))),
+        condition=Predicate("x", Op.EXISTS, (True,)),
+    )
+    assert "bucket" in (spl_rule(a).reason or "")

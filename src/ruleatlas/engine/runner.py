@@ -61,6 +61,7 @@ class EngineRule:
     fields: tuple[str, ...] = ()
     tactics: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    chain: tuple[AggSpec, ...] = ()  # later aggregations, run over the rows of the first
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
 
@@ -144,8 +145,13 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
             if cmd not in AGGREGATES:
                 return f"aggregation {st.command} is not supported"
             aggs += 1
-            if aggs > 1:
-                return "more than one aggregation stage"
+        if (aggs and st.kind is StageKind.FILTER and st.condition is not None
+                and any(s.kind is StageKind.AGGREGATE for s in analysis.stages
+                        if s.index > st.index)):
+            return "a filter between two aggregations is not supported"
+        if cmd in ("bin", "bucket") and any(
+                s.kind is StageKind.AGGREGATE and s.index > st.index for s in analysis.stages):
+            return f"{st.command} before an aggregation (time buckets) is not supported"
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
             outs = set(st.by) | _stage_outputs(st.text)
             later = set(_fields_of(analysis.result_condition))
@@ -191,7 +197,8 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         er.compiled(route.common_map)
         agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
         if agg:
-            er.agg = parse_stats(agg[0].command, agg[0].expanded or agg[0].text, agg[0].by)
+            specs = [parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
+            er.agg, er.chain = specs[0], tuple(specs[1:])
             er.result = compile_node(analysis.result_condition)
         elif analysis.result_condition is not None:
             er.result = compile_node(analysis.result_condition)
@@ -306,7 +313,7 @@ class Engine:
         self._groups: dict[Key, _Group] = {}
         self._keys: dict[tuple[Any, Any], Key] = {}  # (Channel, EventID) as read -> key
         self.aggregators: dict[int, Aggregator] = {
-            i: Aggregator(r.agg, r.result or (lambda _: True))
+            i: Aggregator(r.agg, (lambda _: True) if r.chain else (r.result or (lambda _: True)))
             for i, r in enumerate(self.rules) if r.agg is not None
         }
         self.events = 0
@@ -359,7 +366,15 @@ class Engine:
         """Findings of the aggregating rules, once every event has been seen."""
         for idx, agg in self.aggregators.items():
             er = self.rules[idx]
-            for row, event in agg.rows():
+            rows = agg.rows()
+            for n, spec in enumerate(er.chain, 1):  # stats | eventstats ...: rows are events
+                last = n == len(er.chain)
+                nxt = Aggregator(spec, (er.result or (lambda _: True)) if last
+                                 else (lambda _: True))
+                for row, event in rows:
+                    nxt.add(row, event)
+                rows = nxt.rows()
+            for row, event in rows:
                 yield Finding(er, event, {k: _short(v) for k, v in row.items()})
 
     def run(self, events: Iterable[Event]) -> Iterator[Finding]:
