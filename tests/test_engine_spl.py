@@ -413,13 +413,31 @@ def test_filter_between_aggregations_is_not_runnable():
     assert "between two aggregations" in (spl_rule(a).reason or "")
 
 
-def test_bucket_before_stats_is_not_runnable():
+def test_bucket_span_then_stats_by_time():
     a = Analysis(
         language="spl",
         stages=(Stage(0, "search", "x"),
-                Stage(1, "bucket", "bucket span=5m _time", kind=StageKind.TRANSFORM),
+                Stage(1, "bucket", "| bucket span=5m _time", kind=StageKind.TRANSFORM),
                 Stage(2, "stats", "stats count by _time", kind=StageKind.AGGREGATE,
                       by=("_time",))),
         condition=Predicate("x", Op.EXISTS, (True,)),
+        result_condition=Predicate("count", Op.GT, (1,)),
     )
-    assert "bucket" in (spl_rule(a).reason or "")
+    er = spl_rule(a)
+    assert er.runnable, er.reason
+    times = ["2020-09-02T01:41:00Z", "2020-09-02T01:44:59Z", "2020-09-02T01:46:00Z"]
+    found = list(Engine([er], route=False).run(events(
+        [{"x": 1, "TimeCreated": t} for t in times])))
+    assert [fd.matched["count"] for fd in found] == [2]
+
+
+def test_bin_with_other_options_is_not_runnable():
+    a = Analysis(
+        language="spl",
+        stages=(Stage(0, "search", "x"),
+                Stage(1, "bin", "bin bins=10 size", kind=StageKind.TRANSFORM),
+                Stage(2, "stats", "stats count by size", kind=StageKind.AGGREGATE,
+                      by=("size",))),
+        condition=Predicate("x", Op.EXISTS, (True,)),
+    )
+    assert "bin" in (spl_rule(a).reason or "")

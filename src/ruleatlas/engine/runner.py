@@ -15,8 +15,10 @@ then the full matcher of the few candidate rules.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ruleatlas.coverage.routing import Key, Route, event_key, route_for
@@ -25,6 +27,7 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
+from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
     Analysis,
@@ -62,6 +65,7 @@ class EngineRule:
     tactics: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     chain: tuple[AggSpec, ...] = ()  # later aggregations, run over the rows of the first
+    bins: tuple[tuple[str, float], ...] = ()  # bin/bucket span before the aggregation
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
 
@@ -149,9 +153,10 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
                 and any(s.kind is StageKind.AGGREGATE for s in analysis.stages
                         if s.index > st.index)):
             return "a filter between two aggregations is not supported"
-        if cmd in ("bin", "bucket") and any(
-                s.kind is StageKind.AGGREGATE and s.index > st.index for s in analysis.stages):
-            return f"{st.command} before an aggregation (time buckets) is not supported"
+        if cmd in ("bin", "bucket"):
+            if parse_bin(st.expanded or st.text) is None:
+                return f"{st.command} stage {st.text[:60]!r} is not supported"
+            continue
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
             outs = set(st.by) | _stage_outputs(st.text)
             later = set(_fields_of(analysis.result_condition))
@@ -159,7 +164,7 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
                       for f in _fields_of(s.condition)}
             if cmd in ("lookup", "inputlookup", "join", "append", "rex", "eval", "spath",
                        "transaction", "streamstats", "makemv", "mvexpand", "iplocation",
-                       "bin", "bucket", "appendpipe", "foreach", "map", "xmlkv", "extract"):
+                       "appendpipe", "foreach", "map", "xmlkv", "extract"):
                 if outs & later or not outs:
                     return f"{st.command} stage output is used by a later filter"
             elif later:
@@ -198,6 +203,11 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
         if agg:
             specs = [parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
+            for st in analysis.stages:
+                b = parse_bin(st.expanded or st.text) if st.command.lower() in (
+                    "bin", "bucket") else None
+                if b and st.index < agg[0].index:
+                    er.bins = (*er.bins, b)
             er.agg, er.chain = specs[0], tuple(specs[1:])
             er.result = compile_node(analysis.result_condition)
         elif analysis.result_condition is not None:
@@ -352,7 +362,7 @@ class Engine:
                 er = self.rules[idx]
                 agg = self.aggregators.get(idx)
                 if agg is not None:
-                    agg.add(_mapped(fields, g.names[s]), event)
+                    agg.add(_agg_input(er, event, g.names[s]), event)
                     continue
                 if er.result is not None and not er.result(fields):
                     continue
@@ -394,6 +404,54 @@ def _space_aliases(g: _Group, fields: dict[str, Any]) -> None:
         g.spaced = True
         for k in spaced:
             fields.setdefault(k.replace(" ", ""), fields[k])
+
+
+_SPAN = re.compile(r"\bspan\s*=\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
+_UNITS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
+          "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
+          "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+
+
+def parse_bin(text: str) -> tuple[str, float] | None:
+    """``bucket span=5m _time`` -> ``("_time", 300.0)``; None for other forms (bins=, start=)."""
+    m = _SPAN.search(text)
+    words = [w for w in re.split(r"\s+", text.strip().lstrip("|").strip())[1:]
+             if "=" not in w]
+    if not m or len(words) != 1 or m.group(2).lower() not in _UNITS:
+        return None
+    return words[0].split(" as ")[0], float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def epoch(v: Any) -> float | None:
+    """Seconds since 1970 from an event time (ISO text, ``2020-09-02 01:43:50.069``, number)."""
+    n = as_number(v)
+    if n is not None:
+        return n
+    if not isinstance(v, str):
+        return None
+    t = v.strip().replace("Z", "+00:00")
+    try:
+        d = datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.timestamp()
+
+
+def _agg_input(er: EngineRule, event: Event, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """What an aggregation reads of one event: mapped names, ``_time`` (Splunk's event time,
+    from the event's own time) and the bin/bucket spans applied."""
+    out = _mapped(event.fields, names)
+    if "_time" not in out:
+        t = epoch(event.time)
+        if t is not None:
+            out["_time"] = t
+    for name, span in er.bins:
+        v = epoch(out.get(name)) if name == "_time" else as_number(out.get(name))
+        if v is not None:
+            out[name] = (v // span) * span
+    return out
 
 
 def _mapped(fields: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
