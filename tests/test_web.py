@@ -556,3 +556,24 @@ def test_head_requests_and_no_control_characters_in_json(client: TestClient) -> 
     raw = client.get("/api/rules", params={"q": "wmiexec"}).content
     assert b"\\u0002" not in raw and b"\x02" not in raw
     assert "<<" in json.dumps(client.get("/api/rules", params={"q": "wmiexec"}).json()["rows"])
+
+
+def test_test_results_show_up_while_serving(tmp_path: Path) -> None:
+    """The engine records a result while the server runs: the rule page, the test filter and
+    facet follow (whole-catalog caches are keyed on the file and its WAL)."""
+    from ruleatlas.store.results import write_results
+
+    db = build_catalog(make_hostile_repos(tmp_path), tmp_path / "live.db")
+    c = TestClient(create_app(db))
+    assert c.get("/api/rules", params={"test": "pass"}).json()["total"] == 0
+    assert c.get(f"/api/rules/{HOSTILE_SPLUNK_ID}").json()["rule"]["test_result"] is None
+    assert "pass" not in dict(c.get("/api/rules").json()["facets"]["test"])
+    write_results(db, [{"id": HOSTILE_SPLUNK_ID, "status": "pass", "matched": 3,
+                        "expected": 1, "reason": "<b>matched</b>"}])
+    j = c.get("/api/rules", params={"test": "pass"}).json()
+    assert [r["id"] for r in j["rows"]] == [HOSTILE_SPLUNK_ID]
+    assert dict(c.get("/api/rules").json()["facets"]["test"])["pass"] == 1
+    page = soup(c.get(f"/rules/{HOSTILE_SPLUNK_ID}").text)
+    result = page.select_one(".test-result")
+    assert "pass" in result.get_text() and "3 matched" in result.get_text()
+    assert "<b>matched</b>" in result.get_text() and not result.find("b")

@@ -50,6 +50,21 @@ class QueryTimeout(BrowseError):
     """A page's queries ran past their time limit (SQLite interrupted them)."""
 
 
+def catalog_stamp(path: str | Path) -> tuple[int, ...]:
+    """What changes when the catalog does: size and mtime of the file and of its WAL (a writer
+    in WAL mode, e.g. ``ruleatlas test`` recording results, touches only the ``-wal`` file
+    until a checkpoint). Caches of whole-catalog facts are keyed on it."""
+    out: list[int] = []
+    for p in (Path(path), Path(f"{path}-wal")):
+        try:
+            st = p.stat()
+        except OSError:
+            out += [-1, -1]
+        else:
+            out += [st.st_size, st.st_mtime_ns]
+    return tuple(out)
+
+
 class ReadPool:
     """One read-only connection per thread (Starlette runs sync reads in a thread pool), with a
     time limit per call of :meth:`run` enforced inside SQLite by a progress handler."""
@@ -224,7 +239,7 @@ class _RuleFacts:
     test: str = "none"
 
 
-_FACTS: dict[tuple[str, float], dict[str, _RuleFacts]] = {}
+_FACTS: dict[tuple[str, tuple[int, ...]], dict[str, _RuleFacts]] = {}
 _FACTS_LOCK = threading.Lock()
 _ALL_FACETS: dict[str, tuple[Any, dict[str, tuple[tuple[str, int], ...]]]] = {}
 
@@ -234,7 +249,7 @@ def _facts(conn: sqlite3.Connection) -> dict[str, _RuleFacts]:
     changes its mtime and reloads). Filtering and counting facets over these in Python costs
     a few ms for the whole corpus, where the equivalent SQL joins cost tens of ms per facet."""
     path = conn.execute("PRAGMA database_list").fetchone()[2]
-    key = (path, Path(path).stat().st_mtime if path else 0.0)
+    key = (path, catalog_stamp(path) if path else ())
     got = _FACTS.get(key)
     if got is not None:
         return got
@@ -634,13 +649,13 @@ def rule_document(conn: sqlite3.Connection, rule_id: str) -> dict[str, Any] | No
     }
 
 
-_INDEXED: dict[tuple[str, float], int] = {}
+_INDEXED: dict[tuple[str, tuple[int, ...]], int] = {}
 
 
 def _indexed_rules(conn: sqlite3.Connection) -> int:
     """Rules with at least one indicator (the N of IDF), once per catalog file."""
     path = conn.execute("PRAGMA database_list").fetchone()[2]
-    key = (path, Path(path).stat().st_mtime if path else 0.0)
+    key = (path, catalog_stamp(path) if path else ())
     n = _INDEXED.get(key)
     if n is None:
         n = conn.execute("SELECT count(DISTINCT rule_id) FROM indicators").fetchone()[0]

@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ruleatlas.store.browse import BrowseError, QueryTimeout, ReadPool
+from ruleatlas.store.browse import BrowseError, QueryTimeout, ReadPool, catalog_stamp
 from ruleatlas.web import render
 from ruleatlas.web.openapi import openapi
 from ruleatlas.web.params import WebError, parse_query
@@ -154,7 +154,7 @@ def create_app(db_path: str | Path) -> Starlette:
         return HTMLResponse(html, headers={"link": f'<{api_url}>; rel="alternate"; '
                                                    'type="application/json"'})
 
-    cache: dict[tuple[str, bool, str], tuple[float, Response]] = {}
+    cache: dict[tuple[str, bool, str], tuple[tuple[int, ...], Response]] = {}
 
     def endpoint(page: Page, as_json: bool) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
@@ -162,7 +162,7 @@ def create_app(db_path: str | Path) -> Starlette:
                 return await anyio.to_thread.run_sync(run_page, page, request, as_json,
                                                       limiter=limiter)
             key = (page.name, as_json, str(request.url.query))
-            mtime = db.stat().st_mtime
+            mtime = catalog_stamp(db)
             hit = cache.get(key)
             if hit is not None and hit[0] == mtime:
                 return hit[1]
