@@ -316,3 +316,58 @@ def test_a_pipeline_failure_on_one_rule_is_a_located_error(
         assert (err.path, err.kind, err.line) == ("rules/windows/b.yml", "internal", 1)
         assert "boom" in err.reason
     accounted(db)
+
+
+NESTED_DETECTION = """\
+name: Nested Macro Rule
+id: cccccccc-0000-4000-8000-000000000001
+version: 1
+date: '2024-01-01'
+author: Test
+type: TTP
+status: production
+description: Calls outer, which calls inner.
+data_source: []
+search: '`outer` EventCode=1 | stats count by host | `nested_macro_rule_filter`'
+how_to_implement: none
+known_false_positives: none
+references: []
+tags:
+  analytic_story: []
+  mitre_attack_id: []
+  risk_score: 10
+"""
+
+
+def _macro(root: Path, name: str, definition: str) -> None:
+    (root / "macros" / f"{name}.yml").write_text(
+        f"definition: '{definition}'\ndescription: test\nname: {name}\n")
+
+
+def test_only_rules_using_a_changed_macro_are_reanalyzed(tmp_path: Path) -> None:
+    spl = make_splunk(tmp_path)
+    (spl / "detections" / "endpoint" / "nested.yml").write_text(NESTED_DETECTION)
+    _macro(spl, "outer", "`inner` sourcetype=x")
+    _macro(spl, "inner", "index=a")
+    _macro(spl, "unrelated", "index=u")
+    _macro(spl, "nested_macro_rule_filter", "search *")
+    (spl / "stories").mkdir()
+    db = tmp_path / "c.db"
+    build([spl], db)
+    nested = "cccccccc-0000-4000-8000-000000000001"
+    with Catalog.open(db, readonly=True) as c:
+        assert "outer" in c.rule_column(nested, "rule_macros", "macro")
+    _macro(spl, "unrelated", "index=changed")
+    assert build([spl], db).repos[0].reanalyzed == 0
+    _macro(spl, "inner", "index=b")  # reached only through `outer`
+    s = build([spl], db)
+    assert s.repos[0].reanalyzed == 1
+    with Catalog.open(db, readonly=True) as c:
+        assert c.get_rule(nested).rule.title == "Nested Macro Rule"
+    (spl / "stories" / "s.yml").write_text(
+        "name: A Story\nid: 1\ndescription: d\nnarrative: n\n")
+    assert build([spl], db).repos[0].reanalyzed == 0  # stories do not feed analysis
+    _macro(spl, "powershell", "index=ps")
+    s = build([spl], db)
+    assert s.repos[0].reanalyzed == 1  # the example rule, not the nested one
+    accounted(db)

@@ -272,6 +272,7 @@ class _Repo:
     unchanged: int = 0
     deleted: int = 0
     reanalyzed: int = 0
+    affected: set[str] | None = None  # rules to analyze again (None: all)
 
 
 # Folders a source's side tables are read from. When none of their files changed (size, mtime)
@@ -403,7 +404,9 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
         _CTX[repo.root] = (repo.src, AnalysisContext(macros=side.macros,
                                                      data_sources=side.data_sources))
         if repo.root in old_digest and old_digest[repo.root] != side.digest:
-            reanalyze.append(repo)
+            repo.affected = writer.affected_rules(conn, repo.root, repo.src.name, side)
+            if repo.affected is None or repo.affected:
+                reanalyze.append(repo)
     _CONFIGURED[0] = ""
     timings["side_tables"] = time.perf_counter() - t
 
@@ -446,8 +449,8 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
 
         t = time.perf_counter()
         for repo in reanalyze:
-            tasks = [(repo.root, j) for j in writer.rule_jsons(conn, repo.root,
-                                                                exclude=w.written_rules)]
+            tasks = [(repo.root, j) for j in writer.rule_jsons(
+                conn, repo.root, exclude=w.written_rules, only=repo.affected)]
             for packed in _run(_work_rule, tasks, workers, progress, "re-analyze"):
                 if packed is not None:
                     w.rewrite_rule(packed)

@@ -7,6 +7,7 @@ so this module is only SQL.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,10 +65,51 @@ def side_digests(conn: sqlite3.Connection) -> dict[str, str]:
     return {r: d or "" for r, d in conn.execute("SELECT root, side_digest FROM repos")}
 
 
-def rule_jsons(conn: sqlite3.Connection, root: str, exclude: set[str]) -> list[str]:
+def rule_jsons(conn: sqlite3.Connection, root: str, exclude: set[str],
+               only: set[str] | None = None) -> list[str]:
     return [j for rid, j in conn.execute(
         "SELECT id, rule_json FROM rules WHERE root = ? ORDER BY path, doc_index", (root,))
-        if rid not in exclude]
+        if rid not in exclude and (only is None or rid in only)]
+
+
+_MACRO_REF = re.compile(r"`([A-Za-z0-9_.:-]+)(?:\(|`)")
+
+
+def affected_rules(conn: sqlite3.Connection, root: str, source: str,
+                   side: SideTables) -> set[str] | None:
+    """Rules of ``root`` whose analysis a side-table change can alter, or None for all.
+
+    Only macros and data sources feed analysis. A changed data-source table re-analyzes
+    everything; changed macros re-analyze the rules calling them, directly or through other
+    macros (``rule_macros`` keeps every macro a rule calls). Stories and lookups alone: none."""
+    old_ds = {n: d for n, d in conn.execute(
+        "SELECT name, doc FROM data_sources WHERE source = ?", (source,))}
+    if old_ds != {n: dumps(dict(d)) for n, d in side.data_sources.items()}:
+        return None
+    old = {(n + (f"({k})" if k else "")): (d, a) for n, k, d, a in conn.execute(
+        "SELECT name, nargs, definition, arguments FROM macros")}
+    new = {m.key: (m.definition, dumps(list(m.arguments))) for m in side.macros.values()}
+    changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    if not changed:
+        return set()
+    # Close over macros whose definition calls a changed macro (by name, any arity).
+    defs = {k: v[0] for k, v in {**old, **new}.items()}
+    names = {k.split("(", 1)[0] for k in changed}
+    while True:
+        more = {k for k, d in defs.items() if k not in changed
+                and any(n in names for n in _MACRO_REF.findall(d))}
+        if not more:
+            break
+        changed |= more
+        names |= {k.split("(", 1)[0] for k in more}
+    keys = sorted(changed)
+    out: set[str] = set()
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        out.update(r[0] for r in conn.execute(
+            f"SELECT m.rule_id FROM rule_macros m JOIN rules r ON r.id = m.rule_id "
+            f"WHERE r.root = ? AND m.macro IN ({', '.join('?' * len(chunk))})", [root, *chunk]))
+    return out
 
 
 def repo_counts(conn: sqlite3.Connection, root: str) -> tuple[int, int, int, int]:
