@@ -577,3 +577,12 @@ def test_test_results_show_up_while_serving(tmp_path: Path) -> None:
     result = page.select_one(".test-result")
     assert "pass" in result.get_text() and "3 matched" in result.get_text()
     assert "<b>matched</b>" in result.get_text() and not result.find("b")
+
+
+def test_search_by_rule_id(client: TestClient) -> None:
+    for q in (EXAMPLE_ID, EXAMPLE_ID[:8], EXAMPLE_ID.upper()):
+        j = client.get("/api/rules", params={"q": q}).json()
+        assert [m["id"] for m in j["id_matches"]] == [EXAMPLE_ID], q
+    s = soup(client.get("/rules", params={"q": EXAMPLE_ID[:13]}).text)
+    assert s.select_one(f'.id-match a[href="/rules/{EXAMPLE_ID}"]') is not None
+    assert client.get("/api/rules", params={"q": "wmiexec"}).json()["id_matches"] == []

@@ -448,6 +448,20 @@ def search(
 # --------------------------------------------------------------------------------------------
 
 
+def rules_by_id_prefix(conn: sqlite3.Connection, text: str, limit: int = 5) -> list[dict[str, Any]]:
+    """Rules whose id starts with ``text`` (a pasted UUID or its first 8+ characters)."""
+    t = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f][0-9a-f-]{7,35}", t):
+        return []
+    return [
+        {"id": r[0], "title": r[1], "source": r[2]}
+        for r in conn.execute(
+            "SELECT id, title, source FROM rules WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (t, t + "\uffff", limit),
+        )
+    ]
+
+
 def rule_exists(conn: sqlite3.Connection, rule_id: str) -> bool:
     return conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule_id,)).fetchone() is not None
 

@@ -59,6 +59,7 @@ def build_rules(ctx: Ctx) -> dict[str, Any]:
         "rows": [h.to_dict() for h in res.hits],
         "_snippets": {h.id: h.snippet for h in res.hits if h.snippet},  # template only
         "facets": {k: [[v, n] for v, n in rows] for k, rows in res.facets.items()},
+        "id_matches": browse.rules_by_id_prefix(ctx.conn, a["q"]) if a["q"] else [],
         "technique_names": browse.technique_names(
             ctx.conn, [v for v, _ in res.facets.get("technique", ())]),
     }
