@@ -19,8 +19,7 @@ _EXPORTS = {
     "run_test": "testing",
     "run_tests": "testing",
     "TestResult": "testing",
-    "hunt": "hunt",
-    "HuntReport": "hunt",
+    "HuntReport": "hunt",  # the function is ruleatlas.engine.hunt.hunt (module of that name)
     "from_db": "catalog",
     "from_repos": "catalog",
     "LoadedRule": "catalog",
