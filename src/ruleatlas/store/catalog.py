@@ -169,6 +169,8 @@ class Catalog:
                 raise CatalogError(f"folder {p.parent} does not exist")
             conn = sqlite3.connect(p, check_same_thread=check_same_thread)
         conn.row_factory = sqlite3.Row
+        # Wait for another writer (the engine storing test results) instead of failing at once.
+        conn.execute("PRAGMA busy_timeout = 30000")
         cat = cls(conn, p, readonly)
         try:
             cat._check_schema()
