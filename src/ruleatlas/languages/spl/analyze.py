@@ -18,7 +18,8 @@ from ruleatlas.languages.spl.lower import (
     rename_pairs,
 )
 from ruleatlas.languages.spl.macros import expand
-from ruleatlas.languages.spl.parser import Parser
+from ruleatlas.languages.spl.parser import Parser, split_stages
+from ruleatlas.languages.spl.tokens import T
 from ruleatlas.model import (
     Analysis,
     Macro,
@@ -30,7 +31,6 @@ from ruleatlas.model import (
     StageKind,
     conjoin,
     problem_to_dict,
-    stage_to_dict,
 )
 
 
@@ -38,7 +38,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
                   with_drilldowns: list[Any] | None = None) -> Analysis:
     problems: list[Problem] = []
     try:
-        written = Parser(query).parse()
+        leading, written = split_stages(query)
     except ParseError as e:
         return Analysis(
             language=language,
@@ -54,9 +54,10 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
     group_by: tuple[str, ...] = ()
     used: list[str] = []
     filters: list[str] = []
-    for idx, cmd in enumerate(written.commands):
-        raw = query[cmd.start : cmd.end].strip()
-        first_implicit = idx == 0 and not written.leading_pipe
+    for idx, (cmd_start, cmd_end, first) in enumerate(written):
+        raw = query[cmd_start:cmd_end]
+        is_macro_stage = first.kind is T.MACRO and first.end == cmd_end
+        first_implicit = idx == 0 and not leading
         text = raw if first_implicit else f"| {raw}"
         exp = expand(raw, macros)
         for k in exp.used:
@@ -67,7 +68,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         for p in exp.problems:
             loc = p.location
             if loc is not None and loc.start is not None:
-                loc = span_of(query, cmd.start + loc.start, cmd.start + (loc.end or loc.start))
+                loc = span_of(query, cmd_start + loc.start, cmd_start + (loc.end or loc.start))
             problems.append(Problem(p.message, p.severity, loc, p.code))
         expanded_text = " ".join(exp.text.split()) if exp.text != raw else None
         source = exp.text if first_implicit else f"| {exp.text}"
@@ -75,18 +76,18 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
             sub = Parser(source).parse()
         except ParseError as e:
             problems.append(Problem(f"SPL parse error in stage {idx + 1} after macro expansion: "
-                                    f"{e.description}", "error", span_of(query, cmd.start),
+                                    f"{e.description}", "error", span_of(query, cmd_start),
                                     "parse-error"))
-            stages.append(Stage(idx, cmd.name, text, StageKind.OPAQUE, expanded_text,
-                                span=span_of(query, cmd.start, cmd.end)))
+            stages.append(Stage(idx, first.text.lower(), text, StageKind.OPAQUE, expanded_text,
+                                span=span_of(query, cmd_start, cmd_end)))
             continue
         ctx.stage = idx
-        ctx.span = span_of(query, cmd.start, cmd.end)
+        ctx.span = span_of(query, cmd_start, cmd_end)
         conds: list[Node | None] = []
         kinds: list[StageKind] = []
         by: tuple[str, ...] = ()
         stage_phase = ctx.phase
-        unknown_stage = cmd.name == "macro" and any(
+        unknown_stage = is_macro_stage and any(
             p.code == "unknown-macro" for p in exp.problems)
         for c in sub.commands:
             ctx.source = source
@@ -103,9 +104,9 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
                 by = res.by
                 group_by = res.by
                 ctx.phase = Phase.RESULT
-        command = sub.commands[0].name if sub.commands else cmd.name
+        command = sub.commands[0].name if sub.commands else first.text.lower()
         notes: list[str] = []
-        if stage_filters and cmd.name == "macro":
+        if stage_filters and is_macro_stage:
             kind = StageKind.MACRO
             notes.append("filter macro (empty by default)")
         elif unknown_stage:
@@ -119,12 +120,12 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
             kind = StageKind.FILTER
         else:
             kind = StageKind.TRANSFORM
-        if cmd.name == "macro" and not notes and len(sub.commands) > 1:
+        if is_macro_stage and not notes and len(sub.commands) > 1:
             notes.append(f"macro expands to {len(sub.commands)} commands")
         stages.append(Stage(
             index=idx, command=command, text=text, kind=kind, expanded=expanded_text,
             condition=conjoin(conds), phase=stage_phase, by=by, notes=tuple(notes),
-            span=span_of(query, cmd.start, cmd.end),
+            span=span_of(query, cmd_start, cmd_end),
         ))
     extra: dict[str, Any] = {
         "macros": used,
@@ -147,12 +148,20 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
 
 
 def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, Any]:
+    """A drilldown search: parsed (not lowered: it is a view, not a detection), its stages as
+    written, and a located problem when it does not parse."""
     search = str(d.get("search") or "")
-    a = analyze_query(search, macros)
-    return {
-        "name": d.get("name"),
-        "search": search,
-        "stages": [stage_to_dict(s) for s in a.stages],
-        "problems": [problem_to_dict(p) for p in a.problems],
-    }
-
+    stages: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    try:
+        leading, split = split_stages(search)
+        pipe = Parser(search).parse()
+        for n, ((start, end, _first), c) in enumerate(zip(split, pipe.commands, strict=True)):
+            raw = search[start:end]
+            stages.append({"index": n, "command": c.name,
+                           "text": raw if n == 0 and not leading else f"| {raw}"})
+    except ParseError as e:
+        problems.append(problem_to_dict(Problem(
+            f"SPL parse error: {e.description}", "error", Span(e.line, e.col, e.pos, e.pos),
+            "parse-error")))
+    return {"name": d.get("name"), "search": search, "stages": stages, "problems": problems}

@@ -26,7 +26,7 @@ class ParseError(AtlasError):
         self.text = text
         self.pos = pos
         self.line, self.col = line_col(text, pos)
-        src_line = text.splitlines()[self.line - 1] if text.strip() else ""
+        src_line = text.split("\n")[self.line - 1]
         self.highlight = f"{src_line}\n{' ' * (self.col - 1)}^"
         super().__init__(description, Span(self.line, self.col, pos, pos))
 

@@ -107,6 +107,8 @@ def substitute(m: Macro, args: list[str]) -> str:
 def expand(text: str, macros: Mapping[str, Macro]) -> Expansion:
     """Expand every macro call in ``text`` (comments are dropped from the result)."""
     out = Expansion(text)
+    if "`" not in text:
+        return out
     out.text = _expand(text, macros, out, (), 0, text)
     return out
 

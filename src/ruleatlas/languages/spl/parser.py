@@ -100,6 +100,8 @@ class Parser:
     def parse(self) -> Pipeline:
         text = self.full
         toks = Tokenizer(text).tokenize()
+        self._all = toks
+        self._index = {t.start: i for i, t in enumerate(toks)}
         bounds = _split_stages(toks, text)
         leading = bool(toks) and toks[0].kind is T.PIPE
         commands: list[Command] = []
@@ -130,7 +132,7 @@ class Parser:
         if implicit:
             return self._with_span(parse_search_command(self, text, start, explicit=False),
                                    start, end)
-        head = Tokenizer(text, offset=start).tokenize()
+        head = self.search_tokens(text, start)
         first = head[0]
         if first.kind is T.MACRO and head[1].kind is T.EOF:
             return Command("macro", (Macro(first.text, first.start, first.end),), start=start,
@@ -218,6 +220,22 @@ class Parser:
             raise self.error(e.description, offset + e.pos) from None
 
     def search_tokens(self, text: str, offset: int) -> list[Token]:
+        """Search-mode tokens of ``text`` (which starts at ``offset`` of the parsed text).
+
+        Search-mode scanning is context free, so a slice of the whole text's tokens is reused
+        when ``text`` starts and ends on token boundaries (it always does for stages and
+        command arguments); otherwise the text is scanned again."""
+        end = offset + len(text)
+        index = getattr(self, "_index", None)
+        if index is not None and text == self.full[offset:end]:
+            i = index.get(offset + len(text) - len(text.lstrip()))
+            if i is not None:
+                j = i
+                toks = self._all
+                while toks[j].kind is not T.EOF and toks[j].end <= end:
+                    j += 1
+                if toks[j].start >= end or toks[j].kind is T.EOF:
+                    return [*toks[i:j], Token(T.EOF, "", "", end, end)]
         try:
             return Tokenizer(text, "search", offset).tokenize()
         except ParseError as e:
@@ -606,6 +624,27 @@ COMMAND_PARSERS: dict[str, CommandParser] = {
     "eval": parse_eval,
     "tstats": parse_tstats,
 }
+
+
+def split_stages(text: str) -> tuple[bool, list[tuple[int, int, Token]]]:
+    """Cheap stage split (no expression parsing): leading pipe, and per stage (start, end,
+    first token). Raises :class:`ParseError` on unbalanced brackets or unterminated text."""
+    toks = Tokenizer(text).tokenize()
+    leading = toks[0].kind is T.PIPE
+    out: list[tuple[int, int, Token]] = []
+    for n, (a, b, _s) in enumerate(_split_stages(toks, text)):
+        if n == 0 and leading:
+            if a != b:
+                raise ParseError("text before the leading '|'", text, toks[a].start)
+            continue
+        if a == b:
+            if n == 0 and len(toks) == 1:
+                return leading, []
+            raise ParseError("empty pipeline stage", text, toks[b].start)
+        out.append((toks[a].start, toks[b - 1].end, toks[a]))
+    if leading and not out:
+        raise ParseError("nothing after '|'", text, len(text))
+    return leading, out
 
 
 def parse(text: str) -> Pipeline:

@@ -82,11 +82,6 @@ COMPARISONS: dict[str, T] = {
 ARITHMETIC: dict[str, T] = {"+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH, "%": T.PERCENT,
                             ".": T.DOT}
 
-_SEARCH_WORD = re.compile(r"""(?:\\.|[^\s|\[\]()=!<>,"`\\]|!(?!=)|\\)+""")
-_TEMPLATE = re.compile(r"<<[A-Za-z_]+>>")  # foreach placeholders: <<FIELD>>, <<MATCHSTR>>
-_EVAL_WORD = re.compile(r"""[A-Za-z_@$:{}\\][\w@$:{}\\.\-]*(?<![.\-])|\$[^$\s]+\$""")
-_NUMBER = re.compile(r"""(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![\w.])""")
-_SPACE = re.compile(r"\s+")
 
 
 def unescape(body: str) -> str:
@@ -111,8 +106,38 @@ def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+_SEARCH_SCAN = re.compile(
+    r"""(?P<ws>\s+)
+      |(?P<comment>```.*?```)
+      |(?P<macro>`(?!``)[^`]*`)
+      |(?P<str>"(?:\\.|[^"\\])*")
+      |(?P<tmpl><<[A-Za-z_]+>>)
+      |(?P<op>==|!=|<=|>=|[=<>])
+      |(?P<single>[|\[\](),])
+      |(?P<word>(?:\\.|[^\s|\[\]()=!<>,"`\\]|!(?!=)|\\)+)""",
+    re.VERBOSE | re.DOTALL,
+)
+_EVAL_SCAN = re.compile(
+    r"""(?P<ws>\s+)
+      |(?P<comment>```.*?```)
+      |(?P<macro>`(?!``)[^`]*`)
+      |(?P<str>"(?:\\.|[^"\\])*")
+      |(?P<qfield>'(?:\\.|[^'\\])*')
+      |(?P<tmpl><<[A-Za-z_]+>>)
+      |(?P<op>==|!=|<=|>=|[=<>])
+      |(?P<single>[|\[\](),])
+      |(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![\w.]))
+      |(?P<eword>[A-Za-z_@$:{}\\][\w@$:{}\\.\-]*(?<![.\-])|\$[^$\s]+\$)
+      |(?P<arith>[-+*/%.])
+      |(?P<word>(?:\\.|[^\s|\[\]()=!<>,"`\\]|!(?!=)|\\)+)""",
+    re.VERBOSE | re.DOTALL,
+)
+_OPEN_ERRORS = {"`": "unterminated macro call (`)", '"': "unterminated string",
+                "'": "unterminated string"}
+
+
 class Tokenizer:
-    """Turns SPL text into tokens. ``mode`` is ``search`` or ``eval``."""
+    """Turns SPL text into tokens with one master regular expression per context."""
 
     def __init__(self, text: str, mode: str = "search", offset: int = 0) -> None:
         self.text = text
@@ -124,86 +149,42 @@ class Tokenizer:
         return ParseError(message, self.text, pos)
 
     def tokenize(self) -> list[Token]:
-        text, n, mode = self.text, len(self.text), self.mode
+        text, n, off = self.text, len(self.text), self.offset
+        scan = (_EVAL_SCAN if self.mode == "eval" else _SEARCH_SCAN).match
         toks: list[Token] = []
-        i = 0
         append = toks.append
-        off = self.offset
+        i = 0
         while i < n:
-            ch = text[i]
-            if ch.isspace():
-                m = _SPACE.match(text, i)
-                assert m
-                i = m.end()
-                continue
-            if ch == "`":
+            m = scan(text, i)
+            if m is None:
+                ch = text[i]
                 if text.startswith("```", i):
-                    j = text.find("```", i + 3)
-                    if j < 0:
-                        raise self.error("unterminated comment (```)", i)
-                    self.comments.append((off + i, off + j + 3))
-                    i = j + 3
-                    continue
-                j = text.find("`", i + 1)
-                if j < 0:
-                    raise self.error("unterminated macro call (`)", i)
-                body = text[i + 1 : j]
-                append(Token(T.MACRO, body.strip(), text[i : j + 1], off + i, off + j + 1))
-                i = j + 1
-                continue
-            if ch == '"' or (ch == "'" and mode == "eval"):
-                j = i + 1
-                while j < n and text[j] != ch:
-                    j += 2 if text[j] == "\\" and j + 1 < n else 1
-                if j >= n:
-                    raise self.error("unterminated string", i)
-                body = text[i + 1 : j]
-                kind = T.STRING if ch == '"' else T.QFIELD
-                append(Token(kind, unescape(body), text[i : j + 1], off + i, off + j + 1))
-                i = j + 1
-                continue
-            if ch == "<" and text.startswith("<<", i):
-                m = _TEMPLATE.match(text, i)
-                if m:
-                    append(Token(T.WORD, m.group(), m.group(), off + i, off + m.end()))
-                    i = m.end()
-                    continue
-            two = text[i : i + 2]
-            if two in COMPARISONS:
-                append(Token(COMPARISONS[two], two, two, off + i, off + i + 2))
-                i += 2
-                continue
-            if ch in SINGLE_TOKENS:
-                append(Token(SINGLE_TOKENS[ch], ch, ch, off + i, off + i + 1))
-                i += 1
-                continue
-            if ch in COMPARISONS:
-                append(Token(COMPARISONS[ch], ch, ch, off + i, off + i + 1))
-                i += 1
-                continue
-            if mode == "eval":
-                m = _NUMBER.match(text, i)
-                if m:
-                    append(Token(T.NUMBER, m.group(), m.group(), off + i, off + m.end()))
-                    i = m.end()
-                    continue
-                m = _EVAL_WORD.match(text, i)
-                if m and m.end() > i:
-                    w = m.group()
-                    append(Token(T.WORD, w, w, off + i, off + m.end()))
-                    i = m.end()
-                    continue
-                if ch in ARITHMETIC:
-                    append(Token(ARITHMETIC[ch], ch, ch, off + i, off + i + 1))
-                    i += 1
-                    continue
-                # anything else (a stray wildcard word, unicode) falls back to a search word
-            m = _SEARCH_WORD.match(text, i)
-            if not m or m.end() == i:
-                raise self.error(f"unexpected character {ch!r}", i)
-            w = m.group()
-            append(Token(T.WORD, w, w, off + i, off + m.end()))
-            i = m.end()
+                    raise self.error("unterminated comment (```)", i)
+                raise self.error(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), i)
+            kind = m.lastgroup
+            j = m.end()
+            raw = m.group()
+            if kind == "ws":
+                pass
+            elif kind == "word" or kind == "eword" or kind == "tmpl":
+                append(Token(T.WORD, raw, raw, off + i, off + j))
+            elif kind == "op":
+                append(Token(COMPARISONS[raw], raw, raw, off + i, off + j))
+            elif kind == "single":
+                append(Token(SINGLE_TOKENS[raw], raw, raw, off + i, off + j))
+            elif kind == "str":
+                append(Token(T.STRING, unescape(raw[1:-1]), raw, off + i, off + j))
+            elif kind == "macro":
+                append(Token(T.MACRO, raw[1:-1].strip(), raw, off + i, off + j))
+            elif kind == "comment":
+                self.comments.append((off + i, off + j))
+            elif kind == "number":
+                append(Token(T.NUMBER, raw, raw, off + i, off + j))
+            elif kind == "qfield":
+                append(Token(T.QFIELD, unescape(raw[1:-1]), raw, off + i, off + j))
+            else:  # arith
+                append(Token(ARITHMETIC[raw], raw, raw, off + i, off + j))
+            i = j
         append(Token(T.EOF, "", "", off + n, off + n))
         return toks
 
