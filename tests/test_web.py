@@ -586,3 +586,29 @@ def test_search_by_rule_id(client: TestClient) -> None:
     s = soup(client.get("/rules", params={"q": EXAMPLE_ID[:13]}).text)
     assert s.select_one(f'.id-match a[href="/rules/{EXAMPLE_ID}"]') is not None
     assert client.get("/api/rules", params={"q": "wmiexec"}).json()["id_matches"] == []
+
+
+def test_indicator_urls_round_trip_for_odd_keys(web_db: Path) -> None:
+    """Keys with slashes, backslashes, dots, quotes, spaces, '%', '?', '#', non-ASCII: the URL
+    the page links to leads back to that exact indicator. Over the real server: Starlette's
+    TestClient decodes paths twice (``%2500`` would arrive as NUL), uvicorn decodes once."""
+    import httpx
+
+    from ruleatlas.store.browse import connect_ro
+    from ruleatlas.web.render import Urls
+    from test_web_support import running_server
+
+    conn = connect_ro(web_db)
+    odd = conn.execute(
+        "SELECT field_key, key FROM indicator_counts WHERE key GLOB '*[/\\\\%?#. \"]*' "
+        "OR key = '' OR key <> CAST(key AS BLOB) ORDER BY length(key) DESC LIMIT 150"
+    ).fetchall()
+    conn.close()
+    assert len(odd) > 50
+    with running_server(web_db) as base, httpx.Client(base_url=base) as http:
+        for fk, key in odd:
+            url = Urls().indicator(fk, key).replace("/indicators/", "/api/indicators/", 1)
+            r = http.get(url)
+            assert r.status_code == 200, (fk, key)
+            got = r.json()["indicator"]
+            assert (got["field"], got["key"]) == (fk, key)
