@@ -371,3 +371,19 @@ def test_only_rules_using_a_changed_macro_are_reanalyzed(tmp_path: Path) -> None
     s = build([spl], db)
     assert s.repos[0].reanalyzed == 1  # the example rule, not the nested one
     accounted(db)
+
+
+def test_a_source_rebuilt_from_another_path_replaces_the_old_clone(tmp_path: Path) -> None:
+    sig, spl = make_sigma(tmp_path / "one"), make_splunk(tmp_path / "one")
+    db = tmp_path / "c.db"
+    build([sig, spl], db)
+    moved = shutil.copytree(sig, tmp_path / "two" / "sigma")
+    s = build([moved], db)
+    assert s.dropped_repos == (str(sig.resolve()),)
+    assert s.repos[0].parsed == 3
+    assert ids(db) == {ID_A, ID_B, ID_C, EXAMPLE_ID}  # no duplicate-id errors, splunk kept
+    with Catalog.open(db, readonly=True) as c:
+        assert c.errors() == []
+        assert {r[0] for r in c.conn.execute("SELECT DISTINCT root FROM files")} == {
+            str(moved.resolve()), str(spl.resolve())}
+    accounted(db)

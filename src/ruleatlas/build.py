@@ -68,6 +68,7 @@ class BuildSummary:
     repos: tuple[RepoSummary, ...]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    dropped_repos: tuple[str, ...] = ()  # earlier clones of a source built here, now gone
 
     def by_source(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -85,6 +86,7 @@ class BuildSummary:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "sources": self.by_source(),
             "repos": [{k: getattr(r, k) for k in RepoSummary.__slots__} for r in self.repos],
+            "dropped_repos": list(self.dropped_repos),
         }
 
 
@@ -412,8 +414,14 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
 
     deleted = {repo.root: set(stored.get(repo.root, {})) - {f[0] for f in repo.files}
                for repo in state}
+    # One repository per source: an earlier clone of a source built here (another path, e.g.
+    # the corpus before `sync`) leaves the catalog, or all its ids would clash.
+    here = {r.root for r in state}
+    sources_here = {r.src.name for r in state}
+    replaced = sorted(root for root, src in writer.repo_sources(conn).items()
+                      if src in sources_here and root not in here)
     nothing = (not file_tasks and not reanalyze and not any(deleted.values())
-               and not hash_updates and not new_sigs and stix is None
+               and not replaced and not hash_updates and not new_sigs and stix is None
                and all(r.root in old_digest for r in state))
     if nothing:
         timings["total"] = time.perf_counter() - t0
@@ -426,6 +434,8 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
         w.attack_techniques(stix)
         for root, sig in new_sigs.items():
             w.set_meta(f"side_signature:{root}", sig)
+        for root in replaced:
+            w.drop_repo(root)
         for repo in state:
             if repo.side is not None:
                 w.side_tables(repo.root, repo.src.name, repo.side)
@@ -435,11 +445,10 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
         w.touch_files(hash_updates)
         timings["side_write"] = time.perf_counter() - t
 
-        t = time.perf_counter()
         src_of = {r.root: r.src.name for r in state}
         size_of = {(r.root, f[0]): (f[1], f[2]) for r in state for f in r.files}
         order = {r.root: i for i, r in enumerate(state)}
-        w.begin_files(order)
+        w.begin_files(order, {(root, p) for root, have in stored.items() for p in have})
         t = time.perf_counter()
         for (root, rel), res in zip(file_tasks, _run(_work_file, file_tasks, workers, progress,
                                                      "parse"), strict=True):
@@ -469,7 +478,7 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
                                "reanalyzed": r.reanalyzed} for r in state},
         })
     return BuildSummary(str(cat.path), tuple(_summaries(cat, state)),
-                        time.perf_counter() - t0, timings)
+                        time.perf_counter() - t0, timings, tuple(replaced))
 
 
 def _summaries(cat: Catalog, state: list[_Repo]) -> Iterator[RepoSummary]:

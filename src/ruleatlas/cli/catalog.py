@@ -108,6 +108,8 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
         t.add_row(r.source, r.root, str(r.files), str(r.rules), str(r.errors), str(r.parsed),
                   str(r.unchanged), str(r.deleted), str(r.reanalyzed))
     con.print(t)
+    for root in summary.dropped_repos:
+        con.print(f"removed the earlier repository {escape(root)} (same source, other path)")
     con.print(f"built in {summary.seconds:.2f} s")
 
 

@@ -61,6 +61,13 @@ def stored_files(conn: sqlite3.Connection,
     return out
 
 
+def repo_sources(conn: sqlite3.Connection) -> dict[str, str]:
+    """Root -> source of every repository in the catalog (from its files and repos rows)."""
+    out = dict(conn.execute("SELECT DISTINCT root, source FROM files").fetchall())
+    out.update(conn.execute("SELECT root, source FROM repos").fetchall())
+    return out
+
+
 def side_digests(conn: sqlite3.Connection) -> dict[str, str]:
     return {r: d or "" for r, d in conn.execute("SELECT root, side_digest FROM repos")}
 
@@ -130,6 +137,7 @@ class Writer:
         self.fresh = conn.execute("SELECT 1 FROM rules LIMIT 1").fetchone() is None
         self._claims: dict[str, tuple[int, str, str]] = {}  # id -> (repo order, path, root)
         self._order: dict[str, int] = {}
+        self._known: set[tuple[str, str]] | None = None
         self._members: dict[str, Mapping[str, tuple[str, ...]]] = {}
         self._next_rowid: int | None = None
         self._buf: dict[str, list[tuple[Any, ...]]] = {
@@ -225,8 +233,23 @@ class Writer:
                   (root, path))
         c.execute("DELETE FROM files WHERE root = ? AND path = ?", (root, path))
 
-    def begin_files(self, order: Mapping[str, int]) -> None:
+    def begin_files(self, order: Mapping[str, int],
+                    known: set[tuple[str, str]] | None = None) -> None:
+        """Before writing parsed files: repository order (for duplicate ids) and the files the
+        catalog already holds (only those need their old rows dropped)."""
         self._order = dict(order)
+        self._known = known
+
+    def drop_repo(self, root: str) -> int:
+        """A repository that is no longer part of the catalog: all its rows go."""
+        c = self.conn
+        paths = [r[0] for r in c.execute("SELECT path FROM files WHERE root = ?", (root,))]
+        for path in paths:
+            self.drop_file(root, path)
+        c.execute("DELETE FROM load_errors WHERE root = ?", (root,))
+        c.execute("DELETE FROM repos WHERE root = ?", (root,))
+        c.execute("DELETE FROM meta WHERE key = ?", (f"side_signature:{root}",))
+        return len(paths)
 
     def _insert_rule(self, packed: tuple[Any, ...]) -> None:
         """Buffer one rule's rows (explicit rowids, so the FTS row needs no lookup)."""
@@ -264,10 +287,11 @@ class Writer:
             v.clear()
 
     def _holder(self, rid: str) -> tuple[int, str, str] | None:
+        # Rules written by this build are all in _claims (flushed or not), so the table only
+        # needs asking about rules from earlier builds: no flush here.
         got = self._claims.get(rid)
         if got is not None or self.fresh:
             return got
-        self.flush()
         row = self.conn.execute("SELECT root, path FROM rules WHERE id = ?", (rid,)).fetchone()
         if row is None:
             return None
@@ -278,7 +302,7 @@ class Writer:
         """One parsed file: its rules (first holder of an id wins) and its errors."""
         _, sha, errs, packed = res
         c = self.conn
-        if not self.fresh:
+        if not self.fresh and (self._known is None or (root, path) in self._known):
             self.drop_file(root, path, keep_results=True)
         errors: list[tuple[Any, ...]] = list(errs)
         me = (self._order.get(root, 0), path, root)
