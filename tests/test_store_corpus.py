@@ -185,3 +185,10 @@ def test_no_pipeline_failures_on_the_corpus(cat: Catalog) -> None:
     assert [e for e in cat.errors() if e.kind == "internal"] == []
     assert all(e.path.startswith("unsupported/") for e in cat.errors("sigma"))
     assert cat.errors("splunk") == []
+
+
+def test_id_prefix_resolves_when_unique(cat: Catalog) -> None:
+    assert cat.resolve(EXAMPLE_ID[:8]) == EXAMPLE_ID
+    assert cat.resolve("  " + EXAMPLE_ID + " ") == EXAMPLE_ID
+    with pytest.raises(RuleNotFound):
+        cat.resolve("0734")  # too short to be taken as a prefix
