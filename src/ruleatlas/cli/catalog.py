@@ -398,6 +398,14 @@ def _reachable(url: str) -> None:
     if not host:
         return
     port = u.port or {"https": 443, "http": 80, "ssh": 22, "git": 9418}.get(u.scheme, 443)
+    if u.scheme in ("http", "https"):  # git goes through the proxy when one is configured
+        import urllib.request
+
+        proxy = urllib.request.getproxies().get(u.scheme)
+        if proxy and not urllib.request.proxy_bypass(host):
+            pu = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+            if pu.hostname:
+                host, port = pu.hostname, pu.port or 80
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             pass
