@@ -402,7 +402,8 @@ def _reachable(url: str) -> None:
         import urllib.request
 
         proxy = urllib.request.getproxies().get(u.scheme)
-        if proxy and not urllib.request.proxy_bypass(host):
+        if proxy and host not in ("127.0.0.1", "localhost", "::1") and not \
+                urllib.request.proxy_bypass(host):
             pu = urlparse(proxy if "://" in proxy else f"http://{proxy}")
             if pu.hostname:
                 host, port = pu.hostname, pu.port or 80
