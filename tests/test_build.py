@@ -384,3 +384,22 @@ def test_a_source_rebuilt_from_another_path_replaces_the_old_clone(tmp_path: Pat
         assert {r[0] for r in c.conn.execute("SELECT DISTINCT root FROM files")} == {
             str(moved.resolve()), str(spl.resolve())}
     accounted(db)
+
+
+def test_a_file_name_in_bad_utf8_is_reported_not_fatal(tmp_path: Path) -> None:
+    sig = make_sigma(tmp_path)
+    folder = os.fsencode(sig / "rules" / "windows")
+    bad = os.path.join(folder, b"caf\xe9.yml")
+    try:
+        with open(bad, "wb") as fh:
+            fh.write(sigma_rule("dddddddd-0000-4000-8000-000000000001", "Latin Name").encode())
+    except OSError:
+        pytest.skip("this file system refuses non-UTF-8 names")
+    db = tmp_path / "c.db"
+    build([sig], db)
+    build([sig], db)  # and again: unchanged, still reported once
+    with Catalog.open(db, readonly=True) as c:
+        (err,) = c.errors()
+        assert err.path == "rules/windows/caf\\xe9.yml" and err.kind == "encoding"
+    assert ids(db) == {ID_A, ID_B, ID_C}
+    accounted(db)

@@ -321,7 +321,12 @@ def _resolve_repos(repos: Iterable[str | Path]) -> list[tuple[str, Source]]:
     return out
 
 
+_BAD_NAMES: set[tuple[str, str]] = set()  # (root, shown path) of files named in bad UTF-8
+
+
 def _list_files(root: str, src: Source) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` of the rule files, sorted. A file name that is not UTF-8
+    (SQLite text must be) is kept under a readable escaped name and reported, not parsed."""
     out = []
     rp = Path(root)
     for f in src.rule_files(rp):
@@ -329,9 +334,19 @@ def _list_files(root: str, src: Source) -> list[tuple[str, int, int]]:
             st = f.stat()
         except OSError:
             continue
-        out.append((f.relative_to(rp).as_posix(), st.st_size, st.st_mtime_ns))
+        rel = f.relative_to(rp).as_posix()
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            rel = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            _BAD_NAMES.add((root, rel))
+        out.append((rel, st.st_size, st.st_mtime_ns))
     out.sort()
     return out
+
+
+def _bad_name_result(path: str) -> tuple[Any, ...]:
+    return (path, "", ((None, None, "encoding", "file name is not valid UTF-8; rename it"),), ())
 
 
 def build(repos: Sequence[str | Path], db_path: str | Path, progress: Progress | None = None,
@@ -375,6 +390,10 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
             if old is not None and not old.dup:
                 if old.size == size and old.mtime_ns == mtime:
                     repo.unchanged += 1
+                    continue
+                if (repo.root, rel) in _BAD_NAMES:
+                    file_tasks.append((repo.root, rel))
+                    repo.parsed += 1
                     continue
                 try:
                     digest = _sha256(Path(repo.root, rel))
@@ -450,8 +469,12 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
         order = {r.root: i for i, r in enumerate(state)}
         w.begin_files(order, {(root, p) for root, have in stored.items() for p in have})
         t = time.perf_counter()
-        for (root, rel), res in zip(file_tasks, _run(_work_file, file_tasks, workers, progress,
-                                                     "parse"), strict=True):
+        bad = [t for t in file_tasks if t in _BAD_NAMES]
+        good = [t for t in file_tasks if t not in _BAD_NAMES]
+        for root, rel in bad:
+            w.write_file(src_of[root], root, rel, *size_of[(root, rel)], _bad_name_result(rel))
+        for (root, rel), res in zip(good, _run(_work_file, good, workers, progress, "parse"),
+                                    strict=True):
             size, mtime = size_of[(root, rel)]
             w.write_file(src_of[root], root, rel, size, mtime, res)
         timings["parse_write"] = time.perf_counter() - t
