@@ -74,3 +74,13 @@ def test_schema_file_is_the_one_applied() -> None:
 ])
 def test_fts_query_quotes_everything(text: str, want: str | None) -> None:
     assert fts_query(text) == want
+
+
+def test_a_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with Catalog.open(db) as first, Catalog.open(db) as second:
+        second.conn.execute("PRAGMA busy_timeout = 50")
+        with first.transaction():
+            with pytest.raises(CatalogError, match="another build"):
+                with second.transaction():
+                    pass

@@ -215,7 +215,11 @@ class Catalog:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
         if self.readonly:
             raise CatalogError(f"{self.path} is open read-only")
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise CatalogError(f"{self.path}: cannot start writing ({e}); is another build "
+                               "running?") from e
         try:
             yield self.conn
         except BaseException:
