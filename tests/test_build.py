@@ -403,3 +403,26 @@ def test_a_file_name_in_bad_utf8_is_reported_not_fatal(tmp_path: Path) -> None:
         assert err.path == "rules/windows/caf\\xe9.yml" and err.kind == "encoding"
     assert ids(db) == {ID_A, ID_B, ID_C}
     accounted(db)
+
+
+def test_full_rebuild_and_code_change_parse_everything(tmp_path: Path) -> None:
+    sig, spl = make_sigma(tmp_path), make_splunk(tmp_path)
+    db = tmp_path / "c.db"
+    build([sig, spl], db)
+    with Catalog.open(db) as c, c.transaction():
+        c.conn.execute("INSERT INTO test_results (rule_id, status, ran_at) VALUES (?, 'pass', "
+                       "'now')", (ID_A,))
+    s = build([sig, spl], db, full=True)
+    assert [r.parsed for r in s.repos] == [3, 1]
+    assert ids(db) == {ID_A, ID_B, ID_C, EXAMPLE_ID}
+    with Catalog.open(db, readonly=True) as c:
+        assert c.conn.execute("SELECT count(*) FROM rules_fts").fetchone()[0] == 4
+        assert [r.status for r in c.test_results()] == ["pass"]  # results survive
+    accounted(db)
+    assert [r.parsed for r in build([sig, spl], db).repos] == [0, 0]
+    # the pipeline's code changed since the last build (as after an upgrade): all parsed again
+    with Catalog.open(db) as c, c.transaction():
+        c.conn.execute("UPDATE meta SET value = '\"old\"' WHERE key = 'pipeline_digest'")
+    assert [r.parsed for r in build([sig, spl], db).repos] == [3, 1]
+    assert [r.parsed for r in build([sig, spl], db).repos] == [0, 0]
+    accounted(db)

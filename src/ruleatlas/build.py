@@ -321,6 +321,30 @@ def _resolve_repos(repos: Iterable[str | Path]) -> list[tuple[str, Source]]:
     return out
 
 
+# The code whose output the catalog stores: when any of it changes (a new Rule Atlas, an edited
+# analyzer), stored rules are stale although their files are not, so the next build parses all.
+PIPELINE_PARTS = ("model.py", "attack.py", "build.py", "sources", "languages", "indicators",
+                  "coverage", "store/writer.py", "store/codec.py")
+
+
+def pipeline_digest() -> str:
+    """Hash of the pipeline's code and data files (``PIPELINE_PARTS``)."""
+    base = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for part in PIPELINE_PARTS:
+        p = base / part
+        files = sorted(f for f in p.rglob("*") if f.suffix in (".py", ".yaml", ".yml", ".toml",
+                                                               ".json", ".lark")
+                       ) if p.is_dir() else [p]
+        for f in files:
+            try:
+                data = f.read_bytes()
+            except OSError:
+                continue
+            h.update(f.relative_to(base).as_posix().encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
 _BAD_NAMES: set[tuple[str, str]] = set()  # (root, shown path) of files named in bad UTF-8
 
 
@@ -350,11 +374,13 @@ def _bad_name_result(path: str) -> tuple[Any, ...]:
 
 
 def build(repos: Sequence[str | Path], db_path: str | Path, progress: Progress | None = None,
-          workers: int | None = None, attack_json: str | Path | None = None) -> BuildSummary:
+          workers: int | None = None, attack_json: str | Path | None = None,
+          full: bool = False) -> BuildSummary:
     """Build the catalog at ``db_path`` from ``repos`` (each auto-detected); incremental.
 
     ``workers``: processes for parsing (default: all CPUs; 1 = inline); ``attack_json``: an
-    official ``enterprise-attack.json`` to take ATT&CK names from instead of the bundled data.
+    official ``enterprise-attack.json`` to take ATT&CK names from instead of the bundled data;
+    ``full``: parse every file again (also done by itself when the pipeline's code changed).
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -366,20 +392,25 @@ def build(repos: Sequence[str | Path], db_path: str | Path, progress: Progress |
         stix = str(Path(attack_json).resolve())
     cat = Catalog.open(db_path)
     try:
-        return _build(cat, resolved, progress, workers, t0, timings, stix)
+        return _build(cat, resolved, progress, workers, t0, timings, stix, full)
     finally:
         cat.close()
 
 
 def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress | None,
            workers: int | None, t0: float, timings: dict[str, float],
-           stix: str | None = None) -> BuildSummary:
+           stix: str | None = None, full: bool = False) -> BuildSummary:
     conn = cat.conn
     t = time.perf_counter()
     state = [_Repo(root, src, _list_files(root, src)) for root, src in resolved]
     timings["list"] = time.perf_counter() - t
 
+    code = pipeline_digest()
+    stale = cat.meta("pipeline_digest") not in (None, code)
+    forced = full or stale
     stored = writer.stored_files(conn, [r.root for r in state])
+    if forced:  # every file is parsed again: forget what was stored (cleared in the transaction)
+        stored = {root: {} for root in stored}
     file_tasks: list[tuple[str, str]] = []
     hash_updates: list[tuple[int, int, str, str]] = []
     t = time.perf_counter()
@@ -439,7 +470,7 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
     sources_here = {r.src.name for r in state}
     replaced = sorted(root for root, src in writer.repo_sources(conn).items()
                       if src in sources_here and root not in here)
-    nothing = (not file_tasks and not reanalyze and not any(deleted.values())
+    nothing = (not forced and not file_tasks and not reanalyze and not any(deleted.values())
                and not replaced and not hash_updates and not new_sigs and stix is None
                and all(r.root in old_digest for r in state))
     if nothing:
@@ -455,6 +486,9 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
             w.set_meta(f"side_signature:{root}", sig)
         for root in replaced:
             w.drop_repo(root)
+        if forced:
+            w.clear_repos([r.root for r in state])
+        w.set_meta("pipeline_digest", code)
         for repo in state:
             if repo.side is not None:
                 w.side_tables(repo.root, repo.src.name, repo.side)
@@ -468,6 +502,8 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
         size_of = {(r.root, f[0]): (f[1], f[2]) for r in state for f in r.files}
         order = {r.root: i for i, r in enumerate(state)}
         w.begin_files(order, {(root, p) for root, have in stored.items() for p in have})
+        if forced:
+            reanalyze = []  # everything is parsed and analyzed anew
         t = time.perf_counter()
         bad = [t for t in file_tasks if t in _BAD_NAMES]
         good = [t for t in file_tasks if t not in _BAD_NAMES]

