@@ -7,8 +7,10 @@ unknown macro is a warning and its stage or term is kept opaque.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
+from ruleatlas.languages.spl.ast import Command
 from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.lower import (
     AGGREGATING,
@@ -18,7 +20,7 @@ from ruleatlas.languages.spl.lower import (
     rename_pairs,
 )
 from ruleatlas.languages.spl.macros import expand
-from ruleatlas.languages.spl.parser import Parser, split_stages
+from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import T
 from ruleatlas.model import (
     Analysis,
@@ -34,11 +36,19 @@ from ruleatlas.model import (
 )
 
 
+@lru_cache(maxsize=8192)
+def _parse_expanded(source: str) -> tuple[Command, ...]:
+    """Parse a macro-expanded stage. Trees are immutable, and most expanded stages repeat
+    across rules (``| convert ... ctime(firstTime)``, ``| search *``), so parses are shared."""
+    return Parser(source).parse().commands
+
+
 def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl",
                   with_drilldowns: list[Any] | None = None) -> Analysis:
     problems: list[Problem] = []
+    whole = Parser(query)
     try:
-        leading, written = split_stages(query)
+        leading, written = whole.split()
     except ParseError as e:
         return Analysis(
             language=language,
@@ -73,7 +83,12 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         expanded_text = " ".join(exp.text.split()) if exp.text != raw else None
         source = exp.text if first_implicit else f"| {exp.text}"
         try:
-            sub = Parser(source).parse()
+            if exp.text == raw:  # no macro: parse the stage from the query's own tokens
+                source = query
+                sub_commands: tuple[Command, ...] = (
+                    whole.command(cmd_start, cmd_end, first_implicit),)
+            else:
+                sub_commands = _parse_expanded(source)
         except ParseError as e:
             problems.append(Problem(f"SPL parse error in stage {idx + 1} after macro expansion: "
                                     f"{e.description}", "error", span_of(query, cmd_start),
@@ -89,7 +104,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         stage_phase = ctx.phase
         unknown_stage = is_macro_stage and any(
             p.code == "unknown-macro" for p in exp.problems)
-        for c in sub.commands:
+        for c in sub_commands:
             ctx.source = source
             ctx.cmd_text = source[c.start : c.end]
             if c.name == "rename" and group_by:
@@ -104,7 +119,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
                 by = res.by
                 group_by = res.by
                 ctx.phase = Phase.RESULT
-        command = sub.commands[0].name if sub.commands else first.text.lower()
+        command = sub_commands[0].name if sub_commands else first.text.lower()
         notes: list[str] = []
         if stage_filters and is_macro_stage:
             kind = StageKind.MACRO
@@ -120,8 +135,8 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
             kind = StageKind.FILTER
         else:
             kind = StageKind.TRANSFORM
-        if is_macro_stage and not notes and len(sub.commands) > 1:
-            notes.append(f"macro expands to {len(sub.commands)} commands")
+        if is_macro_stage and not notes and len(sub_commands) > 1:
+            notes.append(f"macro expands to {len(sub_commands)} commands")
         stages.append(Stage(
             index=idx, command=command, text=text, kind=kind, expanded=expanded_text,
             condition=conjoin(conds), phase=stage_phase, by=by, notes=tuple(notes),
@@ -154,12 +169,11 @@ def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, A
     stages: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     try:
-        leading, split = split_stages(search)
         pipe = Parser(search).parse()
-        for n, ((start, end, _first), c) in enumerate(zip(split, pipe.commands, strict=True)):
-            raw = search[start:end]
+        for n, c in enumerate(pipe.commands):
+            raw = search[c.start : c.end]
             stages.append({"index": n, "command": c.name,
-                           "text": raw if n == 0 and not leading else f"| {raw}"})
+                           "text": raw if n == 0 and not pipe.leading_pipe else f"| {raw}"})
     except ParseError as e:
         problems.append(problem_to_dict(Problem(
             f"SPL parse error: {e.description}", "error", Span(e.line, e.col, e.pos, e.pos),

@@ -104,11 +104,20 @@ def substitute(m: Macro, args: list[str]) -> str:
     return text
 
 
+# Expansions of one macro call, per macro table: most rules call the same few macros
+# (summariesonly, ctime, drop_dm_object_name), so each call is expanded once per table.
+_CACHE: dict[tuple[int, str], tuple[str, list[str], list[Problem], list[str]]] = {}
+_CACHE_TABLE: list[Mapping[str, Macro] | None] = [None]
+
+
 def expand(text: str, macros: Mapping[str, Macro]) -> Expansion:
     """Expand every macro call in ``text`` (comments are dropped from the result)."""
     out = Expansion(text)
     if "`" not in text:
         return out
+    if _CACHE_TABLE[0] is not macros:  # a new table: forget expansions of the old one
+        _CACHE.clear()
+        _CACHE_TABLE[0] = macros
     out.text = _expand(text, macros, out, (), 0, text)
     return out
 
@@ -143,9 +152,24 @@ def _expand(text: str, macros: Mapping[str, Macro], out: Expansion, stack: tuple
             out.problems.append(Problem(f"macro cycle or too deep: {chain}", "error", None,
                                         "macro-cycle"))
             continue
+        cache_key = (depth, t.text) if not stack else None
+        hit = _CACHE.get(cache_key) if cache_key else None
+        if hit is not None:
+            body, used, probs, filts = hit
+            out.used.extend(k for k in used if k not in out.used)
+            out.problems.extend(probs)
+            out.filters.extend(filts)
+            cuts.append((t.start, t.end, body))
+            continue
         if key in BUILTIN:
             args = [a[1:-1] if len(a) >= 2 and a[0] == a[-1] == '"' else a for a in args]
-        body = _expand(substitute(m, args), macros, out, (*stack, key), depth + 1, top)
+        sub = Expansion("")
+        body = _expand(substitute(m, args), macros, sub, (*stack, key), depth + 1, top)
+        out.used.extend(k for k in sub.used if k not in out.used)
+        out.problems.extend(sub.problems)
+        out.filters.extend(sub.filters)
+        if cache_key:
+            _CACHE[cache_key] = (body, sub.used, sub.problems, sub.filters)
         cuts.append((t.start, t.end, body))
     if not cuts:
         return text

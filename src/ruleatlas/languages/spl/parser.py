@@ -97,6 +97,34 @@ class Parser:
             raise ParseError("subsearches nested too deep", text, 0)
 
     # ---- pipeline ---------------------------------------------------------------------
+    def split(self) -> tuple[bool, list[tuple[int, int, Token]]]:
+        """Tokenize once and split into stages without parsing them: leading pipe, and per
+        stage (start, end, first token). Stages can then be parsed with :meth:`command`,
+        reusing the tokens."""
+        text = self.full
+        toks = Tokenizer(text).tokenize()
+        self._all = toks
+        self._index = {t.start: i for i, t in enumerate(toks)}
+        leading = toks[0].kind is T.PIPE
+        out: list[tuple[int, int, Token]] = []
+        for n, (a, b, _s) in enumerate(_split_stages(toks, text)):
+            if n == 0 and leading:
+                if a != b:
+                    raise ParseError("text before the leading '|'", text, toks[a].start)
+                continue
+            if a == b:
+                if n == 0 and len(toks) == 1:
+                    return leading, []
+                raise ParseError("empty pipeline stage", text, toks[b].start)
+            out.append((toks[a].start, toks[b - 1].end, toks[a]))
+        if leading and not out:
+            raise ParseError("nothing after '|'", text, len(text))
+        return leading, out
+
+    def command(self, start: int, end: int, implicit: bool) -> Command:
+        """Parse the stage ``text[start:end]`` (after :meth:`split`)."""
+        return self._command(start, end, implicit)
+
     def parse(self) -> Pipeline:
         text = self.full
         toks = Tokenizer(text).tokenize()
@@ -629,22 +657,7 @@ COMMAND_PARSERS: dict[str, CommandParser] = {
 def split_stages(text: str) -> tuple[bool, list[tuple[int, int, Token]]]:
     """Cheap stage split (no expression parsing): leading pipe, and per stage (start, end,
     first token). Raises :class:`ParseError` on unbalanced brackets or unterminated text."""
-    toks = Tokenizer(text).tokenize()
-    leading = toks[0].kind is T.PIPE
-    out: list[tuple[int, int, Token]] = []
-    for n, (a, b, _s) in enumerate(_split_stages(toks, text)):
-        if n == 0 and leading:
-            if a != b:
-                raise ParseError("text before the leading '|'", text, toks[a].start)
-            continue
-        if a == b:
-            if n == 0 and len(toks) == 1:
-                return leading, []
-            raise ParseError("empty pipeline stage", text, toks[b].start)
-        out.append((toks[a].start, toks[b - 1].end, toks[a]))
-    if leading and not out:
-        raise ParseError("nothing after '|'", text, len(text))
-    return leading, out
+    return Parser(text).split()
 
 
 def parse(text: str) -> Pipeline:
