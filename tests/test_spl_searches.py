@@ -102,6 +102,11 @@ def test_example_rule_drilldowns_parse() -> None:
     dd = a.extra["drilldowns"]
     assert len(dd) == 2 and all(not d["problems"] for d in dd)
     assert dd[1]["stages"][0]["command"] == "from"
+    first = dd[0]["stages"]
+    assert set(first[0]) >= {"index", "command", "text", "kind", "expanded", "condition"}
+    assert first[0]["kind"] == "macro" and first[0]["condition"] is None
+    cond = first[1]["condition"]
+    assert (cond["field"], cond["op"], cond["values"]) == ("Computer", "eq", ["$Computer$"])
 
 
 # ---- tstats on each datamodel -------------------------------------------------------------

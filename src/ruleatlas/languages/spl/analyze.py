@@ -7,6 +7,7 @@ unknown macro is a warning and its stage or term is kept opaque.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +34,7 @@ from ruleatlas.model import (
     StageKind,
     conjoin,
     problem_to_dict,
+    stage_to_dict,
 )
 
 
@@ -162,20 +164,20 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
     )
 
 
+PLACEHOLDER = "%original_detection_search%"
+
+
 def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, Any]:
-    """A drilldown search: parsed (not lowered: it is a view, not a detection), its stages as
-    written, and a located problem when it does not parse."""
+    """A drilldown search analyzed like a detection (stages via ``model.stage_to_dict``), with
+    ``%original_detection_search%`` shown as a placeholder stage for the detection's own search
+    rather than as a keyword predicate; ``$token$`` values stay as written."""
     search = str(d.get("search") or "")
+    a = analyze_query(search, macros)
     stages: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    try:
-        pipe = Parser(search).parse()
-        for n, c in enumerate(pipe.commands):
-            raw = search[c.start : c.end]
-            stages.append({"index": n, "command": c.name,
-                           "text": raw if n == 0 and not pipe.leading_pipe else f"| {raw}"})
-    except ParseError as e:
-        problems.append(problem_to_dict(Problem(
-            f"SPL parse error: {e.description}", "error", Span(e.line, e.col, e.pos, e.pos),
-            "parse-error")))
-    return {"name": d.get("name"), "search": search, "stages": stages, "problems": problems}
+    for st in a.stages:
+        if st.text.strip() == PLACEHOLDER:
+            st = replace(st, kind=StageKind.MACRO, condition=None,
+                         notes=("placeholder for the detection search",))
+        stages.append(stage_to_dict(st))
+    return {"name": d.get("name"), "search": search, "stages": stages,
+            "problems": [problem_to_dict(p) for p in a.problems]}
