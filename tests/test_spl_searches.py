@@ -443,3 +443,18 @@ def test_predicate_text_is_as_written(name: str) -> None:
     for p, _ in preds(a, Phase.EVENT):
         if p.field not in ("source",):
             assert (p.text and p.text in search) or p.text in (a.stages[0].expanded or "")
+
+
+def test_case_and_term_values_in_comparisons() -> None:
+    a = analyze_query("index=a user=CASE(Admin) cmd=TERM(a*)", {})
+    ps = {p.field: p for p, _ in predicates(a.condition)}
+    assert (ps["user"].op, ps["user"].values, ps["user"].cased) == (Op.EQ, ("Admin",), True)
+    assert ps["cmd"].values == (pat("a", ANY),) and not ps["cmd"].cased
+
+
+def test_where_parts_carry_their_own_text() -> None:
+    a = analyze_query('index=a | where a="B(" AND (len(x) > 10 OR lower(y)="z")', {})
+    (p, _), = [(p, pol) for p, pol in predicates(a.condition) if p.field == "a"]
+    assert p.text == 'a = "B("'
+    conds = [n.text for n in walk(a.condition) if isinstance(n, Condition)]
+    assert conds == ["len(x) > 10", 'lower(y) = "z"']

@@ -46,6 +46,7 @@ from ruleatlas.languages.spl.ast import (
     Word,
 )
 from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.spl.generator import expr as expr_text
 from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import unescape
 from ruleatlas.model import (
@@ -181,10 +182,17 @@ def _compare(n: SCompare, ctx: _Ctx) -> Node | None:
         ctx.nodename = unescape(n.value.raw) if isinstance(n.value, Word) else n.value.value
         return None
     val = search_value(n.value)
+    cased = False
+    if isinstance(n.value, Word):  # f=CASE(v) / f=TERM(v): the value inside, CASE is cased
+        raw = n.value.raw
+        head = raw[:5].upper()
+        if head in ("CASE(", "TERM(") and raw.endswith(")") and len(raw) > 6:
+            val = search_value(Word(raw[5:-1]))
+            cased = head == "CASE("
     op = CMP_OPS[n.op]
     text = ctx.text(n.start, n.end)
     common: dict[str, Any] = dict(datamodel=ctx.dm_for(fld), phase=ctx.phase, stage=ctx.stage,
-                                  text=text, span=ctx.span)
+                                  text=text, span=ctx.span, cased=cased)
     star = Pattern((Wild.ANY,))
     if op is Op.EQ:
         if val == star:
@@ -243,17 +251,38 @@ def _literal(e: ENode) -> str | None:
     return None
 
 
-def lower_eval(e: ENode, ctx: _Ctx, text: str) -> Node:
-    """A where/eval boolean expression as predicates where it can, else a Condition."""
+def _unwrap(t: str) -> str:
+    """``(a = 1)`` -> ``a = 1`` when the outer parentheses enclose the whole text."""
+    while t.startswith("(") and t.endswith(")"):
+        depth, quoted = 0, False
+        for i, ch in enumerate(t):
+            if ch == '"' and (i == 0 or t[i - 1] != "\\"):
+                quoted = not quoted
+            elif not quoted and ch in "()":
+                depth += 1 if ch == "(" else -1
+                if depth == 0 and i < len(t) - 1:
+                    return t
+        t = t[1:-1]
+    return t
+
+
+def lower_eval(e: ENode, ctx: _Ctx, text: str, top: ENode | None = None) -> Node:
+    """A where/eval boolean expression as predicates where it can, else a Condition.
+
+    ``text`` is the whole clause as written; a part of an AND/OR/NOT (``top`` is the whole
+    expression) gets its own text, generated from its subtree."""
+    top = e if top is None else top
     if isinstance(e, EBin) and e.op in ("AND", "OR"):
-        left, right = lower_eval(e.left, ctx, text), lower_eval(e.right, ctx, text)
+        left, right = lower_eval(e.left, ctx, text, top), lower_eval(e.right, ctx, text, top)
         cls = And if e.op == "AND" else Or
         args: list[Node] = []
         for a in (left, right):
             args.extend(a.args if isinstance(a, cls) else (a,))
         return cls(tuple(args))
     if isinstance(e, EUnary) and e.op == "NOT":
-        return Not(lower_eval(e.arg, ctx, text))
+        return Not(lower_eval(e.arg, ctx, text, top))
+    if top is not None and e is not top:  # a part of a larger clause: its own text
+        text = _unwrap(expr_text(e))
     common: dict[str, Any] = dict(cased=True, phase=ctx.phase, stage=ctx.stage, text=text,
                                   span=ctx.span)
     if isinstance(e, EBin) and e.op in CMP_OPS:
