@@ -458,3 +458,12 @@ def test_where_parts_carry_their_own_text() -> None:
     assert p.text == 'a = "B("'
     conds = [n.text for n in walk(a.condition) if isinstance(n, Condition)]
     assert conds == ["len(x) > 10", 'lower(y) = "z"']
+
+
+def test_aggregation_outputs_are_computed_fields() -> None:
+    a = analyze_query("index=a | stats count dc(user) as u values(a) by h "
+                      "| eventstats count as n | where n > 1", {})
+    assert a.extra["computed_fields"] == ["count", "n", "u", "values(a)"]
+    a = analyze_query("| tstats summariesonly=t count min(_time) as firstTime "
+                      "from datamodel=Endpoint.Processes where Processes.x=1 by Processes.dest", {})
+    assert a.extra["computed_fields"] == ["count", "firstTime"]

@@ -453,9 +453,54 @@ def computed_by(cmd: Command) -> list[str]:
             if v == "output" and i + 2 < len(vals):
                 return [vals[i + 2]]
         return []
-    if name in AGGREGATING or name in ("fillnull", "strcat"):
+    if name in AGGREGATING:
+        return agg_outputs(cmd.items)
+    if name in ("fillnull", "strcat"):
         return [vals[i + 1] for i, v in enumerate(vals[:-1]) if v.lower() == "as"]
     return []
+
+
+def agg_outputs(items: tuple[Item, ...]) -> list[str]:
+    """The columns an aggregation creates: each function's ``as`` alias, else its own text
+    (``count``, ``dc(user)``); options (``k=v``), ``from``/``where`` clauses and the ``by``
+    list are skipped."""
+    out: list[str] = []
+    i, n = 0, len(items)
+    while i < n:
+        it = items[i]
+        if not isinstance(it, Word):
+            i += 1
+            continue
+        low = it.raw.lower()
+        if low in ("by", "where", "from"):
+            break
+        if i + 1 < n and items[i + 1] == Sym("="):
+            i += 3
+            continue
+        text, j = it.raw, i + 1
+        if j < n and items[j] == Sym("("):
+            depth, parts = 0, []
+            while j < n:
+                t = items[j]
+                if t == Sym("("):
+                    depth += 1
+                elif t == Sym(")"):
+                    depth -= 1
+                parts.append(t.raw if isinstance(t, Word) else t.value if isinstance(t, Str)
+                             else t.text if isinstance(t, Sym) else "")
+                j += 1
+                if depth == 0:
+                    break
+            text += "".join(parts)
+        if j + 1 < n and isinstance(items[j], Word) and items[j].raw.lower() == "as":
+            alias = items[j + 1]
+            text = alias.raw if isinstance(alias, Word) else alias.value \
+                if isinstance(alias, Str) else text
+            j += 2
+        if text.lower() != "as":
+            out.append(text)
+        i = j
+    return out
 
 
 @dataclass
