@@ -62,6 +62,9 @@ def test_corpus_analysis_has_no_errors() -> None:
         a = analyze_query(q, macros)
         assert not [p for p in a.problems if p.severity == "error"], name
         unknown += sum(1 for p in a.problems if p.code == "unknown-macro")
+        if a.extra.get("macros"):  # the expanded tree: the whole search after expansion parses
+            expanded = parse(a.extra["expanded_search"])
+            assert len(expanded.commands) >= len(a.stages), name
     # cim_corporate_web_domain_search (2 calls) and get_asset (1) are not shipped in the corpus
     assert unknown == 3
 

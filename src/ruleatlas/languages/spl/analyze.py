@@ -66,6 +66,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
     group_by: tuple[str, ...] = ()
     used: list[str] = []
     filters: list[str] = []
+    expanded_parts: list[str] = []  # the whole search after macro expansion, stage by stage
     for idx, (cmd_start, cmd_end, first) in enumerate(written):
         raw = query[cmd_start:cmd_end]
         is_macro_stage = first.kind is T.MACRO and first.end == cmd_end
@@ -83,6 +84,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
                 loc = span_of(query, cmd_start + loc.start, cmd_start + (loc.end or loc.start))
             problems.append(Problem(p.message, p.severity, loc, p.code))
         expanded_text = " ".join(exp.text.split()) if exp.text != raw else None
+        expanded_parts.append(exp.text.strip() if first_implicit else f"| {exp.text.strip()}")
         source = exp.text if first_implicit else f"| {exp.text}"
         try:
             if exp.text == raw:  # no macro: parse the stage from the query's own tokens
@@ -150,6 +152,8 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         "computed_fields": sorted(set(ctx.computed) | set(ctx.renamed)),
         "datamodel": ctx.datamodels,
     }
+    if used:
+        extra["expanded_search"] = "\n".join(expanded_parts)
     if with_drilldowns:
         extra["drilldowns"] = [_drilldown(d, macros) for d in with_drilldowns
                                if isinstance(d, Mapping)]
