@@ -467,3 +467,45 @@ def test_aggregation_outputs_are_computed_fields() -> None:
     a = analyze_query("| tstats summariesonly=t count min(_time) as firstTime "
                       "from datamodel=Endpoint.Processes where Processes.x=1 by Processes.dest", {})
     assert a.extra["computed_fields"] == ["count", "firstTime"]
+
+
+PAGE_SEARCH = '''`powershell` EventCode=4104 ScriptBlockText IN ("*invoke-wmiexec*")
+  | fillnull
+  | stats count min(_time) as firstTime max(_time) as lastTime
+    BY dest signature signature_id
+       user_id vendor_product EventID
+       Guid Opcode Name
+       Path ProcessID ScriptBlockId
+       ScriptBlockText
+  | `security_content_ctime(firstTime)`
+  | `security_content_ctime(lastTime)`
+  | `powershell_invoke_wmiexec_usage_filter`'''
+
+
+def test_example_page_search_as_printed() -> None:
+    """The newer version of the rule shown on rule-page-example.txt (multi-line BY)."""
+    a = analyze_query(PAGE_SEARCH, macros())
+    assert [s.command for s in a.stages] == ["search", "fillnull", "stats", "convert",
+                                             "convert", "search"]
+    assert [s.kind for s in a.stages] == [StageKind.FILTER, StageKind.TRANSFORM,
+                                          StageKind.AGGREGATE, StageKind.TRANSFORM,
+                                          StageKind.TRANSFORM, StageKind.MACRO]
+    assert a.stages[2].text.startswith("| stats count") and a.stages[2].text.endswith(
+        "ScriptBlockText")
+    assert a.group_by == ("dest", "signature", "signature_id", "user_id", "vendor_product",
+                          "EventID", "Guid", "Opcode", "Name", "Path", "ProcessID",
+                          "ScriptBlockId", "ScriptBlockText")
+    ps = {p.field: p for p, _ in predicates(a.condition)}
+    assert ps["EventCode"].values == ("4104",)
+    assert ps["ScriptBlockText"].op is Op.IN
+    assert ps["ScriptBlockText"].values == (pat(ANY, "invoke-wmiexec", ANY),)
+    span = ps["ScriptBlockText"].span
+    assert span is not None and (span.line, span.col) == (1, 29)
+    assert ps["EventCode"].span is not None and ps["EventCode"].span.col == 14
+    assert a.stages[3].expanded == 'convert timeformat="%Y-%m-%dT%H:%M:%S" ctime(firstTime)'
+
+
+def test_predicate_spans_point_at_the_term() -> None:
+    a = analyze_query('x=1 y=2\n| search a="b" NOT c=*d*', {})
+    got = [(p.field, p.span.line, p.span.col) for p, _ in predicates(a.condition) if p.span]
+    assert got == [("x", 1, 1), ("y", 1, 5), ("a", 2, 10), ("c", 2, 20)]

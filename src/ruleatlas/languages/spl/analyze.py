@@ -59,7 +59,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
             problems=(Problem(f"SPL parse error: {e.description}", "error",
                               Span(e.line, e.col, e.pos, e.pos), "parse-error"),),
         )
-    ctx = _Ctx()
+    ctx = _Ctx(query=query)
     stages: list[Stage] = []
     event_conds: list[Node | None] = []
     result_conds: list[Node | None] = []

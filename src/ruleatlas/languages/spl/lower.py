@@ -45,7 +45,7 @@ from ruleatlas.languages.spl.ast import (
     Sym,
     Word,
 )
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.generator import expr as expr_text
 from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import unescape
@@ -128,6 +128,7 @@ class _Ctx:
     renamed: list[str] = field(default_factory=list)
     datamodels: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    query: str = ""  # the whole search as written (spans refer to it)
 
     def dm_for(self, name: str | None) -> str | None:
         if not name or not self.datamodel or "." not in name:
@@ -136,6 +137,18 @@ class _Ctx:
 
     def text(self, start: int, end: int) -> str:
         return self.source[start:end]
+
+    def span_for(self, start: int, end: int) -> Span | None:
+        """The span of ``source[start:end]`` in the query: exact when the stage was parsed from
+        the query itself, else where that text occurs in the stage as written (a term next to
+        a macro), else the stage's span (a term the macro brought in)."""
+        if not self.query or self.span is None or self.span.start is None or end <= start:
+            return self.span
+        if self.source is self.query:
+            return span_of(self.query, start, end)
+        t = self.source[start:end]
+        i = self.query.find(t, self.span.start, self.span.end)
+        return span_of(self.query, i, i + len(t)) if i >= 0 else self.span
 
 
 # ---- search syntax ------------------------------------------------------------------------
@@ -157,13 +170,14 @@ def lower_search(n: SNode, ctx: _Ctx) -> Node | None:
     if isinstance(n, SIn):
         return Predicate(n.field, Op.IN, tuple(search_value(v) for v in n.values),
                          datamodel=ctx.dm_for(n.field), phase=ctx.phase, stage=ctx.stage,
-                         text=ctx.text(n.start, n.end), span=ctx.span)
+                         text=ctx.text(n.start, n.end), span=ctx.span_for(n.start, n.end))
     if isinstance(n, STerm):
         val = search_value(n.value)
         if val == Pattern((Wild.ANY,)):
             return Const(True)
         return Predicate(None, Op.KEYWORD, (val,), cased=n.func == "CASE", phase=ctx.phase,
-                         stage=ctx.stage, text=ctx.text(n.start, n.end), span=ctx.span)
+                         stage=ctx.stage, text=ctx.text(n.start, n.end),
+                         span=ctx.span_for(n.start, n.end))
     if isinstance(n, SMacro):
         return Opaque(f"`{n.macro.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
     if isinstance(n, SSub):
@@ -192,7 +206,7 @@ def _compare(n: SCompare, ctx: _Ctx) -> Node | None:
     op = CMP_OPS[n.op]
     text = ctx.text(n.start, n.end)
     common: dict[str, Any] = dict(datamodel=ctx.dm_for(fld), phase=ctx.phase, stage=ctx.stage,
-                                  text=text, span=ctx.span, cased=cased)
+                                  text=text, span=ctx.span_for(n.start, n.end), cased=cased)
     star = Pattern((Wild.ANY,))
     if op is Op.EQ:
         if val == star:
