@@ -180,3 +180,14 @@ def test_analyze_never_raises(text: str) -> None:
 
 def test_fixture_file_exists() -> None:
     assert Path(FIXTURES).is_file() and len(identity_cases()) >= 20
+
+
+def test_nodes_declare_arg_types_and_walk() -> None:
+    from ruleatlas.languages.spl import ast as A
+
+    assert A.SCompare.arg_types == {"field": True, "op": True, "value": True}
+    assert "start" not in A.Command.arg_types and A.Command.arg_types["name"] is True
+    tree = parse("a=1 [search b=2 | where len(x) > 1] | stats count by y")
+    assert [n.field for n in A.find_all(tree, A.SCompare)] == ["a", "b"]
+    assert [n.name for n in A.find_all(tree, A.ECall)] == ["len"]
+    assert sum(1 for _ in A.find_all(tree, A.Pipeline)) == 2

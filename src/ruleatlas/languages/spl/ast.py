@@ -1,7 +1,8 @@
 """The SPL syntax tree: a pipeline of commands; search and eval expressions as typed nodes.
 
 Nodes are frozen dataclasses; spans (offsets into the parsed text) never take part in equality,
-so ``parse(generate(tree)) == tree`` is the round-trip check. Commands whose arguments the
+so ``parse(generate(tree)) == tree`` is the round-trip check. Each node class declares
+sqlglot-style ``arg_types`` (see the end of the module). Commands whose arguments the
 lowering reads by shape (stats, rename, rex, lookup, ...) keep their arguments as a flat tuple of
 items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`); ``search``,
 ``where``, ``eval`` and the ``where`` clause of ``tstats`` get expression trees.
@@ -9,7 +10,8 @@ items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import MISSING, dataclass, fields
 from dataclasses import field as dc_field
 from typing import TypeAlias
 
@@ -219,3 +221,52 @@ class Pipeline:
     commands: tuple[Command, ...]
     leading_pipe: bool = False
 
+
+
+# ---- sqlglot-style introspection ----------------------------------------------------------
+# Every node class declares ``arg_types`` (argument name -> required), derived once from its
+# dataclass fields (spans excluded: they are not arguments), so generic code (``children``,
+# ``walk``, ``find_all``) can traverse any tree without knowing each node type.
+
+NODE_TYPES: tuple[type, ...] = (
+    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, SMacro, SSub, SNot, SAnd, SOr,
+    EField, EStr, ENum, ECall, EBin, EUnary, EMacro, EOpaque, Command, Pipeline,
+)
+
+
+def _declare_arg_types() -> None:
+    for cls in NODE_TYPES:
+        cls.arg_types = {  # type: ignore[attr-defined]
+            f.name: f.default is MISSING and f.default_factory is MISSING
+            for f in fields(cls) if f.compare
+        }
+
+
+_declare_arg_types()
+
+
+def children(node: object) -> Iterator[object]:
+    """The child nodes of ``node`` (through its ``arg_types``), in order."""
+    for name in getattr(node, "arg_types", ()):
+        v = getattr(node, name)
+        stack = [v]
+        while stack:
+            x = stack.pop(0)
+            if isinstance(x, tuple):
+                stack[:0] = list(x)
+            elif isinstance(x, NODE_TYPES):
+                yield x
+
+
+def walk(node: object) -> Iterator[object]:
+    """Every node of a tree, depth first, parents before children."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(list(children(n))))
+
+
+def find_all(node: object, *types: type) -> Iterator[object]:
+    """Nodes of the given types anywhere under ``node`` (itself included)."""
+    return (n for n in walk(node) if isinstance(n, types))
