@@ -509,3 +509,16 @@ def test_predicate_spans_point_at_the_term() -> None:
     a = analyze_query('x=1 y=2\n| search a="b" NOT c=*d*', {})
     got = [(p.field, p.span.line, p.span.col) for p, _ in predicates(a.condition) if p.span]
     assert got == [("x", 1, 1), ("y", 1, 5), ("a", 2, 10), ("c", 2, 20)]
+
+
+def test_tstats_change_analysis_nodename_in_parentheses() -> None:
+    """deprecated rule: ``where (nodename = All_Changes) All_Changes.result=... (a OR b)``."""
+    a = analyze("detect_usb_device_insertion.yml")
+    got = [(p.field, p.op, p.values, p.datamodel) for p, _ in preds(a)]
+    dm = "Change_Analysis.All_Changes"
+    assert got == [("All_Changes.result", Op.EQ, ("Removable Storage device",), dm),
+                   ("All_Changes.result_id", Op.EQ, ("4663",), dm),
+                   ("All_Changes.result_id", Op.EQ, ("4656",), dm),
+                   ("All_Changes.src_priority", Op.EQ, ("high",), dm)]
+    assert a.group_by == ("dest",)
+    assert a.extra["computed_fields"] == ["count", "earliest", "latest"]
