@@ -191,3 +191,15 @@ def test_nodes_declare_arg_types_and_walk() -> None:
     assert [n.field for n in A.find_all(tree, A.SCompare)] == ["a", "b"]
     assert [n.name for n in A.find_all(tree, A.ECall)] == ["len"]
     assert sum(1 for _ in A.find_all(tree, A.Pipeline)) == 2
+
+
+@pytest.mark.parametrize("spl", [
+    "a IN b", "a and b", "a as b", "x by y", "a IN", 'a "IN" (b c)', "a IN (b c) d",
+    "x | search a xor b like c", 'a "AND" b', "| tstats count where a by b",
+    "x | eval a = '\\'b'", "x | eval a = 'b\\\\c'",
+])
+def test_roundtrip_of_keyword_terms_and_quoted_fields(spl: str) -> None:
+    """Found by mutating corpus searches: bare words that look like keywords stay bare unless
+    they would be read as operators; quotes inside 'field names' are escaped."""
+    tree = parse(spl)
+    assert parse(generate(tree)) == tree

@@ -43,6 +43,7 @@ from ruleatlas.languages.spl.tokens import escape
 
 _EVAL_IDENT = re.compile(r"^[A-Za-z_@$:{}\\][\w@$:{}\\.\-]*(?<![.\-])$")
 _KEYWORDS = {"AND", "OR", "NOT", "XOR", "LIKE", "IN", "BY", "AS"}
+_SEARCH_OPERATORS = {"AND", "OR", "NOT"}
 
 
 def generate(p: Pipeline) -> str:
@@ -131,7 +132,12 @@ def search(n: SNode) -> str:
 
 
 def _and(n: SAnd) -> str:
-    return " ".join(f"({search(a)})" if isinstance(a, SAnd) else search(a) for a in n.args)
+    parts = [f"({search(a)})" if isinstance(a, SAnd) else search(a) for a in n.args]
+    for k, a in enumerate(n.args[:-1]):  # a bare IN term before "(" would read as `f IN (...)`
+        if isinstance(a, STerm) and not a.func and isinstance(a.value, Word) \
+                and a.value.raw.upper() == "IN" and parts[k + 1].startswith("("):
+            parts[k] = f'"{escape(a.value.raw)}"'
+    return " ".join(parts)
 
 
 def _or(n: SOr) -> str:
@@ -156,8 +162,8 @@ def _term(n: STerm) -> str:
     v = value(n.value)
     if n.func:
         return f"{n.func}({v})"
-    if isinstance(n.value, Word) and n.value.raw.upper() in _KEYWORDS:
-        return f'"{escape(n.value.raw)}"'
+    if isinstance(n.value, Word) and n.value.raw in _SEARCH_OPERATORS:
+        return f'"{escape(n.value.raw)}"'  # search operators are case-sensitive
     return v
 
 
@@ -178,7 +184,7 @@ def expr(e: ENode) -> str:
         if _TEMPLATE.fullmatch(e.name) or (
                 _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
             return e.name
-        return f"'{e.name}'"
+        return "'" + e.name.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if isinstance(e, EStr):
         return f'"{escape(e.value)}"'
     if isinstance(e, ENum):

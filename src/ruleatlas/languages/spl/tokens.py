@@ -84,7 +84,7 @@ ARITHMETIC: dict[str, T] = {"+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH
 
 
 
-def unescape(body: str) -> str:
+def unescape(body: str, quotes: str = '\\"') -> str:
     """SPL string escapes: ``\\\\`` is one backslash, ``\\"`` a quote; others stay as written."""
     if "\\" not in body:
         return body
@@ -92,7 +92,7 @@ def unescape(body: str) -> str:
     i, n = 0, len(body)
     while i < n:
         ch = body[i]
-        if ch == "\\" and i + 1 < n and body[i + 1] in '\\"':
+        if ch == "\\" and i + 1 < n and body[i + 1] in quotes:
             out.append(body[i + 1])
             i += 2
             continue
@@ -181,7 +181,7 @@ class Tokenizer:
             elif kind == "number":
                 append(Token(T.NUMBER, raw, raw, off + i, off + j))
             elif kind == "qfield":
-                append(Token(T.QFIELD, unescape(raw[1:-1]), raw, off + i, off + j))
+                append(Token(T.QFIELD, unescape(raw[1:-1], "\\\"'"), raw, off + i, off + j))
             else:  # arith
                 append(Token(ARITHMETIC[raw], raw, raw, off + i, off + j))
             i = j
