@@ -203,3 +203,37 @@ def test_roundtrip_of_keyword_terms_and_quoted_fields(spl: str) -> None:
     they would be read as operators; quotes inside 'field names' are escaped."""
     tree = parse(spl)
     assert parse(generate(tree)) == tree
+
+
+_MUTATION_CHARS = "ab =!<>|[]()\"'`,*\\NOTANDOR\n.+-%$:{}"
+
+
+@st.composite
+def mutated_corpus_searches(draw: st.DrawFn) -> str:
+    """A real detection search with a few characters deleted, inserted or spliced in: the
+    near-misses a user typing SPL produces."""
+    searches = [q for n, q in corpus_searches() if "#" not in n]
+    text = list(draw(st.sampled_from(searches)))
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["delete", "insert", "splice"]))
+        if action == "delete" and text:
+            del text[min(i, len(text) - 1)]
+        elif action == "insert":
+            text.insert(i, draw(st.sampled_from(_MUTATION_CHARS)))
+        else:
+            other = draw(st.sampled_from(searches))
+            text[i:i] = list(other[: draw(st.integers(0, 40))])
+    return "".join(text)
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_corpus_searches())
+def test_mutated_corpus_searches_give_tree_or_positioned_error(text: str) -> None:
+    try:
+        parse(text)
+    except ParseError as e:
+        assert 1 <= e.line and 1 <= e.col and 0 <= e.pos <= len(text)
+        assert e.highlight.endswith("^")
+    a = analyze_query(text, {})
+    assert a.stages and all(p.severity in ("error", "warning", "unsupported") for p in a.problems)
