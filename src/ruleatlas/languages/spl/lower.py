@@ -506,7 +506,8 @@ def agg_outputs(items: tuple[Item, ...]) -> list[str]:
                 if depth == 0:
                     break
             text += "".join(parts)
-        if j + 1 < n and isinstance(items[j], Word) and items[j].raw.lower() == "as":
+        nxt = items[j] if j < n else None
+        if j + 1 < n and isinstance(nxt, Word) and nxt.raw.lower() == "as":
             alias = items[j + 1]
             text = alias.raw if isinstance(alias, Word) else alias.value \
                 if isinstance(alias, Str) else text
