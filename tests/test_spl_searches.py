@@ -522,3 +522,11 @@ def test_tstats_change_analysis_nodename_in_parentheses() -> None:
                    ("All_Changes.src_priority", Op.EQ, ("high",), dm)]
     assert a.group_by == ("dest",)
     assert a.extra["computed_fields"] == ["count", "earliest", "latest"]
+
+
+def test_where_predicates_point_at_their_field() -> None:
+    a = analyze_query('x=1\n| where a="B" AND len(cmd) > 3\n| where isnull(z)', {})
+    spans = {p.field: (p.span.line, p.span.col) for p, _ in predicates(a.condition) if p.span}
+    assert spans == {"x": (1, 1), "a": (2, 9), "z": (3, 16)}
+    (cond,) = [n for n in walk(a.condition) if isinstance(n, Condition)]
+    assert cond.span is not None and (cond.span.line, cond.span.col) == (2, 23)

@@ -265,6 +265,25 @@ def _literal(e: ENode) -> str | None:
     return None
 
 
+def _field_span(e: ENode, ctx: _Ctx) -> Span | None:
+    """Where a where-clause part starts in the query: at its first field reference (eval nodes
+    keep no other offsets); the stage's span when parsed from a macro's expansion."""
+    if ctx.source is not ctx.query or not ctx.query:
+        return ctx.span
+    stack: list[ENode] = [e]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, EField):
+            return span_of(ctx.query, n.start, n.start + len(n.name)) if n.start else ctx.span
+        if isinstance(n, EBin):
+            stack.extend((n.right, n.left))
+        elif isinstance(n, EUnary):
+            stack.append(n.arg)
+        elif isinstance(n, ECall):
+            stack.extend(reversed(n.args))
+    return ctx.span
+
+
 def _unwrap(t: str) -> str:
     """``(a = 1)`` -> ``a = 1`` when the outer parentheses enclose the whole text."""
     while t.startswith("(") and t.endswith(")"):
@@ -298,7 +317,7 @@ def lower_eval(e: ENode, ctx: _Ctx, text: str, top: ENode | None = None) -> Node
     if top is not None and e is not top:  # a part of a larger clause: its own text
         text = _unwrap(expr_text(e))
     common: dict[str, Any] = dict(cased=True, phase=ctx.phase, stage=ctx.stage, text=text,
-                                  span=ctx.span)
+                                  span=_field_span(e, ctx))
     if isinstance(e, EBin) and e.op in CMP_OPS:
         op = CMP_OPS[e.op]
         lhs, rhs = e.left, e.right
@@ -323,7 +342,7 @@ def lower_eval(e: ENode, ctx: _Ctx, text: str, top: ENode | None = None) -> Node
             return node
     t = term(e)
     return Condition(t, text, tuple(term_fields(t, [])), phase=ctx.phase, stage=ctx.stage,
-                     span=ctx.span)
+                     span=common["span"])
 
 
 def _lower_call(e: ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> Node | None:
