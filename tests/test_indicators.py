@@ -315,3 +315,29 @@ def test_boolean_and_its_text_meet():
     b = one_key(sigma(Predicate("Initiated", Op.EQ, ("true",))))
     assert a == b == ("Initiated", "true")
     assert one_key(sigma(Predicate("F", Op.EQ, ("",)))) == ("F", "")
+
+
+def _canon(parts):
+    """Pattern parts with runs of ANY merged (they match the same strings)."""
+    out = []
+    for p in Pattern(tuple(parts)).parts:
+        if p is A and out and out[-1] is A:
+            continue
+        out.append(p)
+    return tuple(out)
+
+
+def test_glob_keys_are_unambiguous():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    part = st.one_of(st.sampled_from([A, Wild.ONE]), st.text(alphabet="ab*?[]\\!:", max_size=4))
+    pats = st.lists(part, max_size=5)
+
+    @settings(max_examples=400, deadline=None)
+    @given(pats, pats)
+    def check(p, q):
+        if _canon(p) != _canon(q):
+            assert render_glob(_canon(p)) != render_glob(_canon(q))
+
+    check()
