@@ -530,3 +530,20 @@ def test_where_predicates_point_at_their_field() -> None:
     assert spans == {"x": (1, 1), "a": (2, 9), "z": (3, 16)}
     (cond,) = [n for n in walk(a.condition) if isinstance(n, Condition)]
     assert cond.span is not None and (cond.span.line, cond.span.col) == (2, 23)
+
+
+def test_tstats_options_nodename_and_datamodel_recorded() -> None:
+    a = analyze_query("| tstats summariesonly=true allow_old_summaries=true count "
+                      "from datamodel=Network_Traffic.All_Traffic where "
+                      "nodename=All_Traffic.Traffic_By_Action.Blocked_Traffic "
+                      "All_Traffic.dest_port=445 by All_Traffic.src", {})
+    assert a.extra["tstats"] == [{
+        "stage": 0, "command": "tstats", "datamodel": "Network_Traffic.All_Traffic",
+        "nodename": "All_Traffic.Traffic_By_Action.Blocked_Traffic",
+        "options": {"summariesonly": "true", "allow_old_summaries": "true"}}]
+    # security_content_summariesonly expands (through nested macros) to the options
+    a = analyze_query(
+        "| tstats `security_content_summariesonly` count from datamodel=Endpoint.Processes "
+        "where Processes.process_name=a by Processes.dest", macros())
+    assert a.extra["tstats"][0]["options"] == {
+        "summariesonly": "false", "allow_old_summaries": "true", "fillnull_value": "null"}

@@ -151,6 +151,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         "filter_macros": filters,
         "computed_fields": sorted(set(ctx.computed) | set(ctx.renamed)),
         "datamodel": ctx.datamodels,
+        "tstats": ctx.tstats,
     }
     if used:
         extra["expanded_search"] = "\n".join(expanded_parts)

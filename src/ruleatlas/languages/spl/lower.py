@@ -32,6 +32,7 @@ from ruleatlas.languages.spl.ast import (
     EStr,
     EUnary,
     Item,
+    Macro,
     SAnd,
     SCompare,
     SIn,
@@ -129,6 +130,7 @@ class _Ctx:
     datamodels: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     query: str = ""  # the whole search as written (spans refer to it)
+    tstats: list[dict[str, Any]] = field(default_factory=list)
 
     def dm_for(self, name: str | None) -> str | None:
         if not name or not self.datamodel or "." not in name:
@@ -442,6 +444,27 @@ def apply_rename(fields: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple
     return tuple(dict.fromkeys(out))
 
 
+TSTATS_OPTIONS = frozenset({
+    "summariesonly", "allow_old_summaries", "fillnull_value", "prestats", "local", "append",
+    "chunk_size", "include_reduced_buckets",
+})
+
+
+def tstats_options(items: tuple[Item, ...]) -> dict[str, str]:
+    """``summariesonly=true`` and the other tstats options (after macro expansion)."""
+    out: dict[str, str] = {}
+    for i in range(len(items) - 2):
+        k, eq, v = items[i], items[i + 1], items[i + 2]
+        if isinstance(k, Word) and eq == Sym("=") and k.raw.lower() in TSTATS_OPTIONS:
+            if isinstance(v, Word):
+                out[k.raw.lower()] = unescape(v.raw)
+            elif isinstance(v, Str):
+                out[k.raw.lower()] = v.value
+            elif isinstance(v, Macro):
+                out[k.raw.lower()] = f"`{v.body}`"
+    return out
+
+
 def datamodel_of(items: tuple[Item, ...]) -> str | None:
     vals = _words(items)
     for i, v in enumerate(vals):
@@ -572,6 +595,10 @@ def lower_command(cmd: Command, ctx: _Ctx) -> CommandResult:
     if name in AGGREGATING:
         res.kind = StageKind.AGGREGATE
         res.by = by_fields(cmd.tail if cmd.search is not None else cmd.items)
+    if name in ("tstats", "mstats"):
+        ctx.tstats.append({"stage": ctx.stage, "command": name,
+                           "datamodel": datamodel_of(cmd.items), "nodename": ctx.nodename,
+                           "options": tstats_options(cmd.items)})
     for f in computed_by(cmd):
         if f not in ctx.computed:
             ctx.computed.append(f)
