@@ -547,3 +547,31 @@ def test_tstats_options_nodename_and_datamodel_recorded() -> None:
         "where Processes.process_name=a by Processes.dest", macros())
     assert a.extra["tstats"][0]["options"] == {
         "summariesonly": "false", "allow_old_summaries": "true", "fillnull_value": "null"}
+
+
+def test_registered_analyzer_on_the_loaded_example_rule() -> None:
+    """Through the language registry, as the build calls it: source rule -> analyze."""
+    from ruleatlas.languages import AnalysisContext
+    from ruleatlas.languages import analyze as analyze_rule
+    from ruleatlas.sources.splunk import load_detection
+
+    path = next(DETECTIONS.rglob("powershell_invoke_wmiexec_usage.yml"))
+    (rule,) = load_detection(SPLUNK, path).rules
+    a = analyze_rule(rule, AnalysisContext(macros=macros()))
+    assert a.language == "spl" and not a.problems
+    assert [s.command for s in a.stages] == ["search", "stats", "convert", "convert", "search"]
+    assert len(a.extra["drilldowns"]) == 2
+
+
+def test_registered_analyzer_never_raises_on_a_broken_rule() -> None:
+    from dataclasses import replace
+
+    from ruleatlas.languages import AnalysisContext
+    from ruleatlas.languages.spl import analyze_spl
+    from ruleatlas.sources.splunk import load_detection
+
+    path = next(DETECTIONS.rglob("powershell_invoke_wmiexec_usage.yml"))
+    (rule,) = load_detection(SPLUNK, path).rules
+    broken = replace(rule, query=None)  # type: ignore[arg-type]  (a bad source record)
+    a = analyze_spl(broken, AnalysisContext())
+    assert a.stages[0].kind is StageKind.OPAQUE and a.problems[0].severity == "error"
