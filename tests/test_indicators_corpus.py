@@ -183,21 +183,41 @@ def _splunk_searches() -> list[tuple[Path, str]]:
     return out
 
 
-def spl_scan(field: str, value: str) -> int:
-    """Splunk detections whose search text holds ``field=value`` / ``field="value"`` or
-    ``field IN (... "value" ...)`` not right after NOT; the value compared as written in SPL
-    (``\\\\`` for a backslash), case-insensitively as SPL search does."""
-    f = re.escape(field)
-    v = re.escape(value)
-    eq = re.compile(rf'(?<![\w.])(NOT\s+)?{f}\s*=\s*"?{v}(?:"|(?=[\s)|]|$))', re.I)
-    inl = re.compile(rf"(?<![\w.])(NOT\s+)?{f}\s+IN\s*\(([^)]*)\)", re.I)
-    item = re.compile(rf'(?:^|,)\s*"?{v}"?\s*(?=,|$)', re.I)
+def spl_scan(field: str | tuple[tuple[str, str], ...], value: str = "") -> int:
+    """Splunk detections whose (macro-expanded) search text holds ``field=value`` /
+    ``field="value"`` or ``field IN (... "value" ...)`` not right after NOT, for any of the
+    given (field, value) spellings; values as written in SPL (``\\\\`` for a backslash),
+    compared case-insensitively as SPL search does."""
+    spellings = field if isinstance(field, tuple) else ((field, value),)
+    checks = []
+    for fname, val in spellings:
+        f, v = re.escape(fname), re.escape(val)
+        checks.append((
+            re.compile(rf'(?<![\w.])(NOT\s+)?{f}\s*=\s*"?{v}(?:"|(?=[\s)|]|$))', re.I),
+            re.compile(rf"(?<![\w.])(NOT\s+)?{f}\s+IN\s*\(([^)]*)\)", re.I),
+            re.compile(rf'(?:^|,)\s*"?{v}"?\s*(?=,|$)', re.I),
+        ))
     hits = 0
     for _, search in _splunk_searches():
-        ok = any(not m.group(1) for m in eq.finditer(search))
-        ok = ok or any(not m.group(1) and item.search(m.group(2)) for m in inl.finditer(search))
+        ok = False
+        for eq, inl, item in checks:
+            ok = ok or any(not m.group(1) for m in eq.finditer(search))
+            ok = ok or any(
+                not m.group(1) and item.search(m.group(2)) for m in inl.finditer(search)
+            )
         hits += ok
     return hits
+
+
+def process_spellings(name: str, parent: bool = False) -> tuple[tuple[str, str], ...]:
+    """Every SPL spelling of "the (parent) process image is NAME" the alias table merges:
+    the CIM basename fields, and the path fields ending in a backslash and NAME."""
+    if parent:
+        return (("Processes.parent_process_name", name), ("parent_process_name", name),
+                ("ParentImage", "*\\\\" + name), ("Processes.parent_process_path",
+                                                  "*\\\\" + name))
+    return (("Processes.process_name", name), ("process_name", name),
+            ("Image", "*\\\\" + name), ("Processes.process_path", "*\\\\" + name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,12 +249,12 @@ SIGMA_PINS = [
 SPLUNK_PINS = [
     ("EventCode=4104", "EventCode", "4104", 102),
     ('ScriptBlockText IN "*invoke-wmiexec*"', "ScriptBlockText", "*invoke-wmiexec*", 1),
-    ("Processes.process_name=cmd.exe", "Processes.process_name", "cmd.exe", 36),
-    ("Processes.process_name=rundll32.exe", "Processes.process_name", "rundll32.exe", 30),
-    ("Processes.process_name=regsvr32.exe", "Processes.process_name", "regsvr32.exe", 12),
-    ("Processes.process_name=mshta.exe", "Processes.process_name", "mshta.exe", 13),
-    ("Processes.process_name=certutil.exe", "Processes.process_name", "certutil.exe", 12),
-    ("Processes.parent_process_name=w3wp.exe", "Processes.parent_process_name", "w3wp.exe", 3),
+    ("Processes.process_name=cmd.exe", process_spellings("cmd.exe"), "", 38),
+    ("Processes.process_name=rundll32.exe", process_spellings("rundll32.exe"), "", 31),
+    ("Processes.process_name=regsvr32.exe", process_spellings("regsvr32.exe"), "", 12),
+    ("Processes.process_name=mshta.exe", process_spellings("mshta.exe"), "", 14),
+    ("Processes.process_name=certutil.exe", process_spellings("certutil.exe"), "", 12),
+    ("Processes.parent_process_name=w3wp.exe", process_spellings("w3wp.exe", True), "", 3),
     ("Processes.original_file_name=PowerShell.EXE", "Processes.original_file_name",
      "PowerShell.EXE", 20),
     ("Processes.original_file_name=RUNDLL32.EXE", "Processes.original_file_name",
