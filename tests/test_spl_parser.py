@@ -237,3 +237,24 @@ def test_mutated_corpus_searches_give_tree_or_positioned_error(text: str) -> Non
         assert e.highlight.endswith("^")
     a = analyze_query(text, {})
     assert a.stages and all(p.severity in ("error", "warning", "unsupported") for p in a.problems)
+
+
+@pytest.mark.parametrize("spl", [
+    "(" * 5000 + "a" + ")" * 5000,
+    "[" * 3000 + "]" * 3000,
+    "x | where " + "(" * 5000 + "a" + ")" * 5000,
+    "NOT " * 20000 + "a",
+    "x | eval a=" + "- " * 5000 + "1",
+    "x | eval a=" + "f(" * 3000 + ")" * 3000,
+])
+def test_deep_nesting_is_a_located_error_not_a_recursion_error(spl: str) -> None:
+    with pytest.raises(ParseError, match="nested deeper than 100 levels") as e:
+        parse(spl)
+    assert e.value.line == 1 and e.value.col > 100
+    a = analyze_query(spl, {})
+    assert a.problems[0].code == "parse-error"
+
+
+def test_nesting_below_the_limit_parses() -> None:
+    assert parse("(" * 99 + "a" + ")" * 99)
+    assert parse("[search " * 60 + "a" + "]" * 60)

@@ -63,13 +63,27 @@ SUBSEARCH_COMMANDS = LEADING_COMMANDS | frozenset({
 _LEADING_WORD = re.compile(r"\s*([A-Za-z_]+)(?=\s|$)")
 
 
+MAX_NESTING = 100
+_PREFIX_OPS = frozenset({"NOT", "!", "-", "+", "not"})
+
+
 def _split_stages(toks: list[Token], text: str) -> list[tuple[int, int, int]]:
     """Stage boundaries: (first token index, end token index, start offset) per stage."""
     stages: list[tuple[int, int, int]] = []
     opened: list[int] = []
     begin = 0
+    parens = run = 0
     for i, t in enumerate(toks):
         depth = len(opened)
+        # Recursion guard: the descent recurses on ( [ and prefix operators, so a search
+        # nested deeper than any real one is a located error, never a RecursionError.
+        if t.kind is T.LPAREN:
+            parens += 1
+        elif t.kind is T.RPAREN:
+            parens = max(0, parens - 1)
+        run = run + 1 if t.text in _PREFIX_OPS else 0
+        if parens + len(opened) > MAX_NESTING or run > MAX_NESTING:
+            raise ParseError(f"nested deeper than {MAX_NESTING} levels", text, t.start)
         if t.kind is T.LBRACKET:
             opened.append(t.start)
         elif t.kind is T.RBRACKET:
