@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from functools import lru_cache
+
 from ruleatlas.model import AtlasError, Span
 
 
+@lru_cache(maxsize=16)
+def _line_starts(text: str) -> tuple[int, ...]:
+    """Offsets where each line of ``text`` starts (cached: one search gives many spans)."""
+    starts = [0]
+    i = text.find("\n")
+    while i >= 0:
+        starts.append(i + 1)
+        i = text.find("\n", i + 1)
+    return tuple(starts)
+
+
 def line_col(text: str, pos: int) -> tuple[int, int]:
-    """1-based line and column of offset ``pos`` in ``text``."""
+    """1-based line and column of offset ``pos`` in ``text`` (a bisect, not a count, so a
+    search with many predicates stays linear)."""
     pos = max(0, min(pos, len(text)))
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-    return line, col
+    starts = _line_starts(text)
+    line = bisect_right(starts, pos)
+    return line, pos - starts[line - 1] + 1
 
 
 def span_of(text: str, start: int, end: int | None = None) -> Span:
