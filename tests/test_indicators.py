@@ -341,3 +341,15 @@ def test_glob_keys_are_unambiguous():
             assert render_glob(_canon(p)) != render_glob(_canon(q))
 
     check()
+
+
+def test_channel_from_a_splunk_macro_is_routing_not_an_indicator():
+    cond = And((Or((Predicate("eventtype", Op.EQ, ("wineventlog_security",)),
+                    Predicate("Channel", Op.EQ, ("security",)))),
+                Predicate("EventCode", Op.EQ, ("4624",))))
+    rows, skipped = explain(RULE, spl(cond))
+    assert [r.field for r in rows] == ["EventCode"]
+    assert [s.field for s in skipped] == ["eventtype", "Channel"]
+    # Sigma has no routing predicates: a Channel there is what the rule wrote
+    assert [r.field for r in extract(RULE, sigma(Predicate("Channel", Op.EQ, ("x",))))] == [
+        "Channel"]

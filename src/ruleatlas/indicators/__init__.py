@@ -10,12 +10,13 @@ What is an indicator (docs/indicators.md says the same for users):
   number of ``Not`` above it), one row per (field as written, operator as written, negated),
   values as written in first-seen order, each with a normalised key (``normalize.py``);
 * NOT an indicator, and reported by :func:`explain` with the reason instead of being dropped:
-  Splunk routing fields (``index source sourcetype eventtype tag host splunk_server`` and time
-  bounds) that macros expand to -- they say where to look, not what to look for; ``EventCode``
-  stays an indicator; result-phase predicates (``| where count > 10`` after ``stats``): they
-  test aggregates, not events; expressions (:class:`~ruleatlas.model.Condition`) and
-  :class:`~ruleatlas.model.Opaque` nodes, which have no field/op/value; predicates of a Sigma
-  selection that the condition never uses.
+  Splunk routing fields (``index source sourcetype channel eventtype tag host splunk_server``
+  and time bounds) that macros expand to (``wineventlog_security`` is
+  ``eventtype=... OR Channel=security OR source=...``) -- they say where to look, not what
+  to look for; ``EventCode`` stays an indicator; result-phase predicates
+  (``| where count > 10`` after ``stats``): they test aggregates, not events; expressions
+  (:class:`~ruleatlas.model.Condition`) and :class:`~ruleatlas.model.Opaque` nodes, which
+  have no field/op/value; predicates of a Sigma selection that the condition never uses.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ ROUTING_FIELDS: dict[str, frozenset[str]] = {
         {
             "index",
             "source",
+            "channel",
             "sourcetype",
             "eventtype",
             "tag",
