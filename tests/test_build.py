@@ -315,6 +315,38 @@ def test_a_pipeline_failure_on_one_rule_is_a_located_error(
     accounted(db)
 
 
+def test_an_indicator_crash_keeps_the_rule_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in indicator extraction or event coverage must not drop a rule, nor pass silently:
+    the rule is stored with a located ``crash`` problem naming the exception."""
+    import ruleatlas.build as b
+
+    def broken(rule: object, analysis: object) -> object:
+        if getattr(rule, "id", None) == ID_B:
+            raise KeyError("no such field")
+        return ()
+
+    monkeypatch.setattr(b.indicators, "extract", broken)
+    monkeypatch.setattr(b.coverage, "events_for", broken)
+    sig = make_sigma(tmp_path)
+    db = tmp_path / "c.db"
+    build([sig], db, workers=1)
+    assert ids(db) == {ID_A, ID_B, ID_C}
+    with Catalog.open(db, readonly=True) as c:
+        row = c.conn.execute("SELECT analysis_json, problems FROM rules WHERE id = ?",
+                             (ID_B,)).fetchone()
+        problems = json.loads(row[0])["problems"]
+        crashes = [p for p in problems if p.get("code") == "crash"]
+        assert [p["message"].split(":")[0] for p in crashes] == [
+            "indicators could not be extracted", "event coverage could not be computed"]
+        assert all("KeyError" in p["message"] and p["location"]["path"] == "rules/windows/b.yml"
+                   for p in crashes)
+        assert row[1] == len(problems)
+        ok = c.conn.execute("SELECT analysis_json FROM rules WHERE id = ?", (ID_A,)).fetchone()
+        assert not [p for p in json.loads(ok[0])["problems"] if p.get("code") == "crash"]
+    accounted(db)
+
+
 NESTED_DETECTION = """\
 name: Nested Macro Rule
 id: cccccccc-0000-4000-8000-000000000001

@@ -24,13 +24,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ruleatlas import coverage, indicators
 from ruleatlas.languages import AnalysisContext, analyze
-from ruleatlas.model import Analysis, FileResult, Rule, analysis_to_dict
+from ruleatlas.model import Analysis, FileResult, Problem, Rule, Span, analysis_to_dict
 from ruleatlas.sources import SOURCES, detect
 from ruleatlas.sources.base import SideTables, Source
 from ruleatlas.store import writer
@@ -142,14 +142,21 @@ def _ctx(root: str) -> tuple[Source, AnalysisContext]:
 def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> tuple[Any, ...]:
     """One rule analyzed and flattened into the rows the store writes."""
     a = analyze(rule, ctx)
+    crashed: list[Problem] = []
     try:
         inds = indicators.extract(rule, a)
-    except Exception:  # a bug there must not lose the rule; the analysis problems say enough
+    except Exception as e:  # a bug there must not lose the rule: keep it, and say so on it
         inds = ()
+        crashed.append(Problem(f"indicators could not be extracted: {type(e).__name__}: {e}",
+                               "error", Span(rule.line, 1, path=rule.path), "crash"))
     try:
         evs = coverage.events_for(rule, a)
-    except Exception:
+    except Exception as e:
         evs = ()
+        crashed.append(Problem(f"event coverage could not be computed: {type(e).__name__}: {e}",
+                               "error", Span(rule.line, 1, path=rule.path), "crash"))
+    if crashed:
+        a = replace(a, problems=(*a.problems, *crashed))
     row = (
         rule.id, rule.source, root, rule.path, rule.doc_index, rule.line, rule.source_url,
         rule.title, rule.status, rule.severity, rule.author, rule.date, rule.modified,
