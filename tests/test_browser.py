@@ -1,8 +1,14 @@
 """Browser tests: the real server (``ruleatlas serve`` in a subprocess on a free loopback port)
-driven by Playwright in Debian's Chromium. Screenshots go to docs/screenshots/."""
+driven by Playwright in Debian's Chromium.
+
+Every run takes the three screenshots and checks they are real PNG images. They are written to
+``docs/screenshots/`` (shown in the README) when ``RULEATLAS_SCREENSHOTS=1``, or when a file is
+missing there (a fresh clone without them gets them); otherwise to a temporary folder, so that a
+plain test run does not rewrite committed images byte for byte."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +36,24 @@ pytestmark = [
                        reason="Debian's Chromium is not installed (/usr/bin/chromium); "
                               "`apt-get install chromium` (scripts/test.sh does it as root)"),
 ]
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``shot(page, name, **options)``: take a screenshot, check it, keep it where it belongs."""
+    scratch = tmp_path_factory.mktemp("screenshots")
+    refresh = os.environ.get("RULEATLAS_SCREENSHOTS", "") not in ("", "0")
+
+    def shot(page: Any, name: str, **options: Any) -> Path:
+        to_docs = refresh or not (SHOTS / name).exists()
+        path = (SHOTS if to_docs else scratch) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), **options)
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, (name, len(data))
+        return path
+
+    return shot
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +91,7 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, errors
 
 
-def test_rule_page_sections_in_order(server: str, page: Any) -> None:
+def test_rule_page_sections_in_order(server: str, page: Any, shots: Any) -> None:
     page.goto(f"{server}/rules/{EXAMPLE_ID}")
     assert page.locator("nav.crumbs").inner_text().strip() == "Detection rules › Splunk"
     assert page.locator("h1").inner_text() == "PowerShell Invoke WmiExec Usage"
@@ -87,8 +111,7 @@ def test_rule_page_sections_in_order(server: str, page: Any) -> None:
     assert page.locator("#stages h3").first.inner_text() == "Stage 1: search"
     for c in page.locator("#indicators .corpus").all_inner_texts():
         assert re.fullmatch(r"corpus \d+( \(.+\))?", c), c
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "rule-page.png"), full_page=True)
+    shots(page, "rule-page.png", full_page=True)
 
 
 def test_rule_page_stages_and_corpus_column(server: str, page: Any, web_db: Path) -> None:
@@ -117,15 +140,14 @@ def test_rule_page_stages_and_corpus_column(server: str, page: Any, web_db: Path
     assert page.locator(f'a[href="/rules/{EXAMPLE_ID}"]').count() == 1
 
 
-def test_search_wmiexec_and_filter_t1047(server: str, page: Any) -> None:
+def test_search_wmiexec_and_filter_t1047(server: str, page: Any, shots: Any) -> None:
     page.goto(f"{server}/rules")
     page.fill("#q", "wmiexec")
     page.press("#q", "Enter")
     page.wait_for_url(re.compile(r"q=wmiexec"))
     assert page.locator(f'.hit a[href="/rules/{EXAMPLE_ID}"]').count() == 1
     assert page.locator(".snippet mark").count() > 0
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "search.png"))
+    shots(page, "search.png")
     page.locator(".facet-technique a", has_text=re.compile(r"^T1047$")).click()
     page.wait_for_url(re.compile(r"technique=T1047"))
     techs = page.locator(".hit .techs").all_inner_texts()
@@ -142,12 +164,11 @@ def test_filters_as_you_type(server: str, page: Any) -> None:
     assert "q=wmiexec" in page.url
 
 
-def test_attack_page_click_a_cell(server: str, page: Any) -> None:
+def test_attack_page_click_a_cell(server: str, page: Any, shots: Any) -> None:
     page.set_viewport_size({"width": 1760, "height": 1000})
     page.goto(f"{server}/attack")
     assert page.locator(".tactic h2").first.inner_text() == "Reconnaissance"
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "attack.png"))
+    shots(page, "attack.png")
     page.locator("nav.switch a", has_text="splunk").click()
     page.wait_for_url(re.compile(r"source=splunk"))
     page.locator('a.cell[data-technique="T1047"]').first.click()
