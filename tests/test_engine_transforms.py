@@ -136,3 +136,35 @@ def test_regex_literal_anchor(pattern, literal):
     from ruleatlas.engine.matcher import regex_literal
 
     assert regex_literal(pattern) == literal
+
+
+_LIT = st.text(alphabet="abik:m\\-. ", min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LIT, min_size=1, max_size=12, unique=True),
+       st.text(alphabet="abik:m\\-. \n", max_size=120))
+def test_gated_hits_equal_a_full_scan(literals, text):
+    """The gate search finds exactly the literals a plain scan finds, overlaps and repeats
+    included, or gives up (None) and leaves it to the automaton."""
+    from ruleatlas.engine.matcher import gate_table, gated_hits, gates
+
+    slots = {lit: (i,) for i, lit in enumerate(literals)}
+    gs = gates(literals)
+    assert all(any(g in lit for g in gs) for lit in literals) or gs == ()
+    got = gated_hits(gate_table(gs, slots), text, limit=len(text) + 1) if gs else None
+    want = {i for lit, (i,) in slots.items() if lit in text}
+    assert got is None or got == want
+    if gs:
+        assert got == want  # with a limit above any count, the gates never give up
+
+
+def test_keyword_prefilter_reads_booleans_and_lists():
+    """The keyword pre-filter is a necessary test: a literal in a boolean's text or a list item
+    makes the rule a candidate, as the matcher would read it."""
+    from ruleatlas.engine.matcher import ALL_FIELDS, Prefilter
+
+    pf = Prefilter([{(ALL_FIELDS, "true")}, {(ALL_FIELDS, "mimikatz")}, None])
+    assert pf.candidates({"Enabled": True, "EventID": 1}) == [0, 2]
+    assert pf.candidates({"tags": ["x", "Mimikatz.exe"]}) == [1, 2]
+    assert pf.candidates({"EventID": 4688, "N": 1.5}) == [2]

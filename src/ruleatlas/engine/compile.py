@@ -193,6 +193,27 @@ def _all(groups: list[StrTest]) -> StrTest:
     return f
 
 
+MEMO = 4096  # distinct string values whose answer a value test remembers (then forgets)
+
+
+def _memo(test: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``test`` remembering its answer per string value. Event values repeat a lot (Image
+    paths, GrantedAccess masks, call traces): a dict lookup replaces lowering and testing."""
+    memo: dict[str, bool] = {}
+    get = memo.get
+
+    def t(s: str) -> bool:
+        r = get(s)
+        if r is None:
+            r = test(s)
+            if len(memo) >= MEMO:
+                memo.clear()
+            memo[s] = r
+        return r
+
+    return t
+
+
 def _on_field(name: str, test: StrTest, lower: bool) -> Matcher:
     """Read a field, skip missing/null, apply ``test`` to its text (lowered unless cased)."""
 
@@ -200,12 +221,17 @@ def _on_field(name: str, test: StrTest, lower: bool) -> Matcher:
         s = v if type(v) is str else to_text(v)
         return test(s.lower() if lower else s)
 
+    def low(s: str) -> bool:
+        return test(s.lower() if lower else s)
+
+    cached = _memo(low)
+
     def m(ev: Fields) -> bool:
         v = ev.get(name)
         if v is None:
             return False
         if type(v) is str:
-            return test(v.lower() if lower else v)
+            return cached(v)
         if isinstance(v, list):
             return any(one(x) for x in v if x is not None)
         return one(v)
@@ -271,10 +297,14 @@ def _regex_test(values: tuple[Value, ...], match_all: bool) -> Callable[[Any], b
 
 
 def _raw_field(name: str, test: Callable[[Any], bool]) -> Matcher:
+    cached = _memo(test)
+
     def m(ev: Fields) -> bool:
         v = ev.get(name)
         if v is None:
             return False
+        if type(v) is str:
+            return cached(v)
         if isinstance(v, list):
             return any(test(x) for x in v if x is not None)
         return test(v)

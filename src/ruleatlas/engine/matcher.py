@@ -14,7 +14,9 @@ text, not in the number of rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import ahocorasick
@@ -185,9 +187,11 @@ _NUMERIC = frozenset("0123456789.-+eE")
 
 
 def text_values(fields: Mapping[str, Any]) -> str:
-    """Like :func:`all_text`, for the string (and list) values only."""
+    """Like :func:`all_text`, without the numbers (for literals that hold a letter, which no
+    number's text can contain; booleans stay, their text is ``true``/``false``)."""
     return "\n".join([v if type(v) is str else field_text(v) for v in fields.values()
-                      if type(v) is str or type(v) is list]).lower()
+                      if type(v) is str or not (v is None or type(v) is int
+                                                or type(v) is float)]).lower()
 
 
 def field_text(v: Any) -> str:
@@ -199,18 +203,33 @@ def field_text(v: Any) -> str:
     return to_text(v).lower()
 
 
-def gates(literals: list[str], most: int = 6) -> tuple[str, ...]:
+def _gate_ok(sub: str) -> bool:
+    """Short gates of letters and digits (``en``, ``exe``) are in nearly every event's text, so
+    they would filter nothing: a gate of only those is 4 characters or more."""
+    return len(sub) >= 4 or not sub.replace(" ", "").isalnum()
+
+
+def gates(literals: list[str], most: int = 10) -> tuple[str, ...]:
     """A few short strings such that every literal contains one of them (greedy cover).
 
-    ``any(g in text for g in gates)`` (C string search) is a cheap necessary test before the
-    automaton scan of a long text: Mimikatz keywords are covered by ``::``, ``kiwi``,
-    ``mimikatz``. Empty when no small cover exists (then the automaton always runs)."""
+    Cached by literal set: every routing group of a hunt (one per channel and event id) holds
+    the same catch-all keyword rules, and the cover is the costly part of building a group.
+
+    Searching each gate in the text (C string search) is a cheap necessary test before looking
+    for the literals themselves: Mimikatz keywords are covered by ``::``, ``kiwi``, ``mimi``.
+    Empty when no small cover exists (then the automaton always runs)."""
+    return _gates(frozenset(literals), most)
+
+
+@lru_cache(maxsize=256)
+def _gates(literals: frozenset[str], most: int) -> tuple[str, ...]:
     todo = set(literals)
     out: list[str] = []
     while todo:
         counts: dict[str, int] = {}
         for lit in todo:
             seen = {lit[i:i + n] for n in (2, 3, 4, 5, 6, 8) for i in range(len(lit) - n + 1)}
+            seen = {x for x in seen if _gate_ok(x)}
             seen.add(lit)
             for sub in seen:
                 counts[sub] = counts.get(sub, 0) + 1
@@ -224,20 +243,45 @@ def gates(literals: list[str], most: int = 6) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _gate(g: tuple[str, ...]) -> Any:
-    """``any(x in text for x in g)`` unrolled for the usual 1-3 gates (no generator per event)."""
-    if not g:
-        return lambda t: True
-    if len(g) == 1:
-        (a,) = g
-        return lambda t: a in t
-    if len(g) == 2:
-        a, b = g
-        return lambda t: a in t or b in t
-    if len(g) == 3:
-        a, b, c = g
-        return lambda t: a in t or b in t or c in t
-    return lambda t: any(x in t for x in g)
+GateTable = tuple[tuple[str, Any, tuple[tuple[str, int, tuple[int, ...]], ...]], ...]
+
+
+def gate_table(gs: tuple[str, ...], lits: Mapping[str, tuple[int, ...]]) -> GateTable:
+    """Per gate: its compiled search (``re``'s literal scan is about twice as fast as
+    ``str.__contains__`` on long texts) and the literals holding it, each with the offset of the
+    gate's first occurrence in the literal and the literal's slots."""
+    out = []
+    for g in gs:
+        held = tuple((lit, lit.index(g), slots) for lit, slots in lits.items() if g in lit)
+        out.append((g, re.compile(re.escape(g)).search, held))
+    return tuple(out)
+
+
+def gated_hits(table: GateTable, text: str, limit: int = 8) -> set[int] | None:
+    """Slots of the literals found in ``text`` by way of their gates: every occurrence of a
+    gate (overlapping ones too) is tried as the place of each literal holding it. Exact: a
+    literal at ``q`` puts its gate at ``q + offset``. None when a gate occurs more than
+    ``limit`` times (the caller scans with the automaton instead)."""
+    found: set[int] = set()
+    for g, search, held in table:
+        m = search(text)
+        if m is None:
+            continue
+        p = m.start()
+        n = 0
+        while p >= 0:
+            n += 1
+            if n > limit:
+                return None
+            for lit, off, slots in held:
+                q = p - off
+                if q >= 0 and text.startswith(lit, q):
+                    found.update(slots)
+            p = text.find(g, p + 1)
+    return found
+
+
+_EMPTY: frozenset[int] = frozenset()
 
 
 class Prefilter:
@@ -245,9 +289,14 @@ class Prefilter:
 
     ``entries[i]`` is the anchor set of rule slot ``i`` (None: always a candidate).
     :meth:`candidates` returns the sorted slots that can match the event.
+
+    Keyword anchors (a literal in any field's value) are searched in the joined lowered text of
+    the event's values: first each of a few *gates* (substrings every literal holds, see
+    :func:`gates`), then only where a gate occurs (:func:`gated_hits`); the automaton scans the
+    text only when a gate is everywhere in it (or there is no small set of gates).
     """
 
-    __slots__ = ("always", "automata", "keywords", "kw_gate", "kw_gates", "kw_text_only", "n")
+    __slots__ = ("always", "automata", "keywords", "kw_gates", "kw_table", "kw_text_only", "n")
 
     MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
 
@@ -266,7 +315,7 @@ class Prefilter:
         self.keywords: Any = None
         self.kw_text_only = False
         self.kw_gates: tuple[str, ...] = ()
-        self.kw_gate: Any = _gate(())
+        self.kw_table: GateTable = ()
         for f, lits in by_field.items():
             a = ahocorasick.Automaton()
             for lit, slots in lits.items():
@@ -277,18 +326,18 @@ class Prefilter:
                 # a literal with a letter cannot be inside a number's text: skip number values
                 self.kw_text_only = all(any(c not in _NUMERIC for c in lit) for lit in lits)
                 self.kw_gates = gates(list(lits))
-                self.kw_gate = _gate(self.kw_gates)
+                self.kw_table = gate_table(self.kw_gates, {k: tuple(v) for k, v in lits.items()})
             else:
                 self.automata.append((f, a, {}))
 
     def candidates(self, fields: Mapping[str, Any]) -> list[int]:
-        found = set(self.always)
+        hits: list[frozenset[int]] = []
         get = fields.get
         for f, a, memo in self.automata:
             v = get(f)
             if v is None:
                 continue
-            key = v if type(v) is str else repr(v)
+            key = v if type(v) is str else (type(v), repr(v))  # never equal to a str key
             hit = memo.get(key)
             if hit is None:
                 hit = frozenset(x for _, slots in a.iter(field_text(v)) for x in slots)
@@ -296,10 +345,25 @@ class Prefilter:
                     memo.clear()
                 memo[key] = hit
             if hit:
-                found |= hit
-        if self.keywords is not None:  # keywords: a substring of any field's text
+                hits.append(hit)
+        if self.keywords is not None:  # keywords: a substring of any field's value
             text = text_values(fields) if self.kw_text_only else all_text(fields)
-            if self.kw_gate(text):
-                for _, slots in self.keywords.iter(text):
-                    found.update(slots)
-        return sorted(found)
+            kw = self._scan_keywords(text)
+            if kw:
+                hits.append(kw)
+        if not hits:
+            return sorted(self.always)
+        return sorted(self.always.union(*hits))
+
+    def _scan_keywords(self, text: str) -> frozenset[int]:
+        """Keyword slots in the lowered text of the event's values: by the gates, or the
+        automaton when a gate is everywhere in it (or there are no gates).
+
+        One joined text rather than value by value with a memo: measured, the per-value Python
+        loop costs more than joining and lowering in C."""
+        kw = gated_hits(self.kw_table, text) if self.kw_table else None
+        if kw is None:
+            kw = set()
+            for _, slots in self.keywords.iter(text):
+                kw.update(slots)
+        return frozenset(kw) if kw else _EMPTY
