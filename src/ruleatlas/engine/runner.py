@@ -27,6 +27,7 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
+from ruleatlas.engine.pipeline import Plan, Steps, compile_steps, plan
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
@@ -36,6 +37,7 @@ from ruleatlas.model import (
     Op,
     Opaque,
     Pattern,
+    Phase,
     Predicate,
     Rule,
     StageKind,
@@ -66,8 +68,11 @@ class EngineRule:
     keywords: tuple[str, ...] = ()
     chain: tuple[AggSpec, ...] = ()  # later aggregations, run over the rows of the first
     bins: tuple[tuple[str, float], ...] = ()  # bin/bucket span before the aggregation
+    plan: Plan | None = None  # eval/rex computed before a filter (see engine.pipeline)
+    later: frozenset[str] = frozenset()  # fields read after the event phase (by, result)
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
+    _steps: dict[tuple[tuple[str, str], ...], Steps | None] = field(default_factory=dict)
 
     @property
     def runnable(self) -> bool:
@@ -82,6 +87,16 @@ class EngineRule:
             got = (compile_node(node, fmap), anchors(node, fmap))
             self._compiled[k] = got
         return got
+
+    def steps(self, fmap: Mapping[str, str]) -> Steps | None:
+        """The eval/rex/filter steps after the head condition under one field map (cached);
+        None for the rules whose condition is the whole event filter."""
+        if self.plan is None or not self.plan.steps:
+            return None
+        k = tuple(sorted(fmap.items()))
+        if k not in self._steps:
+            self._steps[k] = compile_steps(self.plan.steps, fmap, set(self.later))
+        return self._steps[k]
 
 
 def _fields_of(node: Node | None) -> list[str]:
@@ -135,7 +150,12 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
         return "the rule has no condition"
     computed = _computed(analysis)
     used = set(_fields_of(analysis.condition))
-    if computed & used:
+    pl = plan(analysis) if rule.language == "spl" else None
+    if pl is not None:  # in search order: eval/rex outputs are computed, others are not
+        if pl.uncomputed:
+            return ("filters on fields the engine does not compute: " + ", ".join(
+                f"{f} ({cmd})" for f, cmd in sorted(pl.uncomputed.items())))
+    elif computed & used:
         return ("filters on fields computed by eval/rex the engine does not compute: "
                 + ", ".join(sorted(computed & used)))
     aggs = 0
@@ -157,6 +177,9 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
             if parse_bin(st.expanded or st.text) is None:
                 return f"{st.command} stage {st.text[:60]!r} is not supported"
             continue
+        if (pl is not None and st.kind is StageKind.TRANSFORM and st.phase is Phase.EVENT
+                and cmd in ("eval", "rex", "rename", "addtotals")):
+            continue  # replayed in order by the pipeline steps
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
             outs = set(st.by) | _stage_outputs(st.text)
             later = set(_fields_of(analysis.result_condition))
@@ -192,14 +215,23 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
     er = EngineRule(rule, analysis, route, tactics=tactics)
     er.reason = why_not_runnable(rule, analysis)
     if rule.language == "spl" and not er.reason:
-        er.analysis = dataclasses.replace(
-            analysis, condition=route_channel_terms(analysis.condition))
+        er.plan = plan(analysis)
+        head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
+        er.analysis = dataclasses.replace(analysis, condition=head)
+        er.later = frozenset(
+            {f for s in analysis.stages if s.kind is StageKind.AGGREGATE for f in s.by}
+            | set(_fields_of(analysis.result_condition)))
     er.fields = tuple(_fields_of(analysis.condition))
+    if er.plan is not None:  # what the eval/rex steps read is part of why an event matched
+        extra_fields = [f for st in er.plan.steps if st.kind != "filter"
+                        for f in sorted(st.reads()) if f not in er.fields]
+        er.fields += tuple(dict.fromkeys(extra_fields))
     er.keywords = _keywords_of(analysis.condition)
     if er.reason:
         return er
     try:
         er.compiled(route.common_map)
+        er.steps(route.common_map)
         agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
         if agg:
             specs = [parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
@@ -209,6 +241,13 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
                 if b and st.index < agg[0].index:
                     er.bins = (*er.bins, b)
             er.agg, er.chain = specs[0], tuple(specs[1:])
+            if er.plan is not None and er.plan.unrun:
+                reads = set(er.agg.by) | {f.arg for f in er.agg.funcs if f.arg}
+                bad = sorted(reads & er.plan.unrun.keys())
+                if bad:
+                    raise NotRunnable("the aggregation reads fields the engine does not "
+                                      "compute: " + ", ".join(
+                                          f"{f} ({er.plan.unrun[f]})" for f in bad))
             er.result = compile_node(analysis.result_condition)
         elif analysis.result_condition is not None:
             er.result = compile_node(analysis.result_condition)
@@ -286,22 +325,25 @@ def product_ok(er: EngineRule, key: Key) -> bool:
 
 
 class _Group:
-    __slots__ = ("matchers", "names", "prefilter", "probe", "slots", "spaced")
+    __slots__ = ("matchers", "names", "prefilter", "probe", "slots", "spaced", "steps")
 
     def __init__(self, key: Key, rules: list[tuple[int, EngineRule]], min_score: int) -> None:
         self.slots: list[int] = []
         self.matchers: list[Matcher] = []
+        self.steps: list[Steps | None] = []  # eval/rex/filters after the head (SPL)
         self.names: list[tuple[tuple[str, str], ...]] = []
         entries: list[set[Anchor] | None] = []
         for idx, er in rules:
             fmap = er.route.field_map(key)
             try:
                 m, a = er.compiled(fmap)
+                steps = er.steps(fmap)
             except NotRunnable as exc:  # only under this map (a mapped field changes a value)
                 er.reason = exc.message
                 continue
             self.slots.append(idx)
             self.matchers.append(m)
+            self.steps.append(steps)
             self.names.append(tuple((f, fmap.get(f, f)) for f in er.fields))
             entries.append(a)
         self.prefilter = Prefilter(entries, min_score)
@@ -358,15 +400,21 @@ class Engine:
         self.candidates += len(slots)
         for s in slots:
             if g.matchers[s](fields):
+                fs = fields
+                steps = g.steps[s]
+                if steps is not None:  # eval/rex, then the filters on what they computed
+                    fs = steps(fields)
+                    if fs is None:
+                        continue
                 idx = g.slots[s]
                 er = self.rules[idx]
                 agg = self.aggregators.get(idx)
                 if agg is not None:
-                    agg.add(_agg_input(er, event, g.names[s]), event)
+                    agg.add(_agg_input(er, event, g.names[s], fs), event)
                     continue
-                if er.result is not None and not er.result(fields):
+                if er.result is not None and not er.result(fs):
                     continue
-                found = matched_fields(fields, g.names[s])
+                found = matched_fields(fs, g.names[s])
                 if er.keywords:
                     text = text_values(fields)
                     found["keywords"] = [k for k in er.keywords if k in text]
@@ -439,10 +487,12 @@ def epoch(v: Any) -> float | None:
     return d.timestamp()
 
 
-def _agg_input(er: EngineRule, event: Event, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """What an aggregation reads of one event: mapped names, ``_time`` (Splunk's event time,
-    from the event's own time) and the bin/bucket spans applied."""
-    out = _mapped(event.fields, names)
+def _agg_input(er: EngineRule, event: Event, names: tuple[tuple[str, str], ...],
+               fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What an aggregation reads of one event (``fields``: with what eval/rex computed):
+    mapped names, ``_time`` (Splunk's event time, from the event's own time) and the
+    bin/bucket spans applied."""
+    out = _mapped(event.fields if fields is None else fields, names)
     if "_time" not in out:
         t = epoch(event.time)
         if t is not None:

@@ -18,6 +18,7 @@ from ruleatlas.languages.spl.lower import (
     _Ctx,
     apply_rename,
     lower_command,
+    pipeline_step,
     rename_pairs,
 )
 from ruleatlas.languages.spl.macros import expand
@@ -67,6 +68,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
     used: list[str] = []
     filters: list[str] = []
     expanded_parts: list[str] = []  # the whole search after macro expansion, stage by stage
+    pipeline: list[dict[str, Any]] = []  # event-phase commands in order (see pipeline_step)
     for idx, (cmd_start, cmd_end, first) in enumerate(written):
         raw = query[cmd_start:cmd_end]
         is_macro_stage = first.kind is T.MACRO and first.end == cmd_end
@@ -113,7 +115,10 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
             ctx.cmd_text = source[c.start : c.end]
             if c.name == "rename" and group_by:
                 group_by = apply_rename(group_by, rename_pairs(c.items))
+            in_event_phase = ctx.phase is Phase.EVENT
             res = lower_command(c, ctx)
+            if in_event_phase and c.name not in AGGREGATING:
+                pipeline.append(pipeline_step(c, res.condition, idx))
             kinds.append(res.kind)
             if res.condition is not None:
                 conds.append(res.condition)
@@ -155,6 +160,10 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
     }
     if used:
         extra["expanded_search"] = "\n".join(expanded_parts)
+    if ctx.computed or ctx.renamed or any("filter" not in st and st.get("outputs") != []
+                                           for st in pipeline):
+        # a command writes a field: the engine needs the order of writes and filters
+        extra["event_pipeline"] = pipeline
     if with_drilldowns:
         extra["drilldowns"] = [_drilldown(d, macros) for d in with_drilldowns
                                if isinstance(d, Mapping)]

@@ -71,6 +71,8 @@ from ruleatlas.model import (
     Term,
     Wild,
     conjoin,
+    node_to_dict,
+    term_to_json,
 )
 
 AGGREGATING = frozenset({
@@ -558,6 +560,80 @@ def agg_outputs(items: tuple[Item, ...]) -> list[str]:
             out.append(text)
         i = j
     return out
+
+
+def rex_spec(cmd: Command) -> dict[str, Any]:
+    """A ``rex`` command's options and pattern as data: ``field`` (default ``_raw``),
+    ``pattern`` (SPL escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
+    out: dict[str, Any] = {"field": "_raw", "pattern": None, "max_match": 1, "mode": None}
+    it = cmd.items
+    i = 0
+    while i < len(it):
+        x = it[i]
+        if (isinstance(x, Word) and i + 2 < len(it) and it[i + 1] == Sym("=")
+                and x.raw.lower() in ("field", "max_match", "mode", "offset_field")):
+            v = it[i + 2]
+            val = v.raw if isinstance(v, Word) else v.value if isinstance(v, Str) else ""
+            key = x.raw.lower()
+            if key == "max_match":
+                try:
+                    out[key] = int(val)
+                except ValueError:
+                    out[key] = val
+            else:
+                out[key] = val
+            i += 3
+            continue
+        if isinstance(x, Str) and out["pattern"] is None:
+            out["pattern"] = x.value
+        i += 1
+    return out
+
+
+def addtotals_spec(cmd: Command) -> dict[str, Any]:
+    """``addtotals fieldname=Score a, b, c`` -> ``{"fieldname": "Score", "fields": [a, b, c],
+    "row": True}`` (no fields: every numeric field; ``fieldname`` defaults to ``Total``)."""
+    out: dict[str, Any] = {"fieldname": "Total", "fields": [], "row": True}
+    it = cmd.items
+    i = 0
+    while i < len(it):
+        x = it[i]
+        if isinstance(x, Word) and i + 2 < len(it) and it[i + 1] == Sym("="):
+            v = it[i + 2]
+            val = v.raw if isinstance(v, Word) else v.value if isinstance(v, Str) else ""
+            key = x.raw.lower()
+            if key == "fieldname":
+                out["fieldname"] = val
+            elif key == "row":
+                out["row"] = val.lower() not in ("f", "false", "0")
+            i += 3
+            continue
+        if isinstance(x, Word | Str):
+            out["fields"].append(x.raw if isinstance(x, Word) else x.value)
+        i += 1
+    return out
+
+
+def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> dict[str, Any]:
+    """One event-phase command as the engine can replay it in order: a filter (its lowered
+    condition), an ``eval`` (assignments as terms), a ``rex`` (see :func:`rex_spec`), a
+    ``rename`` (its pairs), or any
+    other command with the fields it writes. Recorded for searches that compute or rename
+    fields, so a filter on an ``eval``/``rex`` output can run after it, and a filter before a
+    command that writes its field reads the field as the event has it."""
+    if condition is not None:
+        return {"stage": stage, "filter": node_to_dict(condition)}
+    if cmd.name == "eval" and cmd.assignments:
+        return {"stage": stage,
+                "eval": [[f, term_to_json(term(e))] for f, e in cmd.assignments]}
+    if cmd.name == "rex":
+        return {"stage": stage, "rex": rex_spec(cmd)}
+    if cmd.name == "rename":
+        return {"stage": stage, "rename": [list(p) for p in rename_pairs(cmd.items)]}
+    if cmd.name == "addtotals":
+        return {"stage": stage, "addtotals": addtotals_spec(cmd)}
+    outputs = computed_by(cmd)
+    return {"stage": stage, "command": cmd.name, "outputs": outputs}
 
 
 @dataclass

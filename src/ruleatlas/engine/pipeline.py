@@ -1,0 +1,444 @@
+"""SPL searches that compute a field, then filter on it: ``eval`` and ``rex`` replayed in order.
+
+``... | rex field=Message "(?<user>\\S+)@" | eval u=lower(user) | search u=admin*`` cannot be one
+predicate tree over the raw event: ``u`` does not exist before the ``eval``. The SPL analyzer
+records such searches' event-phase commands in order (``Analysis.extra["event_pipeline"]``, see
+``languages.spl.lower.pipeline_step``); :func:`plan` splits them into
+
+* the *head*: every filter that reads no field an earlier ``eval``/``rex`` writes. Filters
+  commute with commands that do not write what they read, so the head is the rule's condition
+  for the pre-filter (its literals are the anchors) and for the first, cheap match;
+* the *steps*: ``eval`` assignments, ``rex`` extractions and the remaining filters, in search
+  order, run on a copy of the event's fields for the few events that pass the head.
+
+An assignment or extraction whose output no later filter reads is optional: when the engine
+cannot compute it (an SPL function it does not have) it is skipped, as before this module, and
+an aggregation grouping by it sees the raw field. One a filter needs makes the rule not
+runnable, with the reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
+from ruleatlas.engine.functions import UnknownFunction, compile_term, term_fields
+from ruleatlas.engine.sigma_semantics import as_number, to_text
+from ruleatlas.engine.spl_semantics import route_channel_terms
+from ruleatlas.model import (
+    Analysis,
+    Condition,
+    Node,
+    Predicate,
+    Term,
+    conjoin,
+    node_from_dict,
+    term_from_json,
+    walk,
+)
+
+Fields = Mapping[str, Any]
+Steps = Callable[[Fields], dict[str, Any] | None]
+
+_NAMED = re.compile(r"\(\?<([A-Za-z_]\w*)>")  # PCRE's spelling (Python wants ?P<x>)
+_GROUP = re.compile(r"\(\?P?<([A-Za-z_]\w*)>")  # either spelling
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """``kind``: ``filter`` (``node``), ``eval`` (``assigns``), ``rex`` (``rex``), ``rename``
+    (``renames``, source and target name pairs), or
+    ``command``: any other command, kept for the fields it writes (``outputs``), which the
+    engine does not compute."""
+
+    kind: str
+    stage: int
+    node: Node | None = None
+    assigns: tuple[tuple[str, Term], ...] = ()
+    rex: Mapping[str, Any] | None = None
+    command: str = ""
+    outputs: tuple[str, ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()
+    totals: Mapping[str, Any] | None = None  # addtotals: fieldname, fields, row
+
+    def writes(self) -> set[str]:
+        if self.kind == "addtotals" and self.totals is not None:
+            return {str(self.totals.get("fieldname") or "Total")} if self.totals.get(
+                "row", True) else set()
+        if self.kind == "command":
+            return set(self.outputs)
+        if self.kind == "rename":
+            return {dst for src, dst in self.renames if "*" not in src + dst}
+        if self.kind == "eval":
+            return {name for name, _ in self.assigns}
+        if self.kind == "rex" and self.rex is not None:
+            if str(self.rex.get("mode") or "").lower() == "sed":
+                return {str(self.rex.get("field") or "_raw")}
+            return set(_GROUP.findall(str(self.rex.get("pattern") or "")))
+        return set()
+
+    def write_globs(self) -> list[str]:
+        """Targets of a wildcard rename (``rename properties.* as *``): which fields it writes
+        only the events tell."""
+        if self.kind == "rename":
+            return [b for a, b in self.renames if "*" in a or "*" in b]
+        return []
+
+    def writes_any(self, fields: set[str]) -> bool:
+        if self.writes() & fields:
+            return True
+        globs = self.write_globs()
+        return bool(globs) and any(fnmatch.fnmatchcase(f, g) for f in fields for g in globs)
+
+    def reads(self) -> set[str]:
+        if self.kind == "filter":
+            return node_fields(self.node)
+        if self.kind == "eval":
+            out: set[str] = set()
+            for _, t in self.assigns:
+                out |= term_fields(t)
+            return out
+        if self.kind == "rex" and self.rex is not None:
+            return {str(self.rex.get("field") or "_raw")}
+        if self.kind == "rename":
+            return {src for src, dst in self.renames if "*" not in src + dst}
+        if self.kind == "addtotals" and self.totals is not None:
+            return {str(x) for x in self.totals.get("fields") or () if "*" not in str(x)}
+        return set()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """``head``: the filters that can run on the raw event; ``steps``: the rest, in order;
+    ``uncomputed``: fields a filter reads after a command the engine does not run wrote them
+    (``lookup``, ``spath``, ``iplocation``, ...), with that command's name; ``unrun``: such
+    fields as they stand when the events reach the aggregation."""
+
+    head: Node | None
+    steps: tuple[Step, ...]
+    uncomputed: Mapping[str, str]
+    unrun: Mapping[str, str]  # fields standing at the end as a command not run wrote them
+
+
+def node_fields(node: Node | None) -> set[str]:
+    out: set[str] = set()
+    for n in walk(node):
+        if isinstance(n, Predicate) and n.field:
+            out.add(n.field)
+        elif isinstance(n, Condition):
+            out |= set(n.fields) or term_fields(n.expr)
+    return out
+
+
+def plan(analysis: Analysis) -> Plan | None:
+    """The head and steps of a search that computes fields before filtering (None: it does
+    not, the analysis condition is the whole event filter)."""
+    raw = analysis.extra.get("event_pipeline") if analysis.extra else None
+    if not isinstance(raw, list):
+        return None
+    steps: list[Step] = []
+    for d in raw:
+        if not isinstance(d, Mapping):
+            continue
+        stage = int(d.get("stage") or 0)
+        if "filter" in d:
+            node = route_channel_terms(node_from_dict(d["filter"]))
+            steps.append(Step("filter", stage, node=node))
+        elif "eval" in d:
+            steps.append(Step("eval", stage, assigns=tuple(
+                (str(name), term_from_json(t)) for name, t in d["eval"])))
+        elif "rex" in d:
+            steps.append(Step("rex", stage, rex=dict(d["rex"])))
+        elif "rename" in d:
+            steps.append(Step("rename", stage, renames=tuple(
+                (str(a), str(b)) for a, b in d["rename"])))
+        elif "addtotals" in d:
+            steps.append(Step("addtotals", stage, totals=dict(d["addtotals"])))
+        elif "command" in d:
+            steps.append(Step("command", stage, command=str(d["command"]),
+                              outputs=tuple(str(x) for x in d.get("outputs") or ())))
+    head: list[Node | None] = []
+    tail: list[Step] = []
+    written: set[str] = set()  # by eval/rex: computed by the steps
+    other: dict[str, str] = {}  # by other commands: not computed
+    uncomputed: dict[str, str] = {}
+    globs: list[str] = []  # targets of wildcard renames
+    for st in steps:
+        if st.kind == "command":
+            for f in st.outputs:
+                other[f] = st.command
+            continue
+        reads = st.reads()
+        for f in reads & other.keys():
+            uncomputed.setdefault(f, other[f])
+        if (st.kind == "filter" and not (reads & written)
+                and not any(fnmatch.fnmatchcase(f, g) for f in reads for g in globs)):
+            head.append(st.node)
+            continue
+        for f in st.writes():
+            written.add(f)
+            other.pop(f, None)
+        globs.extend(st.write_globs())
+        tail.append(st)
+    while tail and tail[-1].kind != "filter" and not (tail[-1].writes()
+                                                       or tail[-1].write_globs()):
+        tail.pop()
+    return Plan(conjoin(head), tuple(tail), uncomputed, other)
+
+
+def needed(steps: Sequence[Step], later: set[str] = frozenset()) -> list[bool]:
+    """Per step, whether a later filter (or ``later``, the fields read after the pipeline)
+    depends on what it writes; filters are always needed."""
+    need = set(later)
+    out = [False] * len(steps)
+    for i in range(len(steps) - 1, -1, -1):
+        st = steps[i]
+        if st.kind == "filter" or st.writes_any(need):
+            out[i] = True
+            need |= st.reads()
+    return out
+
+
+def compile_steps(steps: Sequence[Step], fmap: Mapping[str, str] | None = None,
+                  later: set[str] = frozenset()) -> Steps | None:
+    """One function running the steps on a copy of an event's fields: the copy with the
+    computed fields, or None when a filter rejects it. Raises :class:`NotRunnable` when a
+    needed step cannot be computed. None when there is nothing to run."""
+    if not steps:
+        return None
+    fm = dict(fmap or {})
+    need = needed(steps, later)
+    ops: list[Callable[[dict[str, Any]], bool]] = []
+    for st, required in zip(steps, need, strict=True):
+        try:
+            op = _compile_step(st, fm)
+        except NotRunnable as exc:
+            if required:
+                raise NotRunnable(f"stage {st.stage + 1} ({st.kind}): {exc.message}") from None
+            continue
+        ops.append(op)
+
+    def run(fields: Fields) -> dict[str, Any] | None:
+        f = dict(fields)
+        for op in ops:
+            if not op(f):
+                return None
+        return f
+
+    return run
+
+
+def _compile_step(st: Step, fm: Mapping[str, str]) -> Callable[[dict[str, Any]], bool]:
+    if st.kind == "filter":
+        m: Matcher = compile_node(st.node, fm)
+        return m
+    if st.kind == "eval":
+        return _compile_eval(st.assigns, fm)
+    if st.kind == "rex" and st.rex is not None:
+        return _compile_rex(st.rex, fm)
+    if st.kind == "rename":
+        return _compile_rename(st.renames, fm)
+    if st.kind == "addtotals" and st.totals is not None:
+        return _compile_addtotals(st.totals, fm)
+    raise NotRunnable(f"step {st.kind} is not supported")
+
+
+def _compile_eval(assigns: tuple[tuple[str, Term], ...],
+                  fm: Mapping[str, str]) -> Callable[[dict[str, Any]], bool]:
+    """SPL evaluates one ``eval``'s assignments left to right, each seeing the ones before; a
+    null result removes the field."""
+    try:
+        compiled = [(name, compile_term(t, fm)) for name, t in assigns]
+    except UnknownFunction as exc:
+        raise NotRunnable(exc.message) from None
+
+    def op(f: dict[str, Any]) -> bool:
+        for name, fn in compiled:
+            try:
+                v = fn(f)
+            except (TypeError, ValueError, ArithmeticError, re.error):
+                v = None  # Splunk: an eval error leaves the field null
+            if v is None:
+                f.pop(name, None)
+            else:
+                f[name] = v
+        return True
+
+    return op
+
+
+def _compile_rename(pairs: tuple[tuple[str, str], ...],
+                    fm: Mapping[str, str]) -> Callable[[dict[str, Any]], bool]:
+    """``rename a as b``: ``b`` takes ``a``'s value (or is removed when ``a`` is missing) and
+    ``a`` is gone. With wildcards (``rename properties.* as *``) every field matching the source
+    is renamed, each ``*`` of the target taking what the source's matched, in order."""
+    ops: list[Callable[[dict[str, Any]], None]] = []
+    for a, b in pairs:
+        if "*" in a or "*" in b:
+            ops.append(_glob_rename(a, b))
+        else:
+            ops.append(_plain_rename(fm.get(a, a), b))
+
+    def op(f: dict[str, Any]) -> bool:
+        for o in ops:
+            o(f)
+        return True
+
+    return op
+
+
+def _plain_rename(a: str, b: str) -> Callable[[dict[str, Any]], None]:
+    def op(f: dict[str, Any]) -> None:
+        if a == b:
+            return
+        v = f.pop(a, None)
+        if v is None:
+            f.pop(b, None)
+        else:
+            f[b] = v
+
+    return op
+
+
+def _glob_rename(a: str, b: str) -> Callable[[dict[str, Any]], None]:
+    if a.count("*") != b.count("*"):
+        raise NotRunnable(f"rename {a} as {b}: the wildcards do not pair up")
+    rx = re.compile("^" + "(.*?)".join(re.escape(p) for p in a.split("*")) + "$", re.S)
+    parts = b.split("*")
+
+    def op(f: dict[str, Any]) -> None:
+        moves = []
+        for k in list(f):
+            m = rx.match(k)
+            if m is not None:
+                new = parts[0] + "".join(g + p for g, p in zip(m.groups(), parts[1:],
+                                                               strict=True))
+                if new != k:
+                    moves.append((k, new))
+        for k, new in moves:
+            f[new] = f.pop(k)
+
+    return op
+
+
+def _compile_addtotals(spec: Mapping[str, Any],
+                       fm: Mapping[str, str]) -> Callable[[dict[str, Any]], bool]:
+    """``addtotals fieldname=F a b c``: F is the sum of the listed fields' numeric values
+    (``*`` wildcards allowed; no list: every numeric field), as Splunk's row totals."""
+    if not spec.get("row", True):
+        return lambda f: True
+    out = str(spec.get("fieldname") or "Total")
+    names = [str(x) for x in spec.get("fields") or ()]
+    plain = [fm.get(n, n) for n in names if "*" not in n]
+    globs = [re.compile(fnmatch.translate(n)) for n in names if "*" in n]
+    every = not names
+
+    def op(f: dict[str, Any]) -> bool:
+        total = 0.0
+        keys = plain if not globs and not every else [
+            k for k in f if every or k in plain or any(g.match(k) for g in globs)]
+        for k in keys:
+            if k == out:
+                continue
+            v = as_number(f.get(k))
+            if v is not None and not isinstance(f.get(k), bool):
+                total += v
+        f[out] = int(total) if total.is_integer() else total
+        return True
+
+    return op
+
+
+def pcre_to_python(pattern: str) -> re.Pattern[str]:
+    """Splunk's PCRE named groups ``(?<x>...)`` in Python's spelling; a pattern Python cannot
+    compile is :class:`NotRunnable` with the reason."""
+    try:
+        return re.compile(_NAMED.sub(r"(?P<\1>", pattern))
+    except re.error as exc:
+        raise NotRunnable(f"regex {pattern[:60]!r}: {exc}") from None
+
+
+def _value_text(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, list):
+        return [to_text(x) for x in v if x is not None]
+    return [to_text(v)]
+
+
+def _compile_rex(spec: Mapping[str, Any], fm: Mapping[str, str]) -> Callable[[dict[str, Any]],
+                                                                              bool]:
+    src = str(spec.get("field") or "_raw")
+    src = fm.get(src, src)
+    pattern = spec.get("pattern")
+    if not isinstance(pattern, str):
+        raise NotRunnable("rex without a pattern")
+    if str(spec.get("mode") or "").lower() == "sed":
+        return _compile_sed(src, pattern)
+    rx = pcre_to_python(pattern)
+    names = list(rx.groupindex)
+    try:
+        most = int(spec.get("max_match") if spec.get("max_match") is not None else 1)
+    except (TypeError, ValueError):
+        raise NotRunnable(f"rex max_match={spec.get('max_match')!r}") from None
+
+    def op(f: dict[str, Any]) -> bool:
+        texts = _value_text(f.get(src))
+        if not texts:
+            return True
+        if most == 1:
+            for t in texts:
+                m = rx.search(t)
+                if m is not None:
+                    for n in names:
+                        g = m.group(n)
+                        if g is not None:
+                            f[n] = g
+                    break
+            return True
+        found: dict[str, list[str]] = {n: [] for n in names}
+        k = 0
+        for t in texts:
+            for m in rx.finditer(t):
+                for n in names:
+                    g = m.group(n)
+                    if g is not None:
+                        found[n].append(g)
+                k += 1
+                if most and k >= most:
+                    break
+        for n, vals in found.items():
+            if vals:
+                f[n] = vals[0] if len(vals) == 1 else vals
+        return True
+
+    return op
+
+
+_SED = re.compile(r"^s(.)(.*?)(?<!\\)\1(.*?)(?<!\\)\1([gi0-9]*)$", re.S)
+
+
+def _compile_sed(src: str, expr: str) -> Callable[[dict[str, Any]], bool]:
+    """``rex mode=sed field=F "s/REGEX/REPLACEMENT/FLAGS"``: ``g`` (all), ``N`` (the Nth)."""
+    m = _SED.match(expr.strip())
+    if m is None:
+        raise NotRunnable(f"rex mode=sed expression {expr[:60]!r} is not supported")
+    _, pat, repl, flags = m.groups()
+    rx = pcre_to_python(pat)
+    count = 0 if "g" in flags else 1
+    digits = "".join(c for c in flags if c.isdigit())
+    if digits and digits != "1":
+        raise NotRunnable(f"rex mode=sed flag {flags!r} is not supported")
+    py_repl = re.sub(r"\\(\d)", r"\\g<\1>", repl.replace("\\/", "/"))
+
+    def op(f: dict[str, Any]) -> bool:
+        v = f.get(src)
+        if isinstance(v, str):
+            f[src] = rx.sub(py_repl, v, count=count)
+        return True
+
+    return op
