@@ -122,7 +122,7 @@ def test_eval_then_stats_groups_by_the_computed_value():
 @pytest.mark.parametrize(("search", "reason"), [
     ("x=* | lookup users u OUTPUT dept | search dept=it", "lookup"),
     ("x=* | eval t=strftime(_time, \"%H\") | where t > 20", "strftime"),
-    ("x=* | spath output=k path=a.b | search k=1", "spath"),
+    ("x=* | iplocation src | search Country=US", "iplocation"),
     ("x=* | rename *_a as *_b* | search x_b=1", "wildcards do not pair"),
     ("x=* | lookup geo ip OUTPUT country | stats count by country", "lookup"),
 ])
@@ -140,12 +140,13 @@ def test_an_eval_nothing_reads_may_use_an_unknown_function():
 
 def test_escu_rules_made_runnable_by_the_pipeline(corpus_db):
     """Ratchet on the corpus: ESCU rules runnable on events (559 before eval/rex/rename/addtotals
-    were replayed; 647 after); the sAMAccountName-spoofing rule runs and fires on a 4769 whose
-    service is the requesting machine account."""
+    were replayed; 678 with the steps after the aggregation and spath too); the
+    sAMAccountName-spoofing rule runs and fires on a 4769 whose service is the requesting
+    machine account."""
     rules = [lr for lr in from_db(corpus_db) if lr.rule.source == "splunk"]
     prepared = {lr.rule.title: prepare(lr.rule, lr.analysis) for lr in rules}
     runnable = sum(p.runnable for p in prepared.values())
-    assert runnable >= 640
+    assert runnable >= 672
     er = prepared["Suspicious Kerberos Service Ticket Request"]
     assert er.runnable, er.reason
     rows = [{"Channel": "Security", "EventID": 4769, "ServiceName": "DC01$",
@@ -154,3 +155,63 @@ def test_escu_rules_made_runnable_by_the_pipeline(corpus_db):
              "TargetUserName": "alice@CORP.LOCAL"}]
     evs = [Event(dict(r), "mem", i) for i, r in enumerate(rows, 1)]
     assert [f.event.position for f in Engine([er]).run(evs)] == [1]
+
+
+def test_outlier_rule_eval_after_the_aggregation():
+    """The ESCU "unusual number of ..." shape: stats, eventstats, eval a bound, eval a flag,
+    search the flag; the evals and the search run on the last aggregation's rows, in order."""
+    q = ("EventCode=4625 | stats dc(user) as users by src | eventstats avg(users) as avg "
+         "| eval upper=avg*2 | eval isOutlier=if(users > upper, 1, 0) | search isOutlier=1")
+    rows = [{"EventCode": 4625, "src": s, "user": "u"} for s in "abc"]
+    rows += [{"EventCode": 4625, "src": "d", "user": f"u{i}"} for i in range(6)]
+    rows += [{"EventCode": 4624, "src": "e", "user": f"v{i}"} for i in range(9)]
+    found = run(q, rows)
+    assert [(m["src"], m["users"], m["isOutlier"]) for m in found] == [("d", 6, 1)]
+    assert found[0]["upper"] == 4.5
+
+
+def test_a_result_filter_on_a_lookup_output_is_not_runnable():
+    er = rule("x=* | stats count by process | lookup tools process OUTPUT isutility "
+              "| eval u=1 | where isutility=1")
+    assert not er.runnable
+    assert "lookup" in (er.reason or ""), er.reason
+
+
+def test_spath_json_every_field_then_search():
+    q = ('sourcetype=o365 | spath input=Parameters '
+         '| search Name.ForwardingSmtpAddress=* Rules{}.action=forward')
+    doc = ('{"Name": {"ForwardingSmtpAddress": "x@evil.example"}, '
+           '"Rules": [{"action": "keep"}, {"action": "forward"}]}')
+    rows = [{"Parameters": doc}, {"Parameters": '{"Name": {}}'}, {"Parameters": "not json"}]
+    assert positions(q, rows) == [1]
+
+
+def test_spath_path_and_output():
+    q = 'x=* | spath input=x output=who path=actor.name | where who="alice"'
+    assert positions(q, [{"x": '{"actor": {"name": "alice"}}'}, {"x": '{"actor": {}}'}]) == [1]
+
+
+def test_spath_xml_with_attributes_and_namespace():
+    from ruleatlas.engine.pipeline import spath_fields
+
+    xml = ('<RuleAndFileData xmlns="http://schemas.microsoft.com/x"><PolicyName>EXE</PolicyName>'
+           '<FullFilePath>%OSDRIVE%\\USERS\\A\\APPDATA\\X.EXE</FullFilePath>'
+           '<Fqbn Kind="publisher">-</Fqbn></RuleAndFileData>')
+    got = spath_fields(xml)
+    assert got["RuleAndFileData.PolicyName"] == "EXE"
+    assert got["RuleAndFileData.FullFilePath"].endswith("X.EXE")
+    assert got["RuleAndFileData.Fqbn{@Kind}"] == "publisher"
+    assert spath_fields("<a><b>1</b><b>2</b></a>") == {"a.b": ["1", "2"]}
+    assert spath_fields("<broken") == {} and spath_fields("") == {}
+
+
+def test_a_wildcard_windows_source_is_checked_on_the_channel():
+    """``source="XmlWinEventLog:Microsoft-Windows-AppLocker/*"`` names no single channel for
+    routing: on events without ``source`` it reads ``Channel``, so a Security event does not
+    pass it (it used to, and the AppLocker rules aggregated every event)."""
+    q = 'source="XmlWinEventLog:Microsoft-Windows-AppLocker/*" EventCode=8004'
+    rows = [{"Channel": "Microsoft-Windows-AppLocker/EXE and DLL", "EventID": 8004},
+            {"Channel": "Security", "EventID": 8004},
+            {"source": "XmlWinEventLog:Microsoft-Windows-AppLocker/MSI and Script",
+             "EventID": 8004}]
+    assert positions(q, rows) == [1, 3]

@@ -20,10 +20,12 @@ runnable, with the reason.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.functions import UnknownFunction, compile_term, term_fields
@@ -64,8 +66,12 @@ class Step:
     outputs: tuple[str, ...] = ()
     renames: tuple[tuple[str, str], ...] = ()
     totals: Mapping[str, Any] | None = None  # addtotals: fieldname, fields, row
+    spath: Mapping[str, Any] | None = None  # spath: input, output, path
 
     def writes(self) -> set[str]:
+        if self.kind == "spath" and self.spath is not None:
+            p = self.spath.get("path")
+            return {str(self.spath.get("output") or p)} if p else set()
         if self.kind == "addtotals" and self.totals is not None:
             return {str(self.totals.get("fieldname") or "Total")} if self.totals.get(
                 "row", True) else set()
@@ -86,6 +92,8 @@ class Step:
         only the events tell."""
         if self.kind == "rename":
             return [b for a, b in self.renames if "*" in a or "*" in b]
+        if self.kind == "spath" and self.spath is not None and not self.spath.get("path"):
+            return ["*"]  # every field of the document: only the event tells which
         return []
 
     def writes_any(self, fields: set[str]) -> bool:
@@ -106,6 +114,8 @@ class Step:
             return {str(self.rex.get("field") or "_raw")}
         if self.kind == "rename":
             return {src for src, dst in self.renames if "*" not in src + dst}
+        if self.kind == "spath" and self.spath is not None:
+            return {str(self.spath.get("input") or "_raw")}
         if self.kind == "addtotals" and self.totals is not None:
             return {str(x) for x in self.totals.get("fields") or () if "*" not in str(x)}
         return set()
@@ -134,12 +144,42 @@ def node_fields(node: Node | None) -> set[str]:
     return out
 
 
-def plan(analysis: Analysis) -> Plan | None:
+def plan(analysis: Analysis, key: str = "event_pipeline") -> Plan | None:
     """The head and steps of a search that computes fields before filtering (None: it does
-    not, the analysis condition is the whole event filter)."""
-    raw = analysis.extra.get("event_pipeline") if analysis.extra else None
+    not, the analysis condition is the whole event filter). ``key="result_pipeline"``: the
+    commands after the last aggregation, run on its rows (see :func:`result_plan`)."""
+    raw = analysis.extra.get(key) if analysis.extra else None
     if not isinstance(raw, list):
         return None
+    steps = _steps(raw)
+    return _split(steps) if key == "event_pipeline" else _in_order(steps)
+
+
+def result_plan(analysis: Analysis) -> Plan | None:
+    """The steps after the last aggregation (``| stats ... | eval z=(x-avg)/stdev | where z >
+    3``), all in order, no head: rows are few, and a row filter has no literals to anchor."""
+    return plan(analysis, "result_pipeline")
+
+
+def _in_order(steps: list[Step]) -> Plan:
+    other: dict[str, str] = {}
+    uncomputed: dict[str, str] = {}
+    tail: list[Step] = []
+    for st in steps:
+        if st.kind == "command":
+            for f in st.outputs:
+                other[f] = st.command
+            continue
+        for f in st.reads() & other.keys():
+            if st.kind == "filter":
+                uncomputed.setdefault(f, other[f])
+        for f in st.writes():
+            other.pop(f, None)
+        tail.append(st)
+    return Plan(None, tuple(tail), uncomputed, other)
+
+
+def _steps(raw: list[Any]) -> list[Step]:
     steps: list[Step] = []
     for d in raw:
         if not isinstance(d, Mapping):
@@ -158,9 +198,15 @@ def plan(analysis: Analysis) -> Plan | None:
                 (str(a), str(b)) for a, b in d["rename"])))
         elif "addtotals" in d:
             steps.append(Step("addtotals", stage, totals=dict(d["addtotals"])))
+        elif "spath" in d:
+            steps.append(Step("spath", stage, spath=dict(d["spath"])))
         elif "command" in d:
             steps.append(Step("command", stage, command=str(d["command"]),
                               outputs=tuple(str(x) for x in d.get("outputs") or ())))
+    return steps
+
+
+def _split(steps: list[Step]) -> Plan:
     head: list[Node | None] = []
     tail: list[Step] = []
     written: set[str] = set()  # by eval/rex: computed by the steps
@@ -244,6 +290,8 @@ def _compile_step(st: Step, fm: Mapping[str, str]) -> Callable[[dict[str, Any]],
         return _compile_rename(st.renames, fm)
     if st.kind == "addtotals" and st.totals is not None:
         return _compile_addtotals(st.totals, fm)
+    if st.kind == "spath" and st.spath is not None:
+        return _compile_spath(st.spath, fm)
     raise NotRunnable(f"step {st.kind} is not supported")
 
 
@@ -351,6 +399,73 @@ def _compile_addtotals(spec: Mapping[str, Any],
         return True
 
     return op
+
+
+def _compile_spath(spec: Mapping[str, Any],
+                   fm: Mapping[str, str]) -> Callable[[dict[str, Any]], bool]:
+    """``spath``: the JSON or XML document in ``input`` flattened into Splunk's field names
+    (``a.b``, ``a{}.c`` for arrays, ``a.b{@attr}`` for XML attributes); with ``path``, only
+    that field, written to ``output`` (default: the path). Text that is neither is left."""
+    src = str(spec.get("input") or "_raw")
+    src = fm.get(src, src)
+    path = spec.get("path")
+    out = str(spec.get("output") or path) if path else None
+
+    def op(f: dict[str, Any]) -> bool:
+        v = f.get(src)
+        if not isinstance(v, str):
+            return True
+        flat = spath_fields(v)
+        if out is None:
+            f.update(flat)
+        elif path in flat:
+            f[out] = flat[path]
+        return True
+
+    return op
+
+
+def spath_fields(text: str) -> dict[str, Any]:
+    """Splunk's spath field names and values of a JSON or XML document ({} when neither)."""
+    t = text.strip()
+    acc: dict[str, list[Any]] = {}
+    if t[:1] in ("{", "["):
+        try:
+            doc = json.loads(t)
+        except ValueError:
+            return {}
+        _flat_json(doc, "", acc)
+    elif t[:1] == "<":
+        try:
+            root = ElementTree.fromstring(t)
+        except (ElementTree.ParseError, ValueError):
+            return {}
+        _flat_xml(root, "", acc)
+    return {k: vs[0] if len(vs) == 1 else vs for k, vs in acc.items()}
+
+
+def _flat_json(v: Any, name: str, acc: dict[str, list[Any]]) -> None:
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _flat_json(x, f"{name}.{k}" if name else str(k), acc)
+    elif isinstance(v, list):
+        for x in v:
+            _flat_json(x, name + "{}", acc)
+    elif name:
+        acc.setdefault(name, []).append(
+            "true" if v is True else "false" if v is False else v)
+
+
+def _flat_xml(el: ElementTree.Element, name: str, acc: dict[str, list[Any]]) -> None:
+    tag = el.tag.rsplit("}", 1)[-1] if isinstance(el.tag, str) else ""
+    here = f"{name}.{tag}" if name else tag
+    for k, v in el.attrib.items():
+        acc.setdefault(f"{here}{{@{k.rsplit('}', 1)[-1]}}}", []).append(v)
+    kids = list(el)
+    if not kids:
+        acc.setdefault(here, []).append(el.text or "")
+    for kid in kids:
+        _flat_xml(kid, here, acc)
 
 
 def pcre_to_python(pattern: str) -> re.Pattern[str]:

@@ -2,7 +2,9 @@
 
 Per rule, once (:func:`prepare`): its route (``coverage.routing.route_for``: event kinds plus
 field maps), whether it can run at all (an ``Opaque`` node, a generating or unknown command, a
-predicate on a field an ``eval`` computes -> "not runnable: reason"), its aggregation plan.
+filter on a field a command the engine does not replay writes -> "not runnable: reason"), its
+aggregation plan, and for SPL the ``eval``/``rex``/... steps replayed in search order
+(``engine.pipeline``).
 
 Per event kind ``(channel, event id)``, once (:class:`Engine` group cache): the rules whose route
 accepts it, each compiled with that kind's field map, and a :class:`~.matcher.Prefilter` over
@@ -27,7 +29,7 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
-from ruleatlas.engine.pipeline import Plan, Steps, compile_steps, plan
+from ruleatlas.engine.pipeline import Plan, Steps, compile_steps, plan, result_plan
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
@@ -51,6 +53,8 @@ BENIGN = frozenset({
     "where", "regex", "rename", "macro", "detection", "condition", "reverse", "eval_time",
 })
 AGGREGATES = frozenset({"stats", "eventstats"})
+# Commands that write fields and that engine.pipeline replays in search order.
+REPLAYED = frozenset({"eval", "rex", "rename", "addtotals", "spath"})
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class EngineRule:
     bins: tuple[tuple[str, float], ...] = ()  # bin/bucket span before the aggregation
     plan: Plan | None = None  # eval/rex computed before a filter (see engine.pipeline)
     later: frozenset[str] = frozenset()  # fields read after the event phase (by, result)
+    result_steps: Steps | None = None  # eval/.../filters after the last aggregation, on rows
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
     _steps: dict[tuple[tuple[str, str], ...], Steps | None] = field(default_factory=dict)
@@ -158,6 +163,9 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
     elif computed & used:
         return ("filters on fields computed by eval/rex the engine does not compute: "
                 + ", ".join(sorted(computed & used)))
+    rp = result_plan(analysis) if rule.language == "spl" else None
+    last_agg = max((s.index for s in analysis.stages if s.kind is StageKind.AGGREGATE),
+                   default=-1)
     aggs = 0
     for st in analysis.stages:
         cmd = st.command.lower()
@@ -178,8 +186,11 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
                 return f"{st.command} stage {st.text[:60]!r} is not supported"
             continue
         if (pl is not None and st.kind is StageKind.TRANSFORM and st.phase is Phase.EVENT
-                and cmd in ("eval", "rex", "rename", "addtotals")):
+                and cmd in REPLAYED):
             continue  # replayed in order by the pipeline steps
+        if (rp is not None and st.kind is StageKind.TRANSFORM and st.index > last_agg
+                and cmd in REPLAYED):
+            continue  # replayed on the last aggregation's rows
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
             outs = set(st.by) | _stage_outputs(st.text)
             later = set(_fields_of(analysis.result_condition))
@@ -192,6 +203,9 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
                     return f"{st.command} stage output is used by a later filter"
             elif later:
                 return f"command {st.command} is not supported before a filter"
+    if rp is not None and rp.uncomputed:
+        return ("the result filter reads fields the engine does not compute: " + ", ".join(
+            f"{f} ({cmd})" for f, cmd in sorted(rp.uncomputed.items())))
     return None
 
 
@@ -251,6 +265,10 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
             er.result = compile_node(analysis.result_condition)
         elif analysis.result_condition is not None:
             er.result = compile_node(analysis.result_condition)
+        rp = result_plan(analysis) if agg else None
+        if rp is not None:  # the result filters run among the steps, in search order
+            er.result_steps = compile_steps(rp.steps)
+            er.result = None
     except NotRunnable as exc:
         er.reason = exc.message
     return er
@@ -433,6 +451,10 @@ class Engine:
                     nxt.add(row, event)
                 rows = nxt.rows()
             for row, event in rows:
+                if er.result_steps is not None:
+                    row = er.result_steps(row)
+                    if row is None:
+                        continue
                 yield Finding(er, event, {k: _short(v) for k, v in row.items()})
 
     def run(self, events: Iterable[Event]) -> Iterator[Finding]:

@@ -69,6 +69,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
     filters: list[str] = []
     expanded_parts: list[str] = []  # the whole search after macro expansion, stage by stage
     pipeline: list[dict[str, Any]] = []  # event-phase commands in order (see pipeline_step)
+    after_last_agg: list[dict[str, Any]] = []  # the commands after the last aggregation
     for idx, (cmd_start, cmd_end, first) in enumerate(written):
         raw = query[cmd_start:cmd_end]
         is_macro_stage = first.kind is T.MACRO and first.end == cmd_end
@@ -117,8 +118,12 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
                 group_by = apply_rename(group_by, rename_pairs(c.items))
             in_event_phase = ctx.phase is Phase.EVENT
             res = lower_command(c, ctx)
-            if in_event_phase and c.name not in AGGREGATING:
+            if c.name in AGGREGATING:
+                after_last_agg.clear()
+            elif in_event_phase:
                 pipeline.append(pipeline_step(c, res.condition, idx))
+            else:
+                after_last_agg.append(pipeline_step(c, res.condition, idx))
             kinds.append(res.kind)
             if res.condition is not None:
                 conds.append(res.condition)
@@ -164,6 +169,9 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
                                            for st in pipeline):
         # a command writes a field: the engine needs the order of writes and filters
         extra["event_pipeline"] = pipeline
+    if any(k in st for st in after_last_agg
+           for k in ("eval", "rex", "rename", "addtotals", "spath")):
+        extra["result_pipeline"] = after_last_agg
     if with_drilldowns:
         extra["drilldowns"] = [_drilldown(d, macros) for d in with_drilldowns
                                if isinstance(d, Mapping)]

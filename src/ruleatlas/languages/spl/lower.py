@@ -590,6 +590,27 @@ def rex_spec(cmd: Command) -> dict[str, Any]:
     return out
 
 
+def spath_spec(cmd: Command) -> dict[str, Any]:
+    """``spath [input=F] [output=O] [path=P | P]`` -> ``{"input", "output", "path"}`` (input
+    defaults to ``_raw``; no path: every field of the JSON or XML document)."""
+    out: dict[str, Any] = {"input": "_raw", "output": None, "path": None}
+    it = cmd.items
+    i = 0
+    while i < len(it):
+        x = it[i]
+        if isinstance(x, Word) and i + 2 < len(it) and it[i + 1] == Sym("="):
+            v = it[i + 2]
+            val = v.raw if isinstance(v, Word) else v.value if isinstance(v, Str) else ""
+            if x.raw.lower() in ("input", "output", "path"):
+                out[x.raw.lower()] = val
+            i += 3
+            continue
+        if isinstance(x, Word | Str) and out["path"] is None:
+            out["path"] = x.raw if isinstance(x, Word) else x.value
+        i += 1
+    return out
+
+
 def addtotals_spec(cmd: Command) -> dict[str, Any]:
     """``addtotals fieldname=Score a, b, c`` -> ``{"fieldname": "Score", "fields": [a, b, c],
     "row": True}`` (no fields: every numeric field; ``fieldname`` defaults to ``Total``)."""
@@ -632,6 +653,8 @@ def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> dict[str,
         return {"stage": stage, "rename": [list(p) for p in rename_pairs(cmd.items)]}
     if cmd.name == "addtotals":
         return {"stage": stage, "addtotals": addtotals_spec(cmd)}
+    if cmd.name == "spath":
+        return {"stage": stage, "spath": spath_spec(cmd)}
     outputs = computed_by(cmd)
     return {"stage": stage, "command": cmd.name, "outputs": outputs}
 
