@@ -562,84 +562,65 @@ def agg_outputs(items: tuple[Item, ...]) -> list[str]:
     return out
 
 
+def options(items: tuple[Item, ...]) -> tuple[dict[str, str], list[Item]]:
+    """A command's ``key=value`` options (keys lowered) and its other items, in order."""
+    opts: dict[str, str] = {}
+    rest: list[Item] = []
+    i = 0
+    while i < len(items):
+        x = items[i]
+        if isinstance(x, Word) and i + 2 < len(items) and items[i + 1] == Sym("="):
+            v = items[i + 2]
+            opts[x.raw.lower()] = v.raw if isinstance(v, Word) else v.value \
+                if isinstance(v, Str) else ""
+            i += 3
+            continue
+        rest.append(x)
+        i += 1
+    return opts, rest
+
+
+def _text(x: Item) -> str | None:
+    return x.raw if isinstance(x, Word) else x.value if isinstance(x, Str) else None
+
+
 def rex_spec(cmd: Command) -> dict[str, Any]:
     """A ``rex`` command's options and pattern as data: ``field`` (default ``_raw``),
     ``pattern`` (SPL escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
-    out: dict[str, Any] = {"field": "_raw", "pattern": None, "max_match": 1, "mode": None}
-    it = cmd.items
-    i = 0
-    while i < len(it):
-        x = it[i]
-        if (isinstance(x, Word) and i + 2 < len(it) and it[i + 1] == Sym("=")
-                and x.raw.lower() in ("field", "max_match", "mode", "offset_field")):
-            v = it[i + 2]
-            val = v.raw if isinstance(v, Word) else v.value if isinstance(v, Str) else ""
-            key = x.raw.lower()
-            if key == "max_match":
-                try:
-                    out[key] = int(val)
-                except ValueError:
-                    out[key] = val
-            else:
-                out[key] = val
-            i += 3
-            continue
-        if isinstance(x, Str) and out["pattern"] is None:
-            out["pattern"] = x.value
-        i += 1
-    return out
+    opts, rest = options(cmd.items)
+    most: int | str = opts.get("max_match", "1")
+    try:
+        most = int(most)
+    except ValueError:
+        pass
+    return {"field": opts.get("field", "_raw"),
+            "pattern": next((x.value for x in rest if isinstance(x, Str)), None),
+            "max_match": most, "mode": opts.get("mode")}
 
 
 def spath_spec(cmd: Command) -> dict[str, Any]:
     """``spath [input=F] [output=O] [path=P | P]`` -> ``{"input", "output", "path"}`` (input
     defaults to ``_raw``; no path: every field of the JSON or XML document)."""
-    out: dict[str, Any] = {"input": "_raw", "output": None, "path": None}
-    it = cmd.items
-    i = 0
-    while i < len(it):
-        x = it[i]
-        if isinstance(x, Word) and i + 2 < len(it) and it[i + 1] == Sym("="):
-            v = it[i + 2]
-            val = v.raw if isinstance(v, Word) else v.value if isinstance(v, Str) else ""
-            if x.raw.lower() in ("input", "output", "path"):
-                out[x.raw.lower()] = val
-            i += 3
-            continue
-        if isinstance(x, Word | Str) and out["path"] is None:
-            out["path"] = x.raw if isinstance(x, Word) else x.value
-        i += 1
-    return out
+    opts, rest = options(cmd.items)
+    positional = next((t for t in map(_text, rest) if t is not None), None)
+    return {"input": opts.get("input", "_raw"), "output": opts.get("output"),
+            "path": opts.get("path", positional)}
 
 
 def addtotals_spec(cmd: Command) -> dict[str, Any]:
     """``addtotals fieldname=Score a, b, c`` -> ``{"fieldname": "Score", "fields": [a, b, c],
     "row": True}`` (no fields: every numeric field; ``fieldname`` defaults to ``Total``)."""
-    out: dict[str, Any] = {"fieldname": "Total", "fields": [], "row": True}
-    it = cmd.items
-    i = 0
-    while i < len(it):
-        x = it[i]
-        if isinstance(x, Word) and i + 2 < len(it) and it[i + 1] == Sym("="):
-            v = it[i + 2]
-            val = v.raw if isinstance(v, Word) else v.value if isinstance(v, Str) else ""
-            key = x.raw.lower()
-            if key == "fieldname":
-                out["fieldname"] = val
-            elif key == "row":
-                out["row"] = val.lower() not in ("f", "false", "0")
-            i += 3
-            continue
-        if isinstance(x, Word | Str):
-            out["fields"].append(x.raw if isinstance(x, Word) else x.value)
-        i += 1
-    return out
+    opts, rest = options(cmd.items)
+    return {"fieldname": opts.get("fieldname", "Total"),
+            "fields": [t for t in map(_text, rest) if t is not None],
+            "row": opts.get("row", "t").lower() not in ("f", "false", "0")}
 
 
 def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> dict[str, Any]:
     """One event-phase command as the engine can replay it in order: a filter (its lowered
     condition), an ``eval`` (assignments as terms), a ``rex`` (see :func:`rex_spec`), a
-    ``rename`` (its pairs), or any
-    other command with the fields it writes. Recorded for searches that compute or rename
+    ``rename`` (its pairs), an ``addtotals``, a ``spath``, or any other command with the fields
+    it writes. Recorded for searches that compute or rename
     fields, so a filter on an ``eval``/``rex`` output can run after it, and a filter before a
     command that writes its field reads the field as the event has it."""
     if condition is not None:
