@@ -473,6 +473,17 @@ def test_export_site(hostile_db: Path, tmp_path: Path) -> None:
             _assert_inert(p.read_text())
     idx = json.loads((out / "search-index.json").read_text())
     assert {r["id"] for r in idx} == {HOSTILE_SIGMA_ID, HOSTILE_SPLUNK_ID}
+    # each page's JSON twin, as the server's /api answers it
+    assert stats["json"] >= 2 + 6
+    client = TestClient(create_app(hostile_db))
+    for rid in (HOSTILE_SIGMA_ID, HOSTILE_SPLUNK_ID):
+        twin = json.loads((out / f"api/rules/{rid}.json").read_text())
+        live = client.get(f"/api/rules/{rid}").json()
+        assert twin == json.loads(json.dumps(live)), rid
+        assert rid in json.dumps(twin)
+    assert (out / "api/attack.json").is_file() and (out / "api/events.json").is_file()
+    bare = export(hostile_db, tmp_path / "bare", json_twins=False)
+    assert bare["json"] == 0 and not (tmp_path / "bare" / "api").exists()
     page = soup((out / f"rules/{HOSTILE_SIGMA_ID}.html").read_text())
     for a in page.select("a[href]"):
         href = a["href"]

@@ -45,15 +45,18 @@ def export_site(
     db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="catalog built by `ruleatlas build`"),
     indicators: bool = typer.Option(True, "--indicators/--no-indicators",
                                     help="write one page per indicator value"),
+    json_twins: bool = typer.Option(True, "--json/--no-json",
+                                    help="write each page's JSON twin under api/"),
 ) -> None:
     """Write the catalog as static HTML (any static host) with a client-side search index."""
     from ruleatlas.store.browse import BrowseError
     from ruleatlas.web.export import export
 
     try:
-        stats = export(db, out, indicators=indicators)
+        stats = export(db, out, indicators=indicators, json_twins=json_twins)
     except BrowseError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {stats['files']} files ({stats['rules']} rule pages, "
-               f"{stats['indicators']} indicator pages) to {out} in {stats['seconds']:.1f}s")
+               f"{stats['indicators']} indicator pages, {stats['json']} JSON twins) to {out} "
+               f"in {stats['seconds']:.1f}s")

@@ -1,7 +1,8 @@
 """``ruleatlas export-site DIR``: the web catalog as static files for any static host.
 
 The same view builders and templates as the live server, rendered with :class:`ExportUrls`
-(relative ``.html`` links, so the folder works anywhere, even from ``file://``). Searching, which
+(relative ``.html`` links, so the folder works anywhere, even from ``file://``), each page's JSON
+twin beside it under ``api/`` (``rules/<id>.html`` -> ``api/rules/<id>.json``). Searching, which
 needs a server, becomes ``search.html`` + ``search-index.json`` + ``static/export-search.js``: the
 index is a compact list of every rule (title, source, severity, status, techniques, tactics,
 start of the description) filtered in the browser with DOM text nodes only.
@@ -23,7 +24,10 @@ from ruleatlas.web.params import WebError, parse_query
 from ruleatlas.web.views import Ctx, Page, all_pages
 
 
-def export(db: str | Path, out: str | Path, indicators: bool = True) -> dict[str, Any]:
+def export(db: str | Path, out: str | Path, indicators: bool = True,
+           json_twins: bool = True) -> dict[str, Any]:
+    """Write the site; ``json_twins``: beside each page with a JSON twin on the server
+    (``/api/rules/<id>``), the same document as ``api/rules/<id>.json``."""
     t0 = time.perf_counter()
     pool = browse.ReadPool(db)
     conn = pool.get()
@@ -31,7 +35,7 @@ def export(db: str | Path, out: str | Path, indicators: bool = True) -> dict[str
     out.mkdir(parents=True, exist_ok=True)
     pages = {p.name: p for p in all_pages()}
     catalog = _open_catalog(db)
-    n = {"files": 0, "rules": 0, "indicators": 0}
+    n = {"files": 0, "rules": 0, "indicators": 0, "json": 0}
 
     def write(rel: str, text: str | bytes) -> None:
         path = out / rel
@@ -54,6 +58,12 @@ def export(db: str | Path, out: str | Path, indicators: bool = True) -> dict[str
         if p.template is None:
             write(rel, json.dumps(data, ensure_ascii=False, indent=1, default=str))
             return data
+        if json_twins and p.api:
+            # as the server's /api twin: keys starting with "_" feed the template only
+            twin = {"ok": True, **{k: v for k, v in data.items() if not k.startswith("_")}}
+            write("api/" + rel.removesuffix(".html") + ".json",
+                  json.dumps(twin, ensure_ascii=False, separators=(",", ":"), default=str))
+            n["json"] += 1
         depth = rel.count("/")
         context = {**data, "u": render.ExportUrls(depth), "page_name": name,
                    "title": p.title(data) if p.title else name, "json_url": None,
