@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install everything the tests need (Python packages, Debian's Chromium for the
-# browser tests), lint, then run pytest against the shared corpus.
+# browser tests), lint and type-check, then run pytest against the shared corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +13,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

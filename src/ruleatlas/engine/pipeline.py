@@ -23,6 +23,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
@@ -236,7 +237,7 @@ def _split(steps: list[Step]) -> Plan:
     return Plan(conjoin(head), tuple(tail), uncomputed, other)
 
 
-def needed(steps: Sequence[Step], later: set[str] = frozenset()) -> list[bool]:
+def needed(steps: Sequence[Step], later: AbstractSet[str] = frozenset()) -> list[bool]:
     """Per step, whether a later filter (or ``later``, the fields read after the pipeline)
     depends on what it writes; filters are always needed."""
     need = set(later)
@@ -250,7 +251,7 @@ def needed(steps: Sequence[Step], later: set[str] = frozenset()) -> list[bool]:
 
 
 def compile_steps(steps: Sequence[Step], fmap: Mapping[str, str] | None = None,
-                  later: set[str] = frozenset()) -> Steps | None:
+                  later: AbstractSet[str] = frozenset()) -> Steps | None:
     """One function running the steps on a copy of an event's fields: the copy with the
     computed fields, or None when a filter rejects it. Raises :class:`NotRunnable` when a
     needed step cannot be computed. None when there is nothing to run."""
@@ -497,7 +498,8 @@ def _compile_rex(spec: Mapping[str, Any], fm: Mapping[str, str]) -> Callable[[di
     rx = pcre_to_python(pattern)
     names = list(rx.groupindex)
     try:
-        most = int(spec.get("max_match") if spec.get("max_match") is not None else 1)
+        raw_most = spec.get("max_match")
+        most = 1 if raw_most is None else int(str(raw_most))
     except (TypeError, ValueError):
         raise NotRunnable(f"rex max_match={spec.get('max_match')!r}") from None
 
