@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,28 @@ def corpus_db(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("corpus_db") / "catalog.db"
     build([SIGMA, SPLUNK], db)
     return db
+
+
+def spl_rule(search: str) -> Any:
+    """A Splunk search, analyzed by the real SPL analyzer (no macros), prepared for the
+    engine."""
+    from ruleatlas.engine.runner import prepare
+    from ruleatlas.languages.spl.analyze import analyze_query
+    from ruleatlas.model import Rule
+
+    r = Rule(id="r1", source="splunk", path="detections/x.yml", title="T", language="spl",
+             query=search, body="b")
+    return prepare(r, analyze_query(search, {}))
+
+
+def run_spl(search: str, rows: list[dict[str, Any]], route: bool = True) -> list[dict[str, Any]]:
+    """The findings' matched fields (plus ``_pos``, the event's position) of one search over
+    hand-made events."""
+    from ruleatlas.engine.events import Event
+    from ruleatlas.engine.runner import Engine
+
+    er = spl_rule(search)
+    assert er.runnable, er.reason
+    evs = [Event(dict(r), "mem", i) for i, r in enumerate(rows, 1)]
+    return [f.matched | {"_pos": f.event.position}
+            for f in Engine([er], route=route).run(evs)]

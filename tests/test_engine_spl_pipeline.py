@@ -6,26 +6,20 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import run_spl, spl_rule
 from ruleatlas.engine.catalog import from_db
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.pipeline import node_fields, plan
 from ruleatlas.engine.runner import Engine, prepare
 from ruleatlas.languages.spl.analyze import analyze_query
-from ruleatlas.model import Rule
 
 
 def rule(search: str):
-    a = analyze_query(search, {})
-    r = Rule(id="r1", source="splunk", path="detections/x.yml", title="T", language="spl",
-             query=search, body="b")
-    return prepare(r, a)
+    return spl_rule(search)
 
 
 def run(search: str, rows: list[dict]) -> list[dict]:
-    er = rule(search)
-    assert er.runnable, er.reason
-    evs = [Event(dict(r), "mem", i) for i, r in enumerate(rows, 1)]
-    return [f.matched | {"_pos": f.event.position} for f in Engine([er], route=False).run(evs)]
+    return run_spl(search, rows, route=False)
 
 
 def positions(search: str, rows: list[dict]) -> list[int]:

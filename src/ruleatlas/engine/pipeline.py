@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
+from ruleatlas.engine import datamodels
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.functions import UnknownFunction, compile_term, term_fields
 from ruleatlas.engine.sigma_semantics import as_number, to_text
@@ -68,8 +69,11 @@ class Step:
     renames: tuple[tuple[str, str], ...] = ()
     totals: Mapping[str, Any] | None = None  # addtotals: fieldname, fields, row
     spath: Mapping[str, Any] | None = None  # spath: input, output, path
+    derive: Mapping[str, Any] | None = None  # tstats: datamodel, names, fill (datamodels.py)
 
     def writes(self) -> set[str]:
+        if self.kind == "derive" and self.derive is not None:
+            return set(self.derive["names"]) | {n for n, _ in self.derive.get("fill", ())}
         if self.kind == "spath" and self.spath is not None:
             p = self.spath.get("path")
             return {str(self.spath.get("output") or p)} if p else set()
@@ -293,6 +297,9 @@ def _compile_step(st: Step, fm: Mapping[str, str]) -> Callable[[dict[str, Any]],
         return _compile_addtotals(st.totals, fm)
     if st.kind == "spath" and st.spath is not None:
         return _compile_spath(st.spath, fm)
+    if st.kind == "derive" and st.derive is not None:
+        d = st.derive
+        return datamodels.derive(d["datamodel"], list(d["names"]), fm, tuple(d.get("fill", ())))
     raise NotRunnable(f"step {st.kind} is not supported")
 
 

@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ruleatlas.coverage.routing import Key, Route, event_key, route_for
+from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import Aggregator, AggSpec, parse_stats
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
-from ruleatlas.engine.pipeline import Plan, Steps, compile_steps, plan, result_plan
+from ruleatlas.engine.pipeline import Plan, Step, Steps, compile_steps, plan, result_plan
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
@@ -75,6 +76,7 @@ class EngineRule:
     plan: Plan | None = None  # eval/rex computed before a filter (see engine.pipeline)
     later: frozenset[str] = frozenset()  # fields read after the event phase (by, result)
     result_steps: Steps | None = None  # eval/.../filters after the last aggregation, on rows
+    anchor_node: Node | None = None  # tstats: what the pre-filter anchors on (datamodels.py)
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
     _steps: dict[tuple[tuple[str, str], ...], Steps | None] = field(default_factory=dict)
@@ -89,7 +91,8 @@ class EngineRule:
         got = self._compiled.get(k)
         if got is None:
             node = self.analysis.condition
-            got = (compile_node(node, fmap), anchors(node, fmap))
+            anchor_on = node if self.anchor_node is None else self.anchor_node
+            got = (compile_node(node, fmap), anchors(anchor_on, fmap))
             self._compiled[k] = got
         return got
 
@@ -174,7 +177,11 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
         if st.kind is StageKind.GENERATE:
             return f"generating command {st.command} (datamodel/lookup search) cannot run on events"
         if st.kind is StageKind.AGGREGATE:
-            if cmd not in AGGREGATES:
+            if cmd == "tstats":
+                why = _tstats_problem(analysis, st)
+                if why:
+                    return why
+            elif cmd not in AGGREGATES:
                 return f"aggregation {st.command} is not supported"
             aggs += 1
         if (aggs and st.kind is StageKind.FILTER and st.condition is not None
@@ -191,6 +198,9 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
         if (rp is not None and st.kind is StageKind.TRANSFORM and st.index > last_agg
                 and cmd in REPLAYED):
             continue  # replayed on the last aggregation's rows
+        if cmd == "join" and _join_type(st.expanded or st.text) == "inner":
+            return ("join (inner, the default) keeps only the rows another search also "
+                    "returns: not supported")
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
             outs = set(st.by) | _stage_outputs(st.text)
             later = set(_fields_of(analysis.result_condition))
@@ -207,6 +217,51 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
         return ("the result filter reads fields the engine does not compute: " + ", ".join(
             f"{f} ({cmd})" for f, cmd in sorted(rp.uncomputed.items())))
     return None
+
+
+_JOIN_TYPE = re.compile(r"\btype\s*=\s*\"?(\w+)", re.I)
+
+
+def _join_type(text: str) -> str:
+    """``join type=outer x [...]`` -> ``outer``; Splunk's default is ``inner``. Only the
+    options before the subsearch count."""
+    m = _JOIN_TYPE.search(text.split("[", 1)[0])
+    t = m.group(1).lower() if m else "inner"
+    return "outer" if t == "left" else t
+
+
+def _tstats_problem(analysis: Analysis, st: Any) -> str | None:
+    infos = analysis.extra.get("tstats") or []
+    if st.index != 0 or len(infos) != 1:
+        return "tstats after other commands, or more than one tstats, is not supported"
+    return datamodels.tstats_problem(infos[0], _fields_of(st.condition), tuple(st.by))
+
+
+def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
+    """A runnable tstats search: datamodel fields computed, then its ``where``, on the routed
+    events; the pre-filter anchors on the raw fields (``datamodels.anchor_view``)."""
+    st = analysis.stages[0]
+    info = (analysis.extra.get("tstats") or [{}])[0]
+    dm = str(info["datamodel"])
+    where = st.condition
+    try:  # what the aggregation functions read (values(Processes.dest)) is computed too
+        spec = parse_stats("stats", "stats " + datamodels.tstats_functions(
+            st.expanded or st.text), st.by)
+        args = [f.arg for f in spec.funcs if f.arg and f.arg != "_time"]
+    except NotRunnable:
+        args = []  # prepare reports it when it builds the aggregation
+    names = list(dict.fromkeys([*_fields_of(where), *(b for b in st.by if b != "_time"),
+                                *args]))
+    opts = info.get("options") or {}
+    fill: tuple[tuple[str, Any], ...] = ()
+    if "fillnull_value" in {str(k).lower() for k in opts}:
+        value = next(v for k, v in opts.items() if str(k).lower() == "fillnull_value")
+        fill = tuple((b, value) for b in st.by if b != "_time")
+    derive = {"datamodel": dm, "names": names, "fill": fill}
+    steps = (Step("derive", 0, derive=derive), Step("filter", 0, node=where))
+    er.plan = Plan(None, steps, {}, {})
+    er.analysis = dataclasses.replace(analysis, condition=None)
+    er.anchor_node = datamodels.anchor_view(where, dm)
 
 
 def _stage_outputs(text: str) -> set[str]:
@@ -232,6 +287,8 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         er.plan = plan(analysis)
         head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
         er.analysis = dataclasses.replace(analysis, condition=head)
+        if analysis.stages and analysis.stages[0].command == "tstats":
+            _prepare_tstats(er, analysis)
         er.later = frozenset(
             {f for s in analysis.stages if s.kind is StageKind.AGGREGATE for f in s.by}
             | set(_fields_of(analysis.result_condition)))
@@ -248,7 +305,16 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         er.steps(route.common_map)
         agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
         if agg:
-            specs = [parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
+            specs = [parse_stats("stats", "stats " + datamodels.tstats_functions(
+                a.expanded or a.text), a.by) if a.command == "tstats"
+                else parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
+            span = datamodels.tstats_span(agg[0].expanded or agg[0].text) if (
+                agg[0].command == "tstats") else None
+            if span is not None:
+                b = parse_bin(f"bin span={span} _time")
+                if b is None:
+                    raise NotRunnable(f"tstats span={span} is not supported")
+                er.bins = (*er.bins, b)
             for st in analysis.stages:
                 b = parse_bin(st.expanded or st.text) if st.command.lower() in (
                     "bin", "bucket") else None
