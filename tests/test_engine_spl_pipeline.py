@@ -209,3 +209,12 @@ def test_a_wildcard_windows_source_is_checked_on_the_channel():
             {"source": "XmlWinEventLog:Microsoft-Windows-AppLocker/MSI and Script",
              "EventID": 8004}]
     assert positions(q, rows) == [1, 3]
+
+
+def test_spath_refuses_an_entity_bomb():
+    """Hostile XML in an event (billion laughs) yields no fields, not a hang or a crash."""
+    from ruleatlas.engine.pipeline import spath_fields
+
+    ents = "".join(f'<!ENTITY l{i + 1} "{f"&l{i};" * 10}">' for i in range(9))
+    bomb = f'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY l0 "lol">{ents}]><x>&l9;</x>'
+    assert spath_fields(bomb) == {}
