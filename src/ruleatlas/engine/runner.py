@@ -448,6 +448,8 @@ class Engine:
         self.use_route = route
         self._groups: dict[Key, _Group] = {}
         self._keys: dict[tuple[Any, Any], Key] = {}  # (Channel, EventID) as read -> key
+        self._by_key: dict[Key, list[int]] | None = None  # route key -> rule indexes
+        self._anywhere: list[int] = []  # rules routed to every event
         self.aggregators: dict[int, Aggregator] = {
             i: Aggregator(r.agg, (lambda _: True) if r.chain else (r.result or (lambda _: True)))
             for i, r in enumerate(self.rules) if r.agg is not None
@@ -455,11 +457,30 @@ class Engine:
         self.events = 0
         self.candidates = 0
 
+    def _routed(self, key: Key) -> list[int]:
+        """Indexes of the rules whose route accepts ``key``, in rule order: the index by route
+        key is built once, so a new event kind does not scan every rule."""
+        if self._by_key is None:
+            by_key: dict[Key, list[int]] = {}
+            anywhere: list[int] = []
+            for i, r in enumerate(self.rules):
+                if r.route.keys is None:
+                    anywhere.append(i)
+                else:
+                    for k in r.route.keys:
+                        by_key.setdefault(k, []).append(i)
+            self._by_key, self._anywhere = by_key, anywhere
+        hit = set(self._anywhere)
+        hit.update(self._by_key.get(key, ()))
+        hit.update(self._by_key.get((key[0], None), ()))
+        return sorted(hit)
+
     def _group(self, key: Key) -> _Group:
         g = self._groups.get(key)
         if g is None:
-            chosen = [(i, r) for i, r in enumerate(self.rules)
-                      if not self.use_route or (r.route.accepts(key) and product_ok(r, key))]
+            rules = self.rules
+            chosen = ([(i, rules[i]) for i in self._routed(key) if product_ok(rules[i], key)]
+                      if self.use_route else list(enumerate(rules)))
             g = self._groups[key] = _Group(key, chosen, 1 if self.use_prefilter else 10**9)
         return g
 
