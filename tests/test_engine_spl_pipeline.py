@@ -218,3 +218,10 @@ def test_spath_refuses_an_entity_bomb():
     ents = "".join(f'<!ENTITY l{i + 1} "{f"&l{i};" * 10}">' for i in range(9))
     bomb = f'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY l0 "lol">{ents}]><x>&l9;</x>'
     assert spath_fields(bomb) == {}
+
+
+def test_a_filter_on_a_renamed_away_field_stays_after_the_rename():
+    """``rename a as b | search a=1``: in Splunk ``a`` is gone after the rename, so nothing
+    matches; the filter must not move ahead of the rename."""
+    assert positions("x=* | rename a as b | search a=1", [{"x": 1, "a": 1}]) == []
+    assert positions("x=* | rename a as b | search b=1", [{"x": 1, "a": 1}]) == [1]

@@ -82,8 +82,8 @@ class Step:
                 "row", True) else set()
         if self.kind == "command":
             return set(self.outputs)
-        if self.kind == "rename":
-            return {dst for src, dst in self.renames if "*" not in src + dst}
+        if self.kind == "rename":  # the source is gone too: a filter on it must stay after
+            return {f for src, dst in self.renames if "*" not in src + dst for f in (src, dst)}
         if self.kind == "eval":
             return {name for name, _ in self.assigns}
         if self.kind == "rex" and self.rex is not None:
@@ -96,7 +96,7 @@ class Step:
         """Targets of a wildcard rename (``rename properties.* as *``): which fields it writes
         only the events tell."""
         if self.kind == "rename":
-            return [b for a, b in self.renames if "*" in a or "*" in b]
+            return [g for a, b in self.renames if "*" in a or "*" in b for g in (a, b)]
         if self.kind == "spath" and self.spath is not None and not self.spath.get("path"):
             return ["*"]  # every field of the document: only the event tells which
         return []
