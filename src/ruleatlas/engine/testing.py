@@ -138,9 +138,10 @@ def run_test(lr: LoadedRule, attack_data: Path | None = None) -> TestResult:
     rule: Rule = lr.rule
     base: dict[str, Any] = {"id": rule.id, "title": rule.title, "source": rule.source}
     files, why = _files_for(lr, attack_data)
-    if why:
-        return TestResult(**base, status="no-data", reason=why)
     er = prepare(rule, lr.analysis, lr.tactics)
+    if why:  # still say whether the rule would run, so its page tells both
+        runs = "the rule runs on events" if er.runnable else f"not runnable: {er.reason}"
+        return TestResult(**base, status="no-data", reason=f"{why}; {runs}")
     expected = max(sum(f.expected for f in files), 1)
     if not er.runnable:
         return TestResult(**base, status="not-runnable", expected=expected,
