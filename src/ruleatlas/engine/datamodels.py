@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ruleatlas.coverage.routing import event_key
 from ruleatlas.model import And, Const, Node, Not, Or, Predicate
 
 HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER",
@@ -57,6 +58,8 @@ def table() -> dict[str, dict[str, FieldRule]]:
     for dm, fields in raw.items():
         rules: dict[str, FieldRule] = {}
         for name, spec in (fields or {}).items():
+            if name == "_events":
+                continue
             if isinstance(spec, list):
                 rules[name] = FieldRule("raw", tuple(spec))
             elif "basename" in spec:
@@ -70,6 +73,21 @@ def table() -> dict[str, dict[str, FieldRule]]:
                 rules[name] = FieldRule("values", tuple(v["raw"]),
                                         mapping={str(k): str(x) for k, x in v["map"].items()})
         out[str(dm)] = rules
+    return out
+
+
+@lru_cache(maxsize=1)
+def members() -> dict[str, frozenset[tuple[str, str]]]:
+    """Per datamodel node, the event kinds ``(channel, id)`` whose events are its rows."""
+    text = resources.files("ruleatlas.engine").joinpath("datamodels.yaml").read_text("utf-8")
+    raw = yaml.safe_load(text) or {}
+    out: dict[str, frozenset[tuple[str, str]]] = {}
+    for dm, f in raw.items():
+        kinds = set()
+        for x in (f or {}).get("_events", ()):
+            channel, event_id = str(x).rsplit(" ", 1)
+            kinds.add((channel, event_id))
+        out[str(dm)] = frozenset(kinds)
     return out
 
 
@@ -126,12 +144,16 @@ def _compute(rule: FieldRule, f: Mapping[str, Any], fm: Mapping[str, str]) -> An
 def derive(dm: str, names: list[str], fm: Mapping[str, str] | None = None,
            fill: tuple[tuple[str, Any], ...] = ()) -> Callable[[dict[str, Any]], bool]:
     """A pipeline operation writing the datamodel fields ``names`` (as the rule spells them)
-    into an event's fields; ``fill``: by-fields given the search's ``fillnull_value`` when
-    nothing computes them."""
+    into an event's fields, and rejecting the events that are no rows of the datamodel (a
+    rule routed to Sysmon 1 and 13 for a join sees both); ``fill``: by-fields given the
+    search's ``fillnull_value`` when nothing computes them."""
     fmap = dict(fm or {})
     rules = [(n, r) for n in names if (r := rule_of(n, dm)) is not None]
+    kinds = members().get(dm, frozenset())
 
     def op(f: dict[str, Any]) -> bool:
+        if event_key(f) not in kinds:  # not a row of this datamodel (routed for another)
+            return False
         for n, r in rules:
             v = _compute(r, f, fmap)
             if v is not None:

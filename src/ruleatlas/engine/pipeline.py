@@ -70,6 +70,7 @@ class Step:
     totals: Mapping[str, Any] | None = None  # addtotals: fieldname, fields, row
     spath: Mapping[str, Any] | None = None  # spath: input, output, path
     derive: Mapping[str, Any] | None = None  # tstats: datamodel, names, fill (datamodels.py)
+    join: Mapping[str, Any] | None = None  # join: fields, type, max, overwrite, analysis
 
     def writes(self) -> set[str]:
         if self.kind == "derive" and self.derive is not None:
@@ -108,6 +109,8 @@ class Step:
         return bool(globs) and any(fnmatch.fnmatchcase(f, g) for f in fields for g in globs)
 
     def reads(self) -> set[str]:
+        if self.kind == "join" and self.join is not None:
+            return {str(f) for f in self.join.get("fields") or ()}
         if self.kind == "filter":
             return node_fields(self.node)
         if self.kind == "eval":
@@ -205,6 +208,8 @@ def _steps(raw: list[Any]) -> list[Step]:
             steps.append(Step("addtotals", stage, totals=dict(d["addtotals"])))
         elif "spath" in d:
             steps.append(Step("spath", stage, spath=dict(d["spath"])))
+        elif "join" in d and isinstance(d["join"].get("analysis"), Mapping):
+            steps.append(Step("join", stage, join=dict(d["join"])))
         elif "command" in d:
             steps.append(Step("command", stage, command=str(d["command"]),
                               outputs=tuple(str(x) for x in d.get("outputs") or ())))
@@ -248,23 +253,32 @@ def needed(steps: Sequence[Step], later: AbstractSet[str] = frozenset()) -> list
     out = [False] * len(steps)
     for i in range(len(steps) - 1, -1, -1):
         st = steps[i]
-        if st.kind == "filter" or st.writes_any(need):
+        if st.kind in ("filter", "join") or st.writes_any(need):
             out[i] = True
             need |= st.reads()
     return out
 
 
 def compile_steps(steps: Sequence[Step], fmap: Mapping[str, str] | None = None,
-                  later: AbstractSet[str] = frozenset()) -> Steps | None:
+                  later: AbstractSet[str] = frozenset(),
+                  joins: Mapping[int, Callable[[dict[str, Any]], bool]] | None = None,
+                  ) -> Steps | None:
     """One function running the steps on a copy of an event's fields: the copy with the
     computed fields, or None when a filter rejects it. Raises :class:`NotRunnable` when a
-    needed step cannot be computed. None when there is nothing to run."""
+    needed step cannot be computed. None when there is nothing to run. ``joins``: the
+    operation of each ``join`` step, by its stage (the runner builds them: they read the rows
+    of a subsearch the engine runs beside the rule)."""
     if not steps:
         return None
     fm = dict(fmap or {})
     need = needed(steps, later)
     ops: list[Callable[[dict[str, Any]], bool]] = []
     for st, required in zip(steps, need, strict=True):
+        if st.kind == "join":
+            if joins is None or st.stage not in joins:
+                raise NotRunnable(f"stage {st.stage + 1} (join): the subsearch is not run")
+            ops.append(joins[st.stage])
+            continue
         try:
             op = _compile_step(st, fm)
         except NotRunnable as exc:
@@ -474,6 +488,58 @@ def _flat_xml(el: ElementTree.Element, name: str, acc: dict[str, list[Any]]) -> 
         acc.setdefault(here, []).append(el.text or "")
     for kid in kids:
         _flat_xml(kid, here, acc)
+
+
+class JoinRows:
+    """The rows of a ``join``'s subsearch, filled by the engine when every event has been seen,
+    looked up by the join fields (as text, as Splunk compares them)."""
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        self.fields = tuple(fields)
+        self.rows: list[dict[str, Any]] = []
+        self._index: dict[tuple[str, ...], dict[str, Any]] | None = None
+
+    def set(self, rows: list[dict[str, Any]]) -> None:
+        self.rows, self._index = rows, None
+
+    def first(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        if self._index is None:
+            self._index = {}
+            for r in self.rows:
+                k = join_key(r, self.fields)
+                if k is not None:
+                    self._index.setdefault(k, r)  # max=1: the first row of the subsearch
+        k = join_key(row, self.fields)
+        return None if k is None else self._index.get(k)
+
+
+def join_key(row: Mapping[str, Any], fields: Sequence[str]) -> tuple[str, ...] | None:
+    out = []
+    for f in fields:
+        texts = _value_text(row.get(f))
+        if not texts:
+            return None
+        out.append("\n".join(texts))
+    return tuple(out)
+
+
+def join_op(spec: Mapping[str, Any], rows: JoinRows) -> Callable[[dict[str, Any]], bool]:
+    """``join type=inner|outer f1, f2 [sub]`` on one row: the subsearch's first row with the
+    same values is merged in (its fields overwrite, unless ``overwrite=false``); an inner join
+    drops a row without one."""
+    inner = str(spec.get("type") or "inner") == "inner"
+    overwrite = bool(spec.get("overwrite", True))
+
+    def op(f: dict[str, Any]) -> bool:
+        sub = rows.first(f)
+        if sub is None:
+            return not inner
+        for k, v in sub.items():
+            if overwrite or f.get(k) is None:
+                f[k] = v
+        return True
+
+    return op
 
 
 def pcre_to_python(pattern: str) -> re.Pattern[str]:

@@ -30,7 +30,16 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
-from ruleatlas.engine.pipeline import Plan, Step, Steps, compile_steps, plan, result_plan
+from ruleatlas.engine.pipeline import (
+    JoinRows,
+    Plan,
+    Step,
+    Steps,
+    compile_steps,
+    join_op,
+    plan,
+    result_plan,
+)
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
@@ -44,6 +53,7 @@ from ruleatlas.model import (
     Predicate,
     Rule,
     StageKind,
+    analysis_from_dict,
     predicates,
     walk,
 )
@@ -77,6 +87,8 @@ class EngineRule:
     later: frozenset[str] = frozenset()  # fields read after the event phase (by, result)
     result_steps: Steps | None = None  # eval/.../filters after the last aggregation, on rows
     anchor_node: Node | None = None  # tstats: what the pre-filter anchors on (datamodels.py)
+    joins: list[tuple[EngineRule, JoinRows]] = field(default_factory=list)  # subsearches
+    hidden: bool = False  # a join's subsearch: its rows feed the rule, they are no findings
     _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
         default_factory=dict)
     _steps: dict[tuple[tuple[str, str], ...], Steps | None] = field(default_factory=dict)
@@ -198,6 +210,10 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
         if (rp is not None and st.kind is StageKind.TRANSFORM and st.index > last_agg
                 and cmd in REPLAYED):
             continue  # replayed on the last aggregation's rows
+        joined = rp is not None and any(s.kind == "join" and s.stage == st.index
+                                        for s in rp.steps)
+        if joined:
+            continue  # run beside the rule, joined on its rows (engine.pipeline.join_op)
         if cmd == "join" and _join_type(st.expanded or st.text) == "inner":
             return ("join (inner, the default) keeps only the rows another search also "
                     "returns: not supported")
@@ -228,6 +244,27 @@ def _join_type(text: str) -> str:
     m = _JOIN_TYPE.search(text.split("[", 1)[0])
     t = m.group(1).lower() if m else "inner"
     return "outer" if t == "left" else t
+
+
+def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[int, Any]:
+    """Each ``join [subsearch]`` after the aggregation: the subsearch prepared as a hidden rule
+    the engine runs over the same events, and the join operation reading its rows."""
+    ops: dict[int, Any] = {}
+    for st in rp.steps:
+        if st.kind != "join" or st.join is None:
+            continue
+        j = st.join
+        if str(j.get("max", "1")) != "1":
+            raise NotRunnable(f"join max={j.get('max')}: only max=1 (the default) is run")
+        sub_rule = dataclasses.replace(er.rule, id=f"{er.rule.id}#join{st.stage + 1}")
+        sub = prepare(sub_rule, analysis_from_dict(j["analysis"]), tactics)
+        if not sub.runnable:
+            raise NotRunnable(f"join subsearch (stage {st.stage + 1}): {sub.reason}")
+        sub.hidden = True
+        rows = JoinRows([str(f) for f in j.get("fields") or ()])
+        er.joins.append((sub, rows))
+        ops[st.stage] = join_op(j, rows)
+    return ops
 
 
 def _tstats_problem(analysis: Analysis, st: Any) -> str | None:
@@ -333,7 +370,7 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
             er.result = compile_node(analysis.result_condition)
         rp = result_plan(analysis) if agg else None
         if rp is not None:  # the result filters run among the steps, in search order
-            er.result_steps = compile_steps(rp.steps)
+            er.result_steps = compile_steps(rp.steps, joins=_prepare_joins(er, rp, tactics))
             er.result = None
     except NotRunnable as exc:
         er.reason = exc.message
@@ -444,6 +481,15 @@ class Engine:
     def __init__(self, rules: Iterable[EngineRule], prefilter: bool = True,
                  route: bool = True) -> None:
         self.rules = [r for r in rules if r.runnable]
+        # joins' subsearches run as hidden rules over the same events; their rows go to the
+        # JoinRows the joining rule reads in finish()
+        self._join_rows: dict[int, JoinRows] = {}
+        i = 0
+        while i < len(self.rules):  # subsearches of subsearches too
+            for sub, rows in self.rules[i].joins:
+                self._join_rows[len(self.rules)] = rows
+                self.rules.append(sub)
+            i += 1
         self.use_prefilter = prefilter
         self.use_route = route
         self._groups: dict[Key, _Group] = {}
@@ -519,6 +565,9 @@ class Engine:
                     continue
                 if er.result is not None and not er.result(fs):
                     continue
+                if er.hidden:  # a join's subsearch without aggregation: its rows are events
+                    self._join_rows[idx].rows.append(dict(fs))
+                    continue
                 found = matched_fields(fs, g.names[s])
                 if er.keywords:
                     text = text_values(fields)
@@ -526,23 +575,32 @@ class Engine:
                 yield Finding(er, event, found)
 
     def finish(self) -> Iterator[Finding]:
-        """Findings of the aggregating rules, once every event has been seen."""
-        for idx, agg in self.aggregators.items():
-            er = self.rules[idx]
-            rows = agg.rows()
-            for n, spec in enumerate(er.chain, 1):  # stats | eventstats ...: rows are events
-                last = n == len(er.chain)
-                nxt = Aggregator(spec, (er.result or (lambda _: True)) if last
-                                 else (lambda _: True))
-                for row, event in rows:
-                    nxt.add(row, event)
-                rows = nxt.rows()
+        """Findings of the aggregating rules, once every event has been seen (joins'
+        subsearches first: their rows are what the joining rules read)."""
+        for idx in sorted(self._join_rows, reverse=True):  # a nested subsearch before its own
+            rows = self._join_rows[idx]
+            if idx in self.aggregators:
+                rows.set([dict(f.matched) for f in self._finish_one(idx, raw=True)])
+        for idx in self.aggregators:
+            if idx not in self._join_rows:
+                yield from self._finish_one(idx)
+
+    def _finish_one(self, idx: int, raw: bool = False) -> Iterator[Finding]:
+        er = self.rules[idx]
+        rows = self.aggregators[idx].rows()
+        for n, spec in enumerate(er.chain, 1):  # stats | eventstats ...: rows are events
+            last = n == len(er.chain)
+            nxt = Aggregator(spec, (er.result or (lambda _: True)) if last
+                             else (lambda _: True))
             for row, event in rows:
-                if er.result_steps is not None:
-                    row = er.result_steps(row)
-                    if row is None:
-                        continue
-                yield Finding(er, event, {k: _short(v) for k, v in row.items()})
+                nxt.add(row, event)
+            rows = nxt.rows()
+        for row, event in rows:
+            if er.result_steps is not None:
+                row = er.result_steps(row)
+                if row is None:
+                    continue
+            yield Finding(er, event, row if raw else {k: _short(v) for k, v in row.items()})
 
     def run(self, events: Iterable[Event]) -> Iterator[Finding]:
         for ev in events:

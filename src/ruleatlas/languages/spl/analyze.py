@@ -33,6 +33,7 @@ from ruleatlas.model import (
     Span,
     Stage,
     StageKind,
+    analysis_to_dict,
     conjoin,
     problem_to_dict,
     stage_to_dict,
@@ -123,7 +124,12 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
             elif in_event_phase:
                 pipeline.append(pipeline_step(c, res.condition, idx))
             else:
-                after_last_agg.append(pipeline_step(c, res.condition, idx))
+                step = pipeline_step(c, res.condition, idx)
+                if "join" in step:  # the subsearch, analyzed like a search of its own
+                    j = step["join"]
+                    sub = analyze_query(source[j.pop("start") + 1 : j.pop("end") - 1], macros)
+                    j["analysis"] = analysis_to_dict(sub)
+                after_last_agg.append(step)
             kinds.append(res.kind)
             if res.condition is not None:
                 conds.append(res.condition)
@@ -170,7 +176,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         # a command writes a field: the engine needs the order of writes and filters
         extra["event_pipeline"] = pipeline
     if any(k in st for st in after_last_agg
-           for k in ("eval", "rex", "rename", "addtotals", "spath")):
+           for k in ("eval", "rex", "rename", "addtotals", "spath", "join")):
         extra["result_pipeline"] = after_last_agg
     if with_drilldowns:
         extra["drilldowns"] = [_drilldown(d, macros) for d in with_drilldowns

@@ -43,6 +43,7 @@ from ruleatlas.languages.spl.ast import (
     SSub,
     STerm,
     Str,
+    Sub,
     Sym,
     Word,
 )
@@ -607,6 +608,21 @@ def spath_spec(cmd: Command) -> dict[str, Any]:
             "path": opts.get("path", positional)}
 
 
+def join_spec(cmd: Command) -> dict[str, Any] | None:
+    """``join [type=inner|outer|left] [max=N] [overwrite=t] f1, f2 [subsearch]`` -> its fields
+    and options, with the subsearch's offsets (``start``, ``end``, brackets included) for the
+    analyzer to analyze it; None without a subsearch."""
+    subs = [x for x in cmd.items if isinstance(x, Sub)]
+    if len(subs) != 1:
+        return None
+    opts, rest = options(tuple(x for x in cmd.items if not isinstance(x, Sub)))
+    fields = [t for x in rest if (t := _text(x)) is not None and t != ","]
+    kind = opts.get("type", "inner").lower()
+    return {"fields": fields, "type": "outer" if kind == "left" else kind,
+            "max": opts.get("max", "1"), "overwrite": opts.get("overwrite", "t").lower()
+            not in ("f", "false", "0"), "start": subs[0].start, "end": subs[0].end}
+
+
 def addtotals_spec(cmd: Command) -> dict[str, Any]:
     """``addtotals fieldname=Score a, b, c`` -> ``{"fieldname": "Score", "fields": [a, b, c],
     "row": True}`` (no fields: every numeric field; ``fieldname`` defaults to ``Total``)."""
@@ -636,6 +652,10 @@ def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> dict[str,
         return {"stage": stage, "addtotals": addtotals_spec(cmd)}
     if cmd.name == "spath":
         return {"stage": stage, "spath": spath_spec(cmd)}
+    if cmd.name == "join":
+        spec = join_spec(cmd)
+        if spec is not None:
+            return {"stage": stage, "join": spec}
     outputs = computed_by(cmd)
     return {"stage": stage, "command": cmd.name, "outputs": outputs}
 
