@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import yaml
 
-from ruleatlas.coverage.routing import event_key
+from ruleatlas.coverage.routing import Route
+from ruleatlas.engine.aggregate import AggSpec, parse_stats
 from ruleatlas.model import And, Const, Node, Not, Or, Predicate
 
 HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER",
@@ -51,11 +52,15 @@ class FieldRule:
 
 
 @lru_cache(maxsize=1)
-def table() -> dict[str, dict[str, FieldRule]]:
+def _raw() -> dict[str, Any]:
     text = resources.files("ruleatlas.engine").joinpath("datamodels.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text) or {}
+    return yaml.safe_load(text) or {}
+
+
+@lru_cache(maxsize=1)
+def table() -> dict[str, dict[str, FieldRule]]:
     out: dict[str, dict[str, FieldRule]] = {}
-    for dm, fields in raw.items():
+    for dm, fields in _raw().items():
         rules: dict[str, FieldRule] = {}
         for name, spec in (fields or {}).items():
             if name == "_events":
@@ -79,10 +84,8 @@ def table() -> dict[str, dict[str, FieldRule]]:
 @lru_cache(maxsize=1)
 def members() -> dict[str, frozenset[tuple[str, str]]]:
     """Per datamodel node, the event kinds ``(channel, id)`` whose events are its rows."""
-    text = resources.files("ruleatlas.engine").joinpath("datamodels.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text) or {}
     out: dict[str, frozenset[tuple[str, str]]] = {}
-    for dm, f in raw.items():
+    for dm, f in _raw().items():
         kinds = set()
         for x in (f or {}).get("_events", ()):
             channel, event_id = str(x).rsplit(" ", 1)
@@ -144,16 +147,12 @@ def _compute(rule: FieldRule, f: Mapping[str, Any], fm: Mapping[str, str]) -> An
 def derive(dm: str, names: list[str], fm: Mapping[str, str] | None = None,
            fill: tuple[tuple[str, Any], ...] = ()) -> Callable[[dict[str, Any]], bool]:
     """A pipeline operation writing the datamodel fields ``names`` (as the rule spells them)
-    into an event's fields, and rejecting the events that are no rows of the datamodel (a
-    rule routed to Sysmon 1 and 13 for a join sees both); ``fill``: by-fields given the
-    search's ``fillnull_value`` when nothing computes them."""
+    into an event's fields (the route, :func:`route`, sends only the datamodel's rows);
+    ``fill``: by-fields given the search's ``fillnull_value`` when nothing computes them."""
     fmap = dict(fm or {})
     rules = [(n, r) for n in names if (r := rule_of(n, dm)) is not None]
-    kinds = members().get(dm, frozenset())
 
     def op(f: dict[str, Any]) -> bool:
-        if event_key(f) not in kinds:  # not a row of this datamodel (routed for another)
-            return False
         for n, r in rules:
             v = _compute(r, f, fmap)
             if v is not None:
@@ -208,6 +207,22 @@ def tstats_functions(text: str) -> str:
         body = body[m.end():]
     m = _FROM.search(" " + body)
     return (body[: m.start()] if m else body).strip()
+
+
+def tstats_spec(text: str, by: tuple[str, ...]) -> AggSpec:
+    """The aggregation of a tstats stage, as ``stats`` would compute it (raises
+    ``NotRunnable`` for functions the engine does not compute)."""
+    return parse_stats("stats", "stats " + tstats_functions(text), by)
+
+
+def route(r: Route, dm: str) -> Route:
+    """``r`` narrowed to the event kinds that are rows of ``dm``: a rule whose data sources
+    name Sysmon 1 and 13 (for a join) still reads only Sysmon 1 for Endpoint.Processes; a
+    registry event has an ``Image`` too, but it is no process row."""
+    kinds = members().get(dm, frozenset())
+    keep = kinds if r.keys is None else frozenset(
+        k for k in kinds if k in r.keys or (k[0], None) in r.keys)
+    return replace(r, keys=keep)
 
 
 def tstats_span(text: str) -> str | None:

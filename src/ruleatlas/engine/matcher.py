@@ -296,7 +296,7 @@ class Prefilter:
     text only when a gate is everywhere in it (or there is no small set of gates).
     """
 
-    __slots__ = ("always", "automata", "keywords", "kw_gates", "kw_table", "kw_text_only", "n")
+    __slots__ = ("always", "automata", "keywords", "kw_table", "kw_text_only", "n")
 
     MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
 
@@ -314,7 +314,6 @@ class Prefilter:
         self.automata: list[tuple[str, Any, dict[Any, frozenset[int]]]] = []
         self.keywords: Any = None
         self.kw_text_only = False
-        self.kw_gates: tuple[str, ...] = ()
         self.kw_table: GateTable = ()
         for f, lits in by_field.items():
             a = ahocorasick.Automaton()
@@ -325,8 +324,8 @@ class Prefilter:
                 self.keywords = a
                 # a literal with a letter cannot be inside a number's text: skip number values
                 self.kw_text_only = all(any(c not in _NUMERIC for c in lit) for lit in lits)
-                self.kw_gates = gates(list(lits))
-                self.kw_table = gate_table(self.kw_gates, {k: tuple(v) for k, v in lits.items()})
+                self.kw_table = gate_table(gates(list(lits)),
+                                           {k: tuple(v) for k, v in lits.items()})
             else:
                 self.automata.append((f, a, {}))
 

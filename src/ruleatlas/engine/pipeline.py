@@ -142,14 +142,19 @@ class Plan:
     unrun: Mapping[str, str]  # fields standing at the end as a command not run wrote them
 
 
-def node_fields(node: Node | None) -> set[str]:
-    out: set[str] = set()
+def fields_of(node: Node | None) -> list[str]:
+    """The fields a tree reads, in the order written (predicates and ``where`` conditions)."""
+    out: list[str] = []
     for n in walk(node):
         if isinstance(n, Predicate) and n.field:
-            out.add(n.field)
+            out.append(n.field)
         elif isinstance(n, Condition):
-            out |= set(n.fields) or term_fields(n.expr)
-    return out
+            out.extend(n.fields or sorted(term_fields(n.expr)))
+    return list(dict.fromkeys(out))
+
+
+def node_fields(node: Node | None) -> set[str]:
+    return set(fields_of(node))
 
 
 def plan(analysis: Analysis, key: str = "event_pipeline") -> Plan | None:
@@ -159,32 +164,13 @@ def plan(analysis: Analysis, key: str = "event_pipeline") -> Plan | None:
     raw = analysis.extra.get(key) if analysis.extra else None
     if not isinstance(raw, list):
         return None
-    steps = _steps(raw)
-    return _split(steps) if key == "event_pipeline" else _in_order(steps)
+    return _split(_steps(raw), with_head=key == "event_pipeline")
 
 
 def result_plan(analysis: Analysis) -> Plan | None:
     """The steps after the last aggregation (``| stats ... | eval z=(x-avg)/stdev | where z >
     3``), all in order, no head: rows are few, and a row filter has no literals to anchor."""
     return plan(analysis, "result_pipeline")
-
-
-def _in_order(steps: list[Step]) -> Plan:
-    other: dict[str, str] = {}
-    uncomputed: dict[str, str] = {}
-    tail: list[Step] = []
-    for st in steps:
-        if st.kind == "command":
-            for f in st.outputs:
-                other[f] = st.command
-            continue
-        for f in st.reads() & other.keys():
-            if st.kind == "filter":
-                uncomputed.setdefault(f, other[f])
-        for f in st.writes():
-            other.pop(f, None)
-        tail.append(st)
-    return Plan(None, tuple(tail), uncomputed, other)
 
 
 def _steps(raw: list[Any]) -> list[Step]:
@@ -216,7 +202,11 @@ def _steps(raw: list[Any]) -> list[Step]:
     return steps
 
 
-def _split(steps: list[Step]) -> Plan:
+def _split(steps: list[Step], with_head: bool) -> Plan:
+    """Steps into a :class:`Plan`. ``with_head`` (events): the filters that read nothing an
+    earlier step writes move to the head, and trailing steps that write nothing are dropped.
+    Without (rows after the aggregation): all steps stay in order, and only filters report the
+    fields a command the engine does not run wrote."""
     head: list[Node | None] = []
     tail: list[Step] = []
     written: set[str] = set()  # by eval/rex: computed by the steps
@@ -229,9 +219,10 @@ def _split(steps: list[Step]) -> Plan:
                 other[f] = st.command
             continue
         reads = st.reads()
-        for f in reads & other.keys():
-            uncomputed.setdefault(f, other[f])
-        if (st.kind == "filter" and not (reads & written)
+        if with_head or st.kind == "filter":
+            for f in reads & other.keys():
+                uncomputed.setdefault(f, other[f])
+        if (with_head and st.kind == "filter" and not (reads & written)
                 and not any(fnmatch.fnmatchcase(f, g) for f in reads for g in globs)):
             head.append(st.node)
             continue
@@ -240,8 +231,8 @@ def _split(steps: list[Step]) -> Plan:
             other.pop(f, None)
         globs.extend(st.write_globs())
         tail.append(st)
-    while tail and tail[-1].kind != "filter" and not (tail[-1].writes()
-                                                       or tail[-1].write_globs()):
+    while with_head and tail and tail[-1].kind != "filter" and not (
+            tail[-1].writes() or tail[-1].write_globs()):
         tail.pop()
     return Plan(conjoin(head), tuple(tail), uncomputed, other)
 

@@ -28,7 +28,6 @@ from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import Aggregator, AggSpec, parse_stats
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
-from ruleatlas.engine.functions import term_fields
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
 from ruleatlas.engine.pipeline import (
     JoinRows,
@@ -36,6 +35,7 @@ from ruleatlas.engine.pipeline import (
     Step,
     Steps,
     compile_steps,
+    fields_of,
     join_op,
     plan,
     result_plan,
@@ -44,13 +44,11 @@ from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
     Analysis,
-    Condition,
     Node,
     Op,
     Opaque,
     Pattern,
     Phase,
-    Predicate,
     Rule,
     StageKind,
     analysis_from_dict,
@@ -115,18 +113,8 @@ class EngineRule:
             return None
         k = tuple(sorted(fmap.items()))
         if k not in self._steps:
-            self._steps[k] = compile_steps(self.plan.steps, fmap, set(self.later))
+            self._steps[k] = compile_steps(self.plan.steps, fmap, self.later)
         return self._steps[k]
-
-
-def _fields_of(node: Node | None) -> list[str]:
-    out: list[str] = []
-    for n in walk(node):
-        if isinstance(n, Predicate) and n.field:
-            out.append(n.field)
-        elif isinstance(n, Condition):
-            out.extend(n.fields or sorted(term_fields(n.expr)))
-    return list(dict.fromkeys(out))
 
 
 def _keywords_of(node: Node | None) -> tuple[str, ...]:
@@ -154,6 +142,13 @@ def _computed(analysis: Analysis) -> set[str]:
 
 def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
     """The reason a rule cannot run faithfully on single events, or None."""
+    spl = rule.language == "spl"
+    return _why_not(rule, analysis, plan(analysis) if spl else None,
+                    result_plan(analysis) if spl else None)
+
+
+def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -> str | None:
+    """:func:`why_not_runnable` with the search's plans (``engine.pipeline``) given."""
     if rule.language == "sigma" and (rule.type in ("correlation", "filter")
                                      or analysis.extra.get("correlation")):
         return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"
@@ -169,8 +164,7 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
     if analysis.condition is None and not analysis.stages:
         return "the rule has no condition"
     computed = _computed(analysis)
-    used = set(_fields_of(analysis.condition))
-    pl = plan(analysis) if rule.language == "spl" else None
+    used = set(fields_of(analysis.condition))
     if pl is not None:  # in search order: eval/rex outputs are computed, others are not
         if pl.uncomputed:
             return ("filters on fields the engine does not compute: " + ", ".join(
@@ -178,7 +172,6 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
     elif computed & used:
         return ("filters on fields computed by eval/rex the engine does not compute: "
                 + ", ".join(sorted(computed & used)))
-    rp = result_plan(analysis) if rule.language == "spl" else None
     last_agg = max((s.index for s in analysis.stages if s.kind is StageKind.AGGREGATE),
                    default=-1)
     aggs = 0
@@ -219,9 +212,9 @@ def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
                     "returns: not supported")
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
             outs = set(st.by) | _stage_outputs(st.text)
-            later = set(_fields_of(analysis.result_condition))
+            later = set(fields_of(analysis.result_condition))
             later |= {f for s in analysis.stages if s.index > st.index
-                      for f in _fields_of(s.condition)}
+                      for f in fields_of(s.condition)}
             if cmd in ("lookup", "inputlookup", "join", "append", "rex", "eval", "spath",
                        "transaction", "streamstats", "makemv", "mvexpand", "iplocation",
                        "appendpipe", "foreach", "map", "xmlkv", "extract"):
@@ -271,7 +264,7 @@ def _tstats_problem(analysis: Analysis, st: Any) -> str | None:
     infos = analysis.extra.get("tstats") or []
     if st.index != 0 or len(infos) != 1:
         return "tstats after other commands, or more than one tstats, is not supported"
-    return datamodels.tstats_problem(infos[0], _fields_of(st.condition), tuple(st.by))
+    return datamodels.tstats_problem(infos[0], fields_of(st.condition), tuple(st.by))
 
 
 def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
@@ -282,12 +275,11 @@ def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
     dm = str(info["datamodel"])
     where = st.condition
     try:  # what the aggregation functions read (values(Processes.dest)) is computed too
-        spec = parse_stats("stats", "stats " + datamodels.tstats_functions(
-            st.expanded or st.text), st.by)
-        args = [f.arg for f in spec.funcs if f.arg and f.arg != "_time"]
+        er.agg = datamodels.tstats_spec(st.expanded or st.text, st.by)
+        args = [f.arg for f in er.agg.funcs if f.arg and f.arg != "_time"]
     except NotRunnable:
         args = []  # prepare reports it when it builds the aggregation
-    names = list(dict.fromkeys([*_fields_of(where), *(b for b in st.by if b != "_time"),
+    names = list(dict.fromkeys([*fields_of(where), *(b for b in st.by if b != "_time"),
                                 *args]))
     opts = info.get("options") or {}
     fill: tuple[tuple[str, Any], ...] = ()
@@ -299,6 +291,7 @@ def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
     er.plan = Plan(None, steps, {}, {})
     er.analysis = dataclasses.replace(analysis, condition=None)
     er.anchor_node = datamodels.anchor_view(where, dm)
+    er.route = datamodels.route(er.route, dm)
 
 
 def _stage_outputs(text: str) -> set[str]:
@@ -319,17 +312,20 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         route = Route(None)
         _ = exc
     er = EngineRule(rule, analysis, route, tactics=tactics)
-    er.reason = why_not_runnable(rule, analysis)
-    if rule.language == "spl" and not er.reason:
-        er.plan = plan(analysis)
+    spl = rule.language == "spl"
+    pl = plan(analysis) if spl else None
+    rp = result_plan(analysis) if spl else None
+    er.reason = _why_not(rule, analysis, pl, rp)
+    if spl and not er.reason:
+        er.plan = pl
         head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
         er.analysis = dataclasses.replace(analysis, condition=head)
         if analysis.stages and analysis.stages[0].command == "tstats":
             _prepare_tstats(er, analysis)
         er.later = frozenset(
             {f for s in analysis.stages if s.kind is StageKind.AGGREGATE for f in s.by}
-            | set(_fields_of(analysis.result_condition)))
-    er.fields = tuple(_fields_of(analysis.condition))
+            | set(fields_of(analysis.result_condition)))
+    er.fields = tuple(fields_of(analysis.condition))
     if er.plan is not None:  # what the eval/rex steps read is part of why an event matched
         extra_fields = [f for st in er.plan.steps if st.kind != "filter"
                         for f in sorted(st.reads()) if f not in er.fields]
@@ -342,9 +338,9 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         er.steps(route.common_map)
         agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
         if agg:
-            specs = [parse_stats("stats", "stats " + datamodels.tstats_functions(
-                a.expanded or a.text), a.by) if a.command == "tstats"
-                else parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
+            specs = [(er.agg or datamodels.tstats_spec(a.expanded or a.text, a.by))
+                     if a.command == "tstats"  # built by _prepare_tstats when it could be
+                     else parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
             span = datamodels.tstats_span(agg[0].expanded or agg[0].text) if (
                 agg[0].command == "tstats") else None
             if span is not None:
@@ -368,8 +364,7 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
             er.result = compile_node(analysis.result_condition)
         elif analysis.result_condition is not None:
             er.result = compile_node(analysis.result_condition)
-        rp = result_plan(analysis) if agg else None
-        if rp is not None:  # the result filters run among the steps, in search order
+        if agg and rp is not None:  # the result filters run among the steps, in search order
             er.result_steps = compile_steps(rp.steps, joins=_prepare_joins(er, rp, tactics))
             er.result = None
     except NotRunnable as exc:
@@ -655,11 +650,11 @@ def epoch(v: Any) -> float | None:
 
 
 def _agg_input(er: EngineRule, event: Event, names: tuple[tuple[str, str], ...],
-               fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What an aggregation reads of one event (``fields``: with what eval/rex computed):
-    mapped names, ``_time`` (Splunk's event time, from the event's own time) and the
-    bin/bucket spans applied."""
-    out = _mapped(event.fields if fields is None else fields, names)
+               fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What an aggregation reads of one event (``fields``: the event's, with what eval/rex
+    computed): mapped names, ``_time`` (Splunk's event time, from the event's own time) and
+    the bin/bucket spans applied."""
+    out = _mapped(fields, names)
     if "_time" not in out:
         t = epoch(event.time)
         if t is not None:

@@ -133,9 +133,7 @@ def create_app(db_path: str | Path) -> Starlette:
         if as_json or page.template is None:
             if page.template is None:
                 return json_response(data)
-            # keys starting with "_" feed the template only (raw snippet markers, ...)
-            return json_response({"ok": True, **{k: v for k, v in data.items()
-                                                 if not k.startswith("_")}})
+            return json_response(render.api_document(data))
         raw = request.scope.get("raw_path")
         path = raw.decode("latin-1") if raw else quote(request.url.path)
         api_url = "/api" + (path if path != "/" else "") + (

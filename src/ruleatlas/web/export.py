@@ -59,10 +59,9 @@ def export(db: str | Path, out: str | Path, indicators: bool = True,
             write(rel, json.dumps(data, ensure_ascii=False, indent=1, default=str))
             return data
         if json_twins and p.api:
-            # as the server's /api twin: keys starting with "_" feed the template only
-            twin = {"ok": True, **{k: v for k, v in data.items() if not k.startswith("_")}}
             write("api/" + rel.removesuffix(".html") + ".json",
-                  json.dumps(twin, ensure_ascii=False, separators=(",", ":"), default=str))
+                  json.dumps(render.api_document(data), ensure_ascii=False,
+                             separators=(",", ":"), default=str))
             n["json"] += 1
         depth = rel.count("/")
         context = {**data, "u": render.ExportUrls(depth), "page_name": name,

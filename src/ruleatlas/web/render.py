@@ -46,6 +46,12 @@ PYGMENTS_CSS = _FORMATTER.get_style_defs(".hl")
 _LEXERS = {"yaml": YamlLexer(), "text": TextLexer()}
 
 
+def api_document(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A page's JSON twin (``/api/...`` and export-site's ``api/``): its data without the keys
+    starting with ``_``, which feed the template only (raw snippet markers, ...)."""
+    return {"ok": True, **{k: v for k, v in data.items() if not k.startswith("_")}}
+
+
 @lru_cache(maxsize=4096)
 def highlight(text: str, lang: str = "yaml") -> Markup:
     """Syntax-highlighted HTML; pygments escapes every token, so rule text stays text.
