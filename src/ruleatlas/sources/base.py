@@ -38,7 +38,7 @@ class SideTables:
 
 
 class Source(Protocol):
-    """A source reader (``sigma``, ``splunk``, later ``elastic``)."""
+    """A source reader (``sigma``, ``splunk``, ``elastic``)."""
 
     name: str
 
