@@ -30,7 +30,8 @@ Rule field             from
 ``references``         ``rule.references``
 ``falsepositives``     ``rule.false_positives``, each dedented and stripped
 ``attack``             technique and sub-technique ids of ``[[rule.threat]]`` (``T1059``,
-                       ``T1059.001``), in file order, no duplicates; names come from the ATT&CK
+                       ``T1059.001``), in file order, no duplicates, ids of other frameworks
+                       left out; names come from the ATT&CK
                        data (:mod:`ruleatlas.attack`), never from the TOML's ``name`` keys
 ``tags``               ``rule.tags`` as written (``"Tactic: Execution"``, ``"OS: Windows"``, ...)
 ``data_sources``       the related integrations: ``metadata.integration`` then the packages of
@@ -79,7 +80,8 @@ Hunting queries (``[hunt]``), one Rule per file:
                        the first query's
 ``query``              the query when there is one; several are joined with
                        :data:`HUNT_QUERY_SEPARATOR` (each with trailing whitespace stripped)
-``attack``             ``hunt.mitre``
+``attack``             the ATT&CK ids of ``hunt.mitre`` (ATLAS ids such as ``AML.T0051`` of the
+                       LLM hunts stay in ``extra["mitre"]`` only)
 ``author``             ``hunt.author`` (joined when a list)
 ``data_sources``       ``hunt.integration``
 ``description``        ``hunt.description``; ``references`` from ``hunt.references``
@@ -280,14 +282,21 @@ def threat_of(threats: Any) -> list[dict[str, Any]]:
     return out
 
 
+def attack_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    """The ATT&CK technique ids (``T1059``, ``T1059.001``) among ``ids``, upper-cased, order
+    kept, no duplicates; other ids (ATLAS ``AML.T0051``) are left out (they stay in ``extra``)."""
+    seen = dict.fromkeys(i.strip().upper() for i in ids)
+    return tuple(i for i in seen if _TID.match(i))
+
+
 def attack_of(threat: list[dict[str, Any]]) -> tuple[str, ...]:
-    """Technique then sub-technique ids, file order, no duplicates."""
-    seen: dict[str, None] = {}
+    """Technique then sub-technique ids of ``[[rule.threat]]``, file order, no duplicates."""
+    out: list[str] = []
     for t in threat:
         for tech in t["techniques"]:
-            seen[tech["id"]] = None
-            seen.update(dict.fromkeys(tech["subtechniques"]))
-    return tuple(seen)
+            out.append(tech["id"])
+            out.extend(tech["subtechniques"])
+    return attack_ids(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +525,7 @@ def hunt_from_toml(doc: Mapping[str, Any], rel: str, text: str, url: str) -> Rul
         type=HUNT_TYPE,
         description=(_opt(hunt.get("description")) or "").strip(),
         references=_strs(hunt.get("references")),
-        attack=tuple(dict.fromkeys(t.strip().upper() for t in _strs(hunt.get("mitre")))),
+        attack=attack_ids(_strs(hunt.get("mitre"))),
         data_sources=_strs(hunt.get("integration")),
         line=1,
         extra=extra,
