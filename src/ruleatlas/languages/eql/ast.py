@@ -237,3 +237,6 @@ Body: TypeAlias = EventQuery | Sequence | Sample
 class Query:
     body: Body
     pipes: tuple[Pipe, ...] = ()
+
+EXPR_TYPES = (Field, Str, Num, Bool, Null, FuncCall, Compare, Match, In, Arith, Neg, Not, And, Or,
+              Paren)
