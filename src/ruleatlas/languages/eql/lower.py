@@ -15,7 +15,8 @@ Semantics (Elasticsearch EQL; docs/eql.md has the table):
 * ``in``/``in~``/``not in``: ``in`` (``cased`` unless ``~``; ``negated`` for ``not in``).
 * ``< <= > >=``: ``lt le gt ge``.
 * ``startsWith endsWith stringContains`` (``~``: case-insensitive) on a field with string
-  arguments: ``startswith endswith contains``; ``cidrMatch(f, nets...)``: ``cidr``.
+  arguments: ``startswith endswith contains``; ``cidrMatch(f, nets...)``: ``cidr`` (``cased``
+  False: case means nothing for a network).
 * Anything else (``length(f) > 3``, arithmetic, field against field, functions of functions) is
   a :class:`Condition`: a :class:`Call` tree (operators by their EQL spelling, ``AND OR NOT``
   for the boolean ones, functions by their canonical name with ``~`` when case-insensitive) and
@@ -226,7 +227,8 @@ def _lower_call(e: E.FuncCall, ctx: LowerCtx) -> Node | None:
     values = [constant(a) for a in e.args[1:]]
     if fld is None or not all(isinstance(v, str) for v in values):
         return None
-    return _pred(ctx, e, fld, op, tuple(values), not e.insensitive)  # type: ignore[arg-type]
+    cased = op is not Op.CIDR and not e.insensitive
+    return _pred(ctx, e, fld, op, tuple(values), cased)  # type: ignore[arg-type]
 
 
 def _lower_paren(e: E.Paren, ctx: LowerCtx) -> Node:
