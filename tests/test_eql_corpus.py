@@ -124,7 +124,8 @@ def test_corpus_sequences_and_samples_have_their_model() -> None:
         else:
             kinds[a.sequence.kind] += 1
             steps = len(a.sequence.steps) + (a.sequence.until is not None)
-            assert [s.command.split(" step ")[0] for s in a.stages[:steps]][0] == a.sequence.kind
+            assert a.stages[0].command == f"{a.sequence.kind} step 1"
+            assert len([s for s in a.stages if s.kind is StageKind.FILTER]) == steps
     # 218 queries open with `sequence`, plus 6 whose leading comment hides the keyword from a
     # naive first-word count; 3 samples.
     assert kinds["sample"] == 3
@@ -263,7 +264,8 @@ def test_right_to_left_override_unicode_escape() -> None:
         eq("host.os.type", "windows"),
         P("event.category", Op.IN, "file", "process", cased=True),
         Or((
-            And((eq("event.type", "creation"), P("file.path", Op.WILDCARD, pat(ANY, "\u202e", ANY)))),
+            And((eq("event.type", "creation"),
+                 P("file.path", Op.WILDCARD, pat(ANY, "\u202e", ANY)))),
             And((eq("event.type", "start"),
                  P("process.name", Op.WILDCARD, pat(ANY, "\u202e", ANY)))),
         )),

@@ -184,7 +184,8 @@ def analyze_eql_query(query: str) -> Analysis:
     if isinstance(body, E.EventQuery):
         ctx.stage = 0
         cond = event_condition(body, ctx)
-        stages = [Stage(0, f"{body.category or 'any'} where", query[body.start : body.end].strip(), StageKind.FILTER,
+        text = query[body.start : body.end].strip()
+        stages = [Stage(0, f"{body.category or 'any'} where", text, StageKind.FILTER,
                         condition=cond, span=span_of(query, body.start, body.end))]
         event_cond = cond
     else:

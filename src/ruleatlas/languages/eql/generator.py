@@ -2,7 +2,7 @@
 
 Dispatch is by node class through ``GENERATORS`` (sqlglot's ``<node>_sql``). Parentheses are
 nodes of the tree (:class:`Paren`), so the text gets exactly the ones written; a sequence is
-written one member per line.
+written on one line (so identity fixtures hold one query per line).
 """
 
 from __future__ import annotations
@@ -59,12 +59,12 @@ def body(b: EventQuery | Sequence | Sample) -> str:
             ms = b.maxspan
             head.append(f"with maxspan={ms.text or _num(ms.value)}"
                         + ("" if ms.text or ms.unit is None else ms.unit))
-        lines = [" ".join(head)] + ["  " + member(m) for m in b.members]
+        parts = [" ".join(head)] + [member(m) for m in b.members]
         if b.until is not None:
-            lines.append("until " + member(b.until))
-        return "\n".join(lines)
-    head = "sample" + (" by " + keys(b.by) if b.by else "")
-    return "\n".join([head] + ["  " + member(m) for m in b.members])
+            parts.append("until " + member(b.until))
+        return " ".join(parts)
+    sample = "sample" + (" by " + keys(b.by) if b.by else "")
+    return " ".join([sample] + [member(m) for m in b.members])
 
 
 def event(e: EventQuery) -> str:

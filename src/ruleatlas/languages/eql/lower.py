@@ -26,7 +26,9 @@ Semantics (Elasticsearch EQL; docs/eql.md has the table):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.generator import expr as expr_text
@@ -244,7 +246,7 @@ def _lower_const(e: E.Bool, ctx: LowerCtx) -> Node:
     return Const(e.value)
 
 
-LOWERERS = {
+LOWERERS: dict[type, Callable[[Any, LowerCtx], Node | None]] = {
     E.And: _lower_bool, E.Or: _lower_bool, E.Not: _lower_not, E.Match: _lower_match,
     E.In: _lower_in, E.Compare: _lower_compare, E.FuncCall: _lower_call, E.Paren: _lower_paren,
     E.Field: _lower_field, E.Bool: _lower_const,

@@ -286,6 +286,8 @@ class Parser:
         t = self.cur
         if t.kind is T.NAME:
             return BOOLEAN.get(t.text)
+        if t.kind is T.ASSIGN:
+            raise self._error("EQL has no '=' comparison: use '==' or ':'")
         return BINARY.get(t.kind)
 
     def _parse_binary(self, min_prec: int) -> Expr:
@@ -335,7 +337,8 @@ class Parser:
         t = self.cur
         key = (t.kind, t.text)
         negated = False
-        if self._is_kw("not") and (self.toks[self.i + 1].kind, self.toks[self.i + 1].text) in IN_OPS:
+        nxt = self.toks[self.i + 1] if t.kind is not T.EOF else t
+        if self._is_kw("not") and (nxt.kind, nxt.text) in IN_OPS:
             self._advance()
             negated = True
             t = self.cur

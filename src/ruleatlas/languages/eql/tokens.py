@@ -127,7 +127,7 @@ def escape(value: str) -> str:
     for ch in value:
         if ch in REVERSE_ESCAPES:
             out.append("\\" + REVERSE_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ch in "\u2028\u2029\x7f":
+        elif not ch.isprintable():
             out.append(f"\\u{{{ord(ch):02x}}}")
         else:
             out.append(ch)
