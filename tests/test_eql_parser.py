@@ -432,3 +432,25 @@ def test_lucene_dot_matches_line_breaks_and_anchors_whole_value() -> None:
 def test_lucene_features_without_python_equivalent(lucene: str) -> None:
     with pytest.raises(RegexUnsupported):
         lucene_to_python(lucene)
+
+
+def test_sequence_condition_is_the_union_of_present_members() -> None:
+    a = analyze_eql_query("sequence [process where a == 1] ![file where b == 2] "
+                          "[process where a == 1] [network where c == 3]")
+    proc = And((P("event.category", Op.EQ, "process", cased=True), P("a", Op.EQ, 1, cased=True)))
+    net = And((P("event.category", Op.EQ, "network", cased=True), P("c", Op.EQ, 3, cased=True)))
+    assert a.condition == Or((proc, net))
+    anything = analyze_eql_query("sequence [any where true] [process where a == 1]")
+    assert anything.condition is None
+    assert anything.sequence is not None and anything.sequence.steps[0].condition is None
+
+
+def test_registered_analyzer_reads_the_rule_query() -> None:
+    from ruleatlas.languages import ANALYZERS, AnalysisContext
+    from ruleatlas.model import Rule
+
+    q = 'process where process.name : "x"'
+    rule = Rule(id="r", source="elastic", path="r.toml", title="t", language="eql", query=q,
+                body="")
+    a = ANALYZERS["eql"](rule, AnalysisContext())
+    assert a == analyze_eql_query(q) and a.language == "eql"

@@ -121,6 +121,20 @@ def _sequence(body: E.Sequence | E.Sample, ctx: LowerCtx) -> tuple[Sequence, lis
     return seq, stages
 
 
+def member_union(seq: Sequence) -> Node | None:
+    """What one event must satisfy to appear in a finding: the Or of the non-missing members'
+    conditions; None (no filter) when a member takes any event (``[any where true]``)."""
+    members: list[Node] = []
+    for s in seq.steps:
+        if s.missing:
+            continue
+        if s.condition is None:
+            return None
+        if s.condition not in members:
+            members.append(s.condition)
+    return members[0] if len(members) == 1 else Or(tuple(members))
+
+
 def _pipe_stage(p: E.Pipe, index: int, ctx: LowerCtx) -> tuple[Stage, Node | None]:
     text = "| " + ctx.query[p.start : p.end].lstrip("|").strip()
     span = span_of(ctx.query, p.start, p.end)
@@ -190,8 +204,7 @@ def analyze_eql_query(query: str) -> Analysis:
         event_cond = cond
     else:
         sequence, stages = _sequence(body, ctx)
-        members = [s.condition for s in sequence.steps if not s.missing and s.condition]
-        event_cond = members[0] if len(members) == 1 else Or(tuple(members)) if members else None
+        event_cond = member_union(sequence)
     result: list[Node | None] = []
     group_by: tuple[str, ...] = ()
     for p in tree.pipes:

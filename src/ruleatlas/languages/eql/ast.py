@@ -161,7 +161,6 @@ class Paren:
 
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | Compare | Match | In | Arith | Neg
                    | Not | And | Or | Paren)
-CONSTANTS = (Str, Num, Bool, Null)
 
 # ---- queries -----------------------------------------------------------------------------
 

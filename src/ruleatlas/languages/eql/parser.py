@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from ruleatlas.languages.eql.ast import (
-    CONSTANTS,
     And,
     Arith,
     Body,
@@ -446,10 +445,6 @@ def _start(e: Expr) -> int:
 
 def _end(e: Expr) -> int:
     return e.end
-
-
-def is_constant(e: Expr) -> bool:
-    return isinstance(e, CONSTANTS)
 
 
 def parse(text: str) -> Query:
