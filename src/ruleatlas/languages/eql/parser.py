@@ -14,7 +14,8 @@ Expressions use the precedence ladder ``or < and < not < comparison (== != < <= 
 + - < * / % < unary - + < primary [suffix]``, where the suffix of a primary is ``[not] in[~]
 (...)`` or ``: like like~ regex regex~`` followed by a constant or a parenthesised list of
 constants (Elasticsearch attaches them to the primary the same way). Comparisons do not chain.
-Keyword dispatch goes through the ``QUERY_PARSERS``, ``MATCH_OPS``, ``COMPARE_OPS``, ... tables.
+Binary operators are parsed by precedence climbing over the ``BOOLEAN`` and ``BINARY`` tables;
+queries and suffixes dispatch through ``QUERY_PARSERS``, ``MATCH_OPS`` and ``IN_OPS``.
 
 Errors raise :class:`ParseError` with offset, line/col and a caret line; nesting deeper than
 ``MAX_DEPTH`` is a located error, never a RecursionError.
