@@ -408,6 +408,39 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True)
+class SequenceStep:
+    """One member of an event sequence (EQL ``[process where ...] by f with runs=3``).
+
+    ``condition`` is what one event must satisfy to be this member; ``by`` the member's own join
+    keys (the keys shared by every member are :attr:`Sequence.by`); ``runs`` how many
+    consecutive events the member stands for; ``missing`` marks an event that must NOT occur
+    (``![...]``); ``category`` the event category written before ``where`` (None for ``any``).
+    """
+
+    condition: Node | None
+    by: tuple[str, ...] = ()
+    runs: int | None = None
+    missing: bool = False
+    category: str | None = None
+    text: str = dc_field(default="", compare=False)
+    span: Span | None = dc_field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """An ordered (``kind="sequence"``) or unordered (``kind="sample"``) set of events that share
+    the join keys ``by``, within ``maxspan`` seconds of the first (``maxspan_text`` as written,
+    ``5m``); ``until`` is the member whose event ends a pending sequence."""
+
+    kind: str
+    steps: tuple[SequenceStep, ...]
+    by: tuple[str, ...] = ()
+    maxspan: float | None = None
+    maxspan_text: str | None = None
+    until: SequenceStep | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Analysis:
     """What a language makes of one rule's query.
 
@@ -416,6 +449,8 @@ class Analysis:
     the filter applied to aggregated rows; ``group_by`` the final grouping fields (after
     renames); ``problems`` everything that could not be represented. ``extra`` carries
     language-specific JSON-able details (correlation type, datamodel, macros used, ...).
+    ``sequence`` is set for an event sequence (EQL ``sequence``/``sample``); ``condition`` is
+    then what one event must satisfy to take part in it.
     """
 
     language: str
@@ -425,6 +460,7 @@ class Analysis:
     group_by: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
     extra: Mapping[str, Any] = dc_field(default_factory=dict)
+    sequence: Sequence | None = None
 
     def all_predicates(self) -> Iterator[tuple[Predicate, bool]]:
         """Predicates of every stage (including result-phase ones), with polarity."""
@@ -767,8 +803,54 @@ def problem_from_dict(d: Mapping[str, Any]) -> Problem:
                    d.get("code"))
 
 
-def analysis_to_dict(a: Analysis) -> dict[str, Any]:
+def step_to_dict(s: SequenceStep) -> dict[str, Any]:
     return {
+        "condition": node_to_dict(s.condition),
+        "by": list(s.by),
+        "runs": s.runs,
+        "missing": s.missing,
+        "category": s.category,
+        "text": s.text,
+        "span": s.span.to_dict() if s.span else None,
+    }
+
+
+def step_from_dict(d: Mapping[str, Any]) -> SequenceStep:
+    return SequenceStep(
+        condition=node_from_dict(d.get("condition")),
+        by=tuple(d.get("by", ())),
+        runs=d.get("runs"),
+        missing=bool(d.get("missing", False)),
+        category=d.get("category"),
+        text=d.get("text", ""),
+        span=Span.from_dict(d["span"]) if d.get("span") else None,
+    )
+
+
+def sequence_to_dict(q: Sequence) -> dict[str, Any]:
+    return {
+        "kind": q.kind,
+        "steps": [step_to_dict(s) for s in q.steps],
+        "by": list(q.by),
+        "maxspan": q.maxspan,
+        "maxspan_text": q.maxspan_text,
+        "until": step_to_dict(q.until) if q.until else None,
+    }
+
+
+def sequence_from_dict(d: Mapping[str, Any]) -> Sequence:
+    return Sequence(
+        kind=d["kind"],
+        steps=tuple(step_from_dict(s) for s in d.get("steps", ())),
+        by=tuple(d.get("by", ())),
+        maxspan=d.get("maxspan"),
+        maxspan_text=d.get("maxspan_text"),
+        until=step_from_dict(d["until"]) if d.get("until") else None,
+    )
+
+
+def analysis_to_dict(a: Analysis) -> dict[str, Any]:
+    d: dict[str, Any] = {
         "language": a.language,
         "stages": [stage_to_dict(s) for s in a.stages],
         "condition": node_to_dict(a.condition),
@@ -777,6 +859,9 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
         "problems": [problem_to_dict(p) for p in a.problems],
         "extra": dict(a.extra),
     }
+    if a.sequence is not None:
+        d["sequence"] = sequence_to_dict(a.sequence)
+    return d
 
 
 def analysis_from_dict(d: Mapping[str, Any]) -> Analysis:
@@ -788,4 +873,5 @@ def analysis_from_dict(d: Mapping[str, Any]) -> Analysis:
         group_by=tuple(d.get("group_by", ())),
         problems=tuple(problem_from_dict(p) for p in d.get("problems", ())),
         extra=dict(d.get("extra", {})),
+        sequence=sequence_from_dict(d["sequence"]) if d.get("sequence") else None,
     )

@@ -1,0 +1,241 @@
+"""The EQL syntax tree: a query (event query, sequence or sample) and its pipes.
+
+Nodes are frozen, slotted dataclasses. Offsets (``start``/``end`` into the parsed text) and
+pure spelling choices (a raw ``\"\"\"string\"\"\"``, a number's digits as written, a list of one
+value) never take part in equality, so ``parse(generate(tree)) == tree`` is the round-trip check
+and two spellings of the same query compare equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import TypeAlias
+
+# ---- expressions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A field: ``name`` is the dotted name with backquotes resolved; ``optional`` for
+    ``?field`` (a field that may be missing from the mapping)."""
+
+    name: str
+    optional: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    """A string constant, escapes resolved. ``raw`` records a ``\"\"\"raw\"\"\"`` spelling."""
+
+    value: str
+    raw: bool = dc_field(default=False, compare=False)
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    """A number constant (int or float); ``text`` keeps the digits as written."""
+
+    value: int | float
+    text: str = dc_field(default="", compare=False)
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Null:
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FuncCall:
+    """``name(args)``; ``name`` as written, ``insensitive`` for ``name~(...)``."""
+
+    name: str
+    args: tuple[Expr, ...]
+    insensitive: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``left op right`` with op one of ``== != < <= > >=``."""
+
+    op: str
+    left: Expr
+    right: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """``left op value`` or ``left op (v1, v2, ...)`` with op one of ``: like like~ regex
+    regex~``; the values are constants."""
+
+    op: str
+    left: Expr
+    values: tuple[Expr, ...]
+    listed: bool = dc_field(default=False, compare=False)
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    """``left in (...)``, ``in~`` (``insensitive``), ``not in`` (``negated``)."""
+
+    left: Expr
+    values: tuple[Expr, ...]
+    negated: bool = False
+    insensitive: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Arith:
+    """``left op right`` with op one of ``+ - * / %``."""
+
+    op: str
+    left: Expr
+    right: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    """Unary ``-`` or ``+``."""
+
+    op: str
+    arg: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    arg: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """``a and b and ...``; a nested And only comes from parentheses."""
+
+    args: tuple[Expr, ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    args: tuple[Expr, ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Paren:
+    """Parentheses written around an expression (kept: ``(a or b) and c`` needs them)."""
+
+    arg: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | Compare | Match | In | Arith | Neg
+                   | Not | And | Or | Paren)
+
+# ---- queries -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """``category where condition``; ``category`` None for ``any``."""
+
+    category: str | None
+    condition: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One bracketed member of a sequence or sample: ``[query] by keys with runs=N``;
+    ``missing`` for ``![query]`` (an event that must not occur)."""
+
+    query: EventQuery
+    by: tuple[Expr, ...] = ()
+    runs: int | None = None
+    missing: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MaxSpan:
+    """``maxspan=5m``: a number and an optional unit (``ms s m h d``)."""
+
+    value: int | float
+    unit: str | None = None
+    text: str = dc_field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """``sequence [by keys] [with maxspan=T] members... [until member]``."""
+
+    members: tuple[Member, ...]
+    by: tuple[Expr, ...] = ()
+    maxspan: MaxSpan | None = None
+    until: Member | None = None
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """``sample [by keys] members...`` (events sharing the keys, in any order)."""
+
+    members: tuple[Member, ...]
+    by: tuple[Expr, ...] = ()
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipe:
+    """``| name args``: ``head N``, ``tail N``, ``filter cond``, ``unique f, g``, ``count``."""
+
+    name: str
+    args: tuple[Expr, ...] = ()
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+Body: TypeAlias = EventQuery | Sequence | Sample
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    body: Body
+    pipes: tuple[Pipe, ...] = ()
+
+EXPR_TYPES = (Field, Str, Num, Bool, Null, FuncCall, Compare, Match, In, Arith, Neg, Not, And, Or,
+              Paren)

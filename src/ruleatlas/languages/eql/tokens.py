@@ -1,0 +1,211 @@
+"""EQL tokenizer: one master regular expression, every token with its offsets.
+
+Follows Elasticsearch's ``EqlBase.g4`` lexer: ``//`` and (nestable) ``/* */`` comments are
+dropped; ``"..."`` strings resolve ``\\\\ \\" \\' \\b \\t \\n \\f \\r`` and ``\\u{XX..}``;
+``\"\"\"raw\"\"\"`` strings keep every character as written (up to two trailing quotes belong to the
+value); single-quoted and ``?"..."`` strings are Endgame syntax that Elasticsearch refuses, so
+they are located errors here too. A field is one token: dotted parts, each an identifier
+(letters, digits, ``_``, ``@``) or a backquoted name (````` `` ````` is one backquote), with an
+optional leading ``?`` (an optional field). A name directly followed by ``~`` (``like~``,
+``in~``, ``startsWith~``) is one token. Keywords are lower case, as Elasticsearch reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from ruleatlas.languages.spl.errors import ParseError
+
+
+class T(Enum):
+    LBRACKET = "["
+    MISSING = "!["
+    RBRACKET = "]"
+    LPAREN = "("
+    RPAREN = ")"
+    COMMA = ","
+    PIPE = "|"
+    COLON = ":"
+    ASSIGN = "="
+    EQ = "=="
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    PLUS = "+"
+    MINUS = "-"
+    STAR = "*"
+    SLASH = "/"
+    PERCENT = "%"
+    STRING = "string"
+    NUMBER = "number"
+    NAME = "name"  # identifier or field (dotted, backquoted, optional ``?``); keywords too
+    TILDE = "tilde"  # a name directly followed by ``~``: ``like~``, ``startsWith~``
+    EOF = "eof"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One token: kind, text (the resolved value for strings), raw source text and offsets.
+
+    ``raw_string`` is True for a triple-quoted string (kept so the generator can write the same
+    form back)."""
+
+    kind: T
+    text: str
+    raw: str
+    start: int
+    end: int
+    raw_string: bool = False
+
+    def __repr__(self) -> str:
+        return f"{self.kind.name}({self.text!r})"
+
+
+PUNCTUATION: dict[str, T] = {
+    "![": T.MISSING, "[": T.LBRACKET, "]": T.RBRACKET, "(": T.LPAREN, ")": T.RPAREN,
+    ",": T.COMMA, "|": T.PIPE, ":": T.COLON, "==": T.EQ, "!=": T.NE, "<=": T.LE, ">=": T.GE,
+    "<": T.LT, ">": T.GT, "=": T.ASSIGN, "+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH,
+    "%": T.PERCENT,
+}
+# Escapes of a double-quoted string (Elasticsearch's STRING_ESCAPE fragment).
+ESCAPES: dict[str, str] = {
+    "\\": "\\", '"': '"', "'": "'", "b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r",
+}
+REVERSE_ESCAPES: dict[str, str] = {v: k for k, v in ESCAPES.items() if k != "'"}
+
+_PART = r"(?:[A-Za-z_@][A-Za-z0-9_@]*|`(?:[^`]|``)*`)"
+_SCAN = re.compile(
+    rf"""(?P<ws>[ \t\r\n]+)
+      |(?P<lcomment>//[^\r\n]*)
+      |(?P<bcomment>/\*)
+      |(?P<raw>\"\"\"[^\r\n]*?\"\"\"\"{{0,2}})
+      |(?P<str>"(?:\\(?:u\{{[0-9A-Fa-f]+\}}|[\\"'btnfr])|[^\r\n"\\])*")
+      |(?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
+      |(?P<tilde>[A-Za-z][A-Za-z0-9_]*~)
+      |(?P<name>\??{_PART}(?:\.(?:[A-Za-z0-9_@]+|`(?:[^`]|``)*`))*)
+      |(?P<punct>!\[|==|!=|<=|>=|[\[\](),|:=<>+\-*/%])""",
+    re.VERBOSE,
+)
+_UNICODE = re.compile(r"\\u\{([0-9A-Fa-f]+)\}")
+
+
+def unescape(body: str, text: str, pos: int) -> str:
+    """The value of a double-quoted string's body (``pos``: offset of the body in ``text``)."""
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt == "u":
+            m = _UNICODE.match(body, i)
+            assert m is not None  # the scanner only accepts well-formed escapes
+            digits = m.group(1)
+            if not 2 <= len(digits) <= 8 or int(digits, 16) > 0x10FFFF:
+                raise ParseError("unicode escape must be 2 to 8 hex digits of a code point",
+                                 text, pos + i)
+            out.append(chr(int(digits, 16)))
+            i = m.end()
+            continue
+        out.append(ESCAPES[nxt])
+        i += 2
+    return "".join(out)
+
+
+def escape(value: str) -> str:
+    """Inverse of :func:`unescape`: the body of a double-quoted string holding ``value``."""
+    out: list[str] = []
+    for ch in value:
+        if ch in REVERSE_ESCAPES:
+            out.append("\\" + REVERSE_ESCAPES[ch])
+        elif not ch.isprintable():
+            out.append(f"\\u{{{ord(ch):02x}}}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _skip_block_comment(text: str, i: int) -> int:
+    """End offset of the (nestable) ``/* ... */`` comment opening at ``i``."""
+    depth = 0
+    j = i
+    n = len(text)
+    while j < n:
+        if text.startswith("/*", j):
+            depth += 1
+            j += 2
+        elif text.startswith("*/", j):
+            depth -= 1
+            j += 2
+            if depth == 0:
+                return j
+        else:
+            j += 1
+    raise ParseError("unterminated comment (/*)", text, i)
+
+
+def _error_at(text: str, i: int) -> ParseError:
+    ch = text[i]
+    if ch == '"':
+        if text.startswith('"""', i):
+            return ParseError("unterminated raw string (\"\"\"), or a line break in it", text, i)
+        j = i + 1
+        while j < len(text) and text[j] not in '"\r\n':
+            if text[j] == "\\":
+                if j + 1 < len(text) and text[j + 1] not in "\\\"'btnfru":
+                    return ParseError(f"unknown escape sequence \\{text[j + 1]}", text, j)
+                if text.startswith("\\u", j) and not _UNICODE.match(text, j):
+                    return ParseError("malformed unicode escape (\\u{hex})", text, j)
+                j += 1
+            j += 1
+        return ParseError("unterminated string, or a line break in it", text, i)
+    if ch == "'" or text.startswith(("?'", '?"'), i):
+        return ParseError("single-quoted and ?\"...\" strings are not EQL: use \"...\" or "
+                          "\"\"\"...\"\"\"", text, i)
+    if ch == "`":
+        return ParseError("unterminated backquoted field name", text, i)
+    return ParseError(f"unexpected character {ch!r}", text, i)
+
+
+def tokenize(text: str) -> list[Token]:
+    """The tokens of ``text`` (comments and whitespace dropped), ending with an EOF token."""
+    toks: list[Token] = []
+    append = toks.append
+    scan = _SCAN.match
+    i, n = 0, len(text)
+    while i < n:
+        m = scan(text, i)
+        if m is None:
+            raise _error_at(text, i)
+        kind = m.lastgroup
+        j = m.end()
+        raw = m.group()
+        if kind == "ws" or kind == "lcomment":
+            pass
+        elif kind == "bcomment":
+            j = _skip_block_comment(text, i)
+        elif kind == "name":
+            append(Token(T.NAME, raw, raw, i, j))
+        elif kind == "punct":
+            append(Token(PUNCTUATION[raw], raw, raw, i, j))
+        elif kind == "str":
+            append(Token(T.STRING, unescape(raw[1:-1], text, i + 1), raw, i, j))
+        elif kind == "raw":
+            append(Token(T.STRING, raw[3:-3], raw, i, j, raw_string=True))
+        elif kind == "number":
+            append(Token(T.NUMBER, raw, raw, i, j))
+        else:  # tilde
+            append(Token(T.TILDE, raw, raw, i, j))
+        i = j
+    append(Token(T.EOF, "", "", n, n))
+    return toks
+
