@@ -27,7 +27,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult
+from mcp.types import CallToolResult
 
 from conftest import EXAMPLE_ID, ROOT, SIGMA
 

@@ -9,6 +9,8 @@ import typer
 
 from ruleatlas.cli.app import DEFAULT_DB, app
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 class Transport(StrEnum):
     stdio = "stdio"
@@ -46,4 +48,8 @@ def mcp_cmd(
         server.run("stdio")
         return
     typer.echo(f"Rule Atlas MCP: serving {db} at http://{host}:{port}/mcp", err=True)
+    if host not in LOOPBACK:
+        typer.echo(f"warning: {host} is not a loopback address and the server has no "
+                   "authentication: anyone who reaches it can query the catalog and have it read "
+                   "log files" + ("" if roots else " (confine them with --hunt-root)"), err=True)
     server.run("streamable-http", host=host, port=port)
