@@ -31,7 +31,7 @@ from mcp.types import CallToolResult
 
 from conftest import EXAMPLE_ID, ROOT, SIGMA
 
-pytestmark = pytest.mark.slow  # the whole corpus catalog (corpus_db)
+slow = pytest.mark.slow  # reads the whole corpus catalog (corpus_db)
 
 WMIC_ID = "49d9671b-0a0a-4c09-8280-d215bfd30662"
 WMIC_EVTX = (SIGMA / "regression_data/rules/windows/process_creation/"
@@ -115,6 +115,7 @@ def _error(r: CallToolResult) -> str:
     return text
 
 
+@slow
 def test_lists_exactly_the_seven_read_only_tools(answers: dict[str, Any]) -> None:
     tools = answers["tools"]
     assert {t.name for t in tools} == {
@@ -128,6 +129,7 @@ def test_lists_exactly_the_seven_read_only_tools(answers: dict[str, Any]) -> Non
     assert rule.input_schema["properties"]["rule"]["type"] == "string"
 
 
+@slow
 def test_search_finds_the_example_rule(answers: dict[str, Any]) -> None:
     d = _ok(answers["search"])
     ids = [r["id"] for r in d["rules"]]
@@ -142,6 +144,7 @@ def test_search_finds_the_example_rule(answers: dict[str, Any]) -> None:
     assert len(f["rules"]) <= 5
 
 
+@slow
 def test_get_rule_has_stages_and_the_wmiexec_indicator(answers: dict[str, Any]) -> None:
     doc = _ok(answers["rule"])["rule"]
     assert doc["id"] == EXAMPLE_ID and doc["source"] == "splunk"
@@ -155,6 +158,7 @@ def test_get_rule_has_stages_and_the_wmiexec_indicator(answers: dict[str, Any]) 
     assert _ok(answers["rule_prefix"])["rule"]["id"] == EXAMPLE_ID
 
 
+@slow
 def test_lookup_indicator_across_vendors(answers: dict[str, Any]) -> None:
     for key in ("indicator_text", "indicator_parts"):
         d = _ok(answers[key])
@@ -164,6 +168,7 @@ def test_lookup_indicator_across_vendors(answers: dict[str, Any]) -> None:
             (EXAMPLE_ID, "splunk"), (TWIN_ID, "sigma")}
 
 
+@slow
 def test_similar_rules_ranks_the_sigma_twin_first(answers: dict[str, Any]) -> None:
     d = _ok(answers["similar"])
     assert d["rule"] == EXAMPLE_ID
@@ -173,6 +178,7 @@ def test_similar_rules_ranks_the_sigma_twin_first(answers: dict[str, Any]) -> No
     assert len(d["similar"]) <= 5
 
 
+@slow
 def test_attack_coverage_includes_wmi(answers: dict[str, Any]) -> None:
     d = _ok(answers["attack"])
     rows = {t["technique"]: t for t in d["techniques"]}
@@ -188,6 +194,7 @@ def test_attack_coverage_includes_wmi(answers: dict[str, Any]) -> None:
     assert "T1021.002" in lateral and "T1047" not in lateral
 
 
+@slow
 def test_data_source_coverage_includes_powershell_4104(answers: dict[str, Any]) -> None:
     d = _ok(answers["events"])
     ps = [e for e in d["events"]
@@ -198,6 +205,7 @@ def test_data_source_coverage_includes_powershell_4104(answers: dict[str, Any]) 
     assert d["data_sources"] and d["total_data_sources"] >= len(d["data_sources"])
 
 
+@slow
 def test_hunt_file_finds_the_regression_event(answers: dict[str, Any]) -> None:
     d = _ok(answers["hunt"])
     assert d["events"] == 1 and d["read_errors_total"] == 0
@@ -225,10 +233,12 @@ def test_hunt_file_finds_the_regression_event(answers: dict[str, Any]) -> None:
     ("bad_tactic", "unknown tactic 'teleportation'"),
     ("bad_control", "query contains control characters"),
 ])
+@slow
 def test_bad_input_is_an_error_result(answers: dict[str, Any], key: str, message: str) -> None:
     assert message in _error(answers[key])
 
 
+@slow
 def test_server_keeps_answering_after_errors(answers: dict[str, Any]) -> None:
     d = _ok(answers["after_errors"])
     assert d["returned"] == 3 and all("mimikatz" in (r["title"] + (r["snippet"] or "")).lower()
@@ -238,6 +248,7 @@ def test_server_keeps_answering_after_errors(answers: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ in process
 
 
+@slow
 def test_query_time_limit_stops_a_slow_search(corpus_db: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from ruleatlas.mcp import server
@@ -248,16 +259,29 @@ def test_query_time_limit_stops_a_slow_search(corpus_db: Path,
         atlas.search_rules("process", limit=200)
 
 
+@slow
 def test_long_document_text_is_cut(corpus_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ruleatlas.mcp import server
 
     atlas = server.Atlas(corpus_db)
     monkeypatch.setattr(server, "LIMITS", server.Limits(document_text=50))
     r = atlas.get_rule(EXAMPLE_ID)
-    assert r.truncated == ["body", "query", "description", "how_to_implement"]
+    for key in ("body", "query", "description", "how_to_implement", "stages[0].text"):
+        assert key in r.truncated, key
     assert len(r.rule["body"]) == 50 and r.rule["body"].startswith("name: PowerShell Invoke")
+    assert r.rule["id"] == EXAMPLE_ID and "id" not in r.truncated  # 36 characters: kept
+
+    def longest(v: Any) -> int:
+        if isinstance(v, dict):
+            return max((longest(x) for x in v.values()), default=0)
+        if isinstance(v, list):
+            return max((longest(x) for x in v), default=0)
+        return len(v) if isinstance(v, str) else 0
+
+    assert longest(r.rule) == 50
 
 
+@slow
 def test_hunt_root_confines_hunt_file(corpus_db: Path, tmp_path: Path) -> None:
     from ruleatlas.mcp.server import Atlas
 
@@ -266,6 +290,7 @@ def test_hunt_root_confines_hunt_file(corpus_db: Path, tmp_path: Path) -> None:
         atlas.hunt_file(str(WMIC_EVTX))
 
 
+@slow
 def test_unreadable_log_is_an_error(corpus_db: Path, tmp_path: Path) -> None:
     from ruleatlas.mcp.server import Atlas
 
@@ -305,6 +330,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60
     raise AssertionError(f"nothing listens on port {port} after {seconds} s")
 
 
+@slow
 def test_streamable_http_transport(corpus_db: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
@@ -332,3 +358,34 @@ def test_streamable_http_transport(corpus_db: Path) -> None:
     assert proc.returncode == 0 or proc.returncode == -15
     assert _ok(result)["rule"]["title"] == "PowerShell Invoke WmiExec Usage"
     assert proc.stdout is not None and proc.stdout.read() == b""
+
+
+def test_docs_name_the_command_options_tools_arguments_and_limits() -> None:
+    """House rule 10: docs/mcp.md names the command, its options, every tool with each of its
+    arguments, and every limit."""
+    import dataclasses
+    import inspect
+
+    import typer.main
+
+    from ruleatlas.cli import app
+    from ruleatlas.mcp import TOOLS, Atlas, Limits
+
+    docs = (ROOT / "docs" / "mcp.md").read_text()
+    assert "`ruleatlas mcp" in docs
+    cmd = typer.main.get_command(app).commands["mcp"]  # type: ignore[attr-defined]
+    for p in cmd.params:
+        for opt in getattr(p, "opts", ()):
+            if opt.startswith("--") and opt != "--help":
+                assert opt in docs, opt
+    for name in TOOLS:
+        assert f"| `{name}` |" in docs, name
+        row = next(line for line in docs.splitlines() if line.startswith(f"| `{name}` |"))
+        for arg in inspect.signature(getattr(Atlas, name)).parameters:
+            if arg != "self":
+                assert f"`{arg}" in row, f"{name}({arg})"
+    defaults = Limits()
+    for f in dataclasses.fields(Limits):
+        v = getattr(defaults, f.name)
+        shown = {"hunt_file_bytes": "2 GiB", "query_seconds": "5 s"}.get(f.name, f"{v:,}")
+        assert shown in docs, f"{f.name} = {shown}"

@@ -48,7 +48,8 @@ class RuleResult(_Result):
         description="the rule document (docs/catalog.md): metadata, attack, events, body, "
                     "stages with their predicates, indicators with corpus counts by source")
     truncated: list[str] = Field(
-        default_factory=list, description="document fields cut to the text limit")
+        default_factory=list, description="paths of the text values cut to the text limit "
+                                          "(body, stages[0].text, ...)")
 
 
 # ------------------------------------------------------------------------------ lookup_indicator
@@ -139,8 +140,9 @@ class DataSourceCoverageResult(_Result):
     total_events: int
     events: list[EventRow] = Field(description="channels / event ids, most rules first")
     total_data_sources: int
-    data_sources: list[DataSourceCount] = Field(description="named data sources, most rules "
-                                                           "first")
+    data_sources: list[DataSourceCount] = Field(
+        description="named data sources, most rules first (of every source: the source filter "
+                    "applies to events)")
 
 
 # ------------------------------------------------------------------------------ hunt_file

@@ -80,7 +80,6 @@ PROGRESS_STEPS = 20_000  # SQLite VM steps between two checks of the deadline
 HUNT_CATALOGS = 1  # catalogs whose rules hunt_file keeps loaded
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TECHNIQUE = re.compile(r"[Tt]\d{4}(\.\d{3})?")
-_TEXT_FIELDS = ("body", "query", "description", "how_to_implement")
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
 
@@ -221,13 +220,8 @@ class Atlas:
                 doc = rule_document(cat, ref)
             except CatalogError as e:
                 raise ToolError(e.message) from None
-        cut = []
-        for key in _TEXT_FIELDS:
-            v = doc.get(key)
-            if isinstance(v, str) and len(v) > LIMITS.document_text:
-                doc[key] = v[:LIMITS.document_text]
-                cut.append(key)
-        return RuleResult(rule=doc, truncated=cut)
+        cut: list[str] = []
+        return RuleResult(rule=_cut_text(doc, "", cut), truncated=cut)
 
     def lookup_indicator(
         self,
@@ -254,7 +248,9 @@ class Atlas:
             raise ToolError(str(e)) from None
         with self._catalog() as cat:
             by_source = rules_with_indicator(cat.conn, parsed.field_key, parsed.key)
-        rows = [IndicatorRule(source=src, **r) for src, rs in by_source.items() for r in rs]
+        rows = [IndicatorRule(id=r["id"], source=src, title=r["title"], path=r["path"],
+                              field=r["field"], op=r["op"], value=r["value"])
+                for src, rs in by_source.items() for r in rs]
         return IndicatorResult(spec=spec, field_key=parsed.field_key, key=parsed.key,
                                total=len(rows), by_source={s: len(v) for s, v in
                                                            by_source.items()},
@@ -330,13 +326,12 @@ class Atlas:
         limit: Annotated[int, Field(ge=1, le=LIMITS.coverage_rows)] = 200,
     ) -> DataSourceCoverageResult:
         """Event coverage: the event channels / event ids (and Splunk sourcetypes) the rules
-        read, with rule counts per source, most rules first; and the named data sources."""
+        read, with rule counts per source, most rules first (``source`` keeps one source's
+        rules); and the named data sources (Splunk's, Sigma's logsources) with their rules."""
         src = _optional("source", source, LIMITS.filter)
         with self._catalog() as cat:
             events = cat.event_coverage(src)
             sources = sorted(cat.data_sources(), key=lambda d: (-d.rules, d.name))
-        if src is not None:
-            sources = []  # data sources are named per catalog, not counted per rule source
         ev = [EventRow(channel=e.channel, event_id=e.event_id, total=e.total,
                        by_source=dict(e.by_source)) for e in events[:limit]]
         ds = [DataSourceCount(name=d.name, rules=d.rules) for d in sources[:limit]]
@@ -360,10 +355,14 @@ class Atlas:
         record and the fields it matched, with a summary by rule and what was skipped."""
         from ruleatlas.engine.catalog import is_retired, select
         from ruleatlas.engine.hunt import HuntReport, hunt
+        from ruleatlas.store.results import ResultsError
 
         log = self._log_file(path)
         filters = self._rule_filters(rules)
-        loaded = _hunt_rules(str(self.db), _catalog_stamp(self.db))
+        try:
+            loaded = _hunt_rules(str(self.db), _catalog_stamp(self.db))
+        except ResultsError as e:
+            raise ToolError(str(e)) from None
         chosen = select(loaded, filters)
         if filters and not chosen:
             raise ToolError(f"no rule matches {', '.join(filters)}")
@@ -426,6 +425,21 @@ def _tactic_short(tactic: str) -> str:
             return short
     known = ", ".join(t[0] for t in ENTERPRISE_TACTICS)
     raise ToolError(f"unknown tactic {tactic!r}; one of {known}")
+
+
+def _cut_text(v: Any, where: str, cut: list[str]) -> Any:
+    """``v`` with every string longer than ``LIMITS.document_text`` cut to it; the path of each
+    cut value (``body``, ``stages[0].text``) is appended to ``cut``."""
+    if isinstance(v, str):
+        if len(v) > LIMITS.document_text:
+            cut.append(where)
+            return v[:LIMITS.document_text]
+        return v
+    if isinstance(v, dict):
+        return {k: _cut_text(x, f"{where}.{k}" if where else str(k), cut) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_cut_text(x, f"{where}[{i}]", cut) for i, x in enumerate(v)]
+    return v
 
 
 def _finding(d: dict[str, Any]) -> HuntFinding:
