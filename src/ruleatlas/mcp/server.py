@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -51,6 +51,9 @@ from ruleatlas.mcp.results import (
     TechniqueRow,
 )
 from ruleatlas.store import HL_END, HL_START, Catalog, CatalogError, RuleQuery, SearchError
+
+if TYPE_CHECKING:
+    from ruleatlas.engine.catalog import LoadedRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,9 @@ def _highlight(snippet: str | None) -> str | None:
 
 
 def _catalog_stamp(db: Path) -> tuple[int, ...]:
-    """Size and mtime of the catalog and its WAL: what changes when a build commits."""
+    """Size and mtime of the catalog and its WAL: what changes when a build commits (the
+    web's ``store.browse.catalog_stamp``, kept here until the store has one for every front
+    end)."""
     out: list[int] = []
     for p in (db, Path(f"{db}-wal")):
         try:
@@ -129,7 +134,7 @@ def _catalog_stamp(db: Path) -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=HUNT_CATALOGS)
-def _hunt_rules(db: str, stamp: tuple[int, ...]) -> tuple[Any, ...]:
+def _hunt_rules(db: str, stamp: tuple[int, ...]) -> tuple[LoadedRule, ...]:
     """Every rule of the catalog as the engine loads it (``engine.catalog.from_db``); ``stamp``
     is part of the key only, so a rebuilt catalog is loaded again."""
     from ruleatlas.engine.catalog import from_db
