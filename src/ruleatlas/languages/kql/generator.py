@@ -71,8 +71,9 @@ def value(v: Quoted | Unquoted) -> str:
 def _values(v: ValueExpr) -> str:
     if isinstance(v, (Quoted, Unquoted)):
         return value(v)
-    if isinstance(v, VNot):
-        return f"not {_values(v.arg)}"
+    if isinstance(v, VNot):  # "not not x" does not parse: the inner one gets parentheses
+        inner = _values(v.arg)
+        return f"not ({inner})" if isinstance(v.arg, VNot) else f"not {inner}"
     word = " or " if isinstance(v, VOr) else " and "
     body = word.join(_values(a) for a in v.args)
     return f"({body})"

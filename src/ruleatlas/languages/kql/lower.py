@@ -6,6 +6,8 @@
   these literals; every other value stays a string, which Elasticsearch coerces to the field's
   type, so ``destination.port: 23`` is ``eq "23"``, and the engine meets ``"23"`` and ``23``);
 * a value list ``field: (a or b or c*)`` -> one ``in`` predicate (values may be patterns);
+  values in CIDR notation (``10.0.0.0/8``) -> ``cidr`` (on an ``ip`` field Elasticsearch's
+  term query matches the network), with the plain addresses of the same list;
   ``and``/``not`` inside a list -> ``And``/``Not`` of predicates on the same field;
 * ``field > 5`` -> ``gt`` (``ge lt le``) with a number when the value is one, else the text
   (dates: ``"now-30d/d"``);
@@ -22,6 +24,7 @@ in the KQL text -> a :class:`Span`, so an embedding language can map them into i
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,21 +175,51 @@ def _is_simple(v: ValueExpr) -> bool:
     return isinstance(v, Quoted) or (isinstance(v, Unquoted) and not v.is_lone_wildcard)
 
 
+def _is_cidr(v: MValue) -> bool:
+    """A network in CIDR notation (``10.0.0.0/8``, ``"FE80::/10"``)."""
+    if not isinstance(v, str) or "/" not in v:
+        return False
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip(v: MValue) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _leaf_predicate(fld: str, values: list[Value], text: str, span: Span,
-                    ctx: _Ctx) -> Predicate:
-    if len(values) == 1:
-        v = values[0]
-        if isinstance(v, Unquoted) and v.is_lone_wildcard:
-            return Predicate(fld, Op.EXISTS, (), text=text, span=span)
-        val = literal_value(v)
-        op = Op.WILDCARD if isinstance(val, Pattern) else Op.EQ
-        return Predicate(fld, op, (val,), cased=ctx.cased, text=text, span=span)
-    return Predicate(fld, Op.IN, tuple(literal_value(v) for v in values), cased=ctx.cased,
-                     text=text, span=span)
+                    ctx: _Ctx) -> Node:
+    """``exists`` for ``*``; ``cidr`` for networks (an ``ip`` field's term query matches the
+    network; plain addresses in the same list join it); ``eq``/``wildcard``/``in`` else."""
+    if len(values) == 1 and isinstance(values[0], Unquoted) and values[0].is_lone_wildcard:
+        return Predicate(fld, Op.EXISTS, (), text=text, span=span)
+    vals = [literal_value(v) for v in values]
+    nets: list[MValue] = []
+    if any(_is_cidr(v) for v in vals):
+        nets = [v for v in vals if _is_cidr(v) or _is_ip(v)]
+        vals = [v for v in vals if not (_is_cidr(v) or _is_ip(v))]
+    out: list[Node] = []
+    if nets:
+        out.append(Predicate(fld, Op.CIDR, tuple(nets), text=text, span=span))
+    if len(vals) == 1:
+        op = Op.WILDCARD if isinstance(vals[0], Pattern) else Op.EQ
+        out.append(Predicate(fld, op, (vals[0],), cased=ctx.cased, text=text, span=span))
+    elif vals:
+        out.append(Predicate(fld, Op.IN, tuple(vals), cased=ctx.cased, text=text, span=span))
+    return _flat(MOr, out)
 
 
 def _list_predicate(fld: str, field_raw: str, vals: list[Value], ctx: _Ctx,
-                    whole: FieldValue | None) -> Predicate:
+                    whole: FieldValue | None) -> Node:
     """One predicate for ``vals``; its text is ``whole`` as written when the values are all of
     the expression, else ``field: v1 or v2``."""
     if whole is not None:
