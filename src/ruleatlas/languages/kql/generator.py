@@ -35,13 +35,25 @@ from ruleatlas.model import Wild
 _QUOTED_ESCAPES = {"\\": "\\\\", '"': '\\"'}
 _UNQUOTED_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
 # In the written text, ``or``/``and`` between spaces, and ``not`` + space, would end the
-# literal (Kibana's keyword look-ahead): write them as ``\or``, ``\and``, ``no\u0074``.
-_HIDDEN_BINARY = re.compile("(?<= )(or|and)(?= )", re.IGNORECASE)
-_HIDDEN_NOT = re.compile("(no)([tT])(?= )", re.IGNORECASE)
+# literal (Kibana's keyword look-ahead): write them as ``\or``, ``\and``, ``no\u0074``. The
+# literal's end counts as a space: a space or a keyword may follow it.
+_HIDDEN_BINARY = re.compile("(?<= )(or|and)(?= |$)", re.IGNORECASE)
+_HIDDEN_NOT = re.compile("(no)([tT])(?= |$)", re.IGNORECASE)
+
+
+def _qchar(c: str) -> str:
+    if c in _QUOTED_ESCAPES:
+        return _QUOTED_ESCAPES[c]
+    if c in _UNQUOTED_ESCAPES:
+        return _UNQUOTED_ESCAPES[c]
+    if not c.isprintable() and c != " " and ord(c) <= 0xFFFF:
+        return f"\\u{ord(c):04x}"
+    return c
 
 
 def quoted(value: str) -> str:
-    return '"' + "".join(_QUOTED_ESCAPES.get(c, c) for c in value) + '"'
+    """A quoted string: backslash and quote escaped, control characters as escapes."""
+    return '"' + "".join(_qchar(c) for c in value) + '"'
 
 
 def _char(c: str) -> str:
