@@ -87,6 +87,19 @@ _KEYWORD_AT = re.compile(f"(or|and)(?={_S})", re.IGNORECASE)
 _NOT_AHEAD = re.compile(f"not{_S}+", re.IGNORECASE)
 _ESCAPED_KEYWORD = re.compile("or|and|not", re.IGNORECASE)
 _UNICODE = re.compile("u[0-9a-fA-F]{4}")
+_SPACES = re.compile(f"{_S}*")
+_STRING = re.compile(r'"(?:[^"\\]|\\[\s\S])*"')
+# One piece of an unquoted literal: a run of plain characters; an 'n' that does not start
+# "not" + whitespace; a whitespace run not followed by "or"/"and" + whitespace (possessive, so
+# it cannot give back a space to dodge the look-ahead); a wildcard; a backslash (an escape).
+_WORD_PIECE = re.compile(
+    rf"""(?P<plain>[^\\():<>"*{{}}\x20\t\r\n\u00a0nN]+)
+       |(?P<n>[nN](?![oO][tT]{_S}))
+       |(?P<ws>{_S}++(?!(?:[oO][rR]|[aA][nN][dD]){_S}))
+       |(?P<star>\*)
+       |(?P<esc>\\)""",
+    re.VERBOSE,
+)
 
 
 def js_trim(parts: list[str | Wild]) -> list[str | Wild]:
@@ -122,9 +135,7 @@ class Tokenizer:
         i = 0
         prev = T.EOF
         while True:
-            j = i
-            while j < n and text[j] in SPACE:
-                j += 1
+            j = _SPACES.match(text, i).end()  # type: ignore[union-attr]
             spaced = j > i
             i = j
             if i >= n:
@@ -154,22 +165,28 @@ class Tokenizer:
             i = tok.end
 
     def _string(self, start: int) -> Token:
-        text, n = self.text, len(self.text)
+        m = _STRING.match(self.text, start)
+        if m is None:
+            raise self.error("unterminated string", start)
+        raw = m.group()
+        body = raw[1:-1]
+        value = body if "\\" not in body else self._unescape_string(body)
+        return Token(T.STRING, raw, start, m.end(), value=value)
+
+    @staticmethod
+    def _unescape_string(body: str) -> str:
         out: list[str] = []
-        i = start + 1
+        i, n = 0, len(body)
         while i < n:
-            ch = text[i]
-            if ch == '"':
-                raw = text[start : i + 1]
-                return Token(T.STRING, raw, start, i + 1, value="".join(out))
+            ch = body[i]
             if ch == "\\" and i + 1 < n:
-                nxt = text[i + 1]
+                nxt = body[i + 1]
                 if nxt in ESCAPED_WHITESPACE:
                     out.append(ESCAPED_WHITESPACE[nxt])
                     i += 2
                     continue
-                if _UNICODE.match(text, i + 1):
-                    out.append(chr(int(text[i + 2 : i + 6], 16)))
+                if _UNICODE.match(body, i + 1):
+                    out.append(chr(int(body[i + 2 : i + 6], 16)))
                     i += 6
                     continue
                 if nxt in '\\"':
@@ -178,41 +195,34 @@ class Tokenizer:
                     continue
             out.append(ch)
             i += 1
-        raise self.error("unterminated string", start)
+        return "".join(out)
 
     def _word(self, start: int) -> Token:
         """An unquoted literal: characters, escapes and ``*`` up to a special character or a
         keyword; the decoded value is trimmed, and so is the token's end."""
-        text, n = self.text, len(self.text)
+        text = self.text
         parts: list[str | Wild] = []
         i = start
-        last = start  # end of the last non-space raw character
-        while i < n:
-            ch = text[i]
-            if ch == "*":
-                parts.append(Wild.ANY)
-                i += 1
-                last = i
+        last = start  # end of the last piece that is not bare whitespace
+        piece = _WORD_PIECE.match
+        while (m := piece(text, i)) is not None:
+            kind = m.lastgroup
+            if kind == "ws":
+                parts.append(m.group())
+                i = m.end()
                 continue
-            if ch == "\\":
+            if kind == "esc":
                 decoded, i = self._escape(i)
                 parts.append(decoded)
-                last = i
-                continue
-            if ch in SPECIAL:
-                break
-            if ch in SPACE and _BINARY_AHEAD.match(text, i):
-                break
-            if ch in "nN" and _NOT_AHEAD.match(text, i):
-                break
-            parts.append(ch)
-            i += 1
-            if ch not in SPACE:
-                last = i
+            elif kind == "star":
+                parts.append(Wild.ANY)
+                i += 1
+            else:
+                parts.append(m.group())
+                i = m.end()
+            last = i
         if i == start:
-            if start < n and text[start] in SPECIAL:
-                raise self.error(f"unexpected character {text[start]!r}", start)
-            raise self.error("expected a value", start)
+            raise self.error(f"unexpected character {text[start]!r}", start)
         raw = text[start:last]
         return Token(T.WORD, raw, start, last, pattern=Pattern(tuple(js_trim(parts))))
 
