@@ -64,6 +64,10 @@ def isin(f: str, *vals: Value) -> Predicate:
     return Predicate(f, Op.IN, vals, cased=True)
 
 
+def has(f: str, *vals: Value) -> Predicate:
+    return Predicate(f, Op.CONTAINS, vals)
+
+
 def ex(f: str) -> Predicate:
     return Predicate(f, Op.EXISTS, ())
 
@@ -351,14 +355,38 @@ def test_vnc_port_range_bounds() -> None:
                      ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")) in nodes
 
 
-def test_posh_obfuscation_and_groups_inside_a_value_list() -> None:
+def test_posh_obfuscation_text_field_values_are_contains_and_groups_stay() -> None:
+    # powershell.file.script_block_text is an analysed text field: Kibana's match_phrase finds
+    # the phrase inside the script, case-insensitively, so each value is "contains".
     t = tree("rules/_deprecated/defense_evasion_posh_obfuscation.toml")
     f = "powershell.file.script_block_text"
     nodes = list(walk(t))
-    assert And((eq(f, "ConvertTo-SecureString"), eq(f, "PtrToStringAuto"))) in nodes
-    assert And((isin(f, "Set-Variable", "SV", "Set-Item"), eq(f, "OFS"))) in nodes
+    assert And((has(f, "ConvertTo-SecureString"), has(f, "PtrToStringAuto"))) in nodes
+    assert And((has(f, "Set-Variable", "SV", "Set-Item"), has(f, "OFS"))) in nodes
     # "*MDR*" is quoted: its stars are literal characters, not wildcards
-    assert And((eq(f, "*MDR*"), eq(f, "Name[3,11,2]"))) in nodes
-    assert Not(And((isin(f, "Copyright (c) 2018 Ansible Project",
-                         "Export-ModuleMember -Function Add-CSharpType"),
-                    isin(f, "[Object]$AnsibleModule", "$AnsibleModule.Tmpdir")))) in nodes
+    assert And((has(f, "*MDR*"), has(f, "Name[3,11,2]"))) in nodes
+    assert Not(And((has(f, "Copyright (c) 2018 Ansible Project",
+                        "Export-ModuleMember -Function Add-CSharpType"),
+                    has(f, "[Object]$AnsibleModule", "$AnsibleModule.Tmpdir")))) in nodes
+
+
+def test_posh_compressed_text_field_list_and_float_range() -> None:
+    t = tree("rules/windows/defense_evasion_posh_compressed.toml")
+    f = "powershell.file.script_block_text"
+    assert t == And((
+        eq("event.category", "process"),
+        eq("host.os.type", "windows"),
+        Predicate("powershell.file.script_block_entropy_bits", Op.GE, (4.5,)),
+        has(f, "System.IO.Compression.DeflateStream", "System.IO.Compression.GzipStream",
+            "IO.Compression.DeflateStream", "IO.Compression.GzipStream"),
+        has(f, "FromBase64String"),
+        Not(eq("user.id", "S-1-5-18")),
+    ))
+
+
+def test_webshell_caseless_field_is_not_cased() -> None:
+    t = tree("rules/windows/persistence_webshell_detection.toml")
+    exe = ("cmd.exe", "cscript.exe", "powershell.exe", "pwsh.exe", "powershell_ise.exe",
+           "wmic.exe", "wscript.exe")
+    assert Or((isin("process.name", *exe),
+               Predicate("process.name.caseless", Op.IN, exe))) in list(walk(t))

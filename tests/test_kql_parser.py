@@ -198,6 +198,14 @@ def test_lowering_keeps_text_and_spans_and_takes_cased_and_locate() -> None:
     assert moved.args[1].cased is False and moved.args[1].span == Span(9, 11, 11, 22)
 
 
+def test_text_fields_lower_to_contains_and_caseless_fields_are_not_cased() -> None:
+    q = 'message: "Quick Fox" and url.original.text: (a or b*) and process.name.caseless: CMD.EXE'
+    assert lower(parse(q), q) == MAnd((
+        Predicate("message", Op.CONTAINS, ("Quick Fox",)),
+        Predicate("url.original.text", Op.CONTAINS, ("a", Pattern(("b", ANY)))),
+        Predicate("process.name.caseless", Op.EQ, ("CMD.EXE",))))
+
+
 def test_nested_prefix_accumulates() -> None:
     q = "p:{ a:x and q:{ b >= 2 } }"
     assert lower(parse(q), q) == MAnd((Predicate("p.a", Op.EQ, ("x",), cased=True),

@@ -11,6 +11,9 @@
   ``and``/``not`` inside a list -> ``And``/``Not`` of predicates on the same field;
 * ``field > 5`` -> ``gt`` (``ge lt le``) with a number when the value is one, else the text
   (dates: ``"now-30d/d"``);
+* on an analysed text field (``TEXT_FIELDS``: ``powershell.file.script_block_text``,
+  ``message``, ``*.text``, ...) a value or list -> ``contains``, not cased; on a ``*.caseless``
+  field -> ``eq``/``in`` not cased;
 * a value without a field -> ``keyword`` (field ``None``, not cased: Kibana searches every
   field, analysed text fields included); a lone ``*`` -> ``Const(True)``;
 * ``field: { q }`` -> ``q`` with its field names prefixed by ``field.`` (the nested query's
@@ -61,6 +64,30 @@ _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
 Locate = Callable[[int, int], Span]
+
+# Field mappings that change how Elasticsearch matches a value (data, from Elastic's ECS and
+# integration field definitions). ``text`` / ``match_only_text`` fields are analysed: Kibana's
+# match / match_phrase query matches tokens, case-insensitively, so a value there lowers to
+# ``contains``, not cased (patterns too: a pattern then matches inside the text). ECS ``.text``
+# multi-fields are ``match_only_text``. Elastic Defend's ``.caseless`` multi-fields are keywords
+# with a lowercase normalizer: exact, not cased.
+TEXT_FIELDS = frozenset({
+    "message",  # ECS: match_only_text
+    "error.message",  # ECS: match_only_text
+    "powershell.file.script_block_text",  # windows integration: text (powershell_script_analyzer)
+    "powershell.command.value",  # windows integration: text
+    "powershell.command.invocation_details.value",  # windows integration: text
+})
+TEXT_SUFFIXES = (".text",)
+CASELESS_SUFFIXES = (".caseless",)
+
+
+def is_text_field(name: str) -> bool:
+    return name in TEXT_FIELDS or name.endswith(TEXT_SUFFIXES)
+
+
+def is_caseless_field(name: str) -> bool:
+    return name.endswith(CASELESS_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +230,9 @@ def _leaf_predicate(fld: str, values: list[Value], text: str, span: Span,
     if len(values) == 1 and isinstance(values[0], Unquoted) and values[0].is_lone_wildcard:
         return Predicate(fld, Op.EXISTS, (), text=text, span=span)
     vals = [literal_value(v) for v in values]
+    if is_text_field(fld):
+        return Predicate(fld, Op.CONTAINS, tuple(vals), text=text, span=span)
+    cased = ctx.cased and not is_caseless_field(fld)
     nets: list[MValue] = []
     if any(_is_cidr(v) for v in vals):
         nets = [v for v in vals if _is_cidr(v) or _is_ip(v)]
@@ -212,9 +242,9 @@ def _leaf_predicate(fld: str, values: list[Value], text: str, span: Span,
         out.append(Predicate(fld, Op.CIDR, tuple(nets), text=text, span=span))
     if len(vals) == 1:
         op = Op.WILDCARD if isinstance(vals[0], Pattern) else Op.EQ
-        out.append(Predicate(fld, op, (vals[0],), cased=ctx.cased, text=text, span=span))
+        out.append(Predicate(fld, op, (vals[0],), cased=cased, text=text, span=span))
     elif vals:
-        out.append(Predicate(fld, Op.IN, tuple(vals), cased=ctx.cased, text=text, span=span))
+        out.append(Predicate(fld, Op.IN, tuple(vals), cased=cased, text=text, span=span))
     return _flat(MOr, out)
 
 
