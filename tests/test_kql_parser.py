@@ -170,6 +170,19 @@ def test_analysis_of_a_bad_query_is_one_opaque_stage_and_a_located_problem() -> 
     assert p.message == "KQL parse error: expected ')', got end of query"
 
 
+def test_registered_analyzer_reads_the_rules_query() -> None:
+    from ruleatlas.languages import ANALYZERS, AnalysisContext
+    from ruleatlas.model import Rule
+
+    rule = Rule(id="r", source="elastic", path="rules/x.toml", title="T", language="kql",
+                query="event.code: 4104 and not user.id: S-1-5-18", body="b")
+    a = ANALYZERS["kql"](rule, AnalysisContext())
+    assert a.language == "kql" and a.problems == ()
+    assert a.condition == MAnd((Predicate("event.code", Op.EQ, ("4104",), cased=True),
+                                MNot(Predicate("user.id", Op.EQ, ("S-1-5-18",), cased=True))))
+    assert [(s.command, s.text) for s in a.stages] == [("kql", rule.query)]
+
+
 def test_analysis_of_an_empty_query_has_no_condition() -> None:
     a = analyze_kql_query("")
     assert a.condition is None and a.stages[0].kind is StageKind.FILTER
