@@ -143,13 +143,12 @@ class Tokenizer:
                 return toks
             ch = text[i]
             tok: Token | None = None
-            if spaced and prev in OPERAND_END:
+            if spaced and prev in OPERAND_END and ch in "oOaA":
                 m = _KEYWORD_AT.match(text, i)
                 if m:
                     tok = Token(KEYWORDS[m.group(1).lower()], m.group(1), i, m.end())
             if tok is None:
-                m = _NOT_AHEAD.match(text, i)
-                if m:
+                if ch in "nN" and _NOT_AHEAD.match(text, i):
                     tok = Token(T.NOT, text[i : i + 3], i, i + 3)
                 elif ch in SINGLE_TOKENS:
                     tok = Token(SINGLE_TOKENS[ch], ch, i, i + 1)
