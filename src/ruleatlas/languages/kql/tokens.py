@@ -82,7 +82,6 @@ ESCAPED_WHITESPACE: dict[str, str] = {"t": "\t", "r": "\r", "n": "\n"}
 OPERAND_END = frozenset({T.WORD, T.STRING, T.RPAREN, T.RBRACE})
 
 _S = "[ \t\r\n\u00a0]"
-_BINARY_AHEAD = re.compile(f"{_S}+(?:or|and){_S}+", re.IGNORECASE)
 _KEYWORD_AT = re.compile(f"(or|and)(?={_S})", re.IGNORECASE)
 _NOT_AHEAD = re.compile(f"not{_S}+", re.IGNORECASE)
 _ESCAPED_KEYWORD = re.compile("or|and|not", re.IGNORECASE)
