@@ -222,6 +222,14 @@ def test_lowering_keeps_text_and_spans_and_takes_cased_and_locate() -> None:
     assert moved.args[1].cased is False and moved.args[1].span == Span(9, 11, 11, 22)
 
 
+def test_lowering_without_the_source_gives_the_same_tree_without_text() -> None:
+    q = "a: (x or y or (z and w))"
+    bare = lower(parse(q))
+    assert bare == lower(parse(q), q)
+    assert isinstance(bare, MOr) and isinstance(bare.args[0], Predicate)
+    assert (bare.args[0].text, bare.args[0].span) == (None, None)
+
+
 def test_text_fields_lower_to_contains_and_caseless_fields_are_not_cased() -> None:
     q = 'message: "Quick Fox" and url.original.text: (a or b*) and process.name.caseless: CMD.EXE'
     assert lower(parse(q), q) == MAnd((

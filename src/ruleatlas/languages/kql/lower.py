@@ -63,7 +63,7 @@ TYPED_LITERALS: dict[str, bool | None] = {"true": True, "false": False, "null": 
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 
-Locate = Callable[[int, int], Span]
+Locate = Callable[[int, int], Span | None]
 
 # Field mappings that change how Elasticsearch matches a value (data, from Elastic's ECS and
 # integration field definitions). ``text`` / ``match_only_text`` fields are analysed: Kibana's
@@ -92,13 +92,13 @@ def is_caseless_field(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Ctx:
-    source: str
+    source: str | None
     cased: bool
     locate: Locate
     prefix: str = ""
 
-    def text(self, start: int, end: int) -> str:
-        return self.source[start:end]
+    def text(self, start: int, end: int) -> str | None:
+        return None if self.source is None else self.source[start:end]
 
 
 def field_name(v: Value) -> str:
@@ -223,7 +223,7 @@ def _is_ip(v: MValue) -> bool:
     return True
 
 
-def _leaf_predicate(fld: str, values: list[Value], text: str, span: Span,
+def _leaf_predicate(fld: str, values: list[Value], text: str | None, span: Span | None,
                     ctx: _Ctx) -> Node:
     """``exists`` for ``*``; ``cidr`` for networks (an ``ip`` field's term query matches the
     network; plain addresses in the same list join it); ``eq``/``wildcard``/``in`` else."""
@@ -248,19 +248,21 @@ def _leaf_predicate(fld: str, values: list[Value], text: str, span: Span,
     return _flat(MOr, out)
 
 
-def _list_predicate(fld: str, field_raw: str, vals: list[Value], ctx: _Ctx,
+def _list_predicate(fld: str, field_raw: str | None, vals: list[Value], ctx: _Ctx,
                     whole: FieldValue | None) -> Node:
     """One predicate for ``vals``; its text is ``whole`` as written when the values are all of
     the expression, else ``field: v1 or v2``."""
     if whole is not None:
         text, span = ctx.text(whole.start, whole.end), ctx.locate(whole.start, whole.end)
+    elif field_raw is None:
+        text, span = None, ctx.locate(vals[0].start, vals[-1].end)
     else:
-        text = f"{field_raw}: " + " or ".join(ctx.text(x.start, x.end) for x in vals)
+        text = f"{field_raw}: " + " or ".join(ctx.text(x.start, x.end) or "" for x in vals)
         span = ctx.locate(vals[0].start, vals[-1].end)
     return _leaf_predicate(fld, vals, text, span, ctx)
 
 
-def _values(fld: str, field_raw: str, v: ValueExpr, ctx: _Ctx,
+def _values(fld: str, field_raw: str | None, v: ValueExpr, ctx: _Ctx,
             whole: FieldValue | None = None) -> Node:
     """The predicates of ``field: <v>``; ``whole`` is the expression when ``v`` is all of it.
     The plain values of an ``or`` list become one ``in`` predicate, placed where the first
@@ -283,10 +285,13 @@ def _values(fld: str, field_raw: str, v: ValueExpr, ctx: _Ctx,
     return _flat(MOr, out)
 
 
-def lower(tree: Expr, source: str = "", *, cased: bool = True,
+def lower(tree: Expr, source: str | None = None, *, cased: bool = True,
           locate: Locate | None = None) -> Node:
     """The model tree of a parsed KQL query. ``source`` is the text it was parsed from (for
-    each predicate's ``text``); ``locate`` maps offsets in it to spans (default: line/col in
-    ``source``); ``cased`` marks value matches case-sensitive (Kibana on keyword fields)."""
-    loc: Locate = locate or (lambda s, e: span_of(source, s, e))
-    return _lower(tree, _Ctx(source, cased, loc))
+    each predicate's ``text``; without it predicates have no text); ``locate`` maps offsets in
+    it to spans (default: line/col in ``source``, or no span without a source); ``cased`` marks
+    value matches case-sensitive (Kibana on keyword fields)."""
+    if locate is None:
+        text = source
+        locate = (lambda s, e: None) if text is None else (lambda s, e: span_of(text, s, e))
+    return _lower(tree, _Ctx(source, cased, locate))
