@@ -53,6 +53,8 @@ DESCRIBE: dict[T, str] = {
 
 
 class Parser:
+    """Parses one KQL text (tokenized once, up front) into an :class:`Expr`."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = Tokenizer(text).tokenize()
@@ -63,9 +65,6 @@ class Parser:
     @property
     def cur(self) -> Token:
         return self.toks[self.i]
-
-    def _peek(self, k: int = 1) -> Token:
-        return self.toks[min(self.i + k, len(self.toks) - 1)]
 
     @property
     def _last_end(self) -> int:
