@@ -382,6 +382,9 @@ def test_posh_compressed_text_field_list_and_float_range() -> None:
         has(f, "FromBase64String"),
         Not(eq("user.id", "S-1-5-18")),
     ))
+    assert analyze_kql_query(query("rules/windows/defense_evasion_posh_compressed.toml")).stages[
+        0].notes == ("analysed text fields (values match inside the text, any case): "
+                     "powershell.file.script_block_text",)
 
 
 def test_webshell_caseless_field_is_not_cased() -> None:

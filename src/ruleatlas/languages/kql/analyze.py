@@ -7,7 +7,7 @@ Never raises for bad input: a query that does not parse gives one opaque stage a
 from __future__ import annotations
 
 from ruleatlas.languages.kql.ast import Nested, walk
-from ruleatlas.languages.kql.lower import lower
+from ruleatlas.languages.kql.lower import is_text_field, lower
 from ruleatlas.languages.kql.parser import Parser
 from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.model import Analysis, Problem, Span, Stage, StageKind, conjoin, predicates
@@ -35,6 +35,10 @@ def analyze_kql_query(query: str) -> Analysis:
     if wild:
         notes.append("field names with '*' match every field of the pattern: "
                      + ", ".join(wild))
+    text = sorted({p.field for p, _ in predicates(cond) if p.field and is_text_field(p.field)})
+    if text:
+        notes.append("analysed text fields (values match inside the text, any case): "
+                     + ", ".join(text))
     if any(isinstance(n, Nested) for n in walk(tree)):
         notes.append("nested query: its fields are written with the nested path as prefix")
     stage = Stage(0, COMMAND, query.strip(), kind=StageKind.FILTER, condition=cond,
