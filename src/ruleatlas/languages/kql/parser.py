@@ -1,0 +1,217 @@
+"""KQL parser: text -> :class:`~ruleatlas.languages.kql.ast.Expr` (recursive descent).
+
+The rules follow Kibana's kuery grammar (``grammar.peggy`` in ``@kbn/es-query``):
+
+    query      = or? EOF                          (empty: match everything)
+    or         = and ("or" and)*
+    and        = not ("and" not)*
+    not        = "not" sub | sub                  ("not not x" is an error, as in Kibana)
+    sub        = "(" or ")" | field ":" "{" or "}" | field range-op literal
+               | field ":" values | value
+    values     = "(" vor ")" | value              (a value list: vor = vand ("or" vand)*,
+    vnot       = "not" values | values             vand = vnot ("and" vnot)*)
+    field, value, literal = quoted string | unquoted literal
+
+so precedence is ``not`` > ``and`` > ``or``. Errors raise :class:`ParseError` with line/col;
+nesting deeper than ``MAX_DEPTH`` parentheses or braces is a located error too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ruleatlas.languages.kql.ast import (
+    And,
+    Empty,
+    Expr,
+    FieldValue,
+    FreeText,
+    Nested,
+    Not,
+    Or,
+    Quoted,
+    Range,
+    Unquoted,
+    Value,
+    ValueExpr,
+    VAnd,
+    VNot,
+    VOr,
+)
+from ruleatlas.languages.kql.tokens import T, Token, Tokenizer
+from ruleatlas.languages.spl.errors import ParseError
+
+MAX_DEPTH = 100
+RANGE_OPS: dict[T, str] = {T.LT: "<", T.LE: "<=", T.GT: ">", T.GE: ">="}
+# The precedence ladders: token -> node class, one tiny loop each (sqlglot's DISJUNCTION...).
+QUERY_CONNECTORS: dict[T, Callable[..., Expr]] = {T.OR: Or, T.AND: And}
+VALUE_CONNECTORS: dict[T, Callable[..., ValueExpr]] = {T.OR: VOr, T.AND: VAnd}
+DESCRIBE: dict[T, str] = {
+    T.EOF: "end of query", T.WORD: "value", T.STRING: "string", T.OR: "'or'", T.AND: "'and'",
+    T.NOT: "'not'",
+}
+
+
+class Parser:
+    """Parses one KQL text (tokenized once, up front) into an :class:`Expr`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = Tokenizer(text).tokenize()
+        self.i = 0
+        self.depth = 0
+
+    # ---- cursor -------------------------------------------------------------------------
+    @property
+    def cur(self) -> Token:
+        return self.toks[self.i]
+
+    @property
+    def _last_end(self) -> int:
+        """End offset of the last consumed token (a closing parenthesis included)."""
+        return self.toks[self.i - 1].end if self.i else 0
+
+    def _advance(self) -> Token:
+        t = self.toks[self.i]
+        self.i += 1
+        return t
+
+    def _match(self, kind: T) -> Token | None:
+        if self.cur.kind is kind:
+            return self._advance()
+        return None
+
+    def _expect(self, kind: T, what: str) -> Token:
+        t = self._match(kind)
+        if t is None:
+            raise self._unexpected(f"expected {what}")
+        return t
+
+    def _unexpected(self, message: str) -> ParseError:
+        t = self.cur
+        got = DESCRIBE.get(t.kind, repr(t.raw))
+        if t.kind in (T.WORD, T.STRING):
+            got = f"{got} {t.raw!r}"
+        return ParseError(f"{message}, got {got}", self.text, t.start)
+
+    def _enter(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError(f"nested deeper than {MAX_DEPTH} levels", self.text, tok.start)
+
+    # ---- queries ------------------------------------------------------------------------
+    def parse(self) -> Expr:
+        if self.cur.kind is T.EOF:
+            return Empty(0, len(self.text))
+        tree = self._parse_or()
+        if self.cur.kind is not T.EOF:
+            raise self._unexpected("expected 'and', 'or' or the end of the query")
+        return tree
+
+    def _parse_or(self) -> Expr:
+        return self._connect(T.OR, self._parse_and)
+
+    def _parse_and(self) -> Expr:
+        return self._connect(T.AND, self._parse_not)
+
+    def _connect(self, kind: T, operand: Callable[[], Expr]) -> Expr:
+        start = self.cur.start
+        first = operand()
+        if self.cur.kind is not kind:
+            return first
+        args = [first]
+        while self._match(kind):
+            args.append(operand())
+        return QUERY_CONNECTORS[kind](tuple(args), start, self._last_end)
+
+    def _parse_not(self) -> Expr:
+        t = self._match(T.NOT)
+        if t is None:
+            return self._parse_sub()
+        if self.cur.kind is T.NOT:
+            raise self._unexpected("'not' must be followed by a query in parentheses or an "
+                                   "expression")
+        arg = self._parse_sub()
+        return Not(arg, t.start, self._last_end)
+
+    def _parse_sub(self) -> Expr:
+        t = self.cur
+        if t.kind is T.LPAREN:
+            self._enter(self._advance())
+            q = self._parse_or()
+            self._expect(T.RPAREN, "')'")
+            self.depth -= 1
+            return q
+        if t.kind not in (T.WORD, T.STRING):
+            raise self._unexpected("expected a field, a value or '('")
+        value = self._literal()
+        nxt = self.cur.kind
+        if nxt is T.COLON:
+            self._advance()
+            if self.cur.kind is T.LBRACE:
+                return self._parse_nested(value)
+            vals = self._parse_values()
+            return FieldValue(value, vals, value.start, self._last_end)
+        if nxt in RANGE_OPS:
+            op = RANGE_OPS[self._advance().kind]
+            if self.cur.kind not in (T.WORD, T.STRING):
+                raise self._unexpected(f"expected a value after '{op}'")
+            rhs = self._literal()
+            return Range(value, op, rhs, value.start, rhs.end)
+        return FreeText(value, value.start, value.end)
+
+    def _parse_nested(self, field: Value) -> Expr:
+        brace = self._advance()
+        self._enter(brace)
+        q = self._parse_or()
+        close = self._expect(T.RBRACE, "'}'")
+        self.depth -= 1
+        return Nested(field, q, field.start, close.end)
+
+    def _literal(self) -> Value:
+        t = self._advance()
+        if t.kind is T.STRING:
+            return Quoted(t.value, t.start, t.end)
+        assert t.pattern is not None
+        return Unquoted(t.pattern, t.start, t.end)
+
+    # ---- value lists --------------------------------------------------------------------
+    def _parse_values(self) -> ValueExpr:
+        t = self.cur
+        if t.kind is T.LPAREN:
+            self._enter(self._advance())
+            v = self._parse_vor()
+            self._expect(T.RPAREN, "')'")
+            self.depth -= 1
+            return v
+        if t.kind in (T.WORD, T.STRING):
+            return self._literal()
+        raise self._unexpected("expected a value or '(' after ':'")
+
+    def _parse_vor(self) -> ValueExpr:
+        return self._vconnect(T.OR, self._parse_vand)
+
+    def _parse_vand(self) -> ValueExpr:
+        return self._vconnect(T.AND, self._parse_vnot)
+
+    def _vconnect(self, kind: T, operand: Callable[[], ValueExpr]) -> ValueExpr:
+        start = self.cur.start
+        first = operand()
+        if self.cur.kind is not kind:
+            return first
+        args = [first]
+        while self._match(kind):
+            args.append(operand())
+        return VALUE_CONNECTORS[kind](tuple(args), start, self._last_end)
+
+    def _parse_vnot(self) -> ValueExpr:
+        t = self._match(T.NOT)
+        if t is None:
+            return self._parse_values()
+        arg = self._parse_values()
+        return VNot(arg, t.start, self._last_end)
+
+
+def parse(text: str) -> Expr:
+    """Parse one KQL query; raises :class:`ParseError` (line/col) on bad input."""
+    return Parser(text).parse()
