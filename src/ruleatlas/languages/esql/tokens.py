@@ -9,7 +9,8 @@ parser as adjacent tokens glued together. ``//`` and ``/* */`` comments are drop
 token stream and kept in ``Tokenizer.comments``.
 
 Strings: ``"..."`` with the escapes ``\\t \\n \\r \\" \\\\`` (Elasticsearch rejects any other
-backslash; we keep it as written, backslash included, so a corpus query with ``"\\?"`` reads), and ``\"\"\"...\"\"\"`` (no escapes at all).
+backslash; we keep it as written, backslash included, so a corpus query with ``"\\?"`` reads),
+and triple-quoted strings (no escapes at all).
 """
 
 from __future__ import annotations
