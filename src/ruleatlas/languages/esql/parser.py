@@ -250,16 +250,25 @@ class Parser:
                 return left
 
     def not_expr(self) -> Expr:
-        if self.is_word("not"):
+        """``not`` prefixes (read in a loop: a long chain costs no recursion)."""
+        nots: list[Token] = []
+        while self.is_word("not"):
             t = self.advance()
             self.enter(t)
-            arg = self.not_expr()
-            self.depth -= 1
-            return Not(arg, t.start, _end(arg))
-        return self.predicate()
+            nots.append(t)
+        node = self.predicate()
+        for t in reversed(nots):
+            node = Not(node, t.start, _end(node))
+        self.depth -= len(nots)
+        return node
 
     def predicate(self) -> Expr:
-        left = self.comparison()
+        left = self.arith()
+        op = COMPARISONS.get(self.peek().kind)
+        if op is not None:
+            self.advance()
+            right = self.arith()
+            left = BinOp(op, left, right, _start(left), _end(right))
         start = _start(left)
         negated = False
         if self.is_word("not") and self.is_word("like", "rlike", "in", k=1):
@@ -292,15 +301,6 @@ class Parser:
             return Match(left, q, start, _end(q))
         return left
 
-    def comparison(self) -> Expr:
-        left = self.arith()
-        op = COMPARISONS.get(self.peek().kind)
-        if op is None:
-            return left
-        self.advance()
-        right = self.arith()
-        return BinOp(op, left, right, _start(left), _end(right))
-
     def arith(self, min_prec: int = 0) -> Expr:
         """``+ -`` (0) and ``* / %`` (1), left-associative, by precedence climbing."""
         left = self.unary()
@@ -318,14 +318,20 @@ class Parser:
                 return left
 
     def unary(self) -> Expr:
-        t = self.peek()
-        if t.kind in (T.MINUS, T.PLUS):
-            self.advance()
+        """Unary ``-``/``+`` prefixes (a loop), then a primary and its ``::`` casts."""
+        signs: list[Token] = []
+        while self.peek().kind in (T.MINUS, T.PLUS):
+            t = self.advance()
             self.enter(t)
-            arg = self.unary()
-            self.depth -= 1
-            return Neg(arg, t.start, _end(arg)) if t.kind is T.MINUS else arg
-        node = self.primary()
+            signs.append(t)
+        node = self._cast(self.primary())
+        for t in reversed(signs):
+            if t.kind is T.MINUS:
+                node = Neg(node, t.start, _end(node))
+        self.depth -= len(signs)
+        return node
+
+    def _cast(self, node: Expr) -> Expr:
         while self.peek().kind is T.CAST:
             self.advance()
             ty = self.expect(T.NAME, "a type after '::'")
@@ -353,7 +359,7 @@ class Parser:
         if k is T.LPAREN:
             self.advance()
             self.enter(t)
-            inner = self.expr()
+            inner = self.bool_expr(0)
             self.depth -= 1
             self.expect(T.RPAREN, "')'")
             return inner
@@ -386,7 +392,10 @@ class Parser:
             self.advance()
             star = True
         elif self.peek().kind is not T.RPAREN:
-            args = self.comma_list(self.expr)  # type: ignore[assignment]
+            args.append(self.bool_expr(0))  # a loop, not comma_list: one frame less per level
+            while self.peek().kind is T.COMMA:
+                self.advance()
+                args.append(self.bool_expr(0))
         self.depth -= 1
         self.expect(T.RPAREN, "',' or ')' in the arguments")
         return FuncCall(t.text.lower(), tuple(args), star, t.start, self.prev_end())

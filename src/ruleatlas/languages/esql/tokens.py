@@ -86,6 +86,7 @@ _SCAN = re.compile(
     r"""(?P<ws>\s+)
       |(?P<lcomment>//[^\n]*)
       |(?P<bcomment>/\*.*?\*/)
+      |(?P<open>/\*)
       |(?P<triple>\"\"\".*?\"\"\"\"?\"?)
       |(?P<str>"(?:\\.|[^"\\\r\n])*")
       |(?P<qname>`(?:``|[^`])*`)
@@ -149,8 +150,6 @@ class Tokenizer:
             m = scan(text, i)
             if m is None:
                 ch = text[i]
-                if text.startswith("/*", i):
-                    raise ParseError("unterminated comment (/*)", text, i)
                 raise ParseError(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), text, i)
             kind = m.lastgroup
             j = m.end()
@@ -173,6 +172,8 @@ class Tokenizer:
                 append(Token(T.DECIMAL, raw, raw, i, j))
             elif kind == "param":
                 append(Token(T.PARAM, raw, raw, i, j))
+            elif kind == "open":
+                raise ParseError("unterminated comment (/*)", text, i)
             else:  # comments
                 self.comments.append((i, j))
             i = j
