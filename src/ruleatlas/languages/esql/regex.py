@@ -18,6 +18,9 @@ from ruleatlas.model import Regex
 CLASS_ESCAPES: dict[str, str] = {"d": "0-9", "w": "A-Za-z0-9_", "s": r" \t\n\r\f\v"}
 NEGATED_ESCAPES: dict[str, str] = {"D": "0-9", "W": "A-Za-z0-9_", "S": r" \t\n\r\f\v"}
 PASS_THROUGH = frozenset("()|*+?{},")
+# Characters escaped inside a Python class: its own specials, and those Python may one day
+# read as set operations (``&&``, ``~~``, ``||``, ``--`` warn today).
+CLASS_SPECIAL = frozenset("\\[]^&~|")
 MAX_RANGE = 1000
 
 
@@ -51,7 +54,7 @@ def _char_class(p: str, i: int) -> tuple[str, int]:
             out.append(CLASS_ESCAPES.get(nxt) or re.escape(nxt))
             j += 2
         else:
-            out.append(ch if ch.isalnum() or ch == "-" else re.escape(ch))
+            out.append(re.escape(ch) if ch in CLASS_SPECIAL else ch)
             j += 1
         first = False
     raise Untranslatable("unclosed character class '['")
