@@ -19,7 +19,8 @@ or compared with ``=~``):
   boolean field ``f`` is ``eq true``; ``true`` / ``false`` constants;
 * ``kql("...")`` stays a :class:`Condition` ``Call("kql", (text,))`` (the KQL parser may
   replace it); anything else (``@timestamp > now() - 7 day``, ``length(f) > 10``, the match
-  operator ``f : "x"``) is a :class:`Condition` with a :class:`Call` tree and its fields.
+  operator ``f : "x"``, ``f == null``, which is never true) is a :class:`Condition` with a
+  :class:`Call` tree and its fields.
 """
 
 from __future__ import annotations
@@ -269,6 +270,8 @@ def _comparison(e: A.BinOp, ctx: Ctx) -> Node | None:
         return None
     cased = f[1] and e.op != "=~"
     value = literal(rhs)
+    if value is None:  # ``f == null`` is null, never true: not a predicate
+        return None
     if value is not _NOT_LITERAL:
         return _pred(e, ctx, f[0], op, (value,), cased)  # type: ignore[arg-type]
     if isinstance(rhs, A.Field) and op in (Op.EQ, Op.NE) and f[1]:
