@@ -189,7 +189,8 @@ def test_unknown_command_is_an_opaque_stage_with_a_problem() -> None:
 
 def test_dissect_grok_enrich_outputs() -> None:
     a = analyze_esql_query(
-        'from a | dissect m "%{?skip} %{+name} %{id->} %{}" | grok g "%{IP:ip.addr} (?<user>\\\\w+)"'
+        'from a | dissect m "%{?skip} %{+name} %{id->} %{}" '
+        '| grok g "%{IP:ip.addr} (?<user>\\\\w+)"'
         " | enrich pol on h with new = old, kept | completion r = p with {} "
         "| rename ip.addr as ip")
     assert a.extra["computed_fields"] == ["name", "id", "ip.addr", "user", "new", "kept", "r",
