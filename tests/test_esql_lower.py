@@ -203,3 +203,12 @@ def test_not_esql_and_parse_error_never_raise() -> None:
         a = analyze_esql_query(q)
         assert [s.kind for s in a.stages] == [StageKind.OPAQUE]
         assert len(a.problems) == 1
+
+
+def test_unknown_time_unit_is_a_warning() -> None:
+    a = analyze_esql_query("from a | eval t = date_trunc(5 fortnights, @timestamp)")
+    [p] = a.problems
+    assert (p.severity, p.code, p.message) == ("warning", "unknown-time-unit",
+                                               "unknown time unit 'fortnights'")
+    assert p.location is not None and (p.location.line, p.location.col) == (1, 30)
+    assert analyze_esql_query("from a | eval t = date_trunc(5m, @timestamp)").problems == ()

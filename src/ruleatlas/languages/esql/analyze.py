@@ -16,7 +16,7 @@ from typing import Any
 
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.lower import AGGREGATING, Ctx, lower_command
-from ruleatlas.languages.esql.parser import SOURCE_COMMANDS, Parser
+from ruleatlas.languages.esql.parser import SOURCE_COMMANDS, TIME_UNITS, Parser
 from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.lower import apply_rename
 from ruleatlas.model import Analysis, Node, Phase, Problem, Span, Stage, StageKind, conjoin
@@ -74,6 +74,10 @@ def analyze_esql_query(query: str) -> Analysis:
 
 def lower_query(tree: A.Query, text: str, fenced: bool = False) -> Analysis:
     ctx = Ctx(query=text)
+    for n in A.walk(tree):
+        if isinstance(n, A.Duration) and n.unit not in TIME_UNITS:
+            ctx.problems.append(Problem(f"unknown time unit {n.unit!r}", "warning",
+                                        ctx.span(n), "unknown-time-unit"))
     stages: list[Stage] = []
     event_conds: list[Node | None] = []
     result_conds: list[Node | None] = []

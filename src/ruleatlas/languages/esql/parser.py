@@ -62,7 +62,7 @@ MULTIPLICATIVE: dict[T, str] = {T.STAR: "*", T.SLASH: "/", T.PERCENT: "%"}
 # integer (``5m``), and the lowering notes a unit not listed here.
 TIME_UNITS = frozenset({
     "millisecond", "milliseconds", "ms", "second", "seconds", "sec", "s", "minute", "minutes",
-    "min", "hour", "hours", "h", "day", "days", "d", "week", "weeks", "w", "month", "months",
+    "min", "m", "hour", "hours", "h", "day", "days", "d", "week", "weeks", "w", "month", "months",
     "mo", "quarter", "quarters", "q", "year", "years", "yr", "y", "nanosecond", "nanoseconds",
     "ns", "microsecond", "microseconds", "us",
 })
