@@ -6,6 +6,7 @@ in the test), not copied from the analyzer's output.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections import Counter
 
@@ -29,6 +30,8 @@ from ruleatlas.model import (
     Rule,
     StageKind,
     Wild,
+    analysis_from_dict,
+    analysis_to_dict,
     predicates,
     walk,
 )
@@ -471,3 +474,10 @@ def test_corpus_analysis_counts() -> None:
         opaque = any(isinstance(n, Opaque) for n in nodes) or StageKind.OPAQUE in kinds(a)
         outcome[f"{kind} {'opaque' if opaque else 'lowered'}"] += 1
     assert outcome == Counter({"rule lowered": 212, "hunt lowered": 161, "hunt error": 4})
+
+
+def test_corpus_analyses_survive_the_json_round_trip() -> None:
+    """What the store keeps (``analysis_to_dict`` as JSON) reads back to the same analysis."""
+    for name, q in corpus_queries():
+        a = analyze_esql_query(q)
+        assert analysis_from_dict(json.loads(json.dumps(analysis_to_dict(a)))) == a, name

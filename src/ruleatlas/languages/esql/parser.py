@@ -19,6 +19,7 @@ located ``ParseError``, never a ``RecursionError``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from ruleatlas.languages.esql.ast import (
     And,
@@ -52,6 +53,7 @@ from ruleatlas.languages.esql.ast import (
 from ruleatlas.languages.esql.tokens import T, Token, Tokenizer
 from ruleatlas.languages.spl.errors import ParseError
 
+X = TypeVar("X")
 MAX_NESTING = 100
 SOURCE_COMMANDS = frozenset({"from", "ts", "row", "show"})
 COMPARISONS: dict[T, str] = {T.EQ: "==", T.NE: "!=", T.CIEQ: "=~", T.LT: "<", T.LE: "<=",
@@ -218,7 +220,7 @@ class Parser:
             raise self.error(f"expected a field name, got {self.show(t)}", t.start)
         return self.glued(NAME_PATTERN_TOKENS, "a field name")[0]
 
-    def comma_list(self, item: Callable[[], object]) -> list[object]:
+    def comma_list(self, item: Callable[[], X]) -> list[X]:
         out = [item()]
         while self.peek().kind is T.COMMA:
             self.advance()
@@ -280,7 +282,7 @@ class Parser:
                 self.advance()
                 pats = self.comma_list(self.arith)
                 self.expect(T.RPAREN, "')'")
-                return Like(left, tuple(pats), regex, negated, True, start,  # type: ignore[arg-type]
+                return Like(left, tuple(pats), regex, negated, True, start,
                             self.prev_end())
             pat = self.arith()
             return Like(left, (pat,), regex, negated, False, start, _end(pat))
@@ -289,7 +291,7 @@ class Parser:
             self.expect(T.LPAREN, "'(' after in")
             items = self.comma_list(self.expr)
             self.expect(T.RPAREN, "')' closing the in list")
-            return In(left, tuple(items), negated, start, self.prev_end())  # type: ignore[arg-type]
+            return In(left, tuple(items), negated, start, self.prev_end())
         if self.is_word("is"):
             self.advance()
             neg = self.match_word("not") is not None
@@ -405,7 +407,7 @@ class Parser:
         self.enter(lb)
         items: list[Expr] = []
         if self.peek().kind is not T.RBRACKET:
-            items = self.comma_list(self.expr)  # type: ignore[assignment]
+            items = self.comma_list(self.expr)
         self.depth -= 1
         self.expect(T.RBRACKET, "']'")
         return ListLit(tuple(items), lb.start, self.prev_end())
@@ -460,14 +462,14 @@ class Parser:
             return Source(self.glued(PATTERN_TOKENS, "an index pattern")[0])
 
         sources = self.comma_list(source)
-        meta: list[object] = []
+        meta: list[str] = []
         if self.match_word("metadata"):
             meta = self.comma_list(self.qualified_name)
-        return Command(name, sources=tuple(sources), names=tuple(meta))  # type: ignore[arg-type]
+        return Command(name, sources=tuple(sources), names=tuple(meta))
 
     def _parse_row(self, name: str) -> Command:
         assigns = self.comma_list(lambda: self.assign(required=True))
-        return Command(name, assigns=tuple(assigns))  # type: ignore[arg-type]
+        return Command(name, assigns=tuple(assigns))
 
     def _parse_show(self, name: str) -> Command:
         t = self.expect(T.NAME, "'info' after show")
@@ -477,19 +479,19 @@ class Parser:
         return Command(name, expr=self.expr())
 
     def _parse_eval(self, name: str) -> Command:
-        return Command(name, assigns=tuple(self.comma_list(self.assign)))  # type: ignore[arg-type]
+        return Command(name, assigns=tuple(self.comma_list(self.assign)))
 
     def _parse_stats(self, name: str) -> Command:
-        aggs: list[object] = []
+        aggs: list[Assign] = []
         if not self.is_word("by") and self.peek().kind not in (T.PIPE, T.EOF, T.RPAREN):
             aggs = self.comma_list(lambda: self.assign(agg_where=True))
-        by: list[object] = []
+        by: list[Assign] = []
         if self.match_word("by"):
             by = self.comma_list(self.assign)
-        return Command(name, assigns=tuple(aggs), by=tuple(by))  # type: ignore[arg-type]
+        return Command(name, assigns=tuple(aggs), by=tuple(by))
 
     def _parse_keep(self, name: str) -> Command:
-        return Command(name, names=tuple(self.comma_list(self.name_pattern)))  # type: ignore[arg-type]
+        return Command(name, names=tuple(self.comma_list(self.name_pattern)))
 
     def _parse_mv_expand(self, name: str) -> Command:
         return Command(name, names=(self.qualified_name(),))
@@ -503,7 +505,7 @@ class Parser:
             self.expect_word("as")
             return RenamePair(first, self.name_pattern())
 
-        return Command(name, renames=tuple(self.comma_list(pair)))  # type: ignore[arg-type]
+        return Command(name, renames=tuple(self.comma_list(pair)))
 
     def _pattern(self) -> Str:
         t = self.expect(T.STRING, "a pattern string")
@@ -520,7 +522,7 @@ class Parser:
     def _parse_grok(self, name: str) -> Command:
         src = self.unary()
         pats = self.comma_list(self._pattern)
-        return Command(name, expr=src, patterns=tuple(pats))  # type: ignore[arg-type]
+        return Command(name, expr=src, patterns=tuple(pats))
 
     def _parse_enrich(self, name: str) -> Command:
         policy = self.glued(PATTERN_TOKENS, "an enrich policy name")[0]
@@ -540,14 +542,14 @@ class Parser:
                                   self.prev_end())
                 return Assign(None, Field(first, start, self.prev_end()), None, start,
                               self.prev_end())
-            withs = self.comma_list(item)  # type: ignore[assignment]
+            withs = self.comma_list(item)
         return Command(name, target=policy, names=on, assigns=tuple(withs))
 
     def _parse_lookup_join(self, name: str) -> Command:
         index = self.glued(PATTERN_TOKENS, "a lookup index")[0]
         self.expect_word("on")
         on = self.comma_list(self.qualified_name)
-        return Command(name, target=index, names=tuple(on))  # type: ignore[arg-type]
+        return Command(name, target=index, names=tuple(on))
 
     def _parse_sort(self, name: str) -> Command:
         def key() -> SortKey:
@@ -561,7 +563,7 @@ class Parser:
                 nulls = w.text.lower()
             return SortKey(e, order, nulls)
 
-        return Command(name, keys=tuple(self.comma_list(key)))  # type: ignore[arg-type]
+        return Command(name, keys=tuple(self.comma_list(key)))
 
     def _parse_limit(self, name: str) -> Command:
         t = self.peek()
@@ -586,10 +588,10 @@ class Parser:
         args = [self.unary()]
         if self.match_word("on"):
             args.append(self.unary())
-        names: list[object] = []
+        names: list[str] = []
         if self.match_word("as"):
             names = self.comma_list(self.qualified_name)
-        return Command(name, args=tuple(args), names=tuple(names))  # type: ignore[arg-type]
+        return Command(name, args=tuple(args), names=tuple(names))
 
     def _parse_fork(self, name: str) -> Command:
         branches: list[tuple[Command, ...]] = []
