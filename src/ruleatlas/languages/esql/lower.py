@@ -47,6 +47,7 @@ from ruleatlas.model import (
     Phase,
     Predicate,
     Problem,
+    Scalar,
     Span,
     StageKind,
     Term,
@@ -104,8 +105,8 @@ def term(e: A.Expr) -> Term:
     if isinstance(e, A.Field):
         return FieldRef(e.name)
     lit = literal(e)
-    if lit is not _NOT_LITERAL:
-        return lit  # type: ignore[return-value]
+    if not isinstance(lit, _NotLiteral):
+        return lit
     if isinstance(e, A.FuncCall):
         return Call(e.name, (Call("*"),) if e.star else tuple(term(a) for a in e.args))
     if isinstance(e, A.BinOp):
@@ -139,10 +140,14 @@ def term(e: A.Expr) -> Term:
     raise TypeError(e)
 
 
-_NOT_LITERAL = object()
+class _NotLiteral:
+    """The type of :data:`_NOT_LITERAL` (``None`` is a literal: ``null``)."""
 
 
-def literal(e: A.Expr) -> object:
+_NOT_LITERAL = _NotLiteral()
+
+
+def literal(e: A.Expr) -> Scalar | _NotLiteral:
     """The Python value of a literal (``-5`` included), else ``_NOT_LITERAL``."""
     if isinstance(e, A.Str):
         return e.value
@@ -244,10 +249,11 @@ def _predicate(e: A.Expr, ctx: Ctx) -> Node | None:
         return Or(tuple(alts)) if e.value.value else Or(tuple(Not(a) for a in alts))
     if isinstance(e, A.In):
         f = field_of(e.value)
-        vals = [literal(i) for i in e.items]
-        if f is None or any(v is _NOT_LITERAL for v in vals):
+        lits = [literal(i) for i in e.items]
+        vals = tuple(v for v in lits if not isinstance(v, _NotLiteral))
+        if f is None or len(vals) != len(lits):
             return None
-        return _negate(_pred(e, ctx, f[0], Op.IN, tuple(vals), f[1]), e.negated)  # type: ignore[arg-type]
+        return _negate(_pred(e, ctx, f[0], Op.IN, vals, f[1]), e.negated)
     if isinstance(e, A.IsNull):
         f = field_of(e.value)
         if f is None:
@@ -272,8 +278,8 @@ def _comparison(e: A.BinOp, ctx: Ctx) -> Node | None:
     value = literal(rhs)
     if value is None:  # ``f == null`` is null, never true: not a predicate
         return None
-    if value is not _NOT_LITERAL:
-        return _pred(e, ctx, f[0], op, (value,), cased)  # type: ignore[arg-type]
+    if not isinstance(value, _NotLiteral):
+        return _pred(e, ctx, f[0], op, (value,), cased)
     if isinstance(rhs, A.Field) and op in (Op.EQ, Op.NE) and f[1]:
         return _pred(e, ctx, f[0], op, (FieldRef(rhs.name),), cased)
     return None
@@ -294,7 +300,7 @@ def _like(e: A.Like, ctx: Ctx) -> Node | None:
         ctx.problems.append(Problem(f"rlike pattern kept as a condition: {exc}", "warning",
                                     ctx.span(e), "regex-untranslatable"))
         return None
-    return _negate(_pred(e, ctx, f[0], Op.REGEX, rx, f[1]), e.negated)  # type: ignore[arg-type]
+    return _negate(_pred(e, ctx, f[0], Op.REGEX, rx, f[1]), e.negated)
 
 
 def _function(e: A.FuncCall, ctx: Ctx) -> Node | None:
