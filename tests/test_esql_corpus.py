@@ -404,6 +404,39 @@ def test_kubernetes_reverse_shell_lucene_intersection_stays_a_condition() -> Non
     assert "raw_commands" in a.extra["computed_fields"]
 
 
+def test_curl_llm_triage_kql_inline_stats_completion() -> None:
+    a = rule("rules/cross-platform/command_and_control_curl_activity_llm_triage.toml")
+    kql = ("event.category:process and event.type:start and not event.action:fork and "
+           "process.name:(curl or curl.exe)")
+    hosts = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "169.254.169.254", "168.63.129.16",
+             "mcr.microsoft.com", "acs-mirror.azureedge.net", "packages.aks.azure.com",
+             "packages.microsoft.com", "login.microsoftonline.com", "management.azure.com",
+             "storage.googleapis.com", "api.github.com", "artifacts.elastic.co",
+             "download.elastic.co")
+    assert a.condition == And((
+        Condition(Call("kql", (kql,)), f'KQL("""{kql}""")', ()),
+        P("process.args", Op.EXISTS),
+        P("Esql.dest_host", Op.EXISTS),
+        Not(P("Esql.dest_host", Op.IN, *hosts)),
+        P("Esql.host_key", Op.EXISTS),
+    ))
+    assert a.result_condition == And((
+        P("Esql.destination_host_count", Op.LT, 3),
+        P("Esql.verdict", Op.IN, "TP", "SUSPICIOUS"),
+        Condition(Call(">", (Call("to_double", (FieldRef("Esql.confidence"),)), 0.7)),
+                  "TO_DOUBLE(Esql.confidence) > 0.7", ("Esql.confidence",)),
+    ))
+    assert a.group_by == ("Esql.host_key", "Esql.dest_host")
+    commands = [s.command for s in a.stages]
+    assert commands.count("inline stats") == 1 and commands.count("stats") == 1
+    completion = a.stages[commands.index("completion")]
+    assert completion.kind is T and completion.phase is Phase.RESULT
+    for f in ("url_protocol", "dest_host", "url_protocol_bare", "dest_host_bare",
+              "Esql.triage_result", "Esql.verdict", "Esql.confidence", "Esql.summary"):
+        assert f in a.extra["computed_fields"], f
+    assert a.problems == ()
+
+
 # ---- hunting queries ---------------------------------------------------------------------------
 
 
@@ -422,6 +455,30 @@ def test_hunt_with_sql_fence_tag() -> None:
     assert a.condition.args[0].fields == ("@timestamp",)
     assert a.group_by == ("file.path", "process.executable")
     assert a.result_condition == And((P("agent_count", Op.LE, 3), P("cc", Op.LE, 5)))
+
+
+def test_hunt_dll_hijack_enrich_and_backslash_regex() -> None:
+    a = hunt("hunting/windows/queries/detect_dll_hijack_via_masquerading_as_microsoft_native"
+             "_libraries.toml", 0)
+    assert isinstance(a.condition, And)
+    assert isinstance(a.condition.args[0], Condition)
+    assert a.condition.args[0].text == "@timestamp > NOW() - 7 day"
+    assert a.condition.args[1:] == (
+        P("host.os.family", Op.EQ, "windows"),
+        P("event.action", Op.EQ, "load"),
+        P("process.code_signature.status", Op.EQ, "trusted"),
+        P("dll.code_signature.status", Op.NE, "trusted"),
+        Not(P("dll.path", Op.REGEX, Regex(
+            r"^(?:[c-fC-F]:\\(Windows|windows|WINDOWS)\\(System32|SysWOW64|system32|syswow64)"
+            r"\\[a-zA-Z0-9_]+.dll)$", frozenset({"s"})))),
+        P("native", Op.EQ, "yes"),
+        Not(P("dll.path", Op.STARTSWITH, "C:\\Windows\\assembly\\NativeImages")),
+    )
+    enrich = a.stages[4]
+    assert (enrich.command, enrich.kind) == ("enrich", T)
+    assert enrich.notes == ("adds every enrich field of policy 'libs-policy-defend' (not known "
+                            "here)",)
+    assert a.group_by == ("dll.name", "dll_path", "process_path", "dll.hash.sha256")
 
 
 def test_hunt_sql_query_is_opaque_with_reason() -> None:

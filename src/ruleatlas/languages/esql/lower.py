@@ -376,6 +376,10 @@ def lower_command(c: A.Command, ctx: Ctx) -> CommandResult:
             res.notes = ("an aggregation has its own where filter (not a stage filter)",)
     elif c.name == "fork":
         res = _fork(c, ctx)
+    elif c.name == "enrich" and not c.assigns:
+        res.notes = (f"adds every enrich field of policy {c.target!r} (not known here)",)
+    elif c.name == "lookup join":
+        res.notes = (f"adds the fields of lookup index {c.target!r} (not known here)",)
     elif c.name not in LOWERED_COMMANDS:
         res.kind = StageKind.OPAQUE
         ctx.problems.append(Problem(f"ES|QL command {c.name!r} is not understood; kept as "
