@@ -19,7 +19,8 @@ CLASS_ESCAPES: dict[str, str] = {"d": "0-9", "w": "A-Za-z0-9_", "s": r" \t\n\r\f
 NEGATED_ESCAPES: dict[str, str] = {"D": "0-9", "W": "A-Za-z0-9_", "S": r" \t\n\r\f\v"}
 PASS_THROUGH = frozenset("()|*+?{},")
 # Characters escaped inside a Python class: its own specials, and those Python may one day
-# read as set operations (``&&``, ``~~``, ``||``, ``--`` warn today).
+# read as set operations (``&&``, ``~~``, ``||``, ``--`` warn today; the second ``-`` of
+# ``--`` is escaped where it occurs).
 CLASS_SPECIAL = frozenset("\\[]^&~|")
 MAX_RANGE = 1000
 
@@ -54,7 +55,8 @@ def _char_class(p: str, i: int) -> tuple[str, int]:
             out.append(CLASS_ESCAPES.get(nxt) or re.escape(nxt))
             j += 2
         else:
-            out.append(re.escape(ch) if ch in CLASS_SPECIAL else ch)
+            doubled = ch == "-" and p[j - 1] == "-"  # the 2nd of "--": a literal, as in Lucene
+            out.append(re.escape(ch) if ch in CLASS_SPECIAL or doubled else ch)
             j += 1
         first = False
     raise Untranslatable("unclosed character class '['")
