@@ -226,7 +226,10 @@ def test_nesting_limit_is_a_located_error() -> None:
     assert isinstance(parse(calls).commands[1].expr, A.FuncCall)
     nots = parse("from a | where " + "not " * 100 + "x").commands[1].expr
     assert isinstance(nots, A.Not)
-    for prefix in ("not " * 150, "-" * 150, "f(" * 150):
+    ins = "from a | where " + "x in (" * 100 + "1" + ")" * 100
+    assert isinstance(parse(ins).commands[1].expr, A.In)
+    for prefix in ("not " * 150, "-" * 150, "f(" * 150, "x in (" * 150, "[" * 150,
+                   '{"k": ' * 150):
         with pytest.raises(ParseError, match="nested deeper"):
             parse("from a | where " + prefix + "x")
 

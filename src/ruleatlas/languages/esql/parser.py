@@ -279,8 +279,9 @@ class Parser:
         if self.is_word("like", "rlike"):
             regex = self.advance().text.lower() == "rlike"
             if self.peek().kind is T.LPAREN:
-                self.advance()
+                self.enter(self.advance())
                 pats = self.comma_list(self.arith)
+                self.depth -= 1
                 self.expect(T.RPAREN, "')'")
                 return Like(left, tuple(pats), regex, negated, True, start,
                             self.prev_end())
@@ -288,8 +289,9 @@ class Parser:
             return Like(left, (pat,), regex, negated, False, start, _end(pat))
         if self.is_word("in"):
             self.advance()
-            self.expect(T.LPAREN, "'(' after in")
+            self.enter(self.expect(T.LPAREN, "'(' after in"))
             items = self.comma_list(self.expr)
+            self.depth -= 1
             self.expect(T.RPAREN, "')' closing the in list")
             return In(left, tuple(items), negated, start, self.prev_end())
         if self.is_word("is"):
