@@ -228,8 +228,10 @@ def test_nesting_limit_is_a_located_error() -> None:
     assert isinstance(nots, A.Not)
     ins = "from a | where " + "x in (" * 100 + "1" + ")" * 100
     assert isinstance(parse(ins).commands[1].expr, A.In)
+    chain = parse("row y = " + " * ".join(["x"] * 101))  # 100 operators: 100 levels
+    assert parse(generate(chain)) == chain
     for prefix in ("not " * 150, "-" * 150, "f(" * 150, "x in (" * 150, "[" * 150,
-                   '{"k": ' * 150):
+                   '{"k": ' * 150, "x + " * 150):
         with pytest.raises(ParseError, match="nested deeper"):
             parse("from a | where " + prefix + "x")
 

@@ -306,20 +306,26 @@ class Parser:
         return left
 
     def arith(self, min_prec: int = 0) -> Expr:
-        """``+ -`` (0) and ``* / %`` (1), left-associative, by precedence climbing."""
+        """``+ -`` (0) and ``* / %`` (1), left-associative, by precedence climbing. Each
+        operator nests the tree one level deeper (``a + b + c`` is ``(a + b) + c``), so each
+        counts toward ``MAX_NESTING``: the generator and the lowering recurse on the tree."""
         left = self.unary()
+        ops = 0
         while True:
-            k = self.peek().kind
-            if min_prec <= 0 and k in ADDITIVE:
+            t = self.peek()
+            if min_prec <= 0 and t.kind in ADDITIVE:
                 self.advance()
                 right = self.arith(1)
-                left = BinOp(ADDITIVE[k], left, right, _start(left), _end(right))
-            elif k in MULTIPLICATIVE:
+                left = BinOp(ADDITIVE[t.kind], left, right, _start(left), _end(right))
+            elif t.kind in MULTIPLICATIVE:
                 self.advance()
                 right = self.unary()
-                left = BinOp(MULTIPLICATIVE[k], left, right, _start(left), _end(right))
+                left = BinOp(MULTIPLICATIVE[t.kind], left, right, _start(left), _end(right))
             else:
+                self.depth -= ops
                 return left
+            self.enter(t)
+            ops += 1
 
     def unary(self) -> Expr:
         """Unary ``-``/``+`` prefixes (a loop), then a primary and its ``::`` casts."""
