@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ruleatlas.caching import ATTACK_BUNDLES
+
 UNKNOWN_NAME = "Unknown technique"
 ATTACK_URL = "https://attack.mitre.org/techniques/"
 
@@ -289,7 +291,7 @@ def default() -> AttackData:
     return AttackData.from_lookup()
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=ATTACK_BUNDLES)
 def load(stix_path: str | None = None) -> AttackData:
     """``default()`` or the bundle at ``stix_path`` (cached per path)."""
     return default() if not stix_path else AttackData.from_stix(stix_path)

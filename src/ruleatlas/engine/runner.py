@@ -140,15 +140,9 @@ def _computed(analysis: Analysis) -> set[str]:
     return set()
 
 
-def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
-    """The reason a rule cannot run faithfully on single events, or None."""
-    spl = rule.language == "spl"
-    return _why_not(rule, analysis, plan(analysis) if spl else None,
-                    result_plan(analysis) if spl else None)
-
-
 def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -> str | None:
-    """:func:`why_not_runnable` with the search's plans (``engine.pipeline``) given."""
+    """The reason a rule cannot run faithfully on single events (given the search's plans,
+    ``engine.pipeline``), or None."""
     if rule.language == "sigma" and (rule.type in ("correlation", "filter")
                                      or analysis.extra.get("correlation")):
         return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"

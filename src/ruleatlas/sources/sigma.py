@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ruleatlas.caching import CONDITION_SYNTAX
 from ruleatlas.model import FileResult, LoadError, Rule, TestRef
 from ruleatlas.sources import yamlutil
 from ruleatlas.sources.base import SideTables
@@ -247,7 +248,7 @@ _COND_KEYWORDS = frozenset({"and", "or", "not", "of", "them", "all", "any"})
 _COND_TOKEN = re.compile(r"[\w*?.\-]+")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=CONDITION_SYNTAX)
 def _condition_syntax(cond: str) -> str | None:
     if "|" in cond:
         return ("The pipe syntax in Sigma conditions has been deprecated and replaced by Sigma "

@@ -11,6 +11,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from ruleatlas.caching import SPL_DRILLDOWNS, SPL_EXPANDED_STAGES, BoundedCache
 from ruleatlas.languages.spl.ast import Command
 from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.lower import (
@@ -40,7 +41,7 @@ from ruleatlas.model import (
 )
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=SPL_EXPANDED_STAGES)
 def _parse_expanded(source: str) -> tuple[Command, ...]:
     """Parse a macro-expanded stage. Trees are immutable, and most expanded stages repeat
     across rules (``| convert ... ctime(firstTime)``, ``| search *``), so parses are shared."""
@@ -196,9 +197,9 @@ PLACEHOLDER = "%original_detection_search%"
 
 # Drilldown analyses, per search text, for one macro table. ESCU's 2,618 drilldowns are 130
 # distinct texts (templates such as ``%original_detection_search% | search dest = $dest$``), so
-# a build analyzes each once. The table is held (not its id) so that a new one clears the cache.
-_DRILLDOWNS: dict[str, dict[str, Any]] = {}
-_DRILLDOWN_MACROS: list[Mapping[str, Macro] | None] = [None]
+# a build analyzes each once. The cache is bound to the table (held, not its id), so that a new
+# table empties it.
+_DRILLDOWNS: BoundedCache[str, dict[str, Any]] = BoundedCache(SPL_DRILLDOWNS)
 
 
 def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, Any]:
@@ -206,14 +207,10 @@ def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, A
     ``%original_detection_search%`` shown as a placeholder stage for the detection's own search
     rather than as a keyword predicate; ``$token$`` values stay as written."""
     search = str(d.get("search") or "")
-    if _DRILLDOWN_MACROS[0] is not macros:
-        _DRILLDOWNS.clear()
-        _DRILLDOWN_MACROS[0] = macros
+    _DRILLDOWNS.bind(macros)
     done = _DRILLDOWNS.get(search)
     if done is None:
-        done = _DRILLDOWNS[search] = _analyze_drilldown(search, macros)
-        if len(_DRILLDOWNS) > 4096:
-            _DRILLDOWNS.clear()
+        done = _DRILLDOWNS.put(search, _analyze_drilldown(search, macros))
     return {"name": d.get("name"), **done}
 
 
