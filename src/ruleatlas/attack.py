@@ -146,12 +146,11 @@ class AttackData:
         return None
 
     def _revoked_map(self) -> dict[str, str]:
-        if self._revoked_by is None:
-            try:
-                self._revoked_by = dict(self._revoked_by_loader())
-            except Exception:  # reference data is optional detail; never fail a lookup
-                self._revoked_by = {}
-        return self._revoked_by
+        if self._revoked_by is None and self._revoked_by_loader is not None:
+            # The loader reads a data file shipped beside the techniques (checked to exist):
+            # a file that cannot be read is a broken installation, and raises.
+            self._revoked_by = dict(self._revoked_by_loader())
+        return self._revoked_by or {}
 
     # ---------------------------------------------------------------------------------- loaders
 

@@ -55,8 +55,8 @@ def regex_literal(pattern: str) -> str | None:
         from re import _parser  # type: ignore[attr-defined]
 
         tree = _parser.parse(pattern)
-    except Exception:
-        return None
+    except (re.error, RecursionError, OverflowError):
+        return None  # no literal to pre-filter on; compiling the pattern reports the error
     c = _parser  # opcode names live on the parser module's constants
     lit_op, sub_op = c.LITERAL, c.SUBPATTERN
     reps = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None))

@@ -300,16 +300,17 @@ def _stage_outputs(text: str) -> set[str]:
 
 def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> EngineRule:
     """Everything about a rule that does not depend on events (route, plan, runnability)."""
+    routing_error: str | None = None
     try:
         route = route_for(rule, analysis)
-    except Exception as exc:  # a routing bug must not hide the rule: run it everywhere
+    except Exception as exc:  # recorded: the rule is not runnable, and the reason says why
         route = Route(None)
-        _ = exc
+        routing_error = f"its events could not be routed: {type(exc).__name__}: {exc}"
     er = EngineRule(rule, analysis, route, tactics=tactics)
     spl = rule.language == "spl"
     pl = plan(analysis) if spl else None
     rp = result_plan(analysis) if spl else None
-    er.reason = _why_not(rule, analysis, pl, rp)
+    er.reason = routing_error or _why_not(rule, analysis, pl, rp)
     if spl and not er.reason:
         er.plan = pl
         head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
