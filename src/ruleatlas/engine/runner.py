@@ -541,12 +541,10 @@ class Engine:
         self.candidates += len(slots)
         for s in slots:
             if g.matchers[s](fields):
-                fs = fields
                 steps = g.steps[s]
-                if steps is not None:  # eval/rex, then the filters on what they computed
-                    fs = steps(fields)
-                    if fs is None:
-                        continue
+                fs = fields if steps is None else steps(fields)  # eval/rex, then their filters
+                if fs is None:
+                    continue
                 idx = g.slots[s]
                 er = self.rules[idx]
                 agg = self.aggregators.get(idx)
@@ -586,11 +584,10 @@ class Engine:
                 nxt.add(row, event)
             rows = nxt.rows()
         for row, event in rows:
-            if er.result_steps is not None:
-                row = er.result_steps(row)
-                if row is None:
-                    continue
-            yield Finding(er, event, row if raw else {k: _short(v) for k, v in row.items()})
+            out = row if er.result_steps is None else er.result_steps(row)
+            if out is None:
+                continue
+            yield Finding(er, event, out if raw else {k: _short(v) for k, v in out.items()})
 
     def run(self, events: Iterable[Event]) -> Iterator[Finding]:
         for ev in events:
