@@ -147,13 +147,13 @@ def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> RuleRecord:
     crashed: list[Problem] = []
     try:
         inds = indicators.extract(rule, a)
-    except Exception as e:  # a bug there must not lose the rule: keep it, and say so on it
+    except Exception as e:  # recorded: a located crash problem on the rule, which is kept
         inds = ()
         crashed.append(Problem(f"indicators could not be extracted: {type(e).__name__}: {e}",
                                "error", Span(rule.line, 1, path=rule.path), "crash"))
     try:
         evs = coverage.events_for(rule, a)
-    except Exception as e:
+    except Exception as e:  # recorded, likewise
         evs = ()
         crashed.append(Problem(f"event coverage could not be computed: {type(e).__name__}: {e}",
                                "error", Span(rule.line, 1, path=rule.path), "crash"))

@@ -376,7 +376,7 @@ class SplunkSource:
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
         try:
             return load_detection(root, path, data)
-        except Exception as e:  # last resort: load_file never raises
+        except Exception as e:  # recorded: an internal load error (load_file never raises)
             rel = _rel(root, path)
             return FileResult(NAME, rel, "", errors=(
                 LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),

@@ -109,7 +109,7 @@ def load_one(text: str, line_offset: int = 0) -> tuple[Any, YamlProblem | None]:
         return yaml.load(text, Loader=Loader), None  # CSafeLoader: safe
     except yaml.YAMLError as e:
         return None, _problem(e, line_offset)
-    except Exception as e:  # libyaml may raise odd errors on binary junk; never crash
+    except Exception as e:  # recorded: libyaml raises odd errors on binary junk
         return None, YamlProblem(f"{type(e).__name__}: {e}")
 
 

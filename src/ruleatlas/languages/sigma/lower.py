@@ -261,7 +261,7 @@ class Lowerer:
                                "unsupported-modifier")
         try:
             di = _build_item(key, fname, names, val)
-        except Exception as exc:  # SigmaError, or pySigma tripping on odd input (TypeError, ...)
+        except Exception as exc:  # recorded: SigmaError, or pySigma tripping on odd input
             msg = str(exc).split(" in ")[0] if str(exc) else type(exc).__name__
             return self.opaque(text, f"pySigma rejects the item: {msg}", stage, span, "error",
                                "pysigma")
