@@ -171,6 +171,19 @@ def test_a_failed_reanalysis_raises_and_keeps_the_catalog_as_it_was(
     assert build([spl], db).repos[0].reanalyzed == 1
 
 
+def test_the_rule_record_has_a_field_per_rules_column(tmp_path: Path) -> None:
+    """``store.writer.RuleRow`` is what a build writes into ``rules``: one field per column of
+    the table (the rowid apart), so a column added to the schema cannot be forgotten."""
+    from ruleatlas.store.writer import RULE_COLUMNS
+
+    db = tmp_path / "c.db"
+    build([make_sigma(tmp_path)], db)
+    with Catalog.open(db, readonly=True) as c:
+        cols = [r[1] for r in c.conn.execute("PRAGMA table_info(rules)")]
+    assert sorted(RULE_COLUMNS) == sorted(cols)
+    assert len(RULE_COLUMNS) == 24
+
+
 def test_broken_repository_reports_each_file_and_loads_the_rest(tmp_path: Path) -> None:
     sig = make_sigma(tmp_path)
     w = sig / "rules" / "windows"

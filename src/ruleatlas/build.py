@@ -160,11 +160,14 @@ def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> RuleRecord:
     if crashed:
         a = replace(a, problems=(*a.problems, *crashed))
     row = RuleRow(
-        rule.id, rule.source, root, rule.path, rule.doc_index, rule.line, rule.source_url,
-        rule.title, rule.status, rule.severity, rule.author, rule.date, rule.modified,
-        rule.version, rule.type, rule.language, rule.description or "", rule.how_to_implement,
-        rule.query, rule.body, rule_to_json(rule), dumps(analysis_to_dict(a)),
-        dumps(list(a.group_by)), len(a.problems),
+        id=rule.id, source=rule.source, root=root, path=rule.path, doc_index=rule.doc_index,
+        line=rule.line, source_url=rule.source_url, title=rule.title, status=rule.status,
+        severity=rule.severity, author=rule.author, date=rule.date, modified=rule.modified,
+        version=rule.version, type=rule.type, language=rule.language,
+        description=rule.description or "", how_to_implement=rule.how_to_implement,
+        query=rule.query, body=rule.body, rule_json=rule_to_json(rule),
+        analysis_json=dumps(analysis_to_dict(a)), group_by_json=dumps(list(a.group_by)),
+        problems=len(a.problems),
     )
     return RuleRecord(
         row,
