@@ -60,7 +60,8 @@ POOL_MIN_TASKS = 300  # below this many files (or rules) to process, run inline
 
 
 class BuildError(ValueError):
-    """A repository that cannot be built at all (missing folder, unknown layout)."""
+    """A build that cannot be done: a missing folder, an unknown layout, a missing ATT&CK
+    file, or a stored rule that cannot be analyzed again (the transaction is rolled back)."""
 
 
 @dataclass(frozen=True, slots=True)
