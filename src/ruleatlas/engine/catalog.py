@@ -36,20 +36,11 @@ def rule_from_dict(d: Mapping[str, Any]) -> Rule:
 
 
 def tactics_of(rule: Rule) -> tuple[str, ...]:
-    """ATT&CK tactic short names of a rule's techniques (empty when the data is unavailable)."""
-    try:
-        from ruleatlas import attack
+    """ATT&CK tactic short names of a rule's techniques (none for an unknown technique)."""
+    from ruleatlas import attack
 
-        data = attack.default()
-    except Exception:
-        return ()
-    out: set[str] = set()
-    for t in rule.attack:
-        try:
-            out.update(data.technique(t).tactics)
-        except Exception:
-            continue
-    return tuple(sorted(out))
+    data = attack.default()
+    return tuple(sorted({tac for t in rule.attack for tac in data.technique(t).tactics}))
 
 
 def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule]:

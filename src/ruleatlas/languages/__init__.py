@@ -2,7 +2,8 @@
 
 The registry is a dict (house rule 4): adding a language is adding an entry. An analyzer never
 raises on bad input: it returns an Analysis whose ``problems`` say what went wrong and where, and
-keeps what it could not represent as ``Opaque`` stages or nodes.
+keeps what it could not represent as ``Opaque`` stages or nodes. :func:`analyze` is the one place
+where an analyzer that crashes (a bug, not bad input) becomes a located ``crash`` problem.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ruleatlas.model import Analysis, Macro, Problem, Rule, Stage, StageKind
+from ruleatlas.model import Analysis, Macro, Problem, Rule, Span, Stage, StageKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,11 @@ def _load_builtin() -> None:
 
 
 def analyze(rule: Rule, ctx: AnalysisContext | None = None) -> Analysis:
-    """Analyze one rule with the analyzer of its language; never raises for bad input."""
+    """Analyze one rule with the analyzer of its language; never raises.
+
+    Bad input gives the analyzer's own located problems. An analyzer that raises (a bug) gives
+    one opaque stage holding the whole query and an ``error`` problem with code ``crash``, located
+    at the rule, naming the exception: the build keeps the rule and says why it is opaque."""
     if not ANALYZERS:
         _load_builtin()
     ctx = ctx or AnalysisContext()
@@ -59,11 +64,10 @@ def analyze(rule: Rule, ctx: AnalysisContext | None = None) -> Analysis:
         )
     try:
         return fn(rule, ctx)
-    except Exception as exc:  # a bug in an analyzer must not stop a build: record it loudly
+    except Exception as exc:  # recorded: a located crash problem on the rule (see docstring)
         return Analysis(
             language=rule.language,
             stages=(Stage(0, "query", rule.query, kind=StageKind.OPAQUE),),
-            problems=(
-                Problem(f"analyzer crashed: {type(exc).__name__}: {exc}", "error", code="crash"),
-            ),
+            problems=(Problem(f"{rule.language} analyzer crashed: {type(exc).__name__}: {exc}",
+                              "error", Span(rule.line, 1, path=rule.path), "crash"),),
         )

@@ -9,7 +9,7 @@ Two detection schemas are read into the same :class:`Rule`:
   ``rba: {risk_objects: [...]}``, ``drilldown_searches``.
 
 Keys the model has a column for are mapped; every other key is kept in ``Rule.extra`` (nothing
-thrown away). Severity comes from the score (see :func:`severity_of`).
+thrown away). Severity comes from the score (see :func:`severity_from_score`).
 """
 
 from __future__ import annotations
@@ -134,10 +134,6 @@ def score_of(doc: Mapping[str, Any]) -> float | None:
         if c is not None and i is not None:
             return c * i / 100
     return None
-
-
-def severity_of(doc: Mapping[str, Any]) -> str | None:
-    return severity_from_score(score_of(doc))
 
 
 def source_url(root: Path, rel: str) -> str:
@@ -380,7 +376,7 @@ class SplunkSource:
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
         try:
             return load_detection(root, path, data)
-        except Exception as e:  # last resort: load_file never raises
+        except Exception as e:  # recorded: an internal load error (load_file never raises)
             rel = _rel(root, path)
             return FileResult(NAME, rel, "", errors=(
                 LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),

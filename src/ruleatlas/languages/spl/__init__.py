@@ -13,23 +13,15 @@ from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.languages.spl.generator import generate
 from ruleatlas.languages.spl.macros import expand
 from ruleatlas.languages.spl.parser import parse
-from ruleatlas.model import Analysis, Problem, Rule, Stage, StageKind
+from ruleatlas.model import Analysis, Rule
 
 
 @register("spl")
 def analyze_spl(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's search as stages, predicates and group-by; drilldown searches too."""
     drilldowns = rule.extra.get("drilldown_searches") if rule.extra else None
-    try:
-        return analyze_query(rule.query, ctx.macros,
-                             with_drilldowns=drilldowns if isinstance(drilldowns, list) else None)
-    except Exception as exc:  # a bug here must not stop a build: one opaque stage, loudly
-        return Analysis(
-            language="spl",
-            stages=(Stage(0, "search", str(rule.query), kind=StageKind.OPAQUE),),
-            problems=(Problem(f"SPL analyzer crashed: {type(exc).__name__}: {exc}", "error",
-                              code="crash"),),
-        )
+    return analyze_query(rule.query, ctx.macros,
+                         with_drilldowns=drilldowns if isinstance(drilldowns, list) else None)
 
 
 __all__ = ["ParseError", "analyze_query", "analyze_spl", "expand", "generate", "parse"]
