@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,8 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ruleatlas import coverage, indicators
-from ruleatlas.languages import AnalysisContext, analyze
-from ruleatlas.languages.spl.macros import macro_key
+from ruleatlas.languages import AnalysisContext, analyze, language
 from ruleatlas.model import Analysis, FileResult, Problem, Rule, Span, analysis_to_dict
 from ruleatlas.sources import SOURCES, detect
 from ruleatlas.sources.base import SideTables, Source
@@ -115,19 +113,16 @@ class BuildSummary:
 # root -> (source, analysis context); set before the pool forks, or in the main process.
 _CTX: dict[str, tuple[Source, AnalysisContext]] = {}
 
-# A macro call as written in a search: name, then optional (arguments) with one level of nesting.
-_MACRO_CALL = re.compile(r"`([A-Za-z0-9_.:-]+(?:\((?:[^`()]|\([^`()]*\))*\))?)`")
-
-
 def _macros_used(rule: Rule, a: Analysis) -> list[str]:
     """Macro keys a rule calls: from the analyzer when it says (it does not when the search
     does not parse), else from the calls written in the query text."""
     got = a.extra.get("macros") if isinstance(a.extra, dict) else None
     if isinstance(got, (list, tuple)) and all(isinstance(m, str) for m in got):
         return list(dict.fromkeys(got))
-    if rule.language != "spl":
+    lang = language(rule.language)
+    if lang is None or lang.macro_calls is None:
         return []
-    return list(dict.fromkeys(macro_key(body) for body in _MACRO_CALL.findall(rule.query)))
+    return list(dict.fromkeys(lang.macro_calls(rule.query)))
 
 
 @lru_cache(maxsize=1)
@@ -233,10 +228,10 @@ def _work_rule(task: tuple[str, str, str]) -> RuleRecord:
 def _warm() -> None:
     """Import and load what every worker needs once, before forking (workers inherit it)."""
     from ruleatlas.coverage.table import load_table
-    from ruleatlas.languages import _load_builtin
+    from ruleatlas.languages import load_builtin
     from ruleatlas.sources.sigma import _pysigma
 
-    _load_builtin()
+    load_builtin()
     load_table()
     _pysigma("detection")
 
@@ -297,16 +292,12 @@ class _Repo:
     affected: set[str] | None = None  # rules to analyze again (None: all)
 
 
-# Folders a source's side tables are read from. When none of their files changed (size, mtime)
-# and no rule file of the repository needs analysis, a rebuild does not read them at all.
-# A source without an entry has its side tables read on every build (always correct).
-SIDE_FOLDERS: dict[str, tuple[str, ...]] = {
-    "splunk": ("macros", "stories", "data_sources", "lookups"),
-}
-
-
 def _side_signature(root: str, source: str) -> str | None:
-    folders = SIDE_FOLDERS.get(source)
+    """Size and mtime of every file of the source's side folders (``Source.side_folders``):
+    when it is unchanged and no rule file needs analysis, a rebuild does not read them at all.
+    None (read them on every build) for a source that does not name its folders."""
+    src = SOURCES.get(source)
+    folders = src.side_folders if src is not None else None
     if folders is None:
         return None
     h = hashlib.sha256()

@@ -18,6 +18,7 @@ from typing import Any
 from ruleatlas.caching import CHANNEL_NAMES, BoundedCache
 from ruleatlas.coverage import declared_events, events_for
 from ruleatlas.coverage.table import Table, load_table
+from ruleatlas.languages import language
 from ruleatlas.model import Analysis, EventRef, Rule
 
 Key = tuple[str | None, str | None]
@@ -80,9 +81,10 @@ def route_for(rule: Rule, analysis: Analysis | None) -> Route:
             m = t.field_maps.get(str(r))
             if m:
                 maps[ref_key(r)] = m
+    lang = language(rule.language)
     common: Mapping[str, str] = {}
-    if rule.language == "spl":
-        common = t.field_maps.get("Splunk", {})
+    if lang is not None and lang.field_map:
+        common = t.field_maps.get(lang.field_map, {})
     return Route(keys, maps, common, refs)
 
 

@@ -61,7 +61,7 @@ def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule
 
 def from_repos(roots: Iterable[str | Path], with_tests_only: bool = False,
                languages: Sequence[str] | None = None) -> list[LoadedRule]:
-    """Read and analyze every rule of the given repository clones (Sigma, Splunk)."""
+    """Read and analyze every rule of the given repository clones (any source)."""
     from ruleatlas.languages import AnalysisContext, analyze
     from ruleatlas.sources import detect
 
@@ -71,10 +71,8 @@ def from_repos(roots: Iterable[str | Path], with_tests_only: bool = False,
         src = detect(rp)
         if src is None:
             continue
-        ctx = AnalysisContext()
-        if src.name == "splunk":
-            side = src.side_tables(rp)
-            ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
+        side = src.side_tables(rp)
+        ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
         for f in src.rule_files(rp):
             fr = src.load_file(rp, f)
             for rule in fr.rules:

@@ -42,6 +42,7 @@ from ruleatlas.engine.pipeline import (
 )
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
+from ruleatlas.languages import language
 from ruleatlas.model import (
     Analysis,
     Node,
@@ -143,9 +144,13 @@ def _computed(analysis: Analysis) -> set[str]:
 def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -> str | None:
     """The reason a rule cannot run faithfully on single events (given the search's plans,
     ``engine.pipeline``), or None."""
-    if rule.language == "sigma" and (rule.type in ("correlation", "filter")
-                                     or analysis.extra.get("correlation")):
-        return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"
+    lang = language(rule.language)
+    why = lang.not_runnable(rule, analysis) if lang and lang.not_runnable else None
+    if why:
+        return why
+    if analysis.sequence is not None:
+        return (f"{analysis.sequence.kind} queries (ordered events joined by keys) are not run "
+                "by the engine yet")
     for p in analysis.problems:
         if p.severity == "error":
             return f"analysis error: {p.message}"
@@ -307,7 +312,8 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
         route = Route(None)
         routing_error = f"its events could not be routed: {type(exc).__name__}: {exc}"
     er = EngineRule(rule, analysis, route, tactics=tactics)
-    spl = rule.language == "spl"
+    lang = language(rule.language)
+    spl = lang is not None and lang.pipeline
     pl = plan(analysis) if spl else None
     rp = result_plan(analysis) if spl else None
     er.reason = routing_error or _why_not(rule, analysis, pl, rp)
@@ -427,7 +433,10 @@ def product_ok(er: EngineRule, key: Key) -> bool:
     """The Sigma ``product`` gate for rules the routing table cannot narrow (route "any"): a
     ``product: cisco`` keyword rule must not run on Windows events, nor a ``product: windows``
     rule on CloudTrail records."""
-    if not er.route.any or er.rule.language != "sigma":
+    if not er.route.any:
+        return True
+    lang = language(er.rule.language)
+    if lang is None or not lang.product_gate:
         return True
     product = str(er.rule.logsource.get("product") or "").lower()
     if not product:

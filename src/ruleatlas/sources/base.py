@@ -38,9 +38,15 @@ class SideTables:
 
 
 class Source(Protocol):
-    """A source reader (``sigma``, ``splunk``, ``elastic``)."""
+    """A source reader (``sigma``, ``splunk``, ``elastic``).
+
+    ``label`` is the name users read (``Splunk``); ``side_folders`` the folders its side tables
+    are read from (a rebuild that finds none of their files changed does not read them again);
+    ``()`` when the source has no side tables, None to read them on every build."""
 
     name: str
+    label: str
+    side_folders: tuple[str, ...] | None
 
     def detect(self, root: Path) -> bool:
         """True when ``root`` looks like a clone of this source's repository."""

@@ -592,6 +592,8 @@ class ElasticSource:
     """Reader of an elastic/detection-rules clone (see module doc)."""
 
     name = NAME
+    label = "Elastic"
+    side_folders: tuple[str, ...] | None = ()
 
     def detect(self, root: Path) -> bool:
         """A ``rules/`` folder holding ``.toml`` files."""

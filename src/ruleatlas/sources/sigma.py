@@ -508,6 +508,8 @@ class SigmaSource:
     """Reader of a SigmaHQ/sigma clone (see module doc)."""
 
     name = NAME
+    label = "Sigma"
+    side_folders: tuple[str, ...] | None = ()
 
     def detect(self, root: Path) -> bool:
         for p in rule_folders(root):

@@ -366,6 +366,8 @@ class SplunkSource:
     """Reader of a splunk/security_content clone (see module doc)."""
 
     name = NAME
+    label = "Splunk"
+    side_folders: tuple[str, ...] | None = ("macros", "stories", "data_sources", "lookups")
 
     def detect(self, root: Path) -> bool:
         return (root / "detections").is_dir() and (root / "macros").is_dir()

@@ -15,6 +15,7 @@ import re
 import yaml
 
 from ruleatlas.languages import AnalysisContext, register
+from ruleatlas.languages.sigma.display import display_op, display_value
 from ruleatlas.languages.sigma.documents import LOWER_SECTION
 from ruleatlas.languages.sigma.modifiers import MODIFIERS
 from ruleatlas.languages.sigma.spans import BlockError, locate, locate_generated, trim_tail
@@ -59,7 +60,15 @@ def rule_from_text(text: str, path: str = "<inline>", line: int = 1) -> Rule:
     )
 
 
-@register("sigma")
+def _not_runnable(rule: Rule, analysis: Analysis) -> str | None:
+    if rule.type in ("correlation", "filter") or analysis.extra.get("correlation"):
+        return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"
+    return None
+
+
+@register("sigma", "Sigma", fold_case=True, exists_text="true", display_value=display_value,
+          display_op=display_op, selections=True, product_gate=True,
+          not_runnable=_not_runnable)
 def analyze_sigma(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """Analyze one Sigma rule document; never raises for bad input (problems say why)."""
     section = section_of(rule)

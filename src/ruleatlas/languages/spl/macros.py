@@ -15,6 +15,7 @@ reported; expansion never fails.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -182,3 +183,13 @@ def _expand(text: str, macros: Mapping[str, Macro], out: Expansion, stack: tuple
         pos = b
     parts.append(text[pos:])
     return "".join(parts)
+
+
+# A macro call as written in a search: name, then optional (arguments) with one level of nesting.
+_MACRO_CALL = re.compile(r"`([A-Za-z0-9_.:-]+(?:\((?:[^`()]|\([^`()]*\))*\))?)`")
+
+
+def macro_calls(text: str) -> list[str]:
+    """The keys of the macros a search calls, read from its text (for searches that do not
+    parse, whose analysis cannot say)."""
+    return [macro_key(body) for body in _MACRO_CALL.findall(text)]
