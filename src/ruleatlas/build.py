@@ -268,7 +268,8 @@ def _run(fn: Callable[[Any], Any], tasks: list[Any], workers: int | None,
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as fh:  # streamed: a huge rule file is never held whole
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass

@@ -233,7 +233,6 @@ def read_gzip(fh: IO[bytes], name: str, report: Report,
 def _gzip_body(fh: IO[bytes], name: str, report: Report, nest: Nesting) -> Iterator[Event]:
     from ruleatlas.engine.readers import read_stream, sniff
 
-    stem = name[:-3] if name.lower().endswith(".gz") else name
     try:
         gz = gzip.GzipFile(fileobj=fh)
         head = gz.peek(65536)[:65536]
@@ -242,17 +241,17 @@ def _gzip_body(fh: IO[bytes], name: str, report: Report, nest: Nesting) -> Itera
         return
     try:
         if sniff(head) == "tar":  # a tarball: its members are counted by read_tar
-            buffered = io.BufferedReader(gz, BUFFER)  # type: ignore[arg-type,type-var]
-            yield from read_tar(buffered, name, report, replace(nest, depth=nest.depth - 1))
+            tarred = io.BufferedReader(gz, BUFFER)  # type: ignore[arg-type,type-var]
+            yield from read_tar(tarred, name, report, replace(nest, depth=nest.depth - 1))
             return
-        capped = Capped(gz, stem, nest.limits.member_bytes, nest.budget)  # type: ignore[arg-type]
-        buffered = io.BufferedReader(capped, BUFFER)
+        capped = Capped(gz, name, nest.limits.member_bytes, nest.budget)  # type: ignore[arg-type]
         try:
-            yield from read_stream(buffered, stem, sniff(head), report, nest)
+            yield from read_stream(io.BufferedReader(capped, BUFFER), name, sniff(head), report,
+                                   nest)
         except LimitError as e:
-            if e.limit != "member_bytes" or e.path != stem:
+            if e.limit != "member_bytes" or e.path != name:
                 raise
-            report(ReadError(stem, 0, f"{e.message}; the rest of it is skipped", "file"))
+            report(ReadError(name, 0, f"{e.message} decompressed; the rest is skipped", "file"))
     except (OSError, EOFError, zlib.error) as e:
         report(ReadError(name, 0, f"bad gzip data: {e}", "file"))
 

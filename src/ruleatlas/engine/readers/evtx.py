@@ -106,7 +106,7 @@ def read_evtx(
             yield Event(fields, name, n)
         for w in caught[seen:]:
             report(ReadError(name, n + 1, f"skipped: {w.message}", "record"))
-        if n == 0 and not caught and not failed:  # a header over zeros (or an empty log) reads as nothing
+        if n == 0 and not caught and not failed:  # header over zeros, or an empty log
             report(ReadError(name, 0, f"no event records in this EVTX file ({size} bytes)",
                              "file"))
 
