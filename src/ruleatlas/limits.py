@@ -63,7 +63,7 @@ class Limits:
         "none: the text past the limit is not searchable"))
     rule_ref_chars: int = field(default=512, metadata=_meta(
         "chars", "a rule id, title or path given to `show`, a page or the API",
-        "`rule reference exceeds 512 characters` (HTTP 400/404, CLI exit 1)"))
+        "a client error: HTTP 400/404 (never 500), CLI exit 1"))
     member_bytes: int = field(default=256 * MB, metadata=_meta(
         "bytes", "one decompressed archive member (zip, tar, gzip), counted while streaming",
         "read error `archive member exceeds 256 MB`; the next member is read"))
