@@ -167,18 +167,25 @@ class _Tally:
     """The report of one input: counts its errors and stops it (``LimitError``) once
     ``limit`` records were unreadable."""
 
-    __slots__ = ("errors", "limit", "records", "report")
+    __slots__ = ("errors", "limit", "records", "report", "unit")
 
     def __init__(self, report: Report, limit: int) -> None:
         self.report = report
         self.limit = limit
         self.errors = 0
         self.records = 0
+        self.unit = "file"  # of the last unreadable record
+
+    def final(self, e: ReadError) -> None:
+        """The error that ends the input (not counted as one more record)."""
+        self.report(e)
+        self.errors += 1
 
     def __call__(self, e: ReadError) -> None:
         self.report(e)
         self.errors += 1
         if e.unit != "file":
+            self.unit = e.unit
             self.records += 1
             if self.records >= self.limit:
                 raise LimitError(f"too many unreadable records ({self.limit}): rest of file "
@@ -189,8 +196,8 @@ def _read_input(name: str, tally: _Tally, limits: Limits) -> Iterator[Event]:
     try:
         yield from _read_path(name, tally, limits)
     except LimitError as e:  # too many bad records (or a limit no archive level handled)
-        tally(ReadError(e.path or name, e.position or 0, e.message,
-                        "record" if e.position else "file"))
+        tally.final(ReadError(e.path or name, e.position or 0, e.message,
+                              tally.unit if e.position else "file"))
 
 
 def _read_path(name: str, report: Report, limits: Limits) -> Iterator[Event]:

@@ -255,7 +255,11 @@ def _read_stream(first: bytes, stream: IO[bytes], name: str, report: Report, fir
                 return
             pos = nxt
             continue
-        yield from _one(obj, name, t.line_at(pos), report)
+        if end - pos > cap:  # whole, but over the limit all the same (it fit in a chunk)
+            report(ReadError(name, t.line_at(pos), f"JSON value exceeds {fmt_size(cap)}; "
+                             "skipped", "line"))
+        else:
+            yield from _one(obj, name, t.line_at(pos), report)
         pos = end
         if pos > CHUNK:  # drop consumed text now and then so the buffer stays small
             t.drop(pos)
