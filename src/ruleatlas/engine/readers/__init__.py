@@ -193,11 +193,18 @@ class _Tally:
 
 
 def _read_input(name: str, tally: _Tally, limits: Limits) -> Iterator[Event]:
+    """One input's events; an input that gives neither an event nor an error (``[]``, an
+    archive of directories) is reported, so it never passes for a log read whole."""
+    n = 0
     try:
-        yield from _read_path(name, tally, limits)
+        for ev in _read_path(name, tally, limits):
+            n += 1
+            yield ev
     except LimitError as e:  # too many bad records (or a limit no archive level handled)
         tally.final(ReadError(e.path or name, e.position or 0, e.message,
                               tally.unit if e.position else "file"))
+    if not n and not tally.errors:
+        tally.final(ReadError(name, 0, "no events in this file", "file"))
 
 
 def _read_path(name: str, report: Report, limits: Limits) -> Iterator[Event]:

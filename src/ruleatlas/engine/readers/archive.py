@@ -158,7 +158,10 @@ def read_zip(fh: IO[bytes], name: str, report: Report,
         if not fh.seekable():
             fh = _spool(fh)
         zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except AtlasError:  # the member cap, while spooling a nested zip
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError,
+            ValueError) as e:  # found by fuzzing: "zip file version 6.4"
         report(ReadError(name, 0, f"bad zip archive: {e}", "file"))
         return
     with zf:
