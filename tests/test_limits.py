@@ -440,3 +440,14 @@ def test_bombs_stay_within_memory(tmp_path: Path) -> None:
                     f"{z}!a.json:line 1: JSON value exceeds 16 MB; skipped to the next line "
                     "starting a value"]
     assert rss < 300, f"{rss} MB"
+
+
+def test_runs_of_blank_lines_and_separators_are_skipped_fast(tmp_path: Path) -> None:
+    """A member of millions of newlines (or array separators) is skipped a buffer at a time;
+    the line numbers stay right."""
+    lines = tmp_path / "n.jsonl"
+    lines.write_bytes(GOOD + b"\n" * 3_000_000 + b"  \r\n" + GOOD)
+    assert [e.position for e in read_events(lines, [], SMALL)] == [1, 3_000_003]
+    arr = tmp_path / "a.json"
+    arr.write_bytes(b"[" + GOOD.strip() + b" ,\n" * 1_000_000 + GOOD.strip() + b"]")
+    assert [e.position for e in read_events(arr, [], SMALL)] == [1, 1_000_001]
