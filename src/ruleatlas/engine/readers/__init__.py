@@ -167,11 +167,12 @@ class _Tally:
     """The report of one input: counts its errors and stops it (``LimitError``) once
     ``limit`` records were unreadable."""
 
-    __slots__ = ("errors", "limit", "records", "report", "unit")
+    __slots__ = ("errors", "events", "limit", "records", "report", "unit")
 
     def __init__(self, report: Report, limit: int) -> None:
         self.report = report
         self.limit = limit
+        self.events = 0
         self.errors = 0
         self.records = 0
         self.unit = "file"  # of the last unreadable record
@@ -195,15 +196,14 @@ class _Tally:
 def _read_input(name: str, tally: _Tally, limits: Limits) -> Iterator[Event]:
     """One input's events; an input that gives neither an event nor an error (``[]``, an
     archive of directories) is reported, so it never passes for a log read whole."""
-    n = 0
     try:
         for ev in _read_path(name, tally, limits):
-            n += 1
+            tally.events += 1
             yield ev
     except LimitError as e:  # too many bad records (or a limit no archive level handled)
         tally.final(ReadError(e.path or name, e.position or 0, e.message,
                               tally.unit if e.position else "file"))
-    if not n and not tally.errors:
+    if not tally.events and not tally.errors:
         tally.final(ReadError(name, 0, "no events in this file", "file"))
 
 
@@ -281,9 +281,6 @@ def read_events(
     report = _reporter(errors)
     for path in _expand(paths, report, inputs):
         tally = _Tally(report, limits.skipped_records)
-        n = 0
-        for ev in _read_input(str(path), tally, limits):
-            n += 1
-            yield ev
+        yield from _read_input(str(path), tally, limits)
         if inputs is not None:
-            inputs.append(InputRead(str(path), n, tally.errors))
+            inputs.append(InputRead(str(path), tally.events, tally.errors))
