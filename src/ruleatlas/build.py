@@ -266,7 +266,8 @@ def _run(fn: Callable[[T], R], tasks: list[T], workers: int | None,
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as fh:  # streamed: a huge rule file is never held whole
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _hash_or_empty(path: Path) -> str:

@@ -3,7 +3,9 @@
 Every command opens the catalog through ``store.Catalog`` (read-only except ``build``/``sync``)
 and prints either a Rich rendering or JSON (``--format json``) whose shapes are those of the
 store dataclasses and ``api.documents.rule_document``; errors are one line on stderr and a
-non-zero exit code (1: bad input or catalog; 2: network / git failure in ``sync``).
+non-zero exit code (1: bad input or catalog; 2: network / git failure in ``sync``). ``build``
+(and ``sync``'s build) exits 0 when every file loaded, 1 when some files are load errors, 2
+when nothing could be read (no rule repository recognised, no rule loaded, no catalog written).
 """
 
 from __future__ import annotations
@@ -81,9 +83,11 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
                workers: int | None = None, attack_json: Path | None = None,
                full: bool = False) -> None:
     from ruleatlas.build import BuildError, build
+    from ruleatlas.limits import LimitError, Limits
 
     con = _console()
     try:
+        Limits.from_env()  # a bad RULEATLAS_MAX_* value fails here, not in every file
         if quiet or fmt is Format.json:
             summary = build(repos, db, workers=workers, attack_json=attack_json, full=full)
         else:
@@ -96,11 +100,28 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
 
                 summary = build(repos, db, progress=progress, workers=workers,
                                 attack_json=attack_json, full=full)
-    except (BuildError, CatalogError) as e:
-        raise _fail(str(e)) from None
+    except (BuildError, CatalogError, LimitError) as e:
+        raise _fail(str(e), code=2) from None
     if fmt is Format.json:
         _echo_json(summary.to_dict())
-        return
+    else:
+        _print_build(con, summary)
+    code = build_exit_code(summary)
+    if code == 1 and fmt is Format.table:
+        typer.echo("some files are load errors (exit code 1): `ruleatlas errors` lists them",
+                   err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def build_exit_code(summary: Any) -> int:
+    """0: every file loaded; 1: some files are load errors; 2: no rule could be read."""
+    if not sum(r.rules for r in summary.repos):
+        return 2
+    return 1 if any(r.errors or r.side_errors for r in summary.repos) else 0
+
+
+def _print_build(con: Console, summary: Any) -> None:
     t = Table(title=f"Catalog {summary.db}")
     for col in ("source", "repository", "files", "rules", "errors", "parsed", "unchanged",
                 "deleted", "re-analyzed"):

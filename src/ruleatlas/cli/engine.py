@@ -131,13 +131,24 @@ def hunt_cmd(
                                    help="table, json, jsonl or csv"),
     retired: bool = typer.Option(False, "--include-retired",
                                  help="Also run deprecated and unsupported rules."),
+    limit: list[str] = typer.Option(None, "--limit",
+                                    help="NAME=VALUE: override a read limit, e.g. "
+                                         "member_bytes=64M (repeat; see docs/limits.md)."),
 ) -> None:
     """Run every applicable rule over the logs; findings plus a summary by rule and tactic.
 
     Deprecated and unsupported rules (Sigma's deprecated/ and unsupported/ folders, status
-    deprecated/unsupported) are left out unless --include-retired."""
+    deprecated/unsupported) are left out unless --include-retired. Exit code: 0 every input
+    was read, 1 some inputs or records were skipped (summary on stderr), 2 nothing could be
+    read."""
     from ruleatlas.engine.catalog import is_retired, select
     from ruleatlas.engine.hunt import HuntReport, hunt
+    from ruleatlas.limits import LimitError, Limits
+
+    try:
+        limits = Limits.from_env().with_options(limit or ())
+    except LimitError as exc:
+        raise _fail(str(exc)) from None
 
     missing = [p for p in logs if not Path(p).exists()]
     if missing:
@@ -166,7 +177,7 @@ def hunt_cmd(
             if n % 2000 == 0:
                 prog.update(task, completed=n, found=report.findings)
 
-        for f in hunt(loaded, logs, report, on_event=tick):
+        for f in hunt(loaded, logs, report, on_event=tick, limits=limits):
             d = f.to_dict()
             if fmt is HuntFormat.jsonl:
                 out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
@@ -176,8 +187,6 @@ def hunt_cmd(
                                  json.dumps(d["matched"], ensure_ascii=False, default=str)])
             else:
                 findings.append(d)
-    for e in report.errors[:20]:
-        con.print(f"[yellow]read error[/]: {e}")
     con.print(f"{report.events} events, {report.rules_run} rules run "
               f"({len(report.not_runnable)} not runnable), {report.findings} findings "
               f"in {report.seconds:.1f}s")
@@ -186,6 +195,30 @@ def hunt_cmd(
                               ensure_ascii=False, default=str))
     elif fmt is HuntFormat.table:
         _hunt_tables(findings, report)
+    _skipped_summary(con, report)
+    code = report.exit_code()
+    if code:
+        raise typer.Exit(code)
+
+
+def _skipped_summary(con: Console, report: Any) -> None:
+    """What was skipped and why, with locations (stderr, after the findings)."""
+    if not report.errors:
+        return
+    from rich.markup import escape
+
+    shown = 20
+    for e in report.errors[:shown]:
+        con.print(f"[yellow]skipped[/]: {escape(str(e))}", soft_wrap=True)
+    if len(report.errors) > shown:
+        con.print(f"... {len(report.errors) - shown} more (--format json lists 100)")
+    bad = [i for i in report.inputs if i.errors]
+    for i in bad[:shown]:
+        con.print(f"[yellow]{i.status}[/]: {escape(i.file)}: {i.events} events, "
+                  f"{i.errors} read errors", soft_wrap=True)
+    con.print(f"{len(report.inputs) - len(bad)} of {len(report.inputs)} inputs read whole, "
+              f"{sum(i.status == 'partly read' for i in bad)} partly, "
+              f"{sum(i.status == 'unreadable' for i in bad)} unreadable")
 
 
 def _hunt_tables(findings: list[dict[str, Any]], report: Any) -> None:

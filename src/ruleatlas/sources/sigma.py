@@ -28,7 +28,7 @@ from typing import Any
 from ruleatlas.caching import CONDITION_SYNTAX
 from ruleatlas.model import FileResult, LoadError, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables
+from ruleatlas.sources.base import SideTables, read_rule_file
 
 NAME = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma"
@@ -401,12 +401,10 @@ def rule_from_doc(
 def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One Sigma file into rules and located errors; never raises for bad input."""
     rel = _rel(root, path)
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"cannot read: {e.strerror or e}", kind="io"),))
+    got = read_rule_file(NAME, rel, path, data)
+    if isinstance(got, LoadError):
+        return FileResult(NAME, rel, "", errors=(got,))
+    data = got
     digest = yamlutil.sha256(data)
     text = yamlutil.decode(data)
     if isinstance(text, yamlutil.YamlProblem):
