@@ -191,18 +191,15 @@ _SIDE_TABLES = (
 
 
 _Multi = dict[str, dict[str, list[str]]]  # rule id -> fact name -> values
+_SCALARS = ("source", "status", "severity", "language", "type")
 
 
-def _gather(conn: sqlite3.Connection) -> tuple[dict[str, RuleSummary], _Multi]:
+def _gather(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], _Multi]:
     """Every rule's row and its multi-valued facts (technique, tactic, events, side tables)."""
-    rows: dict[str, RuleSummary] = {}
-    multi: _Multi = {}
-    for r in conn.execute(
-            "SELECT id, source, title, status, lower(severity), type, language, "
-            f"coalesce(modified, date), path, {_HAS_TESTS} FROM rules"):
-        rows[r[0]] = RuleSummary(r[0], r[1], r[2], r[3] or None, r[4] or None, r[5] or None,
-                                 r[6], r[7] or None, r[8])
-        multi[r[0]] = {"test": ["untested" if r[9] else "none"]}
+    rows = conn.execute(
+        "SELECT id, source, title, status, lower(severity), type, language, "
+        f"coalesce(modified, date), path, {_HAS_TESTS} FROM rules").fetchall()
+    multi: _Multi = {r[0]: {"test": ["untested" if r[9] else "none"]} for r in rows}
     tactics = {t: loads(ts, []) for t, ts in conn.execute(
         "SELECT technique, tactics FROM attack_techniques")}
     for rid, tech in conn.execute("SELECT rule_id, technique FROM rule_attack ORDER BY technique"):
@@ -228,19 +225,30 @@ def _gather(conn: sqlite3.Connection) -> tuple[dict[str, RuleSummary], _Multi]:
 
 def _load_facts(conn: sqlite3.Connection) -> dict[str, _Facts]:
     rows, multi = _gather(conn)
+    normed: dict[tuple[str, str], str] = {}  # the same few thousand values recur
+
+    def keys_of(name: str, vs: Sequence[str]) -> frozenset[str]:
+        out = set()
+        for v in vs:
+            k = normed.get((name, v))
+            if k is None:
+                k = normed[(name, v)] = _norm(name, v)
+            out.add(k)
+        return frozenset(out)
+
     out: dict[str, _Facts] = {}
-    for rid, row in rows.items():
-        values: dict[str, tuple[str, ...]] = {
-            n: tuple(dict.fromkeys(vs)) for n, vs in multi[rid].items()}
-        for name in ("source", "status", "severity", "language", "type"):
-            v = getattr(row, name)
-            values[name] = (v,) if v else ()
-        keys = {n: frozenset(_norm(n, v) for v in vs) for n, vs in values.items()}
+    for r in rows:
+        rid = r[0]
+        values = {n: tuple(dict.fromkeys(vs)) for n, vs in multi[rid].items()}
+        for i, name in enumerate(_SCALARS, 1):
+            values[name] = (r[i],) if r[i] else ()
+        keys = {n: keys_of(n, vs) for n, vs in values.items()}
         techs = keys.get("technique", frozenset())
         keys["technique"] = techs | {t.split(".", 1)[0] for t in techs}
-        channels = {_norm("event", c) for c in values.get("channel", ())}
-        keys["event"] = keys.get("event", frozenset()) | channels
-        out[rid] = _Facts(replace(row, techniques=values.get("technique", ())), values, keys)
+        keys["event"] = keys.get("event", frozenset()) | keys.get("channel", frozenset())
+        row = RuleSummary(rid, r[1], r[2], r[3] or None, r[4] or None, r[5] or None, r[6],
+                          r[7] or None, r[8], values.get("technique", ()))
+        out[rid] = _Facts(row, values, keys)
     return out
 
 
