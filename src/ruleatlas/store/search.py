@@ -191,7 +191,7 @@ _SIDE_TABLES = (
 
 
 _Multi = dict[str, dict[str, list[str]]]  # rule id -> fact name -> values
-_SCALARS = ("source", "status", "severity", "language", "type")
+_SCALARS = {"source": 1, "status": 3, "severity": 4, "type": 5, "language": 6}  # row columns
 
 
 def _gather(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], _Multi]:
@@ -240,7 +240,7 @@ def _load_facts(conn: sqlite3.Connection) -> dict[str, _Facts]:
     for r in rows:
         rid = r[0]
         values = {n: tuple(dict.fromkeys(vs)) for n, vs in multi[rid].items()}
-        for i, name in enumerate(_SCALARS, 1):
+        for name, i in _SCALARS.items():
             values[name] = (r[i],) if r[i] else ()
         keys = {n: keys_of(n, vs) for n, vs in values.items()}
         techs = keys.get("technique", frozenset())
