@@ -12,17 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ruleatlas.cli import common
 from ruleatlas.cli.app import app
-from ruleatlas.cli.common import (
-    DB_OPT,
-    FORMAT_OPT,
-    RULE_HELP,
-    Format,
-    echo_json,
-    fail,
-    open_catalog,
-    resolve,
-)
 from ruleatlas.indicators.query import SpecError, parse_spec
 from ruleatlas.store import indicators as store
 
@@ -34,19 +25,19 @@ def _corpus_text(c: dict[str, int]) -> str:
 
 @app.command("indicators")
 def indicators_cmd(
-    rule: str = typer.Argument(..., help=RULE_HELP),
-    db: str = DB_OPT,
-    fmt: Format = FORMAT_OPT,
+    rule: str = typer.Argument(..., help=common.RULE_HELP),
+    db: str = common.DB_OPT,
+    fmt: common.Format = common.FORMAT_OPT,
 ) -> None:
     """Show a rule's indicators with normalised keys and corpus counts.
 
     One row per field and operator; each value as written, its normalised key, and how many
     rules of the catalog hold it (total and by source)."""
-    with open_catalog(db) as cat:
-        rid = resolve(cat, rule)
+    with common.open_catalog(db) as cat:
+        rid = common.resolve(cat, rule)
         rows = store.rule_indicators(cat.conn, rid)
-    if fmt is Format.json:
-        echo_json({"rule": rid, "indicators": rows})
+    if fmt is common.Format.json:
+        common.echo_json({"rule": rid, "indicators": rows})
         return
     t = Table(title=f"Indicators of {rid}")
     for col in ("Field", "Kind", "Value", "Key", "Corpus"):
@@ -68,8 +59,8 @@ def indicator_cmd(
         ..., help="'FIELD OP VALUE', e.g. 'ScriptBlockText contains Invoke-WMIExec' or "
                   "'Processes.process_name=cmd.exe'."
     ),
-    db: str = DB_OPT,
-    fmt: Format = FORMAT_OPT,
+    db: str = common.DB_OPT,
+    fmt: common.Format = common.FORMAT_OPT,
 ) -> None:
     """List every rule holding one indicator, by source.
 
@@ -78,11 +69,11 @@ def indicator_cmd(
     try:
         parsed = parse_spec(spec)
     except SpecError as exc:
-        raise fail(str(exc), 2) from None
-    with open_catalog(db) as cat:
+        raise common.fail(str(exc), 2) from None
+    with common.open_catalog(db) as cat:
         by_source = store.rules_with_indicator(cat.conn, parsed.field_key, parsed.key)
-    if fmt is Format.json:
-        echo_json(
+    if fmt is common.Format.json:
+        common.echo_json(
             {
                 "spec": spec,
                 "field_key": parsed.field_key,
@@ -106,19 +97,19 @@ def indicator_cmd(
 
 @app.command("similar")
 def similar_cmd(
-    rule: str = typer.Argument(..., help=RULE_HELP),
+    rule: str = typer.Argument(..., help=common.RULE_HELP),
     limit: int = typer.Option(10, "--limit", "-n", help="How many rules to list."),
-    db: str = DB_OPT,
-    fmt: Format = FORMAT_OPT,
+    db: str = common.DB_OPT,
+    fmt: common.Format = common.FORMAT_OPT,
 ) -> None:
     """List the rules of any source sharing the most indicators with RULE.
 
     Each shared indicator weighs log(N/df), so rare ones count more than EventCode=4104."""
-    with open_catalog(db) as cat:
-        rid = resolve(cat, rule)
+    with common.open_catalog(db) as cat:
+        rid = common.resolve(cat, rule)
         found = store.similar_rules(cat.conn, rid, limit)
-    if fmt is Format.json:
-        echo_json({"rule": rid, "similar": found})
+    if fmt is common.Format.json:
+        common.echo_json({"rule": rid, "similar": found})
         return
     t = Table(title=f"Rules similar to {rid}")
     for col in ("Score", "Share", "Source", "Id", "Title", "Shared indicators"):

@@ -54,9 +54,9 @@ def event_coverage(cat: Catalog) -> dict[str, Any]:
     ds: dict[str, dict[str, int]] = {}
     for name, src, n in cat.counts_by_source("d.data_source", "rule_data_sources d", None):
         ds.setdefault(name, {})[src] = n
-    data_sources = [{"name": n, "by_source": bs, "total": sum(bs.values())}
-                    for n, bs in ds.items()]
-    data_sources.sort(key=lambda x: (-x["total"], x["name"]))
+    data_sources: list[dict[str, Any]] = [
+        {"name": n, "by_source": bs, "total": sum(bs.values())}
+        for n, bs in sorted(ds.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))]
     return {"sources": sources(cat.conn), "events": events, "data_sources": data_sources}
 
 

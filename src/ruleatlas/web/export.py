@@ -87,9 +87,9 @@ def export(db: str | Path, out: str | Path, indicators: bool = True,
     page("events", "events.html")
     page("macros", "macros.html")
     page("stories", "stories.html")
-    for s in listings.stories(catalog):
-        slug = hashlib.sha1(s["name"].encode()).hexdigest()[:16]
-        page("story", f"stories/{slug}.html", path={"name": s["name"]})
+    for story in listings.stories(catalog):
+        slug = hashlib.sha1(story["name"].encode()).hexdigest()[:16]
+        page("story", f"stories/{slug}.html", path={"name": story["name"]})
     page("indicators", "indicators.html")
     for rid in all_rule_ids(conn):
         rel = f"rules/{quote(rid, safe='')}.html"

@@ -48,8 +48,9 @@ FACET_LABELS = {
 
 def rule_query(args: Mapping[str, Any]) -> RuleQuery:
     """The store's query for this page's validated parameters."""
+    filters: dict[str, Any] = {k: tuple(args[k]) for k in FILTERS}
     return RuleQuery(text=args["q"], sort=args["sort"], page=args["page"],
-                     per_page=args["per_page"], **{k: tuple(args[k]) for k in FILTERS})
+                     per_page=args["per_page"], **filters)
 
 
 def build_rules(ctx: Ctx) -> dict[str, Any]:
