@@ -32,6 +32,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from ruleatlas.store.codec import loads
@@ -168,7 +170,8 @@ class _Facts:
     """One rule as search sees it: its result row, its facet values, its filter keys."""
 
     row: RuleSummary
-    values: Mapping[str, tuple[str, ...]]  # facet name -> values as stored
+    title: str  # lower-cased, for sorting
+    facets: tuple[tuple[str, ...], ...]  # values as stored, one tuple per name of FACETS
     keys: Mapping[str, frozenset[str]]  # filter name -> normalised values (see _norm)
 
 
@@ -248,7 +251,7 @@ def _load_facts(conn: sqlite3.Connection) -> dict[str, _Facts]:
         keys["event"] = keys.get("event", frozenset()) | keys.get("channel", frozenset())
         row = RuleSummary(rid, r[1], r[2], r[3] or None, r[4] or None, r[5] or None, r[6],
                           r[7] or None, r[8], values.get("technique", ()))
-        out[rid] = _Facts(row, values, keys)
+        out[rid] = _Facts(row, r[2].lower(), tuple(values.get(n, ()) for n in FACETS), keys)
     return out
 
 
@@ -274,15 +277,14 @@ def _facts(conn: sqlite3.Connection) -> dict[str, _Facts]:
 def _sort_key(sort: str, ranks: Mapping[str, float]) -> Any:
     key = sort.lstrip("-")
     if key == "relevance":
-        return lambda f: (ranks.get(f.row.id, 0.0), f.row.title.lower(), f.row.id)
+        return lambda f: (ranks.get(f.row.id, 0.0), f.title, f.row.id)
     if key == "title":
-        return lambda f: (f.row.title.lower(), f.row.id)
+        return lambda f: (f.title, f.row.id)
     if key == "modified":
-        return lambda f: (f.row.modified or "", f.row.title.lower(), f.row.id)
+        return lambda f: (f.row.modified or "", f.title, f.row.id)
     if key == "severity":
-        return lambda f: (SEVERITY_RANK.get(f.row.severity or "", -1), f.row.title.lower(),
-                          f.row.id)
-    return lambda f: (f.row.source, f.row.title.lower(), f.row.id)
+        return lambda f: (SEVERITY_RANK.get(f.row.severity or "", -1), f.title, f.row.id)
+    return lambda f: (f.row.source, f.title, f.row.id)
 
 
 def _check(q: RuleQuery) -> None:
@@ -320,8 +322,9 @@ def _snippets(conn: sqlite3.Connection, match: str, ids: Sequence[str]) -> dict[
 
 def _count_facets(hits: Sequence[_Facts]) -> dict[str, tuple[tuple[str, int], ...]]:
     out: dict[str, tuple[tuple[str, int], ...]] = {}
-    for name in FACETS:
-        counter: Counter[str] = Counter(v for f in hits for v in f.values.get(name, ()))
+    per_rule = [f.facets for f in hits]
+    for i, name in enumerate(FACETS):
+        counter = Counter(chain.from_iterable(map(itemgetter(i), per_rule)))
         ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
         out[name] = tuple(ranked[: FACET_LIMITS.get(name, FACET_LIMIT)])
     return out
@@ -348,7 +351,8 @@ def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
     start = (q.page - 1) * q.per_page
     shown = hits[start: start + q.per_page]
     snippets = _snippets(conn, match, [f.row.id for f in shown]) if match is not None else {}
-    rows = tuple(replace(f.row, snippet=snippets.get(f.row.id)) for f in shown)
+    rows = tuple(replace(f.row, snippet=snippets[f.row.id]) if f.row.id in snippets else f.row
+                 for f in shown)
     facets: Mapping[str, tuple[tuple[str, int], ...]] = {}
     if q.facets:
         path, stamp = connection_stamp(conn)
