@@ -167,12 +167,47 @@ def fts_query(text: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class _Facts:
-    """One rule as search sees it: its result row, its facet values, its filter keys."""
+    """One rule as search sees it: its result row and its facts."""
 
     row: RuleSummary
     title: str  # lower-cased, for sorting
-    facets: tuple[tuple[str, ...], ...]  # values as stored, one tuple per name of FACETS
-    keys: Mapping[str, frozenset[str]]  # filter name -> normalised values (see _norm)
+    values: Mapping[str, tuple[str, ...]]  # fact name (FILTERS) -> values as stored
+    facets: tuple[tuple[str, ...], ...]  # the same, one tuple per name of FACETS
+
+
+class _Index:
+    """The facts of every rule of one catalog state, and per filter the normalised values of
+    each rule (``_norm``), computed the first time a search uses that filter."""
+
+    def __init__(self, facts: dict[str, _Facts]) -> None:
+        self.facts = facts
+        self._keys: dict[str, dict[str, frozenset[str]]] = {}
+
+    def keys(self, name: str) -> dict[str, frozenset[str]]:
+        """Rule id -> the values ``name`` matches (two threads may both compute it: same
+        result)."""
+        got = self._keys.get(name)
+        if got is None:
+            got = self._keys[name] = _filter_keys(self.facts, name)
+        return got
+
+
+def _filter_keys(facts: Mapping[str, _Facts], name: str) -> dict[str, frozenset[str]]:
+    sources = ("event", "channel") if name == "event" else (name,)
+    normed: dict[str, str] = {}  # the same few thousand values recur
+    out: dict[str, frozenset[str]] = {}
+    for rid, f in facts.items():
+        keys = set()
+        for src in sources:
+            for v in f.values.get(src, ()):
+                k = normed.get(v)
+                if k is None:
+                    k = normed[v] = _norm(name, v)
+                keys.add(k)
+        if name == "technique":  # a parent technique matches its sub-techniques
+            keys.update([k.split(".", 1)[0] for k in keys])
+        out[rid] = frozenset(keys)
+    return out
 
 
 def _norm(name: str, value: str) -> str:
@@ -226,37 +261,23 @@ def _gather(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], _Multi]:
     return rows, multi
 
 
-def _load_facts(conn: sqlite3.Connection) -> dict[str, _Facts]:
+def _load_facts(conn: sqlite3.Connection) -> _Index:
     rows, multi = _gather(conn)
-    normed: dict[tuple[str, str], str] = {}  # the same few thousand values recur
-
-    def keys_of(name: str, vs: Sequence[str]) -> frozenset[str]:
-        out = set()
-        for v in vs:
-            k = normed.get((name, v))
-            if k is None:
-                k = normed[(name, v)] = _norm(name, v)
-            out.add(k)
-        return frozenset(out)
-
     out: dict[str, _Facts] = {}
     for r in rows:
         rid = r[0]
-        values = {n: tuple(dict.fromkeys(vs)) for n, vs in multi[rid].items()}
+        values = {n: tuple(dict.fromkeys(vs)) if len(vs) > 1 else tuple(vs)
+                  for n, vs in multi[rid].items()}
         for name, i in _SCALARS.items():
             values[name] = (r[i],) if r[i] else ()
-        keys = {n: keys_of(n, vs) for n, vs in values.items()}
-        techs = keys.get("technique", frozenset())
-        keys["technique"] = techs | {t.split(".", 1)[0] for t in techs}
-        keys["event"] = keys.get("event", frozenset()) | keys.get("channel", frozenset())
         row = RuleSummary(rid, r[1], r[2], r[3] or None, r[4] or None, r[5] or None, r[6],
                           r[7] or None, r[8], values.get("technique", ()))
-        out[rid] = _Facts(row, r[2].lower(), tuple(values.get(n, ()) for n in FACETS), keys)
-    return out
+        out[rid] = _Facts(row, r[2].lower(), values, tuple(values.get(n, ()) for n in FACETS))
+    return _Index(out)
 
 
 @lru_cache(maxsize=FACTS_CACHE_SIZE)
-def _facts_of(path: str, stamp: tuple[int, ...]) -> dict[str, _Facts]:
+def _index_of(path: str, stamp: tuple[int, ...]) -> _Index:
     conn = connect(path)
     try:
         return _load_facts(conn)
@@ -264,9 +285,9 @@ def _facts_of(path: str, stamp: tuple[int, ...]) -> dict[str, _Facts]:
         conn.close()
 
 
-def _facts(conn: sqlite3.Connection) -> dict[str, _Facts]:
+def _index(conn: sqlite3.Connection) -> _Index:
     path, stamp = connection_stamp(conn)
-    return _facts_of(path, stamp) if path else _load_facts(conn)
+    return _index_of(path, stamp) if path else _load_facts(conn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,19 +354,20 @@ def _count_facets(hits: Sequence[_Facts]) -> dict[str, tuple[tuple[str, int], ..
 @lru_cache(maxsize=FACTS_CACHE_SIZE)
 def _all_facets(path: str, stamp: tuple[int, ...]) -> dict[str, tuple[tuple[str, int], ...]]:
     """Facets of the whole catalog (the landing page): the same until the catalog changes."""
-    return _count_facets(list(_facts_of(path, stamp).values()))
+    return _count_facets(list(_index_of(path, stamp).facts.values()))
 
 
 def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
     """One page of the rules matching ``q``, with facets counted over every match."""
     _check(q)
-    facts = _facts(conn)
+    index = _index(conn)
+    facts = index.facts
     match = fts_query(q.text)
     ranks = _ranks(conn, match) if match is not None else {}
     pool = [facts[r] for r in ranks if r in facts] if match is not None else list(facts.values())
-    wanted = {n: {_norm(n, v) for v in vs} for n, vs in q.filters().items()}
+    wanted = [(index.keys(n), {_norm(n, v) for v in vs}) for n, vs in q.filters().items()]
     hits = [f for f in pool
-            if all(not w.isdisjoint(f.keys.get(n, ())) for n, w in wanted.items())]
+            if all(not w.isdisjoint(keys[f.row.id]) for keys, w in wanted)]
     sort = "title" if q.sort == "relevance" and match is None else q.sort
     hits.sort(key=_sort_key(sort, ranks), reverse=sort.startswith("-"))
     start = (q.page - 1) * q.per_page
