@@ -90,8 +90,8 @@ def id_prefix_matches(conn: sqlite3.Connection, text: str,
     """Rules whose id starts with ``text`` (``MIN_PREFIX_LEN`` characters or more, any case);
     the search page lists them above its results."""
     t = text.strip()
-    if not MIN_PREFIX_LEN <= len(t) <= MAX_REF_LEN or _CONTROL.search(t):
-        return ()
+    if not MIN_PREFIX_LEN <= len(t) <= MAX_REF_LEN or _CONTROL.search(t) or " " in t:
+        return ()  # no id is that short or that long, or holds a space or a control char
     low = t.lower()
     return _candidates(conn, "(id >= ? AND id < ?) OR (id >= ? AND id < ?)",
                        (t, t + _PREFIX_END, low, low + _PREFIX_END), limit)

@@ -30,7 +30,7 @@ import re
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
@@ -108,11 +108,14 @@ class RuleSummary:
 
     def to_dict(self, marks: tuple[str, str] = ("<<", ">>")) -> dict[str, Any]:
         """JSON form; the snippet's markers become ``marks`` (plain text, no control chars)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {name: getattr(self, name) for name in _SUMMARY_FIELDS}
         d["techniques"] = list(self.techniques)
         if self.snippet is not None:
             d["snippet"] = self.snippet.replace(HL_START, marks[0]).replace(HL_END, marks[1])
         return d
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(RuleSummary))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +360,11 @@ def _all_facets(path: str, stamp: tuple[int, ...]) -> dict[str, tuple[tuple[str,
     return _count_facets(list(_index_of(path, stamp).facts.values()))
 
 
+def _with_snippet(r: RuleSummary, snippet: str) -> RuleSummary:
+    return RuleSummary(r.id, r.source, r.title, r.status, r.severity, r.type, r.language,
+                       r.modified, r.path, r.techniques, snippet)
+
+
 def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
     """One page of the rules matching ``q``, with facets counted over every match."""
     _check(q)
@@ -373,7 +381,7 @@ def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
     start = (q.page - 1) * q.per_page
     shown = hits[start: start + q.per_page]
     snippets = _snippets(conn, match, [f.row.id for f in shown]) if match is not None else {}
-    rows = tuple(replace(f.row, snippet=snippets[f.row.id]) if f.row.id in snippets else f.row
+    rows = tuple(_with_snippet(f.row, snippets[f.row.id]) if f.row.id in snippets else f.row
                  for f in shown)
     facets: Mapping[str, tuple[tuple[str, int], ...]] = {}
     if q.facets:
