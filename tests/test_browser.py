@@ -115,9 +115,9 @@ def test_rule_page_sections_in_order(server: str, page: Any, shots: Any) -> None
 
 
 def test_rule_page_stages_and_corpus_column(server: str, page: Any, web_db: Path) -> None:
-    import sqlite3
+    from ruleatlas.store.connection import connect
 
-    conn = sqlite3.connect(f"file:{web_db}?mode=ro", uri=True)
+    conn = connect(web_db)
     (n,) = conn.execute("SELECT count(DISTINCT rule_id) FROM indicators "
                         "WHERE source = 'splunk'").fetchone()
     conn.close()

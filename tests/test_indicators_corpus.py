@@ -27,6 +27,7 @@ from ruleatlas.indicators.query import parse_spec
 from ruleatlas.languages import AnalysisContext, analyze
 from ruleatlas.sources import SOURCES
 from ruleatlas.store import indicators as store
+from ruleatlas.store.connection import connect
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def catalog(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     except pytest.FixtureLookupError:
         db = tmp_path_factory.mktemp("indicators") / "catalog.db"
         _build(db)
-    return store.open_catalog(str(db))
+    return connect(db)
 
 
 def _splunk_analyzed(conn: Any) -> None:

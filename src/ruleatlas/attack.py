@@ -46,7 +46,14 @@ ENTERPRISE_TACTICS: tuple[tuple[str, str, str], ...] = (
     ("impact", "TA0040", "Impact"),
 )
 
+_TACTIC_NAMES = {short: name for short, _, name in ENTERPRISE_TACTICS}
 _TID = re.compile(r"^T\d{4}(?:\.\d{3})?$")
+
+
+def tactic_name(short: str) -> str:
+    """A tactic's display name from its short name (``command-and-control`` -> ``Command and
+    Control``); a short name outside the Enterprise matrix is title-cased."""
+    return _TACTIC_NAMES.get(short, short.replace("-", " ").title())
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule
 
     out = []
     for sr in load_rules(db, ids):
-        rule = rule_from_dict(sr.rule)
+        rule = sr.rule
         if sr.analysis is not None:
             analysis = analysis_from_dict(sr.analysis)
         else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
+from ruleatlas.limits import Limits
 from ruleatlas.sources.base import SideTables
 from ruleatlas.store.codec import dumps
 from ruleatlas.store.indicators import recount
@@ -229,6 +230,9 @@ class Writer:
         self._known: set[tuple[str, str]] | None = None
         self._members: dict[str, Mapping[str, tuple[str, ...]]] = {}
         self._next_rowid: int | None = None
+        # What the full-text index holds of one column: a bounded prefix, so that FTS5's
+        # snippet() never runs over a megabyte-long hostile rule (docs/limits.md).
+        self._fts_chars = Limits.from_env().fts_text_chars
         self._buf: dict[str, list[tuple[Any, ...]]] = {
             k: [] for k in ("rules", "fts", "attack", "ds", "stories", "events", "macros", "ind")}
 
@@ -367,7 +371,8 @@ class Writer:
         self._next_rowid += 1
         b = self._buf
         b["rules"].append((rowid, *_rule_values(row)))
-        b["fts"].append((rowid, rid, row.title, row.description, row.query))
+        cap = self._fts_chars
+        b["fts"].append((rowid, rid, row.title[:cap], row.description[:cap], row.query[:cap]))
         b["attack"].extend((rid, t) for t in rec.techniques)
         b["ds"].extend((rid, d) for d in rec.data_sources)
         b["stories"].extend((rid, s) for s in rec.stories)
