@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_build import ID_A, ID_B, accounted, ids, make_sigma
-
 from ruleatlas.build import build
 from ruleatlas.store.catalog import Catalog
+from test_build import ID_A, ID_B, accounted, ids, make_sigma
 
 ELASTIC_RULE = """\
 [metadata]

@@ -51,6 +51,7 @@ from ruleatlas.mcp.results import (
     SimilarRule,
     TechniqueRow,
 )
+from ruleatlas.sources import SOURCES
 from ruleatlas.store import (
     HL_END,
     HL_START,
@@ -139,7 +140,8 @@ def _hunt_rules(db: str, stamp: tuple[int, ...]) -> tuple[LoadedRule, ...]:
 Query = Annotated[str, Field(description="words to find in title, description and query; all "
                                          "must appear, a word ending in * is a prefix")]
 RuleRef = Annotated[str, Field(description="rule id, id prefix (8+ characters) or exact title")]
-Source = Annotated[str | None, Field(description="only rules of this source: sigma or splunk")]
+Source = Annotated[str | None, Field(description="only rules of this source: "
+                                                 + ", ".join(SOURCES))]
 
 
 class Atlas:
