@@ -153,7 +153,7 @@ def test_get_rule_has_stages_and_the_wmiexec_indicator(answers: dict[str, Any]) 
     assert ind["op"] == "in" and not ind["negated"]
     (v,) = ind["values"]
     assert v["key"] == "*invoke-wmiexec*"
-    assert v["corpus"] == {"total": 2, "sigma": 1, "splunk": 1}
+    assert v["corpus"] == {"total": 2, "elastic": 0, "sigma": 1, "splunk": 1}
     assert "T1047" in [a["technique"] for a in doc["attack"]]
     assert _ok(answers["rule_prefix"])["rule"]["id"] == EXAMPLE_ID
 
@@ -222,7 +222,7 @@ def test_hunt_file_finds_the_regression_event(answers: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("key", "message"), [
-    ("bad_unknown_rule", "no rule with id or title 'no-such-rule-anywhere'"),
+    ("bad_unknown_rule", "no rule with id, id prefix or title 'no-such-rule-anywhere'"),
     ("bad_long_rule", "rule is too long (50000 characters; max 512)"),
     ("bad_long_similar", "rule is too long (50000 characters; max 512)"),
     ("bad_missing_file", "no such file"),

@@ -87,6 +87,11 @@ def _integrations(v: Any) -> list[str]:
     return out
 
 
+SETTINGS_KEYS = ("index", "from", "interval", "machine_learning_job_id", "queries", "threshold",
+                 "new_terms", "threat_index", "building_block", "note", "setup",
+                 "alert_suppression")
+
+
 def rule_details(extra: dict[str, Any]) -> dict[str, Any]:
     """What a rule's vendor keys add to its page (Elastic: risk score, index patterns, rule-type
     panels, investigation guide, setup, hunting queries), read from ``extra`` whatever the
@@ -94,6 +99,10 @@ def rule_details(extra: dict[str, Any]) -> dict[str, Any]:
     ml = extra.get("machine_learning_job_id")
     suppression = extra.get("alert_suppression")
     return {
+        # the page shows its "Rule settings" (type, language, risk score, schedule, index
+        # patterns, rule-type panels) when the rule has any of these keys: every Elastic rule
+        # does, no Sigma or Splunk rule (whose page keeps the example's five metadata rows)
+        "settings": any(k in extra for k in SETTINGS_KEYS),
         "risk_score": extra.get("risk_score"),
         "index": [str(i) for i in _list(extra.get("index"))],
         "from": extra.get("from"),
