@@ -442,6 +442,6 @@ def test_browser_eql_sequence_page(server: str, page: Any, shots: Any) -> None: 
     assert y0 < y1
     assert page.locator("#investigation-guide h3", has_text="Possible investigation steps"
                         ).count() == 1
-    # the shot: the page scrolled so that the sequence's heading is at the top
-    page.evaluate("document.getElementById('sequence').scrollIntoView()")
+    # the shot: the page scrolled to "Stages and Predicates", the sequence below its heading
+    page.evaluate("document.getElementById('stages').scrollIntoView()")
     shots(page, "eql-sequence.png")
