@@ -1,0 +1,38 @@
+"""Elastic detection rules: what a rule's TYPE adds to the analysis of its query.
+
+``analyze_elastic_rule(rule, ctx, analyze_query) -> Analysis``: ``analyze_query(language, text)``
+analyzes one query text in one language (EQL, KQL, ES|QL: the registry's analyzers); this
+package adds what Elastic itself does with the query: threshold and new-terms aggregation,
+threat-match indicator joins, Kibana filters, machine-learning jobs (no query), Lucene queries
+(read as KQL when compatible), ES|QL's embedded ``kql()``, and hunting files with several
+queries. See docs/elastic.md.
+"""
+
+from __future__ import annotations
+
+from ruleatlas.languages.elastic.analyze import (
+    QueryAnalyzer,
+    analyze_elastic_rule,
+    analyze_lucene,
+    analyze_text,
+    has_opaque,
+)
+from ruleatlas.languages.elastic.embed import embed_kql
+from ruleatlas.languages.elastic.hunting import SQL_REASON, analyze_hunt
+from ruleatlas.languages.elastic.lucene import kql_incompatibility
+from ruleatlas.languages.elastic.rule_types import COUNT_FIELD, RULE_TYPES, cardinality_field
+
+__all__ = [
+    "COUNT_FIELD",
+    "RULE_TYPES",
+    "SQL_REASON",
+    "QueryAnalyzer",
+    "analyze_elastic_rule",
+    "analyze_hunt",
+    "analyze_lucene",
+    "analyze_text",
+    "cardinality_field",
+    "embed_kql",
+    "has_opaque",
+    "kql_incompatibility",
+]
