@@ -1,0 +1,102 @@
+"""Benchmark the ES|QL parser on every ES|QL query of the Elastic corpus (rules, building
+blocks and the ES|QL hunting queries).
+
+Prints queries/s, median and worst time for: a baseline measured in the same run (tokenizing
+only, the floor any parser pays), parsing, parse + generate, and full analysis (parse + lowering
+into the model), with ratios to the baseline.
+
+    .venv/bin/python bench/esql.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ELASTIC = ROOT.parent / "shared" / "corpus" / "elastic"
+sys.path.insert(0, str(ROOT / "src"))
+
+from ruleatlas.languages.esql import (  # noqa: E402
+    analyze_esql_query,
+    generate,
+    parse,
+    query_language,
+    strip_fence_tag,
+)
+from ruleatlas.languages.esql.tokens import tokenize  # noqa: E402
+from ruleatlas.languages.spl.errors import ParseError  # noqa: E402
+
+
+def queries() -> list[str]:
+    out: list[str] = []
+    for path in sorted(ELASTIC.rglob("*.toml")):
+        d = tomllib.loads(path.read_text(encoding="utf-8"))
+        rule = d.get("rule") or {}
+        if rule.get("language") == "esql":
+            out.append(rule["query"])
+        hunt = d.get("hunt") or {}
+        if "ES|QL" in hunt.get("language", []):
+            out.extend(strip_fence_tag(q)[0] for q in hunt.get("query", [])
+                       if query_language(q) == "esql")
+    return out
+
+
+def parsable(qs: list[str]) -> list[str]:
+    ok = []
+    for q in qs:
+        try:
+            parse(q)
+        except ParseError:
+            continue
+        ok.append(q)
+    return ok
+
+
+def measure(fn: Callable[[str], object], qs: list[str], repeat: int) -> tuple[float, list[float]]:
+    best_total = float("inf")
+    best_each: list[float] = []
+    for _ in range(repeat):
+        each = []
+        t0 = time.perf_counter()
+        for q in qs:
+            t = time.perf_counter()
+            fn(q)
+            each.append(time.perf_counter() - t)
+        total = time.perf_counter() - t0
+        if total < best_total:
+            best_total, best_each = total, each
+    return best_total, best_each
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    every = queries()
+    qs = parsable(every)
+    rows = [
+        ("tokenize only (baseline)", tokenize),
+        ("parse", parse),
+        ("parse + generate", lambda q: generate(parse(q))),
+        ("analyze (parse+lower)", analyze_esql_query),
+    ]
+    chars = sum(len(q) for q in qs)
+    print(f"{len(qs)} ES|QL queries ({len(every) - len(qs)} invalid hunting queries left out), "
+          f"{chars:,} characters")
+    base = None
+    for name, fn in rows:
+        total, each = measure(fn, qs, args.repeat)
+        base = base or total
+        print(f"{name:26s} {len(qs) / total:8.0f} queries/s  total {total:6.3f} s  "
+              f"median {statistics.median(each) * 1e3:6.3f} ms  worst {max(each) * 1e3:6.2f} ms"
+              f"  x{total / base:4.1f} of baseline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""The ES|QL syntax tree: a pipeline of commands; expressions as typed nodes.
+
+Nodes are frozen, slotted dataclasses; offsets (``start``/``end`` into the parsed text) never
+take part in equality, so ``parse(generate(tree)) == tree`` is the round-trip check. Function
+names are lower-cased (ES|QL function names are case-insensitive); field names keep their case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import MISSING, dataclass, fields
+from dataclasses import field as dc_field
+from typing import TypeAlias
+
+# ---- expressions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A field (column) name, dotted parts joined: ``process.name``, ``@timestamp``."""
+
+    name: str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    """A string literal; ``value`` has the escapes resolved; ``triple`` for ``\"\"\"...\"\"\"``
+    (kept for display only)."""
+
+    value: str
+    triple: bool = dc_field(default=False, compare=False)
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    """A number as written: ``10``, ``1.5``, ``1e3``."""
+
+    text: str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+    @property
+    def value(self) -> int | float:
+        try:
+            return int(self.text)
+        except ValueError:
+            return float(self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Null:
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter: ``?``, ``?name``, ``?1``."""
+
+    name: str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A time span: ``7 day``, ``30 seconds``, ``1 hour`` (unit lower-cased)."""
+
+    amount: Num
+    unit: str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit:
+    """``[1, 2, 3]`` (a multi-valued literal)."""
+
+    items: tuple[Expr, ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MapLit:
+    """``{"inference_id": "x", "fuzziness": 1}`` (function options, ``completion ... with``)."""
+
+    entries: tuple[tuple[str, Expr], ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FuncCall:
+    """``name(args)``; ``star`` for ``count(*)``."""
+
+    name: str
+    args: tuple[Expr, ...] = ()
+    star: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    """Arithmetic ``+ - * / %`` or comparison ``== != =~ < <= > >=``."""
+
+    op: str
+    left: Expr
+    right: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    """Unary minus."""
+
+    arg: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """``expr::type``."""
+
+    arg: Expr
+    type: str
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    args: tuple[Expr, ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    args: tuple[Expr, ...]
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    arg: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Like:
+    """``value [not] like|rlike pattern`` or ``... like ("p1", "p2")``."""
+
+    value: Expr
+    patterns: tuple[Expr, ...]
+    regex: bool = False
+    negated: bool = False
+    listed: bool = False  # written as a parenthesised list
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    """``value [not] in (a, b, ...)``."""
+
+    value: Expr
+    items: tuple[Expr, ...]
+    negated: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull:
+    """``value is [not] null``."""
+
+    value: Expr
+    negated: bool = False
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The match operator ``field : query`` (full-text search on one field)."""
+
+    field: Expr
+    query: Expr
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
+                   | FuncCall | BinOp | Neg | Cast | And | Or | Not | Like | In | IsNull | Match)
+
+# ---- command parts -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """``[name =] expr`` (eval, row, stats by, dissect options); ``where`` is a stats
+    aggregation's own filter (``count() where x > 1``)."""
+
+    name: str | None
+    expr: Expr
+    where: Expr | None = None
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    expr: Expr
+    order: str | None = None  # "asc" | "desc"
+    nulls: str | None = None  # "first" | "last"
+
+
+@dataclass(frozen=True, slots=True)
+class RenamePair:
+    """``old as new``, or ``new = old`` (``assign``)."""
+
+    old: str
+    new: str
+    assign: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An index pattern of ``from``: as written when unquoted (``logs-endpoint.events.*``),
+    the string's value when quoted."""
+
+    name: str
+    quoted: bool = False
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One pipeline stage.
+
+    ``name`` is the command, lower-cased (``inline stats`` for ``inline stats``/``inlinestats``,
+    ``lookup join``); the other fields hold its parts, by command:
+
+    * from/ts: ``sources`` and ``names`` (the ``metadata`` fields);
+    * row, eval: ``assigns``; show: ``names`` (``info``);
+    * where: ``expr``;
+    * stats, inline stats: ``assigns`` (aggregations) and ``by`` (groupings);
+    * keep, drop, mv_expand: ``names`` (patterns may hold ``*``); rename: ``renames``;
+    * dissect: ``expr`` (input), ``patterns`` (one), ``assigns`` (options);
+      grok: ``expr``, ``patterns``;
+    * enrich: ``target`` (policy), ``names`` (``on`` field, at most one), ``assigns``
+      (``with`` list, ``expr`` a :class:`Field`); lookup join: ``target`` (index), ``names``;
+    * sort: ``keys``; limit, sample: ``args``;
+    * completion: ``assigns`` (one: target and prompt), ``args`` (the ``with`` map);
+      change_point: ``args`` (value [, key]), ``names`` (``as`` type, pvalue);
+    * fork: ``branches`` (pipelines in parentheses);
+    * any other command (``opaque``): ``raw`` text after the name.
+    """
+
+    name: str
+    sources: tuple[Source, ...] = ()
+    names: tuple[str, ...] = ()
+    assigns: tuple[Assign, ...] = ()
+    by: tuple[Assign, ...] = ()
+    expr: Expr | None = None
+    patterns: tuple[Str, ...] = ()
+    renames: tuple[RenamePair, ...] = ()
+    keys: tuple[SortKey, ...] = ()
+    args: tuple[Expr, ...] = ()
+    target: str | None = None
+    branches: tuple[tuple[Command, ...], ...] = ()
+    raw: str | None = None
+    start: int = dc_field(default=0, compare=False)
+    end: int = dc_field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    commands: tuple[Command, ...]
+
+
+# ---- sqlglot-style introspection ------------------------------------------------------------
+
+NODE_TYPES: tuple[type, ...] = (
+    Field, Str, Num, Bool, Null, Param, Duration, ListLit, MapLit, FuncCall, BinOp, Neg, Cast,
+    And, Or, Not, Like, In, IsNull, Match, Assign, SortKey, RenamePair, Source, Command, Query,
+)
+
+
+def _declare_arg_types() -> None:
+    for cls in NODE_TYPES:
+        cls.arg_types = {  # type: ignore[attr-defined]
+            f.name: f.default is MISSING and f.default_factory is MISSING
+            for f in fields(cls) if f.compare
+        }
+
+
+_declare_arg_types()
+
+
+def children(node: object) -> Iterator[object]:
+    """The child nodes of ``node`` (through its ``arg_types``), in order."""
+    for name in getattr(node, "arg_types", ()):
+        stack: list[object] = [getattr(node, name)]
+        while stack:
+            x = stack.pop(0)
+            if isinstance(x, tuple):
+                stack[:0] = list(x)
+            elif isinstance(x, NODE_TYPES):
+                yield x
+
+
+def walk(node: object) -> Iterator[object]:
+    """Every node of a tree, depth first, parents before children."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(list(children(n))))

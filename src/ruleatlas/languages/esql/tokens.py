@@ -1,0 +1,185 @@
+"""ES|QL tokenizer: table-driven, every token with its offsets.
+
+One master regular expression reads the whole query. Words (commands, keywords, field names)
+are all :attr:`T.NAME`: ES|QL keywords are reserved only where the grammar expects them, so the
+parser decides by context (case-insensitively). A dotted field name (``process.parent.name``) is
+one token; a backquoted part (`` `my field` ``, ````` `` ````` is a backquote) joins the others
+through :attr:`T.DOT`. Index patterns after ``from`` (``logs-endpoint.events.*``) are read by the
+parser as adjacent tokens glued together. ``//`` and ``/* */`` comments are dropped from the
+token stream and kept in ``Tokenizer.comments``.
+
+Strings: ``"..."`` with the escapes ``\\t \\n \\r \\" \\\\`` (Elasticsearch rejects any other
+backslash; we keep it as written, backslash included, so a corpus query with ``"\\?"`` reads),
+and triple-quoted strings (no escapes at all).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from ruleatlas.languages.spl.errors import ParseError
+
+
+class T(Enum):
+    PIPE = "|"
+    LPAREN = "("
+    RPAREN = ")"
+    LBRACKET = "["
+    RBRACKET = "]"
+    LBRACE = "{"
+    RBRACE = "}"
+    COMMA = ","
+    DOT = "."
+    COLON = ":"
+    CAST = "::"
+    ASSIGN = "="
+    EQ = "=="
+    CIEQ = "=~"
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    PLUS = "+"
+    MINUS = "-"
+    STAR = "*"
+    SLASH = "/"
+    PERCENT = "%"
+    STRING = "string"
+    NAME = "name"  # a word or a dotted name
+    QNAME = "qname"  # a `backquoted` identifier
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    PARAM = "param"  # ? ?name ?1
+    EOF = "eof"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One token: kind, value (unescaped for strings and backquoted names), raw text, offsets.
+
+    ``triple`` marks a triple-quoted string."""
+
+    kind: T
+    text: str
+    raw: str
+    start: int
+    end: int
+    triple: bool = False
+
+    def __repr__(self) -> str:
+        return f"{self.kind.name}({self.text!r})"
+
+
+SYMBOLS: dict[str, T] = {
+    "::": T.CAST, "==": T.EQ, "=~": T.CIEQ, "!=": T.NE, "<=": T.LE, ">=": T.GE,
+    "|": T.PIPE, "(": T.LPAREN, ")": T.RPAREN, "[": T.LBRACKET, "]": T.RBRACKET,
+    "{": T.LBRACE, "}": T.RBRACE, ",": T.COMMA, ".": T.DOT, ":": T.COLON, "=": T.ASSIGN,
+    "<": T.LT, ">": T.GT, "+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH, "%": T.PERCENT,
+}
+ESCAPES: dict[str, str] = {"t": "\t", "n": "\n", "r": "\r", '"': '"', "\\": "\\"}
+UNESCAPES: dict[str, str] = {v: "\\" + k for k, v in ESCAPES.items()}
+
+_SCAN = re.compile(
+    r"""(?P<ws>\s+)
+      |(?P<lcomment>//[^\n]*)
+      |(?P<bcomment>/\*.*?\*/)
+      |(?P<open>/\*)
+      |(?P<triple>\"\"\".*?\"\"\"\"?\"?)
+      |(?P<str>"(?:\\.|[^"\\\r\n])*")
+      |(?P<qname>`(?:``|[^`])*`)
+      |(?P<decimal>(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)
+      |(?P<integer>\d+)
+      |(?P<param>\?\??(?:[A-Za-z_]\w*|\d+)?)
+      |(?P<name>[A-Za-z_@]\w*(?:\.[A-Za-z_@]\w*)*)
+      |(?P<sym>::|==|=~|!=|<=|>=|[|()\[\]{},.:=<>+\-*/%])""",
+    re.VERBOSE | re.DOTALL,
+)
+_OPEN_ERRORS = {"`": "unterminated quoted identifier (`)", '"': "unterminated string"}
+
+
+def unescape(body: str) -> str:
+    """The value of a ``"..."`` string body."""
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch == "\\":
+            nxt = body[i + 1] if i + 1 < n else ""
+            if nxt not in ESCAPES:  # Elasticsearch rejects it; kept as written (see docs)
+                out.append(ch + nxt)
+            else:
+                out.append(ESCAPES[nxt])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def escape(value: str) -> str:
+    """Inverse of :func:`unescape`: the body of a ``"..."`` string."""
+    return "".join(UNESCAPES.get(ch, ch) for ch in value)
+
+
+def quote(value: str, triple: bool = False) -> str:
+    """A string literal for ``value``: triple-quoted when asked and possible."""
+    if triple and '"""' not in value and not value.endswith('"') and "\r" not in value:
+        return f'"""{value}"""'
+    return f'"{escape(value)}"'
+
+
+class Tokenizer:
+    """Turns ES|QL text into tokens with one master regular expression."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.comments: list[tuple[int, int]] = []
+
+    def tokenize(self) -> list[Token]:
+        text, n = self.text, len(self.text)
+        scan = _SCAN.match
+        toks: list[Token] = []
+        append = toks.append
+        i = 0
+        while i < n:
+            m = scan(text, i)
+            if m is None:
+                ch = text[i]
+                raise ParseError(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), text, i)
+            kind = m.lastgroup
+            j = m.end()
+            raw = m.group()
+            if kind == "ws":
+                pass
+            elif kind == "name":
+                append(Token(T.NAME, raw, raw, i, j))
+            elif kind == "sym":
+                append(Token(SYMBOLS[raw], raw, raw, i, j))
+            elif kind == "str":
+                append(Token(T.STRING, unescape(raw[1:-1]), raw, i, j))
+            elif kind == "triple":
+                append(Token(T.STRING, raw[3:-3], raw, i, j, triple=True))
+            elif kind == "qname":
+                append(Token(T.QNAME, raw[1:-1].replace("``", "`"), raw, i, j))
+            elif kind == "integer":
+                append(Token(T.INTEGER, raw, raw, i, j))
+            elif kind == "decimal":
+                append(Token(T.DECIMAL, raw, raw, i, j))
+            elif kind == "param":
+                append(Token(T.PARAM, raw, raw, i, j))
+            elif kind == "open":
+                raise ParseError("unterminated comment (/*)", text, i)
+            else:  # comments
+                self.comments.append((i, j))
+            i = j
+        append(Token(T.EOF, "", "", n, n))
+        return toks
+
+
+def tokenize(text: str) -> list[Token]:
+    return Tokenizer(text).tokenize()
