@@ -19,7 +19,7 @@ from ruleatlas.languages.elastic.analyze import (
 )
 from ruleatlas.languages.elastic.embed import embed_kql
 from ruleatlas.languages.elastic.hunting import SQL_REASON, analyze_hunt
-from ruleatlas.languages.elastic.lucene import kql_incompatibility
+from ruleatlas.languages.elastic.lucene import kql_incompatibilities, kql_incompatibility
 from ruleatlas.languages.elastic.rule_types import COUNT_FIELD, RULE_TYPES, cardinality_field
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "cardinality_field",
     "embed_kql",
     "has_opaque",
+    "kql_incompatibilities",
     "kql_incompatibility",
 ]

@@ -78,7 +78,7 @@ def _with_filters(rule: Rule, a: Analysis) -> Analysis:
     if got is None:
         return a
     stage, problems = got
-    return replace(a, stages=a.stages + (stage,), condition=conjoin([a.condition, stage.condition]),
+    return replace(a, stages=(*a.stages, stage), condition=conjoin([a.condition, stage.condition]),
                    problems=a.problems + tuple(problems))
 
 

@@ -91,13 +91,14 @@ def filters_stage(raw: Any, index: int) -> tuple[Stage, list[Problem]] | None:
     """The stage of a rule's Kibana filters (None when it has none)."""
     if not isinstance(raw, list) or not raw:
         return None
-    nodes: list[Node] = []
+    nodes: list[Node | None] = []
     problems: list[Problem] = []
     notes: list[str] = []
     for f in raw:
         if not isinstance(f, Mapping):
             continue
-        meta = f.get("meta") if isinstance(f.get("meta"), Mapping) else {}
+        raw_meta = f.get("meta")
+        meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
         clause = _clause(f)
         text = json.dumps(clause, ensure_ascii=False)
         if meta.get("disabled"):

@@ -95,21 +95,28 @@ def _tokens(text: str) -> list[tuple[str, str]] | str:
     return out
 
 
-def kql_incompatibility(text: str) -> str | None:
-    """Why the Lucene query ``text`` would not mean the same read as KQL, or None."""
+def kql_incompatibilities(text: str) -> list[str]:
+    """Every reason the Lucene query ``text`` would not mean the same read as KQL, in order."""
     toks = _tokens(text)
     if isinstance(toks, str):
-        return toks
+        return [toks]
+    out: list[str] = []
     ended = False  # the previous token ended an operand
     for n, (kind, tok) in enumerate(toks):
         if kind == "w":
             reason = _word_reason(tok)
             if reason:
-                return reason
+                out.append(reason)
         is_op = kind == "w" and tok in _UPPER_OPS
         starts = kind in ("w", "q", "(") and not (is_op and tok != "NOT")
         if ended and starts:
-            return f"two terms with no operator between them (Lucene ORs them), before {tok!r}"
+            out.append("two terms with no operator between them (Lucene ORs them), before "
+                       f"{tok!r}")
         nxt = toks[n + 1][0] if n + 1 < len(toks) else None
         ended = (kind in ("w", "q") and not is_op and nxt != ":") or kind == ")"
-    return None
+    return list(dict.fromkeys(out))
+
+
+def kql_incompatibility(text: str) -> str | None:
+    """The reasons of :func:`kql_incompatibilities` joined with ``; ``, or None."""
+    return "; ".join(kql_incompatibilities(text)) or None

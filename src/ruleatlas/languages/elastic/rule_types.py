@@ -95,9 +95,9 @@ def _threshold_predicates(th: Mapping[str, Any], stage: int) -> list[Predicate]:
 def threshold(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analysis:
     th = rule.extra.get("threshold")
     if not isinstance(th, Mapping) or not isinstance(th.get("value"), int):
-        return replace(base, problems=base.problems + (
-            Problem("threshold rule without a numeric threshold value", "error",
-                    code="threshold"),))
+        why = Problem("threshold rule without a numeric threshold value", "error",
+                      code="threshold")
+        return replace(base, problems=(*base.problems, why))
     idx = len(base.stages)
     fields = tuple(str(f) for f in th.get("field") or ())
     preds = _threshold_predicates(th, idx)
@@ -109,7 +109,7 @@ def threshold(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analy
     text, span = _section(rule, "rule.threshold", "; ".join(p.text or "" for p in preds))
     stage = Stage(idx, "threshold", text, StageKind.AGGREGATE, condition=cond,
                   phase=Phase.RESULT, by=fields, notes=tuple(notes), span=span)
-    return replace(base, stages=base.stages + (stage,),
+    return replace(base, stages=(*base.stages, stage),
                    result_condition=conjoin([base.result_condition, cond]), group_by=fields,
                    extra={**base.extra, "threshold": dict(th)})
 
@@ -122,8 +122,8 @@ def threshold(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analy
 def new_terms(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analysis:
     nt = rule.extra.get("new_terms")
     if not isinstance(nt, Mapping) or not nt.get("fields"):
-        return replace(base, problems=base.problems + (
-            Problem("new_terms rule without new-terms fields", "error", code="new-terms"),))
+        why = Problem("new_terms rule without new-terms fields", "error", code="new-terms")
+        return replace(base, problems=(*base.problems, why))
     idx = len(base.stages)
     fields = tuple(str(f) for f in nt["fields"])
     start = nt.get("history_window_start")
@@ -142,7 +142,7 @@ def new_terms(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analy
                   notes=notes, span=span)
     info = {"fields": list(fields), "history_window_start": start,
             "history_window_seconds": seconds}
-    return replace(base, stages=base.stages + (stage,), group_by=fields,
+    return replace(base, stages=(*base.stages, stage), group_by=fields,
                    extra={**base.extra, "new_terms": info})
 
 
@@ -202,7 +202,7 @@ def threat_match(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> An
     info = {"index": list(map(str, index)), "query": tquery, "language": tlang,
             "mapping": [[{"field": f, "value": v} for f, v in g] for g in groups],
             "indicator_path": rule.extra.get("threat_indicator_path")}
-    return replace(base, stages=base.stages + (stage,), condition=conjoin([base.condition, cond]),
+    return replace(base, stages=(*base.stages, stage), condition=conjoin([base.condition, cond]),
                    problems=tuple(problems), extra={**base.extra, "threat_match": info})
 
 

@@ -36,7 +36,11 @@ def map_leaves(node: Node | None, fn: Callable[[Leaf], Node]) -> Node | None:
     if isinstance(node, (Predicate, Condition, Opaque)):
         return fn(node)
     if isinstance(node, (And, Or)):
-        return type(node)(tuple(map_leaves(a, fn) or a for a in node.args))
+        args: list[Node] = []
+        for a in node.args:
+            m = map_leaves(a, fn) or a
+            args.extend(m.args if type(m) is type(node) else (m,))  # type: ignore[union-attr]
+        return type(node)(tuple(args))
     if isinstance(node, Not):
         return Not(map_leaves(node.arg, fn) or node.arg)
     return node
