@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from ruleatlas.indicators.fields import FieldInfo, field_info
 from ruleatlas.model import FieldRef, Op, Pattern, Predicate, Regex, Value, Wild, value_text
 
-# Languages whose plain comparisons ignore case (SPL search, Sigma by default).
-CASE_INSENSITIVE_LANGUAGES = frozenset({"spl", "sigma", "cli"})
+# Languages whose comparisons ignore case unless the predicate says ``cased`` (SPL search,
+# Sigma by default; EQL ``:``, KQL on text and ``.caseless`` fields and ES|QL ``=~`` /
+# ``to_lower``: their analyzers set ``cased`` on every case-sensitive comparison).
+CASE_INSENSITIVE_LANGUAGES = frozenset({"spl", "sigma", "cli", "eql", "kql", "esql", "lucene"})
 
 # Transforms after which the matched text is an encoding: case folding would change it.
 ENCODING_TRANSFORMS = frozenset({"base64", "base64offset", "wide", "utf16", "utf16le", "utf16be"})
@@ -55,6 +57,7 @@ class KeyContext:
     basename: bool = False
     transforms: tuple[str, ...] = ()
     negated: bool = False
+    token: bool = False
 
 
 def canonical_number(v: int | float | str) -> str | None:
@@ -128,6 +131,9 @@ def _glob_key(v: Value, op: Op, ctx: KeyContext) -> str:
     if ctx.basename and parts and parts[0] is not Wild.ANY:
         # process_name=cmd.exe is Image|endswith: \cmd.exe
         parts = [Wild.ANY, "\\", *parts]
+    if ctx.token and parts:
+        # process.args: "-decode" (one argument) is CommandLine|contains: -decode
+        parts = [Wild.ANY, *parts, Wild.ANY]
     key = render_glob(parts)
     if key == "*":
         return "exists"
@@ -191,6 +197,7 @@ def key_context(pred: Predicate, language: str, negated: bool, info: FieldInfo) 
         basename=info.basename,
         transforms=pred.transforms,
         negated=negated != (pred.op is Op.NE),
+        token=info.token,
     )
 
 
