@@ -7,7 +7,8 @@ routing (:mod:`.routing`).
 How a rule's events are found (:func:`events_for`):
 
 1. *declared*: the Sigma ``logsource`` (category, then service, then a generic
-   ``product:service`` name) or the Splunk ``data_source`` names (patterns, then the
+   ``product:service`` name), an Elastic rule's index patterns, ECS categories and fields
+   (:mod:`.elastic`), or the Splunk ``data_source`` names (patterns, then the
    ``data_sources`` side table when :func:`configure` was given it), or, for a Splunk rule with
    none, the CIM datamodel its predicates use;
 2. *the condition tree*: ``source``/``sourcetype``/``Channel`` predicates name channels (a
@@ -43,6 +44,7 @@ from ruleatlas.model import (
 __all__ = [
     "configure",
     "declared_events",
+    "elastic_events",
     "events_for",
     "load_data_sources",
     "sigma_events",
@@ -51,6 +53,7 @@ __all__ = [
     "tree_ids",
 ]
 
+ELASTIC_SOURCE = "elastic"
 _DATA_SOURCES: dict[str, Mapping[str, Any]] = {}
 _TRAILING_NUMBER = re.compile(r"(\d+)\s*$")
 
@@ -161,6 +164,8 @@ def declared_events(
 ) -> tuple[EventRef, ...]:
     """What the rule says it reads, before its condition narrows it."""
     t = table or load_table()
+    if rule.source == ELASTIC_SOURCE:
+        return elastic_events(rule, analysis, t)
     if rule.logsource:
         return sigma_events(rule.logsource, t)
     refs: list[EventRef] = []
@@ -293,6 +298,13 @@ def narrow(
 
 def _id_sort(i: str) -> tuple[int, int | str]:
     return (0, int(i)) if i.isdigit() else (1, i)
+
+
+def elastic_events(rule: Rule, analysis: Analysis | None, table: Table) -> tuple[EventRef, ...]:
+    """Declared events of an Elastic rule (:mod:`ruleatlas.coverage.elastic`)."""
+    from ruleatlas.coverage.elastic import elastic_events as _elastic
+
+    return _elastic(rule, analysis, table)
 
 
 def events_for(rule: Rule, analysis: Analysis | None) -> tuple[EventRef, ...]:
