@@ -97,7 +97,8 @@ def _refine(ref: EventRef, specific: list[EventRef]) -> list[EventRef]:
 
 
 def _dataset_patterns(condition: Node | None) -> list[str]:
-    datasets = _values_required(condition, "event.dataset")
+    datasets = (_values_required(condition, "event.dataset")
+                or _values_required(condition, "data_stream.dataset"))
     return [f"logs-{d}-*" for d in sorted(datasets or ()) if "*" not in d]
 
 
