@@ -6,6 +6,11 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+# Importing eql/kql/esql registers them, and languages.analyze() loads the built-in analyzers
+# only when the registry is empty: import Sigma and SPL too (they register on import), so that
+# tests run after these still find them.
+import ruleatlas.languages.sigma
+import ruleatlas.languages.spl  # noqa: F401
 from conftest import ELASTIC
 from ruleatlas.languages.elastic import (
     SQL_REASON,
