@@ -145,6 +145,45 @@ def test_side_table_change_reanalyzes_from_stored_rules(tmp_path: Path) -> None:
     assert build([spl], db).repos[0].reanalyzed == 0
 
 
+def test_a_failed_reanalysis_raises_and_keeps_the_catalog_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-analysis after a macro edit that fails must not keep the stale analysis silently: the
+    build raises a BuildError naming the rule, and its transaction leaves the catalog as it was
+    (the macro still old), so the next build tries again."""
+    import ruleatlas.build as b
+
+    spl = make_splunk(tmp_path)
+    db = tmp_path / "c.db"
+    build([spl], db)
+    macro = spl / "macros" / "powershell.yml"
+    macro.write_text(macro.read_text().replace("definition:", "definition: index=zzz"))
+
+    def broken(text: str) -> object:
+        raise ValueError("not a rule")
+
+    monkeypatch.setattr(b, "rule_from_json", broken)
+    with pytest.raises(BuildError, match=f"stored rule {EXAMPLE_ID} could not be analyzed again "
+                                         r"\(ValueError: not a rule\)"):
+        build([spl], db, workers=1)
+    with Catalog.open(db, readonly=True) as c:
+        assert "index=zzz" not in c.macro("powershell").definition
+    monkeypatch.undo()
+    assert build([spl], db).repos[0].reanalyzed == 1
+
+
+def test_the_rule_record_has_a_field_per_rules_column(tmp_path: Path) -> None:
+    """``store.writer.RuleRow`` is what a build writes into ``rules``: one field per column of
+    the table (the rowid apart), so a column added to the schema cannot be forgotten."""
+    from ruleatlas.store.writer import RULE_COLUMNS
+
+    db = tmp_path / "c.db"
+    build([make_sigma(tmp_path)], db)
+    with Catalog.open(db, readonly=True) as c:
+        cols = [r[1] for r in c.conn.execute("PRAGMA table_info(rules)")]
+    assert sorted(RULE_COLUMNS) == sorted(cols)
+    assert len(RULE_COLUMNS) == 24
+
+
 def test_broken_repository_reports_each_file_and_loads_the_rest(tmp_path: Path) -> None:
     sig = make_sigma(tmp_path)
     w = sig / "rules" / "windows"

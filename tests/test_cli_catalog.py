@@ -41,7 +41,7 @@ def test_build_prints_summary_per_source(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["sources"]["sigma"] == {"files": 3, "rules": 3, "errors": 0}
     assert doc["repos"][0]["parsed"] == 0
-    out = run("build", "--db", db, str(tmp_path / "nowhere"), code=1)
+    out = run("build", "--db", db, str(tmp_path / "nowhere"), code=2)  # nothing could be read
     assert "no such folder" in out
 
 
@@ -85,7 +85,8 @@ def test_errors_command(tmp_path: Path) -> None:
     sig = make_sigma(tmp_path)
     (sig / "rules" / "windows" / "broken.yml").write_text("title: [x\n")
     db = str(tmp_path / "c.db")
-    run("build", "--db", db, str(sig))
+    out = run("build", "--db", db, str(sig), code=1)  # 1: some files are load errors
+    assert "ruleatlas errors" in out
     rows = json.loads(run("errors", "--db", db, "--format", "json"))
     assert [r["path"] for r in rows] == ["rules/windows/broken.yml"]
     assert rows[0]["line"] and rows[0]["reason"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ruleatlas.coverage import events_for, sigma_events, splunk_events
-from ruleatlas.coverage.elastic import index_patterns
+from ruleatlas.coverage.ecs import index_patterns
 from ruleatlas.coverage.table import compile_table
 from ruleatlas.model import EventRef
 from test_elastic_rules import analyze, corpus_analyses, load

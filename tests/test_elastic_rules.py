@@ -6,11 +6,6 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-# Importing eql/kql/esql registers them, and languages.analyze() loads the built-in analyzers
-# only when the registry is empty: import Sigma and SPL too (they register on import), so that
-# tests run after these still find them.
-import ruleatlas.languages.sigma
-import ruleatlas.languages.spl  # noqa: F401
 from conftest import ELASTIC
 from ruleatlas.languages.elastic import (
     SQL_REASON,
@@ -317,6 +312,20 @@ def test_sql_only_hunting_file_has_no_condition():
 
 def _preds(node):
     return [n for n in walk(node) if isinstance(n, Predicate)]
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+def test_registry_analyzes_elastic_rules_with_their_rule_type():
+    from ruleatlas.languages import RULE_ANALYZERS, analyze
+
+    assert "elastic" in RULE_ANALYZERS
+    a = analyze(load("rules/linux/impact_process_kill_threshold.toml"))
+    assert a.stages[-1].command == "threshold"
+    assert a.result_condition == Predicate("count", Op.GE, (15,))
+    ml = analyze(load("rules/ml/execution_ml_windows_anomalous_script.toml"))
+    assert [p.code for p in ml.problems] == ["machine-learning"]
 
 
 # --- corpus sweep ------------------------------------------------------------------------------

@@ -37,6 +37,21 @@ def sel(body: str, cond: str = "selection") -> str:
         f"    condition: {cond}")
 
 
+def test_a_routing_failure_makes_the_rule_not_runnable_with_the_reason(monkeypatch):
+    """A bug in routing must not run the rule on every event: the rule is refused, and says why."""
+    from ruleatlas.engine import runner
+
+    def broken(rule, analysis):
+        raise KeyError("no table")
+
+    monkeypatch.setattr(runner, "route_for", broken)
+    er = _rule(sel("Image|endswith: '\\cmd.exe'"))
+    assert not er.runnable
+    assert er.reason == "its events could not be routed: KeyError: 'no table'"
+    event = Event({"Channel": SYSMON, "EventID": 1, "Image": "C:\\cmd.exe"}, "mem", 1)
+    assert list(Engine([er]).run([event])) == []
+
+
 # ------------------------------------------------------------------------------ plain values
 
 

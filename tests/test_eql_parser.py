@@ -446,11 +446,11 @@ def test_sequence_condition_is_the_union_of_present_members() -> None:
 
 
 def test_registered_analyzer_reads_the_rule_query() -> None:
-    from ruleatlas.languages import ANALYZERS, AnalysisContext
+    from ruleatlas.languages import AnalysisContext, language
     from ruleatlas.model import Rule
 
     q = 'process where process.name : "x"'
     rule = Rule(id="r", source="elastic", path="r.toml", title="t", language="eql", query=q,
                 body="")
-    a = ANALYZERS["eql"](rule, AnalysisContext())
+    a = language("eql").analyzer(rule, AnalysisContext())
     assert a == analyze_eql_query(q) and a.language == "eql"

@@ -11,7 +11,7 @@ import tomllib
 from collections import Counter
 
 from conftest import ELASTIC
-from ruleatlas.languages import ANALYZERS, AnalysisContext
+from ruleatlas.languages import AnalysisContext, language
 from ruleatlas.languages.esql import analyze_esql_query
 from ruleatlas.model import (
     Analysis,
@@ -507,7 +507,7 @@ def test_rename_after_stats_renames_the_group_by() -> None:
 def test_registered_analyzer_reads_rule_query() -> None:
     r = Rule(id="x", source="elastic", path="rules/x.toml", title="t", language="esql",
              query='from logs-* | where process.name =~ "CMD.exe"', body="")
-    a = ANALYZERS["esql"](r, AnalysisContext())
+    a = language("esql").analyzer(r, AnalysisContext())
     assert a.language == "esql"
     assert a.condition == P("process.name", Op.EQ, "CMD.exe", cased=False)
     [(pred, positive)] = list(predicates(a.condition))

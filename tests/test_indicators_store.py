@@ -14,7 +14,10 @@ import ruleatlas.cli  # noqa: F401  (registers every command on the app)
 from ruleatlas.cli.app import app
 from ruleatlas.indicators import extract
 from ruleatlas.model import Analysis, And, Not, Op, Pattern, Predicate, Rule, Wild
+from ruleatlas.store import AmbiguousRule, BadRuleReference, RuleNotFound
 from ruleatlas.store import indicators as store
+from ruleatlas.store.connection import connect
+from ruleatlas.store.resolve import MAX_REF_LEN, resolve_rule
 
 A = Wild.ANY
 SCHEMA = Path(store.__file__).with_name("schema.sql")
@@ -81,7 +84,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def test_rule_indicators_document_shape_and_counts(db: Path):
-    conn = store.open_catalog(str(db))
+    conn = connect(db)
     doc = store.rule_indicators(conn, "s1")
     assert doc == [
         {"field": "EventCode", "op": "eq", "negated": False, "field_key": "EventID",
@@ -107,7 +110,7 @@ def test_recount_is_a_fresh_recount(db: Path):
 
 
 def test_rules_with_indicator_by_source(db: Path):
-    conn = store.open_catalog(str(db))
+    conn = connect(db)
     got = store.rules_with_indicator(conn, "ScriptBlockText", "*invoke-wmiexec*")
     assert {s: [r["id"] for r in rs] for s, rs in got.items()} == {"sigma": ["g1"],
                                                                   "splunk": ["s1"]}
@@ -115,7 +118,7 @@ def test_rules_with_indicator_by_source(db: Path):
 
 
 def test_similar_weights_rare_indicators_higher(db: Path):
-    conn = store.open_catalog(str(db))
+    conn = connect(db)
     sim = store.similar_rules(conn, "s1", 10)
     assert [r["id"] for r in sim] == ["g1", "s2", "s3"]
     n = 6
@@ -128,7 +131,7 @@ def test_similar_weights_rare_indicators_higher(db: Path):
 
 
 def test_top_and_rarest(db: Path):
-    conn = store.open_catalog(str(db))
+    conn = connect(db)
     top = store.top_indicators(conn, limit=2)
     assert [(t["field_key"], t["key"], t["corpus"]["total"]) for t in top] == [
         ("EventID", "4104", 3), ("Image", "*\\cmd.exe", 2)]
@@ -138,10 +141,20 @@ def test_top_and_rarest(db: Path):
 
 
 def test_resolve_rule_by_id_and_title(db: Path):
-    conn = store.open_catalog(str(db))
-    assert store.resolve_rule(conn, "s1") == ("s1", ["s1"])
-    assert store.resolve_rule(conn, "powershell invoke wmiexec usage")[0] == "s1"
-    assert store.resolve_rule(conn, "Duplicate title") == (None, ["g2", "g3"])
+    conn = connect(db)
+    assert resolve_rule(conn, "s1") == "s1"
+    assert resolve_rule(conn, " s1 ") == "s1"
+    assert resolve_rule(conn, "powershell invoke wmiexec usage") == "s1"
+    with pytest.raises(AmbiguousRule) as e:
+        resolve_rule(conn, "Duplicate title")
+    assert [c.id for c in e.value.candidates] == ["g2", "g3"]
+    assert "g2" in str(e.value) and "g3" in str(e.value)
+    with pytest.raises(RuleNotFound):
+        resolve_rule(conn, "nope")
+    with pytest.raises(BadRuleReference, match="at most 512"):
+        resolve_rule(conn, "s" * (MAX_REF_LEN + 1))
+    with pytest.raises(BadRuleReference, match="control"):
+        resolve_rule(conn, "s1\x00")
 
 
 runner = CliRunner()
@@ -174,9 +187,16 @@ def test_cli_indicator_and_similar(db: Path):
 
 def test_cli_errors_are_clear(db: Path, tmp_path: Path):
     res = runner.invoke(app, ["indicators", "nope", "--db", str(db)])
-    assert res.exit_code == 1 and "no rule with id or title 'nope'" in res.output
+    assert res.exit_code == 1 and "no rule with id, id prefix or title 'nope'" in res.output
     res = runner.invoke(app, ["indicators", "Duplicate title", "--db", str(db)])
     assert res.exit_code == 1 and "ambiguous" in res.output
+    assert "g2" in res.output and "g3" in res.output
+    for cmd in ("indicators", "similar"):
+        res = runner.invoke(app, [cmd, "x" * 50_000, "--db", str(db)])
+        assert res.exit_code == 2, res.output
+        assert isinstance(res.exception, SystemExit)  # a clean exit, no traceback
+        assert res.output.startswith("error: a rule reference is at most 512 characters")
+        assert res.output.count("\n") == 1
     res = runner.invoke(app, ["indicators", "s1", "--db", str(tmp_path / "missing.db")])
     assert res.exit_code == 1 and "no catalog at" in res.output
     res = runner.invoke(app, ["indicator", "F frob x", "--db", str(db)])
@@ -185,7 +205,7 @@ def test_cli_errors_are_clear(db: Path, tmp_path: Path):
 
 def test_queries_work_on_a_query_only_row_connection(db: Path):
     # the web reads through mode=ro + query_only with sqlite3.Row rows
-    conn = store.open_catalog(str(db))
+    conn = connect(db)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA query_only = 1")
     assert store.similar_rules(conn, "s1")[0]["id"] == "g1"

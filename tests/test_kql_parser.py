@@ -182,12 +182,12 @@ def test_analysis_of_a_bad_query_is_one_opaque_stage_and_a_located_problem() -> 
 
 
 def test_registered_analyzer_reads_the_rules_query() -> None:
-    from ruleatlas.languages import ANALYZERS, AnalysisContext
+    from ruleatlas.languages import AnalysisContext, language
     from ruleatlas.model import Rule
 
     rule = Rule(id="r", source="elastic", path="rules/x.toml", title="T", language="kql",
                 query="event.code: 4104 and not user.id: S-1-5-18", body="b")
-    a = ANALYZERS["kql"](rule, AnalysisContext())
+    a = language("kql").analyzer(rule, AnalysisContext())
     assert a.language == "kql" and a.problems == ()
     assert a.condition == MAnd((Predicate("event.code", Op.EQ, ("4104",), cased=True),
                                 MNot(Predicate("user.id", Op.EQ, ("S-1-5-18",), cased=True))))

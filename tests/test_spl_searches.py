@@ -563,15 +563,24 @@ def test_registered_analyzer_on_the_loaded_example_rule() -> None:
     assert len(a.extra["drilldowns"]) == 2
 
 
-def test_registered_analyzer_never_raises_on_a_broken_rule() -> None:
+def test_a_crashing_analyzer_becomes_one_located_crash_problem() -> None:
+    """``languages.analyze`` is the one place a crash (here: a record with no query, which the
+    SPL analyzer cannot take) becomes an opaque stage and an error located at the rule."""
     from dataclasses import replace
 
-    from ruleatlas.languages import AnalysisContext
+    from ruleatlas.languages import AnalysisContext, analyze
     from ruleatlas.languages.spl import analyze_spl
     from ruleatlas.sources.splunk import load_detection
 
     path = next(DETECTIONS.rglob("powershell_invoke_wmiexec_usage.yml"))
     (rule,) = load_detection(SPLUNK, path).rules
     broken = replace(rule, query=None)  # type: ignore[arg-type]  (a bad source record)
-    a = analyze_spl(broken, AnalysisContext())
-    assert a.stages[0].kind is StageKind.OPAQUE and a.problems[0].severity == "error"
+    with pytest.raises(TypeError):  # the analyzer itself does not hide the bug
+        analyze_spl(broken, AnalysisContext())
+    a = analyze(broken, AnalysisContext())
+    assert [s.kind for s in a.stages] == [StageKind.OPAQUE]
+    (p,) = a.problems
+    assert (p.severity, p.code) == ("error", "crash")
+    assert p.message.startswith("spl analyzer crashed: TypeError: ")
+    assert p.location is not None
+    assert (p.location.path, p.location.line) == (rule.path, rule.line)

@@ -64,16 +64,39 @@ def test_schema_file_is_the_one_applied() -> None:
 
 
 @pytest.mark.parametrize(("text", "want"), [
-    ("wmiexec", '"wmiexec"'),
-    ("invoke wmiexec", '"invoke" "wmiexec"'),
-    ('say "hi"', '"say" """hi"""'),
-    ("wmi*", '"wmi"*'),
-    ("NEAR(", '"NEAR("'),
-    ("( ) * -", None),
+    # hand-written from the documented semantics (store/search.py module doc)
+    ("wmiexec", '"wmiexec"*'),  # the last unquoted word is a prefix
+    ("invoke wmiexec", '"invoke" "wmiexec"*'),
+    ("wmi* exec", '"wmi"* "exec"*'),  # a trailing * makes any word a prefix
+    ('"invoke-wmiexec"', '"invoke-wmiexec"'),  # a phrase, never a prefix
+    ('say "hi there" now', '"say" "hi there" "now"*'),
+    ('foo" OR (bar*', '"foo" "OR (bar*"'),  # an open quote runs to the end
+    ('a"b', '"a" "b"'),
+    ("NEAR(", '"NEAR("*'),
+    ("title:x", '"title:x"*'),
+    ("( ) * - ^", None),  # no letter or digit: nothing to search
+    ('""', None),
     ("", None),
+    (None, None),
 ])
-def test_fts_query_quotes_everything(text: str, want: str | None) -> None:
+def test_fts_query_quotes_everything(text: str | None, want: str | None) -> None:
     assert fts_query(text) == want
+
+
+def test_fts_query_is_always_valid_fts5(tmp_path: Path) -> None:
+    """Whatever the text, the query parses: FTS5 itself is the judge."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    conn.execute("INSERT INTO t VALUES ('invoke-wmiexec or bar near')")
+    for text in ['"', "((", 'a" OR "b', "NEAR(a b)", "x AND", "*", "a*b", "-x", "^a", "é中文",
+                 "{a b}", "a:b", '"unclosed phrase', "\\", "'; DROP", "AND OR NOT"]:
+        q = fts_query(text)
+        if q is not None:
+            conn.execute("SELECT count(*) FROM t WHERE t MATCH ?", (q,)).fetchone()
+    assert conn.execute("SELECT count(*) FROM t WHERE t MATCH ?",
+                        (fts_query('foo" OR (bar*'),)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM t WHERE t MATCH ?",
+                        (fts_query("wmiex"),)).fetchone() == (1,)
 
 
 def test_a_second_writer_gets_a_clear_error(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ruleatlas.caching import ATTACK_BUNDLES
+
 UNKNOWN_NAME = "Unknown technique"
 ATTACK_URL = "https://attack.mitre.org/techniques/"
 
@@ -44,7 +46,14 @@ ENTERPRISE_TACTICS: tuple[tuple[str, str, str], ...] = (
     ("impact", "TA0040", "Impact"),
 )
 
+_TACTIC_NAMES = {short: name for short, _, name in ENTERPRISE_TACTICS}
 _TID = re.compile(r"^T\d{4}(?:\.\d{3})?$")
+
+
+def tactic_name(short: str) -> str:
+    """A tactic's display name from its short name (``command-and-control`` -> ``Command and
+    Control``); a short name outside the Enterprise matrix is title-cased."""
+    return _TACTIC_NAMES.get(short, short.replace("-", " ").title())
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +153,11 @@ class AttackData:
         return None
 
     def _revoked_map(self) -> dict[str, str]:
-        if self._revoked_by is None:
-            try:
-                self._revoked_by = dict(self._revoked_by_loader())
-            except Exception:  # reference data is optional detail; never fail a lookup
-                self._revoked_by = {}
-        return self._revoked_by
+        if self._revoked_by is None and self._revoked_by_loader is not None:
+            # The loader reads a data file shipped beside the techniques (checked to exist):
+            # a file that cannot be read is a broken installation, and raises.
+            self._revoked_by = dict(self._revoked_by_loader())
+        return self._revoked_by or {}
 
     # ---------------------------------------------------------------------------------- loaders
 
@@ -289,7 +297,7 @@ def default() -> AttackData:
     return AttackData.from_lookup()
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=ATTACK_BUNDLES)
 def load(stix_path: str | None = None) -> AttackData:
     """``default()`` or the bundle at ``stix_path`` (cached per path)."""
     return default() if not stix_path else AttackData.from_stix(stix_path)

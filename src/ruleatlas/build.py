@@ -8,42 +8,58 @@ Why it is shaped like this:
   (``SideTables.digest``: a Splunk macro was edited), every rule of that repository is analyzed
   again from its stored ``rule_json``, without parsing YAML again.
 * **Parallel where it pays.** Parsing and analysis (pure functions of a file) run in a process
-  pool when many files changed; workers return plain tuples ready for ``executemany``, so the
-  main process only writes. Few changes run inline (a pool costs more than it saves).
+  pool when many files changed; workers return typed records (``store.writer.FileRecord``,
+  ``RuleRecord``) already flattened into rows, so the main process only writes. Few changes run
+  inline (a pool costs more than it saves).
 * **One write transaction** per build: a reader (the web server) sees the old catalog or the
   new one, never half of each.
 * **Every file accounted for**: a file's rules + load errors >= 1, and duplicate ids become
   ``LoadError(kind="duplicate-id")`` on the later file (sorted by repository order, then path),
   naming the file that holds the id.
+* **Nothing swallowed.** A file the pipeline fails on becomes a located ``internal`` load error;
+  indicators or coverage failing on a rule become a located ``crash`` problem on the rule. A
+  stored rule that cannot be analyzed again raises :class:`BuildError` naming it: the build's
+  transaction is rolled back and the catalog stays as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ruleatlas import coverage, indicators
-from ruleatlas.languages import AnalysisContext, analyze
+from ruleatlas.languages import AnalysisContext, analyze, language
 from ruleatlas.model import Analysis, FileResult, Problem, Rule, Span, analysis_to_dict
 from ruleatlas.sources import SOURCES, detect
 from ruleatlas.sources.base import SideTables, Source
 from ruleatlas.store import writer
 from ruleatlas.store.catalog import Catalog
 from ruleatlas.store.codec import dumps, rule_from_json, rule_to_json
+from ruleatlas.store.writer import (
+    EventRow,
+    FileError,
+    FileRecord,
+    IndicatorRow,
+    RuleRecord,
+    RuleRow,
+)
 
 Progress = Callable[[str, int, int], None]  # (phase label, done, total)
+T = TypeVar("T")
+R = TypeVar("R")
 
 POOL_MIN_TASKS = 300  # below this many files (or rules) to process, run inline
 
 
 class BuildError(ValueError):
-    """A repository that cannot be built at all (missing folder, unknown layout)."""
+    """A build that cannot be done: a missing folder, an unknown layout, a missing ATT&CK
+    file, or a stored rule that cannot be analyzed again (the transaction is rolled back)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,91 +107,74 @@ class BuildSummary:
 
 
 # --------------------------------------------------------------------------------------------
-# Work done per file / per rule (also in worker processes): pure, returns plain tuples
+# Work done per file / per rule (also in worker processes): pure, returns typed records
 # --------------------------------------------------------------------------------------------
 
 # root -> (source, analysis context); set before the pool forks, or in the main process.
 _CTX: dict[str, tuple[Source, AnalysisContext]] = {}
-_CONFIGURED: list[str] = [""]  # root whose data sources coverage is configured with
-
-_MACRO_CALL = re.compile(r"`([A-Za-z0-9_.:-]+)(?:\(((?:[^`()]|\([^`()]*\))*)\))?`")
-
 
 def _macros_used(rule: Rule, a: Analysis) -> list[str]:
-    """Macro keys a rule calls: from the analyzer when it says, else from the query text."""
+    """Macro keys a rule calls: from the analyzer when it says (it does not when the search
+    does not parse), else from the calls written in the query text."""
     got = a.extra.get("macros") if isinstance(a.extra, dict) else None
     if isinstance(got, (list, tuple)) and all(isinstance(m, str) for m in got):
         return list(dict.fromkeys(got))
-    if rule.language != "spl":
+    lang = language(rule.language)
+    if lang is None or lang.macro_calls is None:
         return []
-    out: list[str] = []
-    for name, args in _MACRO_CALL.findall(rule.query):
-        n = len(_split_args(args)) if args.strip() else 0
-        out.append(f"{name}({n})" if n else name)
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(lang.macro_calls(rule.query)))
 
 
-def _split_args(args: str) -> list[str]:
-    depth, parts, cur = 0, [], ""
-    for ch in args:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return parts
+@lru_cache(maxsize=1)
+def _configure_coverage(root: str) -> None:
+    """Give coverage the data sources of ``root`` (again only when the root changes; the cache
+    is cleared when the side tables are read anew)."""
+    coverage.configure(_CTX[root][1].data_sources)
 
 
 def _ctx(root: str) -> tuple[Source, AnalysisContext]:
-    src, ctx = _CTX[root]
-    if _CONFIGURED[0] != root:
-        coverage.configure(ctx.data_sources)
-        _CONFIGURED[0] = root
-    return src, ctx
+    _configure_coverage(root)
+    return _CTX[root]
 
 
-def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> tuple[Any, ...]:
+def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> RuleRecord:
     """One rule analyzed and flattened into the rows the store writes."""
     a = analyze(rule, ctx)
     crashed: list[Problem] = []
     try:
         inds = indicators.extract(rule, a)
-    except Exception as e:  # a bug there must not lose the rule: keep it, and say so on it
+    except Exception as e:  # recorded: a located crash problem on the rule, which is kept
         inds = ()
         crashed.append(Problem(f"indicators could not be extracted: {type(e).__name__}: {e}",
                                "error", Span(rule.line, 1, path=rule.path), "crash"))
     try:
         evs = coverage.events_for(rule, a)
-    except Exception as e:
+    except Exception as e:  # recorded, likewise
         evs = ()
         crashed.append(Problem(f"event coverage could not be computed: {type(e).__name__}: {e}",
                                "error", Span(rule.line, 1, path=rule.path), "crash"))
     if crashed:
         a = replace(a, problems=(*a.problems, *crashed))
-    row = (
-        rule.id, rule.source, root, rule.path, rule.doc_index, rule.line, rule.source_url,
-        rule.title, rule.status, rule.severity, rule.author, rule.date, rule.modified,
-        rule.version, rule.type, rule.language, rule.description or "", rule.how_to_implement,
-        rule.query, rule.body, rule_to_json(rule), dumps(analysis_to_dict(a)),
-        dumps(list(a.group_by)), len(a.problems),
+    row = RuleRow(
+        id=rule.id, source=rule.source, root=root, path=rule.path, doc_index=rule.doc_index,
+        line=rule.line, source_url=rule.source_url, title=rule.title, status=rule.status,
+        severity=rule.severity, author=rule.author, date=rule.date, modified=rule.modified,
+        version=rule.version, type=rule.type, language=rule.language,
+        description=rule.description or "", how_to_implement=rule.how_to_implement,
+        query=rule.query, body=rule.body, rule_json=rule_to_json(rule),
+        analysis_json=dumps(analysis_to_dict(a)), group_by_json=dumps(list(a.group_by)),
+        problems=len(a.problems),
     )
-    ind_rows = tuple(
-        (i, ind.field, ind.op, int(ind.negated), v.value, ind.field_key, v.key)
-        for i, ind in enumerate(inds) for v in ind.values
-    )
-    return (
+    return RuleRecord(
         row,
-        tuple(dict.fromkeys(_technique(t) for t in rule.attack)),
-        tuple(dict.fromkeys(rule.data_sources)),
-        tuple(dict.fromkeys(rule.stories)),
-        tuple(dict.fromkeys((e.channel, e.event_id or "") for e in evs)),
-        tuple(_macros_used(rule, a)),
-        ind_rows,
+        techniques=tuple(dict.fromkeys(_technique(t) for t in rule.attack)),
+        data_sources=tuple(dict.fromkeys(rule.data_sources)),
+        stories=tuple(dict.fromkeys(rule.stories)),
+        events=tuple(dict.fromkeys(EventRow(e.channel, e.event_id or "") for e in evs)),
+        macros=tuple(_macros_used(rule, a)),
+        indicators=tuple(
+            IndicatorRow(i, ind.field, ind.op, ind.negated, v.value, ind.field_key, v.key)
+            for i, ind in enumerate(inds) for v in ind.values),
     )
 
 
@@ -186,60 +185,59 @@ def _technique(t: str) -> str:
     return s.upper()
 
 
-def _work_file(task: tuple[str, str]) -> tuple[Any, ...]:
-    """Parse one file and analyze its rules: ``(path, sha256, errors, packed rules)``.
+def _work_file(task: tuple[str, str]) -> FileRecord:
+    """Parse one file and analyze its rules.
 
-    Never raises: a failure of this pipeline on one rule (or file) becomes a located
-    ``internal`` load error of that file, and the build goes on."""
+    Never raises: a failure of this pipeline on the file (or one of its rules) becomes a
+    located ``internal`` load error of that file, and the build goes on."""
     root, path = task
     try:
         src, ctx = _ctx(root)
         fr: FileResult = src.load_file(Path(root), Path(root, path))
-    except Exception as e:
-        try:
-            digest = _sha256(Path(root, path))
-        except OSError:
-            digest = ""
-        return (path, digest, ((None, None, "internal",
-                                f"could not be loaded: {type(e).__name__}: {e}"),), ())
-    errs = [(e.line, e.col, e.kind, e.reason) for e in fr.errors]
+    except Exception as e:  # recorded: an internal load error of the file
+        digest = _hash_or_empty(Path(root, path))
+        return FileRecord(path, digest, (FileError(
+            None, None, "internal", f"could not be loaded: {type(e).__name__}: {e}"),), ())
+    errs = [FileError(e.line, e.col, e.kind, e.reason) for e in fr.errors]
     packed = []
     for r in fr.rules:
         try:
             packed.append(_pack_rule(root, r, ctx))
-        except Exception as e:
-            errs.append((r.line, None, "internal",
-                         f"rule {r.id} could not be stored: {type(e).__name__}: {e}"))
-    return (path, fr.sha256, tuple(errs), tuple(packed))
+        except Exception as e:  # recorded: an internal load error at the rule's line
+            errs.append(FileError(r.line, None, "internal",
+                                  f"rule {r.id} could not be stored: {type(e).__name__}: {e}"))
+    return FileRecord(path, fr.sha256, tuple(errs), tuple(packed))
 
 
-def _work_rule(task: tuple[str, str]) -> tuple[Any, ...] | None:
-    """Analyze a stored rule again (side tables changed); None keeps the stored analysis."""
-    root, rule_json = task
+def _work_rule(task: tuple[str, str, str]) -> RuleRecord:
+    """Analyze a stored rule again (its repository's side tables changed).
+
+    Raises :class:`BuildError` naming the rule when that fails (its stored JSON no longer
+    decodes, or packing it fails): keeping the stale analysis silently would show a catalog
+    that does not match its macros."""
+    root, rule_id, rule_json = task
     try:
         _, ctx = _ctx(root)
         return _pack_rule(root, rule_from_json(rule_json), ctx)
-    except Exception:
-        return None
+    except Exception as e:  # re-raised with the rule and what to do
+        raise BuildError(f"{root}: stored rule {rule_id} could not be analyzed again "
+                         f"({type(e).__name__}: {e}); `ruleatlas build --full` parses every "
+                         "file again") from e
 
 
 def _warm() -> None:
     """Import and load what every worker needs once, before forking (workers inherit it)."""
-    from ruleatlas.languages import _load_builtin
+    from ruleatlas.coverage.table import load_table
+    from ruleatlas.languages import load_builtin
+    from ruleatlas.sources.sigma import _pysigma
 
-    _load_builtin()
-    try:
-        from ruleatlas.coverage.table import load_table
-        from ruleatlas.sources.sigma import _pysigma
-
-        load_table()
-        _pysigma("detection")
-    except Exception:  # warming is an optimisation only
-        pass
+    load_builtin()
+    load_table()
+    _pysigma("detection")
 
 
-def _run(fn: Callable[[Any], Any], tasks: list[Any], workers: int | None,
-         progress: Progress | None, label: str) -> Iterator[Any]:
+def _run(fn: Callable[[T], R], tasks: list[T], workers: int | None,
+         progress: Progress | None, label: str) -> Iterator[R]:
     """Results of ``fn`` over ``tasks`` in order; a forked pool when there are many."""
     total = len(tasks)
     nproc = workers if workers is not None else (os.cpu_count() or 1)
@@ -268,7 +266,17 @@ def _run(fn: Callable[[Any], Any], tasks: list[Any], workers: int | None,
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as fh:  # streamed: a huge rule file is never held whole
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _hash_or_empty(path: Path) -> str:
+    """The file's sha256, or "" when it cannot be read now (it is then parsed again, and the
+    parse reports why it cannot be read)."""
+    try:
+        return _sha256(path)
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -276,6 +284,7 @@ class _Repo:
     root: str
     src: Source
     files: list[tuple[str, int, int]]  # (rel path, size, mtime_ns), sorted
+    bad_names: frozenset[str] = frozenset()  # paths among files whose name is not UTF-8
     side: SideTables | None = None
     parsed: int = 0
     unchanged: int = 0
@@ -284,16 +293,12 @@ class _Repo:
     affected: set[str] | None = None  # rules to analyze again (None: all)
 
 
-# Folders a source's side tables are read from. When none of their files changed (size, mtime)
-# and no rule file of the repository needs analysis, a rebuild does not read them at all.
-# A source without an entry has its side tables read on every build (always correct).
-SIDE_FOLDERS: dict[str, tuple[str, ...]] = {
-    "splunk": ("macros", "stories", "data_sources", "lookups"),
-}
-
-
 def _side_signature(root: str, source: str) -> str | None:
-    folders = SIDE_FOLDERS.get(source)
+    """Size and mtime of every file of the source's side folders (``Source.side_folders``):
+    when it is unchanged and no rule file needs analysis, a rebuild does not read them at all.
+    None (read them on every build) for a source that does not name its folders."""
+    src = SOURCES.get(source)
+    folders = src.side_folders if src is not None else None
     if folders is None:
         return None
     h = hashlib.sha256()
@@ -352,32 +357,32 @@ def pipeline_digest() -> str:
     return h.hexdigest()
 
 
-_BAD_NAMES: set[tuple[str, str]] = set()  # (root, shown path) of files named in bad UTF-8
-
-
-def _list_files(root: str, src: Source) -> list[tuple[str, int, int]]:
-    """``(path, size, mtime_ns)`` of the rule files, sorted. A file name that is not UTF-8
-    (SQLite text must be) is kept under a readable escaped name and reported, not parsed."""
+def _list_files(root: str, src: Source) -> tuple[list[tuple[str, int, int]], frozenset[str]]:
+    """``(path, size, mtime_ns)`` of the rule files, sorted, and the paths among them whose
+    name is not UTF-8 (SQLite text must be): those are kept under a readable escaped name and
+    reported, not parsed."""
     out = []
+    bad: set[str] = set()
     rp = Path(root)
     for f in src.rule_files(rp):
         try:
             st = f.stat()
         except OSError:
-            continue
+            continue  # gone between listing and stat: not part of this build
         rel = f.relative_to(rp).as_posix()
         try:
             rel.encode("utf-8")
         except UnicodeEncodeError:
             rel = os.fsencode(rel).decode("utf-8", "backslashreplace")
-            _BAD_NAMES.add((root, rel))
+            bad.add(rel)
         out.append((rel, st.st_size, st.st_mtime_ns))
     out.sort()
-    return out
+    return out, frozenset(bad)
 
 
-def _bad_name_result(path: str) -> tuple[Any, ...]:
-    return (path, "", ((None, None, "encoding", "file name is not valid UTF-8; rename it"),), ())
+def _bad_name_result(path: str) -> FileRecord:
+    return FileRecord(path, "", (FileError(None, None, "encoding",
+                                           "file name is not valid UTF-8; rename it"),), ())
 
 
 def build(repos: Sequence[str | Path], db_path: str | Path, progress: Progress | None = None,
@@ -404,134 +409,65 @@ def build(repos: Sequence[str | Path], db_path: str | Path, progress: Progress |
         cat.close()
 
 
+@dataclass
+class _Plan:
+    """What one build has to do, decided before the write transaction opens."""
+
+    state: list[_Repo]
+    code: str  # pipeline digest of this Rule Atlas
+    forced: bool  # every file is parsed again (asked for, or the pipeline's code changed)
+    stored: dict[str, dict[str, writer.StoredFile]]  # root -> path -> what the catalog holds
+    file_tasks: list[tuple[str, str]] = field(default_factory=list)  # (root, path) to parse
+    hash_updates: list[tuple[int, int, str, str]] = field(default_factory=list)
+    reanalyze: list[_Repo] = field(default_factory=list)  # side tables changed
+    old_digest: dict[str, str] = field(default_factory=dict)  # root -> stored side digest
+    new_sigs: dict[str, str] = field(default_factory=dict)  # root -> side folders signature
+    deleted: dict[str, set[str]] = field(default_factory=dict)  # root -> paths gone
+    replaced: list[str] = field(default_factory=list)  # earlier clones of a source built here
+    stix: str | None = None
+
+    def nothing_to_do(self) -> bool:
+        return (not self.forced and not self.file_tasks and not self.reanalyze
+                and not any(self.deleted.values()) and not self.replaced
+                and not self.hash_updates and not self.new_sigs and self.stix is None
+                and all(r.root in self.old_digest for r in self.state))
+
+
 def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress | None,
            workers: int | None, t0: float, timings: dict[str, float],
            stix: str | None = None, full: bool = False) -> BuildSummary:
-    conn = cat.conn
     t = time.perf_counter()
-    state = [_Repo(root, src, _list_files(root, src)) for root, src in resolved]
+    state = [_Repo(root, src, *_list_files(root, src)) for root, src in resolved]
     timings["list"] = time.perf_counter() - t
 
     code = pipeline_digest()
-    stale = cat.meta("pipeline_digest") not in (None, code)
-    forced = full or stale
-    stored = writer.stored_files(conn, [r.root for r in state])
+    forced = full or cat.meta("pipeline_digest") not in (None, code)
+    stored = writer.stored_files(cat.conn, [r.root for r in state])
     if forced:  # every file is parsed again: forget what was stored (cleared in the transaction)
         stored = {root: {} for root in stored}
-    file_tasks: list[tuple[str, str]] = []
-    hash_updates: list[tuple[int, int, str, str]] = []
+    plan = _Plan(state, code, forced, stored, stix=stix)
     t = time.perf_counter()
-    for repo in state:
-        have = stored.get(repo.root, {})
-        for rel, size, mtime in repo.files:
-            old = have.get(rel)
-            if old is not None and not old.dup:
-                if old.size == size and old.mtime_ns == mtime:
-                    repo.unchanged += 1
-                    continue
-                if (repo.root, rel) in _BAD_NAMES:
-                    file_tasks.append((repo.root, rel))
-                    repo.parsed += 1
-                    continue
-                try:
-                    digest = _sha256(Path(repo.root, rel))
-                except OSError:
-                    digest = ""
-                if digest and digest == old.sha256:
-                    hash_updates.append((size, mtime, repo.root, rel))
-                    repo.unchanged += 1
-                    continue
-            file_tasks.append((repo.root, rel))
-            repo.parsed += 1
+    _scan_files(plan)
     timings["scan"] = time.perf_counter() - t
-
-    # Side tables: read when something will be analyzed, or when their digest may have moved.
     t = time.perf_counter()
-    reanalyze: list[_Repo] = []
-    old_digest = writer.side_digests(conn)
-    busy = {root for root, _ in file_tasks}
-    new_sigs: dict[str, str] = {}
-    for repo in state:
-        sig = _side_signature(repo.root, repo.src.name)
-        if (sig is not None and repo.root not in busy and repo.root in old_digest
-                and cat.meta(f"side_signature:{repo.root}") == sig):
-            continue  # side files untouched and nothing to analyze: do not read them
-        if sig is not None:
-            new_sigs[repo.root] = sig
-        side = repo.src.side_tables(Path(repo.root))
-        repo.side = side
-        _CTX[repo.root] = (repo.src, AnalysisContext(macros=side.macros,
-                                                     data_sources=side.data_sources))
-        if repo.root in old_digest and old_digest[repo.root] != side.digest:
-            repo.affected = writer.affected_rules(conn, repo.root, repo.src.name, side)
-            if repo.affected is None or repo.affected:
-                reanalyze.append(repo)
-    _CONFIGURED[0] = ""
+    _read_side_tables(cat, plan)
     timings["side_tables"] = time.perf_counter() - t
-
-    deleted = {repo.root: set(stored.get(repo.root, {})) - {f[0] for f in repo.files}
-               for repo in state}
-    # One repository per source: an earlier clone of a source built here (another path, e.g.
-    # the corpus before `sync`) leaves the catalog, or all its ids would clash.
-    here = {r.root for r in state}
-    sources_here = {r.src.name for r in state}
-    replaced = sorted(root for root, src in writer.repo_sources(conn).items()
-                      if src in sources_here and root not in here)
-    nothing = (not forced and not file_tasks and not reanalyze and not any(deleted.values())
-               and not replaced and not hash_updates and not new_sigs and stix is None
-               and all(r.root in old_digest for r in state))
-    if nothing:
+    _find_gone(cat, plan)
+    if plan.nothing_to_do():
         timings["total"] = time.perf_counter() - t0
         return BuildSummary(str(cat.path), tuple(_summaries(cat, state)),
                             time.perf_counter() - t0, timings)
-
     with cat.transaction():
-        w = writer.Writer(conn)
+        w = writer.Writer(cat.conn)
         t = time.perf_counter()
-        w.attack_techniques(stix)
-        for root, sig in new_sigs.items():
-            w.set_meta(f"side_signature:{root}", sig)
-        for root in replaced:
-            w.drop_repo(root)
-        if forced:
-            w.clear_repos([r.root for r in state])
-        w.set_meta("pipeline_digest", code)
-        for repo in state:
-            if repo.side is not None:
-                w.side_tables(repo.root, repo.src.name, repo.side)
-            repo.deleted = len(deleted[repo.root])
-            for rel in sorted(deleted[repo.root]):
-                w.drop_file(repo.root, rel)
-        w.touch_files(hash_updates)
+        _write_repos(w, plan)
         timings["side_write"] = time.perf_counter() - t
-
-        src_of = {r.root: r.src.name for r in state}
-        size_of = {(r.root, f[0]): (f[1], f[2]) for r in state for f in r.files}
-        order = {r.root: i for i, r in enumerate(state)}
-        w.begin_files(order, {(root, p) for root, have in stored.items() for p in have})
-        if forced:
-            reanalyze = []  # everything is parsed and analyzed anew
         t = time.perf_counter()
-        bad = [t for t in file_tasks if t in _BAD_NAMES]
-        good = [t for t in file_tasks if t not in _BAD_NAMES]
-        for root, rel in bad:
-            w.write_file(src_of[root], root, rel, *size_of[(root, rel)], _bad_name_result(rel))
-        for (root, rel), res in zip(good, _run(_work_file, good, workers, progress, "parse"),
-                                    strict=True):
-            size, mtime = size_of[(root, rel)]
-            w.write_file(src_of[root], root, rel, size, mtime, res)
+        _write_files(w, plan, workers, progress)
         timings["parse_write"] = time.perf_counter() - t
-
         t = time.perf_counter()
-        for repo in reanalyze:
-            tasks = [(repo.root, j) for j in writer.rule_jsons(
-                conn, repo.root, exclude=w.written_rules, only=repo.affected)]
-            for packed in _run(_work_rule, tasks, workers, progress, "re-analyze"):
-                if packed is not None:
-                    w.rewrite_rule(packed)
-                    repo.reanalyzed += 1
+        _reanalyze(cat, w, plan, workers, progress)
         timings["reanalyze"] = time.perf_counter() - t
-
         t = time.perf_counter()
         w.finish([r.root for r in state])
         timings["finish"] = time.perf_counter() - t
@@ -544,7 +480,110 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
                                "reanalyzed": r.reanalyzed} for r in state},
         })
     return BuildSummary(str(cat.path), tuple(_summaries(cat, state)),
-                        time.perf_counter() - t0, timings, tuple(replaced))
+                        time.perf_counter() - t0, timings, tuple(plan.replaced))
+
+
+def _scan_files(plan: _Plan) -> None:
+    """Which files to parse: new, or changed in size/mtime and content (sha256). A file whose
+    content did not change only has its new stat remembered (``hash_updates``)."""
+    for repo in plan.state:
+        have = plan.stored.get(repo.root, {})
+        for rel, size, mtime in repo.files:
+            old = have.get(rel)
+            if old is not None and not old.dup:
+                if old.size == size and old.mtime_ns == mtime:
+                    repo.unchanged += 1
+                    continue
+                digest = "" if rel in repo.bad_names else _hash_or_empty(Path(repo.root, rel))
+                if digest and digest == old.sha256:
+                    plan.hash_updates.append((size, mtime, repo.root, rel))
+                    repo.unchanged += 1
+                    continue
+            plan.file_tasks.append((repo.root, rel))
+            repo.parsed += 1
+
+
+def _read_side_tables(cat: Catalog, plan: _Plan) -> None:
+    """Side tables: read when something will be analyzed, or when their digest may have moved;
+    a changed digest marks the repository's affected rules for analysis again."""
+    plan.old_digest = writer.side_digests(cat.conn)
+    busy = {root for root, _ in plan.file_tasks}
+    for repo in plan.state:
+        sig = _side_signature(repo.root, repo.src.name)
+        if (sig is not None and repo.root not in busy and repo.root in plan.old_digest
+                and cat.meta(f"side_signature:{repo.root}") == sig):
+            continue  # side files untouched and nothing to analyze: do not read them
+        if sig is not None:
+            plan.new_sigs[repo.root] = sig
+        side = repo.src.side_tables(Path(repo.root))
+        repo.side = side
+        _CTX[repo.root] = (repo.src, AnalysisContext(macros=side.macros,
+                                                     data_sources=side.data_sources))
+        if repo.root in plan.old_digest and plan.old_digest[repo.root] != side.digest:
+            repo.affected = writer.affected_rules(cat.conn, repo.root, repo.src.name, side)
+            if repo.affected is None or repo.affected:
+                plan.reanalyze.append(repo)
+    _configure_coverage.cache_clear()  # the data sources of a root may have changed
+
+
+def _find_gone(cat: Catalog, plan: _Plan) -> None:
+    """Files deleted since the last build, and earlier clones of a source built here."""
+    plan.deleted = {repo.root: set(plan.stored.get(repo.root, {})) - {f[0] for f in repo.files}
+                    for repo in plan.state}
+    # One repository per source: an earlier clone of a source built here (another path, e.g.
+    # the corpus before `sync`) leaves the catalog, or all its ids would clash.
+    here = {r.root for r in plan.state}
+    sources_here = {r.src.name for r in plan.state}
+    plan.replaced = sorted(root for root, src in writer.repo_sources(cat.conn).items()
+                           if src in sources_here and root not in here)
+
+
+def _write_repos(w: writer.Writer, plan: _Plan) -> None:
+    """Reference data, side tables, repositories gone, deleted files, new stats."""
+    w.attack_techniques(plan.stix)
+    for root, sig in plan.new_sigs.items():
+        w.set_meta(f"side_signature:{root}", sig)
+    for root in plan.replaced:
+        w.drop_repo(root)
+    if plan.forced:
+        w.clear_repos([r.root for r in plan.state])
+    w.set_meta("pipeline_digest", plan.code)
+    for repo in plan.state:
+        if repo.side is not None:
+            w.side_tables(repo.root, repo.src.name, repo.side)
+        repo.deleted = len(plan.deleted[repo.root])
+        for rel in sorted(plan.deleted[repo.root]):
+            w.drop_file(repo.root, rel)
+    w.touch_files(plan.hash_updates)
+
+
+def _write_files(w: writer.Writer, plan: _Plan, workers: int | None,
+                 progress: Progress | None) -> None:
+    """Parse and analyze the files to parse (in a pool when many), writing each as it comes."""
+    repo_of = {r.root: r for r in plan.state}
+    size_of = {(r.root, f[0]): (f[1], f[2]) for r in plan.state for f in r.files}
+    w.begin_files({r.root: i for i, r in enumerate(plan.state)},
+                  {(root, p) for root, have in plan.stored.items() for p in have})
+    bad = [t for t in plan.file_tasks if t[1] in repo_of[t[0]].bad_names]
+    good = [t for t in plan.file_tasks if t[1] not in repo_of[t[0]].bad_names]
+    for root, rel in bad:
+        w.write_file(repo_of[root].src.name, root, *size_of[(root, rel)], _bad_name_result(rel))
+    for (root, rel), res in zip(good, _run(_work_file, good, workers, progress, "parse"),
+                                strict=True):
+        w.write_file(repo_of[root].src.name, root, *size_of[(root, rel)], res)
+
+
+def _reanalyze(cat: Catalog, w: writer.Writer, plan: _Plan, workers: int | None,
+               progress: Progress | None) -> None:
+    """Analyze again the stored rules a side-table change affects (not those just parsed)."""
+    if plan.forced:
+        return  # everything was parsed and analyzed anew
+    for repo in plan.reanalyze:
+        tasks = [(repo.root, rid, j) for rid, j in writer.rule_jsons(
+            cat.conn, repo.root, exclude=w.written_rules, only=repo.affected)]
+        for rec in _run(_work_rule, tasks, workers, progress, "re-analyze"):
+            w.rewrite_rule(rec)
+            repo.reanalyzed += 1
 
 
 def _summaries(cat: Catalog, state: list[_Repo]) -> Iterator[RepoSummary]:

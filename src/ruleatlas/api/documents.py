@@ -14,6 +14,7 @@ from typing import Any
 
 from ruleatlas.model import Pattern, Wild, value_from_json, value_text
 from ruleatlas.store.catalog import Catalog
+from ruleatlas.store.indicators import rule_indicators
 
 DOCUMENT_KEYS = (
     "id", "source", "title", "status", "severity", "author", "path", "source_url",
@@ -142,14 +143,6 @@ def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def _indicators(catalog: Catalog, rule_id: str) -> list[dict[str, Any]]:
-    try:
-        from ruleatlas.store.indicators import rule_indicators
-    except ImportError:
-        return []
-    return list(rule_indicators(catalog.conn, rule_id))
-
-
 def _test_result(catalog: Catalog, rule_id: str) -> dict[str, Any] | None:
     got = catalog.test_results(rule_id)
     if not got:
@@ -180,7 +173,7 @@ def rule_document(catalog: Catalog, rule_id: str) -> dict[str, Any]:
         "group_by": list(stored.group_by),
         "body": r.body,
         "stages": _stages(analysis),
-        "indicators": _indicators(catalog, r.id),
+        "indicators": rule_indicators(catalog.conn, r.id),
         "references": list(r.references),
         "falsepositives": list(r.falsepositives),
         "how_to_implement": r.how_to_implement,

@@ -3,12 +3,13 @@
 Every command opens the catalog through ``store.Catalog`` (read-only except ``build``/``sync``)
 and prints either a Rich rendering or JSON (``--format json``) whose shapes are those of the
 store dataclasses and ``api.documents.rule_document``; errors are one line on stderr and a
-non-zero exit code (1: bad input or catalog; 2: network / git failure in ``sync``).
+non-zero exit code (1: bad input or catalog; 2: network / git failure in ``sync``). ``build``
+(and ``sync``'s build) exits 0 when every file loaded, 1 when some files are load errors, 2
+when nothing could be read (no rule repository recognised, no rule loaded, no catalog written).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -26,23 +27,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.syntax import Syntax
 from rich.table import Table
 
-from ruleatlas.cli.app import DEFAULT_DB, app
-from ruleatlas.store import HL_END, HL_START, Catalog, CatalogError, RuleQuery, SearchError
-from ruleatlas.store.search import summary_to_dict
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
+from ruleatlas.cli.app import app
+from ruleatlas.cli.common import (
+    DB_OPT,
+    FORMAT_OPT,
+    RULE_HELP,
+    Format,
+    echo_json,
+    fail,
+    open_catalog,
+    resolve,
+)
+from ruleatlas.store import HL_END, HL_START, CatalogError, RuleQuery, SearchError
+from ruleatlas.store.search import SORTS
 
 
 class ShowFormat(StrEnum):
     text = "text"
     json = "json"
 
-
-DB_OPT = typer.Option(DEFAULT_DB, "--db", help="Catalog database file.")
-FORMAT_OPT = typer.Option(Format.table, "--format", help="Output format: table or json.")
 
 UPSTREAM = {
     "sigma": "https://github.com/SigmaHQ/sigma.git",
@@ -56,22 +59,6 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _open(db: str) -> Catalog:
-    try:
-        return Catalog.open(db, readonly=True)
-    except CatalogError as e:
-        raise _fail(str(e)) from None
-
-
-def _echo_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
-
-
 # --------------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------------
@@ -81,9 +68,11 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
                workers: int | None = None, attack_json: Path | None = None,
                full: bool = False) -> None:
     from ruleatlas.build import BuildError, build
+    from ruleatlas.limits import LimitError, Limits
 
     con = _console()
     try:
+        Limits.from_env()  # a bad RULEATLAS_MAX_* value fails here, not in every file
         if quiet or fmt is Format.json:
             summary = build(repos, db, workers=workers, attack_json=attack_json, full=full)
         else:
@@ -96,11 +85,28 @@ def _run_build(repos: list[Path], db: str, fmt: Format, quiet: bool = False,
 
                 summary = build(repos, db, progress=progress, workers=workers,
                                 attack_json=attack_json, full=full)
-    except (BuildError, CatalogError) as e:
-        raise _fail(str(e)) from None
+    except (BuildError, CatalogError, LimitError) as e:
+        raise fail(str(e), code=2) from None
     if fmt is Format.json:
-        _echo_json(summary.to_dict())
-        return
+        echo_json(summary.to_dict())
+    else:
+        _print_build(con, summary)
+    code = build_exit_code(summary)
+    if code == 1 and fmt is Format.table:
+        typer.echo("some files are load errors (exit code 1): `ruleatlas errors` lists them",
+                   err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def build_exit_code(summary: Any) -> int:
+    """0: every file loaded; 1: some files are load errors; 2: no rule could be read."""
+    if not sum(r.rules for r in summary.repos):
+        return 2
+    return 1 if any(r.errors or r.side_errors for r in summary.repos) else 0
+
+
+def _print_build(con: Console, summary: Any) -> None:
     t = Table(title=f"Catalog {summary.db}")
     for col in ("source", "repository", "files", "rules", "errors", "parsed", "unchanged",
                 "deleted", "re-analyzed"):
@@ -141,10 +147,10 @@ def build_cmd(
 @app.command("stats")
 def stats_cmd(db: str = DB_OPT, fmt: Format = FORMAT_OPT) -> None:
     """Files, rules and load errors per source, and catalog figures."""
-    with _open(db) as cat:
+    with open_catalog(db) as cat:
         st = cat.stats()
     if fmt is Format.json:
-        _echo_json(st)
+        echo_json(st)
         return
     t = Table(title="Sources")
     for col in ("source", "files", "rules", "errors", "side-table errors"):
@@ -166,10 +172,10 @@ def errors_cmd(
     fmt: Format = FORMAT_OPT,
 ) -> None:
     """Files that could not become rules (or only partly), with file, line and reason."""
-    with _open(db) as cat:
+    with open_catalog(db) as cat:
         rows = cat.errors(source)
     if fmt is Format.json:
-        _echo_json([{k: getattr(e, k) for k in e.__slots__} for e in rows])
+        echo_json([{k: getattr(e, k) for k in e.__slots__} for e in rows])
         return
     t = Table(title=f"{len(rows)} load errors")
     for col in ("source", "file", "kind", "reason"):
@@ -185,16 +191,6 @@ def errors_cmd(
 # --------------------------------------------------------------------------------------------
 
 
-def _query(text: str | None, source: str | None, status: str | None, severity: str | None,
-           technique: str | None, tactic: str | None, data_source: str | None,
-           event: str | None, language: str | None, rtype: str | None, sort: str,
-           limit: int, test_status: str | None = None) -> RuleQuery:
-    return RuleQuery(text=text, source=source, status=status, severity=severity,
-                     technique=technique, tactic=tactic, data_source=data_source, event=event,
-                     language=language, type=rtype, sort=sort, test_status=test_status,
-                     per_page=limit if limit > 0 else 1_000_000, facets=False)
-
-
 def _snippet(s: str | None) -> str:
     if not s:
         return ""
@@ -202,25 +198,20 @@ def _snippet(s: str | None) -> str:
     return out.replace(HL_START, "[bold yellow]").replace(HL_END, "[/bold yellow]")
 
 
-def _print_page(q: RuleQuery, db: str, fmt: Format, with_snippet: bool) -> None:
-    with _open(db) as cat:
+def _print_page(q: RuleQuery, db: str, fmt: Format) -> None:
+    with open_catalog(db) as cat:
         try:
             page = cat.search_rules(q)
         except SearchError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
     if fmt is Format.json:
-        rows = []
-        for r in page.rows:
-            d = summary_to_dict(r)
-            if d.get("snippet"):
-                d["snippet"] = d["snippet"].replace(HL_START, "[").replace(HL_END, "]")
-            rows.append(d)
-        _echo_json({"total": page.total, "rules": rows})
+        echo_json({"total": page.total, "rules": [r.to_dict(("[", "]")) for r in page.rows]})
         return
     t = Table(title=f"{page.total} rules" + (f" (first {len(page.rows)})"
                                               if len(page.rows) < page.total else ""))
     for col in ("id", "source", "severity", "status", "title", "ATT&CK"):
         t.add_column(col, overflow="fold")
+    with_snippet = any(r.snippet for r in page.rows)
     if with_snippet:
         t.add_column("match", overflow="fold")
     for r in page.rows:
@@ -232,63 +223,46 @@ def _print_page(q: RuleQuery, db: str, fmt: Format, with_snippet: bool) -> None:
     _console().print(t)
 
 
-_SOURCE = typer.Option(None, "--source", help="sigma | splunk")
-_STATUS = typer.Option(None, "--status", help="e.g. stable, test, production, deprecated")
-_SEVERITY = typer.Option(None, "--severity", help="critical | high | medium | low | informational")
-_TECHNIQUE = typer.Option(None, "--technique", help="ATT&CK id; T1059 also finds T1059.001")
-_TACTIC = typer.Option(None, "--tactic", help="ATT&CK tactic, e.g. execution")
-_DATA_SOURCE = typer.Option(None, "--data-source", help="Data source name")
-_EVENT = typer.Option(None, "--event", help="'Channel EventID', e.g. 'Sysmon 1'")
-_LANGUAGE = typer.Option(None, "--language", help="spl | sigma")
-_TYPE = typer.Option(None, "--type", help="Rule type (TTP, Anomaly, ...)")
-_LIMIT = typer.Option(50, "--limit", help="Rows to show (0: all).")
+def _multi(flag: str, help: str) -> Any:
+    return typer.Option(None, flag, help=help + " (repeat: any of them)")
 
 
-@app.command("list")
-def list_cmd(
-    db: str = DB_OPT,
-    source: str | None = _SOURCE,
-    status: str | None = _STATUS,
-    severity: str | None = _SEVERITY,
-    technique: str | None = _TECHNIQUE,
-    tactic: str | None = _TACTIC,
-    data_source: str | None = _DATA_SOURCE,
-    event: str | None = _EVENT,
-    language: str | None = _LANGUAGE,
-    rtype: str | None = _TYPE,
-    test_status: str | None = typer.Option(
-        None, "--test-status", help="pass | fail | no-data | not-runnable | untested | none"),
-    sort: str = typer.Option("title", "--sort", help="title | severity | modified"),
-    limit: int = _LIMIT,
-    fmt: Format = FORMAT_OPT,
-) -> None:
-    """List rules, filtered by source, status, severity, ATT&CK, data source or event."""
-    q = _query(None, source, status, severity, technique, tactic, data_source, event, language,
-               rtype, sort, limit, test_status)
-    _print_page(q, db, fmt, with_snippet=False)
-
-
-@app.command("search")
 def search_cmd(
-    text: str = typer.Argument(..., help="Words to find in title, description and query."),
+    text: str = typer.Argument(
+        "", help="Words to find in title, description and query; empty: every rule."),
     db: str = DB_OPT,
-    source: str | None = _SOURCE,
-    status: str | None = _STATUS,
-    severity: str | None = _SEVERITY,
-    technique: str | None = _TECHNIQUE,
-    tactic: str | None = _TACTIC,
-    data_source: str | None = _DATA_SOURCE,
-    event: str | None = _EVENT,
-    limit: int = typer.Option(20, "--limit", help="Rows to show (0: all)."),
+    source: list[str] = _multi("--source", "sigma | splunk"),
+    status: list[str] = _multi("--status", "e.g. stable, test, production, deprecated"),
+    severity: list[str] = _multi("--severity", "critical | high | medium | low | informational"),
+    technique: list[str] = _multi("--technique", "ATT&CK id; T1059 also finds T1059.001"),
+    tactic: list[str] = _multi("--tactic", "ATT&CK tactic, e.g. execution"),
+    data_source: list[str] = _multi("--data-source", "Data source name"),
+    event: list[str] = _multi("--event", "'Channel EventID' (e.g. 'Sysmon 1') or a channel"),
+    language: list[str] = _multi("--language", "spl | sigma"),
+    rtype: list[str] = _multi("--type", "Rule type (TTP, Anomaly, ...)"),
+    test: list[str] = _multi("--test-status",
+                             "pass | fail | no-data | not-runnable | untested | none"),
+    sort: str = typer.Option("relevance", "--sort", help=" | ".join(SORTS)),
+    limit: int = typer.Option(50, "--limit", help="Rows to show (0: all)."),
     fmt: Format = FORMAT_OPT,
 ) -> None:
-    """Full-text search (FTS5, ranked by bm25, title weighted most) with a snippet per rule.
+    """Search and list rules: the one search of the web page and /api/rules.
 
-    Every word must appear; a word ending in * is a prefix. Quotes, parentheses and FTS5
-    operators are searched as plain text."""
-    q = _query(text, source, status, severity, technique, tactic, data_source, event, None,
-               None, "relevance", limit)
-    _print_page(q, db, fmt, with_snippet=True)
+    Words are all required; "quoted text" is a phrase; the last unquoted word is a prefix
+    (wmiex finds wmiexec); FTS5 syntax (NEAR, OR, *, parentheses) is searched as text. Filters
+    combine (AND across, OR within a repeated option). Ranked by bm25, title weighted most;
+    with no text, sorted by title."""
+    q = RuleQuery(text=text, source=tuple(source or ()), status=tuple(status or ()),
+                  severity=tuple(severity or ()), technique=tuple(technique or ()),
+                  tactic=tuple(tactic or ()), data_source=tuple(data_source or ()),
+                  event=tuple(event or ()), language=tuple(language or ()),
+                  type=tuple(rtype or ()), test=tuple(test or ()), sort=sort,
+                  per_page=limit if limit > 0 else 1_000_000, facets=False)
+    _print_page(q, db, fmt)
+
+
+app.command("search")(search_cmd)
+app.command("list", help="The same command as `search` (TEXT optional).")(search_cmd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,20 +338,17 @@ def _render_document(d: dict[str, Any]) -> None:
 
 @app.command("show")
 def show_cmd(
-    rule: str = typer.Argument(..., help="Rule id, or a unique title."),
+    rule: str = typer.Argument(..., help=RULE_HELP),
     db: str = DB_OPT,
     fmt: ShowFormat = typer.Option(ShowFormat.text, "--format", help="text or json"),
 ) -> None:
     """Show one rule: metadata, ATT&CK, events, body, stages, indicators (the rule document)."""
     from ruleatlas.api.documents import rule_document
 
-    with _open(db) as cat:
-        try:
-            doc = rule_document(cat, rule)
-        except CatalogError as e:
-            raise _fail(e.message) from None
+    with open_catalog(db) as cat:
+        doc = rule_document(cat, resolve(cat, rule))
     if fmt is ShowFormat.json:
-        _echo_json(doc)
+        echo_json(doc)
     else:
         _render_document(doc)
 
@@ -462,13 +433,13 @@ def sync_cmd(
     for u in url:
         name, sep, value = u.partition("=")
         if not sep or not name or not value:
-            raise _fail(f"--url wants NAME=URL, got {u!r}")
+            raise fail(f"--url wants NAME=URL, got {u!r}")
         urls[name] = value
     t0 = time.perf_counter()
     try:
         repos = sync_repos(directory.expanduser(), urls)
     except SyncError as e:
-        raise _fail(str(e), code=2) from None
+        raise fail(str(e), code=2) from None
     if fmt is Format.table:
         _console().print(f"synced {len(repos)} repositories in {time.perf_counter() - t0:.1f} s")
     _run_build(repos, db, fmt)

@@ -20,11 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ruleatlas.cli.app import DEFAULT_DB, app
+from ruleatlas.cli.common import Format, fail, open_catalog, resolve
+from ruleatlas.store import listings
 
-
-class TestFormat(StrEnum):
-    table = "table"
-    json = "json"
+GLOB_CHARS = frozenset("*?[")
 
 
 class HuntFormat(StrEnum):
@@ -34,27 +33,30 @@ class HuntFormat(StrEnum):
     csv = "csv"
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _load(db: str, repos: list[str] | None, ids: list[str] | None = None) -> list[Any]:
-    from ruleatlas.engine.catalog import from_db, from_repos
+def _load(db: str, repos: list[str] | None, refs: list[str] | None) -> list[Any]:
+    """The rules to run. From ``--repo`` clones: every rule, then ``select(refs)``. From the
+    catalog: a source name or a glob (``*``, ``?``, ``[``) selects by source, title or path;
+    any other reference goes through the one rule resolver (id, unique id prefix, unique
+    title), which refuses unknown, ambiguous or impossible references."""
+    from ruleatlas.engine.catalog import from_db, from_repos, select
 
     if repos:
         missing = [r for r in repos if not Path(r).is_dir()]
         if missing:
-            raise _fail(f"no such repository folder: {', '.join(missing)}")
-        return from_repos(repos)
+            raise fail(f"no such repository folder: {', '.join(missing)}", 2)
+        return select(from_repos(repos), refs)
     if not Path(db).is_file():
-        raise _fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR")
-    from ruleatlas.store.results import ResultsError
-
-    try:
-        return from_db(db, ids or None)
-    except ResultsError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR", 2)
+    with open_catalog(db) as cat:
+        sources = set(listings.sources(cat.conn))
+        patterns = [r for r in refs or () if r.lower() in sources or GLOB_CHARS & set(r)]
+        ids = list(dict.fromkeys(resolve(cat, r) for r in refs or () if r not in patterns))
+    if not patterns:
+        return from_db(db, ids) if ids else ([] if refs else from_db(db))
+    every = from_db(db)
+    chosen = set(ids)
+    return [lr for lr in every if lr.rule.id in chosen] + [
+        lr for lr in select(every, patterns) if lr.rule.id not in chosen]
 
 
 def _err() -> Console:
@@ -63,12 +65,14 @@ def _err() -> Console:
 
 @app.command("test")
 def test_cmd(
-    rules: list[str] = typer.Argument(None, help="Rule ids, titles or path globs (default: all)."),
+    rules: list[str] = typer.Argument(
+        None, help="Rules: ids, unique id prefixes or titles; sources or globs on title or "
+                   "path (default: all)."),
     db: str = typer.Option(DEFAULT_DB, "--db", help="Catalog database file."),
     repo: list[str] = typer.Option(None, "--repo", help="Read rules from this clone (repeat)."),
     attack_data: Path = typer.Option(None, "--attack-data",
                                      help="Local copy of splunk/attack_data for Splunk tests."),
-    fmt: TestFormat = typer.Option(TestFormat.table, "--format", help="table or json"),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
     only_with_tests: bool = typer.Option(True, "--with-tests/--all",
                                          help="Only rules that name test data."),
     store: bool = typer.Option(True, "--store/--no-store",
@@ -78,14 +82,13 @@ def test_cmd(
 
     Sigma: regression_tests_path -> info.yml -> .evtx (match_count is a lower bound). Splunk:
     the attack_data files of its tests section, found under --attack-data DIR."""
-    from ruleatlas.engine.catalog import select
     from ruleatlas.engine.testing import run_test, summary
 
-    loaded = select(_load(db, repo), rules)
+    loaded = _load(db, repo, rules)
     if only_with_tests and not rules:
         loaded = [lr for lr in loaded if lr.rule.tests]
     if rules and not loaded:
-        raise _fail(f"no rule matches {' '.join(rules)}")
+        raise fail(f"no rule matches {' '.join(rules)}", 2)
     results = []
     con = _err()
     with Progress(TextColumn("testing"), BarColumn(), MofNCompleteColumn(),
@@ -99,7 +102,7 @@ def test_cmd(
         from ruleatlas.store.results import write_results
 
         write_results(db, [r.to_dict() for r in results])
-    if fmt is TestFormat.json:
+    if fmt is Format.json:
         typer.echo(json.dumps([{k: v for k, v in r.to_dict().items() if k != "detail"}
                                for r in results], indent=2, ensure_ascii=False))
     else:
@@ -131,18 +134,29 @@ def hunt_cmd(
                                    help="table, json, jsonl or csv"),
     retired: bool = typer.Option(False, "--include-retired",
                                  help="Also run deprecated and unsupported rules."),
+    limit: list[str] = typer.Option(None, "--limit",
+                                    help="NAME=VALUE: override a read limit, e.g. "
+                                         "member_bytes=64M (repeat; see docs/limits.md)."),
 ) -> None:
     """Run every applicable rule over the logs; findings plus a summary by rule and tactic.
 
     Deprecated and unsupported rules (Sigma's deprecated/ and unsupported/ folders, status
-    deprecated/unsupported) are left out unless --include-retired."""
-    from ruleatlas.engine.catalog import is_retired, select
+    deprecated/unsupported) are left out unless --include-retired. Exit code: 0 every input
+    was read, 1 some inputs or records were skipped (summary on stderr), 2 nothing could be
+    read."""
+    from ruleatlas.engine.catalog import is_retired
     from ruleatlas.engine.hunt import HuntReport, hunt
+    from ruleatlas.limits import LimitError, Limits
+
+    try:
+        limits = Limits.from_env().with_options(limit or ())
+    except LimitError as exc:
+        raise fail(str(exc), 2) from None
 
     missing = [p for p in logs if not Path(p).exists()]
     if missing:
-        raise _fail(f"no such file or folder: {', '.join(missing)}")
-    loaded = select(_load(db, repo), rules)
+        raise fail(f"no such file or folder: {', '.join(missing)}", 2)
+    loaded = _load(db, repo, rules)
     if not retired:
         loaded = [lr for lr in loaded if not is_retired(lr.rule)]
     report = HuntReport()
@@ -166,7 +180,7 @@ def hunt_cmd(
             if n % 2000 == 0:
                 prog.update(task, completed=n, found=report.findings)
 
-        for f in hunt(loaded, logs, report, on_event=tick):
+        for f in hunt(loaded, logs, report, on_event=tick, limits=limits):
             d = f.to_dict()
             if fmt is HuntFormat.jsonl:
                 out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
@@ -176,8 +190,6 @@ def hunt_cmd(
                                  json.dumps(d["matched"], ensure_ascii=False, default=str)])
             else:
                 findings.append(d)
-    for e in report.errors[:20]:
-        con.print(f"[yellow]read error[/]: {e}")
     con.print(f"{report.events} events, {report.rules_run} rules run "
               f"({len(report.not_runnable)} not runnable), {report.findings} findings "
               f"in {report.seconds:.1f}s")
@@ -186,6 +198,30 @@ def hunt_cmd(
                               ensure_ascii=False, default=str))
     elif fmt is HuntFormat.table:
         _hunt_tables(findings, report)
+    _skipped_summary(con, report)
+    code = report.exit_code()
+    if code:
+        raise typer.Exit(code)
+
+
+def _skipped_summary(con: Console, report: Any) -> None:
+    """What was skipped and why, with locations (stderr, after the findings)."""
+    if not report.errors:
+        return
+    from rich.markup import escape
+
+    shown = 20
+    for e in report.errors[:shown]:
+        con.print(f"[yellow]skipped[/]: {escape(str(e))}", soft_wrap=True)
+    if len(report.errors) > shown:
+        con.print(f"... {len(report.errors) - shown} more (--format json lists 100)")
+    bad = [i for i in report.inputs if i.errors]
+    for i in bad[:shown]:
+        con.print(f"[yellow]{i.status}[/]: {escape(i.file)}: {i.events} events, "
+                  f"{i.errors} read errors", soft_wrap=True)
+    con.print(f"{len(report.inputs) - len(bad)} of {len(report.inputs)} inputs read whole, "
+              f"{sum(i.status == 'partly read' for i in bad)} partly, "
+              f"{sum(i.status == 'unreadable' for i in bad)} unreadable")
 
 
 def _hunt_tables(findings: list[dict[str, Any]], report: Any) -> None:

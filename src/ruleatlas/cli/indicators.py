@@ -1,53 +1,21 @@
 """CLI commands: indicators (a rule's indicator table), indicator (rules holding one
 indicator), similar (rules sharing the most indicators, IDF-weighted).
 
-Each command reads the catalog read-only through ``store.indicators`` and prints a table or JSON
-(``--format json``) whose shape is the one the web API serves.
+Each command opens the catalog read-only, resolves a rule reference with the one resolver
+(``cli.common.resolve``) and prints a table or JSON (``--format json``) whose shape is the one
+``store.indicators`` returns to the web pages.
 """
 
 from __future__ import annotations
-
-import json
-from enum import StrEnum
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ruleatlas.cli.app import DEFAULT_DB, app
+from ruleatlas.cli import common
+from ruleatlas.cli.app import app
 from ruleatlas.indicators.query import SpecError, parse_spec
 from ruleatlas.store import indicators as store
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-DB_OPT = typer.Option(DEFAULT_DB, "--db", help="Catalog database file.")
-FORMAT_OPT = typer.Option(Format.table, "--format", help="Output format: table or json.")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _open(db: str) -> Any:
-    try:
-        return store.open_catalog(db)
-    except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _rule(conn: Any, ref: str) -> str:
-    rid, candidates = store.resolve_rule(conn, ref)
-    if rid is None:
-        if candidates:
-            raise _fail(f"title {ref!r} is ambiguous: {', '.join(candidates)}; give an id")
-        raise _fail(f"no rule with id or title {ref!r}")
-    return rid
 
 
 def _corpus_text(c: dict[str, int]) -> str:
@@ -55,25 +23,21 @@ def _corpus_text(c: dict[str, int]) -> str:
     return f"{c['total']} ({rest})" if rest else str(c["total"])
 
 
-def _echo_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-
-
 @app.command("indicators")
 def indicators_cmd(
-    rule: str = typer.Argument(..., help="Rule id or exact (unique) title."),
-    db: str = DB_OPT,
-    fmt: Format = FORMAT_OPT,
+    rule: str = typer.Argument(..., help=common.RULE_HELP),
+    db: str = common.DB_OPT,
+    fmt: common.Format = common.FORMAT_OPT,
 ) -> None:
     """Show a rule's indicators with normalised keys and corpus counts.
 
     One row per field and operator; each value as written, its normalised key, and how many
     rules of the catalog hold it (total and by source)."""
-    conn = _open(db)
-    rid = _rule(conn, rule)
-    rows = store.rule_indicators(conn, rid)
-    if fmt is Format.json:
-        _echo_json({"rule": rid, "indicators": rows})
+    with common.open_catalog(db) as cat:
+        rid = common.resolve(cat, rule)
+        rows = store.rule_indicators(cat.conn, rid)
+    if fmt is common.Format.json:
+        common.echo_json({"rule": rid, "indicators": rows})
         return
     t = Table(title=f"Indicators of {rid}")
     for col in ("Field", "Kind", "Value", "Key", "Corpus"):
@@ -95,8 +59,8 @@ def indicator_cmd(
         ..., help="'FIELD OP VALUE', e.g. 'ScriptBlockText contains Invoke-WMIExec' or "
                   "'Processes.process_name=cmd.exe'."
     ),
-    db: str = DB_OPT,
-    fmt: Format = FORMAT_OPT,
+    db: str = common.DB_OPT,
+    fmt: common.Format = common.FORMAT_OPT,
 ) -> None:
     """List every rule holding one indicator, by source.
 
@@ -105,11 +69,11 @@ def indicator_cmd(
     try:
         parsed = parse_spec(spec)
     except SpecError as exc:
-        raise _fail(str(exc), 2) from None
-    conn = _open(db)
-    by_source = store.rules_with_indicator(conn, parsed.field_key, parsed.key)
-    if fmt is Format.json:
-        _echo_json(
+        raise common.fail(str(exc), 2) from None
+    with common.open_catalog(db) as cat:
+        by_source = store.rules_with_indicator(cat.conn, parsed.field_key, parsed.key)
+    if fmt is common.Format.json:
+        common.echo_json(
             {
                 "spec": spec,
                 "field_key": parsed.field_key,
@@ -133,19 +97,19 @@ def indicator_cmd(
 
 @app.command("similar")
 def similar_cmd(
-    rule: str = typer.Argument(..., help="Rule id or exact (unique) title."),
+    rule: str = typer.Argument(..., help=common.RULE_HELP),
     limit: int = typer.Option(10, "--limit", "-n", help="How many rules to list."),
-    db: str = DB_OPT,
-    fmt: Format = FORMAT_OPT,
+    db: str = common.DB_OPT,
+    fmt: common.Format = common.FORMAT_OPT,
 ) -> None:
     """List the rules of any source sharing the most indicators with RULE.
 
     Each shared indicator weighs log(N/df), so rare ones count more than EventCode=4104."""
-    conn = _open(db)
-    rid = _rule(conn, rule)
-    found = store.similar_rules(conn, rid, limit)
-    if fmt is Format.json:
-        _echo_json({"rule": rid, "similar": found})
+    with common.open_catalog(db) as cat:
+        rid = common.resolve(cat, rule)
+        found = store.similar_rules(cat.conn, rid, limit)
+    if fmt is common.Format.json:
+        common.echo_json({"rule": rid, "similar": found})
         return
     t = Table(title=f"Rules similar to {rid}")
     for col in ("Score", "Share", "Source", "Id", "Title", "Shared indicators"):

@@ -20,13 +20,13 @@ def serve(
     """Serve the web catalog (read-only) at http://HOST:PORT/."""
     import uvicorn
 
-    from ruleatlas.store.browse import BrowseError
+    from ruleatlas.store import CatalogError
     from ruleatlas.web.app import create_app
 
     try:
         web = create_app(db)
-    except BrowseError as e:
-        typer.echo(f"error: {e} (build it with `ruleatlas build --db {db} ...`)", err=True)
+    except CatalogError as e:
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"Rule Atlas: serving {db} at http://{host}:{port}/", err=True)
     if workers > 1:
@@ -49,12 +49,12 @@ def export_site(
                                     help="write each page's JSON twin under api/"),
 ) -> None:
     """Write the catalog as static HTML (any static host) with a client-side search index."""
-    from ruleatlas.store.browse import BrowseError
+    from ruleatlas.store import CatalogError
     from ruleatlas.web.export import export
 
     try:
         stats = export(db, out, indicators=indicators, json_twins=json_twins)
-    except BrowseError as e:
+    except CatalogError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {stats['files']} files ({stats['rules']} rule pages, "

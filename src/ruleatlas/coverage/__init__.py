@@ -7,10 +7,10 @@ routing (:mod:`.routing`).
 How a rule's events are found (:func:`events_for`):
 
 1. *declared*: the Sigma ``logsource`` (category, then service, then a generic
-   ``product:service`` name), an Elastic rule's index patterns, ECS categories and fields
-   (:mod:`.elastic`), or the Splunk ``data_source`` names (patterns, then the
-   ``data_sources`` side table when :func:`configure` was given it), or, for a Splunk rule with
-   none, the CIM datamodel its predicates use;
+   ``product:service`` name), the ECS index patterns, categories and fields of a rule that
+   reads Elastic data streams (:mod:`.ecs`), or the Splunk ``data_source`` names (patterns,
+   then the ``data_sources`` side table when :func:`configure` was given it), or, for a Splunk
+   rule with none, the CIM datamodel its predicates use;
 2. *the condition tree*: ``source``/``sourcetype``/``Channel`` predicates name channels (a
    macro such as `` `powershell` `` expands to them) and ``EventID``/``EventCode`` predicates
    (``eventName`` for CloudTrail, ...) name ids. Only constraints every matching event must
@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ruleatlas.coverage.ecs import ecs_events
 from ruleatlas.coverage.table import Table, load_table, parse_ref
 from ruleatlas.model import (
     Analysis,
@@ -44,7 +45,7 @@ from ruleatlas.model import (
 __all__ = [
     "configure",
     "declared_events",
-    "elastic_events",
+    "ecs_events",
     "events_for",
     "load_data_sources",
     "sigma_events",
@@ -53,7 +54,6 @@ __all__ = [
     "tree_ids",
 ]
 
-ELASTIC_SOURCE = "elastic"
 _DATA_SOURCES: dict[str, Mapping[str, Any]] = {}
 _TRAILING_NUMBER = re.compile(r"(\d+)\s*$")
 
@@ -164,10 +164,11 @@ def declared_events(
 ) -> tuple[EventRef, ...]:
     """What the rule says it reads, before its condition narrows it."""
     t = table or load_table()
-    if rule.source == ELASTIC_SOURCE:
-        return elastic_events(rule, analysis, t)
     if rule.logsource:
         return sigma_events(rule.logsource, t)
+    ecs = ecs_events(rule, analysis, t)
+    if ecs:
+        return ecs
     refs: list[EventRef] = []
     names = [n for n in rule.data_sources if "/" not in n or " " in n]
     if names:
@@ -298,13 +299,6 @@ def narrow(
 
 def _id_sort(i: str) -> tuple[int, int | str]:
     return (0, int(i)) if i.isdigit() else (1, i)
-
-
-def elastic_events(rule: Rule, analysis: Analysis | None, table: Table) -> tuple[EventRef, ...]:
-    """Declared events of an Elastic rule (:mod:`ruleatlas.coverage.elastic`)."""
-    from ruleatlas.coverage.elastic import elastic_events as _elastic
-
-    return _elastic(rule, analysis, table)
 
 
 def events_for(rule: Rule, analysis: Analysis | None) -> tuple[EventRef, ...]:

@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruleatlas.caching import CHANNEL_NAMES, BoundedCache
 from ruleatlas.coverage import declared_events, events_for
 from ruleatlas.coverage.table import Table, load_table
+from ruleatlas.languages import language
 from ruleatlas.model import Analysis, EventRef, Rule
 
 Key = tuple[str | None, str | None]
@@ -79,9 +81,10 @@ def route_for(rule: Rule, analysis: Analysis | None) -> Route:
             m = t.field_maps.get(str(r))
             if m:
                 maps[ref_key(r)] = m
+    lang = language(rule.language)
     common: Mapping[str, str] = {}
-    if rule.language == "spl":
-        common = t.field_maps.get("Splunk", {})
+    if lang is not None and lang.field_map:
+        common = t.field_maps.get(lang.field_map, {})
     return Route(keys, maps, common, refs)
 
 
@@ -182,7 +185,7 @@ def _channel(fields: Mapping[str, Any], t: Table) -> str | None:
     return None
 
 
-_CANON_CACHE: dict[str, str | None] = {}
+_CANON_CACHE: BoundedCache[str, str | None] = BoundedCache(CHANNEL_NAMES)
 
 
 def _canon(t: Table, value: Any) -> str | None:
@@ -190,10 +193,7 @@ def _canon(t: Table, value: Any) -> str | None:
     try:
         return _CANON_CACHE[s]
     except KeyError:
-        c = t.canonical_channel(s)
-        if len(_CANON_CACHE) < 10000:
-            _CANON_CACHE[s] = c
-        return c
+        return _CANON_CACHE.put(s, t.canonical_channel(s))
 
 
 def _id(v: Any) -> str | None:

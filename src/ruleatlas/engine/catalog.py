@@ -36,20 +36,11 @@ def rule_from_dict(d: Mapping[str, Any]) -> Rule:
 
 
 def tactics_of(rule: Rule) -> tuple[str, ...]:
-    """ATT&CK tactic short names of a rule's techniques (empty when the data is unavailable)."""
-    try:
-        from ruleatlas import attack
+    """ATT&CK tactic short names of a rule's techniques (none for an unknown technique)."""
+    from ruleatlas import attack
 
-        data = attack.default()
-    except Exception:
-        return ()
-    out: set[str] = set()
-    for t in rule.attack:
-        try:
-            out.update(data.technique(t).tactics)
-        except Exception:
-            continue
-    return tuple(sorted(out))
+    data = attack.default()
+    return tuple(sorted({tac for t in rule.attack for tac in data.technique(t).tactics}))
 
 
 def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule]:
@@ -57,7 +48,7 @@ def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule
 
     out = []
     for sr in load_rules(db, ids):
-        rule = rule_from_dict(sr.rule)
+        rule = sr.rule
         if sr.analysis is not None:
             analysis = analysis_from_dict(sr.analysis)
         else:
@@ -70,7 +61,7 @@ def from_db(db: str | Path, ids: Sequence[str] | None = None) -> list[LoadedRule
 
 def from_repos(roots: Iterable[str | Path], with_tests_only: bool = False,
                languages: Sequence[str] | None = None) -> list[LoadedRule]:
-    """Read and analyze every rule of the given repository clones (Sigma, Splunk)."""
+    """Read and analyze every rule of the given repository clones (any source)."""
     from ruleatlas.languages import AnalysisContext, analyze
     from ruleatlas.sources import detect
 
@@ -80,10 +71,8 @@ def from_repos(roots: Iterable[str | Path], with_tests_only: bool = False,
         src = detect(rp)
         if src is None:
             continue
-        ctx = AnalysisContext()
-        if src.name == "splunk":
-            side = src.side_tables(rp)
-            ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
+        side = src.side_tables(rp)
+        ctx = AnalysisContext(macros=side.macros, data_sources=side.data_sources)
         for f in src.rule_files(rp):
             fr = src.load_file(rp, f)
             for rule in fr.rules:

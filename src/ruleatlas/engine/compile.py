@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ruleatlas.caching import VALUE_TESTS, BoundedCache
 from ruleatlas.engine.functions import UnknownFunction, compile_term, truthy
 from ruleatlas.engine.sigma_semantics import (
     StrTest,
@@ -193,22 +194,16 @@ def _all(groups: list[StrTest]) -> StrTest:
     return f
 
 
-MEMO = 4096  # distinct string values whose answer a value test remembers (then forgets)
-
-
 def _memo(test: Callable[[str], bool]) -> Callable[[str], bool]:
     """``test`` remembering its answer per string value. Event values repeat a lot (Image
     paths, GrantedAccess masks, call traces): a dict lookup replaces lowering and testing."""
-    memo: dict[str, bool] = {}
-    get = memo.get
+    memo: BoundedCache[str, bool] = BoundedCache(VALUE_TESTS)
+    get, put = memo.get, memo.put
 
     def t(s: str) -> bool:
         r = get(s)
         if r is None:
-            r = test(s)
-            if len(memo) >= MEMO:
-                memo.clear()
-            memo[s] = r
+            r = put(s, test(s))
         return r
 
     return t

@@ -121,6 +121,23 @@ class ReadError:
         return f"{where}: {self.reason}"
 
 
+@dataclass(frozen=True, slots=True)
+class InputRead:
+    """What reading one input (a file or archive given by the user, or found in a folder) gave:
+    its events and its :class:`ReadError` count. ``errors == 0``: read whole; ``events == 0``
+    with errors: nothing of it could be read."""
+
+    file: str
+    events: int
+    errors: int
+
+    @property
+    def status(self) -> str:
+        if not self.errors:
+            return "read"
+        return "partly read" if self.events else "unreadable"
+
+
 # --------------------------------------------------------------------------------------------
 # Value helpers (for the matcher: EventID is int in EVTX/JSON, str in XML)
 # --------------------------------------------------------------------------------------------

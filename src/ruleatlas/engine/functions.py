@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
+from ruleatlas.caching import SPL_REGEXES
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.model import AtlasError, Call, FieldRef, Term
 
@@ -89,7 +90,7 @@ def compare(op: str, a: Any, b: Any) -> bool:
     raise UnknownFunction(f"unknown comparison {op!r}")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=SPL_REGEXES)
 def like_regex(pattern: str) -> re.Pattern[str]:
     """SQL LIKE: ``%`` any run, ``_`` one char, ``\\`` escapes; the whole value must match."""
     out: list[str] = []
@@ -105,7 +106,7 @@ def like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=SPL_REGEXES)
 def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 

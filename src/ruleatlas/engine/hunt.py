@@ -3,7 +3,9 @@
 :func:`hunt` prepares the rules once, streams the events of every path through one
 :class:`~.runner.Engine` (routing + pre-filter + compiled matchers) and yields findings as they
 come, so ``--format jsonl`` prints while reading. :class:`HuntReport` collects the summary by
-rule and by ATT&CK tactic, the rules that could not run and the read errors.
+rule and by ATT&CK tactic, the rules that could not run, the read errors and what became of each
+input (:class:`~.events.InputRead`); :meth:`HuntReport.exit_code` is ``ruleatlas hunt``'s exit
+code: 0 every input read whole, 1 some inputs or records skipped, 2 nothing could be read.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruleatlas.engine.catalog import LoadedRule
-from ruleatlas.engine.events import Event, ReadError
+from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.runner import Engine, EngineRule, Finding, prepare
+from ruleatlas.limits import Limits
 
 
 @dataclass(slots=True)
@@ -32,6 +35,7 @@ class HuntReport:
     by_tactic: Counter[str] = field(default_factory=Counter)
     titles: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
     errors: list[ReadError] = field(default_factory=list)
+    inputs: list[InputRead] = field(default_factory=list)
 
     def add(self, f: Finding) -> None:
         r = f.rule.rule
@@ -40,6 +44,15 @@ class HuntReport:
         self.titles[r.id] = (r.title, r.severity, r.source)
         for t in f.rule.tactics or ("(no tactic)",):
             self.by_tactic[t] += 1
+
+    def exit_code(self) -> int:
+        """0: every input read whole; 1: some inputs or records skipped (see ``errors``);
+        2: nothing could be read (every input unreadable: empty, not a log, a bomb...)."""
+        if not self.errors:
+            return 0
+        if not self.inputs or all(i.status == "unreadable" for i in self.inputs):
+            return 2
+        return 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +66,10 @@ class HuntReport:
                          "findings": n} for k, n in self.by_rule.most_common()],
             "by_tactic": dict(self.by_tactic.most_common()),
             "read_errors": [str(e) for e in self.errors[:100]],
+            "read_error_count": len(self.errors),
+            "inputs": [{"file": i.file, "events": i.events, "errors": i.errors,
+                        "status": i.status} for i in self.inputs],
+            "exit_code": self.exit_code(),
         }
 
 
@@ -69,13 +86,15 @@ def prepare_all(rules: Sequence[LoadedRule], report: HuntReport) -> list[EngineR
 
 
 def hunt(rules: Sequence[LoadedRule], paths: Sequence[str], report: HuntReport,
-         on_event: Callable[[Event], None] | None = None) -> Iterator[Finding]:
-    """Findings of ``rules`` over the events of ``paths`` (files, folders, archives)."""
+         on_event: Callable[[Event], None] | None = None,
+         limits: Limits | None = None) -> Iterator[Finding]:
+    """Findings of ``rules`` over the events of ``paths`` (files, folders, archives), read
+    within ``limits`` (default: :meth:`Limits.from_env`)."""
     from ruleatlas.engine.readers import read_events
 
     t0 = time.perf_counter()
     engine = Engine(prepare_all(rules, report))
-    for ev in read_events(list(paths), report.errors):
+    for ev in read_events(list(paths), report.errors, limits, report.inputs):
         report.events += 1
         if on_event is not None:
             on_event(ev)

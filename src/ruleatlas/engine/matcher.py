@@ -21,6 +21,7 @@ from typing import Any
 
 import ahocorasick
 
+from ruleatlas.caching import FIELD_PREFILTER, KEYWORD_GATES, BoundedCache
 from ruleatlas.engine.sigma_semantics import TransformError, as_pattern, expand, to_text
 from ruleatlas.model import And, Const, Node, Not, Op, Or, Pattern, Predicate, Regex
 
@@ -54,8 +55,8 @@ def regex_literal(pattern: str) -> str | None:
         from re import _parser  # type: ignore[attr-defined]
 
         tree = _parser.parse(pattern)
-    except Exception:
-        return None
+    except (re.error, RecursionError, OverflowError):
+        return None  # no literal to pre-filter on; compiling the pattern reports the error
     c = _parser  # opcode names live on the parser module's constants
     lit_op, sub_op = c.LITERAL, c.SUBPATTERN
     reps = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None))
@@ -221,7 +222,7 @@ def gates(literals: list[str], most: int = 10) -> tuple[str, ...]:
     return _gates(frozenset(literals), most)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=KEYWORD_GATES)
 def _gates(literals: frozenset[str], most: int) -> tuple[str, ...]:
     todo = set(literals)
     out: list[str] = []
@@ -298,8 +299,6 @@ class Prefilter:
 
     __slots__ = ("always", "automata", "keywords", "kw_table", "kw_text_only", "n")
 
-    MEMO = 20000  # distinct values remembered per field (Image paths, DLLs repeat a lot)
-
     def __init__(self, entries: Sequence[set[Anchor] | None], min_score: int = 1) -> None:
         self.n = len(entries)
         by_field: dict[str, dict[str, list[int]]] = {}
@@ -311,7 +310,7 @@ class Prefilter:
             for f, lit in s:
                 by_field.setdefault(f, {}).setdefault(lit, []).append(i)
         self.always = frozenset(always)
-        self.automata: list[tuple[str, Any, dict[Any, frozenset[int]]]] = []
+        self.automata: list[tuple[str, Any, BoundedCache[Any, frozenset[int]]]] = []
         self.keywords: Any = None
         self.kw_text_only = False
         self.kw_table: GateTable = ()
@@ -327,7 +326,7 @@ class Prefilter:
                 self.kw_table = gate_table(gates(list(lits)),
                                            {k: tuple(v) for k, v in lits.items()})
             else:
-                self.automata.append((f, a, {}))
+                self.automata.append((f, a, BoundedCache(FIELD_PREFILTER)))
 
     def candidates(self, fields: Mapping[str, Any]) -> list[int]:
         hits: list[frozenset[int]] = []
@@ -339,10 +338,8 @@ class Prefilter:
             key = v if type(v) is str else (type(v), repr(v))  # never equal to a str key
             hit = memo.get(key)
             if hit is None:
-                hit = frozenset(x for _, slots in a.iter(field_text(v)) for x in slots)
-                if len(memo) >= self.MEMO:
-                    memo.clear()
-                memo[key] = hit
+                hit = memo.put(key, frozenset(
+                    x for _, slots in a.iter(field_text(v)) for x in slots))
             if hit:
                 hits.append(hit)
         if self.keywords is not None:  # keywords: a substring of any field's value

@@ -42,6 +42,7 @@ from ruleatlas.engine.pipeline import (
 )
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
+from ruleatlas.languages import language
 from ruleatlas.model import (
     Analysis,
     Node,
@@ -140,18 +141,16 @@ def _computed(analysis: Analysis) -> set[str]:
     return set()
 
 
-def why_not_runnable(rule: Rule, analysis: Analysis) -> str | None:
-    """The reason a rule cannot run faithfully on single events, or None."""
-    spl = rule.language == "spl"
-    return _why_not(rule, analysis, plan(analysis) if spl else None,
-                    result_plan(analysis) if spl else None)
-
-
 def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -> str | None:
-    """:func:`why_not_runnable` with the search's plans (``engine.pipeline``) given."""
-    if rule.language == "sigma" and (rule.type in ("correlation", "filter")
-                                     or analysis.extra.get("correlation")):
-        return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"
+    """The reason a rule cannot run faithfully on single events (given the search's plans,
+    ``engine.pipeline``), or None."""
+    lang = language(rule.language)
+    why = lang.not_runnable(rule, analysis) if lang and lang.not_runnable else None
+    if why:
+        return why
+    if analysis.sequence is not None:
+        return (f"{analysis.sequence.kind} queries (ordered events joined by keys) are not run "
+                "by the engine yet")
     for p in analysis.problems:
         if p.severity == "error":
             return f"analysis error: {p.message}"
@@ -306,16 +305,18 @@ def _stage_outputs(text: str) -> set[str]:
 
 def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> EngineRule:
     """Everything about a rule that does not depend on events (route, plan, runnability)."""
+    routing_error: str | None = None
     try:
         route = route_for(rule, analysis)
-    except Exception as exc:  # a routing bug must not hide the rule: run it everywhere
+    except Exception as exc:  # recorded: the rule is not runnable, and the reason says why
         route = Route(None)
-        _ = exc
+        routing_error = f"its events could not be routed: {type(exc).__name__}: {exc}"
     er = EngineRule(rule, analysis, route, tactics=tactics)
-    spl = rule.language == "spl"
+    lang = language(rule.language)
+    spl = lang is not None and lang.pipeline
     pl = plan(analysis) if spl else None
     rp = result_plan(analysis) if spl else None
-    er.reason = _why_not(rule, analysis, pl, rp)
+    er.reason = routing_error or _why_not(rule, analysis, pl, rp)
     if spl and not er.reason:
         er.plan = pl
         head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
@@ -432,7 +433,10 @@ def product_ok(er: EngineRule, key: Key) -> bool:
     """The Sigma ``product`` gate for rules the routing table cannot narrow (route "any"): a
     ``product: cisco`` keyword rule must not run on Windows events, nor a ``product: windows``
     rule on CloudTrail records."""
-    if not er.route.any or er.rule.language != "sigma":
+    if not er.route.any:
+        return True
+    lang = language(er.rule.language)
+    if lang is None or not lang.product_gate:
         return True
     product = str(er.rule.logsource.get("product") or "").lower()
     if not product:
@@ -546,12 +550,10 @@ class Engine:
         self.candidates += len(slots)
         for s in slots:
             if g.matchers[s](fields):
-                fs = fields
                 steps = g.steps[s]
-                if steps is not None:  # eval/rex, then the filters on what they computed
-                    fs = steps(fields)
-                    if fs is None:
-                        continue
+                fs = fields if steps is None else steps(fields)  # eval/rex, then their filters
+                if fs is None:
+                    continue
                 idx = g.slots[s]
                 er = self.rules[idx]
                 agg = self.aggregators.get(idx)
@@ -591,11 +593,10 @@ class Engine:
                 nxt.add(row, event)
             rows = nxt.rows()
         for row, event in rows:
-            if er.result_steps is not None:
-                row = er.result_steps(row)
-                if row is None:
-                    continue
-            yield Finding(er, event, row if raw else {k: _short(v) for k, v in row.items()})
+            out = row if er.result_steps is None else er.result_steps(row)
+            if out is None:
+                continue
+            yield Finding(er, event, out if raw else {k: _short(v) for k, v in out.items()})
 
     def run(self, events: Iterable[Event]) -> Iterator[Finding]:
         for ev in events:

@@ -137,15 +137,6 @@ def pattern_test(p: Pattern, cased: bool) -> StrTest:
     return lambda s: fm(s) is not None
 
 
-def longest_literal(p: Pattern, cased: bool = False) -> str:
-    """The longest literal run of a pattern (for literal pre-filtering)."""
-    best = ""
-    for part in p.parts:
-        if isinstance(part, str) and len(part) > len(best):
-            best = part
-    return best if cased else best.lower()
-
-
 # --------------------------------------------------------------------------------------------
 # Sigma value transforms
 # --------------------------------------------------------------------------------------------

@@ -10,13 +10,15 @@ What is an indicator (docs/indicators.md says the same for users):
   number of ``Not`` above it), one row per (field as written, operator as written, negated),
   values as written in first-seen order, each with a normalised key (``normalize.py``);
 * NOT an indicator, and reported by :func:`explain` with the reason instead of being dropped:
-  Splunk routing fields (``index source sourcetype channel eventtype tag host splunk_server``
-  and time bounds) that macros expand to (``wineventlog_security`` is
+  a language's routing fields (its plugin's ``routing_fields``: Splunk's ``index source
+  sourcetype channel eventtype tag host splunk_server`` and time bounds, Elastic's
+  ``event.category`` or ``data_stream.dataset``) that macros expand to (``wineventlog_security`` is
   ``eventtype=... OR Channel=security OR source=...``) -- they say where to look, not what
   to look for; ``EventCode`` stays an indicator; result-phase predicates
   (``| where count > 10`` after ``stats``): they test aggregates, not events; expressions
   (:class:`~ruleatlas.model.Condition`) and :class:`~ruleatlas.model.Opaque` nodes, which
-  have no field/op/value; predicates of a Sigma selection that the condition never uses.
+  have no field/op/value; predicates of a named selection that the condition never uses
+  (languages with ``selections``: Sigma).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ruleatlas.indicators.normalize import display_op, field_key_of, predicate_keys
+from ruleatlas.languages import language as plugin
 from ruleatlas.model import (
     Analysis,
     Condition,
@@ -37,26 +40,6 @@ from ruleatlas.model import (
     predicates,
     walk,
 )
-
-# Splunk fields that route a search to data rather than describe a detection (lower case).
-ROUTING_FIELDS: dict[str, frozenset[str]] = {
-    "spl": frozenset(
-        {
-            "index",
-            "source",
-            "channel",
-            "sourcetype",
-            "eventtype",
-            "tag",
-            "host",
-            "splunk_server",
-            "earliest",
-            "latest",
-            "_index_earliest",
-            "_index_latest",
-        }
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +55,17 @@ class Skipped:
 
 
 def _is_routing(pred: Predicate, language: str) -> bool:
-    fields = ROUTING_FIELDS.get(language)
+    lang = plugin(language)
+    fields = lang.routing_fields if lang is not None else frozenset()
     if not fields or pred.field is None:
         return False
     low = pred.field.lower()
     return low in fields or low.startswith("tag::")
+
+
+def _has_selections(language: str) -> bool:
+    lang = plugin(language)
+    return lang is not None and lang.selections
 
 
 def _skip_expr(n: Node, stage: int | None) -> Skipped | None:
@@ -111,7 +100,7 @@ def _event_predicates(
                 continue
             if p.phase is Phase.RESULT or st.phase is Phase.RESULT:
                 skipped.append(Skipped("result phase", p.field, p.op.value, p.text, st.index))
-            elif has_condition and st.name is not None and analysis.language == "sigma":
+            elif has_condition and st.name is not None and _has_selections(analysis.language):
                 skipped.append(
                     Skipped(f"selection {st.name} not used by the condition", p.field,
                             p.op.value, p.text, st.index)
@@ -162,4 +151,4 @@ def extract(rule: Rule, analysis: Analysis) -> tuple[Indicator, ...]:
     return explain(rule, analysis)[0]
 
 
-__all__ = ["ROUTING_FIELDS", "Skipped", "explain", "extract"]
+__all__ = ["Skipped", "explain", "extract"]

@@ -28,12 +28,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ruleatlas.indicators.fields import FieldInfo, field_info
+from ruleatlas.languages import language as plugin
 from ruleatlas.model import FieldRef, Op, Pattern, Predicate, Regex, Value, Wild, value_text
 
-# Languages whose comparisons ignore case unless the predicate says ``cased`` (SPL search,
-# Sigma by default; EQL ``:``, KQL on text and ``.caseless`` fields and ES|QL ``=~`` /
-# ``to_lower``: their analyzers set ``cased`` on every case-sensitive comparison).
-CASE_INSENSITIVE_LANGUAGES = frozenset({"spl", "sigma", "cli", "eql", "kql", "esql", "lucene"})
+# The command line's ``FIELD OP VALUE`` indicator specs compare like SPL and Sigma: without case.
+QUERY_LANGUAGE = "cli"
 
 # Transforms after which the matched text is an encoding: case folding would change it.
 ENCODING_TRANSFORMS = frozenset({"base64", "base64offset", "wide", "utf16", "utf16le", "utf16be"})
@@ -187,7 +186,7 @@ def value_key(v: Value, op: Op, ctx: KeyContext) -> str:
 def key_context(pred: Predicate, language: str, negated: bool, info: FieldInfo) -> KeyContext:
     """The :class:`KeyContext` of a predicate in ``language`` with effective ``negated``."""
     fold = (
-        language in CASE_INSENSITIVE_LANGUAGES
+        _folds_case(language)
         and not pred.cased
         and not ENCODING_TRANSFORMS.intersection(pred.transforms)
     )
@@ -205,69 +204,31 @@ def key_context(pred: Predicate, language: str, negated: bool, info: FieldInfo) 
 # Display: values and operators as written
 # --------------------------------------------------------------------------------------------
 
-_SPL_NEEDS_QUOTES = re.compile(r'[\s"()=,|<>!\\\[\]]')
-
-
-def _spl_text(v: Pattern | str) -> str:
-    parts = v.parts if isinstance(v, Pattern) else (v,)
-    return "".join(p.value if isinstance(p, Wild) else p for p in parts)
-
-
-def _display_spl(v: Value, pred_text: str | None) -> str:
-    if not isinstance(v, (str, Pattern)):
-        return value_text(v)
-    raw = _spl_text(v)
-    quoted = '"' + raw.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if pred_text is not None:
-        return quoted if quoted in pred_text else raw
-    return quoted if isinstance(v, Pattern) or _SPL_NEEDS_QUOTES.search(raw) else raw
-
-
-def _display_sigma(v: Value) -> str:
-    if isinstance(v, Regex):
-        return v.pattern  # Sigma writes the pattern bare; flags are modifiers (in the key)
-    if isinstance(v, Pattern):
-        out: list[str] = []
-        parts = v.parts
-        for i, p in enumerate(parts):
-            if isinstance(p, Wild):
-                out.append(p.value)
-                continue
-            for j, ch in enumerate(p):
-                if ch in "*?":
-                    out.append("\\" + ch)
-                elif ch == "\\":
-                    nxt = p[j + 1] if j + 1 < len(p) else parts[i + 1] if i + 1 < len(parts) else ""
-                    # Sigma: a backslash is an escape only before * ? or another backslash.
-                    out.append("\\\\" if isinstance(nxt, Wild) or nxt in ("*", "?", "\\") else ch)
-                else:
-                    out.append(ch)
-        return "".join(out)
-    return value_text(v)
+def _folds_case(language: str) -> bool:
+    lang = plugin(language)
+    return lang.fold_case if lang is not None else language == QUERY_LANGUAGE
 
 
 def display_value(v: Value, language: str, pred: Predicate) -> str:
-    """A value as its language writes it (SPL quoting and escapes, Sigma escapes)."""
+    """A value as its language writes it (the plugin's ``display_value``; SPL quoting, Sigma
+    escapes), else the model's text."""
+    lang = plugin(language)
     if pred.op is Op.EXISTS and not pred.values:
-        return {"spl": "*", "sigma": "true"}.get(language, "exists")
-    if language == "spl":
-        return _display_spl(v, pred.text)
-    if language == "sigma":
-        return _display_sigma(v)
+        return lang.exists_text if lang is not None else "exists"
+    if lang is not None and lang.display_value is not None:
+        return lang.display_value(v, pred)
     return value_text(v)
 
 
 def display_op(pred: Predicate, language: str) -> str:
-    """The operator as written: SPL ``eq``/``in``/...; Sigma adds its modifiers in order
-    (``base64offset|contains|all``, ``contains|cased``)."""
-    if language != "sigma" and not pred.transforms and not pred.match_all:
+    """The operator as written: the plugin's ``display_op`` (Sigma's modifier chain
+    ``base64offset|contains|all``), else the op's name with any transforms before it."""
+    lang = plugin(language)
+    if lang is not None and lang.display_op is not None:
+        return lang.display_op(pred)
+    if not pred.transforms and not pred.match_all:
         return pred.op.value
-    mods = [*pred.transforms, pred.op.value]
-    if pred.match_all:
-        mods.append("all")
-    if pred.cased and language == "sigma":
-        mods.append("cased")
-    return "|".join(mods)
+    return "|".join([*pred.transforms, pred.op.value, *(["all"] if pred.match_all else [])])
 
 
 KEYWORD_FIELD = "(keyword)"

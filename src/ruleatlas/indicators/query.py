@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ruleatlas.indicators.normalize import field_key_of, predicate_keys
+from ruleatlas.indicators.normalize import QUERY_LANGUAGE, field_key_of, predicate_keys
 from ruleatlas.model import AtlasError, Op, Pattern, Predicate, Regex, Value, Wild
 
 
@@ -149,6 +149,6 @@ def parse_spec(spec: str) -> Spec:
         match_all="all" in mods,
         cased="cased" in mods,
     )
-    ((shown, key),) = predicate_keys(pred, "cli", negated)
+    ((shown, key),) = predicate_keys(pred, QUERY_LANGUAGE, negated)
     _, info = field_key_of(pred)
     return Spec(predicate=pred, negated=negated, field_key=info.key, key=key, value=shown)

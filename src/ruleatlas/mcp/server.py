@@ -33,6 +33,7 @@ from pydantic import Field
 
 from ruleatlas import __version__
 from ruleatlas.attack import ENTERPRISE_TACTICS
+from ruleatlas.limits import DEFAULT as READ_LIMITS
 from ruleatlas.mcp.results import (
     AttackCoverageResult,
     DataSourceCount,
@@ -50,7 +51,15 @@ from ruleatlas.mcp.results import (
     SimilarRule,
     TechniqueRow,
 )
-from ruleatlas.store import HL_END, HL_START, Catalog, CatalogError, RuleQuery, SearchError
+from ruleatlas.store import (
+    HL_END,
+    HL_START,
+    Catalog,
+    CatalogError,
+    RuleQuery,
+    SearchError,
+    catalog_stamp,
+)
 
 if TYPE_CHECKING:
     from ruleatlas.engine.catalog import LoadedRule
@@ -61,7 +70,7 @@ class Limits:
     """Every bound the tools enforce (docs/mcp.md has the table). Text limits match the web's
     query parameters; a longer value is refused before any query runs."""
 
-    rule_ref: int = 512  # characters of a rule id / id prefix / title
+    rule_ref: int = READ_LIMITS.rule_ref_chars  # characters of a rule id / prefix / title
     query: int = 300  # characters of a search text (the web's ``q``)
     filter: int = 40  # characters of a source / severity / technique filter
     indicator: int = 1000  # characters of an indicator spec (or of its field, op, value)
@@ -116,21 +125,6 @@ def _rule_ref(ref: str) -> str:
 
 def _highlight(snippet: str | None) -> str | None:
     return None if snippet is None else snippet.replace(HL_START, "[").replace(HL_END, "]")
-
-
-def _catalog_stamp(db: Path) -> tuple[int, ...]:
-    """Size and mtime of the catalog and its WAL: what changes when a build commits (the
-    web's ``store.browse.catalog_stamp``, kept here until the store has one for every front
-    end)."""
-    out: list[int] = []
-    for p in (db, Path(f"{db}-wal")):
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            out += [-1, -1]
-        else:
-            out += [st.st_size, st.st_mtime_ns]
-    return tuple(out)
 
 
 @functools.lru_cache(maxsize=HUNT_CATALOGS)
@@ -199,8 +193,10 @@ class Atlas:
         tech = _optional("technique", technique, LIMITS.filter)
         if tech is not None and not _TECHNIQUE.fullmatch(tech):
             raise ToolError(f"technique must look like T1059 or T1059.001; got {tech!r}")
-        q = RuleQuery(text=text, source=_optional("source", source, LIMITS.filter),
-                      severity=_optional("severity", severity, LIMITS.filter), technique=tech,
+        src = _optional("source", source, LIMITS.filter)
+        sev = _optional("severity", severity, LIMITS.filter)
+        q = RuleQuery(text=text, source=(src,) if src else (), severity=(sev,) if sev else (),
+                      technique=(tech,) if tech else (),
                       sort="relevance", per_page=limit, facets=False)
         with self._catalog() as cat:
             try:
@@ -360,13 +356,12 @@ class Atlas:
         record and the fields it matched, with a summary by rule and what was skipped."""
         from ruleatlas.engine.catalog import is_retired, select
         from ruleatlas.engine.hunt import HuntReport, hunt
-        from ruleatlas.store.results import ResultsError
 
         log = self._log_file(path)
         filters = self._rule_filters(rules)
         try:
-            loaded = _hunt_rules(str(self.db), _catalog_stamp(self.db))
-        except ResultsError as e:
+            loaded = _hunt_rules(str(self.db), catalog_stamp(self.db))
+        except CatalogError as e:
             raise ToolError(str(e)) from None
         chosen = select(loaded, filters)
         if filters and not chosen:

@@ -39,4 +39,11 @@ def detect(root: Path) -> Source | None:
     return None
 
 
-__all__ = ["DETECT_ORDER", "SOURCES", "SideTables", "Source", "detect", "load_macros"]
+def source_label(name: str) -> str:
+    """The display name of a source (its own name when unknown)."""
+    src = SOURCES.get(name)
+    return src.label if src is not None else name
+
+
+__all__ = ["DETECT_ORDER", "SOURCES", "SideTables", "Source", "detect", "load_macros",
+           "source_label"]

@@ -5,16 +5,47 @@ A reader lists the rule files of a repository, turns one file into a :class:`Fil
 (Splunk macros, stories, data sources, lookups). Readers are pure: no database, no printing; the
 build pipeline calls them, possibly from worker processes, so ``load_file`` must be picklable-safe
 (module-level state only).
+
+Rule files are read through :func:`read_rule_file`, the one place a source reads bytes: a file
+over ``Limits.rule_file_bytes`` is a load error (kind ``limit``) and is never read whole.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ruleatlas.limits import LimitError, Limits, fmt_size
 from ruleatlas.model import FileResult, LoadError, Macro
+
+
+def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
+                   limits: Limits | None = None) -> bytes | LoadError:
+    """The bytes of one rule (or side-table) file; a file over ``rule_file_bytes`` is a load
+    error found from its size, without reading it (at most the limit + 1 bytes are read)."""
+    try:
+        cap = (limits or Limits.from_env()).rule_file_bytes
+    except LimitError as e:
+        return LoadError(source, rel, str(e), kind="limit")
+    if data is not None:
+        return data if len(data) <= cap else _over(source, rel, cap, len(data))
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > cap:
+                return _over(source, rel, cap, size)
+            got = fh.read(cap + 1)  # the file may have grown since
+    except OSError as e:
+        return LoadError(source, rel, f"cannot read: {e.strerror or e}", kind="io")
+    return got if len(got) <= cap else _over(source, rel, cap, len(got))
+
+
+def _over(source: str, rel: str, cap: int, size: int) -> LoadError:
+    return LoadError(source, rel, f"rule file exceeds {fmt_size(cap)} ({size} bytes); not read",
+                     kind="limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +69,15 @@ class SideTables:
 
 
 class Source(Protocol):
-    """A source reader (``sigma``, ``splunk``, ``elastic``)."""
+    """A source reader (``sigma``, ``splunk``, ``elastic``).
+
+    ``label`` is the name users read (``Splunk``); ``side_folders`` the folders its side tables
+    are read from (a rebuild that finds none of their files changed does not read them again);
+    ``()`` when the source has no side tables, None to read them on every build."""
 
     name: str
+    label: str
+    side_folders: tuple[str, ...] | None
 
     def detect(self, root: Path) -> bool:
         """True when ``root`` looks like a clone of this source's repository."""

@@ -119,7 +119,7 @@ from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Rule
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables
+from ruleatlas.sources.base import SideTables, read_rule_file
 
 NAME = "elastic"
 UPSTREAM = "https://github.com/elastic/detection-rules"
@@ -541,12 +541,10 @@ def load_elastic_file(root: Path, path: Path, data: bytes | None = None) -> File
     """One TOML file into a FileResult (one rule or one located error); never raises for bad
     input."""
     rel = _rel(root, path)
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"cannot read: {e.strerror or e}", kind="io"),))
+    got = read_rule_file(NAME, rel, path, data)
+    if isinstance(got, LoadError):
+        return FileResult(NAME, rel, "", errors=(got,))
+    data = got
     digest = yamlutil.sha256(data)
 
     def fail(reason: str, line: int | None = None, col: int | None = None,
@@ -592,6 +590,8 @@ class ElasticSource:
     """Reader of an elastic/detection-rules clone (see module doc)."""
 
     name = NAME
+    label = "Elastic"
+    side_folders: tuple[str, ...] | None = ()
 
     def detect(self, root: Path) -> bool:
         """A ``rules/`` folder holding ``.toml`` files."""

@@ -25,9 +25,10 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ruleatlas.caching import CONDITION_SYNTAX
 from ruleatlas.model import FileResult, LoadError, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables
+from ruleatlas.sources.base import SideTables, read_rule_file
 
 NAME = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma"
@@ -228,7 +229,7 @@ def validate(doc: dict[str, Any], kind: str,
     the tree is left to the language layer, which needs it anyway."""
     try:
         parsed = _pysigma(kind).from_dict(doc, collect_errors=True)
-    except Exception as e:  # pySigma raises some errors even when collecting
+    except Exception as e:  # recorded: pySigma raises some errors even when collecting
         return [(type(e).__name__, _message(e))]
     out = [(type(e).__name__, _message(e)) for e in getattr(parsed, "errors", ())]
     if not out and kind == "detection":
@@ -247,7 +248,7 @@ _COND_KEYWORDS = frozenset({"and", "or", "not", "of", "them", "all", "any"})
 _COND_TOKEN = re.compile(r"[\w*?.\-]+")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=CONDITION_SYNTAX)
 def _condition_syntax(cond: str) -> str | None:
     if "|" in cond:
         return ("The pipe syntax in Sigma conditions has been deprecated and replaced by Sigma "
@@ -256,7 +257,7 @@ def _condition_syntax(cond: str) -> str | None:
 
     try:
         grammar.parse_string(cond, parse_all=True)
-    except Exception as e:
+    except Exception as e:  # recorded: the grammar's message is the condition's problem
         return " ".join(str(e).split())
     return None
 
@@ -400,12 +401,10 @@ def rule_from_doc(
 def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One Sigma file into rules and located errors; never raises for bad input."""
     rel = _rel(root, path)
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"cannot read: {e.strerror or e}", kind="io"),))
+    got = read_rule_file(NAME, rel, path, data)
+    if isinstance(got, LoadError):
+        return FileResult(NAME, rel, "", errors=(got,))
+    data = got
     digest = yamlutil.sha256(data)
     text = yamlutil.decode(data)
     if isinstance(text, yamlutil.YamlProblem):
@@ -507,6 +506,8 @@ class SigmaSource:
     """Reader of a SigmaHQ/sigma clone (see module doc)."""
 
     name = NAME
+    label = "Sigma"
+    side_folders: tuple[str, ...] | None = ()
 
     def detect(self, root: Path) -> bool:
         for p in rule_folders(root):
@@ -523,7 +524,7 @@ class SigmaSource:
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
         try:
             return load_sigma_file(root, path, data)
-        except Exception as e:  # last resort: load_file never raises
+        except Exception as e:  # recorded: an internal load error (load_file never raises)
             rel = _rel(root, path)
             return FileResult(NAME, rel, "", errors=(
                 LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),

@@ -9,7 +9,7 @@ Two detection schemas are read into the same :class:`Rule`:
   ``rba: {risk_objects: [...]}``, ``drilldown_searches``.
 
 Keys the model has a column for are mapped; every other key is kept in ``Rule.extra`` (nothing
-thrown away). Severity comes from the score (see :func:`severity_of`).
+thrown away). Severity comes from the score (see :func:`severity_from_score`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Macro, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables
+from ruleatlas.sources.base import SideTables, read_rule_file
 
 NAME = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content"
@@ -55,15 +55,6 @@ def _rel(root: Path, path: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
-
-
-def _read(path: Path, data: bytes | None) -> bytes | LoadError:
-    if data is not None:
-        return data
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        return LoadError(NAME, path.as_posix(), f"cannot read: {e.strerror or e}", kind="io")
 
 
 def _strs(v: Any) -> tuple[str, ...]:
@@ -134,10 +125,6 @@ def score_of(doc: Mapping[str, Any]) -> float | None:
         if c is not None and i is not None:
             return c * i / 100
     return None
-
-
-def severity_of(doc: Mapping[str, Any]) -> str | None:
-    return severity_from_score(score_of(doc))
 
 
 def source_url(root: Path, rel: str) -> str:
@@ -227,9 +214,9 @@ def detection_from_doc(doc: Mapping[str, Any], rel: str, text: str, url: str) ->
 def load_detection(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One detection file into a FileResult; never raises."""
     rel = _rel(root, path)
-    raw = _read(path, data)
+    raw = read_rule_file(NAME, rel, path, data)
     if isinstance(raw, LoadError):
-        return FileResult(NAME, rel, "", errors=(LoadError(NAME, rel, raw.reason, kind="io"),))
+        return FileResult(NAME, rel, "", errors=(raw,))
     digest = yamlutil.sha256(raw)
 
     def fail(reason: str, line: int | None = None, col: int | None = None,
@@ -301,10 +288,9 @@ def _read_table(root: Path, folder: str, sink: list[LoadError],
     out: list[tuple[str, dict[str, Any]]] = []
     for p in _yml_files(root / folder):
         rel = _rel(root, p)
-        try:
-            raw = p.read_bytes()
-        except OSError as e:
-            sink.append(LoadError(NAME, rel, f"cannot read: {e}", kind="io"))
+        raw = read_rule_file(NAME, rel, p)
+        if isinstance(raw, LoadError):
+            sink.append(raw)
             continue
         hasher.update(rel.encode() + b"\0" + raw + b"\0")
         doc = _load_side(root, p, raw)
@@ -370,6 +356,8 @@ class SplunkSource:
     """Reader of a splunk/security_content clone (see module doc)."""
 
     name = NAME
+    label = "Splunk"
+    side_folders: tuple[str, ...] | None = ("macros", "stories", "data_sources", "lookups")
 
     def detect(self, root: Path) -> bool:
         return (root / "detections").is_dir() and (root / "macros").is_dir()
@@ -380,7 +368,7 @@ class SplunkSource:
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
         try:
             return load_detection(root, path, data)
-        except Exception as e:  # last resort: load_file never raises
+        except Exception as e:  # recorded: an internal load error (load_file never raises)
             rel = _rel(root, path)
             return FileResult(NAME, rel, "", errors=(
                 LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),

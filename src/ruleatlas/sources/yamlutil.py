@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from ruleatlas.caching import GIT_REMOTES
+
 try:  # libyaml is required for speed; fall back so a missing C build still works.
     from yaml import CSafeLoader as _Base
 except ImportError:  # pragma: no cover - depends on the PyYAML build
@@ -107,7 +109,7 @@ def load_one(text: str, line_offset: int = 0) -> tuple[Any, YamlProblem | None]:
         return yaml.load(text, Loader=Loader), None  # CSafeLoader: safe
     except yaml.YAMLError as e:
         return None, _problem(e, line_offset)
-    except Exception as e:  # libyaml may raise odd errors on binary junk; never crash
+    except Exception as e:  # recorded: libyaml raises odd errors on binary junk
         return None, YamlProblem(f"{type(e).__name__}: {e}")
 
 
@@ -204,7 +206,7 @@ def top_block(text: str, key: str) -> tuple[str, int] | None:
     return "".join(lines).rstrip("\n"), text.count("\n", 0, start)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=GIT_REMOTES)
 def github_remote(root: str, default: str) -> str:
     """``https://github.com/<owner>/<repo>`` of the clone's GitHub remote (``origin`` first),
     else ``default``: a fork's rules link to the fork."""

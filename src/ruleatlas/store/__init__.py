@@ -1,9 +1,19 @@
 """The catalog store: the only package that imports ``sqlite3``.
 
-``Catalog`` (``catalog.py``) opens, migrates and reads the catalog file; ``search.py`` answers
-browse/search queries; ``writer.py`` holds the writes of a build; ``codec.py`` keeps whole Rule
-records as JSON. Sibling modules owned by other areas: ``indicators.py``, ``browse.py``,
-``results.py``.
+One module per concern, one implementation of each:
+
+* ``connection.py`` — opening the file (read-only ``mode=ro`` or for writing), the per-thread
+  ``ReadPool`` of the web server, ``catalog_stamp`` for caches;
+* ``catalog.py`` — ``Catalog``: schema and migrations, ``StoredRule``, per-rule and
+  catalog-wide reads;
+* ``resolve.py`` — the one rule resolver (id, unique title, unique id prefix; bounded length);
+* ``search.py`` — the one search (FTS5 text, filters, sorts, facets) and its FTS query builder;
+* ``indicators.py`` — indicator rows, corpus counts, the indicator pages, similar rules;
+* ``listings.py`` — overview, event coverage, macros and stories pages;
+* ``matrix.py`` — the ATT&CK matrix and Navigator counts;
+* ``export_index.py`` — the exported site's rule list and search index;
+* ``results.py`` — the engine's test results and the rules it loads;
+* ``writer.py`` — the writes of a build; ``codec.py`` — Rule records as JSON.
 """
 
 from __future__ import annotations
@@ -11,16 +21,21 @@ from __future__ import annotations
 from ruleatlas.store.catalog import (
     SCHEMA_VERSION,
     Catalog,
-    CatalogError,
     DataSourceRow,
     ErrorRow,
     EventCoverage,
     MacroRow,
-    RuleNotFound,
     StoredRule,
     StoryRow,
     TechniqueCoverage,
     TestResultRow,
+)
+from ruleatlas.store.connection import CatalogError, QueryTimeout, ReadPool, catalog_stamp
+from ruleatlas.store.resolve import (
+    MAX_REF_LEN,
+    AmbiguousRule,
+    BadRuleReference,
+    RuleNotFound,
 )
 from ruleatlas.store.search import (
     HL_END,
@@ -35,13 +50,18 @@ from ruleatlas.store.search import (
 __all__ = [
     "HL_END",
     "HL_START",
+    "MAX_REF_LEN",
     "SCHEMA_VERSION",
+    "AmbiguousRule",
+    "BadRuleReference",
     "Catalog",
     "CatalogError",
     "DataSourceRow",
     "ErrorRow",
     "EventCoverage",
     "MacroRow",
+    "QueryTimeout",
+    "ReadPool",
     "RuleNotFound",
     "RulePage",
     "RuleQuery",
@@ -51,5 +71,6 @@ __all__ = [
     "StoryRow",
     "TechniqueCoverage",
     "TestResultRow",
+    "catalog_stamp",
     "fts_query",
 ]

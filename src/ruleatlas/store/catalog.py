@@ -2,37 +2,29 @@
 
 ``Catalog.open(path)`` creates or migrates the schema (``schema.sql``, version in
 ``PRAGMA user_version``); ``Catalog.open(path, readonly=True)`` opens it with the ``mode=ro``
-URI, which is how the web server reads it, so a front end can never write by mistake. Read
-methods return frozen dataclasses; sibling store modules (``indicators``, ``browse``,
-``results``) use ``.conn`` directly. Only the ``store`` package imports ``sqlite3``.
+URI (``store.connection.connect``), so a front end can never write by mistake. Read methods
+return frozen dataclasses; the other store modules take ``.conn``. Rule references go through
+the one resolver (``store.resolve``), searches through the one search (``store.search``).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruleatlas.model import AtlasError, Rule
+from ruleatlas.model import Rule
 from ruleatlas.store import search as _search
 from ruleatlas.store.codec import loads, rule_from_json
+from ruleatlas.store.connection import CatalogError, connect
+from ruleatlas.store.resolve import RuleNotFound, resolve_rule
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 SCHEMA_VERSION = 2
-
-
-class CatalogError(AtlasError):
-    """The catalog file is missing, unreadable, too new, or a rule reference is ambiguous."""
-
-
-class RuleNotFound(CatalogError, KeyError):
-    """No rule with that id or title (a KeyError too, so ``except KeyError`` works)."""
-
-    def __str__(self) -> str:
-        return self.message
 
 
 # Migrations: version reached -> columns to add to existing tables (table, column, decl).
@@ -48,14 +40,16 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
 
 @dataclass(frozen=True, slots=True)
 class StoredRule:
-    """A rule as the catalog holds it: the Rule record, its analysis (JSON form) and where its
-    repository is on disk."""
+    """A rule as the catalog holds it: the Rule record, its analysis (JSON form), where its
+    repository is on disk (the engine resolves test data paths from it) and the ATT&CK tactics
+    of its techniques."""
 
     rule: Rule
     root: str
     analysis: dict[str, Any] | None
     group_by: tuple[str, ...] = ()
     problems: int = 0
+    tactics: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -151,7 +145,6 @@ class Catalog:
     conn: sqlite3.Connection
     path: Path
     readonly: bool = False
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ opening and schema
 
@@ -159,18 +152,7 @@ class Catalog:
     def open(cls, path: str | Path, readonly: bool = False,
              check_same_thread: bool = True) -> Catalog:
         p = Path(path)
-        if readonly:
-            if not p.is_file():
-                raise CatalogError(f"no catalog at {p} (run `ruleatlas build` first)")
-            uri = p.resolve().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=check_same_thread)
-        else:
-            if p.parent and not p.parent.is_dir():
-                raise CatalogError(f"folder {p.parent} does not exist")
-            conn = sqlite3.connect(p, check_same_thread=check_same_thread)
-        conn.row_factory = sqlite3.Row
-        # Wait for another writer (the engine storing test results) instead of failing at once.
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn = connect(p, readonly, check_same_thread)
         cat = cls(conn, p, readonly)
         try:
             cat._check_schema()
@@ -243,38 +225,36 @@ class Catalog:
     # ------------------------------------------------------------------ rules
 
     def resolve(self, ref: str) -> str:
-        """A rule id from an id, an id prefix (8+ characters) or a unique title."""
-        ref = ref.strip()
-        if self.conn.execute("SELECT 1 FROM rules WHERE id = ?", (ref,)).fetchone():
-            return ref
-        rows = self.conn.execute(
-            "SELECT id, title, source, path FROM rules WHERE title = ? COLLATE NOCASE "
-            "ORDER BY source, path", (ref,)).fetchall()
-        if not rows and len(ref) >= 8:
-            rows = self.conn.execute(
-                "SELECT id, title, source, path FROM rules WHERE id LIKE ? ESCAPE '\\' "
-                "ORDER BY source, path LIMIT 20",
-                (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
-            ).fetchall()
-        if len(rows) == 1:
-            return str(rows[0][0])
-        if not rows:
-            raise RuleNotFound(f"no rule with id or title {ref!r}")
-        cands = "\n".join(f"  {r[0]}  {r[1]}  ({r[2]}: {r[3]})" for r in rows)
-        raise CatalogError(f"{ref!r} names {len(rows)} rules; use an id:\n{cands}")
+        """The id of the rule ``ref`` names: an id, a unique title or a unique id prefix
+        (``store.resolve.resolve_rule``: ``RuleNotFound``, ``AmbiguousRule``,
+        ``BadRuleReference``)."""
+        return resolve_rule(self.conn, ref)
 
     def get_rule(self, ref: str) -> StoredRule:
-        """The stored rule for an id or unique title (see ``resolve``)."""
-        rid = self.resolve(ref)
-        row = self.conn.execute(
-            "SELECT rule_json, root, analysis_json, group_by_json, problems FROM rules "
-            "WHERE id = ?", (rid,)).fetchone()
-        return StoredRule(rule_from_json(row[0]), row[1], loads(row[2]),
-                          tuple(loads(row[3], [])), int(row[4]))
+        """The stored rule ``ref`` names (see ``resolve``)."""
+        rules = self.stored_rules([self.resolve(ref)])
+        if not rules:  # removed between the two reads
+            raise RuleNotFound(f"no rule with id {ref!r}")
+        return rules[0]
+
+    def stored_rules(self, ids: Sequence[str] | None = None) -> list[StoredRule]:
+        """Stored rules in id order: all of them, or those of ``ids`` that exist."""
+        only = " WHERE {} IN (SELECT value FROM json_each(?))" if ids is not None else ""
+        params = (json.dumps(list(ids)),) if ids is not None else ()
+        tactics: dict[str, set[str]] = {}
+        for rid, tj in self.conn.execute(
+                "SELECT ra.rule_id, t.tactics FROM rule_attack ra JOIN attack_techniques t "
+                "ON t.technique = ra.technique" + only.format("ra.rule_id"), params):
+            tactics.setdefault(rid, set()).update(loads(tj, []))
+        sql = ("SELECT id, rule_json, root, analysis_json, group_by_json, problems FROM rules"
+               + only.format("id") + " ORDER BY id")
+        return [StoredRule(rule_from_json(rj), root, loads(aj), tuple(loads(gb, [])),
+                           int(problems), tuple(sorted(tactics.get(rid, ()))))
+                for rid, rj, root, aj, gb, problems in self.conn.execute(sql, params)]
 
     def search_rules(self, q: _search.RuleQuery) -> _search.RulePage:
-        """Browse and full-text search; see ``store.search``."""
-        return _search.search_rules(self.conn, q, self._cache)
+        """The one search (``store.search.search_rules``)."""
+        return _search.search_rules(self.conn, q)
 
     def rule_attack(self, rule_id: str) -> list[dict[str, Any]]:
         """``[{"technique", "name", "tactics", "known", "revoked", ...}]`` of one rule; ids the
@@ -297,10 +277,15 @@ class Catalog:
             })
         return out
 
-    def rule_events(self, rule_id: str) -> list[str]:
-        return [f"{c} {e}" if e else c for c, e in self.conn.execute(
+    def rule_event_pairs(self, rule_id: str) -> list[tuple[str, str | None]]:
+        """A rule's events as ``(channel, event id or None)``, in the order they were found."""
+        return [(c, e or None) for c, e in self.conn.execute(
             "SELECT channel, event_id FROM rule_events WHERE rule_id = ? ORDER BY rowid",
             (rule_id,))]
+
+    def rule_events(self, rule_id: str) -> list[str]:
+        """A rule's events as text: ``"Channel EventID"`` or the channel alone."""
+        return [f"{c} {e}" if e else c for c, e in self.rule_event_pairs(rule_id)]
 
     def rule_column(self, rule_id: str, table: str, column: str) -> list[str]:
         """Values of a per-rule side table (``rule_data_sources``, ``rule_stories``, ...)."""
@@ -383,18 +368,23 @@ class Catalog:
         return [ErrorRow(a, b, p, ln, col, k, r, bool(s))
                 for a, b, p, ln, col, k, r, s in self.conn.execute(sql, ps)]
 
+    def counts_by_source(self, keys: str, table: str, source: str | None) -> list[Any]:
+        """Rows ``(*keys, source, count)`` of a per-rule ``table`` joined to its rules,
+        grouped by ``keys`` and source (one source only when ``source`` is given)."""
+        n = keys.count(",") + 1
+        where = " WHERE r.source = ?" if source else ""
+        groups = ", ".join(str(i) for i in range(1, n + 2))
+        return self.conn.execute(
+            f"SELECT {keys}, r.source, count(*) FROM {table} JOIN rules r "
+            f"ON r.id = {table.split()[-1]}.rule_id{where} GROUP BY {groups}",
+            (source,) if source else ()).fetchall()
+
     def attack_coverage(self, source: str | None = None,
                         include_empty: bool = False) -> list[TechniqueCoverage]:
         """Rule counts per technique id (by source). Ids the ATT&CK data does not know are
         listed with ``known=False``; with ``include_empty``, every known technique appears."""
         counts: dict[str, dict[str, int]] = {}
-        sql = ("SELECT ra.technique, r.source, count(*) FROM rule_attack ra "
-               "JOIN rules r ON r.id = ra.rule_id")
-        ps: list[Any] = []
-        if source:
-            sql += " WHERE r.source = ?"
-            ps.append(source)
-        for tech, src, n in self.conn.execute(sql + " GROUP BY 1, 2", ps):
+        for tech, src, n in self.counts_by_source("ra.technique", "rule_attack ra", source):
             counts.setdefault(tech, {})[src] = n
         info = {r[0]: r for r in self.conn.execute(
             "SELECT technique, name, tactics, parent, revoked, deprecated "
@@ -412,14 +402,9 @@ class Catalog:
         return out
 
     def event_coverage(self, source: str | None = None) -> list[EventCoverage]:
-        sql = ("SELECT e.channel, e.event_id, r.source, count(*) FROM rule_events e "
-               "JOIN rules r ON r.id = e.rule_id")
-        ps: list[Any] = []
-        if source:
-            sql += " WHERE r.source = ?"
-            ps.append(source)
         acc: dict[tuple[str, str], dict[str, int]] = {}
-        for ch, eid, src, n in self.conn.execute(sql + " GROUP BY 1, 2, 3", ps):
+        for ch, eid, src, n in self.counts_by_source("e.channel, e.event_id", "rule_events e",
+                                                      source):
             acc.setdefault((ch, eid), {})[src] = n
         rows = [EventCoverage(ch, eid or None, sum(by.values()), by)
                 for (ch, eid), by in acc.items()]

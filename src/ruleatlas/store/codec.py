@@ -2,9 +2,9 @@
 
 Why keep the whole record: when a Splunk macro changes, every rule of that repository is
 analyzed again, and reading the Rule back from the catalog is far cheaper than parsing its YAML
-(and pySigma validation) again. JSON is written by orjson when installed (several times faster
+(and pySigma validation) again. JSON is written by orjson (several times faster
 than ``json``; compact separators, so readers scanning ``rule_json`` for ``"tests":[{`` must
-accept both spellings, as ``store.search`` and ``store.browse`` do).
+accept both spellings, as ``store.search`` does).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
+
+import orjson
 
 from ruleatlas.model import Rule, TestRef
 
@@ -65,20 +67,11 @@ def rule_from_json(text: str) -> Rule:
     return rule_from_dict(json.loads(text))
 
 
-try:
-    import orjson
-
-    _OPTS = orjson.OPT_NON_STR_KEYS
-
-    def dumps(v: Any) -> str:
-        try:
-            return orjson.dumps(v, default=_default, option=_OPTS).decode()
-        except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
-            return json.dumps(v, default=_default, ensure_ascii=False)
-
-except ImportError:  # pragma: no cover - orjson is a dependency, json is the fallback
-
-    def dumps(v: Any) -> str:
+def dumps(v: Any) -> str:
+    """Compact JSON by orjson; ``json`` for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
         return json.dumps(v, default=_default, ensure_ascii=False)
 
 

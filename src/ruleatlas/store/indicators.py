@@ -11,9 +11,13 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from ruleatlas.model import Indicator
+from ruleatlas.store.connection import connect, connection_stamp
+
+COUNT_CACHE_SIZE = 2  # catalog states whose indexed-rule count is kept
 
 _INSERT = (
     "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key) "
@@ -113,26 +117,92 @@ def rules_with_indicator(
     each with how it writes the indicator (field, op, value)."""
     cur = conn.execute(
         """
-        SELECT r.source, r.id, r.title, r.path, i.field, i.op, i.value
+        SELECT r.source, r.id, r.title, r.path, i.field, i.op, i.value, i.negated
         FROM indicators i JOIN rules r ON r.id = i.rule_id
         WHERE i.field_key = ? AND i.key = ?
         GROUP BY r.id
-        ORDER BY r.source, r.title, r.id
+        ORDER BY r.source, r.title COLLATE NOCASE, r.id
         """,
         (field_key, key),
     )
     out: dict[str, list[dict[str, Any]]] = {}
-    for source, rid, title, path, field, op, value in cur:
+    for source, rid, title, path, field, op, value, negated in cur:
         out.setdefault(source, []).append(
-            {"id": rid, "title": title, "path": path, "field": field, "op": op, "value": value}
+            {"id": rid, "title": title, "path": path, "field": field, "op": op, "value": value,
+             "negated": bool(negated)}
         )
     return out
 
 
+def indicator_page(conn: sqlite3.Connection, field_key: str, key: str) -> dict[str, Any]:
+    """The indicator page: every rule holding ``(field_key, key)`` by source, the spellings it
+    is written with, and its corpus counts (None when no rule holds it)."""
+    by_source = rules_with_indicator(conn, field_key, key)
+    written = [r[0] for r in conn.execute(
+        "SELECT DISTINCT value FROM indicators WHERE field_key = ? AND key = ? ORDER BY 1",
+        (field_key, key))]
+    row = conn.execute("SELECT total, by_source FROM indicator_counts WHERE field_key = ? "
+                       "AND key = ?", (field_key, key)).fetchone()
+    return {
+        "field": field_key,
+        "key": key,
+        "written": written,
+        "total": sum(len(v) for v in by_source.values()),
+        "corpus": _corpus(row[0], row[1], catalog_sources(conn)) if row else None,
+        "by_source": by_source,
+    }
+
+
+def indicator_fields(conn: sqlite3.Connection, limit: int = 60) -> list[tuple[str, int]]:
+    """Canonical fields by number of distinct indicator values."""
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT field_key, count(*) FROM indicator_counts GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+        (limit,))]
+
+
+def indicator_explorer(conn: sqlite3.Connection, field_key: str | None, per_field: int = 10,
+                       fields: int = 12) -> list[dict[str, Any]]:
+    """Most common and rarest indicators per field (one field, or the busiest fields)."""
+    names = [field_key] if field_key else [f for f, _ in indicator_fields(conn, fields)]
+    out = []
+    for f in names:
+        ends = {}
+        for end, order in (("common", "total DESC"), ("rare", "total")):
+            ends[end] = [
+                {"key": k, "total": total, "by_source": json.loads(bs) if bs else {}}
+                for k, total, bs in conn.execute(
+                    "SELECT key, total, by_source FROM indicator_counts WHERE field_key = ? "
+                    f"ORDER BY {order}, key LIMIT ?", (f, per_field))]
+        (n,) = conn.execute(
+            "SELECT count(*) FROM indicator_counts WHERE field_key = ?", (f,)).fetchone()
+        out.append({"field": f, "distinct": n, **ends})
+    return out
+
+
+def indicator_keys(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every distinct ``(field_key, key)`` of the catalog (export-site writes one page each)."""
+    return [(r[0], r[1]) for r in conn.execute("SELECT field_key, key FROM indicator_counts")]
+
+
 def indexed_rule_count(conn: sqlite3.Connection) -> int:
-    """Number of rules with at least one indicator (the N of the IDF weights)."""
+    """Number of rules with at least one indicator (the N of the IDF weights), counted once
+    per catalog state (the rule page asks on every view)."""
+    path, stamp = connection_stamp(conn)
+    return _indexed_rules(path, stamp) if path else _count_indexed(conn)
+
+
+def _count_indexed(conn: sqlite3.Connection) -> int:
     (n,) = conn.execute("SELECT COUNT(DISTINCT rule_id) FROM indicators").fetchone()
     return int(n)
+
+
+@lru_cache(maxsize=COUNT_CACHE_SIZE)
+def _indexed_rules(path: str, stamp: tuple[int, ...]) -> int:
+    conn = connect(path)
+    try:
+        return _count_indexed(conn)
+    finally:
+        conn.close()
 
 
 def idf(total_rules: int, df: int) -> float:
@@ -151,63 +221,42 @@ def similar_rules(
     Each result: ``{"id", "title", "source", "path", "score", "share", "shared": [{"field_key",
     "key", "weight", "df"}]}``; ``share`` is the score over the rule's own total weight (1.0 =
     the other rule holds every indicator of this one). Indicators only this rule holds cannot
-    be shared and are left out of the join.
+    be shared and are left out of the join. One join, no temp table, so it runs on read-only
+    connections; ties are broken by id.
     """
     n = indexed_rule_count(conn)
     mine = conn.execute(
-        """
-        SELECT DISTINCT i.field_key, i.key, c.total
-        FROM indicators i JOIN indicator_counts c ON c.field_key = i.field_key AND c.key = i.key
-        WHERE i.rule_id = ?
-        """,
-        (rule_id,),
+        "SELECT DISTINCT i.field_key, i.key, c.total FROM indicators i JOIN indicator_counts c "
+        "ON c.field_key = i.field_key AND c.key = i.key WHERE i.rule_id = ?", (rule_id,),
     ).fetchall()
     weights = {(fk, k): (idf(n, df), df) for fk, k, df in mine}
     own = sum(w for w, _ in weights.values()) or 1.0
-    shared_keys = [(fk, k) for (fk, k), (_, df) in weights.items() if df > 1]
-    if not shared_keys:
-        return []
-    # The keys travel as one JSON parameter: no temp table, so this works on the web's
-    # read-only (query_only) connections too.
-    cur = conn.execute(
-        """
-        WITH k(field_key, key) AS (
-            SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)
-        )
-        SELECT DISTINCT i.rule_id, i.field_key, i.key
-        FROM k JOIN indicators i ON i.field_key = k.field_key AND i.key = k.key
-        WHERE i.rule_id != ?
-        """,
-        (json.dumps(shared_keys), rule_id),
-    )
-    per_rule: dict[str, list[tuple[str, str]]] = {}
-    for rid, fk, k in cur:
-        per_rule.setdefault(rid, []).append((fk, k))
+    per_rule: dict[str, set[tuple[str, str]]] = {}
+    for rid, fk, k in conn.execute(
+        "SELECT i2.rule_id, m.field_key, m.key FROM ("
+        " SELECT DISTINCT i.field_key, i.key FROM indicators i"
+        " JOIN indicator_counts c ON c.field_key = i.field_key AND c.key = i.key"
+        " WHERE i.rule_id = ?1 AND c.total > 1) m "
+        "JOIN indicators i2 ON i2.field_key = m.field_key AND i2.key = m.key "
+        "AND i2.rule_id <> ?1", (rule_id,),
+    ):
+        per_rule.setdefault(rid, set()).add((fk, k))
     scored = sorted(
-        ((sum(weights[x][0] for x in keys), rid, keys) for rid, keys in per_rule.items()),
-        key=lambda t: (-t[0], t[1]),
+        ((sum(weights[x][0] for x in sorted(keys)), rid, keys) for rid, keys in per_rule.items()),
+        key=lambda t: (-round(t[0], 9), t[1]),  # ties by id, whatever the summation order
     )[: max(limit, 0)]
     out: list[dict[str, Any]] = []
     for score, rid, keys in scored:
         meta = conn.execute(
             "SELECT title, source, path FROM rules WHERE id = ?", (rid,)
         ).fetchone() or (None, None, None)
-        keys.sort(key=lambda x: -weights[x][0])
-        out.append(
-            {
-                "id": rid,
-                "title": meta[0],
-                "source": meta[1],
-                "path": meta[2],
-                "score": round(score, 4),
-                "share": round(score / own, 4),
-                "shared": [
-                    {"field_key": fk, "key": k, "weight": round(weights[(fk, k)][0], 4),
-                     "df": weights[(fk, k)][1]}
-                    for fk, k in keys
-                ],
-            }
-        )
+        ordered = sorted(sorted(keys), key=lambda x: -weights[x][0])
+        out.append({
+            "id": rid, "title": meta[0], "source": meta[1], "path": meta[2],
+            "score": round(score, 4), "share": round(score / own, 4),
+            "shared": [{"field_key": fk, "key": k, "weight": round(weights[(fk, k)][0], 4),
+                        "df": weights[(fk, k)][1]} for fk, k in ordered],
+        })
     return out
 
 
@@ -251,26 +300,3 @@ def rarest_indicators(
 ) -> list[dict[str, Any]]:
     """The least used indicators that are still shared (``min_total`` rules or more)."""
     return _top(conn, field, limit, "ASC", min_total)
-
-
-def resolve_rule(conn: sqlite3.Connection, ref: str) -> tuple[str | None, list[str]]:
-    """A rule id from an id or a title (exact, case-insensitive); (None, candidates) when the
-    title is ambiguous or unknown."""
-    row = conn.execute("SELECT id FROM rules WHERE id = ?", (ref,)).fetchone()
-    if row:
-        return row[0], [row[0]]
-    ids = [r[0] for r in conn.execute(
-        "SELECT id FROM rules WHERE title = ? COLLATE NOCASE ORDER BY id", (ref,)
-    )]
-    return (ids[0] if len(ids) == 1 else None), ids
-
-
-def open_catalog(path: str) -> sqlite3.Connection:
-    """Open an existing catalog read-only (the indicator commands never write); raises
-    FileNotFoundError naming the path when there is none."""
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no catalog at {p} (run `ruleatlas build` first, or pass --db)")
-    return sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)

@@ -1,62 +1,99 @@
-"""Finding rules: full text (FTS5, bm25) combined with metadata filters, and facet counts.
+"""The one rule search: full text (FTS5, bm25) with combinable filters, sorts, pages and facets.
 
-Why SQL built from a filter table (``_FILTERS``): every front end (CLI ``list``/``search``, the
-web's browse page, the JSON API) asks the same question with a different subset of filters, so
-each filter is one entry producing one ``WHERE`` clause; facets re-run the same clauses and
-group by one column, so counts always describe the current result set.
+The web page ``/rules``, its JSON twin ``/api/rules``, ``ruleatlas search`` and ``ruleatlas
+list`` all call :func:`search_rules` with a :class:`RuleQuery`, so one query gives the same
+rules in the same order everywhere.
 
-User text never reaches FTS5 syntax: each word becomes a quoted phrase (``"`` doubled), so
-``"``, ``*``, ``NEAR(`` or unbalanced parentheses are searched for as text, never parsed.
+**Text** (:func:`fts_query`): the user's text is never FTS5 syntax. Words are separated by
+spaces and all required (AND); text between double quotes is one phrase (its words in that
+order); a quote left open runs to the end of the text. Every word and phrase is quoted for FTS5
+(``"`` doubled), so ``*``, ``(``, ``NEAR(``, ``OR``, ``-``, ``^`` or ``:`` are searched as text,
+never parsed. The last word, when it is not inside quotes, is a prefix (``wmiex`` finds
+``wmiexec``), and so is any word written with a trailing ``*``. Words with no letter or digit
+are left out (FTS5 could match nothing in them); a text left with no word, like the empty text,
+does not filter: every rule is listed.
+
+**Filters** are AND across filters and OR within one (``source=("sigma", "splunk")``), compared
+without case. ``technique`` also matches sub-techniques (``T1059`` finds ``T1059.001``);
+``tactic`` takes a short name (``execution``) or a display name (``Execution``); ``event`` is
+``"Channel EventID"`` or a channel alone; ``test`` one of :data:`TEST_STATUSES`.
+
+Why filters run in Python: FTS5 narrows the rules, then filters, facets and sorting run over
+per-rule facts loaded once per catalog state (:func:`connection_stamp`: a rebuild, or
+``ruleatlas test`` storing results, loads them again). Counting ten facets in Python costs a few
+milliseconds for the whole corpus, where SQL joins cost tens of milliseconds per facet.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from ruleatlas.store.codec import loads
+from ruleatlas.store.connection import connect, connection_stamp, table_exists
 
 # Markers around matched words in snippets; front ends replace them (after escaping the rest).
 HL_START = "\x02"
 HL_END = "\x03"
 
-SORTS = ("relevance", "title", "severity", "modified")
-SEVERITY_ORDER = {"critical": 5, "high": 4, "medium": 3, "low": 2, "informational": 1}
+SORTS = ("relevance", "title", "-title", "modified", "-modified", "severity", "-severity",
+         "source")
+SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 TEST_STATUSES = ("pass", "fail", "no-data", "not-runnable", "untested", "none")
+FILTERS = ("source", "status", "severity", "language", "type", "technique", "tactic",
+           "data_source", "channel", "event_id", "event", "story", "macro", "test")
+FACETS = ("source", "status", "severity", "language", "type", "tactic", "technique",
+          "data_source", "channel", "test")
+FACET_LIMITS = {"technique": 25, "data_source": 25, "channel": 25}
+FACET_LIMIT = 100  # values per facet, unless FACET_LIMITS says otherwise
+BM25_WEIGHTS = (0.0, 10.0, 4.0, 1.0)  # rules_fts columns: id, title, description, query
+FACTS_CACHE_SIZE = 2  # catalog states kept (the served one, and the one a rebuild brings)
 
 
 class SearchError(ValueError):
-    """A query the catalog cannot answer (unknown sort, bad page)."""
+    """A query the catalog cannot answer (unknown sort or test status, bad page)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RuleQuery:
-    """One browse/search request. Empty fields do not filter. ``technique`` also matches the
-    sub-techniques of a parent (``T1059`` finds ``T1059.001``); ``event`` is ``"Channel ID"`` or
-    a channel alone; ``tactic`` a short name (``execution``) or display name."""
+    """One search. Empty text and empty filters do not filter; see the module doc."""
 
     text: str | None = None
-    source: str | None = None
-    status: str | None = None
-    severity: str | None = None
-    tactic: str | None = None
-    technique: str | None = None
-    data_source: str | None = None
-    event: str | None = None
-    language: str | None = None
-    type: str | None = None
-    test_status: str | None = None
+    source: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    severity: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()
+    type: tuple[str, ...] = ()
+    technique: tuple[str, ...] = ()
+    tactic: tuple[str, ...] = ()
+    data_source: tuple[str, ...] = ()
+    channel: tuple[str, ...] = ()
+    event_id: tuple[str, ...] = ()
+    event: tuple[str, ...] = ()
+    story: tuple[str, ...] = ()
+    macro: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
     sort: str = "relevance"
     page: int = 1
     per_page: int = 50
     facets: bool = True
 
+    def filters(self) -> dict[str, tuple[str, ...]]:
+        """The filters in use, by name."""
+        return {n: getattr(self, n) for n in FILTERS if getattr(self, n)}
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSummary:
+    """One search result. ``snippet`` marks matched words with ``HL_START``/``HL_END``."""
+
     id: str
     source: str
     title: str
@@ -64,249 +101,295 @@ class RuleSummary:
     severity: str | None
     type: str | None
     language: str
-    snippet: str | None
+    modified: str | None
+    path: str
     techniques: tuple[str, ...] = ()
-    path: str = ""
+    snippet: str | None = None
+
+    def to_dict(self, marks: tuple[str, str] = ("<<", ">>")) -> dict[str, Any]:
+        """JSON form; the snippet's markers become ``marks`` (plain text, no control chars)."""
+        d = {name: getattr(self, name) for name in _SUMMARY_FIELDS}
+        d["techniques"] = list(self.techniques)
+        if self.snippet is not None:
+            d["snippet"] = self.snippet.replace(HL_START, marks[0]).replace(HL_END, marks[1])
+        return d
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(RuleSummary))
 
 
 @dataclass(frozen=True, slots=True)
 class RulePage:
     total: int
-    rows: list[RuleSummary]
-    facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    rows: tuple[RuleSummary, ...]
+    facets: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     page: int = 1
     per_page: int = 50
 
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
 
-_WORD = re.compile(r"\w", re.UNICODE)
+
+# --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w")
 
 
-def fts_query(text: str) -> str | None:
-    """User text as a safe FTS5 query: every word a quoted phrase, all required (AND).
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
 
-    A word ending in ``*`` stays a prefix search (``wmi*``); words without any letter or digit
-    are dropped (they would be empty phrases). None when nothing searchable is left."""
-    parts: list[str] = []
-    for tok in text.split():
-        prefix = tok.endswith("*") and len(tok.rstrip("*")) > 0
-        core = tok.rstrip("*") if prefix else tok
-        if not _WORD.search(core):
+
+def fts_query(text: str | None) -> str | None:
+    """User text as a safe FTS5 query (see the module doc); None when no word is left."""
+    terms: list[str] = []
+    last_bare = False
+    for i, part in enumerate((text or "").split('"')):
+        if i % 2:  # inside quotes: one phrase
+            if _WORD.search(part):
+                terms.append(_quoted(" ".join(part.split())))
+                last_bare = False
             continue
-        phrase = '"' + core.replace('"', '""') + '"'
-        parts.append(phrase + ("*" if prefix else ""))
-    return " ".join(parts) if parts else None
+        for word in part.split():
+            core = word.rstrip("*")
+            if not _WORD.search(core):
+                continue
+            terms.append(_quoted(core) + ("*" if core != word else ""))
+            last_bare = core == word
+    if last_bare:
+        terms[-1] += "*"
+    return " ".join(terms) if terms else None
 
 
-def _split_event(ev: str) -> tuple[str, str | None]:
-    ev = ev.strip()
-    head, _, tail = ev.rpartition(" ")
-    if head and tail and (tail.isdigit() or re.fullmatch(r"\d+(\.\d+)?", tail)):
-        return head.strip(), tail
-    return ev, None
+# --------------------------------------------------------------------------------------------
+# Per-rule facts
+# --------------------------------------------------------------------------------------------
 
 
-def _tactic_name(t: str) -> str:
-    return t.strip().lower().replace(" ", "-").replace("_", "-")
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """One rule as search sees it: its result row and its facts."""
+
+    row: RuleSummary
+    title: str  # lower-cased, for sorting
+    values: Mapping[str, tuple[str, ...]]  # fact name (FILTERS) -> values as stored
+    facets: tuple[tuple[str, ...], ...]  # the same, one tuple per name of FACETS
 
 
-# Each filter: RuleQuery field -> (value -> (sql, params)). Clauses refer to the alias ``r``.
-_Filter = Callable[[str], tuple[str, list[Any]]]
+class _Index:
+    """The facts of every rule of one catalog state, and per filter the normalised values of
+    each rule (``_norm``), computed the first time a search uses that filter."""
 
-_FILTERS: dict[str, _Filter] = {
-    "source": lambda v: ("r.source = ?", [v]),
-    "status": lambda v: ("r.status = ?", [v]),
-    "severity": lambda v: ("lower(r.severity) = lower(?)", [v]),
-    "language": lambda v: ("r.language = ?", [v]),
-    "type": lambda v: ("r.type = ? COLLATE NOCASE", [v]),
-    "technique": lambda v: (
-        "EXISTS (SELECT 1 FROM rule_attack ra WHERE ra.rule_id = r.id AND "
-        "(ra.technique = ? OR ra.technique LIKE ?))",
-        [v.strip().upper(), v.strip().upper() + ".%"],
-    ),
-    "tactic": lambda v: (
-        "EXISTS (SELECT 1 FROM rule_attack ra JOIN attack_techniques t "
-        "ON t.technique = ra.technique, json_each(t.tactics) j "
-        "WHERE ra.rule_id = r.id AND j.value = ?)",
-        [_tactic_name(v)],
-    ),
-    "data_source": lambda v: (
-        "EXISTS (SELECT 1 FROM rule_data_sources d WHERE d.rule_id = r.id AND "
-        "d.data_source = ? COLLATE NOCASE)",
-        [v],
-    ),
-    "event": lambda v: _event_filter(v),
-    "test_status": lambda v: _test_filter(v),
-}
+    def __init__(self, facts: dict[str, _Facts]) -> None:
+        self.facts = facts
+        self._keys: dict[str, dict[str, frozenset[str]]] = {}
+
+    def keys(self, name: str) -> dict[str, frozenset[str]]:
+        """Rule id -> the values ``name`` matches (two threads may both compute it: same
+        result)."""
+        got = self._keys.get(name)
+        if got is None:
+            got = self._keys[name] = _filter_keys(self.facts, name)
+        return got
 
 
-def _event_filter(v: str) -> tuple[str, list[Any]]:
-    ch, eid = _split_event(v)
-    if eid is None:
-        return ("EXISTS (SELECT 1 FROM rule_events e WHERE e.rule_id = r.id AND "
-                "e.channel = ? COLLATE NOCASE)", [ch])
-    return ("EXISTS (SELECT 1 FROM rule_events e WHERE e.rule_id = r.id AND "
-            "e.channel = ? COLLATE NOCASE AND e.event_id = ?)", [ch, eid])
-
-
-_HAS_TESTS = ("(instr(r.rule_json, '\"tests\": [{') > 0 OR "
-              "instr(r.rule_json, '\"tests\":[{') > 0)")
-
-
-def _test_filter(v: str) -> tuple[str, list[Any]]:
-    if v not in TEST_STATUSES:
-        raise SearchError(f"unknown test status {v!r}; one of {', '.join(TEST_STATUSES)}")
-    if v == "none":
-        return (f"NOT {_HAS_TESTS}", [])
-    if v == "untested":
-        return (f"{_HAS_TESTS} AND NOT EXISTS (SELECT 1 FROM test_results tr "
-                "WHERE tr.rule_id = r.id)", [])
-    return ("EXISTS (SELECT 1 FROM test_results tr WHERE tr.rule_id = r.id AND tr.status = ?)",
-            [v])
-
-
-# Facet name -> SQL listing (rule id, value) rows over the whole catalog.
-_FACETS: dict[str, str] = {
-    "source": "SELECT id, source FROM rules",
-    "status": "SELECT id, coalesce(status, '') FROM rules",
-    "severity": "SELECT id, lower(coalesce(severity, '')) FROM rules",
-    "language": "SELECT id, language FROM rules",
-    "type": "SELECT id, coalesce(type, '') FROM rules",
-    "tactic": (
-        "SELECT DISTINCT ra.rule_id, j.value FROM rule_attack ra "
-        "JOIN attack_techniques t ON t.technique = ra.technique, json_each(t.tactics) j"
-    ),
-    "technique": "SELECT rule_id, technique FROM rule_attack",
-    "data_source": "SELECT rule_id, data_source FROM rule_data_sources",
-    "event": (
-        "SELECT rule_id, channel || CASE WHEN event_id = '' THEN '' ELSE ' ' || event_id END "
-        "FROM rule_events"
-    ),
-}
-FACET_LIMIT = 50
-
-
-def _where(q: RuleQuery) -> tuple[list[str], list[Any], str | None]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for name, fn in _FILTERS.items():
-        v = getattr(q, name)
-        if v is None or (isinstance(v, str) and not v.strip()):
-            continue
-        sql, ps = fn(v)
-        clauses.append(sql)
-        params.extend(ps)
-    match = fts_query(q.text) if q.text else None
-    return clauses, params, match
-
-
-def _facet_index(conn: sqlite3.Connection,
-                 cache: dict[str, Any] | None) -> dict[str, dict[str, list[str]]]:
-    """Facet name -> rule id -> values, for the whole catalog; kept in ``cache`` (the Catalog's)
-    until another connection commits (``PRAGMA data_version`` changes)."""
-    # data_version moves on other connections' commits, total_changes on this one's.
-    version = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
-    if cache is not None:
-        got = cache.get("facets")
-        if got is not None and got[0] == version:
-            return got[1]  # type: ignore[no-any-return]
-    index: dict[str, dict[str, list[str]]] = {}
-    for name, sql in _FACETS.items():
-        per: dict[str, list[str]] = {}
-        for rid, v in conn.execute(sql):
-            per.setdefault(rid, []).append(str(v))
-        index[name] = per
-    if cache is not None:
-        cache["facets"] = (version, index)
-    return index
-
-
-def _facets(conn: sqlite3.Connection, ids: list[str],
-            cache: dict[str, Any] | None) -> dict[str, list[tuple[str, int]]]:
-    index = _facet_index(conn, cache)
-    out: dict[str, list[tuple[str, int]]] = {}
-    for name, per in index.items():
-        counts: dict[str, int] = {}
-        for rid in ids:
-            for v in per.get(rid, ()):
-                counts[v] = counts.get(v, 0) + 1
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        out[name] = ranked[:FACET_LIMIT]
+def _filter_keys(facts: Mapping[str, _Facts], name: str) -> dict[str, frozenset[str]]:
+    sources = ("event", "channel") if name == "event" else (name,)
+    normed: dict[str, str] = {}  # the same few thousand values recur
+    out: dict[str, frozenset[str]] = {}
+    for rid, f in facts.items():
+        keys = set()
+        for src in sources:
+            for v in f.values.get(src, ()):
+                k = normed.get(v)
+                if k is None:
+                    k = normed[v] = _norm(name, v)
+                keys.add(k)
+        if name == "technique":  # a parent technique matches its sub-techniques
+            keys.update([k.split(".", 1)[0] for k in keys])
+        out[rid] = frozenset(keys)
     return out
 
 
-def search_rules(conn: sqlite3.Connection, q: RuleQuery,
-                 cache: dict[str, Any] | None = None) -> RulePage:
-    """One page of rules matching ``q``, ranked (bm25 when there is text), with facets.
+def _norm(name: str, value: str) -> str:
+    v = value.strip()
+    if name == "technique":
+        return v.upper()
+    if name == "tactic":
+        return v.lower().replace(" ", "-").replace("_", "-")
+    return v.casefold()
 
-    ``cache`` (a dict the caller keeps, e.g. ``Catalog._cache``) holds the per-rule facet
-    values between calls, so facets cost a pass over the matched ids, not one SQL per facet."""
+
+# orjson writes '"tests":[{', json '"tests": [{' (see store/codec.py)
+_HAS_TESTS = "instr(rule_json, '\"tests\": [{') + instr(rule_json, '\"tests\":[{')"
+_SIDE_TABLES = (
+    ("data_source", "SELECT rule_id, data_source FROM rule_data_sources ORDER BY rowid"),
+    ("story", "SELECT rule_id, story FROM rule_stories ORDER BY rowid"),
+    ("macro", "SELECT rule_id, macro FROM rule_macros ORDER BY rowid"),
+)
+
+
+_Multi = dict[str, dict[str, list[str]]]  # rule id -> fact name -> values
+_SCALARS = {"source": 1, "status": 3, "severity": 4, "type": 5, "language": 6}  # row columns
+
+
+def _gather(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], _Multi]:
+    """Every rule's row and its multi-valued facts (technique, tactic, events, side tables)."""
+    rows = conn.execute(
+        "SELECT id, source, title, status, lower(severity), type, language, "
+        f"coalesce(modified, date), path, {_HAS_TESTS} FROM rules").fetchall()
+    multi: _Multi = {r[0]: {"test": ["untested" if r[9] else "none"]} for r in rows}
+    tactics = {t: loads(ts, []) for t, ts in conn.execute(
+        "SELECT technique, tactics FROM attack_techniques")}
+    for rid, tech in conn.execute("SELECT rule_id, technique FROM rule_attack ORDER BY technique"):
+        if rid in multi:
+            multi[rid].setdefault("technique", []).append(tech)
+            multi[rid].setdefault("tactic", []).extend(tactics.get(tech, ()))
+    for name, sql in _SIDE_TABLES:
+        for rid, v in conn.execute(sql):
+            if rid in multi:
+                multi[rid].setdefault(name, []).append(v)
+    for rid, ch, ev in conn.execute("SELECT rule_id, channel, event_id FROM rule_events"):
+        if rid in multi:
+            multi[rid].setdefault("channel", []).append(ch)
+            multi[rid].setdefault("event", []).append(f"{ch} {ev}" if ev else ch)
+            if ev:
+                multi[rid].setdefault("event_id", []).append(ev)
+    if table_exists(conn, "test_results"):
+        for rid, status in conn.execute("SELECT rule_id, status FROM test_results"):
+            if rid in multi:
+                multi[rid]["test"] = [status]
+    return rows, multi
+
+
+def _load_facts(conn: sqlite3.Connection) -> _Index:
+    rows, multi = _gather(conn)
+    out: dict[str, _Facts] = {}
+    for r in rows:
+        rid = r[0]
+        values = {n: tuple(dict.fromkeys(vs)) if len(vs) > 1 else tuple(vs)
+                  for n, vs in multi[rid].items()}
+        for name, i in _SCALARS.items():
+            values[name] = (r[i],) if r[i] else ()
+        row = RuleSummary(rid, r[1], r[2], r[3] or None, r[4] or None, r[5] or None, r[6],
+                          r[7] or None, r[8], values.get("technique", ()))
+        out[rid] = _Facts(row, r[2].lower(), values, tuple(values.get(n, ()) for n in FACETS))
+    return _Index(out)
+
+
+@lru_cache(maxsize=FACTS_CACHE_SIZE)
+def _index_of(path: str, stamp: tuple[int, ...]) -> _Index:
+    conn = connect(path)
+    try:
+        return _load_facts(conn)
+    finally:
+        conn.close()
+
+
+def _index(conn: sqlite3.Connection) -> _Index:
+    path, stamp = connection_stamp(conn)
+    return _index_of(path, stamp) if path else _load_facts(conn)
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------------
+
+
+def _sort_key(sort: str, ranks: Mapping[str, float]) -> Any:
+    key = sort.lstrip("-")
+    if key == "relevance":
+        return lambda f: (ranks.get(f.row.id, 0.0), f.title, f.row.id)
+    if key == "title":
+        return lambda f: (f.title, f.row.id)
+    if key == "modified":
+        return lambda f: (f.row.modified or "", f.title, f.row.id)
+    if key == "severity":
+        return lambda f: (SEVERITY_RANK.get(f.row.severity or "", -1), f.title, f.row.id)
+    return lambda f: (f.row.source, f.title, f.row.id)
+
+
+def _check(q: RuleQuery) -> None:
     if q.sort not in SORTS:
         raise SearchError(f"unknown sort {q.sort!r}; one of {', '.join(SORTS)}")
     if q.page < 1 or q.per_page < 1:
         raise SearchError("page and per_page start at 1")
-    clauses, params, match = _where(q)
-    if q.text and match is None:  # only punctuation: nothing can match
-        return RulePage(0, [], {}, q.page, q.per_page)
-    frm = "rules r"
-    rank = "0"
-    snippet = "NULL"
-    if match is not None:
-        frm = "rules_fts f CROSS JOIN rules r ON r.rowid = f.rowid"  # FTS drives
-        clauses.insert(0, "rules_fts MATCH ?")
-        params.insert(0, match)
-        rank = "bm25(rules_fts, 0.0, 10.0, 3.0, 1.0)"
-        snippet = f"snippet(rules_fts, -1, '{HL_START}', '{HL_END}', '…', 16)"
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    order = {
-        "relevance": f"{rank}, r.title COLLATE NOCASE" if match else "r.title COLLATE NOCASE",
-        "title": "r.title COLLATE NOCASE, r.id",
-        "severity": ("CASE lower(r.severity) WHEN 'critical' THEN 5 WHEN 'high' THEN 4 "
-                     "WHEN 'medium' THEN 3 WHEN 'low' THEN 2 WHEN 'informational' THEN 1 "
-                     "ELSE 0 END DESC, r.title COLLATE NOCASE"),
-        "modified": "coalesce(r.modified, r.date, '') DESC, r.title COLLATE NOCASE",
-    }[q.sort]
-    (total,) = conn.execute(f"SELECT count(*) FROM {frm}{where}", params).fetchone()
-    # The page first (cheap columns only: SQLite computes every selected column of every
-    # matching row before sorting), then snippets and techniques for the page's rows alone.
-    page_rows = conn.execute(
-        f"SELECT r.rowid, r.id, r.source, r.title, r.status, r.severity, r.type, r.language, "
-        f"r.path FROM {frm}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-        [*params, q.per_page, (q.page - 1) * q.per_page],
-    ).fetchall()
-    snippets: dict[int, str] = {}
-    techniques: dict[str, list[str]] = {}
-    for i in range(0, len(page_rows), 500):  # bounded number of SQL variables
-        chunk = page_rows[i:i + 500]
-        marks = ", ".join("?" * len(chunk))
-        if match is not None:
-            snippets.update(conn.execute(
-                f"SELECT rowid, {snippet} FROM rules_fts WHERE rules_fts MATCH ? "
-                f"AND rowid IN ({marks})", [match, *(r[0] for r in chunk)]))
-        for rid, tech in conn.execute(
-                f"SELECT rule_id, technique FROM rule_attack WHERE rule_id IN ({marks}) "
-                f"ORDER BY technique", [r[1] for r in chunk]):
-            techniques.setdefault(rid, []).append(tech)
-    rows = [
-        RuleSummary(rid, src, title, status, sev, typ, lang, snippets.get(rowid),
-                    tuple(techniques.get(rid, ())), path)
-        for rowid, rid, src, title, status, sev, typ, lang, path in page_rows
-    ]
-    facets: dict[str, list[tuple[str, int]]] = {}
-    if q.facets and total:
-        ids = [r[0] for r in conn.execute(f"SELECT r.id FROM {frm}{where}", params)]
-        facets = _facets(conn, ids, cache)
-    return RulePage(int(total), rows, facets, q.page, q.per_page)
+    bad = [t for t in q.test if t not in TEST_STATUSES]
+    if bad:
+        raise SearchError(f"unknown test status {bad[0]!r}; one of {', '.join(TEST_STATUSES)}")
 
 
-def facet_values(conn: sqlite3.Connection, name: str) -> list[tuple[str, int]]:
-    """Counts of one facet over the whole catalog (for CLI completion and web menus)."""
-    return search_rules(conn, RuleQuery(per_page=1)).facets.get(name, [])
+def _ranks(conn: sqlite3.Connection, match: str) -> dict[str, float]:
+    weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+    return dict(conn.execute(
+        f"SELECT id, bm25(rules_fts, {weights}) FROM rules_fts WHERE rules_fts MATCH ?",
+        (match,)).fetchall())
 
 
-def summary_to_dict(s: RuleSummary) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in ((n, getattr(s, n)) for n in RuleSummary.__slots__)}
+def _snippets(conn: sqlite3.Connection, match: str, ids: Sequence[str]) -> dict[str, str]:
+    """The best snippet of each rule: description first, then query, then title."""
+    if not ids:
+        return {}
+    marks = "?, ?, '…'"
+    sql = (f"SELECT id, snippet(rules_fts, 2, {marks}, 24), snippet(rules_fts, 3, {marks}, 16), "
+           f"snippet(rules_fts, 1, {marks}, 8) FROM rules_fts WHERE rules_fts MATCH ? "
+           f"AND id IN ({','.join('?' * len(ids))})")
+    out: dict[str, str] = {}
+    for rid, *parts in conn.execute(sql, [*[HL_START, HL_END] * 3, match, *ids]):
+        best = next((p for p in parts if p and HL_START in p), None)
+        if best:
+            out[rid] = best
+    return out
 
 
-__all__ = ["HL_END", "HL_START", "RulePage", "RuleQuery", "RuleSummary", "SearchError",
-           "fts_query", "loads", "search_rules", "summary_to_dict"]
+def _count_facets(hits: Sequence[_Facts]) -> dict[str, tuple[tuple[str, int], ...]]:
+    out: dict[str, tuple[tuple[str, int], ...]] = {}
+    per_rule = [f.facets for f in hits]
+    for i, name in enumerate(FACETS):
+        counter = Counter(chain.from_iterable(map(itemgetter(i), per_rule)))
+        ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+        out[name] = tuple(ranked[: FACET_LIMITS.get(name, FACET_LIMIT)])
+    return out
+
+
+@lru_cache(maxsize=FACTS_CACHE_SIZE)
+def _all_facets(path: str, stamp: tuple[int, ...]) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Facets of the whole catalog (the landing page): the same until the catalog changes."""
+    return _count_facets(list(_index_of(path, stamp).facts.values()))
+
+
+def _with_snippet(r: RuleSummary, snippet: str) -> RuleSummary:
+    return RuleSummary(r.id, r.source, r.title, r.status, r.severity, r.type, r.language,
+                       r.modified, r.path, r.techniques, snippet)
+
+
+def search_rules(conn: sqlite3.Connection, q: RuleQuery) -> RulePage:
+    """One page of the rules matching ``q``, with facets counted over every match."""
+    _check(q)
+    index = _index(conn)
+    facts = index.facts
+    match = fts_query(q.text)
+    ranks = _ranks(conn, match) if match is not None else {}
+    pool = [facts[r] for r in ranks if r in facts] if match is not None else list(facts.values())
+    wanted = [(index.keys(n), {_norm(n, v) for v in vs}) for n, vs in q.filters().items()]
+    hits = [f for f in pool
+            if all(not w.isdisjoint(keys[f.row.id]) for keys, w in wanted)]
+    sort = "title" if q.sort == "relevance" and match is None else q.sort
+    hits.sort(key=_sort_key(sort, ranks), reverse=sort.startswith("-"))
+    start = (q.page - 1) * q.per_page
+    shown = hits[start: start + q.per_page]
+    snippets = _snippets(conn, match, [f.row.id for f in shown]) if match is not None else {}
+    rows = tuple(_with_snippet(f.row, snippets[f.row.id]) if f.row.id in snippets else f.row
+                 for f in shown)
+    facets: Mapping[str, tuple[tuple[str, int], ...]] = {}
+    if q.facets:
+        path, stamp = connection_stamp(conn)
+        everything = match is None and not wanted and path
+        facets = _all_facets(path, stamp) if everything else _count_facets(hits)
+    return RulePage(len(hits), rows, facets, q.page, q.per_page)
+
+
+__all__ = ["FACETS", "FILTERS", "HL_END", "HL_START", "SORTS", "TEST_STATUSES", "RulePage",
+           "RuleQuery", "RuleSummary", "SearchError", "fts_query", "search_rules"]

@@ -1,8 +1,9 @@
 """Writes of a build: files, rules and everything derived from them, side tables, counts.
 
 Kept apart from ``catalog.py`` (reads) because only ``build.py`` writes, inside the one
-transaction it opens. The rows arrive already flattened by the workers (``build._pack_rule``),
-so this module is only SQL.
+transaction it opens. What the build hands over is typed here: a :class:`FileRecord` per parsed
+file, holding a :class:`RuleRecord` per rule (its :class:`RuleRow` and derived rows), already
+flattened by the workers (``build._pack_rule``), so this module is only SQL.
 """
 
 from __future__ import annotations
@@ -10,18 +11,106 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
+from ruleatlas.limits import Limits
 from ruleatlas.sources.base import SideTables
 from ruleatlas.store.codec import dumps
+from ruleatlas.store.indicators import recount
 
-_RULE_COLS = (
-    "id, source, root, path, doc_index, line, source_url, title, status, severity, author, "
-    "date, modified, version, type, language, description, how_to_implement, query, body, "
-    "rule_json, analysis_json, group_by_json, problems"
-)
-_INSERT_RULE = f"INSERT INTO rules (rowid, {_RULE_COLS}) VALUES ({', '.join('?' * 25)})"
+
+@dataclass(frozen=True, slots=True)
+class RuleRow:
+    """One row of the ``rules`` table (its columns, in this order; the rowid is the writer's)."""
+
+    id: str
+    source: str
+    root: str
+    path: str
+    doc_index: int
+    line: int
+    source_url: str | None
+    title: str
+    status: str | None
+    severity: str | None
+    author: str | None
+    date: str | None
+    modified: str | None
+    version: str | None
+    type: str | None
+    language: str
+    description: str
+    how_to_implement: str | None
+    query: str
+    body: str
+    rule_json: str  # the Rule (store.codec)
+    analysis_json: str  # the Analysis (model.analysis_to_dict)
+    group_by_json: str
+    problems: int  # how many problems the analysis has
+
+
+RULE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RuleRow))
+_rule_values = attrgetter(*RULE_COLUMNS)  # RuleRow -> its column values, in order
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorRow:
+    """One value of one indicator row of a rule (``row`` numbers the rule's indicator rows)."""
+
+    row: int
+    field: str
+    op: str
+    negated: bool
+    value: str
+    field_key: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event kind a rule covers (``event_id`` "" when the rule names only the channel)."""
+
+    channel: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRecord:
+    """One rule analyzed and flattened: its ``rules`` row and the rows derived from it."""
+
+    row: RuleRow
+    techniques: tuple[str, ...]  # ATT&CK ids, upper case, without ``attack.``
+    data_sources: tuple[str, ...]
+    stories: tuple[str, ...]
+    events: tuple[EventRow, ...]
+    macros: tuple[str, ...]  # macro keys the rule calls (``name`` or ``name(n)``)
+    indicators: tuple[IndicatorRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    """A load error of a rule file (line and column when known)."""
+
+    line: int | None
+    col: int | None
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One rule file parsed: its content hash, its load errors and its rules, in file order."""
+
+    path: str
+    sha256: str
+    errors: tuple[FileError, ...]
+    rules: tuple[RuleRecord, ...]
+
+
+_INSERT_RULE = (f"INSERT INTO rules (rowid, {', '.join(RULE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * (1 + len(RULE_COLUMNS)))})")
 _INSERT_IND = (
     "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -73,8 +162,9 @@ def side_digests(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def rule_jsons(conn: sqlite3.Connection, root: str, exclude: set[str],
-               only: set[str] | None = None) -> list[str]:
-    return [j for rid, j in conn.execute(
+               only: set[str] | None = None) -> list[tuple[str, str]]:
+    """``(id, rule_json)`` of the stored rules of ``root`` (less ``exclude``, within ``only``)."""
+    return [(rid, j) for rid, j in conn.execute(
         "SELECT id, rule_json FROM rules WHERE root = ? ORDER BY path, doc_index", (root,))
         if rid not in exclude and (only is None or rid in only)]
 
@@ -140,6 +230,9 @@ class Writer:
         self._known: set[tuple[str, str]] | None = None
         self._members: dict[str, Mapping[str, tuple[str, ...]]] = {}
         self._next_rowid: int | None = None
+        # What the full-text index holds of one column: a bounded prefix, so that FTS5's
+        # snippet() never runs over a megabyte-long hostile rule (docs/limits.md).
+        self._fts_chars = Limits.from_env().fts_text_chars
         self._buf: dict[str, list[tuple[Any, ...]]] = {
             k: [] for k in ("rules", "fts", "attack", "ds", "stories", "events", "macros", "ind")}
 
@@ -267,24 +360,26 @@ class Writer:
         c.execute("DELETE FROM meta WHERE key = ?", (f"side_signature:{root}",))
         return len(paths)
 
-    def _insert_rule(self, packed: tuple[Any, ...]) -> None:
+    def _insert_rule(self, rec: RuleRecord) -> None:
         """Buffer one rule's rows (explicit rowids, so the FTS row needs no lookup)."""
-        row, attack, dsrc, stories, events, macros, inds = packed
-        rid, source = row[0], row[1]
+        row = rec.row
+        rid, source = row.id, row.source
         if self._next_rowid is None:
             self._next_rowid = 1 + (self.conn.execute(
                 "SELECT coalesce(max(rowid), 0) FROM rules").fetchone()[0])
         rowid = self._next_rowid
         self._next_rowid += 1
         b = self._buf
-        b["rules"].append((rowid, *row))
-        b["fts"].append((rowid, rid, row[7], row[16], row[18]))
-        b["attack"].extend((rid, t) for t in attack)
-        b["ds"].extend((rid, d) for d in dsrc)
-        b["stories"].extend((rid, s) for s in stories)
-        b["events"].extend((rid, ch, e) for ch, e in events)
-        b["macros"].extend((rid, m) for m in macros)
-        b["ind"].extend((rid, source, *i) for i in inds)
+        b["rules"].append((rowid, *_rule_values(row)))
+        cap = self._fts_chars
+        b["fts"].append((rowid, rid, row.title[:cap], row.description[:cap], row.query[:cap]))
+        b["attack"].extend((rid, t) for t in rec.techniques)
+        b["ds"].extend((rid, d) for d in rec.data_sources)
+        b["stories"].extend((rid, s) for s in rec.stories)
+        b["events"].extend((rid, e.channel, e.event_id) for e in rec.events)
+        b["macros"].extend((rid, m) for m in rec.macros)
+        b["ind"].extend((rid, source, i.row, i.field, i.op, int(i.negated), i.value, i.field_key,
+                         i.key) for i in rec.indicators)
         self.written_rules.add(rid)
         if len(b["rules"]) >= 1000:
             self.flush()
@@ -313,36 +408,36 @@ class Writer:
             return None
         return (self._order.get(row[0], -1), row[1], row[0])
 
-    def write_file(self, source: str, root: str, path: str, size: int, mtime: int,
-                   res: tuple[Any, ...]) -> None:
+    def write_file(self, source: str, root: str, size: int, mtime: int,
+                   res: FileRecord) -> None:
         """One parsed file: its rules (first holder of an id wins) and its errors."""
-        _, sha, errs, packed = res
+        path = res.path
         c = self.conn
         if not self.fresh and (self._known is None or (root, path) in self._known):
             self.drop_file(root, path, keep_results=True)
-        errors: list[tuple[Any, ...]] = list(errs)
+        errors = list(res.errors)
         me = (self._order.get(root, 0), path, root)
         nrules = 0
-        for p in packed:
-            rid = p[0][0]
+        for rec in res.rules:
+            rid = rec.row.id
             holder = self._holder(rid)
             if holder is not None and holder[:2] <= me[:2]:
                 where = holder[1] if holder[2] == root else f"{holder[2]}/{holder[1]}"
-                errors.append((p[0][5], None, "duplicate-id",
-                               f"duplicate id {rid}: already used by {where}"))
+                errors.append(FileError(rec.row.line, None, "duplicate-id",
+                                        f"duplicate id {rid}: already used by {where}"))
                 continue
             if holder is not None:  # this file sorts first: the earlier holder gives way
                 self._demote(rid, holder, path if holder[2] == root else f"{root}/{path}")
-            self._insert_rule(p)
+            self._insert_rule(rec)
             self._claims[rid] = me
             nrules += 1
         c.executemany(
             "INSERT INTO load_errors (source, root, path, line, col, kind, reason, side) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-            [(source, root, path, *e) for e in errors])
+            [(source, root, path, e.line, e.col, e.kind, e.reason) for e in errors])
         c.execute("INSERT OR REPLACE INTO files (source, root, path, sha256, rules, errors, size,"
                   " mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (source, root, path, sha, nrules, len(errors), size, mtime))
+                  (source, root, path, res.sha256, nrules, len(errors), size, mtime))
 
     def _demote(self, rid: str, holder: tuple[int, str, str], winner: str) -> None:
         c = self.conn
@@ -358,10 +453,10 @@ class Writer:
         c.execute("UPDATE files SET rules = rules - 1, errors = errors + 1 WHERE root = ? AND "
                   "path = ?", (hroot, hpath))
 
-    def rewrite_rule(self, packed: tuple[Any, ...]) -> None:
+    def rewrite_rule(self, rec: RuleRecord) -> None:
         """A rule analyzed again (side tables changed): same record, new derived rows."""
-        self._delete_rule(packed[0][0])
-        self._insert_rule(packed)
+        self._delete_rule(rec.row.id)
+        self._insert_rule(rec)
 
     # ------------------------------------------------------------------ end of build
 
@@ -373,19 +468,4 @@ class Writer:
             c.executemany(
                 "INSERT OR IGNORE INTO rule_stories (rule_id, story) SELECT id, ? FROM rules "
                 "WHERE id = ?", [(story, rid) for story, ids in members.items() for rid in ids])
-        try:
-            from ruleatlas.store.indicators import recount
-        except ImportError:
-            recount = _recount
         recount(c)
-
-
-def _recount(conn: sqlite3.Connection) -> int:
-    """Fallback corpus counts when store.indicators is not there."""
-    conn.execute("DELETE FROM indicator_counts")
-    conn.execute(
-        "INSERT INTO indicator_counts (field_key, key, total, by_source) "
-        "SELECT field_key, key, SUM(n), json_group_object(source, n) FROM (SELECT field_key, "
-        "key, source, COUNT(DISTINCT rule_id) AS n FROM indicators GROUP BY 1, 2, 3) "
-        "GROUP BY field_key, key")
-    return int(conn.execute("SELECT count(*) FROM indicator_counts").fetchone()[0])

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ruleatlas.store import browse
+from ruleatlas.attack import ENTERPRISE_TACTICS
+from ruleatlas.store import Catalog, listings
+from ruleatlas.store.export_index import all_rule_ids, search_index
+from ruleatlas.store.indicators import indicator_keys
 from ruleatlas.web import render
 from ruleatlas.web.params import WebError, parse_query
 from ruleatlas.web.views import Ctx, Page, all_pages
@@ -29,12 +32,11 @@ def export(db: str | Path, out: str | Path, indicators: bool = True,
     """Write the site; ``json_twins``: beside each page with a JSON twin on the server
     (``/api/rules/<id>``), the same document as ``api/rules/<id>.json``."""
     t0 = time.perf_counter()
-    pool = browse.ReadPool(db)
-    conn = pool.get()
+    catalog = Catalog.open(db, readonly=True)  # CatalogError before anything is written
+    conn = catalog.conn
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pages = {p.name: p for p in all_pages()}
-    catalog = _open_catalog(db)
     n = {"files": 0, "rules": 0, "indicators": 0, "json": 0}
 
     def write(rel: str, text: str | bytes) -> None:
@@ -49,8 +51,7 @@ def export(db: str | Path, out: str | Path, indicators: bool = True,
     def page(name: str, rel: str, path: dict[str, str] | None = None,
              args: list[tuple[str, str]] | None = None) -> dict[str, Any] | None:
         p: Page = pages[name]
-        ctx = Ctx(conn=conn, path=path or {}, args=parse_query(args or [], p.params),
-                  catalog=(lambda: catalog) if catalog is not None else None)
+        ctx = Ctx(catalog=catalog, path=path or {}, args=parse_query(args or [], p.params))
         try:
             data = p.build(ctx)
         except WebError:
@@ -77,7 +78,7 @@ def export(db: str | Path, out: str | Path, indicators: bool = True,
     write("static/pygments.css", render.PYGMENTS_CSS)
 
     page("home", "index.html")
-    sources = [r[0] for r in conn.execute("SELECT DISTINCT source FROM rules ORDER BY 1")]
+    sources = listings.sources(conn)
     page("attack", "attack.html")
     page("navigator", "navigator.json")
     for s in sources:
@@ -86,38 +87,28 @@ def export(db: str | Path, out: str | Path, indicators: bool = True,
     page("events", "events.html")
     page("macros", "macros.html")
     page("stories", "stories.html")
-    for s in browse.stories(conn):
-        slug = hashlib.sha1(s["name"].encode()).hexdigest()[:16]
-        page("story", f"stories/{slug}.html", path={"name": s["name"]})
+    for story in listings.stories(catalog):
+        slug = hashlib.sha1(story["name"].encode()).hexdigest()[:16]
+        page("story", f"stories/{slug}.html", path={"name": story["name"]})
     page("indicators", "indicators.html")
-    for rid in browse.all_rule_ids(conn):
+    for rid in all_rule_ids(conn):
         rel = f"rules/{quote(rid, safe='')}.html"
         if page("rule", rel, path={"rule_id": rid}) is not None:
             n["rules"] += 1
     if indicators:
-        for fk, key in browse.indicator_keys(conn):
+        for fk, key in indicator_keys(conn):
             rel = f"indicators/{render.indicator_slug(fk, key)}.html"
             if page("indicator", rel, path={"field": fk, "key": key}) is not None:
                 n["indicators"] += 1
     write("search-index.json",
-          json.dumps(browse.search_index(conn), ensure_ascii=False, separators=(",", ":")))
+          json.dumps(search_index(conn), ensure_ascii=False, separators=(",", ":")))
     write("search.html", render.render("search_static.html", {
         "u": render.ExportUrls(0), "page_name": "rules", "title": "Search rules",
-        "json_url": None, "args": {"q": None}, "tactics": browse.TACTICS,
+        "json_url": None, "args": {"q": None},
+        "tactics": [(short, name) for short, _, name in ENTERPRISE_TACTICS],
         "sources": sources}))
-    pool.close()
-    if catalog is not None:
-        catalog.close()
+    catalog.close()
     return {**n, "seconds": time.perf_counter() - t0, "out": str(out)}
-
-
-def _open_catalog(db: str | Path) -> Any:
-    """The shared Catalog (read-only) for rule documents, when the store module is there."""
-    try:
-        from ruleatlas.store.catalog import Catalog
-    except ImportError:
-        return None
-    return Catalog.open(db, readonly=True)
 
 
 def clean(out: str | Path) -> None:

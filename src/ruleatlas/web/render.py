@@ -22,7 +22,8 @@ from pygments import highlight as _pyg_highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, YamlLexer
 
-from ruleatlas.store.browse import MARK_END, MARK_START, tactic_name
+from ruleatlas.attack import tactic_name
+from ruleatlas.store import HL_END, HL_START
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -66,7 +67,7 @@ def marked(snippet: str | None) -> Markup:
     if not snippet:
         return Markup("")
     out = str(escape(snippet))
-    out = out.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
+    out = out.replace(HL_START, "<mark>").replace(HL_END, "</mark>")
     return Markup(out)
 
 

@@ -4,7 +4,8 @@ Records stream chunk by chunk from the Rust parser; nothing holds a whole file. 
 reported, not fatal: the parser runs with ``skip_errors`` and ``validate_checksums``, and each
 chunk it skips arrives as a ``RuntimeWarning`` that becomes a :class:`ReadError`; a file shorter
 than its header's chunk count says is reported as truncated (the parser silently drops a
-partial last chunk otherwise).
+partial last chunk otherwise). A file that yields no record at all (an EVTX header over
+zeros, an empty log) is reported too, so it is never taken for a clean log.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def read_evtx(
         report(ReadError(name, 0, f"cannot open EVTX: {e}", "file"))
         return
     n = 0
+    failed = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         seen = 0
@@ -87,6 +89,7 @@ def read_evtx(
                 break
             except (RuntimeError, OSError, ValueError) as e:  # not skippable: stop here
                 report(ReadError(name, n + 1, f"EVTX parse error: {e}", "record"))
+                failed = True
                 break
             if len(caught) > seen:
                 for w in caught[seen:]:
@@ -103,6 +106,9 @@ def read_evtx(
             yield Event(fields, name, n)
         for w in caught[seen:]:
             report(ReadError(name, n + 1, f"skipped: {w.message}", "record"))
+        if n == 0 and not caught and not failed:  # header over zeros, or an empty log
+            report(ReadError(name, 0, f"no event records in this EVTX file ({size} bytes)",
+                             "file"))
 
 
 def evtx_parser(arg: Any, threads: int) -> Any:

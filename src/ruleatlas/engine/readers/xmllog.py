@@ -5,6 +5,9 @@ Records are cut out of the text with a fast ``str.find`` scan (one ``<Event ...>
 per record, any text between records ignored), then each is parsed on its own with the C
 ElementTree parser, so a bad record costs only itself. Values are strings, as written
 (``EventID`` is ``"4688"``; see :func:`ruleatlas.engine.events.as_int`).
+
+A record longer than ``Limits.record_bytes`` characters is skipped (reported with its line);
+text between records is never kept beyond a few characters, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ruleatlas.engine.events import SYSTEM_ATTRS, Event, ReadError
+from ruleatlas.limits import DEFAULT, Limits, fmt_size
 
 CHUNK = 1 << 20
-MAX_RECORD = 64 << 20  # an <Event> longer than this is corrupt, not merely long
 _START = re.compile(r"<Event[\s>]")
 _NS_DECL = re.compile(r"""\sxmlns(?::\w+)?=(?:'[^']*'|"[^"]*")""")
 
@@ -122,8 +125,10 @@ def parse_record(text: str) -> dict[str, Any]:
     return flatten_xml(root)
 
 
-def read_xml(stream: IO[bytes], name: str, report: Report) -> Iterator[Event]:
+def read_xml(stream: IO[bytes], name: str, report: Report,
+             limits: Limits = DEFAULT) -> Iterator[Event]:
     """Every ``<Event>`` record of a byte stream; bad records reported with their line."""
+    cap = limits.record_bytes
     first = stream.read(CHUNK)
     codec = "utf-16" if first[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     decoder = codecs.getincrementaldecoder(codec)(errors="replace")
@@ -148,13 +153,19 @@ def read_xml(stream: IO[bytes], name: str, report: Report) -> Iterator[Event]:
             start = m.start()
             end = buf.find("</Event>", m.end())
             nxt = _START.search(buf, m.end())
-            if end < 0 and nxt is None and not eof and len(buf) - start < MAX_RECORD:
+            if end < 0 and nxt is None and not eof and len(buf) - start < cap:
                 pos = start
                 break  # the record goes on in the next chunk
             line += buf.count("\n", counted, start)
             counted = start
             n += 1
-            if end < 0 or (nxt is not None and nxt.start() < end):
+            whole = end >= 0 and (nxt is None or nxt.start() > end)
+            if (end < 0 and nxt is None and not eof) or (whole and end + 8 - start > cap):
+                report(ReadError(name, line, f"record {n}: <Event> exceeds {fmt_size(cap)}; "
+                                 "skipped", "line"))
+                pos = nxt.start() if nxt is not None else len(buf)
+                continue
+            if not whole:
                 report(ReadError(name, line, f"record {n}: <Event> without </Event>", "line"))
                 pos = nxt.start() if nxt is not None else len(buf)
                 continue

@@ -17,9 +17,9 @@ registry's; tests pass a dict of the three analyzers). Never raises for bad inpu
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
+from ruleatlas.languages import AnalysisContext, QueryAnalyzer
 from ruleatlas.languages.elastic.embed import embed_kql
 from ruleatlas.languages.elastic.filters import filters_stage
 from ruleatlas.languages.elastic.hunting import analyze_hunt
@@ -35,8 +35,6 @@ from ruleatlas.model import (
     conjoin,
     walk,
 )
-
-QueryAnalyzer = Callable[[str, str], Analysis]
 
 HUNT_TYPE = "hunt"
 ML_TYPE = "machine_learning"
@@ -82,7 +80,8 @@ def _with_filters(rule: Rule, a: Analysis) -> Analysis:
                    problems=a.problems + tuple(problems))
 
 
-def analyze_elastic_rule(rule: Rule, ctx: object, analyze_query: QueryAnalyzer) -> Analysis:
+def analyze_elastic_rule(rule: Rule, ctx: AnalysisContext | None,
+                         analyze_query: QueryAnalyzer) -> Analysis:
     """The analysis of one Elastic rule or hunting file (see module doc). ``ctx`` is the
     registry's :class:`~ruleatlas.languages.AnalysisContext` (unused: Elastic rules need no side
     table)."""

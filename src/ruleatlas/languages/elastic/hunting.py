@@ -19,14 +19,13 @@ the reason :data:`SQL_REASON` and an ``unsupported`` problem.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ruleatlas.languages import QueryAnalyzer
 from ruleatlas.languages.elastic.trees import move_problem, move_sequence, move_stage, move_tree
 from ruleatlas.model import Analysis, Node, Or, Problem, Rule, Sequence, Stage, StageKind
 
-QueryAnalyzer = Callable[[str, str], Analysis]
 SQL_LANGUAGE = "sql"
 SQL_REASON = "SQL hunting query (osquery): no analyzer"
 
@@ -52,7 +51,7 @@ def _or(conditions: list[Node]) -> Node | None:
     return out[0] if len(out) == 1 else Or(tuple(out))
 
 
-def analyze_hunt(rule: Rule, analyze: Callable[[str, str], Analysis]) -> Analysis:
+def analyze_hunt(rule: Rule, analyze: QueryAnalyzer) -> Analysis:
     """The combined analysis of a hunting file (see module doc). ``analyze(language, text)``
     analyzes one query, SQL excepted."""
     entries = [q for q in rule.extra.get("queries") or () if isinstance(q, dict)]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ruleatlas.languages import QueryAnalyzer
 from ruleatlas.languages.elastic.toml_text import key_text, table_text
 from ruleatlas.model import (
     Analysis,
@@ -48,7 +49,6 @@ from ruleatlas.model import (
     conjoin,
 )
 
-QueryAnalyzer = Callable[[str, str], Analysis]
 TypeHandler = Callable[[Rule, Analysis, QueryAnalyzer], Analysis]
 
 COUNT_FIELD = "count"

@@ -9,6 +9,7 @@ registered ``eql`` analyzer that turns a rule's query into stages, predicate tre
 from __future__ import annotations
 
 from ruleatlas.languages import AnalysisContext, register
+from ruleatlas.languages.ecs import ROUTING_FIELDS
 from ruleatlas.languages.eql.analyze import analyze_eql_query
 from ruleatlas.languages.eql.generator import generate
 from ruleatlas.languages.eql.parser import parse
@@ -16,7 +17,7 @@ from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.model import Analysis, Rule
 
 
-@register("eql")
+@register("eql", "EQL", fold_case=True, routing_fields=ROUTING_FIELDS)
 def analyze_eql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's EQL query as stages and predicates (a sequence also as ``Analysis.sequence``)."""
     return analyze_eql_query(rule.query)

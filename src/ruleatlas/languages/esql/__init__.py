@@ -8,6 +8,7 @@ registered ``esql`` analyzer that turns a rule's query into stages and predicate
 from __future__ import annotations
 
 from ruleatlas.languages import AnalysisContext, register
+from ruleatlas.languages.ecs import ROUTING_FIELDS
 from ruleatlas.languages.esql.analyze import analyze_esql_query, query_language, strip_fence_tag
 from ruleatlas.languages.esql.generator import generate
 from ruleatlas.languages.esql.parser import parse, parse_expression
@@ -15,7 +16,7 @@ from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.model import Analysis, Rule
 
 
-@register("esql")
+@register("esql", "ES|QL", fold_case=True, routing_fields=ROUTING_FIELDS)
 def analyze_esql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's ES|QL query as stages, predicates and group-by."""
     return analyze_esql_query(rule.query)

@@ -10,6 +10,7 @@ analyzer. Semantics and sources: docs/kql.md.
 from __future__ import annotations
 
 from ruleatlas.languages import AnalysisContext, register
+from ruleatlas.languages.ecs import ROUTING_FIELDS
 from ruleatlas.languages.kql.analyze import analyze_kql_query
 from ruleatlas.languages.kql.generator import generate
 from ruleatlas.languages.kql.lower import lower
@@ -18,7 +19,7 @@ from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.model import Analysis, Rule
 
 
-@register("kql")
+@register("kql", "KQL", fold_case=True, routing_fields=ROUTING_FIELDS)
 def analyze_kql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's KQL query as one filter stage."""
     return analyze_kql_query(rule.query)

@@ -3,8 +3,9 @@
 ``analyze_sigma`` is registered as the ``sigma`` analyzer. It reads the rule's section
 (``detection:``, ``correlation:`` or ``filter:``) from ``rule.body`` with positions
 (``spans.py``), lets pySigma read items and conditions, and lowers them (``lower.py``,
-``modifiers.py``; correlations and filters in ``documents.py``). It never raises: what cannot be
-represented becomes an ``Opaque`` node plus a located ``Problem``. See docs/sigma.md.
+``modifiers.py``; correlations and filters in ``documents.py``). Bad input never makes it raise:
+what cannot be represented becomes an ``Opaque`` node plus a located ``Problem``. A bug that
+raises is turned into a located ``crash`` problem by ``languages.analyze``. See docs/sigma.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import yaml
 
 from ruleatlas.languages import AnalysisContext, register
+from ruleatlas.languages.sigma.display import display_op, display_value
 from ruleatlas.languages.sigma.documents import LOWER_SECTION
 from ruleatlas.languages.sigma.modifiers import MODIFIERS
 from ruleatlas.languages.sigma.spans import BlockError, locate, locate_generated, trim_tail
@@ -58,7 +60,15 @@ def rule_from_text(text: str, path: str = "<inline>", line: int = 1) -> Rule:
     )
 
 
-@register("sigma")
+def _not_runnable(rule: Rule, analysis: Analysis) -> str | None:
+    if rule.type in ("correlation", "filter") or analysis.extra.get("correlation"):
+        return f"Sigma {rule.type or 'correlation'} rules are not run by the engine"
+    return None
+
+
+@register("sigma", "Sigma", fold_case=True, exists_text="true", display_value=display_value,
+          display_op=display_op, selections=True, product_gate=True,
+          not_runnable=_not_runnable)
 def analyze_sigma(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """Analyze one Sigma rule document; never raises for bad input (problems say why)."""
     section = section_of(rule)
@@ -72,13 +82,7 @@ def analyze_sigma(rule: Rule, ctx: AnalysisContext) -> Analysis:
         col = getattr(exc, "col", None)
         loc = Span(line, col or 1, path=rule.path) if line else Span(rule.line, 1, path=rule.path)
         return _opaque(rule, section, Problem(str(exc), "error", loc, "yaml"))
-    try:
-        return LOWER_SECTION[section](rule, block)
-    except Exception as exc:  # a bug here must not stop a build: record it loudly
-        return _opaque(rule, section, Problem(
-            f"Sigma lowering crashed: {type(exc).__name__}: {exc}", "error",
-            Span(rule.line, 1, path=rule.path), "crash",
-        ))
+    return LOWER_SECTION[section](rule, block)
 
 
 def _opaque(rule: Rule, section: str, problem: Problem) -> Analysis:

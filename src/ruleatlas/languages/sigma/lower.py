@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 import yaml
@@ -46,6 +47,12 @@ from sigma.types import (
     sigma_type,
 )
 
+from ruleatlas.caching import (
+    SIGMA_CONDITIONS,
+    SIGMA_SELECTIONS,
+    SIGMA_STRINGS,
+    BoundedCache,
+)
 from ruleatlas.languages.sigma.modifiers import ItemSpec, build_spec, pysigma_key, read_key
 from ruleatlas.languages.sigma.spans import Block, mapping_pairs, scalar_text, sequence_items
 from ruleatlas.model import (
@@ -81,20 +88,14 @@ _SAFE_ON_STRINGS = frozenset({"contains", "startswith", "endswith", "all", "case
 
 
 _SPECIAL = re.compile(r"[*?\\]")
-_STRINGS: dict[str, SigmaString] = {}
 
 
+@lru_cache(maxsize=SIGMA_STRINGS)
 def _sigma_str(v: str) -> SigmaString:
     """``sigma_type(v)`` for a str, shared per distinct string (items built without applying
     modifiers never mutate their values). A non-empty string without ``* ? \\`` parses to the
     single part ``[v]`` in pySigma, which ``from_str`` builds without the per-character scan."""
-    got = _STRINGS.get(v)
-    if got is None:
-        got = SigmaString.from_str(v) if v and not _SPECIAL.search(v) else SigmaString(v)
-        if len(_STRINGS) > 65536:
-            _STRINGS.clear()
-        _STRINGS[v] = got
-    return got
+    return SigmaString.from_str(v) if v and not _SPECIAL.search(v) else SigmaString(v)
 
 
 def _build_item(key: Any, fname: str | None, names: list[str], val: Any) -> SigmaDetectionItem:
@@ -111,7 +112,7 @@ def _build_item(key: Any, fname: str | None, names: list[str], val: Any) -> Sigm
     return SigmaDetectionItem.from_mapping(pysigma_key(key), val)
 
 
-_CONDITIONS: dict[str, Any] = {}
+_CONDITIONS: BoundedCache[str, Any] = BoundedCache(SIGMA_CONDITIONS)
 
 
 def _parse_condition(text: str, dets: EmptySigmaDetections) -> Any:
@@ -126,13 +127,12 @@ def _parse_condition(text: str, dets: EmptySigmaDetections) -> Any:
             hit = SigmaCondition(text, dets).parse(postprocess=False)
         except SigmaError as exc:
             hit = exc
-        if len(_CONDITIONS) > 8192:
-            _CONDITIONS.clear()
-        _CONDITIONS[text] = hit
+        _CONDITIONS.put(text, hit)
     return hit
 
 
-_SELECTED: dict[tuple[str, tuple[str, ...]], list[ConditionIdentifier]] = {}
+_SELECTED: BoundedCache[tuple[str, tuple[str, ...]], list[ConditionIdentifier]] = BoundedCache(
+    SIGMA_SELECTIONS)
 
 
 def _selected(c: ConditionSelector, dets: EmptySigmaDetections) -> list[ConditionIdentifier]:
@@ -142,9 +142,7 @@ def _selected(c: ConditionSelector, dets: EmptySigmaDetections) -> list[Conditio
     hit = _SELECTED.get(key)
     if hit is None:
         hit = c.resolve_referenced_detections(dets)
-        if len(_SELECTED) > 8192:
-            _SELECTED.clear()
-        _SELECTED[key] = hit
+        _SELECTED.put(key, hit)
     return hit
 
 
@@ -263,7 +261,7 @@ class Lowerer:
                                "unsupported-modifier")
         try:
             di = _build_item(key, fname, names, val)
-        except Exception as exc:  # SigmaError, or pySigma tripping on odd input (TypeError, ...)
+        except Exception as exc:  # recorded: SigmaError, or pySigma tripping on odd input
             msg = str(exc).split(" in ")[0] if str(exc) else type(exc).__name__
             return self.opaque(text, f"pySigma rejects the item: {msg}", stage, span, "error",
                                "pysigma")

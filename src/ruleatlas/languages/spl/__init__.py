@@ -9,27 +9,27 @@ from __future__ import annotations
 
 from ruleatlas.languages import AnalysisContext, register
 from ruleatlas.languages.spl.analyze import analyze_query
+from ruleatlas.languages.spl.display import display_value
 from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.languages.spl.generator import generate
-from ruleatlas.languages.spl.macros import expand
+from ruleatlas.languages.spl.macros import expand, macro_calls
 from ruleatlas.languages.spl.parser import parse
-from ruleatlas.model import Analysis, Problem, Rule, Stage, StageKind
+from ruleatlas.model import Analysis, Rule
+
+# Fields that send a search to data rather than describe what it detects (lower case).
+ROUTING_FIELDS = frozenset({
+    "index", "source", "channel", "sourcetype", "eventtype", "tag", "host", "splunk_server",
+    "earliest", "latest", "_index_earliest", "_index_latest",
+})
 
 
-@register("spl")
+@register("spl", "SPL", fold_case=True, exists_text="*", display_value=display_value,
+          routing_fields=ROUTING_FIELDS, macro_calls=macro_calls, pipeline=True, field_map="Splunk")
 def analyze_spl(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's search as stages, predicates and group-by; drilldown searches too."""
     drilldowns = rule.extra.get("drilldown_searches") if rule.extra else None
-    try:
-        return analyze_query(rule.query, ctx.macros,
-                             with_drilldowns=drilldowns if isinstance(drilldowns, list) else None)
-    except Exception as exc:  # a bug here must not stop a build: one opaque stage, loudly
-        return Analysis(
-            language="spl",
-            stages=(Stage(0, "search", str(rule.query), kind=StageKind.OPAQUE),),
-            problems=(Problem(f"SPL analyzer crashed: {type(exc).__name__}: {exc}", "error",
-                              code="crash"),),
-        )
+    return analyze_query(rule.query, ctx.macros,
+                         with_drilldowns=drilldowns if isinstance(drilldowns, list) else None)
 
 
 __all__ = ["ParseError", "analyze_query", "analyze_spl", "expand", "generate", "parse"]

@@ -7,10 +7,11 @@ unknown macro is a warning and its stage or term is kept opaque.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+from ruleatlas.caching import SPL_DRILLDOWNS, SPL_EXPANDED_STAGES, BoundedCache
 from ruleatlas.languages.spl.ast import Command
 from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.lower import (
@@ -21,9 +22,9 @@ from ruleatlas.languages.spl.lower import (
     pipeline_step,
     rename_pairs,
 )
-from ruleatlas.languages.spl.macros import expand
+from ruleatlas.languages.spl.macros import Expansion, expand
 from ruleatlas.languages.spl.parser import Parser
-from ruleatlas.languages.spl.tokens import T
+from ruleatlas.languages.spl.tokens import T, Token
 from ruleatlas.model import (
     Analysis,
     Macro,
@@ -40,165 +41,228 @@ from ruleatlas.model import (
 )
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=SPL_EXPANDED_STAGES)
 def _parse_expanded(source: str) -> tuple[Command, ...]:
     """Parse a macro-expanded stage. Trees are immutable, and most expanded stages repeat
     across rules (``| convert ... ctime(firstTime)``, ``| search *``), so parses are shared."""
     return Parser(source).parse().commands
 
 
+@dataclass
+class _Search:
+    """What analyzing one search accumulates, stage after stage."""
+
+    query: str
+    macros: Mapping[str, Macro]
+    whole: Parser  # the parser over the whole query (stages without macros are parsed from it)
+    leading: bool  # the search starts with a pipe
+    ctx: _Ctx
+    problems: list[Problem] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    event_conds: list[Node | None] = field(default_factory=list)
+    result_conds: list[Node | None] = field(default_factory=list)
+    group_by: tuple[str, ...] = ()
+    used: list[str] = field(default_factory=list)  # macro keys, in the order met
+    filters: list[str] = field(default_factory=list)  # filter macros met
+    expanded_parts: list[str] = field(default_factory=list)  # the search after expansion
+    pipeline: list[dict[str, Any]] = field(default_factory=list)  # event-phase commands
+    after_last_agg: list[dict[str, Any]] = field(default_factory=list)  # after the last stats
+
+
+@dataclass
+class _StageText:
+    """One stage as written and after macro expansion."""
+
+    idx: int
+    start: int
+    end: int
+    first: Token
+    implicit: bool  # the first stage of a search without a leading pipe (an implicit search)
+    text: str  # as shown: "| cmd ..." (the implicit search without the pipe)
+    expansion: Expansion
+    source: str  # the text its commands are parsed from
+    expanded_text: str | None  # the expansion on one line, when a macro changed the stage
+    stage_filters: list[str]  # filter macros this stage met first
+
+    @property
+    def is_macro(self) -> bool:
+        return self.first.kind is T.MACRO and self.first.end == self.end
+
+
 def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl",
                   with_drilldowns: list[Any] | None = None) -> Analysis:
-    problems: list[Problem] = []
     whole = Parser(query)
     try:
         leading, written = whole.split()
     except ParseError as e:
-        return Analysis(
-            language=language,
-            stages=(Stage(0, "search", query.strip(), kind=StageKind.OPAQUE,
-                          span=Span(e.line, e.col, e.pos, e.pos)),),
-            problems=(Problem(f"SPL parse error: {e.description}", "error",
-                              Span(e.line, e.col, e.pos, e.pos), "parse-error"),),
-        )
-    ctx = _Ctx(query=query)
-    stages: list[Stage] = []
-    event_conds: list[Node | None] = []
-    result_conds: list[Node | None] = []
-    group_by: tuple[str, ...] = ()
-    used: list[str] = []
-    filters: list[str] = []
-    expanded_parts: list[str] = []  # the whole search after macro expansion, stage by stage
-    pipeline: list[dict[str, Any]] = []  # event-phase commands in order (see pipeline_step)
-    after_last_agg: list[dict[str, Any]] = []  # the commands after the last aggregation
+        return _unparsed(query, language, e)
+    s = _Search(query, macros, whole, leading, _Ctx(query=query))
     for idx, (cmd_start, cmd_end, first) in enumerate(written):
-        raw = query[cmd_start:cmd_end]
-        is_macro_stage = first.kind is T.MACRO and first.end == cmd_end
-        first_implicit = idx == 0 and not leading
-        text = raw if first_implicit else f"| {raw}"
-        exp = expand(raw, macros)
-        for k in exp.used:
-            if k not in used:
-                used.append(k)
-        stage_filters = [f for f in exp.filters if f not in filters]
-        filters.extend(stage_filters)
-        for p in exp.problems:
-            loc = p.location
-            if loc is not None and loc.start is not None:
-                loc = span_of(query, cmd_start + loc.start, cmd_start + (loc.end or loc.start))
-            problems.append(Problem(p.message, p.severity, loc, p.code))
-        expanded_text = " ".join(exp.text.split()) if exp.text != raw else None
-        expanded_parts.append(exp.text.strip() if first_implicit else f"| {exp.text.strip()}")
-        source = exp.text if first_implicit else f"| {exp.text}"
+        st = _expand_stage(s, idx, cmd_start, cmd_end, first)
         try:
-            if exp.text == raw:  # no macro: parse the stage from the query's own tokens
-                source = query
-                sub_commands: tuple[Command, ...] = (
-                    whole.command(cmd_start, cmd_end, first_implicit),)
-            else:
-                sub_commands = _parse_expanded(source)
+            commands = _parse_stage(s, st)
         except ParseError as e:
-            problems.append(Problem(f"SPL parse error in stage {idx + 1} after macro expansion: "
-                                    f"{e.description}", "error", span_of(query, cmd_start),
-                                    "parse-error"))
-            stages.append(Stage(idx, first.text.lower(), text, StageKind.OPAQUE, expanded_text,
-                                span=span_of(query, cmd_start, cmd_end)))
+            s.problems.append(Problem(f"SPL parse error in stage {idx + 1} after macro "
+                                      f"expansion: {e.description}", "error",
+                                      span_of(query, cmd_start), "parse-error"))
+            s.stages.append(Stage(idx, first.text.lower(), st.text, StageKind.OPAQUE,
+                                  st.expanded_text, span=span_of(query, cmd_start, cmd_end)))
             continue
-        ctx.stage = idx
-        ctx.span = span_of(query, cmd_start, cmd_end)
-        conds: list[Node | None] = []
-        kinds: list[StageKind] = []
-        by: tuple[str, ...] = ()
-        stage_phase = ctx.phase
-        unknown_stage = is_macro_stage and any(
-            p.code == "unknown-macro" for p in exp.problems)
-        for c in sub_commands:
-            ctx.source = source
-            ctx.cmd_text = source[c.start : c.end]
-            if c.name == "rename" and group_by:
-                group_by = apply_rename(group_by, rename_pairs(c.items))
-            in_event_phase = ctx.phase is Phase.EVENT
-            res = lower_command(c, ctx)
-            if c.name in AGGREGATING:
-                after_last_agg.clear()
-            elif in_event_phase:
-                pipeline.append(pipeline_step(c, res.condition, idx))
-            else:
-                step = pipeline_step(c, res.condition, idx)
-                if "join" in step:  # the subsearch, analyzed like a search of its own
-                    j = step["join"]
-                    sub = analyze_query(source[j.pop("start") + 1 : j.pop("end") - 1], macros)
-                    j["analysis"] = analysis_to_dict(sub)
-                after_last_agg.append(step)
-            kinds.append(res.kind)
-            if res.condition is not None:
-                conds.append(res.condition)
-                (event_conds if ctx.phase is Phase.EVENT else result_conds).append(
-                    res.condition)
-            if c.name in AGGREGATING:
-                by = res.by
-                group_by = res.by
-                ctx.phase = Phase.RESULT
-        command = sub_commands[0].name if sub_commands else first.text.lower()
-        notes: list[str] = []
-        if stage_filters and is_macro_stage:
-            kind = StageKind.MACRO
-            notes.append("filter macro (empty by default)")
-        elif unknown_stage:
-            kind = StageKind.OPAQUE
-            notes.append("unknown macro: kept as written")
-        elif StageKind.AGGREGATE in kinds:
-            kind = StageKind.AGGREGATE
-        elif StageKind.GENERATE in kinds:
-            kind = StageKind.GENERATE
-        elif StageKind.FILTER in kinds:
-            kind = StageKind.FILTER
+        s.stages.append(_lower_stage(s, st, commands))
+    return Analysis(
+        language=language,
+        stages=tuple(s.stages),
+        condition=conjoin(s.event_conds),
+        result_condition=conjoin(s.result_conds),
+        group_by=s.group_by,
+        problems=tuple(s.problems),
+        extra=_extra(s, with_drilldowns),
+    )
+
+
+def _unparsed(query: str, language: str, e: ParseError) -> Analysis:
+    """A search whose stages cannot even be split: one opaque stage and the located error."""
+    return Analysis(
+        language=language,
+        stages=(Stage(0, "search", query.strip(), kind=StageKind.OPAQUE,
+                      span=Span(e.line, e.col, e.pos, e.pos)),),
+        problems=(Problem(f"SPL parse error: {e.description}", "error",
+                          Span(e.line, e.col, e.pos, e.pos), "parse-error"),),
+    )
+
+
+def _expand_stage(s: _Search, idx: int, cmd_start: int, cmd_end: int,
+                  first: Token) -> _StageText:
+    """Expand the macros of one stage; record the macros and filters met and the expansion's
+    problems (their spans moved from the stage's text to the query's)."""
+    raw = s.query[cmd_start:cmd_end]
+    implicit = idx == 0 and not s.leading
+    exp = expand(raw, s.macros)
+    s.used.extend(k for k in dict.fromkeys(exp.used) if k not in s.used)
+    stage_filters = [f for f in exp.filters if f not in s.filters]
+    s.filters.extend(stage_filters)
+    for p in exp.problems:
+        loc = p.location
+        if loc is not None and loc.start is not None:
+            loc = span_of(s.query, cmd_start + loc.start, cmd_start + (loc.end or loc.start))
+        s.problems.append(Problem(p.message, p.severity, loc, p.code))
+    s.expanded_parts.append(exp.text.strip() if implicit else f"| {exp.text.strip()}")
+    return _StageText(
+        idx, cmd_start, cmd_end, first, implicit, raw if implicit else f"| {raw}", exp,
+        exp.text if implicit else f"| {exp.text}",
+        " ".join(exp.text.split()) if exp.text != raw else None, stage_filters)
+
+
+def _parse_stage(s: _Search, st: _StageText) -> tuple[Command, ...]:
+    """The stage's commands: from the query's own tokens when no macro changed it (its
+    ``source`` becomes the query, so offsets refer to it), else parsed from the expansion."""
+    if st.expansion.text == s.query[st.start:st.end]:
+        st.source = s.query
+        return (s.whole.command(st.start, st.end, st.implicit),)
+    return _parse_expanded(st.source)
+
+
+def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> Stage:
+    """Lower the commands of one stage (conditions, group-by, pipeline steps) into its Stage."""
+    ctx = s.ctx
+    ctx.stage = st.idx
+    ctx.span = span_of(s.query, st.start, st.end)
+    conds: list[Node | None] = []
+    kinds: list[StageKind] = []
+    by: tuple[str, ...] = ()
+    stage_phase = ctx.phase
+    for c in commands:
+        ctx.source = st.source
+        ctx.cmd_text = st.source[c.start : c.end]
+        if c.name == "rename" and s.group_by:
+            s.group_by = apply_rename(s.group_by, rename_pairs(c.items))
+        in_event_phase = ctx.phase is Phase.EVENT
+        res = lower_command(c, ctx)
+        if c.name in AGGREGATING:
+            s.after_last_agg.clear()
+        elif in_event_phase:
+            s.pipeline.append(pipeline_step(c, res.condition, st.idx))
         else:
-            kind = StageKind.TRANSFORM
-        if is_macro_stage and not notes and len(sub_commands) > 1:
-            notes.append(f"macro expands to {len(sub_commands)} commands")
-        stages.append(Stage(
-            index=idx, command=command, text=text, kind=kind, expanded=expanded_text,
-            condition=conjoin(conds), phase=stage_phase, by=by, notes=tuple(notes),
-            span=span_of(query, cmd_start, cmd_end),
-        ))
+            s.after_last_agg.append(_result_step(s, st, c, res.condition))
+        kinds.append(res.kind)
+        if res.condition is not None:
+            conds.append(res.condition)
+            (s.event_conds if ctx.phase is Phase.EVENT else s.result_conds).append(
+                res.condition)
+        if c.name in AGGREGATING:
+            by = res.by
+            s.group_by = res.by
+            ctx.phase = Phase.RESULT
+    kind, notes = _stage_kind(st, commands, kinds)
+    return Stage(
+        index=st.idx, command=commands[0].name if commands else st.first.text.lower(),
+        text=st.text, kind=kind, expanded=st.expanded_text, condition=conjoin(conds),
+        phase=stage_phase, by=by, notes=notes, span=ctx.span,
+    )
+
+
+def _result_step(s: _Search, st: _StageText, c: Command, cond: Node | None) -> dict[str, Any]:
+    """A result-phase command as a pipeline step; a join's subsearch is analyzed like a search
+    of its own."""
+    step = pipeline_step(c, cond, st.idx)
+    if "join" in step:
+        j = step["join"]
+        sub = analyze_query(st.source[j.pop("start") + 1 : j.pop("end") - 1], s.macros)
+        j["analysis"] = analysis_to_dict(sub)
+    return step
+
+
+def _stage_kind(st: _StageText, commands: tuple[Command, ...],
+                kinds: list[StageKind]) -> tuple[StageKind, tuple[str, ...]]:
+    """The kind of a stage from its commands' kinds, and notes on a macro stage."""
+    notes: list[str] = []
+    if st.stage_filters and st.is_macro:
+        kind = StageKind.MACRO
+        notes.append("filter macro (empty by default)")
+    elif st.is_macro and any(p.code == "unknown-macro" for p in st.expansion.problems):
+        kind = StageKind.OPAQUE
+        notes.append("unknown macro: kept as written")
+    else:
+        kind = next((k for k in (StageKind.AGGREGATE, StageKind.GENERATE, StageKind.FILTER)
+                     if k in kinds), StageKind.TRANSFORM)
+    if st.is_macro and not notes and len(commands) > 1:
+        notes.append(f"macro expands to {len(commands)} commands")
+    return kind, tuple(notes)
+
+
+def _extra(s: _Search, with_drilldowns: list[Any] | None) -> dict[str, Any]:
+    """What the analysis carries beside stages and trees (macros, computed fields, datamodels,
+    the pipelines the engine replays, drilldowns)."""
+    ctx = s.ctx
     extra: dict[str, Any] = {
-        "macros": used,
-        "filter_macros": filters,
+        "macros": s.used,
+        "filter_macros": s.filters,
         "computed_fields": sorted(set(ctx.computed) | set(ctx.renamed)),
         "datamodel": ctx.datamodels,
         "tstats": ctx.tstats,
     }
-    if used:
-        extra["expanded_search"] = "\n".join(expanded_parts)
+    if s.used:
+        extra["expanded_search"] = "\n".join(s.expanded_parts)
     if ctx.computed or ctx.renamed or any("filter" not in st and st.get("outputs") != []
-                                           for st in pipeline):
+                                           for st in s.pipeline):
         # a command writes a field: the engine needs the order of writes and filters
-        extra["event_pipeline"] = pipeline
-    if any(k in st for st in after_last_agg
+        extra["event_pipeline"] = s.pipeline
+    if any(k in st for st in s.after_last_agg
            for k in ("eval", "rex", "rename", "addtotals", "spath", "join")):
-        extra["result_pipeline"] = after_last_agg
+        extra["result_pipeline"] = s.after_last_agg
     if with_drilldowns:
-        extra["drilldowns"] = [_drilldown(d, macros) for d in with_drilldowns
+        extra["drilldowns"] = [_drilldown(d, s.macros) for d in with_drilldowns
                                if isinstance(d, Mapping)]
-    return Analysis(
-        language=language,
-        stages=tuple(stages),
-        condition=conjoin(event_conds),
-        result_condition=conjoin(result_conds),
-        group_by=group_by,
-        problems=tuple(problems),
-        extra=extra,
-    )
+    return extra
 
 
 PLACEHOLDER = "%original_detection_search%"
 
 # Drilldown analyses, per search text, for one macro table. ESCU's 2,618 drilldowns are 130
 # distinct texts (templates such as ``%original_detection_search% | search dest = $dest$``), so
-# a build analyzes each once. The table is held (not its id) so that a new one clears the cache.
-_DRILLDOWNS: dict[str, dict[str, Any]] = {}
-_DRILLDOWN_MACROS: list[Mapping[str, Macro] | None] = [None]
+# a build analyzes each once. The cache is bound to the table (held, not its id), so that a new
+# table empties it.
+_DRILLDOWNS: BoundedCache[str, dict[str, Any]] = BoundedCache(SPL_DRILLDOWNS)
 
 
 def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, Any]:
@@ -206,14 +270,10 @@ def _drilldown(d: Mapping[str, Any], macros: Mapping[str, Macro]) -> dict[str, A
     ``%original_detection_search%`` shown as a placeholder stage for the detection's own search
     rather than as a keyword predicate; ``$token$`` values stay as written."""
     search = str(d.get("search") or "")
-    if _DRILLDOWN_MACROS[0] is not macros:
-        _DRILLDOWNS.clear()
-        _DRILLDOWN_MACROS[0] = macros
+    _DRILLDOWNS.bind(macros)
     done = _DRILLDOWNS.get(search)
     if done is None:
-        done = _DRILLDOWNS[search] = _analyze_drilldown(search, macros)
-        if len(_DRILLDOWNS) > 4096:
-            _DRILLDOWNS.clear()
+        done = _DRILLDOWNS.put(search, _analyze_drilldown(search, macros))
     return {"name": d.get("name"), **done}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from functools import lru_cache
 
+from ruleatlas.caching import LINE_STARTS
 from ruleatlas.model import AtlasError, Span
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=LINE_STARTS)
 def _line_starts(text: str) -> tuple[int, ...]:
     """Offsets where each line of ``text`` starts (cached: one search gives many spans)."""
     starts = [0]

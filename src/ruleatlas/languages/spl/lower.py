@@ -721,11 +721,3 @@ def _regex_command(cmd: Command, ctx: _Ctx) -> Node | None:
         return Predicate("_raw", Op.REGEX, (Regex(it[0].value),), phase=ctx.phase,
                          stage=ctx.stage, text=text, span=ctx.span)
     return Opaque(text, "regex command form not understood", stage=ctx.stage, span=ctx.span)
-
-
-def kind_of_macro_stage(cmds: tuple[Command, ...], filters: list[str]) -> StageKind | None:
-    if filters and all(c.name == "search" and c.search is not None and isinstance(
-            c.search, STerm) for c in cmds):
-        return StageKind.MACRO
-    return None
-

@@ -15,10 +15,12 @@ reported; expansion never fails.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ruleatlas.languages.spl.errors import span_of
+from ruleatlas.caching import SPL_MACRO_CALLS, BoundedCache
+from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.tokens import T, Tokenizer
 from ruleatlas.model import Macro, Problem
 
@@ -106,8 +108,9 @@ def substitute(m: Macro, args: list[str]) -> str:
 
 # Expansions of one macro call, per macro table: most rules call the same few macros
 # (summariesonly, ctime, drop_dm_object_name), so each call is expanded once per table.
-_CACHE: dict[tuple[int, str], tuple[str, list[str], list[Problem], list[str]]] = {}
-_CACHE_TABLE: list[Mapping[str, Macro] | None] = [None]
+# The cache is bound to the table (held, not its id): a new table empties it.
+_CACHE: BoundedCache[tuple[int, str], tuple[str, list[str], list[Problem], list[str]]] = (
+    BoundedCache(SPL_MACRO_CALLS))
 
 
 def expand(text: str, macros: Mapping[str, Macro]) -> Expansion:
@@ -115,9 +118,7 @@ def expand(text: str, macros: Mapping[str, Macro]) -> Expansion:
     out = Expansion(text)
     if "`" not in text:
         return out
-    if _CACHE_TABLE[0] is not macros:  # a new table: forget expansions of the old one
-        _CACHE.clear()
-        _CACHE_TABLE[0] = macros
+    _CACHE.bind(macros)
     out.text = _expand(text, macros, out, (), 0, text)
     return out
 
@@ -127,8 +128,8 @@ def _expand(text: str, macros: Mapping[str, Macro], out: Expansion, stack: tuple
     tz = Tokenizer(text)
     try:
         toks = tz.tokenize()
-    except Exception:
-        return text  # the parser reports the error with its position
+    except ParseError:
+        return text  # kept unexpanded: parsing this text reports the error with its position
     macro_toks = [t for t in toks if t.kind is T.MACRO]
     cuts: list[tuple[int, int, str]] = [(a, b, " ") for a, b in tz.comments]
     for t in macro_toks:
@@ -169,7 +170,7 @@ def _expand(text: str, macros: Mapping[str, Macro], out: Expansion, stack: tuple
         out.problems.extend(sub.problems)
         out.filters.extend(sub.filters)
         if cache_key:
-            _CACHE[cache_key] = (body, sub.used, sub.problems, sub.filters)
+            _CACHE.put(cache_key, (body, sub.used, sub.problems, sub.filters))
         cuts.append((t.start, t.end, body))
     if not cuts:
         return text
@@ -182,3 +183,13 @@ def _expand(text: str, macros: Mapping[str, Macro], out: Expansion, stack: tuple
         pos = b
     parts.append(text[pos:])
     return "".join(parts)
+
+
+# A macro call as written in a search: name, then optional (arguments) with one level of nesting.
+_MACRO_CALL = re.compile(r"`([A-Za-z0-9_.:-]+(?:\((?:[^`()]|\([^`()]*\))*\))?)`")
+
+
+def macro_calls(text: str) -> list[str]:
+    """The keys of the macros a search calls, read from its text (for searches that do not
+    parse, whose analysis cannot say)."""
+    return [macro_key(body) for body in _MACRO_CALL.findall(text)]

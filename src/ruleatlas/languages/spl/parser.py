@@ -668,22 +668,6 @@ COMMAND_PARSERS: dict[str, CommandParser] = {
 }
 
 
-def split_stages(text: str) -> tuple[bool, list[tuple[int, int, Token]]]:
-    """Cheap stage split (no expression parsing): leading pipe, and per stage (start, end,
-    first token). Raises :class:`ParseError` on unbalanced brackets or unterminated text."""
-    return Parser(text).split()
-
-
 def parse(text: str) -> Pipeline:
     """Parse an SPL query. Raises :class:`ParseError` with a position on bad input."""
     return Parser(text).parse()
-
-
-def parse_eval_expression(text: str) -> ENode:
-    """Parse one eval expression (used by ``searchmatch`` and tests)."""
-    p = Parser(text)
-    ep = _EvalParser(p, p.eval_tokens(text, 0))
-    node = ep.parse()
-    if ep.peek().kind is not T.EOF:
-        raise p.error(f"unexpected {ep.peek().raw!r}", ep.peek().start)
-    return node

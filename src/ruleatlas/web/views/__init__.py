@@ -8,22 +8,21 @@ tests all walk.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruleatlas.store import Catalog
 from ruleatlas.web.params import Param
 
 
 @dataclass(frozen=True, slots=True)
 class Ctx:
-    """What a page builder gets: a read-only connection, path parameters, validated query."""
+    """What a page builder gets: the catalog (read-only), path parameters, validated query."""
 
-    conn: sqlite3.Connection
+    catalog: Catalog
     path: Mapping[str, str]
     args: Mapping[str, Any]
-    catalog: Callable[[], Any] | None = None  # the shared Catalog object, when available
 
 
 @dataclass(frozen=True, slots=True)

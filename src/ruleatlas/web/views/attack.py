@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.store import matrix
 from ruleatlas.web.params import Param
 from ruleatlas.web.views import Ctx, Page
 
@@ -15,7 +15,7 @@ PARAMS: dict[str, Param] = {
 
 
 def build_attack(ctx: Ctx) -> dict[str, Any]:
-    m = browse.attack_matrix(ctx.conn, ctx.args["source"])
+    m = matrix.attack_matrix(ctx.catalog.conn, ctx.args["source"])
     m.pop("counts")
     m.pop("names")
     return {"matrix": m}
@@ -23,7 +23,7 @@ def build_attack(ctx: Ctx) -> dict[str, Any]:
 
 def build_navigator(ctx: Ctx) -> dict[str, Any]:
     src = ctx.args["source"]
-    m = browse.attack_matrix(ctx.conn, src)
+    m = matrix.attack_matrix(ctx.catalog.conn, src)
     counts, names = m["counts"], m["names"]
     techniques = [
         {

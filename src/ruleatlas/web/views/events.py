@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.store import listings
 from ruleatlas.web.views import Ctx, Page
 
 
 def build_events(ctx: Ctx) -> dict[str, Any]:
-    return {"coverage": browse.event_coverage(ctx.conn)}
+    return {"coverage": listings.event_coverage(ctx.catalog)}
 
 
 PAGES = [

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.store import listings
 from ruleatlas.web.views import Ctx, Page
 
 
 def build_home(ctx: Ctx) -> dict[str, Any]:
-    return {"overview": browse.overview(ctx.conn)}
+    return {"overview": listings.overview(ctx.catalog.conn)}
 
 
 PAGES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.store import indicators
 from ruleatlas.web.params import Int, Param, WebError
 from ruleatlas.web.views import Ctx, Page
 
@@ -19,8 +19,8 @@ def build_explorer(ctx: Ctx) -> dict[str, Any]:
     f = ctx.args["field"]
     return {
         "field": f,
-        "fields": [[n, c] for n, c in browse.indicator_fields(ctx.conn, 200)],
-        "explorer": browse.indicator_explorer(ctx.conn, f, per_field=ctx.args["limit"]),
+        "fields": [[n, c] for n, c in indicators.indicator_fields(ctx.catalog.conn, 200)],
+        "explorer": indicators.indicator_explorer(ctx.catalog.conn, f, per_field=ctx.args["limit"]),
     }
 
 
@@ -28,7 +28,7 @@ def build_indicator(ctx: Ctx) -> dict[str, Any]:
     field, key = ctx.path["field"], ctx.path["key"]
     if len(key) > 4000 or len(field) > 200:
         raise WebError(400, "indicator field or key too long")
-    data = browse.indicator_rules(ctx.conn, field, key)
+    data = indicators.indicator_page(ctx.catalog.conn, field, key)
     if not data["total"]:
         raise WebError(404, f"no rule has the indicator {field} = {key[:80]!r}")
     return {"indicator": data}

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.store import listings
 from ruleatlas.web.params import WebError
 from ruleatlas.web.views import Ctx, Page
 
 
 def build_macros(ctx: Ctx) -> dict[str, Any]:
-    return {"macros": browse.macros(ctx.conn)}
+    return {"macros": listings.macros(ctx.catalog)}
 
 
 def build_macro(ctx: Ctx) -> dict[str, Any]:
     name = ctx.path["name"]
-    rows = browse.macros(ctx.conn, name)
+    rows = listings.macros(ctx.catalog, name)
     if not rows:
         raise WebError(404, f"no macro named {name[:80]!r}")
     return {"name": name, "macros": rows}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.api.documents import rule_document
+from ruleatlas.store import CatalogError
+from ruleatlas.store.indicators import similar_rules
 from ruleatlas.web.params import WebError
 from ruleatlas.web.views import Ctx, Page
 
@@ -19,36 +21,18 @@ DEFAULTS: dict[str, Any] = {
 SOURCE_LABELS = {"sigma": "Sigma", "splunk": "Splunk", "elastic": "Elastic"}
 
 
-def _document(ctx: Ctx, rule_id: str) -> dict[str, Any] | None:
-    """The shared rule document (``api.documents``) when that module is there, else ours."""
-    try:
-        from ruleatlas.api.documents import rule_document
-    except ImportError:
-        return browse.rule_document(ctx.conn, rule_id)
-    if ctx.catalog is None:
-        return browse.rule_document(ctx.conn, rule_id)
-    try:
-        return rule_document(ctx.catalog(), rule_id)  # type: ignore[no-any-return]
-    except (KeyError, ValueError):  # unknown id (RuleNotFound), ambiguous title (CatalogError)
-        return None
-
-
 def build_rule(ctx: Ctx) -> dict[str, Any]:
-    rule_id = ctx.path["rule_id"]
-    doc = _document(ctx, rule_id)
-    if doc is None:
-        raise WebError(404, f"no rule with id {rule_id!r}")
+    """The rule page: the rule document of the rule the path names (the one resolver: id,
+    unique title or unique id prefix), with similar rules and structured events."""
+    try:
+        rule_id = ctx.catalog.resolve(ctx.path["rule_id"])
+    except CatalogError as e:  # unknown, ambiguous or impossible reference
+        raise WebError(404, e.message) from None
+    doc = rule_document(ctx.catalog, rule_id)
     doc = {**DEFAULTS, **{k: v for k, v in doc.items() if v is not None or k not in DEFAULTS}}
-    if doc.get("test_result") is None:
-        doc["test_result"] = browse.test_result(ctx.conn, rule_id)
-    similar = doc.get("similar")
-    if similar is None:
-        similar = _similar(ctx, rule_id)
-    doc["similar"] = similar
-    if any(not isinstance(e, dict) for e in doc["events"]):  # "Channel 4104" strings
-        doc["events"] = browse.rule_events(ctx.conn, rule_id)
-    if not doc["data_sources"]:
-        doc["data_sources"] = browse.rule_data_sources(ctx.conn, rule_id)
+    doc["similar"] = _similar(ctx, rule_id)
+    doc["events"] = [{"channel": c, "event_id": e}
+                     for c, e in ctx.catalog.rule_event_pairs(rule_id)]
     doc["stages"] = [_stage(st) for st in doc["stages"]]
     doc["indicators"] = [_indicator_row(row) for row in doc["indicators"]]
     doc["source_label"] = SOURCE_LABELS.get(doc["source"], str(doc["source"]).title())
@@ -73,10 +57,10 @@ def _indicator_row(row: Any) -> dict[str, Any]:
 
 
 def _similar(ctx: Ctx, rule_id: str) -> list[dict[str, Any]]:
-    """IDF-weighted similar rules (``store.browse.similar_rules``: the scoring of
-    ``store.indicators.similar_rules`` in one query); the page shows ``shared`` as a count."""
+    """IDF-weighted similar rules (``store.indicators.similar_rules``); the page shows
+    ``shared`` as a count."""
     out = []
-    for r in browse.similar_rules(ctx.conn, rule_id, limit=10):
+    for r in similar_rules(ctx.catalog.conn, rule_id, limit=10):
         d = dict(r)
         d["shared_indicators"] = d["shared"]
         d["shared"] = len(d["shared"])
@@ -88,6 +72,7 @@ PAGES = [
     Page("rule", "/rules/{rule_id}", "rule.html", build_rule,
          "One rule: metadata, ATT&CK, events, body, stages and predicates, indicators with "
          "corpus counts, similar rules, stories, references, tests.",
-         path_params={"rule_id": "rule id (UUID)"},
+         path_params={"rule_id": "rule id (UUID), unique id prefix (8+ characters) or "
+                                 "unique title"},
          title=lambda d: str(d["rule"]["title"])),
 ]

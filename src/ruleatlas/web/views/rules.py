@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ruleatlas.store import browse
-from ruleatlas.web.params import Int, Param
+from ruleatlas.attack import ENTERPRISE_TACTICS
+from ruleatlas.store import RuleQuery, SearchError
+from ruleatlas.store.matrix import technique_names
+from ruleatlas.store.resolve import id_prefix_matches
+from ruleatlas.store.search import SORTS, TEST_STATUSES
+from ruleatlas.web.params import Int, Param, WebError
 from ruleatlas.web.views import Ctx, Page
 
 FILTERS = ("source", "status", "severity", "tactic", "technique", "data_source", "channel",
            "event_id", "language", "type", "test", "story", "macro")
+ID_MATCHES = 5  # rules listed above the results when the text is an id prefix
 PARAMS: dict[str, Param] = {
-    "q": Param("full-text query (title, description, query); words are ANDed, the last is a "
-               "prefix", max_len=300),
+    "q": Param("full-text query (title, description, query): words are ANDed, \"quoted "
+               "text\" is a phrase, the last unquoted word is a prefix; FTS syntax is searched "
+               "as text", max_len=300),
     "source": Param("rule source (sigma, splunk)", multi=True, max_len=40),
     "status": Param("rule status", multi=True, max_len=40),
     "severity": Param("severity / level", multi=True, max_len=40),
     "tactic": Param("ATT&CK tactic short name", multi=True,
-                    choices=tuple(t[0] for t in browse.TACTICS)),
+                    choices=tuple(t[0] for t in ENTERPRISE_TACTICS)),
     "technique": Param("ATT&CK technique id (sub-techniques included)", multi=True,
                        pattern=r"[Tt]\d{4}(\.\d{3})?"),
     "data_source": Param("data source name", multi=True),
@@ -25,11 +32,10 @@ PARAMS: dict[str, Param] = {
     "event_id": Param("event id", multi=True, max_len=40),
     "language": Param("query language (spl, sigma)", multi=True, max_len=40),
     "type": Param("rule type (TTP, Anomaly, Hunting, ...)", multi=True, max_len=40),
-    "test": Param("test status (pass, fail, no-data, not-runnable, untested, none)", multi=True,
-                  max_len=40),
+    "test": Param("test status", multi=True, choices=TEST_STATUSES),
     "story": Param("analytic story", multi=True),
     "macro": Param("Splunk macro key used by the rule", multi=True),
-    "sort": Param("sort order", choices=tuple(browse.SORTS), default="relevance"),
+    "sort": Param("sort order", choices=SORTS, default="relevance"),
     "page": Int("page number, from 1", lo=1, hi=10_000, default=1),
     "per_page": Int("results per page", lo=1, hi=200, default=50),
 }
@@ -40,28 +46,34 @@ FACET_LABELS = {
 }
 
 
+def rule_query(args: Mapping[str, Any]) -> RuleQuery:
+    """The store's query for this page's validated parameters."""
+    filters: dict[str, Any] = {k: tuple(args[k]) for k in FILTERS}
+    return RuleQuery(text=args["q"], sort=args["sort"], page=args["page"],
+                     per_page=args["per_page"], **filters)
+
+
 def build_rules(ctx: Ctx) -> dict[str, Any]:
     a = ctx.args
-    filters = {k: a[k] for k in FILTERS if a.get(k)}
-    if "technique" in filters:
-        filters["technique"] = [t.upper() for t in filters["technique"]]
-    res = browse.search(ctx.conn, a["q"], filters, a["sort"], a["page"], a["per_page"])
-    pages = max(1, (res.total + a["per_page"] - 1) // a["per_page"])
-    if a["page"] > pages and res.total:
-        from ruleatlas.web.params import WebError
-
-        raise WebError(404, f"page {a['page']} is past the last page ({pages})")
+    q = rule_query(a)
+    try:
+        res = ctx.catalog.search_rules(q)
+    except SearchError as e:
+        raise WebError(400, str(e)) from None
+    if a["page"] > res.pages and res.total:
+        raise WebError(404, f"page {a['page']} is past the last page ({res.pages})")
+    conn = ctx.catalog.conn
     return {
         "query": {"q": a["q"], "sort": a["sort"], "page": a["page"], "per_page": a["per_page"],
-                  "filters": filters},
+                  "filters": {k: list(v) for k, v in q.filters().items()}},
         "total": res.total,
-        "pages": pages,
-        "rows": [h.to_dict() for h in res.hits],
-        "_snippets": {h.id: h.snippet for h in res.hits if h.snippet},  # template only
+        "pages": res.pages,
+        "rows": [h.to_dict() for h in res.rows],
+        "_snippets": {h.id: h.snippet for h in res.rows if h.snippet},  # template only
         "facets": {k: [[v, n] for v, n in rows] for k, rows in res.facets.items()},
-        "id_matches": browse.rules_by_id_prefix(ctx.conn, a["q"]) if a["q"] else [],
-        "technique_names": browse.technique_names(
-            ctx.conn, [v for v, _ in res.facets.get("technique", ())]),
+        "id_matches": [{"id": c.id, "title": c.title, "source": c.source}
+                       for c in id_prefix_matches(conn, a["q"] or "", ID_MATCHES)],
+        "technique_names": technique_names(conn, [v for v, _ in res.facets.get("technique", ())]),
     }
 
 

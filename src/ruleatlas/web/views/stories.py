@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.store import browse
+from ruleatlas.store import listings
 from ruleatlas.web.params import WebError
 from ruleatlas.web.views import Ctx, Page
 
 
 def build_stories(ctx: Ctx) -> dict[str, Any]:
-    return {"stories": browse.stories(ctx.conn)}
+    return {"stories": listings.stories(ctx.catalog)}
 
 
 def build_story(ctx: Ctx) -> dict[str, Any]:
-    rows = browse.stories(ctx.conn, ctx.path["name"])
+    rows = listings.stories(ctx.catalog, ctx.path["name"])
     if not rows:
         raise WebError(404, f"no story named {ctx.path['name'][:80]!r}")
     return {"story": rows[0]}

@@ -1,11 +1,12 @@
-"""Declared events of an Elastic rule: index patterns, ECS categories and fields -> EventRefs.
+"""Declared events of a rule that reads ECS data streams (Elastic's rules): index patterns, ECS
+categories and fields -> EventRefs.
 
-The table is the ``elastic:`` section of ``logsources.yaml`` (read its comment). Steps:
+A rule is one of these when one of its index patterns matches a row of the ``elastic:`` section
+of ``logsources.yaml`` (read its comment); nothing here names a source or a language. Steps:
 
-1. index patterns: ``rule.extra["index"]``, the ``FROM`` of each ES|QL query, or, with none,
-   ``logs-<integration>.*`` per integration; each ``event.dataset`` value the condition
-   requires replaces them (``windows.sysmon_operational`` is the index
-   ``logs-windows.sysmon_operational-*``);
+1. index patterns: ``rule.extra["index"]`` and the ``FROM`` of each ES|QL query; each
+   ``event.dataset`` / ``data_stream.dataset`` value the condition requires replaces them
+   (``windows.sysmon_operational`` is the index ``logs-windows.sysmon_operational-*``);
 2. the OS: the condition's ``host.os.type``, else the rule's ``OS: ...`` tag, else the row's;
 3. per matched row: its events (a channel-only event is refined by the category or field events
    of the same channel: ``Sysmon`` + ``process where`` is ``Sysmon 1``), or the events of its
@@ -13,7 +14,8 @@ The table is the ``elastic:`` section of ``logsources.yaml`` (read its comment).
    of the rule's own categories; events named by a field the rule requires
    (``powershell.file.script_block_text``) win over categories on Windows.
 
-The caller (:func:`ruleatlas.coverage.events_for`) then narrows the result by the condition's
+:func:`ecs_events` is () for any other rule. The caller (:func:`ruleatlas.coverage.events_for`)
+then narrows the result by the condition's
 ``winlog.channel`` and ``event.code`` constraints, as for every source.
 """
 
@@ -25,7 +27,6 @@ from fnmatch import fnmatchcase
 from ruleatlas.coverage.table import ElasticIndex, Table
 from ruleatlas.model import Analysis, EventRef, Node, Rule, predicates
 
-SOURCE = "elastic"
 DEFAULT_OS = "windows"
 _FROM = re.compile(r"^\s*from\s+(.*?)(?:\s+metadata\b.*)?$", re.I | re.S)
 _OS_TAG = re.compile(r"^os:\s*(\w+)$", re.I)
@@ -44,15 +45,14 @@ def _values_required(node: Node | None, field: str) -> set[str] | None:
 
 
 def index_patterns(rule: Rule, analysis: Analysis | None) -> list[str]:
-    """The index patterns a rule reads, as written (see module doc, step 1)."""
+    """The index patterns a rule reads, as written: ``extra["index"]`` and each ES|QL
+    ``FROM``."""
     pats = [str(i) for i in rule.extra.get("index") or () if isinstance(i, str)]
     for st in analysis.stages if analysis is not None else ():
         if st.command.lower() == "from":
             m = _FROM.match(st.text)
             if m:
                 pats.extend(p.strip().strip('"') for p in m.group(1).split(",") if p.strip())
-    if not pats:
-        pats = [f"logs-{i}.*" for i in rule.data_sources if "/" not in i and " " not in i]
     return list(dict.fromkeys(pats))
 
 
@@ -102,8 +102,9 @@ def _dataset_patterns(condition: Node | None) -> list[str]:
     return [f"logs-{d}-*" for d in sorted(datasets or ()) if "*" not in d]
 
 
-def elastic_events(rule: Rule, analysis: Analysis | None, t: Table) -> tuple[EventRef, ...]:
-    """What an Elastic rule says it reads, before its condition narrows it."""
+def ecs_events(rule: Rule, analysis: Analysis | None, t: Table) -> tuple[EventRef, ...]:
+    """What a rule reading ECS data streams says it reads, before its condition narrows it;
+    () when none of its index patterns is in the table."""
     condition = analysis.condition if analysis is not None else None
     patterns = _dataset_patterns(condition)
     if not any(_row(p, t) for p in patterns):
