@@ -102,4 +102,4 @@ def test_corpus_coverage_counts():
     covered = [r for r, a in pairs if events_for(r, a)]
     ml = [r for r, _ in pairs if r.type == "machine_learning"]
     assert len(ml) == 106
-    assert len(covered) >= 1920
+    assert len(covered) >= 1950
