@@ -1,0 +1,669 @@
+"""The ECS view of a raw Windows event, as Elastic's Windows / System integrations produce it.
+
+Elastic's rules read Elastic Common Schema fields (``process.name``, ``event.category``,
+``winlog.event_data.GrantedAccess``); the readers give raw flattened events (``Image``,
+``EventID``, engine/events.py). :func:`ecs_view` computes the ECS document of one event from
+the table in ``ecs.yaml``: per channel (as ``coverage.routing.event_key`` names it) the
+categorisation of each event id (``event.category``/``type``/``action``, copied from the
+integrations' ingest pipelines) and rows ``ecs.field -> how to compute it from raw fields``,
+each traced to the pipeline step it follows (docs/ecs.md).
+
+The view is flat (dotted keys); multi-valued fields are lists (``process.args``,
+``event.category``); every raw EventData field is kept as ``winlog.event_data.<Name>``. It is a
+pure function of the fields, compiled once per event kind (``lru_cache``), and total: missing
+fields, odd types (an ``int`` where a string is expected, lists, dicts) and malformed values
+give fewer fields, never an exception.
+
+Command lines are split as the pipelines split them: :func:`command_line_to_argv` (Windows'
+CommandLineToArgvW rules, the Sysmon and PowerShell pipelines' "SplitCommandLine" script) and
+:func:`security_args` (the Security pipeline's simpler split for 4688, which keeps quotes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from ruleatlas.coverage.routing import Key, event_key
+
+__all__ = ["KindTable", "Row", "command_line_to_argv", "ecs_view", "kind_table",
+           "security_args"]
+
+Value = Any
+Fn = Callable[[Value, "Row"], Any]
+
+# --------------------------------------------------------------------------------------------
+# Command lines
+# --------------------------------------------------------------------------------------------
+
+
+def command_line_to_argv(cmd: str) -> list[str]:
+    """Split a command line into arguments the way Windows' CommandLineToArgvW does (as the
+    Sysmon pipeline's "Windows-like SplitCommandLine" script, ported from Go's
+    ``syscall.commandLineToArgv``): space and tab separate arguments outside quotes; ``2n``
+    backslashes before a quote are ``n`` backslashes and the quote toggles quoting, ``2n+1``
+    are ``n`` and a literal quote; backslashes elsewhere are literal; inside quotes a doubled
+    quote is one literal quote (the "prior to 2008" rule)."""
+    args: list[str] = []
+    i, n = 0, len(cmd)
+    while i < n:
+        if cmd[i] in " \t":
+            i += 1
+            continue
+        b: list[str] = []
+        inquote = False
+        nslash = 0
+        while i < n:
+            c = cmd[i]
+            if c in " \t" and not inquote:
+                i += 1
+                break
+            if c == '"':
+                b.append("\\" * (nslash // 2))
+                if nslash % 2 == 0:
+                    if inquote and i + 1 < n and cmd[i + 1] == '"':
+                        b.append('"')
+                        i += 1
+                    inquote = not inquote
+                else:
+                    b.append('"')
+                nslash = 0
+            elif c == "\\":
+                nslash += 1
+            else:
+                if nslash:
+                    b.append("\\" * nslash)
+                    nslash = 0
+                b.append(c)
+            i += 1
+        if nslash:
+            b.append("\\" * nslash)
+        args.append("".join(b))
+    return args
+
+
+def security_args(cmd: str) -> list[str]:
+    """The Security pipeline's 4688 split ("Process Event 4688"): a new argument at each
+    whitespace character outside double quotes; quotes stay in the arguments and two
+    whitespace characters in a row give an empty argument, as Elastic stores them."""
+    out: list[str] = []
+    start = 0
+    in_quote = False
+    last = len(cmd) - 1
+    for i, c in enumerate(cmd):
+        if c == '"':
+            in_quote = not in_quote
+        if c.isspace() and not in_quote:
+            out.append(cmd[start:i])
+            start = i + 1
+        if i == last:
+            out.append(cmd[start:i + 1])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Value functions (one per row kind of ecs.yaml)
+# --------------------------------------------------------------------------------------------
+
+
+def _text(v: Value) -> str | None:
+    """A scalar as text (EventID may be an int); None for lists, dicts and None."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return None
+
+
+def _int(v: Value) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    s = _text(v)
+    if s is None:
+        return None
+    s = s.strip()
+    return int(s) if re.fullmatch(r"[+-]?\d{1,19}", s) else None
+
+
+def _long(v: Value) -> int | None:
+    """Java's Long.decode: decimal, ``0x``/``#`` hex, leading ``0`` octal."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    s = _text(v)
+    if s is None:
+        return None
+    s = s.strip()
+    m = re.fullmatch(r"([+-]?)(?:(0[xX]|#)([0-9a-fA-F]{1,16})|(0[0-7]+)|(\d{1,19}))", s)
+    if m is None:
+        return None
+    sign = -1 if m.group(1) == "-" else 1
+    if m.group(3):
+        return sign * int(m.group(3), 16)
+    if m.group(4):
+        return sign * int(m.group(4), 8)
+    return sign * int(m.group(5))
+
+
+def _basename(v: Value) -> str | None:
+    s = _text(v)
+    if s is None or len(s) <= 1:
+        return None
+    idx = s.rfind("\\")
+    name = s[idx + 1:] if idx > -1 else ""
+    return name or None
+
+
+def _lastpart(v: Value) -> str | None:
+    s = _text(v)
+    return None if s is None else s.split("\\")[-1]
+
+
+def _argv(v: Value) -> list[str] | None:
+    s = _text(v)
+    return command_line_to_argv(s) if s else None
+
+
+def _argv_count(v: Value) -> int | None:
+    s = _text(v)
+    return len(command_line_to_argv(s)) if s else None
+
+
+def _args_security(v: Value) -> list[str] | None:
+    s = _text(v)
+    return security_args(s) if s else None
+
+
+def _user_part(v: Value, index: int) -> str | None:
+    s = _text(v)
+    if s is None:
+        return None
+    parts = s.split("\\")
+    return (parts[index] or None) if len(parts) == 2 else None
+
+
+def _before_at(v: Value) -> str | None:
+    s = _text(v)
+    return None if s is None else s.split("@")[0]
+
+
+def _split_ws(v: Value) -> list[str] | None:
+    s = _text(v)
+    return s.split() if s is not None else None
+
+
+def _trim(v: Value) -> str | None:
+    s = _text(v)
+    return s.strip() if s is not None else None
+
+
+def _ip(v: Value) -> str | None:
+    s = _text(v)
+    if s is None:
+        return None
+    m = re.fullmatch(r"::ffff:(\d+\.\d+\.\d+\.\d+)", s)
+    return m.group(1) if m else s
+
+
+AUDIT_FAILURE = 0x10000000000000
+AUDIT_SUCCESS = 0x20000000000000
+
+
+def _outcome(v: Value) -> str | None:
+    """[BEAT] winevent.Fields: the Keywords audit bits (a hex string in EVTX/XML, a signed
+    64-bit int in NXLog exports)."""
+    k = _long(v)
+    if k is None:
+        return None
+    k &= 0xFFFFFFFFFFFFFFFF
+    if k & AUDIT_FAILURE:
+        return "failure"
+    if k & AUDIT_SUCCESS:
+        return "success"
+    return None
+
+
+def _map(v: Value, row: Row) -> Any:
+    s = _text(v)
+    got = row.mapping.get(s) if s is not None else None
+    return row.default if got is None else got
+
+
+def _equals(v: Value, row: Row) -> Any:
+    return row.const if _text(v) == row.equals else None
+
+
+def _hashes(v: Value) -> dict[str, str] | None:
+    """[SYSMON] kv on "," and "=", keys and values lower-cased, all-zero values dropped;
+    imphash is pe.imphash."""
+    s = _text(v)
+    if not s:
+        return None
+    out: dict[str, str] = {}
+    for part in s.split(","):
+        key, eq, val = part.partition("=")
+        if not eq:
+            continue
+        key, val = key.strip().lower(), val.strip().lower()
+        if not key or not val or set(val) == {"0"}:
+            continue
+        out["pe.imphash" if key == "imphash" else f"hash.{key}"] = val
+    return out or None
+
+
+def _path_parts(v: Value) -> dict[str, str] | None:
+    """[SYSMON] "Adds file information": name and directory around the last backslash, the
+    extension after the last "." of the whole path; nothing when there is no backslash."""
+    s = _text(v)
+    if s is None or len(s) <= 1:
+        return None
+    idx = s.rfind("\\")
+    if idx < 0:
+        return None
+    out = {"name": s[idx + 1:], "directory": s[:idx]}
+    dot = s.rfind(".")
+    if dot > -1:
+        out["extension"] = s[dot + 1:]
+    return out
+
+
+HIVES = {"HKEY_CLASSES_ROOT": "HKCR", "HKCR": "HKCR", "HKEY_CURRENT_CONFIG": "HKCC",
+         "HKCC": "HKCC", "HKEY_CURRENT_USER": "HKCU", "HKCU": "HKCU", "HKEY_DYN_DATA": "HKDD",
+         "HKDD": "HKDD", "HKEY_LOCAL_MACHINE": "HKLM", "HKLM": "HKLM",
+         "HKEY_PERFORMANCE_DATA": "HKPD", "HKPD": "HKPD", "HKEY_USERS": "HKU", "HKU": "HKU"}
+_QWORD = re.compile(r"(?i)QWORD \(((0x[0-9A-F]{8})-(0x[0-9A-F]{8}))\)")
+_DWORD = re.compile(r"(?i)DWORD \((0x[0-9A-F]{8})\)")
+
+
+def _registry(v: Value, details: Value) -> dict[str, Any] | None:
+    """[SYSMON] "Set registry fields" on TargetObject and Details, including its quirks: the
+    QWORD value is ``(high << 8) + low`` and the types are named SZ_DWORD / SZ_QWORD."""
+    path = _text(v)
+    if not path:
+        return None
+    out: dict[str, Any] = {"path": path}
+    tokens = [t for t in path.split("\\")]
+    while len(tokens) > 1 and tokens[-1] == "":
+        tokens.pop()  # Java's String.split drops trailing empty strings
+    hive = HIVES.get(tokens[0])
+    if hive is not None:
+        out["hive"] = hive
+        if len(tokens) > 1:
+            out["key"] = "\\".join(tokens[1:])
+    out["value"] = tokens[-1]
+    data = _text(details)
+    if data:
+        m = _QWORD.fullmatch(data)
+        if m:
+            val = (int(m.group(2)[2:], 16) << 8) + int(m.group(3)[2:], 16)
+            out["data.strings"], out["data.type"] = [str(val)], "SZ_QWORD"
+        elif (m := _DWORD.fullmatch(data)) is not None:
+            out["data.strings"], out["data.type"] = [str(int(m.group(1)[2:], 16))], "SZ_DWORD"
+        elif data == "Binary Data":
+            out["data.strings"], out["data.type"] = [data], "REG_BINARY"
+        else:
+            out["data.strings"], out["data.type"] = [data], "REG_SZ"
+    return out
+
+
+DNS_TYPES = {"1": "A", "2": "NS", "5": "CNAME", "6": "SOA", "12": "PTR", "15": "MX",
+             "16": "TXT", "28": "AAAA", "33": "SRV", "39": "DNAME", "255": "ANY"}
+
+
+def _dns_answers(v: Value) -> dict[str, list[Any]] | None:
+    """[SYSMON] QueryResults "type:  5 name;::ffff:1.2.3.4;": named answers with their type,
+    addresses as resolved_ip and as A / AAAA answers (flattened: answers.type, answers.data
+    are parallel lists)."""
+    s = _text(v)
+    if not s:
+        return None
+    types: list[Any] = []
+    datas: list[Any] = []
+    ips: list[str] = []
+    for answer in s.split(";"):
+        if not answer:
+            continue
+        if answer.startswith("type:"):
+            parts = answer.split()
+            if len(parts) == 3:
+                types.append(DNS_TYPES.get(parts[1], parts[1]))
+                datas.append(parts[2])
+        else:
+            ips.append(answer.replace("::ffff:", ""))
+    for ip in ips:
+        types.append("AAAA" if ":" in ip else "A")
+        datas.append(ip)
+    out: dict[str, list[Any]] = {}
+    if types:
+        out["answers.type"], out["answers.data"] = types, datas
+    if ips:
+        out["resolved_ip"] = ips
+    return out or None
+
+
+def _share_path(v: Value, f: Mapping[str, Any]) -> dict[str, str] | None:
+    """[SECURITY] 5140/5145: file.name, directory, path, target_path, extension."""
+    name = _text(v)
+    if not name:
+        return None
+    out = {"name": name}
+    local = _text(f.get("ShareLocalPath"))
+    if local:
+        out["directory"] = local
+        out["path"] = f"{local}\\{name}"
+    share = _text(f.get("ShareName"))
+    if share:
+        out["target_path"] = f"{share}\\{name}"
+    dot = name.rfind(".")
+    if dot > -1:
+        out["extension"] = name[dot + 1:]
+    return out
+
+
+def _member_name(v: Value) -> dict[str, str] | None:
+    """[SECURITY] MemberName "CN=x,OU=..,DC=d,DC=..": target.name x, target.domain (the 4th
+    comma part without DC=)."""
+    s = _text(v)
+    if not s or s == "-":
+        return None
+    parts = s.split(",")
+    out = {"target.name": parts[0].replace("CN=", "").replace("cn=", "")}
+    if len(parts) >= 4:
+        out["target.domain"] = parts[3].replace("DC=", "").replace("dc=", "")
+    return out
+
+
+def _ps_users(v: Value, f: Mapping[str, Any]) -> dict[str, str] | None:
+    """[PSOP]: User "D\\n" -> domain/name; a ConnectedUser moves them to destination.user.*
+    and takes user.* itself (and source.user.*)."""
+    out: dict[str, str] = {}
+    user = _text(v)
+    if user is not None and len(p := user.split("\\")) == 2:
+        out.update({k: x for k, x in (("domain", p[0]), ("name", p[1])) if x})
+    conn = _text(f.get("ConnectedUser"))
+    if conn is not None and len(c := conn.split("\\")) == 2:
+        moved = {f"@destination.user.{k}": x for k, x in out.items()}
+        out = {k: x for k, x in (("domain", c[0]), ("name", c[1])) if x}
+        out.update({f"@source.user.{k}": x for k, x in out.items()})
+        out.update(moved)
+    return out or None
+
+
+SIMPLE: dict[str, Callable[[Value], Any]] = {
+    "raw": lambda v: v, "str": _text, "int": _int, "long": _long, "basename": _basename,
+    "lastpart": _lastpart, "argv": _argv, "argv_count": _argv_count,
+    "args_security": _args_security, "user_domain": lambda v: _user_part(v, 0),
+    "user_name": lambda v: _user_part(v, 1), "before_at": _before_at, "split_ws": _split_ws,
+    "trim": _trim, "ip": _ip, "outcome": _outcome, "hashes": _hashes,
+    "path_parts": _path_parts, "dns_answers": _dns_answers, "member_name": _member_name,
+}
+WITH_ROW: dict[str, Callable[[Value, Row], Any]] = {"map": _map, "equals": _equals}
+WITH_FIELDS: dict[str, Callable[[Value, Mapping[str, Any]], Any]] = {
+    "share_path": _share_path, "ps_users": _ps_users,
+    "registry": lambda v, f: _registry(v, f.get("Details")),
+}
+MULTI = frozenset({"hashes", "path_parts", "dns_answers", "member_name", "share_path",
+                   "ps_users", "registry"})
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of ecs.yaml: ``target`` computed by ``fn`` from the first of ``sources``
+    present; ``overwrite`` for the pipelines' ``set`` (else the first row to give a value
+    wins); ``multi`` rows write ``target.<suffix>`` for each key they return."""
+
+    target: str
+    fn: str
+    sources: tuple[str, ...] = ()
+    const: Any = None
+    mapping: Mapping[str, Any] | None = None
+    default: Any = None
+    equals: str | None = None
+    skip: frozenset[str] = frozenset()
+    codes: frozenset[str] | None = None
+    not_codes: frozenset[str] = frozenset()
+    overwrite: bool = False
+
+    @property
+    def multi(self) -> bool:
+        return self.fn in MULTI
+
+    def applies(self, event_id: str | None) -> bool:
+        if self.codes is not None and event_id not in self.codes:
+            return False
+        return event_id not in self.not_codes
+
+
+@dataclass(frozen=True, slots=True)
+class Expand:
+    """Raw fields parsed into more raw fields first (PowerShell's ContextInfo / param3)."""
+
+    sources: tuple[str, ...]
+    style: str
+    codes: frozenset[str] | None = None
+    not_codes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class KindTable:
+    """Everything ecs_view needs for one event kind, compiled from ecs.yaml."""
+
+    consts: tuple[tuple[str, Any], ...]
+    rows: tuple[Row, ...]
+    expand: tuple[Expand, ...]
+    empty: frozenset[str]
+    envelope: frozenset[str]
+    envelope_event_types: frozenset[str]
+
+
+FN_KEYS = ("const", "task", *SIMPLE, *WITH_ROW, *WITH_FIELDS)
+
+
+def _codes(x: Any) -> frozenset[str] | None:
+    return None if x is None else frozenset(str(c) for c in x)
+
+
+def _row(name: str, spec: Any) -> Row:
+    if isinstance(spec, list):
+        return Row(name, "raw", tuple(str(s) for s in spec))
+    if not isinstance(spec, dict):
+        raise ValueError(f"ecs.yaml: row {name}: expected a list or a mapping, got {spec!r}")
+    fn = next((k for k in FN_KEYS if k in spec), None)
+    if fn is None:
+        raise ValueError(f"ecs.yaml: row {name}: no function among {', '.join(FN_KEYS)}")
+    arg = spec[fn]
+    sources: tuple[str, ...] = ()
+    if fn in ("map", "equals"):
+        sources = tuple(spec.get("from", ()))
+    elif fn != "const":
+        sources = tuple(str(s) for s in arg)
+    mapping = {str(k): v for k, v in arg.items()} if fn == "map" else None
+    return Row(
+        target=str(spec.get("as", name)), fn=fn, sources=sources,
+        const=spec.get("value") if fn == "equals" else (arg if fn == "const" else None),
+        mapping=mapping, default=spec.get("default"),
+        equals=str(arg) if fn == "equals" else None,
+        skip=frozenset(str(s) for s in spec.get("skip", ())),
+        codes=_codes(spec.get("codes")), not_codes=_codes(spec.get("not_codes")) or frozenset(),
+        overwrite=bool(spec.get("set", False)),
+    )
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict[str, Any]:
+    text = resources.files("ruleatlas.engine").joinpath("ecs.yaml").read_text("utf-8")
+    return yaml.safe_load(text) or {}
+
+
+@lru_cache(maxsize=1)
+def security_tasks() -> dict[str, str]:
+    return {str(k): str(v) for k, v in (_raw().get("security_tasks") or {}).items()}
+
+
+def _categorisation(events: Mapping[str, Any], event_id: str | None) -> list[tuple[str, Any]]:
+    cat = events.get(event_id) if event_id is not None else None
+    if cat is None:
+        cat = events.get("*")
+    if not isinstance(cat, dict):
+        return []
+    return [(f"event.{k}", v) for k, v in cat.items() if k in ("category", "type", "action")]
+
+
+@lru_cache(maxsize=512)
+def kind_table(key: Key) -> KindTable:
+    """The compiled table of one event kind ``(channel, event id)``."""
+    raw = _raw()
+    channel, event_id = key
+    ch = (raw.get("channels") or {}).get(channel) or {}
+    rows = [_row(str(n), s) for n, s in (raw.get("common") or {}).items()]
+    consts: list[tuple[str, Any]] = []
+    if ch.get("dataset"):
+        consts += [("event.dataset", ch["dataset"]), ("data_stream.dataset", ch["dataset"])]
+    consts += _categorisation(ch.get("events") or {}, event_id)
+    rows += [_row(str(n), s) for n, s in (ch.get("fields") or {}).items()]
+    expand = tuple(
+        Expand(tuple(e["from"]), str(e["style"]), _codes(e.get("codes")),
+               _codes(e.get("not_codes")) or frozenset())
+        for e in ch.get("expand") or ()
+    )
+    return KindTable(
+        consts=tuple(consts),
+        rows=tuple(r for r in rows if r.applies(event_id)),
+        expand=tuple(e for e in expand
+                     if (e.codes is None or event_id in e.codes) and event_id not in e.not_codes),
+        empty=frozenset(ch.get("empty") or ("",)),
+        envelope=frozenset(str(x) for x in raw.get("envelope") or ()),
+        envelope_event_types=frozenset(raw.get("envelope_event_types") or ()),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Expansion of packed PowerShell fields
+# --------------------------------------------------------------------------------------------
+
+_TAB_KEY = re.compile(r"^[ \t]*(\w+)=", re.M)
+
+
+def _expand(text: str, style: str) -> dict[str, str]:
+    """``context_info``: "    Host Application = x" lines ([PSOP] kv on newlines, keys without
+    spaces); ``tab_lines``: "\\tHostApplication=x" lines, a value running to the next key
+    ([PS], multi-line values kept)."""
+    text = text.replace("\r\n", "\n")
+    out: dict[str, str] = {}
+    if style == "context_info":
+        for line in text.split("\n"):
+            k, eq, v = line.partition("=")
+            key = re.sub(r"\s", "", k)
+            if eq and key:
+                out[key] = v.strip(" \n\t")
+        return out
+    keys = list(_TAB_KEY.finditer(text))
+    for i, m in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
+        out[m.group(1)] = text[m.end():end].strip()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The view
+# --------------------------------------------------------------------------------------------
+
+
+def _source(row: Row, f: Mapping[str, Any], out: Mapping[str, Any],
+            empty: frozenset[str]) -> Any:
+    for s in row.sources:
+        v = out.get(s) if s in out else f.get(s)
+        if v is None or (isinstance(v, str) and (v in empty or v in row.skip)):
+            continue
+        return v
+    return None
+
+
+def _task(f: Mapping[str, Any], row: Row, channel: str | None, empty: frozenset[str]) -> Any:
+    """[BEAT] event.action = the rendered task name: RenderingInfo's or the collector's
+    (NXLog ``Category``); for Security, the numeric Task through the msobjs.dll table."""
+    for s in row.sources:
+        v = f.get(s)
+        if v is None or (isinstance(v, str) and v in empty):
+            continue
+        if s == "Task":
+            return security_tasks().get(str(v)) if channel == "Security" else None
+        return _text(v)
+    return None
+
+
+def _apply(row: Row, f: Mapping[str, Any], out: dict[str, Any], t: KindTable,
+           channel: str | None) -> None:
+    if row.fn == "const":
+        value = row.const
+    elif row.fn == "task":
+        value = _task(f, row, channel, t.empty)
+    else:
+        v = _source(row, f, out, t.empty)
+        if row.fn in WITH_FIELDS:
+            value = WITH_FIELDS[row.fn](v, f) if v is not None or row.fn == "ps_users" else None
+        elif v is None:
+            return
+        elif row.fn in WITH_ROW:
+            value = WITH_ROW[row.fn](v, row)
+        else:
+            value = SIMPLE[row.fn](v)
+    if value is None:
+        return
+    if row.multi:
+        for k, x in value.items():
+            name = k[1:] if k.startswith("@") else f"{row.target}.{k}"
+            if row.overwrite or name not in out:
+                out[name] = x
+    elif row.overwrite or row.target not in out:
+        out[row.target] = value
+
+
+def _event_data(f: Mapping[str, Any], out: dict[str, Any], t: KindTable) -> None:
+    env, empty = t.envelope, t.empty
+    for k, v in f.items():
+        if k in env or v is None or (isinstance(v, str) and v in empty):
+            continue
+        if k == "EventType" and v in t.envelope_event_types:
+            continue
+        out["winlog.event_data." + k] = v
+
+
+def ecs_view(fields: Mapping[str, Any], key: Key | None = None) -> dict[str, Any]:
+    """The ECS document of one raw flattened event, flat (``{"process.name": "cmd.exe"}``).
+
+    ``key``: the event's kind when the caller has it (``coverage.routing.event_key``)."""
+    if not isinstance(fields, Mapping):
+        return {}
+    if key is None:
+        key = event_key(fields)
+    t = kind_table(key)
+    f: Mapping[str, Any] = fields
+    if t.expand:
+        extra: dict[str, Any] = {}
+        for e in t.expand:
+            for s in e.sources:
+                v = fields.get(s)
+                if isinstance(v, str) and v:
+                    extra.update(_expand(v, e.style))
+                    break
+        if extra:
+            f = {**fields, **{k: v for k, v in extra.items() if v != ""}}
+    out: dict[str, Any] = {}
+    _event_data(f, out, t)
+    out.update(t.consts)
+    channel = key[0]
+    for row in t.rows:
+        _apply(row, f, out, t, channel)
+    return out
