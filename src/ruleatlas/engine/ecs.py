@@ -36,7 +36,7 @@ __all__ = ["KindTable", "Row", "command_line_to_argv", "ecs_view", "kind_table",
            "security_args"]
 
 Value = Any
-Fn = Callable[[Value, "Row"], Any]
+Step = Callable[[Mapping[str, Any], dict[str, Any]], None]
 
 # --------------------------------------------------------------------------------------------
 # Command lines
@@ -49,43 +49,50 @@ def command_line_to_argv(cmd: str) -> list[str]:
     ``syscall.commandLineToArgv``): space and tab separate arguments outside quotes; ``2n``
     backslashes before a quote are ``n`` backslashes and the quote toggles quoting, ``2n+1``
     are ``n`` and a literal quote; backslashes elsewhere are literal; inside quotes a doubled
-    quote is one literal quote (the "prior to 2008" rule)."""
+    quote is one literal quote and ends the quoting (the "prior to 2008" rule)."""
+    return list(_argv_cached(cmd))
+
+
+_ARGV_TOKEN = re.compile(r'(\\*)"|[ \t]+|[^ \t"\\]+|\\+')
+
+
+@lru_cache(maxsize=8192)
+def _argv_cached(cmd: str) -> tuple[str, ...]:
+    if '"' not in cmd:  # no quote: backslashes are literal, only blanks separate
+        return tuple(x for x in re.split(r"[ \t]+", cmd) if x)
     args: list[str] = []
-    i, n = 0, len(cmd)
-    while i < n:
-        if cmd[i] in " \t":
-            i += 1
-            continue
-        b: list[str] = []
-        inquote = False
-        nslash = 0
-        while i < n:
-            c = cmd[i]
-            if c in " \t" and not inquote:
-                i += 1
-                break
-            if c == '"':
-                b.append("\\" * (nslash // 2))
-                if nslash % 2 == 0:
-                    if inquote and i + 1 < n and cmd[i + 1] == '"':
-                        b.append('"')
-                        i += 1
-                    inquote = not inquote
-                else:
-                    b.append('"')
-                nslash = 0
-            elif c == "\\":
-                nslash += 1
+    cur: list[str] | None = None
+    inquote = False
+    pos, n = 0, len(cmd)
+    while pos < n:
+        m = _ARGV_TOKEN.match(cmd, pos)
+        if m is None:  # unreachable: the alternatives cover every character
+            break
+        pos = m.end()
+        text = m.group(0)
+        if m.group(1) is not None:  # backslashes then a quote
+            nslash = len(m.group(1))
+            cur = [] if cur is None else cur
+            cur.append("\\" * (nslash // 2))
+            if nslash % 2:
+                cur.append('"')
             else:
-                if nslash:
-                    b.append("\\" * nslash)
-                    nslash = 0
-                b.append(c)
-            i += 1
-        if nslash:
-            b.append("\\" * nslash)
-        args.append("".join(b))
-    return args
+                if inquote and pos < n and cmd[pos] == '"':
+                    cur.append('"')
+                    pos += 1
+                inquote = not inquote
+        elif text[0] in " \t":
+            if inquote and cur is not None:
+                cur.append(text)
+            elif cur is not None:
+                args.append("".join(cur))
+                cur = None
+        else:
+            cur = [] if cur is None else cur
+            cur.append(text)
+    if cur is not None:
+        args.append("".join(cur))
+    return tuple(args)
 
 
 def security_args(cmd: str) -> list[str]:
@@ -232,7 +239,7 @@ def _outcome(v: Value) -> str | None:
 
 def _map(v: Value, row: Row) -> Any:
     s = _text(v)
-    got = row.mapping.get(s) if s is not None else None
+    got = row.mapping.get(s) if s is not None and row.mapping is not None else None
     return row.default if got is None else got
 
 
@@ -439,6 +446,12 @@ class Row:
     def multi(self) -> bool:
         return self.fn in MULTI
 
+    def produces(self, name: str) -> bool:
+        """Whether this row writes the ECS field ``name``."""
+        if name == self.target or (self.multi and name.startswith(self.target + ".")):
+            return True
+        return self.fn == "ps_users" and name.startswith(("source.user.", "destination.user."))
+
     def applies(self, event_id: str | None) -> bool:
         if self.codes is not None and event_id not in self.codes:
             return False
@@ -461,10 +474,12 @@ class KindTable:
 
     consts: tuple[tuple[str, Any], ...]
     rows: tuple[Row, ...]
+    steps: tuple[Step, ...]
     expand: tuple[Expand, ...]
     empty: frozenset[str]
     envelope: frozenset[str]
     envelope_event_types: frozenset[str]
+    event_data: frozenset[str] | None = None
 
 
 FN_KEYS = ("const", "task", *SIMPLE, *WITH_ROW, *WITH_FIELDS)
@@ -520,9 +535,31 @@ def _categorisation(events: Mapping[str, Any], event_id: str | None) -> list[tup
     return [(f"event.{k}", v) for k, v in cat.items() if k in ("category", "type", "action")]
 
 
-@lru_cache(maxsize=512)
-def kind_table(key: Key) -> KindTable:
-    """The compiled table of one event kind ``(channel, event id)``."""
+def _is_ecs(name: str) -> bool:
+    """A row source naming an ECS field computed before (``process.command_line``), not a raw
+    field (``CommandLine``)."""
+    return "." in name and name[:1].islower()
+
+
+def _select(rows: tuple[Row, ...], only: frozenset[str]) -> tuple[Row, ...]:
+    """The rows producing the names in ``only`` and the ECS fields those rows read."""
+    wanted = set(only)
+    keep: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for i, r in enumerate(rows):
+            if i not in keep and any(r.produces(n) for n in wanted):
+                keep.add(i)
+                changed = True
+                wanted.update(x for x in r.sources if _is_ecs(x))
+    return tuple(r for i, r in enumerate(rows) if i in keep)
+
+
+@lru_cache(maxsize=4096)
+def kind_table(key: Key, only: frozenset[str] | None = None) -> KindTable:
+    """The compiled table of one event kind ``(channel, event id)``; with ``only``, just the
+    rows computing those ECS fields (and what they depend on)."""
     raw = _raw()
     channel, event_id = key
     ch = (raw.get("channels") or {}).get(channel) or {}
@@ -537,14 +574,23 @@ def kind_table(key: Key) -> KindTable:
                _codes(e.get("not_codes")) or frozenset())
         for e in ch.get("expand") or ()
     )
+    kept = tuple(r for r in rows if r.applies(event_id))
+    event_data: frozenset[str] | None = None  # None: every raw EventData field
+    if only is not None:
+        kept = _select(kept, only)
+        consts = [(k, v) for k, v in consts if k in only]
+        event_data = frozenset(n[len(EVENT_DATA):] for n in only if n.startswith(EVENT_DATA))
+    empty = frozenset(ch.get("empty") or ("",))
     return KindTable(
         consts=tuple(consts),
-        rows=tuple(r for r in rows if r.applies(event_id)),
+        rows=kept,
+        steps=tuple(_step(r, channel, empty) for r in kept),
         expand=tuple(e for e in expand
                      if (e.codes is None or event_id in e.codes) and event_id not in e.not_codes),
-        empty=frozenset(ch.get("empty") or ("",)),
+        empty=empty,
         envelope=frozenset(str(x) for x in raw.get("envelope") or ()),
         envelope_event_types=frozenset(raw.get("envelope_event_types") or ()),
+        event_data=event_data,
     )
 
 
@@ -580,75 +626,135 @@ def _expand(text: str, style: str) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _source(row: Row, f: Mapping[str, Any], out: Mapping[str, Any],
-            empty: frozenset[str]) -> Any:
-    for s in row.sources:
-        v = out.get(s) if s in out else f.get(s)
-        if v is None or (isinstance(v, str) and (v in empty or v in row.skip)):
-            continue
-        return v
-    return None
+def _first(sources: tuple[str, ...], skip: frozenset[str]) -> Callable[..., Any]:
+    """The first of ``sources`` present (an ECS field already computed, else a raw one)."""
+
+    def get(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
+        for s in sources:
+            v = out.get(s)
+            if v is None:
+                v = f.get(s)
+            if v is None or (v.__class__ is str and v in skip):
+                continue
+            return v
+        return None
+
+    return get
 
 
-def _task(f: Mapping[str, Any], row: Row, channel: str | None, empty: frozenset[str]) -> Any:
+def _task(sources: tuple[str, ...], channel: str | None,
+          empty: frozenset[str]) -> Callable[[Mapping[str, Any]], Any]:
     """[BEAT] event.action = the rendered task name: RenderingInfo's or the collector's
     (NXLog ``Category``); for Security, the numeric Task through the msobjs.dll table."""
-    for s in row.sources:
-        v = f.get(s)
-        if v is None or (isinstance(v, str) and v in empty):
-            continue
-        if s == "Task":
-            return security_tasks().get(str(v)) if channel == "Security" else None
-        return _text(v)
-    return None
+    tasks = security_tasks() if channel == "Security" else {}
+
+    def get(f: Mapping[str, Any]) -> Any:
+        for s in sources:
+            v = f.get(s)
+            if v is None or (isinstance(v, str) and v in empty):
+                continue
+            if s == "Task":
+                return tasks.get(str(v))
+            return _text(v)
+        return None
+
+    return get
 
 
-def _apply(row: Row, f: Mapping[str, Any], out: dict[str, Any], t: KindTable,
-           channel: str | None) -> None:
+def _compute(row: Row, channel: str | None, empty: frozenset[str]) -> Callable[..., Any]:
+    """``(raw fields, view so far) -> value`` for one row."""
     if row.fn == "const":
-        value = row.const
-    elif row.fn == "task":
-        value = _task(f, row, channel, t.empty)
-    else:
-        v = _source(row, f, out, t.empty)
-        if row.fn in WITH_FIELDS:
-            value = WITH_FIELDS[row.fn](v, f) if v is not None or row.fn == "ps_users" else None
-        elif v is None:
-            return
-        elif row.fn in WITH_ROW:
-            value = WITH_ROW[row.fn](v, row)
-        else:
-            value = SIMPLE[row.fn](v)
-    if value is None:
-        return
+        const = row.const
+        return lambda f, out: const
+    if row.fn == "task":
+        task = _task(row.sources, channel, empty)
+        return lambda f, out: task(f)
+    get = _first(row.sources, empty | row.skip)
+    if row.fn in WITH_FIELDS:
+        fn2 = WITH_FIELDS[row.fn]
+        always = row.fn == "ps_users"
+
+        def with_fields(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
+            v = get(f, out)
+            return fn2(v, f) if v is not None or always else None
+
+        return with_fields
+    if row.fn in WITH_ROW:
+        fnr = WITH_ROW[row.fn]
+
+        def with_row(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
+            v = get(f, out)
+            return None if v is None else fnr(v, row)
+
+        return with_row
+    fn1 = SIMPLE[row.fn]
+    if row.fn == "raw":
+        return get
+
+    def simple(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
+        v = get(f, out)
+        return None if v is None else fn1(v)
+
+    return simple
+
+
+def _step(row: Row, channel: str | None, empty: frozenset[str]) -> Step:
+    """The row as one step writing into the view (first value wins unless ``set``)."""
+    compute = _compute(row, channel, empty)
+    target, overwrite = row.target, row.overwrite
     if row.multi:
-        for k, x in value.items():
-            name = k[1:] if k.startswith("@") else f"{row.target}.{k}"
-            if row.overwrite or name not in out:
-                out[name] = x
-    elif row.overwrite or row.target not in out:
-        out[row.target] = value
+        prefix = target + "."
+
+        def multi(f: Mapping[str, Any], out: dict[str, Any]) -> None:
+            value = compute(f, out)
+            if value:
+                for k, x in value.items():
+                    name = k[1:] if k[0] == "@" else prefix + k
+                    if overwrite or name not in out:
+                        out[name] = x
+
+        return multi
+
+    def single(f: Mapping[str, Any], out: dict[str, Any]) -> None:
+        if overwrite or target not in out:
+            value = compute(f, out)
+            if value is not None:
+                out[target] = value
+
+    return single
 
 
-def _event_data(f: Mapping[str, Any], out: dict[str, Any], t: KindTable) -> None:
+EVENT_DATA = "winlog.event_data."
+
+
+def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
+    """Every raw EventData field as winlog.event_data.<Name> (envelope and empty values
+    left out), or just the requested ones."""
     env, empty = t.envelope, t.empty
-    for k, v in f.items():
-        if k in env or v is None or (isinstance(v, str) and v in empty):
-            continue
-        if k == "EventType" and v in t.envelope_event_types:
-            continue
-        out["winlog.event_data." + k] = v
+    if t.event_data is not None:
+        items = [(k, f.get(k)) for k in t.event_data]
+    else:
+        items = [(k, v) for k, v in f.items() if k not in env]
+    out = {EVENT_DATA + k: v for k, v in items
+           if v is not None and not (v.__class__ is str and v in empty)}
+    et = out.get(EVENT_DATA + "EventType")
+    if et.__class__ is str and et in t.envelope_event_types:
+        del out[EVENT_DATA + "EventType"]
+    return out
 
 
-def ecs_view(fields: Mapping[str, Any], key: Key | None = None) -> dict[str, Any]:
+def ecs_view(fields: Mapping[str, Any], key: Key | None = None,
+             only: frozenset[str] | None = None) -> dict[str, Any]:
     """The ECS document of one raw flattened event, flat (``{"process.name": "cmd.exe"}``).
 
-    ``key``: the event's kind when the caller has it (``coverage.routing.event_key``)."""
+    ``key``: the event's kind when the caller has it (``coverage.routing.event_key``);
+    ``only``: the ECS fields wanted (a rule's fields: much faster than the whole view; the
+    values are the same as in the whole view)."""
     if not isinstance(fields, Mapping):
         return {}
     if key is None:
         key = event_key(fields)
-    t = kind_table(key)
+    t = kind_table(key, only)
     f: Mapping[str, Any] = fields
     if t.expand:
         extra: dict[str, Any] = {}
@@ -660,10 +766,8 @@ def ecs_view(fields: Mapping[str, Any], key: Key | None = None) -> dict[str, Any
                     break
         if extra:
             f = {**fields, **{k: v for k, v in extra.items() if v != ""}}
-    out: dict[str, Any] = {}
-    _event_data(f, out, t)
+    out = _event_data(f, t) if t.event_data is None or t.event_data else {}
     out.update(t.consts)
-    channel = key[0]
-    for row in t.rows:
-        _apply(row, f, out, t, channel)
+    for step in t.steps:
+        step(f, out)
     return out
