@@ -468,13 +468,14 @@ class Expand:
     not_codes: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class KindTable:
     """Everything ecs_view needs for one event kind, compiled from ecs.yaml."""
 
     consts: tuple[tuple[str, Any], ...]
     rows: tuple[Row, ...]
     steps: tuple[Step, ...]
+    needs: tuple[frozenset[str] | None, ...]
     expand: tuple[Expand, ...]
     empty: frozenset[str]
     envelope: frozenset[str]
@@ -556,6 +557,40 @@ def _select(rows: tuple[Row, ...], only: frozenset[str]) -> tuple[Row, ...]:
     return tuple(r for i, r in enumerate(rows) if i in keep)
 
 
+ALSO_READS = {"ps_users": ("ConnectedUser",), "registry": (), "share_path": ()}
+
+
+def _needs(rows: tuple[Row, ...]) -> tuple[frozenset[str] | None, ...]:
+    """Per row, the raw fields it can read (through the ECS fields it reads, too): a row none
+    of whose raw fields is in an event gives nothing for it and is skipped. None: always run
+    (a constant)."""
+    produced: dict[str, set[str]] = {}
+    out: list[frozenset[str] | None] = []
+    for r in rows:
+        if r.fn == "const":
+            out.append(None)
+            continue
+        raw: set[str] = set(ALSO_READS.get(r.fn, ()))
+        for src in r.sources:
+            if _is_ecs(src):
+                raw |= produced.get(src, set())
+            else:
+                raw.add(src)
+        out.append(frozenset(raw))
+        names = {r.target} if not r.multi else set()
+        for n in names:
+            produced.setdefault(n, set()).update(raw)
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _steps_for(t: KindTable, names: tuple[str, ...]) -> tuple[Step, ...]:
+    """The steps of ``t`` that can give a value for an event with these field names."""
+    present = frozenset(names)
+    return tuple(s for s, need in zip(t.steps, t.needs, strict=True)
+                 if need is None or not need.isdisjoint(present))
+
+
 @lru_cache(maxsize=4096)
 def kind_table(key: Key, only: frozenset[str] | None = None) -> KindTable:
     """The compiled table of one event kind ``(channel, event id)``; with ``only``, just the
@@ -585,6 +620,7 @@ def kind_table(key: Key, only: frozenset[str] | None = None) -> KindTable:
         consts=tuple(consts),
         rows=kept,
         steps=tuple(_step(r, channel, empty) for r in kept),
+        needs=_needs(kept),
         expand=tuple(e for e in expand
                      if (e.codes is None or event_id in e.codes) and event_id not in e.not_codes),
         empty=empty,
@@ -628,6 +664,18 @@ def _expand(text: str, style: str) -> dict[str, str]:
 
 def _first(sources: tuple[str, ...], skip: frozenset[str]) -> Callable[..., Any]:
     """The first of ``sources`` present (an ECS field already computed, else a raw one)."""
+
+    if not any(_is_ecs(s) for s in sources):
+
+        def get_raw(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
+            for s in sources:
+                v = f.get(s)
+                if v is None or (v.__class__ is str and v in skip):
+                    continue
+                return v
+            return None
+
+        return get_raw
 
     def get(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
         for s in sources:
@@ -768,6 +816,6 @@ def ecs_view(fields: Mapping[str, Any], key: Key | None = None,
             f = {**fields, **{k: v for k, v in extra.items() if v != ""}}
     out = _event_data(f, t) if t.event_data is None or t.event_data else {}
     out.update(t.consts)
-    for step in t.steps:
+    for step in _steps_for(t, tuple(f)):
         step(f, out)
     return out
