@@ -381,6 +381,28 @@ def test_security_task_name_is_the_action_without_a_pipeline_row() -> None:
                    "winlog.logon.type": "RemoteInteractive", "user.name": "bob"})
 
 
+def test_security_5140_5145_share_files() -> None:
+    share = {"Channel": "Security", "ShareName": "\\\\*\\C$", "ShareLocalPath": "\\??\\C:\\"}
+    check(ecs_view({**share, "EventID": 5140}), {
+        "event.action": "network-share-object-accessed", "file.directory": "\\??\\C:\\",
+        "file.name": ABSENT, "file.path": ABSENT})
+    check(ecs_view({**share, "EventID": "5145", "RelativeTargetName": "Windows\\x.dll"}), {
+        "event.category": ["network", "file"], "file.name": "Windows\\x.dll",
+        "file.path": "\\??\\C:\\\\Windows\\x.dll",
+        "file.target_path": "\\\\*\\C$\\Windows\\x.dll", "file.extension": "dll"})
+
+
+def test_winlogbeat_names_for_task_and_keywords() -> None:
+    # flatten_winlog gives winlog.task (a name) as Task and winlog.keywords (names) as Keywords
+    v = ecs_view({"Channel": "Security", "EventID": 4663, "Task": "File System",
+                  "Keywords": ["Audit Failure"], "ObjectName": "C:\\x"})
+    check(v, {"event.action": "File System", "event.outcome": "failure",
+              "winlog.event_data.ObjectName": "C:\\x"})
+    sysmon = ecs_view({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
+                       "Task": "Process Create (rule: ProcessCreate)"})
+    assert sysmon["event.action"] == "Process creation"  # the pipeline's action wins
+
+
 def test_windows_powershell_800_param_lines() -> None:
     data2 = ("\tDetailSequence=1\r\n\tDetailTotal=1\r\n\r\n\tSequenceNumber=15\r\n\r\n"
              "\tUserId=CORP\\alice\r\n\tHostName=ConsoleHost\r\n\tHostVersion=5.1\r\n"

@@ -225,7 +225,14 @@ AUDIT_SUCCESS = 0x20000000000000
 
 def _outcome(v: Value) -> str | None:
     """[BEAT] winevent.Fields: the Keywords audit bits (a hex string in EVTX/XML, a signed
-    64-bit int in NXLog exports)."""
+    64-bit int in NXLog exports), or the rendered keyword names of Winlogbeat documents
+    (``["Audit Success"]``)."""
+    if isinstance(v, (list, str)):
+        names = [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
+        if "Audit Failure" in names:
+            return "failure"
+        if "Audit Success" in names:
+            return "success"
     k = _long(v)
     if k is None:
         return None
@@ -356,22 +363,24 @@ def _dns_answers(v: Value) -> dict[str, list[Any]] | None:
 
 
 def _share_path(v: Value, f: Mapping[str, Any]) -> dict[str, str] | None:
-    """[SECURITY] 5140/5145: file.name, directory, path, target_path, extension."""
-    name = _text(v)
-    if not name:
-        return None
-    out = {"name": name}
+    """[SECURITY] 5140/5145: file.name (RelativeTargetName), directory (ShareLocalPath), path
+    (both), target_path (ShareName and the name), extension (of the name)."""
+    out: dict[str, str] = {}
+    name = _text(f.get("RelativeTargetName"))
     local = _text(f.get("ShareLocalPath"))
     if local:
         out["directory"] = local
-        out["path"] = f"{local}\\{name}"
-    share = _text(f.get("ShareName"))
-    if share:
-        out["target_path"] = f"{share}\\{name}"
-    dot = name.rfind(".")
-    if dot > -1:
-        out["extension"] = name[dot + 1:]
-    return out
+    if name:
+        out["name"] = name
+        if local:
+            out["path"] = f"{local}\\{name}"
+        share = _text(f.get("ShareName"))
+        if share:
+            out["target_path"] = f"{share}\\{name}"
+        dot = name.rfind(".")
+        if dot > -1:
+            out["extension"] = name[dot + 1:]
+    return out or None
 
 
 def _member_name(v: Value) -> dict[str, str] | None:
@@ -701,8 +710,11 @@ def _task(sources: tuple[str, ...], channel: str | None,
             v = f.get(s)
             if v is None or (isinstance(v, str) and v in empty):
                 continue
-            if s == "Task":
-                return tasks.get(str(v))
+            if s == "Task":  # a number (EVTX, XML), or the name (Winlogbeat's winlog.task)
+                text = _text(v)
+                if text is None or text.isdigit():
+                    return tasks.get(str(v))
+                return text
             return _text(v)
         return None
 
