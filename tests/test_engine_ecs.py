@@ -539,6 +539,9 @@ def test_security_args() -> None:
 def test_odd_input_never_raises() -> None:
     assert ecs_view(None) == {}  # type: ignore[arg-type]
     assert ecs_view({})["host.os.type"] == "windows"
+    cloudtrail = {"eventSource": "iam.amazonaws.com", "eventName": "CreateUser",
+                  "awsRegion": "us-east-1"}
+    assert ecs_view(cloudtrail) == {}  # not a Windows event
     odd = {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": "1", "Image": 5,
            "CommandLine": ["x"], "User": {"a": 1}, "Hashes": 7, "TargetObject": None,
            "Details": 3.5, "ProcessId": "abc", "ParentCommandLine": True}

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from ruleatlas.coverage.routing import Key, event_key
+from ruleatlas.coverage.table import load_table
 
 __all__ = ["KindTable", "Row", "command_line_to_argv", "ecs_view", "kind_table",
            "security_args"]
@@ -803,17 +804,27 @@ def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
     return out
 
 
+@lru_cache(maxsize=1)
+def non_windows() -> frozenset[str]:
+    """Channels of records the routing table recognises by shape (CloudTrail, O365, Okta,
+    ...): not Windows events, so they have no view."""
+    return frozenset(ch for ch, _ in load_table().shapes)
+
+
 def ecs_view(fields: Mapping[str, Any], key: Key | None = None,
              only: frozenset[str] | None = None) -> dict[str, Any]:
     """The ECS document of one raw flattened event, flat (``{"process.name": "cmd.exe"}``).
 
     ``key``: the event's kind when the caller has it (``coverage.routing.event_key``);
     ``only``: the ECS fields wanted (a rule's fields: much faster than the whole view; the
-    values are the same as in the whole view)."""
+    values are the same as in the whole view). A record of another source (CloudTrail, O365,
+    ... recognised by its shape) has an empty view."""
     if not isinstance(fields, Mapping):
         return {}
     if key is None:
         key = event_key(fields)
+    if key[0] in non_windows():
+        return {}
     t = kind_table(key, only)
     f: Mapping[str, Any] = fields
     if t.expand:
