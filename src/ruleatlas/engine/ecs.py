@@ -793,7 +793,7 @@ def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
     left out), or just the requested ones."""
     env, empty = t.envelope, t.empty
     if t.event_data is not None:
-        items = [(k, f.get(k)) for k in t.event_data]
+        items = [(k, f.get(k)) for k in t.event_data if k not in env]
     else:
         items = [(k, v) for k, v in f.items() if k not in env]
     out = {EVENT_DATA + k: v for k, v in items
