@@ -131,6 +131,11 @@ def _text(v: Value) -> str | None:
     return None
 
 
+_INT = re.compile(r"[+-]?\d{1,19}")
+_LONG = re.compile(r"([+-]?)(?:(0[xX]|#)([0-9a-fA-F]{1,16})|(0[0-7]+)|(\d{1,19}))")
+_MAPPED_V4 = re.compile(r"::ffff:(\d+\.\d+\.\d+\.\d+)")
+
+
 def _int(v: Value) -> int | None:
     if isinstance(v, int) and not isinstance(v, bool):
         return v
@@ -138,7 +143,7 @@ def _int(v: Value) -> int | None:
     if s is None:
         return None
     s = s.strip()
-    return int(s) if re.fullmatch(r"[+-]?\d{1,19}", s) else None
+    return int(s) if _INT.fullmatch(s) else None
 
 
 def _long(v: Value) -> int | None:
@@ -149,7 +154,7 @@ def _long(v: Value) -> int | None:
     if s is None:
         return None
     s = s.strip()
-    m = re.fullmatch(r"([+-]?)(?:(0[xX]|#)([0-9a-fA-F]{1,16})|(0[0-7]+)|(\d{1,19}))", s)
+    m = _LONG.fullmatch(s)
     if m is None:
         return None
     sign = -1 if m.group(1) == "-" else 1
@@ -216,7 +221,7 @@ def _ip(v: Value) -> str | None:
     s = _text(v)
     if s is None:
         return None
-    m = re.fullmatch(r"::ffff:(\d+\.\d+\.\d+\.\d+)", s)
+    m = _MAPPED_V4.fullmatch(s)
     return m.group(1) if m else s
 
 
