@@ -403,6 +403,50 @@ def test_security_task_name_is_the_action_without_a_pipeline_row() -> None:
                    "winlog.logon.type": "RemoteInteractive", "user.name": "bob"})
 
 
+SYSMON_CH = "Microsoft-Windows-Sysmon/Operational"
+REGISTRY_CASES = [
+    # TargetObject, Details -> hive, key, value, data.strings, data.type  ([SYSMON] registry)
+    ("HKEY_LOCAL_MACHINE\\SOFTWARE\\x\\v", "DWORD (0x0000000a)",
+     "HKLM", "SOFTWARE\\x\\v", "v", ["10"], "SZ_DWORD"),
+    ("HKU\\S-1-5-21\\Run\\evil", "C:\\evil.exe",
+     "HKU", "S-1-5-21\\Run\\evil", "evil", ["C:\\evil.exe"], "REG_SZ"),
+    ("HKCR\\x\\y", "Binary Data", "HKCR", "x\\y", "y", ["Binary Data"], "REG_BINARY"),
+    ("HKLM\\k", "QWORD (0x00000001-0x00000002)", "HKLM", "k", "k", ["258"], "SZ_QWORD"),
+    ("\\REGISTRY\\MACHINE\\x", "DWORD (0x1)", ABSENT, ABSENT, "x", ["DWORD (0x1)"],
+     "REG_SZ"),  # unknown hive: no hive, no key; a short DWORD is text
+]
+
+
+@pytest.mark.parametrize(("target", "details", "hive", "key", "value", "strings", "dtype"),
+                         REGISTRY_CASES)
+def test_registry_rows(target: str, details: str, hive: Any, key: Any, value: str,
+                       strings: list[str], dtype: str) -> None:
+    v = ecs_view({"Channel": SYSMON_CH, "EventID": 13, "TargetObject": target,
+                  "Details": details})
+    check(v, {"registry.path": target, "registry.hive": hive, "registry.key": key,
+              "registry.value": value, "registry.data.strings": strings,
+              "registry.data.type": dtype})
+
+
+def test_hashes_dns_and_members() -> None:
+    v = ecs_view({"Channel": SYSMON_CH, "EventID": 1,
+                  "Hashes": "SHA1=00000000,MD5=AB,IMPHASH=00000000000000000000000000000000"})
+    check(v, {"process.hash.md5": "ab", "process.hash.sha1": ABSENT,
+              "process.pe.imphash": ABSENT})
+    dns = ecs_view({"Channel": SYSMON_CH, "EventID": 22, "QueryName": "x.org",
+                    "QueryResults": "type:  28 ::1;::ffff:10.0.0.1;fe80::1;"})
+    check(dns, {"dns.answers.type": ["AAAA", "A", "AAAA"],
+                "dns.answers.data": ["::1", "10.0.0.1", "fe80::1"],
+                "dns.resolved_ip": ["10.0.0.1", "fe80::1"]})
+    member = ecs_view({"Channel": "Security", "EventID": 4728, "TargetUserName": "Admins",
+                       "TargetSid": "S-1-5-32-544", "TargetDomainName": "BUILTIN",
+                       "MemberName": "CN=bob,OU=u,DC=corp,DC=local", "SubjectUserName": "eve"})
+    # the pipeline takes the 4th comma part of MemberName ("DC=local") as the domain
+    check(member, {"event.action": "added-member-to-group", "user.target.name": "bob",
+                   "user.target.domain": "local", "group.name": "Admins",
+                   "group.id": "S-1-5-32-544", "group.domain": "BUILTIN", "user.name": "eve"})
+
+
 def test_security_5140_5145_share_files() -> None:
     share = {"Channel": "Security", "ShareName": "\\\\*\\C$", "ShareLocalPath": "\\??\\C:\\"}
     check(ecs_view({**share, "EventID": 5140}), {
