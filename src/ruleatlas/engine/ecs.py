@@ -791,6 +791,7 @@ def _step(row: Row, channel: str | None, empty: frozenset[str]) -> Step:
 
 
 EVENT_DATA = "winlog.event_data."
+SHORT = 12  # steps: below this, filtering by the event's field names costs more than it saves
 
 
 def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
@@ -844,6 +845,8 @@ def ecs_view(fields: Mapping[str, Any], key: Key | None = None,
             f = {**fields, **{k: v for k, v in extra.items() if v != ""}}
     out = _event_data(f, t) if t.event_data is None or t.event_data else {}
     out.update(t.consts)
-    for step in _steps_for(t, tuple(f)):
+    # a long step list is narrowed to the rows the event's fields can feed (cached per field
+    # names); a short one (a rule's few fields) runs as it is
+    for step in _steps_for(t, tuple(f)) if len(t.steps) > SHORT else t.steps:
         step(f, out)
     return out
