@@ -157,6 +157,77 @@ def test_sysmon_7_image_load_library_shape() -> None:
     })
 
 
+# The event of elastic/integrations' own pipeline test (sysmon_operational, ECS 8.17)
+# _dev/test/pipeline/test-image-loaded-failed-signature.json; the expected values are that
+# test's -expected.json (the fields the view has a source for).
+ELASTIC_SYSMON7 = (
+    "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>"
+    "<Provider Name='Microsoft-Windows-Sysmon' Guid='{5770385f-c22a-43e0-bf4c-06f5698ffbd9}'/>"
+    "<EventID>7</EventID><Version>3</Version><Level>4</Level><Task>7</Task><Opcode>0</Opcode>"
+    "<Keywords>0x8000000000000000</Keywords>"
+    "<TimeCreated SystemTime='2020-10-28T02:39:26.388325200Z'/>"
+    "<EventRecordID>10685</EventRecordID><Correlation/>"
+    "<Execution ProcessID='1676' ThreadID='4796'/>"
+    "<Channel>Microsoft-Windows-Sysmon/Operational</Channel><Computer>vagrant</Computer>"
+    "<Security UserID='S-1-5-18'/></System><EventData><Data Name='RuleName'>-</Data>"
+    "<Data Name='UtcTime'>2020-10-28 02:39:26.374</Data>"
+    "<Data Name='ProcessGuid'>{9f32b55f-d9de-5f98-f006-000000000600}</Data>"
+    "<Data Name='ProcessId'>5184</Data>"
+    "<Data Name='Image'>C:\\Windows\\System32\\dllhost.exe</Data>"
+    "<Data Name='ImageLoaded'>C:\\Windows\\System32\\IDStore.dll</Data>"
+    "<Data Name='FileVersion'>10.0.17763.1 (WinBuild.160101.0800)</Data>"
+    "<Data Name='Description'>Identity Store</Data>"
+    "<Data Name='Product'>Microsoft Windows Operating System</Data>"
+    "<Data Name='Company'>Microsoft Corporation</Data>"
+    "<Data Name='OriginalFileName'>IdStore.dll</Data>"
+    "<Data Name='Hashes'>SHA1=9955A1C071C44A7CEECC0D928A9CFB7F64CC3F93,"
+    "MD5=C7C45610F644906E6F7D664EF2E45B08,"
+    "SHA256=4808F1101F4E42387D8DDB7A355668BAE3BF6F781C42D3BCD82E23446B1DEB3E,"
+    "IMPHASH=194F3797B52231028C718B6D776C6853</Data>"
+    "<Data Name='Signed'>failed: Invalid hash</Data><Data Name='Signature'>-</Data>"
+    "<Data Name='SignatureStatus'>-</Data>"
+    "<Data Name='User'>DOMAIN\\username</Data></EventData></Event>")
+
+
+def test_elastic_pipeline_test_event_sysmon_7() -> None:
+    from ruleatlas.engine.readers.xmllog import parse_record
+
+    sha256 = "4808f1101f4e42387d8ddb7a355668bae3bf6f781c42d3bcd82e23446b1deb3e"
+    check(ecs_view(parse_record(ELASTIC_SYSMON7)), {
+        "dll.code_signature.status": "failed: Invalid hash",
+        "dll.hash.md5": "c7c45610f644906e6f7d664ef2e45b08",
+        "dll.hash.sha1": "9955a1c071c44a7ceecc0d928a9cfb7f64cc3f93", "dll.hash.sha256": sha256,
+        "dll.name": "IDStore.dll", "dll.path": "C:\\Windows\\System32\\IDStore.dll",
+        "dll.pe.imphash": "194f3797b52231028c718b6d776c6853",
+        "dll.pe.original_file_name": "IdStore.dll",
+        "event.action": ["Image loaded", "load"], "event.category": ["process", "library"],
+        "event.code": "7", "event.kind": "event", "event.provider": "Microsoft-Windows-Sysmon",
+        "event.type": ["change", "start"],
+        "file.code_signature.trusted": False, "file.code_signature.status": ABSENT,
+        "file.code_signature.subject_name": ABSENT, "dll.code_signature.trusted": ABSENT,
+        "file.directory": "C:\\Windows\\System32", "file.extension": "dll",
+        "file.hash.sha256": sha256, "file.name": "IDStore.dll",
+        "file.path": "C:\\Windows\\System32\\IDStore.dll",
+        "file.pe.company": "Microsoft Corporation", "file.pe.description": "Identity Store",
+        "file.pe.file_version": "10.0.17763.1 (WinBuild.160101.0800)",
+        "file.pe.imphash": "194f3797b52231028c718b6d776c6853",
+        "file.pe.original_file_name": "IdStore.dll",
+        "file.pe.product": "Microsoft Windows Operating System",
+        "process.entity_id": "{9f32b55f-d9de-5f98-f006-000000000600}",
+        "process.executable": "C:\\Windows\\System32\\dllhost.exe",
+        "process.name": "dllhost.exe", "process.pid": 5184,
+        "user.domain": "DOMAIN", "user.id": "S-1-5-18", "user.name": "username",
+        "winlog.channel": "Microsoft-Windows-Sysmon/Operational",
+        "winlog.computer_name": "vagrant", "winlog.event_id": "7", "winlog.record_id": "10685",
+        "winlog.provider_guid": "{5770385f-c22a-43e0-bf4c-06f5698ffbd9}",
+        "winlog.provider_name": "Microsoft-Windows-Sysmon", "winlog.version": 3,
+        "winlog.process.pid": 1676, "winlog.process.thread.id": 4796,
+        "winlog.user.identifier": "S-1-5-18",
+        "winlog.event_data.Signed": "failed: Invalid hash",
+        "winlog.event_data.Company": "Microsoft Corporation",
+    })
+
+
 def test_sysmon_10_process_access() -> None:
     path = REG / ("rules/windows/process_access/proc_access_win_susp_dbgcore_dbghelp_load/"
                   "9f5c1d59-33be-4e60-bcab-85d2f566effd.evtx")
