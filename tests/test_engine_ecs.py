@@ -682,6 +682,8 @@ def test_odd_input_never_raises() -> None:
     odd = {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": "1", "Image": 5,
            "CommandLine": ["x"], "User": {"a": 1}, "Hashes": 7, "TargetObject": None,
            "Details": 3.5, "ProcessId": "abc", "ParentCommandLine": True}
+    odd_keys: dict[Any, Any] = {1: "x", None: 2, "Channel": "Security"}
+    assert ecs_view(odd_keys)["winlog.channel"] == "Security"
     v = ecs_view(odd)
     check(v, {"process.pid": ABSENT, "process.name": ABSENT, "process.args": ABSENT,
               "user.name": ABSENT, "process.hash.md5": ABSENT, "process.executable": 5})

@@ -801,7 +801,7 @@ def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
     if t.event_data is not None:
         items = [(k, f.get(k)) for k in t.event_data if k not in env]
     else:
-        items = [(k, v) for k, v in f.items() if k not in env]
+        items = [(k, v) for k, v in f.items() if k not in env and isinstance(k, str)]
     out = {EVENT_DATA + k: v for k, v in items
            if v is not None and not (v.__class__ is str and v in empty)}
     et = out.get(EVENT_DATA + "EventType")
