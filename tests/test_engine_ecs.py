@@ -529,6 +529,18 @@ def test_security_5140_5145_share_files() -> None:
         "file.target_path": "\\\\*\\C$\\Windows\\x.dll", "file.extension": "dll"})
 
 
+def test_collector_fields_are_envelope_only_in_collector_records() -> None:
+    session = {"Channel": "Security", "EventID": 4778, "AccountName": "bob",
+               "AccountDomain": "CORP", "ClientAddress": "10.1.2.3", "LogonID": "0x1"}
+    check(ecs_view(session), {
+        "event.action": "session-reconnected", "user.name": "bob", "user.domain": "CORP",
+        "source.ip": "10.1.2.3", "winlog.logon.id": "0x1",
+        "winlog.event_data.AccountName": "bob"})  # EventData in an EVTX record
+    nxlog = {**session, "SourceModuleType": "im_msvistalog", "Domain": "CORP"}
+    check(ecs_view(nxlog), {"user.name": "bob", "winlog.event_data.AccountName": ABSENT,
+                            "winlog.event_data.Domain": ABSENT})
+
+
 def test_winlogbeat_names_for_task_and_keywords() -> None:
     # flatten_winlog gives winlog.task (a name) as Task and winlog.keywords (names) as Keywords
     v = ecs_view({"Channel": "Security", "EventID": 4663, "Task": "File System",

@@ -495,6 +495,8 @@ class KindTable:
     empty: frozenset[str]
     envelope: frozenset[str]
     envelope_event_types: frozenset[str]
+    collector_envelope: frozenset[str] = frozenset()  # envelope plus the collector's fields
+    collector_markers: tuple[str, ...] = ()
     event_data: frozenset[str] | None = None
 
 
@@ -631,6 +633,7 @@ def kind_table(key: Key, only: frozenset[str] | None = None) -> KindTable:
         consts = [(k, v) for k, v in consts if k in only]
         event_data = frozenset(n[len(EVENT_DATA):] for n in only if n.startswith(EVENT_DATA))
     empty = frozenset(ch.get("empty") or ("",))
+    envelope = frozenset(str(x) for x in raw.get("envelope") or ())
     return KindTable(
         consts=tuple(consts),
         rows=kept,
@@ -639,7 +642,10 @@ def kind_table(key: Key, only: frozenset[str] | None = None) -> KindTable:
         expand=tuple(e for e in expand
                      if (e.codes is None or event_id in e.codes) and event_id not in e.not_codes),
         empty=empty,
-        envelope=frozenset(str(x) for x in raw.get("envelope") or ()),
+        envelope=envelope,
+        collector_envelope=envelope | frozenset(
+            str(x) for x in raw.get("collector_envelope") or ()),
+        collector_markers=tuple(str(x) for x in raw.get("collector_markers") or ()),
         envelope_event_types=frozenset(raw.get("envelope_event_types") or ()),
         event_data=event_data,
     )
@@ -797,7 +803,8 @@ SHORT = 12  # steps: below this, filtering by the event's field names costs more
 def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
     """Every raw EventData field as winlog.event_data.<Name> (envelope and empty values
     left out), or just the requested ones."""
-    env, empty = t.envelope, t.empty
+    empty = t.empty
+    env = (t.collector_envelope if any(m in f for m in t.collector_markers) else t.envelope)
     if t.event_data is not None:
         items = [(k, f.get(k)) for k in t.event_data if k not in env]
     else:
