@@ -103,6 +103,8 @@ def test_sysmon_1_process_creation() -> None:
         "winlog.event_id": "1", "winlog.record_id": "67583",
         "winlog.computer_name": "swachchhanda",
         "winlog.event_data.IntegrityLevel": "Medium",
+        "winlog.event_data.TerminalSessionId": "1",  # an int in EVTX, text as Winlogbeat has it
+        "winlog.event_data.ProcessId": "3412",
         "winlog.event_data.LogonId": "0x1eba8",
         "winlog.event_data.RuleName": ABSENT,  # "-" is dropped by the Sysmon pipeline
         "winlog.event_data.Channel": ABSENT,  # System fields are not EventData

@@ -800,16 +800,24 @@ EVENT_DATA = "winlog.event_data."
 SHORT = 12  # steps: below this, filtering by the event's field names costs more than it saves
 
 
+def _as_keyword(v: Any) -> Any:
+    """EventData values as Winlogbeat stores them: the XML text, so a number the EVTX reader
+    gives as an int (TerminalSessionId 1) is "1", a boolean "true"; lists stay lists."""
+    if v.__class__ is str or not isinstance(v, (int, float)):
+        return v
+    return _text(v)
+
+
 def _event_data(f: Mapping[str, Any], t: KindTable) -> dict[str, Any]:
     """Every raw EventData field as winlog.event_data.<Name> (envelope and empty values
-    left out), or just the requested ones."""
+    left out; numbers as text, :func:`_as_keyword`), or just the requested ones."""
     empty = t.empty
     env = (t.collector_envelope if any(m in f for m in t.collector_markers) else t.envelope)
     if t.event_data is not None:
         items = [(k, f.get(k)) for k in t.event_data if k not in env]
     else:
         items = [(k, v) for k, v in f.items() if k not in env and isinstance(k, str)]
-    out = {EVENT_DATA + k: v for k, v in items
+    out = {EVENT_DATA + k: (v if v.__class__ is str else _as_keyword(v)) for k, v in items
            if v is not None and not (v.__class__ is str and v in empty)}
     et = out.get(EVENT_DATA + "EventType")
     if et.__class__ is str and et in t.envelope_event_types:
