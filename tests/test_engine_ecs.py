@@ -696,6 +696,9 @@ def test_odd_input_never_raises() -> None:
     odd = {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": "1", "Image": 5,
            "CommandLine": ["x"], "User": {"a": 1}, "Hashes": 7, "TargetObject": None,
            "Details": 3.5, "ProcessId": "abc", "ParentCommandLine": True}
+    null_guid = ecs_view({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 22,
+                          "ProcessGuid": "00000000-0000-0000-0000-000000000000"})
+    assert "process.entity_id" not in null_guid  # the EVTX reader's spelling of the null GUID
     odd_keys: dict[Any, Any] = {1: "x", None: 2, "Channel": "Security"}
     assert ecs_view(odd_keys)["winlog.channel"] == "Security"
     v = ecs_view(odd)
