@@ -7,9 +7,10 @@ routing (:mod:`.routing`).
 How a rule's events are found (:func:`events_for`):
 
 1. *declared*: the Sigma ``logsource`` (category, then service, then a generic
-   ``product:service`` name) or the Splunk ``data_source`` names (patterns, then the
-   ``data_sources`` side table when :func:`configure` was given it), or, for a Splunk rule with
-   none, the CIM datamodel its predicates use;
+   ``product:service`` name), the ECS index patterns, categories and fields of a rule that
+   reads Elastic data streams (:mod:`.ecs`), or the Splunk ``data_source`` names (patterns,
+   then the ``data_sources`` side table when :func:`configure` was given it), or, for a Splunk
+   rule with none, the CIM datamodel its predicates use;
 2. *the condition tree*: ``source``/``sourcetype``/``Channel`` predicates name channels (a
    macro such as `` `powershell` `` expands to them) and ``EventID``/``EventCode`` predicates
    (``eventName`` for CloudTrail, ...) name ids. Only constraints every matching event must
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ruleatlas.coverage.ecs import ecs_events
 from ruleatlas.coverage.table import Table, load_table, parse_ref
 from ruleatlas.model import (
     Analysis,
@@ -43,6 +45,7 @@ from ruleatlas.model import (
 __all__ = [
     "configure",
     "declared_events",
+    "ecs_events",
     "events_for",
     "load_data_sources",
     "sigma_events",
@@ -163,6 +166,9 @@ def declared_events(
     t = table or load_table()
     if rule.logsource:
         return sigma_events(rule.logsource, t)
+    ecs = ecs_events(rule, analysis, t)
+    if ecs:
+        return ecs
     refs: list[EventRef] = []
     names = [n for n in rule.data_sources if "/" not in n or " " in n]
     if names:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -33,6 +33,19 @@ class DataSourcePattern:
 
 
 @dataclass(frozen=True, slots=True)
+class ElasticIndex:
+    """One ``elastic.indexes`` row: an index glob and what its events are: concrete ``events``,
+    one ECS ``category`` (resolved with ``elastic.categories``), or ``any`` (resolved with the
+    rule's own ``event.category``); ``os`` the OS its events come from, when fixed."""
+
+    glob: str  # lower-cased fnmatch pattern
+    events: tuple[EventRef, ...] = ()
+    category: str | None = None
+    any: bool = False
+    os: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """Compiled ``logsources.yaml``; see that file for the meaning of each part."""
 
@@ -47,6 +60,9 @@ class Table:
     splunk_patterns: tuple[DataSourcePattern, ...]
     datamodels: Mapping[str, tuple[EventRef, ...]]
     shapes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    elastic_indexes: tuple[ElasticIndex, ...] = ()
+    elastic_categories: Mapping[str, tuple[EventRef, ...]] = field(default_factory=dict)
+    elastic_fields: Mapping[str, tuple[EventRef, ...]] = field(default_factory=dict)
 
     def canonical_channel(self, value: Any) -> str | None:
         """A channel spelling (``XmlWinEventLog:Security``, ``security``,
@@ -98,6 +114,25 @@ def _refs(v: Any, where: str, aliases: Mapping[str, str]) -> tuple[EventRef, ...
     return tuple(parse_ref(str(x), aliases) for x in v)
 
 
+def _elastic_indexes(rows: Any, aliases: Mapping[str, str]) -> tuple[ElasticIndex, ...]:
+    out: list[ElasticIndex] = []
+    for i, row in enumerate(rows or ()):
+        where = f"elastic.indexes[{i}]"
+        if not isinstance(row, Mapping) or not isinstance(row.get("index"), str):
+            raise CoverageTableError(f"{TABLE_FILE}: {where}: needs an 'index' glob")
+        kinds = [k for k in ("events", "category", "any") if row.get(k)]
+        if len(kinds) != 1:
+            raise CoverageTableError(f"{TABLE_FILE}: {where}: needs one of events/category/any")
+        out.append(ElasticIndex(
+            glob=row["index"].lower(),
+            events=_refs(row["events"], where, aliases) if "events" in row else (),
+            category=str(row["category"]).lower() if row.get("category") else None,
+            any=bool(row.get("any")),
+            os=str(row["os"]).lower() if row.get("os") else None,
+        ))
+    return tuple(out)
+
+
 def compile_table(doc: Mapping[str, Any]) -> Table:
     """Compile a parsed ``logsources.yaml`` document (tests feed their own)."""
     aliases: dict[str, str] = {}
@@ -135,6 +170,20 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
     for refs in (*sigma_categories.values(), *sigma_services.values(), *datamodels.values()):
         for r in refs:
             aliases.setdefault(r.channel.lower(), r.channel)
+    elastic = doc.get("elastic") or {}
+    elastic_indexes = _elastic_indexes(elastic.get("indexes"), aliases)
+    elastic_categories = {
+        str(k).lower(): _refs(v, f"elastic.categories.{k}", aliases)
+        for k, v in (elastic.get("categories") or {}).items()
+    }
+    elastic_fields = {
+        str(k): _refs(v, f"elastic.fields.{k}", aliases)
+        for k, v in (elastic.get("fields") or {}).items()
+    }
+    for refs in (*elastic_categories.values(), *elastic_fields.values(),
+                 *(e.events for e in elastic_indexes)):
+        for r in refs:
+            aliases.setdefault(r.channel.lower(), r.channel)
     for p in patterns:
         if "{" not in p.channel:
             ch = parse_ref(p.channel).channel
@@ -153,6 +202,9 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
         shapes=tuple(
             (str(k), tuple(str(f) for f in v)) for k, v in (doc.get("shapes") or {}).items()
         ),
+        elastic_indexes=elastic_indexes,
+        elastic_categories=elastic_categories,
+        elastic_fields=elastic_fields,
     )
 
 

@@ -27,6 +27,8 @@ class FieldInfo:
 
     ``key`` is the canonical field name used for counting; ``basename`` is True when the name
     holds only the last path component of ``key`` (so values are keyed as ``*\\value``);
+    ``token`` is True when the name holds single tokens of ``key`` (ECS ``process.args``: one
+    argument of the command line), so values are keyed as ``*value*``;
     ``path`` is True when ``key`` holds file-system paths (``/`` keyed as ``\\``);
     ``known`` is False when the name is not in the table (then ``key`` is the name itself).
     """
@@ -35,6 +37,7 @@ class FieldInfo:
     basename: bool = False
     path: bool = False
     known: bool = False
+    token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class AliasTable:
         return hit if hit is not None else FieldInfo(key=name)
 
 
-_ENTRY_KEYS = {"field", "same", "basename", "path"}
+_ENTRY_KEYS = {"field", "same", "basename", "token", "path"}
 
 
 def parse_table(doc: Any, where: str = "aliases.yaml") -> AliasTable:
@@ -86,6 +89,8 @@ def parse_table(doc: Any, where: str = "aliases.yaml") -> AliasTable:
             add(n, same, i)
         for n in e.get("basename") or ():
             add(n, FieldInfo(key=key, basename=True, path=path, known=True), i)
+        for n in e.get("token") or ():
+            add(n, FieldInfo(key=key, path=path, known=True, token=True), i)
         entries.append(dict(e))
     return AliasTable(names=names, entries=tuple(entries))
 

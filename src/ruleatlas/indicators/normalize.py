@@ -56,6 +56,7 @@ class KeyContext:
     basename: bool = False
     transforms: tuple[str, ...] = ()
     negated: bool = False
+    token: bool = False
 
 
 def canonical_number(v: int | float | str) -> str | None:
@@ -129,6 +130,9 @@ def _glob_key(v: Value, op: Op, ctx: KeyContext) -> str:
     if ctx.basename and parts and parts[0] is not Wild.ANY:
         # process_name=cmd.exe is Image|endswith: \cmd.exe
         parts = [Wild.ANY, "\\", *parts]
+    if ctx.token and parts:
+        # process.args: "-decode" (one argument) is CommandLine|contains: -decode
+        parts = [Wild.ANY, *parts, Wild.ANY]
     key = render_glob(parts)
     if key == "*":
         return "exists"
@@ -192,6 +196,7 @@ def key_context(pred: Predicate, language: str, negated: bool, info: FieldInfo) 
         basename=info.basename,
         transforms=pred.transforms,
         negated=negated != (pred.op is Op.NE),
+        token=info.token,
     )
 
 

@@ -114,7 +114,9 @@ def register_source(source: str) -> Callable[[RuleAnalyzer], RuleAnalyzer]:
 
 @cache
 def load_builtin() -> None:
-    """Import the built-in languages once; each registers itself (house rule 11)."""
+    """Import the built-in languages (and the Elastic rule-type layer) once; each registers
+    itself (house rule 11)."""
+    from ruleatlas.languages import elastic as _elastic  # noqa: F401
     from ruleatlas.languages import eql as _eql  # noqa: F401
     from ruleatlas.languages import esql as _esql  # noqa: F401
     from ruleatlas.languages import kql as _kql  # noqa: F401
