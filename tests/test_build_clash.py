@@ -104,6 +104,26 @@ def test_clash_with_a_source_that_sorts_first_moves_the_stored_rule(tmp_path: Pa
     assert ids(fresh) == ids(db)
 
 
+def test_qualified_id_in_an_exported_site(tmp_path: Path) -> None:
+    """export-site names the page of ``elastic:<id>`` with the id percent-encoded, and its links
+    lead there once a static host decodes them."""
+    from urllib.parse import unquote, urlsplit
+
+    from ruleatlas.web.export import export
+    from ruleatlas.web.render import ExportUrls
+
+    sig = make_sigma(tmp_path)
+    el = make_elastic(tmp_path, {"rules/x.toml": (ID_A, "Elastic Alpha")})
+    db = tmp_path / "c.db"
+    build([sig, el], db, workers=1)
+    out = tmp_path / "site"
+    export(db, out)
+    href = ExportUrls(1).rule(f"elastic:{ID_A}")
+    assert not urlsplit(href).scheme
+    target = (out / "rules" / unquote(href.rsplit("/", 1)[1]))
+    assert target.is_file() and "Elastic Alpha" in target.read_text()
+
+
 def test_clash_inside_one_source_stays_a_duplicate_error(tmp_path: Path) -> None:
     sig = make_sigma(tmp_path)
     el = make_elastic(tmp_path, {"rules/x.toml": (ID_A, "Elastic Alpha"),

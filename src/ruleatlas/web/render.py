@@ -190,7 +190,10 @@ class ExportUrls(Urls):
         return f"{self.up}index.html"
 
     def rule(self, rule_id: str) -> str:
-        return f"{self.up}rules/{quote(rule_id, safe='')}.html"
+        # The file is named with the id percent-encoded (``elastic%3A<id>.html``: a qualified id's
+        # ``:`` would start a URL scheme); the link encodes that name once more, so a static host
+        # decoding the URL finds the file.
+        return f"{self.up}rules/{quote(quote(rule_id, safe=''), safe='')}.html"
 
     def rules(self, **params: Any) -> str:
         return f"{self.up}search.html" + _qs(params)
