@@ -445,3 +445,19 @@ def test_browser_eql_sequence_page(server: str, page: Any, shots: Any) -> None: 
     # the shot: the page scrolled to "Stages and Predicates", the sequence below its heading
     page.evaluate("document.getElementById('stages').scrollIntoView()")
     shots(page, "eql-sequence.png")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed")
+def test_browser_hostile_markdown_runs_nothing(hostile_elastic: Path,
+                                               page: Any) -> None:  # noqa: F811
+    """The hostile rule's page in Chromium: no dialog, no script run, the guide is text."""
+    page.add_init_script("window.__xss = 0; window.alert = function () { window.__xss++; };")
+    with running_server(hostile_elastic) as base:
+        page.goto(f"{base}/rules/cccccccc-0000-4000-8000-000000000001")
+        page.wait_for_load_state("load")
+        for link in page.locator("#investigation-guide .markdown a").all():
+            assert link.get_attribute("href") == "https://example.org/x"
+        assert page.locator("#investigation-guide .markdown h2").inner_text() == (
+            "Triage <script>alert(1)</script>")
+        assert page.evaluate("window.__xss") == 0
