@@ -8,6 +8,7 @@ Rules come from the catalog (``--db``); ``--repo DIR`` reads repository clones d
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import sys
 from enum import StrEnum
@@ -55,6 +56,25 @@ def _load(db: str, repos: list[str] | None, ids: list[str] | None = None) -> lis
         return from_db(db, ids or None)
     except ResultsError as exc:
         raise _fail(str(exc)) from None
+
+
+def _plans(db: str, con: Console) -> list[Any]:
+    """The catalog's rules as cached plans (``engine.plans``: computed and stored where the
+    cache is stale); the cache's problems go to stderr."""
+    if not Path(db).is_file():
+        raise _fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR")
+    from ruleatlas.engine.plans import load
+    from ruleatlas.store.plans import PlanStoreError
+
+    try:
+        got = load(db)
+    except PlanStoreError as exc:
+        raise _fail(str(exc)) from None
+    for p in got.problems[:20]:
+        con.print(f"[yellow]plan cache[/]: {p}", markup=True, highlight=False)
+    if got.computed:
+        con.print(f"plan cache: {got.computed} rule(s) prepared and cached", highlight=False)
+    return list(got.plans)
 
 
 def _err() -> Console:
@@ -137,16 +157,18 @@ def hunt_cmd(
     Deprecated and unsupported rules (Sigma's deprecated/ and unsupported/ folders, status
     deprecated/unsupported) are left out unless --include-retired."""
     from ruleatlas.engine.catalog import is_retired, select
-    from ruleatlas.engine.hunt import HuntReport, hunt
+    from ruleatlas.engine.hunt import HuntReport, hunt, hunt_plans
 
     missing = [p for p in logs if not Path(p).exists()]
     if missing:
         raise _fail(f"no such file or folder: {', '.join(missing)}")
-    loaded = select(_load(db, repo), rules)
+    con = _err()
+    loaded = select(_load(db, repo) if repo else _plans(db, con), rules)
     if not retired:
         loaded = [lr for lr in loaded if not is_retired(lr.rule)]
+    gc.freeze()  # the rules live as long as the hunt: keep them out of every collection
     report = HuntReport()
-    con = _err()
+    run = hunt if repo else hunt_plans
     findings: list[dict[str, Any]] = []
     out = sys.stdout
     writer = None
@@ -166,7 +188,7 @@ def hunt_cmd(
             if n % 2000 == 0:
                 prog.update(task, completed=n, found=report.findings)
 
-        for f in hunt(loaded, logs, report, on_event=tick):
+        for f in run(loaded, logs, report, on_event=tick):
             d = f.to_dict()
             if fmt is HuntFormat.jsonl:
                 out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")

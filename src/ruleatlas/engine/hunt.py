@@ -1,6 +1,7 @@
 """Hunting: every applicable rule of the catalog over a user's logs.
 
-:func:`hunt` prepares the rules once, streams the events of every path through one
+:func:`hunt` prepares the rules once (:func:`hunt_plans`: takes them from the catalog's plan
+cache, ``engine.plans``), streams the events of every path through one
 :class:`~.runner.Engine` (routing + pre-filter + compiled matchers) and yields findings as they
 come, so ``--format jsonl`` prints while reading. :class:`HuntReport` collects the summary by
 rule and by ATT&CK tactic, the rules that could not run and the read errors.
@@ -12,11 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruleatlas.engine.catalog import LoadedRule
 from ruleatlas.engine.events import Event, ReadError
 from ruleatlas.engine.runner import Engine, EngineRule, Finding, prepare
+
+if TYPE_CHECKING:
+    from ruleatlas.engine.plans import RulePlan
 
 
 @dataclass(slots=True)
@@ -68,13 +72,42 @@ def prepare_all(rules: Sequence[LoadedRule], report: HuntReport) -> list[EngineR
     return ready
 
 
+def from_plans(plans: Sequence[RulePlan], report: HuntReport) -> list[EngineRule]:
+    """:func:`prepare_all` for rules whose preparation is cached (``engine.plans``)."""
+    from ruleatlas.engine.plans import engine_rule
+
+    ready = []
+    for p in plans:
+        if p.runnable:
+            ready.append(engine_rule(p))
+        else:
+            report.not_runnable.append((p.rule.id, p.reason or ""))
+    report.rules_run = len(ready)
+    return ready
+
+
 def hunt(rules: Sequence[LoadedRule], paths: Sequence[str], report: HuntReport,
          on_event: Callable[[Event], None] | None = None) -> Iterator[Finding]:
     """Findings of ``rules`` over the events of ``paths`` (files, folders, archives)."""
+    t0 = time.perf_counter()
+    yield from run(prepare_all(rules, report), paths, report, on_event, t0)
+
+
+def hunt_plans(plans: Sequence[RulePlan], paths: Sequence[str], report: HuntReport,
+               on_event: Callable[[Event], None] | None = None) -> Iterator[Finding]:
+    """:func:`hunt` with the rules' plans from the catalog's cache (same findings)."""
+    t0 = time.perf_counter()
+    yield from run(from_plans(plans, report), paths, report, on_event, t0)
+
+
+def run(rules: Sequence[EngineRule], paths: Sequence[str], report: HuntReport,
+        on_event: Callable[[Event], None] | None = None, t0: float | None = None
+        ) -> Iterator[Finding]:
+    """Prepared rules over the events of ``paths``."""
     from ruleatlas.engine.readers import read_events
 
-    t0 = time.perf_counter()
-    engine = Engine(prepare_all(rules, report))
+    t0 = time.perf_counter() if t0 is None else t0
+    engine = Engine(rules)
     for ev in read_events(list(paths), report.errors):
         report.events += 1
         if on_event is not None:
