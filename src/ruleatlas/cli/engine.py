@@ -58,7 +58,7 @@ def _load(db: str, repos: list[str] | None, ids: list[str] | None = None) -> lis
         raise _fail(str(exc)) from None
 
 
-def _plans(db: str, con: Console) -> list[Any]:
+def _plans(db: str, con: Console) -> Any:
     """The catalog's rules as cached plans (``engine.plans``: computed and stored where the
     cache is stale); the cache's problems go to stderr."""
     if not Path(db).is_file():
@@ -66,15 +66,19 @@ def _plans(db: str, con: Console) -> list[Any]:
     from ruleatlas.engine.plans import load
     from ruleatlas.store.plans import PlanStoreError
 
+    gc.disable()  # ~1M small objects arrive at once: no collection may walk them meanwhile
     try:
         got = load(db)
     except PlanStoreError as exc:
         raise _fail(str(exc)) from None
+    finally:
+        gc.freeze()  # they live as long as the hunt: out of every later collection
+        gc.enable()
     for p in got.problems[:20]:
         con.print(f"[yellow]plan cache[/]: {p}", markup=True, highlight=False)
     if got.computed:
         con.print(f"plan cache: {got.computed} rule(s) prepared and cached", highlight=False)
-    return list(got.plans)
+    return got
 
 
 def _err() -> Console:
@@ -163,12 +167,11 @@ def hunt_cmd(
     if missing:
         raise _fail(f"no such file or folder: {', '.join(missing)}")
     con = _err()
-    loaded = select(_load(db, repo) if repo else _plans(db, con), rules)
+    cached = None if repo else _plans(db, con)
+    loaded: list[Any] = select(_load(db, repo) if cached is None else cached.plans, rules)
     if not retired:
         loaded = [lr for lr in loaded if not is_retired(lr.rule)]
-    gc.freeze()  # the rules live as long as the hunt: keep them out of every collection
     report = HuntReport()
-    run = hunt if repo else hunt_plans
     findings: list[dict[str, Any]] = []
     out = sys.stdout
     writer = None
@@ -188,7 +191,9 @@ def hunt_cmd(
             if n % 2000 == 0:
                 prog.update(task, completed=n, found=report.findings)
 
-        for f in run(loaded, logs, report, on_event=tick):
+        found = (hunt(loaded, logs, report, on_event=tick) if cached is None
+                 else hunt_plans(cached, loaded, logs, report, on_event=tick))
+        for f in found:
             d = f.to_dict()
             if fmt is HuntFormat.jsonl:
                 out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
@@ -200,6 +205,8 @@ def hunt_cmd(
                 findings.append(d)
     for e in report.errors[:20]:
         con.print(f"[yellow]read error[/]: {e}")
+    for p in report.problems[:20]:
+        con.print(f"[yellow]plan cache[/]: {p}", highlight=False)
     con.print(f"{report.events} events, {report.rules_run} rules run "
               f"({len(report.not_runnable)} not runnable), {report.findings} findings "
               f"in {report.seconds:.1f}s")

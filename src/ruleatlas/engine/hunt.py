@@ -9,6 +9,7 @@ rule and by ATT&CK tactic, the rules that could not run and the read errors.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 from ruleatlas.engine.catalog import LoadedRule
 from ruleatlas.engine.events import Event, ReadError
 from ruleatlas.engine.runner import Engine, EngineRule, Finding, prepare
+from ruleatlas.model import Problem
 
 if TYPE_CHECKING:
-    from ruleatlas.engine.plans import RulePlan
+    from ruleatlas.engine.plans import LoadedPlans, PlanHead
 
 
 @dataclass(slots=True)
@@ -36,6 +38,7 @@ class HuntReport:
     by_tactic: Counter[str] = field(default_factory=Counter)
     titles: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
     errors: list[ReadError] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the plan cache's (engine.plans)
 
     def add(self, f: Finding) -> None:
         r = f.rule.rule
@@ -72,16 +75,16 @@ def prepare_all(rules: Sequence[LoadedRule], report: HuntReport) -> list[EngineR
     return ready
 
 
-def from_plans(plans: Sequence[RulePlan], report: HuntReport) -> list[EngineRule]:
-    """:func:`prepare_all` for rules whose preparation is cached (``engine.plans``)."""
-    from ruleatlas.engine.plans import engine_rule
-
-    ready = []
-    for p in plans:
-        if p.runnable:
-            ready.append(engine_rule(p))
-        else:
-            report.not_runnable.append((p.rule.id, p.reason or ""))
+def from_plans(plans: LoadedPlans, report: HuntReport,
+               heads: Sequence[PlanHead] | None = None) -> list[EngineRule]:
+    """:func:`prepare_all` for rules whose preparation is cached (``engine.plans``): the
+    ``heads`` chosen (default: all), each filled in when its events first show up."""
+    chosen = plans.plans if heads is None else heads
+    for h in chosen:
+        if not h.runnable:
+            report.not_runnable.append((h.rule.id, h.reason or ""))
+    picked = dataclasses.replace(plans, plans=tuple(chosen))
+    ready = picked.engine_rules(report.problems)
     report.rules_run = len(ready)
     return ready
 
@@ -93,11 +96,12 @@ def hunt(rules: Sequence[LoadedRule], paths: Sequence[str], report: HuntReport,
     yield from run(prepare_all(rules, report), paths, report, on_event, t0)
 
 
-def hunt_plans(plans: Sequence[RulePlan], paths: Sequence[str], report: HuntReport,
-               on_event: Callable[[Event], None] | None = None) -> Iterator[Finding]:
+def hunt_plans(plans: LoadedPlans, heads: Sequence[PlanHead] | None, paths: Sequence[str],
+               report: HuntReport, on_event: Callable[[Event], None] | None = None
+               ) -> Iterator[Finding]:
     """:func:`hunt` with the rules' plans from the catalog's cache (same findings)."""
     t0 = time.perf_counter()
-    yield from run(from_plans(plans, report), paths, report, on_event, t0)
+    yield from run(from_plans(plans, report, heads), paths, report, on_event, t0)
 
 
 def run(rules: Sequence[EngineRule], paths: Sequence[str], report: HuntReport,

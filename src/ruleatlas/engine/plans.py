@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ruleatlas.coverage.routing import Route
 from ruleatlas.engine.aggregate import AggFunc, AggSpec
@@ -149,6 +149,9 @@ class RulePlan:
     tactics: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     hidden: bool = False
+    # the pre-filter's anchors under the route's common field map (most event kinds use it)
+    anchors: frozenset[tuple[str, str]] | None = None
+    has_anchors: bool = False
 
     @property
     def runnable(self) -> bool:
@@ -164,6 +167,10 @@ def rule_head(rule: Rule) -> Rule:
 def plan_of(er: EngineRule) -> RulePlan:
     """The data of a prepared rule (closures left out: they are rebuilt by :func:`engine_rule`)."""
     rp = result_plan(er.analysis) if er.result_steps is not None else None
+    anchors = None
+    if er.runnable:
+        got = er.anchors(er.route.common_map)
+        anchors = None if got is None else frozenset(got)
     joins: list[JoinPlan] = []
     if rp is not None:
         steps = [st for st in rp.steps if st.kind == "join" and st.join is not None]
@@ -176,7 +183,7 @@ def plan_of(er: EngineRule) -> RulePlan:
         has_result=er.result is not None, agg=er.agg, chain=er.chain, bins=er.bins,
         plan=er.plan, later=er.later, result_plan=rp, anchor_node=er.anchor_node,
         joins=tuple(joins), fields=er.fields, tactics=er.tactics, keywords=er.keywords,
-        hidden=er.hidden)
+        hidden=er.hidden, anchors=anchors, has_anchors=er.runnable)
 
 
 def _lazy_matcher(node: Node | None) -> Matcher:
@@ -213,6 +220,8 @@ def engine_rule(p: RulePlan) -> EngineRule:
                     p.route, reason=p.reason, agg=p.agg, fields=p.fields, tactics=p.tactics,
                     keywords=p.keywords, chain=p.chain, bins=p.bins, plan=p.plan,
                     later=p.later, anchor_node=p.anchor_node, hidden=p.hidden)
+    if p.has_anchors:
+        er.seed_anchors(p.route.common_map, None if p.anchors is None else set(p.anchors))
     if p.has_result:
         er.result = _lazy_matcher(p.result_condition)
     if p.result_plan is not None:
@@ -226,12 +235,86 @@ def engine_rule(p: RulePlan) -> EngineRule:
 
 
 # --------------------------------------------------------------------------------------------
+# Heads: what a hunt reads of every rule before the first event
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanHead:
+    """What a hunt needs of every rule up front: the fields filters and reports read, the
+    route's event kinds, the reason it cannot run. The rest of the plan (``body``, a pickled
+    :class:`RulePlan`, with its BLAKE2b ``check``) is read only when an event kind the rule is
+    routed to shows up (:func:`lazy_engine_rule`)."""
+
+    rule: Rule
+    keys: frozenset[tuple[str | None, str | None]] | None
+    reason: str | None
+    tactics: tuple[str, ...]
+    joins: bool
+    check: bytes
+    body: bytes
+
+    @property
+    def runnable(self) -> bool:
+        return self.reason is None
+
+    def plan(self) -> RulePlan:
+        """The whole plan; :class:`PlanError` when the body is not the one written."""
+        if _check_of(self.body) != self.check:
+            raise PlanError("the plan's body does not match its checksum")
+        p = loads(self.body, RulePlan)
+        if p.rule.id != self.rule.id:
+            raise PlanError(f"the plan's body is the plan of {p.rule.id!r}")
+        return p
+
+
+def _check_of(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=8).digest()
+
+
+def head_of(p: RulePlan) -> PlanHead:
+    body = dumps(p)
+    r = p.rule
+    slim = dataclasses.replace(r, attack=(), tags=(), data_sources=(), stories=())
+    return PlanHead(slim, p.route.keys, p.reason, p.tactics, bool(p.joins), _check_of(body),
+                    body)
+
+
+def lazy_engine_rule(h: PlanHead, fallback: Callable[[PlanHead, PlanError], RulePlan]
+                     ) -> EngineRule:
+    """An :class:`~.runner.EngineRule` holding only what routing reads (event kinds, product);
+    the :class:`~.runner.Engine` fills in the rest (:meth:`~.runner.EngineRule.ready`) when an
+    event kind it is routed to first shows up. A body that cannot be read is replaced by
+    ``fallback(head, error)`` (the rule prepared from its analysis)."""
+    if h.joins:  # the engine adds a join's subsearch rules at once
+        return engine_rule(_body(h, fallback))
+
+    def fill(er: EngineRule) -> None:
+        full = engine_rule(_body(h, fallback))
+        for name in _ENGINE_FIELDS:
+            setattr(er, name, getattr(full, name))
+
+    return EngineRule(h.rule, Analysis(h.rule.language), Route(h.keys), reason=h.reason,
+                      tactics=h.tactics, pending=fill)
+
+
+_ENGINE_FIELDS = tuple(f.name for f in dataclasses.fields(EngineRule) if f.name != "pending")
+
+
+def _body(h: PlanHead, fallback: Callable[[PlanHead, PlanError], RulePlan]) -> RulePlan:
+    try:
+        return h.plan()
+    except PlanError as exc:
+        return fallback(h, exc)
+
+
+# --------------------------------------------------------------------------------------------
 # Serialisation
 # --------------------------------------------------------------------------------------------
 
 _CLASSES: tuple[type, ...] = (
-    RulePlan, JoinPlan, Rule, TestRef, EventRef, Span, Route, Plan, Step, AggSpec, AggFunc,
-    Predicate, And, Or, Not, Const, Condition, Opaque, Pattern, Regex, FieldRef, Call,
+    PlanHead, RulePlan, JoinPlan, Rule, TestRef, EventRef, Span, Route, Plan, Step, AggSpec,
+    AggFunc, Predicate, And, Or, Not, Const, Condition, Opaque, Pattern, Regex, FieldRef, Call,
 )
 _ENUMS: tuple[type, ...] = (Op, Phase, Wild)
 _ALLOWED = {(c.__module__, c.__qualname__): c for c in (*_CLASSES, *_ENUMS)}
@@ -264,7 +347,7 @@ class _Unpickler(pickle.Unpickler):
         return got
 
 
-def dumps(p: RulePlan) -> bytes:
+def dumps(p: RulePlan | PlanHead) -> bytes:
     buf = io.BytesIO()
     pk = pickle.Pickler(buf, protocol=5)
     pk.dispatch_table = _DISPATCH  # type: ignore[assignment]
@@ -272,16 +355,19 @@ def dumps(p: RulePlan) -> bytes:
     return buf.getvalue()
 
 
-def loads(data: bytes) -> RulePlan:
-    """A plan from :func:`dumps`; :class:`PlanError` for anything else."""
+T = TypeVar("T", RulePlan, PlanHead)
+
+
+def loads(data: bytes, kind: type[T]) -> T:
+    """A plan (or head) from :func:`dumps`; :class:`PlanError` for anything else."""
     try:
         got = _Unpickler(io.BytesIO(data)).load()
     except PlanError:
         raise
     except Exception as exc:  # any unpickling failure of a damaged row: reported by the caller
         raise PlanError(f"unreadable plan: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(got, RulePlan):
-        raise PlanError(f"a plan row holds a {type(got).__name__}, not a RulePlan")
+    if not isinstance(got, kind):
+        raise PlanError(f"a plan row holds a {type(got).__name__}, not a {kind.__name__}")
     return got
 
 
@@ -315,7 +401,7 @@ def compute(rule_json: str, analysis_json: str | None, tactics: tuple[str, ...])
 
 def _compute_row(task: tuple[str, str, str | None, tuple[str, ...]]) -> tuple[str, bytes, bytes]:
     rid, rj, aj, tactics = task
-    return rid, digest(rj, aj, tactics), dumps(compute(rj, aj, tactics))
+    return rid, digest(rj, aj, tactics), dumps(head_of(compute(rj, aj, tactics)))
 
 
 Runner = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
@@ -324,7 +410,8 @@ Runner = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 def refresh(conn: Any, run: Runner | None = None, checked: str | None = None) -> int:
     """Bring the catalog's plans up to date with its rules (called by ``build`` inside its
     write transaction, ``run`` being its process pool): the plans of new and changed rules are
-    computed, those of deleted rules dropped. Returns how many were computed."""
+    computed, those of deleted rules dropped; the rows are then marked as checked against the
+    build stamp (``meta.last_build``). Returns how many plans were computed."""
     from ruleatlas.store import plans as store
 
     key = engine_key()
@@ -341,20 +428,60 @@ def refresh(conn: Any, run: Runner | None = None, checked: str | None = None) ->
     return len(todo)
 
 
+def refresh_timed(conn: Any, run: Runner | None = None) -> float:
+    """:func:`refresh`, returning the seconds it took (the build's ``timings["plans"]``)."""
+    import time
+
+    t = time.perf_counter()
+    refresh(conn, run)
+    return time.perf_counter() - t
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedPlans:
-    """The plans of a catalog's rules (id order), and what the cache could not give."""
+    """The plan heads of a catalog's rules (id order), and what the cache could not give."""
 
-    plans: tuple[RulePlan, ...]
+    db: str
+    plans: tuple[PlanHead, ...]
     computed: int  # plans prepared from the analysis in this call (stale, missing, broken)
     checked: bool  # True when every rule's digest was compared (the stamp did not match)
     problems: tuple[Problem, ...] = ()
 
+    def engine_rules(self, problems: list[Problem] | None = None) -> list[EngineRule]:
+        """The runnable rules, lazily filled (see :func:`lazy_engine_rule`); a body found
+        broken on the way is recomputed from the catalog and reported into ``problems``."""
+        def fallback(h: PlanHead, exc: PlanError) -> RulePlan:
+            if problems is not None:
+                problems.append(_problem(self.db, h.rule.id, str(exc)))
+            return recompute(self.db, h.rule.id)
+
+        return [lazy_engine_rule(h, fallback) for h in self.plans if h.runnable]
+
+
+def _problem(db: str | Path, rule_id: str, why: str) -> Problem:
+    return Problem(f"{db}: engine_plans row {rule_id!r}: {why}; the rule is prepared from "
+                   "its analysis instead", severity="warning", code="plan-cache")
+
+
+def recompute(db: str | Path, rule_id: str) -> RulePlan:
+    """A rule's plan computed from the catalog's stored rule (no cache involved)."""
+    from ruleatlas.store import plans as store
+
+    conn = store.connect(db)
+    try:
+        texts = store.rule_texts(conn, [rule_id])
+    finally:
+        conn.close()
+    if not texts:
+        raise PlanError(f"{db}: no rule {rule_id!r} in the catalog")
+    t = texts[0]
+    return compute(t.rule_json, t.analysis_json, t.tactics)
+
 
 def load(db: str | Path, ids: Sequence[str] | None = None, store_back: bool = True
          ) -> LoadedPlans:
-    """Plans of every rule of the catalog ``db`` (or of ``ids``), from the cache where it is
-    current, prepared anew (and written back, with ``store_back``) where it is not."""
+    """Plan heads of every rule of the catalog ``db`` (or of ``ids``), from the cache where it
+    is current, prepared anew (and written back, with ``store_back``) where it is not."""
     from ruleatlas.store import plans as store
 
     key = engine_key()
@@ -366,9 +493,9 @@ def load(db: str | Path, ids: Sequence[str] | None = None, store_back: bool = Tr
         trusted = (ids is None and st.stamp is not None and st.checked == st.stamp
                    and st.engine == key and st.plans == st.rules)
         if trusted:
-            got = _decode(db, store.plan_rows(conn, key), {})
-            if not got[1]:
-                return LoadedPlans(tuple(got[0]), 0, False)
+            heads, problems, _ = _decode(db, store.plan_rows(conn, key), {})
+            if not problems:
+                return LoadedPlans(str(db), tuple(heads), 0, False)
         return _check(conn, db, key, ids, st.stamp, store_back and ids is None)
     finally:
         conn.close()
@@ -377,28 +504,23 @@ def load(db: str | Path, ids: Sequence[str] | None = None, store_back: bool = Tr
 
 
 def _decode(db: str | Path, rows: Sequence[Any], want: Mapping[str, bytes]
-            ) -> tuple[list[RulePlan], list[Problem], set[str]]:
-    """Unpickled plans of ``rows`` (only those whose digest is ``want[id]`` when ``want``),
-    the problems of broken rows, and the ids of the rows that gave a plan."""
-    out: list[RulePlan] = []
+            ) -> tuple[list[PlanHead], list[Problem], set[str]]:
+    """Heads of ``rows`` (only those whose digest is ``want[id]`` when ``want``), the problems
+    of broken rows, and the ids of the rows that gave a head."""
+    out: list[PlanHead] = []
     problems: list[Problem] = []
     ok: set[str] = set()
     for r in rows:
         if want and want.get(r.rule_id) != r.digest:
             continue
         try:
-            p = loads(r.plan)
+            h = loads(r.plan, PlanHead)
+            if h.rule.id != r.rule_id:
+                raise PlanError(f"the row holds the plan of {h.rule.id!r}")
         except PlanError as exc:
-            problems.append(Problem(f"{db}: engine_plans row {r.rule_id!r}: {exc}; the rule "
-                                    "is prepared from its analysis instead",
-                                    severity="warning", code="plan-cache"))
+            problems.append(_problem(db, r.rule_id, str(exc)))
             continue
-        if p.rule.id != r.rule_id:
-            problems.append(Problem(f"{db}: engine_plans row {r.rule_id!r} holds the plan of "
-                                    f"{p.rule.id!r}; the rule is prepared from its analysis "
-                                    "instead", severity="warning", code="plan-cache"))
-            continue
-        out.append(p)
+        out.append(h)
         ok.add(r.rule_id)
     return out, problems, ok
 
@@ -411,27 +533,18 @@ def _check(conn: Any, db: str | Path, key: str, ids: Sequence[str] | None, stamp
     texts = store.rule_texts(conn, ids)
     want = {t.id: digest(t.rule_json, t.analysis_json, t.tactics) for t in texts}
     good, problems, ok = _decode(db, store.plan_rows(conn, key, ids), want)
-    by_id = {p.rule.id: p for p in good}
+    by_id = {h.rule.id: h for h in good}
     fresh: list[store.PlanRow] = []
     for t in texts:
         if t.id in ok:
             continue
-        p = compute(t.rule_json, t.analysis_json, t.tactics)
-        by_id[t.id] = p
-        fresh.append(store.PlanRow(t.id, want[t.id], dumps(p)))
+        h = head_of(compute(t.rule_json, t.analysis_json, t.tactics))
+        by_id[t.id] = h
+        fresh.append(store.PlanRow(t.id, want[t.id], dumps(h)))
     if store_back:
-        _store(conn, db, key, fresh, [t.id for t in texts], stamp, problems)
+        why = store.save(conn, key, fresh, keep=[t.id for t in texts], checked=stamp)
+        if why is not None:
+            problems.append(Problem(f"{db}: plans not stored ({why}); the next hunt prepares "
+                                    "them again", severity="warning", code="plan-cache"))
     plans = tuple(by_id[t.id] for t in texts)
-    return LoadedPlans(plans, len(fresh), True, tuple(problems))
-
-
-def _store(conn: Any, db: str | Path, key: str, rows: list[Any], ids: list[str],
-           stamp: str | None, problems: list[Problem]) -> None:
-    """Write what a hunt computed back into the catalog; a catalog that cannot be written (read
-    only, locked by a build) only costs the next hunt the same work."""
-    from ruleatlas.store import plans as store
-
-    why = store.save(conn, key, rows, keep=ids, checked=stamp)
-    if why is not None:
-        problems.append(Problem(f"{db}: plans not stored ({why}); the next hunt prepares "
-                                "them again", severity="warning", code="plan-cache"))
+    return LoadedPlans(str(db), plans, len(fresh), True, tuple(problems))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +87,9 @@ class EngineRule:
     anchor_node: Node | None = None  # tstats: what the pre-filter anchors on (datamodels.py)
     joins: list[tuple[EngineRule, JoinRows]] = field(default_factory=list)  # subsearches
     hidden: bool = False  # a join's subsearch: its rows feed the rule, they are no findings
+    # the rest of the rule, filled in by ready() when the engine first routes an event to it
+    # (engine.plans: a hunt reads a cached plan's body only for the event kinds it sees)
+    pending: Callable[[EngineRule], None] | None = None
     _compiled: dict[tuple[tuple[str, str], ...], Matcher] = field(default_factory=dict)
     _anchors: dict[tuple[tuple[str, str], ...], set[Anchor] | None] = field(
         default_factory=dict)
@@ -95,6 +98,14 @@ class EngineRule:
     @property
     def runnable(self) -> bool:
         return self.reason is None
+
+    def ready(self) -> EngineRule:
+        """The rule with every field filled in (see ``pending``)."""
+        fill = self.pending
+        if fill is not None:
+            self.pending = None
+            fill(self)
+        return self
 
     def compiled(self, fmap: Mapping[str, str]) -> tuple[Matcher, set[Anchor] | None]:
         """The matcher and anchors of the event-phase tree under one field map (cached)."""
@@ -115,6 +126,10 @@ class EngineRule:
             node = self.analysis.condition if self.anchor_node is None else self.anchor_node
             self._anchors[k] = anchors(node, fmap)
         return self._anchors[k]
+
+    def seed_anchors(self, fmap: Mapping[str, str], found: set[Anchor] | None) -> None:
+        """What :meth:`anchors` gives under ``fmap``, computed before (``engine.plans``)."""
+        self._anchors[tuple(sorted(fmap.items()))] = found
 
     def steps(self, fmap: Mapping[str, str]) -> Steps | None:
         """The eval/rex/filter steps after the head condition under one field map (cached);
@@ -552,8 +567,9 @@ class Engine:
         g = self._groups.get(key)
         if g is None:
             rules = self.rules
-            chosen = ([(i, rules[i]) for i in self._routed(key) if product_ok(rules[i], key)]
-                      if self.use_route else list(enumerate(rules)))
+            chosen = ([(i, rules[i].ready()) for i in self._routed(key)
+                       if product_ok(rules[i], key)]
+                      if self.use_route else [(i, r.ready()) for i, r in enumerate(rules)])
             g = self._groups[key] = _Group(key, chosen, 1 if self.use_prefilter else 10**9)
         return g
 
