@@ -126,6 +126,7 @@ def test_rule_changed_behind_the_cache_is_noticed(small: tuple[Path, Path]) -> N
         c.execute("UPDATE meta SET value='{\"at\": \"elsewhen\"}' WHERE key='last_build'")
     got, loaded = cached(db, [str(GRIXBA)])
     assert loaded.checked and loaded.computed == 1
+    assert got == uncached(db, [str(GRIXBA)])
     after = rows(db)
     assert after[ID_SCAN] == before[ID_SCAN] and after[ID_MISS] != before[ID_MISS]
     titles = {h.rule.id: h.rule.title for h in loaded.plans}
