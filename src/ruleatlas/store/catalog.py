@@ -21,7 +21,7 @@ from ruleatlas.store import search as _search
 from ruleatlas.store.codec import loads, rule_from_json
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: engine_plans, engine_plans_state (new tables, created by schema.sql)
 
 
 class CatalogError(AtlasError):
