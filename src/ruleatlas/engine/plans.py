@@ -489,6 +489,7 @@ def load(db: str | Path, ids: Sequence[str] | None = None, store_back: bool = Tr
     gc_was = gc.isenabled()
     gc.disable()  # hundreds of thousands of small objects: no collection while they arrive
     try:
+        store.snapshot(conn)
         st = store.state(conn, key)
         trusted = (ids is None and st.stamp is not None and st.checked == st.stamp
                    and st.engine == key and st.plans == st.rules)

@@ -83,6 +83,13 @@ def connect(db: str | Path, write: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def snapshot(conn: sqlite3.Connection) -> None:
+    """Start a read transaction: the state, the rules and the plans a hunt reads are then of
+    one catalog generation even when a build commits meanwhile (storing plans back then fails
+    with SQLITE_BUSY, which :func:`save` reports)."""
+    conn.execute("BEGIN")
+
+
 def ensure(conn: sqlite3.Connection) -> None:
     for ddl in PLANS_DDL:
         conn.execute(ddl)
@@ -187,8 +194,9 @@ def delete(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
 
 def save(conn: sqlite3.Connection, engine: str, rows: Iterable[PlanRow],
          keep: Iterable[str] | None = None, checked: str | None = None) -> str | None:
-    """:func:`write` in its own transaction; the SQLite error's text when the catalog cannot be
-    written (read-only file, a build holding the lock), None when stored."""
+    """:func:`write`, committed (the hunt's read transaction, upgraded to a write); the SQLite
+    error's text when the catalog cannot be written (read-only file, a build holding the lock
+    or committed since the hunt read it), None when stored."""
     try:
         with conn:
             write(conn, engine, rows, keep, checked)
