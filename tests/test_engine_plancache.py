@@ -224,3 +224,34 @@ def test_cached_equals_uncached_on_the_corpus(corpus_db: Path, tmp_path: Path) -
     assert loaded.computed == 0 and not loaded.problems  # the build wrote every plan
     assert len(got) > 200  # the regression files hold at least one finding per rule tested
     assert got == uncached(db, paths)
+
+
+def test_catalog_without_the_plan_tables(small: tuple[Path, Path]) -> None:
+    """A catalog written before the cache existed: the first hunt prepares every rule and
+    creates the tables; the next one reads them."""
+    _, db = small
+    with closing(sqlite3.connect(db)) as c, c:
+        c.execute("DROP TABLE engine_plans")
+        c.execute("DROP TABLE engine_plans_state")
+    got, loaded = cached(db, [str(GRIXBA)])
+    assert [f[0] for f in got] == [ID_SCAN] and loaded.computed == 3
+    assert set(rows(db)) == {ID_SCAN, ID_MISS, ID_LINUX}
+    assert plans.load(db).computed == 0
+
+
+def test_cli_hunt_reports_a_broken_row_and_finds_the_same(small: tuple[Path, Path]) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    _, db = small
+    set_plan(db, ID_SCAN, b"garbage")
+    res = CliRunner().invoke(app, ["hunt", str(GRIXBA), "--db", str(db), "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    assert f"engine_plans row '{ID_SCAN}'" in res.stderr
+    assert "plan cache: 1 rule(s) prepared and cached" in res.stderr
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert [(d["rule_id"], d["record_id"]) for d in lines] == [(ID_SCAN, 142649)]
+    assert lines[0]["matched"] == {"CommandLine": "GRB_NET.exe  -m:scan -i:f -d:list.txt"}
