@@ -43,10 +43,12 @@ import json
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ruleatlas import model
 from ruleatlas.coverage.routing import Route
 from ruleatlas.engine.aggregate import AggFunc, AggSpec
 from ruleatlas.engine.compile import Matcher, compile_node
@@ -61,30 +63,7 @@ from ruleatlas.engine.pipeline import (
     result_plan,
 )
 from ruleatlas.engine.runner import EngineRule, prepare
-from ruleatlas.model import (
-    Analysis,
-    And,
-    Call,
-    Condition,
-    Const,
-    EventRef,
-    FieldRef,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Phase,
-    Predicate,
-    Problem,
-    Regex,
-    Rule,
-    Span,
-    TestRef,
-    Wild,
-    analysis_from_dict,
-)
+from ruleatlas.model import Analysis, Node, Problem, Rule, analysis_from_dict
 
 # Bump when what a plan means changes without its classes changing (the code hash below
 # catches edits of the engine's files; this is the explicit, reviewable part of the key).
@@ -314,11 +293,15 @@ def _body(h: PlanHead, fallback: Callable[[PlanHead, PlanError], RulePlan]) -> R
 # Serialisation
 # --------------------------------------------------------------------------------------------
 
+# Every dataclass and enum of the model (nodes, values, Rule, ...: a type added there is
+# admitted without touching this list), and the engine's own plan types.
+_MODEL = [v for v in vars(model).values()
+          if isinstance(v, type) and v.__module__ == model.__name__]
 _CLASSES: tuple[type, ...] = (
-    PlanHead, RulePlan, JoinPlan, Rule, TestRef, EventRef, Span, Route, Plan, Step, AggSpec,
-    AggFunc, Predicate, And, Or, Not, Const, Condition, Opaque, Pattern, Regex, FieldRef, Call,
+    PlanHead, RulePlan, JoinPlan, Route, Plan, Step, AggSpec, AggFunc,
+    *(c for c in _MODEL if dataclasses.is_dataclass(c)),
 )
-_ENUMS: tuple[type, ...] = (Op, Phase, Wild)
+_ENUMS: tuple[type, ...] = tuple(c for c in _MODEL if issubclass(c, Enum))
 _ALLOWED = {(c.__module__, c.__qualname__): c for c in (*_CLASSES, *_ENUMS)}
 _ALLOWED.update({("builtins", "frozenset"): frozenset, ("builtins", "set"): set})
 
