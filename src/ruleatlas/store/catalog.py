@@ -24,7 +24,7 @@ from ruleatlas.store.connection import CatalogError, connect
 from ruleatlas.store.resolve import RuleNotFound, resolve_rule
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: engine_plans, engine_plans_state (new tables, created by schema.sql)
 
 
 # Migrations: version reached -> columns to add to existing tables (table, column, decl).
