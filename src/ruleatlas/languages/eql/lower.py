@@ -33,7 +33,7 @@ from typing import Any
 from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.generator import expr as expr_text
 from ruleatlas.languages.eql.regex import RegexUnsupported, to_regex
-from ruleatlas.languages.spl.errors import span_of
+from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import (
     And,
     Call,

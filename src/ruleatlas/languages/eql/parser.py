@@ -53,7 +53,7 @@ from ruleatlas.languages.eql.ast import (
     Str,
 )
 from ruleatlas.languages.eql.tokens import T, Token, tokenize
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 
 MAX_DEPTH = 100
 KEYWORDS = frozenset({

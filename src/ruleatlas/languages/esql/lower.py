@@ -31,7 +31,7 @@ from typing import Any
 
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.regex import Untranslatable, lucene_regex
-from ruleatlas.languages.spl.errors import span_of
+from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import (
     And,
     Call,

@@ -51,7 +51,7 @@ from ruleatlas.languages.esql.ast import (
     Str,
 )
 from ruleatlas.languages.esql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 
 X = TypeVar("X")
 MAX_NESTING = 100

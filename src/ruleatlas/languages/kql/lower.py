@@ -50,7 +50,7 @@ from ruleatlas.languages.kql.ast import (
     VAnd,
     VNot,
 )
-from ruleatlas.languages.spl.errors import span_of
+from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import And as MAnd
 from ruleatlas.model import Const, Node, Op, Pattern, Predicate, Span
 from ruleatlas.model import Not as MNot

@@ -39,7 +39,7 @@ from ruleatlas.languages.kql.ast import (
     VOr,
 )
 from ruleatlas.languages.kql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 
 MAX_DEPTH = 100
 RANGE_OPS: dict[T, str] = {T.LT: "<", T.LE: "<=", T.GT: ">", T.GE: ">="}

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.languages.spl.ast import (
     Command,
     EBin,
@@ -47,7 +48,6 @@ from ruleatlas.languages.spl.ast import (
     Sym,
     Word,
 )
-from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.generator import expr as expr_text
 from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import unescape

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ruleatlas.languages.parsing import ParseError
 from ruleatlas.languages.spl.ast import (
     Command,
     EBin,
@@ -43,7 +44,6 @@ from ruleatlas.languages.spl.ast import (
     Sym,
     Word,
 )
-from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.languages.spl.tokens import T, Token, Tokenizer
 
 COMPARE_TOKENS = {T.EQ: "=", T.EQEQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
