@@ -6,15 +6,17 @@
   caret line under the offending character).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
-* Syntax trees: :func:`declare_arg_types`, :func:`children` and :func:`walk` give sqlglot-style
-  introspection to the frozen dataclass nodes of a language's ``ast.py``.
+* Syntax trees: :class:`Node` (the offsets every node carries); :func:`declare_arg_types`,
+  :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
+  nodes of a language's ``ast.py``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
+from dataclasses import field as dc_field
 from functools import lru_cache
 
 from ruleatlas.caching import LINE_STARTS
@@ -79,7 +81,18 @@ class DepthGuard:
             raise ParseError(f"nested deeper than {self.max_depth} levels", self.text, pos)
 
 
-# ---- syntax-tree introspection -------------------------------------------------------------
+# ---- syntax trees --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """The base of a syntax-tree node: its offsets into the parsed text. They are keyword-only
+    and never compared, so ``parse(generate(tree)) == tree`` holds and two spellings of the same
+    query compare equal."""
+
+    start: int = dc_field(default=0, compare=False, kw_only=True)
+    end: int = dc_field(default=0, compare=False, kw_only=True)
+
 
 
 def declare_arg_types(node_types: tuple[type, ...]) -> None:

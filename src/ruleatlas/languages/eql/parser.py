@@ -187,7 +187,7 @@ class Parser:
         self._advance()
         self._expect_kw("where")
         cond = self._parse_expr()
-        return EventQuery(category, cond, t.start, self.toks[self.i - 1].end)
+        return EventQuery(category, cond, start=t.start, end=self.toks[self.i - 1].end)
 
     def _parse_sequence(self) -> Sequence:
         start = self._advance().start
@@ -207,7 +207,8 @@ class Parser:
         until = None
         if self._match_kw("until"):
             until = self._parse_member(False)
-        return Sequence(tuple(members), by, maxspan, until, start, self.toks[self.i - 1].end)
+        return Sequence(tuple(members), by, maxspan, until, start=start,
+                        end=self.toks[self.i - 1].end)
 
     def _parse_sample(self) -> Sample:
         start = self._advance().start
@@ -217,7 +218,7 @@ class Parser:
         members = [self._parse_member(False)]
         while self.cur.kind is T.LBRACKET:
             members.append(self._parse_member(False))
-        return Sample(tuple(members), by, start, self.toks[self.i - 1].end)
+        return Sample(tuple(members), by, start=start, end=self.toks[self.i - 1].end)
 
     def _parse_maxspan(self) -> MaxSpan:
         self._expect_kw("with")
@@ -252,8 +253,8 @@ class Parser:
             if not n.text.isdigit() or int(n.text) < 1:
                 raise self._error("runs must be a positive integer", n)
             runs = int(n.text)
-        return Member(query, by, runs, open_tok.kind is T.MISSING, open_tok.start,
-                      self.toks[self.i - 1].end)
+        return Member(query, by, runs, open_tok.kind is T.MISSING, start=open_tok.start,
+                      end=self.toks[self.i - 1].end)
 
     def _parse_keys(self) -> tuple[Expr, ...]:
         keys = [self._parse_binary(ADD_PREC)]
@@ -274,7 +275,7 @@ class Parser:
             while self.cur.kind is T.COMMA:
                 self._advance()
                 args.append(self._parse_expr())
-        return Pipe(name.text, tuple(args), start, self.toks[self.i - 1].end)
+        return Pipe(name.text, tuple(args), start=start, end=self.toks[self.i - 1].end)
 
     # ---- expressions -----------------------------------------------------------------
     # Binary operators are parsed by precedence climbing over ``BINARY`` (one frame per
@@ -303,7 +304,7 @@ class Parser:
                     self._advance()
                     args.append(self._parse_binary(prec + 1))
                 node = And if name == "and" else Or
-                left = node(tuple(args), _start(left), _end(args[-1]))
+                left = node(tuple(args), start=_start(left), end=_end(args[-1]))
                 continue
             self._advance()
             right = self._parse_binary(prec + 1)
@@ -311,9 +312,9 @@ class Parser:
                 nxt = self._binary_op()
                 if nxt is not None and nxt[0] == COMPARE_PREC:
                     raise self._error("comparisons do not chain (write 'a < b and b < c')")
-                left = Compare(name, left, right, _start(left), _end(right))
+                left = Compare(name, left, right, start=_start(left), end=_end(right))
             else:
-                left = Arith(name, left, right, _start(left), _end(right))
+                left = Arith(name, left, right, start=_start(left), end=_end(right))
 
     def _parse_prefix(self, min_prec: int) -> Expr:
         t = self.cur
@@ -322,13 +323,13 @@ class Parser:
             self._enter(t)
             arg = self._parse_binary(NOT_PREC)
             self.depth -= 1
-            return Not(arg, t.start, _end(arg))
+            return Not(arg, start=t.start, end=_end(arg))
         if t.kind in ADDITIVE:
             self._advance()
             self._enter(t)
             arg = self._parse_prefix(UNARY_PREC)
             self.depth -= 1
-            return Neg(ADDITIVE[t.kind], arg, t.start, _end(arg))
+            return Neg(ADDITIVE[t.kind], arg, start=t.start, end=_end(arg))
         if self._is_kw("not"):
             raise self._error("'not' cannot stand here; put the negated part in parentheses")
         return self._parse_suffix(self._parse_primary())
@@ -351,7 +352,7 @@ class Parser:
                 self._advance()
                 values.append(self._parse_expr())
             end = self._expect(T.RPAREN, "')' closing the list").end
-            return In(left, tuple(values), negated, IN_OPS[key], _start(left), end)
+            return In(left, tuple(values), negated, IN_OPS[key], start=_start(left), end=end)
         op = MATCH_OPS.get(key)
         if op is None:
             return left
@@ -363,29 +364,29 @@ class Parser:
                 self._advance()
                 values.append(self._parse_constant(op))
             end = self._expect(T.RPAREN, "')' closing the list").end
-            return Match(op, left, tuple(values), True, _start(left), end)
+            return Match(op, left, tuple(values), True, start=_start(left), end=end)
         value = self._parse_constant(op)
-        return Match(op, left, (value,), False, _start(left), _end(value))
+        return Match(op, left, (value,), False, start=_start(left), end=_end(value))
 
     def _parse_constant(self, op: str) -> Expr:
         t = self.cur
         if t.kind is T.STRING:
             self._advance()
-            return Str(t.text, t.raw_string, t.start, t.end)
+            return Str(t.text, t.raw_string, start=t.start, end=t.end)
         if t.kind is T.NUMBER:
             self._advance()
-            return Num(_number(t.text), t.text, t.start, t.end)
+            return Num(_number(t.text), t.text, start=t.start, end=t.end)
         if t.kind in ADDITIVE and self.toks[self.i + 1].kind is T.NUMBER:
             self._advance()
             n = self._advance()
-            return Neg(ADDITIVE[t.kind], Num(_number(n.text), n.text, n.start, n.end), t.start,
-                       n.end)
+            num = Num(_number(n.text), n.text, start=n.start, end=n.end)
+            return Neg(ADDITIVE[t.kind], num, start=t.start, end=n.end)
         if t.kind is T.NAME and t.text in ("true", "false"):
             self._advance()
-            return Bool(t.text == "true", t.start, t.end)
+            return Bool(t.text == "true", start=t.start, end=t.end)
         if t.kind is T.NAME and t.text == "null":
             self._advance()
-            return Null(t.start, t.end)
+            return Null(start=t.start, end=t.end)
         raise self._error(f"expected a constant after '{op}'")
 
     def _parse_primary(self) -> Expr:
@@ -396,7 +397,7 @@ class Parser:
             inner = self._parse_expr()
             self.depth -= 1
             end = self._expect(T.RPAREN, "')'").end
-            return Paren(inner, t.start, end)
+            return Paren(inner, start=t.start, end=end)
         if t.kind in (T.STRING, T.NUMBER):
             return self._parse_constant("(")
         if t.kind is T.TILDE:
@@ -413,7 +414,7 @@ class Parser:
                 return self._parse_call(t.text, False)
             self._advance()
             name, optional = _field_name(t.raw)
-            return Field(name, optional, t.start, t.end)
+            return Field(name, optional, start=t.start, end=t.end)
         raise self._error("expected a value")
 
     def _parse_call(self, name: str, insensitive: bool) -> FuncCall:
@@ -428,7 +429,7 @@ class Parser:
                 args.append(self._parse_expr())
         end = self._expect(T.RPAREN, "')' closing the call").end
         self.depth -= 1
-        return FuncCall(name, tuple(args), insensitive, start, end)
+        return FuncCall(name, tuple(args), insensitive, start=start, end=end)
 
 
 Parser.QUERY_PARSERS = {"sequence": Parser._parse_sequence, "sample": Parser._parse_sample}

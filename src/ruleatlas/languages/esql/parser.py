@@ -241,13 +241,13 @@ class Parser:
                 right = self.bool_expr(1)
                 args = [*(left.args if isinstance(left, Or) else (left,)),
                         *(right.args if isinstance(right, Or) else (right,))]
-                left = Or(tuple(args), _start(left), _end(right))
+                left = Or(tuple(args), start=_start(left), end=_end(right))
             elif min_prec <= 1 and self.is_word("and"):
                 self.advance()
                 right = self.not_expr()
                 args = [*(left.args if isinstance(left, And) else (left,)),
                         *(right.args if isinstance(right, And) else (right,))]
-                left = And(tuple(args), _start(left), _end(right))
+                left = And(tuple(args), start=_start(left), end=_end(right))
             else:
                 return left
 
@@ -260,7 +260,7 @@ class Parser:
             nots.append(t)
         node = self.predicate()
         for t in reversed(nots):
-            node = Not(node, t.start, _end(node))
+            node = Not(node, start=t.start, end=_end(node))
         self.depth -= len(nots)
         return node
 
@@ -270,7 +270,7 @@ class Parser:
         if op is not None:
             self.advance()
             right = self.arith()
-            left = BinOp(op, left, right, _start(left), _end(right))
+            left = BinOp(op, left, right, start=_start(left), end=_end(right))
         start = _start(left)
         negated = False
         if self.is_word("not") and self.is_word("like", "rlike", "in", k=1):
@@ -283,26 +283,26 @@ class Parser:
                 pats = self.comma_list(self.arith)
                 self.depth -= 1
                 self.expect(T.RPAREN, "')'")
-                return Like(left, tuple(pats), regex, negated, True, start,
-                            self.prev_end())
+                return Like(left, tuple(pats), regex, negated, True, start=start,
+                            end=self.prev_end())
             pat = self.arith()
-            return Like(left, (pat,), regex, negated, False, start, _end(pat))
+            return Like(left, (pat,), regex, negated, False, start=start, end=_end(pat))
         if self.is_word("in"):
             self.advance()
             self.enter(self.expect(T.LPAREN, "'(' after in"))
             items = self.comma_list(self.expr)
             self.depth -= 1
             self.expect(T.RPAREN, "')' closing the in list")
-            return In(left, tuple(items), negated, start, self.prev_end())
+            return In(left, tuple(items), negated, start=start, end=self.prev_end())
         if self.is_word("is"):
             self.advance()
             neg = self.match_word("not") is not None
             self.expect_word("null")
-            return IsNull(left, neg, start, self.prev_end())
+            return IsNull(left, neg, start=start, end=self.prev_end())
         if self.peek().kind is T.COLON:
             self.advance()
             q = self.arith()
-            return Match(left, q, start, _end(q))
+            return Match(left, q, start=start, end=_end(q))
         return left
 
     def arith(self, min_prec: int = 0) -> Expr:
@@ -316,11 +316,12 @@ class Parser:
             if min_prec <= 0 and t.kind in ADDITIVE:
                 self.advance()
                 right = self.arith(1)
-                left = BinOp(ADDITIVE[t.kind], left, right, _start(left), _end(right))
+                left = BinOp(ADDITIVE[t.kind], left, right, start=_start(left), end=_end(right))
             elif t.kind in MULTIPLICATIVE:
                 self.advance()
                 right = self.unary()
-                left = BinOp(MULTIPLICATIVE[t.kind], left, right, _start(left), _end(right))
+                left = BinOp(MULTIPLICATIVE[t.kind], left, right, start=_start(left),
+                             end=_end(right))
             else:
                 self.depth -= ops
                 return left
@@ -337,7 +338,7 @@ class Parser:
         node = self._cast(self.primary())
         for t in reversed(signs):
             if t.kind is T.MINUS:
-                node = Neg(node, t.start, _end(node))
+                node = Neg(node, start=t.start, end=_end(node))
         self.depth -= len(signs)
         return node
 
@@ -345,7 +346,7 @@ class Parser:
         while self.peek().kind is T.CAST:
             self.advance()
             ty = self.expect(T.NAME, "a type after '::'")
-            node = Cast(node, ty.text.lower(), _start(node), ty.end)
+            node = Cast(node, ty.text.lower(), start=_start(node), end=ty.end)
         return node
 
     def primary(self) -> Expr:
@@ -353,19 +354,19 @@ class Parser:
         k = t.kind
         if k in (T.INTEGER, T.DECIMAL):
             self.advance()
-            num = Num(t.text, t.start, t.end)
+            num = Num(t.text, start=t.start, end=t.end)
             nxt = self.peek()
             if (k is T.INTEGER and nxt.kind is T.NAME and nxt.text.lower() not in RESERVED
                     and "." not in nxt.text and self.peek(1).kind is not T.LPAREN):
                 u = self.advance()
-                return Duration(num, u.text.lower(), t.start, u.end)
+                return Duration(num, u.text.lower(), start=t.start, end=u.end)
             return num
         if k is T.STRING:
             self.advance()
-            return Str(t.text, t.triple, t.start, t.end)
+            return Str(t.text, t.triple, start=t.start, end=t.end)
         if k is T.PARAM:
             self.advance()
-            return Param(t.text, t.start, t.end)
+            return Param(t.text, start=t.start, end=t.end)
         if k is T.LPAREN:
             self.advance()
             self.enter(t)
@@ -381,15 +382,15 @@ class Parser:
             low = t.text.lower()
             if low in ("true", "false"):
                 self.advance()
-                return Bool(low == "true", t.start, t.end)
+                return Bool(low == "true", start=t.start, end=t.end)
             if low == "null":
                 self.advance()
-                return Null(t.start, t.end)
+                return Null(start=t.start, end=t.end)
             if self.peek(1).kind is T.LPAREN and "." not in t.text and low not in RESERVED:
                 return self.call()
         if k in (T.NAME, T.QNAME):
             name = self.qualified_name()
-            return Field(name, t.start, self.prev_end())
+            return Field(name, start=t.start, end=self.prev_end())
         raise self.error(f"unexpected {self.show(t)} in expression", t.start)
 
     def call(self) -> Expr:
@@ -408,7 +409,7 @@ class Parser:
                 args.append(self.bool_expr(0))
         self.depth -= 1
         self.expect(T.RPAREN, "',' or ')' in the arguments")
-        return FuncCall(t.text.lower(), tuple(args), star, t.start, self.prev_end())
+        return FuncCall(t.text.lower(), tuple(args), star, start=t.start, end=self.prev_end())
 
     def list_literal(self) -> Expr:
         lb = self.advance()
@@ -418,7 +419,7 @@ class Parser:
             items = self.comma_list(self.expr)
         self.depth -= 1
         self.expect(T.RBRACKET, "']'")
-        return ListLit(tuple(items), lb.start, self.prev_end())
+        return ListLit(tuple(items), start=lb.start, end=self.prev_end())
 
     def map_literal(self) -> Expr:
         lb = self.advance()
@@ -433,7 +434,7 @@ class Parser:
             self.advance()
         self.depth -= 1
         self.expect(T.RBRACE, "'}'")
-        return MapLit(tuple(entries), lb.start, self.prev_end())
+        return MapLit(tuple(entries), start=lb.start, end=self.prev_end())
 
     def assign(self, required: bool = False, agg_where: bool = False) -> Assign:
         """``[name =] expr`` (``name`` a qualified name)."""
@@ -456,7 +457,7 @@ class Parser:
         if agg_where and self.is_word("where"):
             self.advance()
             where = self.expr()
-        return Assign(name, e, where, start, self.prev_end())
+        return Assign(name, e, where, start=start, end=self.prev_end())
 
     # ---- command parsers ----------------------------------------------------------------
     def _parse_from(self, name: str) -> Command:
@@ -517,7 +518,7 @@ class Parser:
 
     def _pattern(self) -> Str:
         t = self.expect(T.STRING, "a pattern string")
-        return Str(t.text, t.triple, t.start, t.end)
+        return Str(t.text, t.triple, start=t.start, end=t.end)
 
     def _parse_dissect(self, name: str) -> Command:
         src = self.unary()
@@ -546,10 +547,10 @@ class Parser:
                     self.advance()
                     t = self.peek()
                     src = self.name_pattern()
-                    return Assign(first, Field(src, t.start, self.prev_end()), None, start,
-                                  self.prev_end())
-                return Assign(None, Field(first, start, self.prev_end()), None, start,
-                              self.prev_end())
+                    source = Field(src, start=t.start, end=self.prev_end())
+                    return Assign(first, source, None, start=start, end=self.prev_end())
+                on = Field(first, start=start, end=self.prev_end())
+                return Assign(None, on, None, start=start, end=self.prev_end())
             withs = self.comma_list(item)
         return Command(name, target=policy, names=on, assigns=tuple(withs))
 
@@ -578,8 +579,8 @@ class Parser:
         if t.kind not in (T.INTEGER, T.PARAM):
             raise self.error(f"expected a number after limit, got {self.show(t)}", t.start)
         self.advance()
-        return Command(name, args=(Num(t.text, t.start, t.end) if t.kind is T.INTEGER
-                                   else Param(t.text, t.start, t.end),))
+        return Command(name, args=(Num(t.text, start=t.start, end=t.end) if t.kind is T.INTEGER
+                                   else Param(t.text, start=t.start, end=t.end),))
 
     def _parse_sample(self, name: str) -> Command:
         args = [self.primary()]

@@ -18,7 +18,8 @@ nesting deeper than ``MAX_DEPTH`` parentheses or braces is a located error too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from ruleatlas.languages.kql.ast import (
     And,
@@ -42,6 +43,7 @@ from ruleatlas.languages.kql.tokens import T, Token, Tokenizer
 from ruleatlas.languages.parsing import ParseError
 
 MAX_DEPTH = 100
+N = TypeVar("N", Expr, ValueExpr)
 RANGE_OPS: dict[T, str] = {T.LT: "<", T.LE: "<=", T.GT: ">", T.GE: ">="}
 # The precedence ladders: token -> node class, one tiny loop each (sqlglot's DISJUNCTION...).
 QUERY_CONNECTORS: dict[T, Callable[..., Expr]] = {T.OR: Or, T.AND: And}
@@ -102,19 +104,22 @@ class Parser:
     # ---- queries ------------------------------------------------------------------------
     def parse(self) -> Expr:
         if self.cur.kind is T.EOF:
-            return Empty(0, len(self.text))
+            return Empty(start=0, end=len(self.text))
         tree = self._parse_or()
         if self.cur.kind is not T.EOF:
             raise self._unexpected("expected 'and', 'or' or the end of the query")
         return tree
 
     def _parse_or(self) -> Expr:
-        return self._connect(T.OR, self._parse_and)
+        return self._connect(T.OR, self._parse_and, QUERY_CONNECTORS)
 
     def _parse_and(self) -> Expr:
-        return self._connect(T.AND, self._parse_not)
+        return self._connect(T.AND, self._parse_not, QUERY_CONNECTORS)
 
-    def _connect(self, kind: T, operand: Callable[[], Expr]) -> Expr:
+    def _connect(self, kind: T, operand: Callable[[], N],
+                 connectors: Mapping[T, Callable[..., N]]) -> N:
+        """One rung of a precedence ladder: ``operand (kind operand)*``, one connector node
+        (from ``connectors``) for a run of two or more."""
         start = self.cur.start
         first = operand()
         if self.cur.kind is not kind:
@@ -122,7 +127,7 @@ class Parser:
         args = [first]
         while self._match(kind):
             args.append(operand())
-        return QUERY_CONNECTORS[kind](tuple(args), start, self._last_end)
+        return connectors[kind](tuple(args), start=start, end=self._last_end)
 
     def _parse_not(self) -> Expr:
         t = self._match(T.NOT)
@@ -132,7 +137,7 @@ class Parser:
             raise self._unexpected("'not' must be followed by a query in parentheses or an "
                                    "expression")
         arg = self._parse_sub()
-        return Not(arg, t.start, self._last_end)
+        return Not(arg, start=t.start, end=self._last_end)
 
     def _parse_sub(self) -> Expr:
         t = self.cur
@@ -151,14 +156,14 @@ class Parser:
             if self.cur.kind is T.LBRACE:
                 return self._parse_nested(value)
             vals = self._parse_values()
-            return FieldValue(value, vals, value.start, self._last_end)
+            return FieldValue(value, vals, start=value.start, end=self._last_end)
         if nxt in RANGE_OPS:
             op = RANGE_OPS[self._advance().kind]
             if self.cur.kind not in (T.WORD, T.STRING):
                 raise self._unexpected(f"expected a value after '{op}'")
             rhs = self._literal()
-            return Range(value, op, rhs, value.start, rhs.end)
-        return FreeText(value, value.start, value.end)
+            return Range(value, op, rhs, start=value.start, end=rhs.end)
+        return FreeText(value, start=value.start, end=value.end)
 
     def _parse_nested(self, field: Value) -> Expr:
         brace = self._advance()
@@ -166,14 +171,14 @@ class Parser:
         q = self._parse_or()
         close = self._expect(T.RBRACE, "'}'")
         self.depth -= 1
-        return Nested(field, q, field.start, close.end)
+        return Nested(field, q, start=field.start, end=close.end)
 
     def _literal(self) -> Value:
         t = self._advance()
         if t.kind is T.STRING:
-            return Quoted(t.value, t.start, t.end)
+            return Quoted(t.value, start=t.start, end=t.end)
         assert t.pattern is not None
-        return Unquoted(t.pattern, t.start, t.end)
+        return Unquoted(t.pattern, start=t.start, end=t.end)
 
     # ---- value lists --------------------------------------------------------------------
     def _parse_values(self) -> ValueExpr:
@@ -189,27 +194,17 @@ class Parser:
         raise self._unexpected("expected a value or '(' after ':'")
 
     def _parse_vor(self) -> ValueExpr:
-        return self._vconnect(T.OR, self._parse_vand)
+        return self._connect(T.OR, self._parse_vand, VALUE_CONNECTORS)
 
     def _parse_vand(self) -> ValueExpr:
-        return self._vconnect(T.AND, self._parse_vnot)
-
-    def _vconnect(self, kind: T, operand: Callable[[], ValueExpr]) -> ValueExpr:
-        start = self.cur.start
-        first = operand()
-        if self.cur.kind is not kind:
-            return first
-        args = [first]
-        while self._match(kind):
-            args.append(operand())
-        return VALUE_CONNECTORS[kind](tuple(args), start, self._last_end)
+        return self._connect(T.AND, self._parse_vnot, VALUE_CONNECTORS)
 
     def _parse_vnot(self) -> ValueExpr:
         t = self._match(T.NOT)
         if t is None:
             return self._parse_values()
         arg = self._parse_values()
-        return VNot(arg, t.start, self._last_end)
+        return VNot(arg, start=t.start, end=self._last_end)
 
 
 def parse(text: str) -> Expr:
