@@ -22,6 +22,24 @@ from ruleatlas.limits import LimitError, Limits, fmt_size
 from ruleatlas.model import FileResult, LoadError, Macro
 
 
+def rel_path(root: Path, path: Path) -> str:
+    """``path`` relative to the repository ``root``, POSIX-style (as written when outside)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def strings(v: Any) -> tuple[str, ...]:
+    """A YAML str or list of scalars as a tuple of non-empty strings."""
+    if v is None:
+        return ()
+    if isinstance(v, (list, tuple)):
+        return tuple(str(x) for x in v if x is not None and str(x) != "")
+    s = str(v)
+    return (s,) if s else ()
+
+
 def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
                    limits: Limits | None = None) -> bytes | LoadError:
     """The bytes of one rule (or side-table) file; a file over ``rule_file_bytes`` is a load
