@@ -4,6 +4,7 @@
   (a bisect over cached line starts, so a query with many predicates stays linear).
 * Errors: :class:`ParseError` (sqlglot's shape: a description, the offset, line/col and a
   caret line under the offending character).
+* Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum.
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
 * Syntax trees: :class:`Node` (the offsets every node carries); :func:`declare_arg_types`,
@@ -17,7 +18,9 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, fields
 from dataclasses import field as dc_field
+from enum import Enum
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from ruleatlas.caching import LINE_STARTS
 from ruleatlas.model import AtlasError, Span
@@ -79,6 +82,27 @@ class DepthGuard:
         self.depth += 1
         if self.depth > self.max_depth:
             raise ParseError(f"nested deeper than {self.max_depth} levels", self.text, pos)
+
+
+# ---- tokens ------------------------------------------------------------------------------
+
+K = TypeVar("K", bound=Enum)
+
+
+@dataclass(frozen=True, slots=True)
+class Token(Generic[K]):
+    """One token: its kind (the language's token enum), text (the resolved value for strings and
+    quoted names), raw source text and offsets. A language whose tokens carry more (a spelling
+    flag) subclasses it with ``@dataclass(frozen=True, slots=True, repr=False)``."""
+
+    kind: K
+    text: str
+    raw: str
+    start: int
+    end: int
+
+    def __repr__(self) -> str:
+        return f"{self.kind.name}({self.text!r})"
 
 
 # ---- syntax trees --------------------------------------------------------------------------

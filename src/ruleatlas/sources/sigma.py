@@ -28,7 +28,7 @@ from typing import Any
 from ruleatlas.caching import CONDITION_SYNTAX
 from ruleatlas.model import FileResult, LoadError, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file, rel_path, strings
+from ruleatlas.sources.base import SideTables, read_rule_text, rel_path, strings
 
 NAME = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma"
@@ -384,19 +384,10 @@ def rule_from_doc(
 
 def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One Sigma file into rules and located errors; never raises for bad input."""
-    rel = rel_path(root, path)
-    got = read_rule_file(NAME, rel, path, data)
-    if isinstance(got, LoadError):
-        return FileResult(NAME, rel, "", errors=(got,))
-    data = got
-    digest = yamlutil.sha256(data)
-    text = yamlutil.decode(data)
-    if isinstance(text, yamlutil.YamlProblem):
-        return FileResult(NAME, rel, digest, errors=(
-            LoadError(NAME, rel, text.reason, text.line, text.col, text.kind),))
-    if not text.strip():
-        return FileResult(NAME, rel, digest, errors=(
-            LoadError(NAME, rel, "empty file", kind="empty"),))
+    got = read_rule_text(NAME, root, path, data)
+    if isinstance(got, FileResult):
+        return got
+    rel, digest, text = got.rel, got.digest, got.text
     top = PurePosixPath(rel).parts[0] if rel else ""
     folder_status = STATUS_FOLDERS.get(top)
     url = source_url(root, rel)

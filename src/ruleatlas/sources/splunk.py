@@ -20,7 +20,7 @@ from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Macro, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file, rel_path, strings
+from ruleatlas.sources.base import SideTables, read_rule_file, read_rule_text, rel_path, strings
 
 NAME = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content"
@@ -196,22 +196,16 @@ def detection_from_doc(doc: Mapping[str, Any], rel: str, text: str, url: str) ->
 
 def load_detection(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One detection file into a FileResult; never raises."""
-    rel = rel_path(root, path)
-    raw = read_rule_file(NAME, rel, path, data)
-    if isinstance(raw, LoadError):
-        return FileResult(NAME, rel, "", errors=(raw,))
-    digest = yamlutil.sha256(raw)
+    got = read_rule_text(NAME, root, path, data)
+    if isinstance(got, FileResult):
+        return got
+    rel, digest, text = got.rel, got.digest, got.text
 
     def fail(reason: str, line: int | None = None, col: int | None = None,
              kind: str = "yaml") -> FileResult:
         err = LoadError(NAME, rel, reason, line, col, kind)
         return FileResult(NAME, rel, digest, errors=(err,))
 
-    text = yamlutil.decode(raw)
-    if isinstance(text, yamlutil.YamlProblem):
-        return fail(text.reason, text.line, text.col, text.kind)
-    if not text.strip():
-        return fail("empty file", kind="empty")
     doc, err = yamlutil.load_one(text)
     if err is not None:
         return fail(err.reason, err.line, err.col, err.kind)
