@@ -68,10 +68,7 @@ class LowerCtx:
 
 def pattern(text: str) -> M.Pattern:
     """An EQL wildcard text as a :class:`Pattern`: every ``*`` and ``?`` is a wildcard."""
-    parts: list[str | M.Wild] = []
-    for ch in text:
-        parts.append(M.Wild.ANY if ch == "*" else M.Wild.ONE if ch == "?" else ch)
-    return M.Pattern(tuple(parts))
+    return M.Pattern.from_wildcards(text)
 
 
 def _wild_value(text: str) -> str | M.Pattern:

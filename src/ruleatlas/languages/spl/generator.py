@@ -42,18 +42,20 @@ def command(c: S.Command) -> str:
     return " ".join(x for x in (c.name, items(c.items)) if x)
 
 
+ITEM_GENERATORS: dict[type, Callable[[Any], str]] = {
+    S.Word: lambda i: i.raw,
+    S.Str: lambda i: f'"{escape(i.value)}"',
+    S.Sym: lambda i: i.text,
+    S.Macro: lambda i: f"`{i.body}`",
+    S.Sub: lambda i: f"[ {generate(i.pipeline)} ]",
+}
+
+
 def item(i: S.Item) -> str:
-    if isinstance(i, S.Word):
-        return i.raw
-    if isinstance(i, S.Str):
-        return f'"{escape(i.value)}"'
-    if isinstance(i, S.Sym):
-        return i.text
-    if isinstance(i, S.Macro):
-        return f"`{i.body}`"
-    if isinstance(i, S.Sub):
-        return f"[ {generate(i.pipeline)} ]"
-    raise TypeError(i)
+    fn = ITEM_GENERATORS.get(type(i))
+    if fn is None:
+        raise TypeError(i)
+    return fn(i)
 
 
 _TIGHT = frozenset({"=", "!=", "==", "<", "<=", ">", ">="})
@@ -153,23 +155,26 @@ SEARCH_GENERATORS.update({
 
 
 def expr(e: S.ENode) -> str:
-    if isinstance(e, S.EField):
-        if _TEMPLATE.fullmatch(e.name) or (
-                _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
-            return e.name
-        return "'" + e.name.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(e, S.EStr):
-        return f'"{escape(e.value)}"'
-    if isinstance(e, S.ENum):
-        return e.text
-    if isinstance(e, S.ECall):
-        return f"{e.name}({', '.join(expr(a) for a in e.args)})"
-    if isinstance(e, S.EBin):
-        return f"({expr(e.left)} {e.op} {expr(e.right)})"
-    if isinstance(e, S.EUnary):
-        return f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})"
-    if isinstance(e, S.EMacro):
-        return f"`{e.macro.body}`"
-    if isinstance(e, S.EOpaque):
-        return e.text
-    raise TypeError(e)
+    fn = EXPR_GENERATORS.get(type(e))
+    if fn is None:
+        raise TypeError(e)
+    return fn(e)
+
+
+def _efield(e: S.EField) -> str:
+    if _TEMPLATE.fullmatch(e.name) or (
+            _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
+        return e.name
+    return "'" + e.name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+EXPR_GENERATORS: dict[type, Callable[[Any], str]] = {
+    S.EField: _efield,
+    S.EStr: lambda e: f'"{escape(e.value)}"',
+    S.ENum: lambda e: e.text,
+    S.ECall: lambda e: f"{e.name}({', '.join(expr(a) for a in e.args)})",
+    S.EBin: lambda e: f"({expr(e.left)} {e.op} {expr(e.right)})",
+    S.EUnary: lambda e: f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})",
+    S.EMacro: lambda e: f"`{e.macro.body}`",
+    S.EOpaque: lambda e: e.text,
+}

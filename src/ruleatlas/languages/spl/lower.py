@@ -63,10 +63,8 @@ def search_value(v: S.Word | S.Str) -> str | M.Pattern:
 
 
 def like_pattern(s: str) -> M.Pattern:
-    parts: list[str | M.Wild] = []
-    for ch in s:
-        parts.append(M.Wild.ANY if ch == "%" else M.Wild.ONE if ch == "_" else ch)
-    return M.Pattern(tuple(parts))
+    """An SPL ``like`` pattern: ``%`` any run, ``_`` one character."""
+    return M.Pattern.from_wildcards(s, "%", "_")
 
 
 @dataclass
@@ -204,16 +202,6 @@ def term(e: S.ENode) -> M.Term:
     raise TypeError(e)
 
 
-def term_fields(t: M.Term, out: list[str]) -> list[str]:
-    if isinstance(t, M.FieldRef):
-        if t.name not in out:
-            out.append(t.name)
-    elif isinstance(t, M.Call):
-        for a in t.args:
-            term_fields(a, out)
-    return out
-
-
 def _literal(e: S.ENode) -> str | None:
     if isinstance(e, S.EStr):
         return e.value
@@ -298,7 +286,7 @@ def lower_eval(e: S.ENode, ctx: _Ctx, text: str, top: S.ENode | None = None) -> 
         if node is not None:
             return node
     t = term(e)
-    return M.Condition(t, text, tuple(term_fields(t, [])), phase=ctx.phase, stage=ctx.stage,
+    return M.Condition(t, text, M.term_fields(t), phase=ctx.phase, stage=ctx.stage,
                      span=common["span"])
 
 
