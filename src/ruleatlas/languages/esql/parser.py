@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import DepthGuard, ParseError
 
 X = TypeVar("X")
 MAX_NESTING = 100
@@ -52,8 +52,10 @@ PATTERN_TOKENS = frozenset({T.NAME, T.INTEGER, T.DECIMAL, T.MINUS, T.STAR, T.DOT
 NAME_PATTERN_TOKENS = frozenset({T.NAME, T.QNAME, T.STAR, T.DOT})
 
 
-class Parser:
+class Parser(DepthGuard):
     """Parses one ES|QL query."""
+
+    max_depth = MAX_NESTING
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -99,11 +101,6 @@ class Parser:
 
     def error(self, message: str, pos: int) -> ParseError:
         return ParseError(message, self.text, pos)
-
-    def enter(self, t: Token) -> None:
-        self.depth += 1
-        if self.depth > MAX_NESTING:
-            raise self.error(f"nested deeper than {MAX_NESTING} levels", t.start)
 
     # ---- query and commands -------------------------------------------------------------
     def parse(self) -> A.Query:
@@ -228,7 +225,7 @@ class Parser:
         nots: list[Token] = []
         while self.is_word("not"):
             t = self.advance()
-            self.enter(t)
+            self.enter(t.start)
             nots.append(t)
         node = self.predicate()
         for t in reversed(nots):
@@ -251,7 +248,7 @@ class Parser:
         if self.is_word("like", "rlike"):
             regex = self.advance().text.lower() == "rlike"
             if self.peek().kind is T.LPAREN:
-                self.enter(self.advance())
+                self.enter(self.advance().start)
                 pats = self.comma_list(self.arith)
                 self.depth -= 1
                 self.expect(T.RPAREN, "')'")
@@ -261,7 +258,7 @@ class Parser:
             return A.Like(left, (pat,), regex, negated, False, start=start, end=_end(pat))
         if self.is_word("in"):
             self.advance()
-            self.enter(self.expect(T.LPAREN, "'(' after in"))
+            self.enter(self.expect(T.LPAREN, "'(' after in").start)
             items = self.comma_list(self.expr)
             self.depth -= 1
             self.expect(T.RPAREN, "')' closing the in list")
@@ -297,7 +294,7 @@ class Parser:
             else:
                 self.depth -= ops
                 return left
-            self.enter(t)
+            self.enter(t.start)
             ops += 1
 
     def unary(self) -> A.Expr:
@@ -305,7 +302,7 @@ class Parser:
         signs: list[Token] = []
         while self.peek().kind in (T.MINUS, T.PLUS):
             t = self.advance()
-            self.enter(t)
+            self.enter(t.start)
             signs.append(t)
         node = self._cast(self.primary())
         for t in reversed(signs):
@@ -341,7 +338,7 @@ class Parser:
             return A.Param(t.text, start=t.start, end=t.end)
         if k is T.LPAREN:
             self.advance()
-            self.enter(t)
+            self.enter(t.start)
             inner = self.bool_expr(0)
             self.depth -= 1
             self.expect(T.RPAREN, "')'")
@@ -368,7 +365,7 @@ class Parser:
     def call(self) -> A.Expr:
         t = self.advance()
         lp = self.advance()
-        self.enter(lp)
+        self.enter(lp.start)
         args: list[A.Expr] = []
         star = False
         if self.peek().kind is T.STAR and self.peek(1).kind is T.RPAREN:
@@ -385,7 +382,7 @@ class Parser:
 
     def list_literal(self) -> A.Expr:
         lb = self.advance()
-        self.enter(lb)
+        self.enter(lb.start)
         items: list[A.Expr] = []
         if self.peek().kind is not T.RBRACKET:
             items = self.comma_list(self.expr)
@@ -395,7 +392,7 @@ class Parser:
 
     def map_literal(self) -> A.Expr:
         lb = self.advance()
-        self.enter(lb)
+        self.enter(lb.start)
         entries: list[tuple[str, A.Expr]] = []
         while self.peek().kind is not T.RBRACE:
             key = self.expect(T.STRING, "a string key in the map")
@@ -578,7 +575,7 @@ class Parser:
         branches: list[tuple[A.Command, ...]] = []
         while self.peek().kind is T.LPAREN:
             lp = self.advance()
-            self.enter(lp)
+            self.enter(lp.start)
             cmds = [self.command(stop=(T.RPAREN,))]
             while self.peek().kind is T.PIPE:
                 self.advance()
