@@ -58,7 +58,7 @@ from ruleatlas.store import (
     CatalogError,
     RuleQuery,
     SearchError,
-    catalog_stamp,
+    catalog_generation,
 )
 
 if TYPE_CHECKING:
@@ -128,9 +128,10 @@ def _highlight(snippet: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=HUNT_CATALOGS)
-def _hunt_rules(db: str, stamp: tuple[int, ...]) -> tuple[LoadedRule, ...]:
-    """Every rule of the catalog as the engine loads it (``engine.catalog.from_db``); ``stamp``
-    is part of the key only, so a rebuilt catalog is loaded again."""
+def _hunt_rules(db: str, generation: int) -> tuple[LoadedRule, ...]:
+    """Every rule of the catalog as the engine loads it (``engine.catalog.from_db``);
+    ``generation`` (``store.catalog_generation``) is part of the key only, so a catalog a build
+    committed to since is loaded again."""
     from ruleatlas.engine.catalog import from_db
 
     return tuple(from_db(db))
@@ -360,7 +361,7 @@ class Atlas:
         log = self._log_file(path)
         filters = self._rule_filters(rules)
         try:
-            loaded = _hunt_rules(str(self.db), catalog_stamp(self.db))
+            loaded = _hunt_rules(str(self.db), catalog_generation(self.db))
         except CatalogError as e:
             raise ToolError(str(e)) from None
         chosen = select(loaded, filters)
