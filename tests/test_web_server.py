@@ -185,7 +185,7 @@ def test_pool_deadline_covers_every_connection_of_the_thread(hostile_db: Path) -
     from ruleatlas.store import QueryTimeout
 
     t0 = time.monotonic()
-    with pytest.raises(QueryTimeout, match="longer than 0.2s"):
+    with pytest.raises(QueryTimeout, match=r"longer than 0\.2s"):
         pool.run(side_connection)
     assert time.monotonic() - t0 < 2
     pool.close()

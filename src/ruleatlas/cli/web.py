@@ -8,7 +8,6 @@ import typer
 
 from ruleatlas.cli.app import DEFAULT_DB, app
 
-
 SERVERS = ("auto", "granian", "uvicorn")
 APP_FACTORY = "ruleatlas.web.app:app_from_env"  # what each worker process imports
 
