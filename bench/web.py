@@ -84,7 +84,7 @@ async def run(port: int, paths: list[str], clients: int, seconds: float,
     ``max_requests`` were sent."""
     lat: list[float] = []
     server: list[float] = []
-    errors = 0
+    errors: dict[int, int] = {}
     sent = 0
     stop_at = time.perf_counter() + seconds
 
@@ -101,7 +101,7 @@ async def run(port: int, paths: list[str], clients: int, seconds: float,
                 if st is not None:
                     server.append(st)
                 if status != 200:
-                    errors += 1
+                    errors[status] = errors.get(status, 0) + 1
         finally:
             writer.close()
 
@@ -122,7 +122,8 @@ def summary(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "p50": statistics.median(lat) if lat else float("nan"),
             "p99": lat[min(n - 1, int(n * 0.99))] if lat else float("nan"),
             "server_p50": statistics.median(server) if server else float("nan"),
-            "errors": sum(r["errors"] for r in runs)}
+            "errors": {k: sum(r["errors"].get(k, 0) for r in runs)
+                       for k in sorted({k for r in runs for k in r["errors"]})}}
 
 
 def rss_kb(pid: int) -> int:
@@ -247,7 +248,7 @@ def print_table(rows: list[dict[str, Any]], ping_p50: float) -> None:
     for r in rows:
         print(f"{r['scenario']:32} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
               f"{r['server_p50']:>10.2f} {r['p50'] / ping_p50:>7.1f}x {r['requests']:>7}"
-              + (f"  errors={r['errors']}" if r["errors"] else ""))
+              + "".join(f"  {n} x {k}" for k, n in r["errors"].items()))
 
 
 def verdicts(rows: list[dict[str, Any]], clients: int) -> list[str]:

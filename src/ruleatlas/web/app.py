@@ -32,7 +32,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ruleatlas import __version__
 from ruleatlas.limits import Limits
-from ruleatlas.store import Catalog, CatalogError, QueryTimeout, ReadPool
+from ruleatlas.store import Catalog, CatalogError, QueryTimeout, ReadPool, RuleQuery
+from ruleatlas.store.indicators import indexed_rule_count
+from ruleatlas.store.search import search_rules
 from ruleatlas.web import render
 from ruleatlas.web.openapi import openapi
 from ruleatlas.web.params import WebError, parse_query
@@ -152,6 +154,36 @@ class PageCache:
             self.bytes -= len(gone.body)
 
 
+class Warmth:
+    """The generation whose whole-catalog facts this process has loaded, and the lock that
+    makes ONE request load them after a build while the others wait (instead of every worker
+    thread loading the same facts at once, each slower for the others)."""
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.lock = anyio.Lock()
+
+
+def warm_catalog(conn: Any) -> None:
+    """Load what every page of a new generation needs: the search's per-rule facts and
+    catalog-wide facets, the indicator rule count (the similar-rules weights)."""
+    search_rules(conn, RuleQuery(per_page=1))
+    indexed_rule_count(conn)
+
+
+async def _warm(site: Site, generation: int) -> None:
+    if site.warmth.generation == generation:
+        return
+    async with site.warmth.lock:
+        if site.warmth.generation == generation:
+            return
+        try:
+            await anyio.to_thread.run_sync(site.pool.run, warm_catalog, limiter=site.limiter)
+        except QueryTimeout as e:
+            raise WebError(503, str(e)) from None
+        site.warmth.generation = generation
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """What every endpoint shares: the catalog's read pool, the pages, the worker-thread
@@ -164,6 +196,7 @@ class Site:
     cache: PageCache
     tag: str  # this catalog file and this Rule Atlas version, hashed (ETag prefix)
     timeout: float  # seconds a page may take (Limits.query_seconds)
+    warmth: Warmth
 
 
 def _catalog_tag(db: Path) -> str:
@@ -178,7 +211,7 @@ def open_site(db_path: str | Path) -> Site:
     timeout = float(Limits.from_env().query_seconds)
     pool = ReadPool(db, timeout)
     return Site(db, pool, all_pages(), anyio.CapacityLimiter(WORKER_THREADS), PageCache(),
-                _catalog_tag(db), timeout)
+                _catalog_tag(db), timeout, Warmth())
 
 
 def _page_data(site: Site, page: Page, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -272,6 +305,7 @@ def _endpoint(site: Site, page: Page, as_json: bool) -> Callable[[Request], Any]
         hit = site.cache.get(generation, key)
         if hit is not None:
             return hit.response()
+        await _warm(site, generation)
         resp = await _render(site, page, request, as_json)
         if resp.status_code == 200:
             resp.headers["etag"] = etag
