@@ -10,6 +10,9 @@ from ruleatlas.cli.app import DEFAULT_DB, app
 
 SERVERS = ("auto", "granian", "uvicorn")
 APP_FACTORY = "ruleatlas.web.app:app_from_env"  # what each worker process imports
+# granian kills a worker still alive this many seconds after it was asked to stop (a thread
+# stuck in a long SQLite call keeps the interpreter from exiting).
+KILL_AFTER = 1
 
 
 def _server(choice: str) -> str:
@@ -24,15 +27,13 @@ def _server(choice: str) -> str:
 def _run_granian(host: str, port: int, workers: int, access_log: bool) -> None:
     import importlib
 
-    from ruleatlas.web.app import SHUTDOWN_GRACE
-
     granian = importlib.import_module("granian")  # optional: not a dependency of Rule Atlas
     consts = importlib.import_module("granian.constants")
     log = importlib.import_module("granian.log")
     granian.Granian(APP_FACTORY, address=host, port=port, interface=consts.Interfaces.ASGI,
                     factory=True, workers=workers, websockets=False, log_access=access_log,
                     log_level=log.LogLevels.warning,
-                    workers_kill_timeout=SHUTDOWN_GRACE + 1).serve()
+                    workers_kill_timeout=KILL_AFTER).serve()
 
 
 def _run_uvicorn(host: str, port: int, workers: int, access_log: bool) -> None:
