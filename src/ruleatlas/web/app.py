@@ -5,6 +5,10 @@ Every page of :mod:`ruleatlas.web.views` gets its HTML route and its JSON twin u
 read-only SQLite connections; building and rendering a page happen in the same thread call, so
 the event loop only moves bytes. Errors have one shape everywhere: ``{ok, error, status}`` as
 JSON under ``/api`` (and for ``.json`` URLs), an HTML page with the same message elsewhere.
+
+Each request first reads the catalog generation (``ReadPool.generation``, microseconds); a 200
+page is kept rendered per generation (:class:`PageCache`) with an ETag of the generation and the
+URL, so ``If-None-Match`` is answered 304 without building anything. docs/web.md, *Serving*.
 """
 
 from __future__ import annotations
@@ -187,7 +191,8 @@ async def _warm(site: Site, generation: int) -> None:
 @dataclass(frozen=True, slots=True)
 class Site:
     """What every endpoint shares: the catalog's read pool, the pages, the worker-thread
-    limiter, the page cache and the catalog's ETag prefix."""
+    limiter, the page cache, the catalog's ETag prefix, the time limit of a page and the
+    generation whose shared facts are loaded."""
 
     db: Path
     pool: ReadPool
