@@ -30,12 +30,7 @@ SHOTS = ROOT / "docs" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="Debian's Chromium is not installed (/usr/bin/chromium); "
-                              "`apt-get install chromium` (scripts/test.sh does it as root)"),
-]
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +51,15 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return shot
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for this module only: Playwright's sync API keeps an asyncio loop running in
+    the main thread while it is open, which other modules' ``anyio.run`` (the MCP client)
+    must not meet."""
     from playwright.sync_api import sync_playwright
 
+    assert CHROMIUM.exists(), ("Debian's Chromium is not installed (/usr/bin/chromium): "
+                               "`apt-get install chromium` (scripts/test.sh does it as root)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield b

@@ -399,12 +399,16 @@ def test_build_with_an_over_size_rule_file(tmp_path: Path,
 # Memory on a real bomb (subprocess, ru_maxrss)
 # --------------------------------------------------------------------------------------------
 
+# The peak RSS of this process alone: /proc/self/status VmHWM belongs to the process's own
+# memory map. (getrusage's ru_maxrss is not used: Linux carries the parent's high-water mark
+# over exec after a vfork, so it would report pytest's own RSS.)
 RSS_PROBE = """
-import resource, sys
+import re, sys
 from ruleatlas.engine.readers import read_events
 errors = []
 n = sum(1 for _ in read_events(sys.argv[1:], errors))
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+with open("/proc/self/status") as fh:
+    rss = int(re.search(r"VmHWM:\\s+(\\d+) kB", fh.read()).group(1)) // 1024
 print(n, len(errors), rss)
 for e in errors:
     print(e)

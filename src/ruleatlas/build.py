@@ -479,6 +479,11 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
                                "unchanged": r.unchanged, "deleted": r.deleted,
                                "reanalyzed": r.reanalyzed} for r in state},
         })
+        # the engine's plans of new and changed rules (engine/plans.py), in this transaction
+        from ruleatlas.engine import plans
+
+        timings["plans"] = plans.refresh_timed(
+            cat.conn, lambda fn, tasks: _run(fn, tasks, workers, progress, "plans"))
     return BuildSummary(str(cat.path), tuple(_summaries(cat, state)),
                         time.perf_counter() - t0, timings, tuple(plan.replaced))
 

@@ -8,8 +8,10 @@ Rules come from the catalog (``--db``); ``--repo DIR`` reads repository clones d
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from ruleatlas.cli.app import DEFAULT_DB, app
 from ruleatlas.cli.common import Format, fail, open_catalog, resolve
+from ruleatlas.engine.catalog import R
 from ruleatlas.store import listings
 
 GLOB_CHARS = frozenset("*?[")
@@ -35,9 +38,7 @@ class HuntFormat(StrEnum):
 
 def _load(db: str, repos: list[str] | None, refs: list[str] | None) -> list[Any]:
     """The rules to run. From ``--repo`` clones: every rule, then ``select(refs)``. From the
-    catalog: a source name or a glob (``*``, ``?``, ``[``) selects by source, title or path;
-    any other reference goes through the one rule resolver (id, unique id prefix, unique
-    title), which refuses unknown, ambiguous or impossible references."""
+    catalog: the rules :func:`_pick` chooses."""
     from ruleatlas.engine.catalog import from_db, from_repos, select
 
     if repos:
@@ -47,16 +48,55 @@ def _load(db: str, repos: list[str] | None, refs: list[str] | None) -> list[Any]
         return select(from_repos(repos), refs)
     if not Path(db).is_file():
         raise fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR", 2)
+    if not refs:
+        return from_db(db)
+    ids, patterns = _refs(db, refs)
+    return from_db(db, ids) if not patterns else _pick(from_db(db), ids, patterns)
+
+
+def _refs(db: str, refs: list[str]) -> tuple[list[str], list[str]]:
+    """(rule ids, patterns) of rule references: a source name or a glob (``*``, ``?``, ``[``)
+    selects by source, title or path; any other reference goes through the one rule resolver
+    (id, unique id prefix, unique title), which refuses unknown, ambiguous or impossible
+    references."""
     with open_catalog(db) as cat:
         sources = set(listings.sources(cat.conn))
-        patterns = [r for r in refs or () if r.lower() in sources or GLOB_CHARS & set(r)]
-        ids = list(dict.fromkeys(resolve(cat, r) for r in refs or () if r not in patterns))
-    if not patterns:
-        return from_db(db, ids) if ids else ([] if refs else from_db(db))
-    every = from_db(db)
+        patterns = [r for r in refs if r.lower() in sources or GLOB_CHARS & set(r)]
+        ids = list(dict.fromkeys(resolve(cat, r) for r in refs if r not in patterns))
+    return ids, patterns
+
+
+def _pick(every: Sequence[R], ids: list[str], patterns: list[str]) -> list[R]:
+    """The rules (loaded rules or cached plans) named by ``ids`` or matching ``patterns``."""
+    from ruleatlas.engine.catalog import select
+
     chosen = set(ids)
-    return [lr for lr in every if lr.rule.id in chosen] + [
-        lr for lr in select(every, patterns) if lr.rule.id not in chosen]
+    named = [x for x in every if x.rule.id in chosen]
+    return named + [x for x in select(every, patterns) if x.rule.id not in chosen] \
+        if patterns else named
+
+
+def _plans(db: str, con: Console) -> Any:
+    """The catalog's rules as cached plans (``engine.plans``: computed and stored where the
+    cache is stale); the cache's problems go to stderr."""
+    if not Path(db).is_file():
+        raise fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR", 2)
+    from ruleatlas.engine.plans import load
+    from ruleatlas.store.plans import PlanStoreError
+
+    gc.disable()  # ~1M small objects arrive at once: no collection may walk them meanwhile
+    try:
+        got = load(db)
+    except PlanStoreError as exc:
+        raise fail(str(exc), 2) from None
+    finally:
+        gc.freeze()  # they live as long as the hunt: out of every later collection
+        gc.enable()
+    for p in got.problems[:20]:
+        con.print(f"[yellow]plan cache[/]: {p}", markup=True, highlight=False)
+    if got.computed:
+        con.print(f"plan cache: {got.computed} rule(s) prepared and cached", highlight=False)
+    return got
 
 
 def _err() -> Console:
@@ -145,7 +185,7 @@ def hunt_cmd(
     was read, 1 some inputs or records were skipped (summary on stderr), 2 nothing could be
     read."""
     from ruleatlas.engine.catalog import is_retired
-    from ruleatlas.engine.hunt import HuntReport, hunt
+    from ruleatlas.engine.hunt import HuntReport, hunt, hunt_plans
     from ruleatlas.limits import LimitError, Limits
 
     try:
@@ -156,11 +196,16 @@ def hunt_cmd(
     missing = [p for p in logs if not Path(p).exists()]
     if missing:
         raise fail(f"no such file or folder: {', '.join(missing)}", 2)
-    loaded = _load(db, repo, rules)
+    con = _err()
+    cached = None if repo else _plans(db, con)
+    loaded: list[Any]
+    if cached is None:
+        loaded = _load(db, repo, rules)
+    else:
+        loaded = _pick(cached.plans, *_refs(db, rules)) if rules else list(cached.plans)
     if not retired:
         loaded = [lr for lr in loaded if not is_retired(lr.rule)]
     report = HuntReport()
-    con = _err()
     findings: list[dict[str, Any]] = []
     out = sys.stdout
     writer = None
@@ -180,7 +225,9 @@ def hunt_cmd(
             if n % 2000 == 0:
                 prog.update(task, completed=n, found=report.findings)
 
-        for f in hunt(loaded, logs, report, on_event=tick, limits=limits):
+        found = (hunt(loaded, logs, report, on_event=tick, limits=limits) if cached is None
+                 else hunt_plans(cached, loaded, logs, report, on_event=tick, limits=limits))
+        for f in found:
             d = f.to_dict()
             if fmt is HuntFormat.jsonl:
                 out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
@@ -190,6 +237,8 @@ def hunt_cmd(
                                  json.dumps(d["matched"], ensure_ascii=False, default=str)])
             else:
                 findings.append(d)
+    for p in report.problems[:20]:
+        con.print(f"[yellow]plan cache[/]: {p}", highlight=False)
     con.print(f"{report.events} events, {report.rules_run} rules run "
               f"({len(report.not_runnable)} not runnable), {report.findings} findings "
               f"in {report.seconds:.1f}s")

@@ -213,7 +213,7 @@ def load_table() -> Table:
     """The packaged table (parsed once per process)."""
     text = resources.files("ruleatlas.coverage").joinpath(TABLE_FILE).read_text("utf-8")
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise CoverageTableError(f"{TABLE_FILE}: {e}") from e
     return compile_table(doc or {})

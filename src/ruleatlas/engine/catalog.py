@@ -13,7 +13,7 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ruleatlas.model import Analysis, Rule, analysis_from_dict
 
@@ -94,9 +94,18 @@ def is_retired(rule: Rule) -> bool:
             or (rule.status or "").lower() in RETIRED_STATUS)
 
 
-def select(rules: Sequence[LoadedRule], filters: Sequence[str] | None) -> list[LoadedRule]:
+class HasRule(Protocol):
+    @property
+    def rule(self) -> Rule: ...
+
+
+R = TypeVar("R", bound=HasRule)
+
+
+def select(rules: Sequence[R], filters: Sequence[str] | None) -> list[R]:
     """Rules whose id, title, path or source matches any filter (exact id, or a glob on
-    title/path, case-insensitive; ``sigma``/``splunk`` pick a source)."""
+    title/path, case-insensitive; ``sigma``/``splunk`` pick a source). Works on anything with
+    a ``rule`` (:class:`LoadedRule`, ``engine.plans.RulePlan``)."""
     if not filters:
         return list(rules)
     out = []

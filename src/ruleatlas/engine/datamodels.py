@@ -54,7 +54,7 @@ class FieldRule:
 @lru_cache(maxsize=1)
 def _raw() -> dict[str, Any]:
     text = resources.files("ruleatlas.engine").joinpath("datamodels.yaml").read_text("utf-8")
-    return yaml.safe_load(text) or {}
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
 
 @lru_cache(maxsize=1)

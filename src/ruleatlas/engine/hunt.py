@@ -1,6 +1,7 @@
 """Hunting: every applicable rule of the catalog over a user's logs.
 
-:func:`hunt` prepares the rules once, streams the events of every path through one
+:func:`hunt` prepares the rules once (:func:`hunt_plans`: takes them from the catalog's plan
+cache, ``engine.plans``), streams the events of every path through one
 :class:`~.runner.Engine` (routing + pre-filter + compiled matchers) and yields findings as they
 come, so ``--format jsonl`` prints while reading. :class:`HuntReport` collects the summary by
 rule and by ATT&CK tactic, the rules that could not run, the read errors and what became of each
@@ -10,16 +11,21 @@ code: 0 every input read whole, 1 some inputs or records skipped, 2 nothing coul
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruleatlas.engine.catalog import LoadedRule
 from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.runner import Engine, EngineRule, Finding, prepare
 from ruleatlas.limits import Limits
+from ruleatlas.model import Problem
+
+if TYPE_CHECKING:
+    from ruleatlas.engine.plans import LoadedPlans, PlanHead
 
 
 @dataclass(slots=True)
@@ -36,6 +42,7 @@ class HuntReport:
     titles: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
     errors: list[ReadError] = field(default_factory=list)
     inputs: list[InputRead] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the plan cache's (engine.plans)
 
     def add(self, f: Finding) -> None:
         r = f.rule.rule
@@ -85,15 +92,45 @@ def prepare_all(rules: Sequence[LoadedRule], report: HuntReport) -> list[EngineR
     return ready
 
 
+def from_plans(plans: LoadedPlans, report: HuntReport,
+               heads: Sequence[PlanHead] | None = None) -> list[EngineRule]:
+    """:func:`prepare_all` for rules whose preparation is cached (``engine.plans``): the
+    ``heads`` chosen (default: all), each filled in when its events first show up."""
+    chosen = plans.plans if heads is None else heads
+    for h in chosen:
+        if not h.runnable:
+            report.not_runnable.append((h.rule.id, h.reason or ""))
+    picked = dataclasses.replace(plans, plans=tuple(chosen))
+    ready = picked.engine_rules(report.problems)
+    report.rules_run = len(ready)
+    return ready
+
+
 def hunt(rules: Sequence[LoadedRule], paths: Sequence[str], report: HuntReport,
          on_event: Callable[[Event], None] | None = None,
          limits: Limits | None = None) -> Iterator[Finding]:
     """Findings of ``rules`` over the events of ``paths`` (files, folders, archives), read
     within ``limits`` (default: :meth:`Limits.from_env`)."""
+    t0 = time.perf_counter()
+    yield from run(prepare_all(rules, report), paths, report, on_event, t0, limits)
+
+
+def hunt_plans(plans: LoadedPlans, heads: Sequence[PlanHead] | None, paths: Sequence[str],
+               report: HuntReport, on_event: Callable[[Event], None] | None = None,
+               limits: Limits | None = None) -> Iterator[Finding]:
+    """:func:`hunt` with the rules' plans from the catalog's cache (same findings)."""
+    t0 = time.perf_counter()
+    yield from run(from_plans(plans, report, heads), paths, report, on_event, t0, limits)
+
+
+def run(rules: Sequence[EngineRule], paths: Sequence[str], report: HuntReport,
+        on_event: Callable[[Event], None] | None = None, t0: float | None = None,
+        limits: Limits | None = None) -> Iterator[Finding]:
+    """Prepared rules over the events of ``paths``, read within ``limits``."""
     from ruleatlas.engine.readers import read_events
 
-    t0 = time.perf_counter()
-    engine = Engine(prepare_all(rules, report))
+    t0 = time.perf_counter() if t0 is None else t0
+    engine = Engine(rules)
     for ev in read_events(list(paths), report.errors, limits, report.inputs):
         report.events += 1
         if on_event is not None:

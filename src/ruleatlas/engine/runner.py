@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,7 +88,11 @@ class EngineRule:
     anchor_node: Node | None = None  # tstats: what the pre-filter anchors on (datamodels.py)
     joins: list[tuple[EngineRule, JoinRows]] = field(default_factory=list)  # subsearches
     hidden: bool = False  # a join's subsearch: its rows feed the rule, they are no findings
-    _compiled: dict[tuple[tuple[str, str], ...], tuple[Matcher, set[Anchor] | None]] = field(
+    # the rest of the rule, filled in by ready() when the engine first routes an event to it
+    # (engine.plans: a hunt reads a cached plan's body only for the event kinds it sees)
+    pending: Callable[[EngineRule], None] | None = None
+    _compiled: dict[tuple[tuple[str, str], ...], Matcher] = field(default_factory=dict)
+    _anchors: dict[tuple[tuple[str, str], ...], set[Anchor] | None] = field(
         default_factory=dict)
     _steps: dict[tuple[tuple[str, str], ...], Steps | None] = field(default_factory=dict)
 
@@ -96,16 +100,37 @@ class EngineRule:
     def runnable(self) -> bool:
         return self.reason is None
 
+    def ready(self) -> EngineRule:
+        """The rule with every field filled in (see ``pending``)."""
+        fill = self.pending
+        if fill is not None:
+            self.pending = None
+            fill(self)
+        return self
+
     def compiled(self, fmap: Mapping[str, str]) -> tuple[Matcher, set[Anchor] | None]:
         """The matcher and anchors of the event-phase tree under one field map (cached)."""
+        return self.matcher(fmap), self.anchors(fmap)
+
+    def matcher(self, fmap: Mapping[str, str]) -> Matcher:
+        """The event-phase tree compiled under one field map (cached)."""
         k = tuple(sorted(fmap.items()))
         got = self._compiled.get(k)
         if got is None:
-            node = self.analysis.condition
-            anchor_on = node if self.anchor_node is None else self.anchor_node
-            got = (compile_node(node, fmap), anchors(anchor_on, fmap))
-            self._compiled[k] = got
+            got = self._compiled[k] = compile_node(self.analysis.condition, fmap)
         return got
+
+    def anchors(self, fmap: Mapping[str, str]) -> set[Anchor] | None:
+        """The pre-filter's anchors of the rule under one field map (cached)."""
+        k = tuple(sorted(fmap.items()))
+        if k not in self._anchors:
+            node = self.analysis.condition if self.anchor_node is None else self.anchor_node
+            self._anchors[k] = anchors(node, fmap)
+        return self._anchors[k]
+
+    def seed_anchors(self, fmap: Mapping[str, str], found: set[Anchor] | None) -> None:
+        """What :meth:`anchors` gives under ``fmap``, computed before (``engine.plans``)."""
+        self._anchors[tuple(sorted(fmap.items()))] = found
 
     def steps(self, fmap: Mapping[str, str]) -> Steps | None:
         """The eval/rex/filter steps after the head condition under one field map (cached);
@@ -444,31 +469,55 @@ def product_ok(er: EngineRule, key: Key) -> bool:
     return (product == "windows") == is_windows_key(key)
 
 
+def _never(_fields: Mapping[str, Any]) -> bool:
+    return False
+
+
 class _Group:
-    __slots__ = ("matchers", "names", "prefilter", "probe", "slots", "spaced", "steps")
+    """The rules one event kind reaches: their anchors in one :class:`Prefilter`; each rule's
+    matcher (and SPL steps) compiled the first time the pre-filter names it a candidate, so a
+    kind with 2,000 routed rules compiles the few its events can match, not all of them."""
+
+    __slots__ = ("fmaps", "matchers", "names", "prefilter", "probe", "rules", "slots", "spaced",
+                 "steps")
 
     def __init__(self, key: Key, rules: list[tuple[int, EngineRule]], min_score: int) -> None:
         self.slots: list[int] = []
+        self.rules: list[EngineRule] = []
+        self.fmaps: list[Mapping[str, str]] = []
         self.matchers: list[Matcher] = []
         self.steps: list[Steps | None] = []  # eval/rex/filters after the head (SPL)
         self.names: list[tuple[tuple[str, str], ...]] = []
         entries: list[set[Anchor] | None] = []
         for idx, er in rules:
             fmap = er.route.field_map(key)
-            try:
-                m, a = er.compiled(fmap)
-                steps = er.steps(fmap)
-            except NotRunnable as exc:  # only under this map (a mapped field changes a value)
-                er.reason = exc.message
-                continue
             self.slots.append(idx)
-            self.matchers.append(m)
-            self.steps.append(steps)
+            self.rules.append(er)
+            self.fmaps.append(fmap)
+            self.matchers.append(self._first(len(self.matchers)))
+            self.steps.append(None)
             self.names.append(tuple((f, fmap.get(f, f)) for f in er.fields))
-            entries.append(a)
+            entries.append(er.anchors(fmap))
         self.prefilter = Prefilter(entries, min_score)
         self.spaced = False  # events of this kind have field names with spaces (Defender)
         self.probe = 50  # how many more events to look at before deciding they do not
+
+    def _first(self, s: int) -> Matcher:
+        """Slot ``s``'s matcher until it is compiled: compiles, then matches."""
+        def first(fields: Mapping[str, Any]) -> bool:
+            return self.compile(s)(fields)
+        return first
+
+    def compile(self, s: int) -> Matcher:
+        er, fmap = self.rules[s], self.fmaps[s]
+        try:
+            m = er.matcher(fmap)
+            self.steps[s] = er.steps(fmap)
+        except NotRunnable as exc:  # only under this map (a mapped field changes a value)
+            er.reason = exc.message
+            m = _never
+        self.matchers[s] = m
+        return m
 
 
 class Engine:
@@ -495,10 +544,8 @@ class Engine:
         self._keys: dict[tuple[Any, Any], Key] = {}  # (Channel, EventID) as read -> key
         self._by_key: dict[Key, list[int]] | None = None  # route key -> rule indexes
         self._anywhere: list[int] = []  # rules routed to every event
-        self.aggregators: dict[int, Aggregator] = {
-            i: Aggregator(r.agg, (lambda _: True) if r.chain else (r.result or (lambda _: True)))
-            for i, r in enumerate(self.rules) if r.agg is not None
-        }
+        # made on a rule's first aggregated event (an aggregator without events has no rows)
+        self.aggregators: dict[int, Aggregator] = {}
         self.events = 0
         self.candidates = 0
 
@@ -524,8 +571,9 @@ class Engine:
         g = self._groups.get(key)
         if g is None:
             rules = self.rules
-            chosen = ([(i, rules[i]) for i in self._routed(key) if product_ok(rules[i], key)]
-                      if self.use_route else list(enumerate(rules)))
+            chosen = ([(i, rules[i].ready()) for i in self._routed(key)
+                       if product_ok(rules[i], key)]
+                      if self.use_route else [(i, r.ready()) for i, r in enumerate(rules)])
             g = self._groups[key] = _Group(key, chosen, 1 if self.use_prefilter else 10**9)
         return g
 
@@ -556,8 +604,11 @@ class Engine:
                     continue
                 idx = g.slots[s]
                 er = self.rules[idx]
-                agg = self.aggregators.get(idx)
-                if agg is not None:
+                if er.agg is not None:
+                    agg = self.aggregators.get(idx)
+                    if agg is None:
+                        agg = self.aggregators[idx] = Aggregator(
+                            er.agg, _true if er.chain else (er.result or _true))
                     agg.add(_agg_input(er, event, g.names[s], fs), event)
                     continue
                 if er.result is not None and not er.result(fs):
@@ -576,15 +627,18 @@ class Engine:
         subsearches first: their rows are what the joining rules read)."""
         for idx in sorted(self._join_rows, reverse=True):  # a nested subsearch before its own
             rows = self._join_rows[idx]
-            if idx in self.aggregators:
+            if self.rules[idx].agg is not None:
                 rows.set([dict(f.matched) for f in self._finish_one(idx, raw=True)])
-        for idx in self.aggregators:
+        for idx in sorted(self.aggregators):  # rule order, whichever saw events first
             if idx not in self._join_rows:
                 yield from self._finish_one(idx)
 
     def _finish_one(self, idx: int, raw: bool = False) -> Iterator[Finding]:
         er = self.rules[idx]
-        rows = self.aggregators[idx].rows()
+        agg = self.aggregators.get(idx)
+        if agg is None:
+            return
+        rows = agg.rows()
         for n, spec in enumerate(er.chain, 1):  # stats | eventstats ...: rows are events
             last = n == len(er.chain)
             nxt = Aggregator(spec, (er.result or (lambda _: True)) if last
@@ -602,6 +656,10 @@ class Engine:
         for ev in events:
             yield from self.match(ev)
         yield from self.finish()
+
+
+def _true(_fields: Mapping[str, Any]) -> bool:
+    return True
 
 
 def _space_aliases(g: _Group, fields: dict[str, Any]) -> None:

@@ -179,6 +179,19 @@ CREATE TABLE IF NOT EXISTS test_results (
     ran_at   TEXT NOT NULL
 );
 
+-- The engine's prepared rules (engine/plans.py, store/plans.py): one plan per rule, keyed by
+-- the digest of the rule's stored content and the engine key; written by `build`, read by `hunt`.
+CREATE TABLE IF NOT EXISTS engine_plans (
+    rule_id TEXT PRIMARY KEY,
+    digest  BLOB NOT NULL,                 -- BLAKE2b of rule_json, analysis_json and tactics
+    engine  TEXT NOT NULL,                 -- ENGINE_VERSION + hash of the engine's code
+    plan    BLOB NOT NULL                  -- pickled PlanHead (the RulePlan inside as bytes)
+);
+CREATE TABLE IF NOT EXISTS engine_plans_state (
+    key   TEXT PRIMARY KEY,                -- checked: the meta.last_build the plans match;
+    value TEXT NOT NULL                    -- engine: the engine key they were checked with
+);
+
 -- Full text. rowid = rules.rowid (so a rule's text is deleted by rowid, not by a scan).
 CREATE VIRTUAL TABLE IF NOT EXISTS rules_fts USING fts5(
     id UNINDEXED, title, description, query, tokenize = 'unicode61'
