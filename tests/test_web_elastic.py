@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from conftest import ELASTIC, EXAMPLE_ID
 from ruleatlas.cli import app as cli_app
 from ruleatlas.web.app import create_app
-from test_browser import ARGS, CHROMIUM, page, shots  # noqa: F401  (fixtures)
+from test_browser import browser, page, shots  # noqa: F401  (fixtures, module-scoped browser)
 from test_web_support import build_catalog, running_server
 
 SEQUENCE_ID = "2772264c-6fb9-4d9d-9014-b416eed21254"  # lateral_movement_powershell_remoting_target
@@ -409,25 +409,12 @@ def test_hostile_markdown_is_inert(hostile_elastic: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium for this module only: closed at its end, so that no Playwright event loop
-    outlives it (later modules run their own asyncio loops in this thread)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def server(web_db: Path) -> Iterator[str]:
     with running_server(web_db) as base:
         yield base
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed")
 def test_browser_eql_sequence_page(server: str, page: Any, shots: Any) -> None:  # noqa: F811
     page.goto(f"{server}/rules/{SEQUENCE_ID}")
     assert page.locator("nav.crumbs").inner_text().strip() == "Detection rules › Elastic"
@@ -448,7 +435,6 @@ def test_browser_eql_sequence_page(server: str, page: Any, shots: Any) -> None: 
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed")
 def test_browser_hostile_markdown_runs_nothing(hostile_elastic: Path,
                                                page: Any) -> None:  # noqa: F811
     """The hostile rule's page in Chromium: no dialog, no script run, the guide is text."""
