@@ -271,6 +271,13 @@ def _contains(s: str, x: str) -> bool:
     return x != "" and x in s  # stringContains(x, "") is false (eql-function-ref.md)
 
 
+def _with_case(fn: Callable[..., Any], ci: bool) -> Callable[..., Any]:
+    def f(*args: Any) -> Any:
+        return fn(*args, ci=ci)
+
+    return f
+
+
 def _table() -> dict[str, Callable[..., Any]]:
     t: dict[str, Callable[..., Any]] = {
         "add": _arith("+"), "subtract": _arith("-"), "multiply": _arith("*"),
@@ -288,8 +295,8 @@ def _table() -> dict[str, Callable[..., Any]]:
         t["startsWith" + sfx] = _string_fn(lambda s, x: s.startswith(x), ci)
         t["endsWith" + sfx] = _string_fn(lambda s, x: s.endswith(x), ci)
         t["stringContains" + sfx] = _string_fn(_contains, ci)
-        t["between" + sfx] = (lambda *a, _ci=ci: _between(*a, ci=_ci))
-        t["indexOf" + sfx] = (lambda *a, _ci=ci: _index_of(*a, ci=_ci))
+        t["between" + sfx] = _with_case(_between, ci)
+        t["indexOf" + sfx] = _with_case(_index_of, ci)
     t["cidrMatch~"] = _cidr
     for op in ("==", "!=", "<", "<=", ">", ">="):
         t[op] = lambda a, b, _o=op: _compare(_o, a, b)
