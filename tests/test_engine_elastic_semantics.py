@@ -29,7 +29,8 @@ EV: dict[str, Any] = {
     "url.domain": "subdomain.example.com",
     "winlog.event_data.GrantedAccess": "0x140a",
     "process.name.caseless": "cmd.exe",
-    "powershell.file.script_block_text": "IEX (New-Object Net.WebClient); invoke-mimikatz -DumpCreds",
+    "powershell.file.script_block_text":
+        "IEX (New-Object Net.WebClient); invoke-mimikatz -DumpCreds",
     "message": "line one\nline two",
 }
 

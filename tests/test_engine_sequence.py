@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import ELASTIC
 from ruleatlas.engine.elastic_semantics import compile_elastic
 from ruleatlas.engine.sequence import (
     Match,
@@ -23,7 +24,6 @@ from ruleatlas.engine.sequence import (
     run_sequence,
 )
 from ruleatlas.languages.eql import analyze_eql_query
-from tests.conftest import ELASTIC
 
 
 def runner(query: str, **kw: Any) -> SequenceRunner | SampleRunner:
@@ -323,7 +323,8 @@ def test_rule_startup_folder_unsigned_process() -> None:
 def test_rule_okta_mfa_bombing_runs_until() -> None:
     """Five push denials for one actor within 10 minutes, unless a successful login comes
     between (runs=5 + until)."""
-    q = rule_query("rules/integrations/okta/credential_access_okta_mfa_bombing_via_push_notifications.toml")
+    q = rule_query("rules/integrations/okta/"
+                   "credential_access_okta_mfa_bombing_via_push_notifications.toml")
 
     def deny(sec: float, n: int) -> dict[str, Any]:
         return at(sec, id=n, data_stream__dataset="okta.system", okta__actor__id="A",
