@@ -273,3 +273,21 @@ def test_corpus_eql_rules_all_compile() -> None:
             compile_elastic(a.condition)
         n += 1
     assert n >= 1081 and seqs >= 220
+
+
+def test_prefilter_keeps_elastic_rules_on_multi_valued_fields() -> None:
+    """engine/matcher.py's literal pre-filter on the Elastic trees: an anchor found in any value
+    of a list keeps the rule a candidate (never hides a match), and a rule whose literal is in
+    no value is skipped."""
+    from ruleatlas.engine.matcher import Prefilter, anchors
+
+    queries = ['process where process.args : "-ENC"',
+               'process where process.args == "/c" and process.name != "x.exe"',
+               'process where process.args regex~ "-E.C"',
+               'process where process.args : "*.ps1"']
+    trees = [elastic_tree(analyze_eql_query(q).condition) for q in queries]
+    pf = Prefilter([anchors(t) for t in trees])
+    got = pf.candidates(EV)
+    assert [i for i in got if compile_elastic(trees[i])(EV)] == [0, 1, 2]
+    assert 3 not in got                      # ".ps1" is in no value: skipped
+    assert set(range(3)) <= set(got)
