@@ -28,7 +28,7 @@ sequence queries handle matches*; ``docs/reference/query-languages/eql/eql-synta
   event lies within ``maxspan`` of the other end (see :meth:`SequenceRunner._missing_ok`). A
   sequence waiting on a trailing missing member is held until its window is over (or the input
   ends: the input's end is "now").
-* **Order**: events are fed by time (``@timestamp``, else ``TimeCreated``); ties keep the record
+* **Order**: events are fed by time (:func:`event_time`); ties keep the record
   order (Elasticsearch breaks ties with its implicit tiebreaker, the index order). Feeding an
   older event raises :class:`OutOfOrder`; :func:`run_sequence` sorts a batch first.
 * **Memory**: pending sequences live per key in an LRU table of at most ``max_keys`` keys
@@ -61,7 +61,7 @@ Key = tuple[Any, ...]
 MAX_PENDING_KEYS = 100_000  # join keys with pending sequences kept at once (LRU beyond)
 SWEEP_EVERY = 4096  # events between two sweeps of expired keys
 MAX_MISSING_TIMES = 64  # times kept per key and missing member (latest win)
-TIME_FIELDS = ("@timestamp", "TimeCreated")
+TIME_FIELDS = ("@timestamp", "TimeCreated", "event.created")  # the ECS view: event.created
 
 
 class OutOfOrder(AtlasError):
@@ -69,8 +69,9 @@ class OutOfOrder(AtlasError):
 
 
 def event_time(fields: Fields) -> float | None:
-    """Seconds since 1970 of an event: ``@timestamp``, else ``TimeCreated`` (ISO text, with or
-    without zone, UTC assumed; or a number of seconds). None when neither is readable."""
+    """Seconds since 1970 of an event: ``@timestamp``, else ``TimeCreated`` (a raw event), else
+    ``event.created`` (the ECS view copies TimeCreated there); ISO text, with or without zone,
+    UTC assumed, or a number of seconds. None when none is readable."""
     for name in TIME_FIELDS:
         v = fields.get(name)
         if v is None:
@@ -350,12 +351,13 @@ class SampleRunner:
         return []
 
 
-def run_sequence(runner: SequenceRunner | SampleRunner,
-                 events: Iterable[Fields]) -> Iterator[Match]:
+def run_sequence(runner: SequenceRunner | SampleRunner, events: Iterable[Fields],
+                 time_of: Callable[[Fields], float | None] = event_time) -> Iterator[Match]:
     """Feed a batch of events in time order (sorted stably: ties keep their order; events
-    without a time are left out) and yield the matches, in completion order."""
+    without a time are left out) and yield the matches, in completion order. ``time_of``
+    reads an event's time (default :func:`event_time`)."""
     timed = sorted(((t, n, ev) for n, ev in enumerate(events)
-                    if (t := event_time(ev)) is not None), key=lambda x: (x[0], x[1]))
+                    if (t := time_of(ev)) is not None), key=lambda x: (x[0], x[1]))
     for t, _, ev in timed:
         yield from runner.feed(ev, t)
     yield from runner.finish()
