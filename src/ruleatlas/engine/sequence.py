@@ -322,7 +322,7 @@ class SampleRunner:
                  max_keys: int = MAX_PENDING_KEYS) -> None:
         self.steps, self.optional, self.max_keys = tuple(steps), optional, max_keys
         self.partial: OrderedDict[Key, list[Fields | None]] = OrderedDict()
-        self.done: set[Key] = set()
+        self.done: OrderedDict[Key, None] = OrderedDict()  # keys sampled (LRU, max_keys)
         self.evicted = 0
 
     def feed(self, ev: Fields, ts: float | None = None) -> list[Match]:
@@ -343,7 +343,9 @@ class SampleRunner:
                 slots[i] = ev
             if all(s is not None for s in slots):
                 out.append(Match(k, tuple(s for s in slots if s is not None)))
-                self.done.add(k)
+                self.done[k] = None
+                if len(self.done) > self.max_keys:
+                    self.done.popitem(last=False)
                 del self.partial[k]
         return out
 
