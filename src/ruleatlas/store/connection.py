@@ -84,6 +84,16 @@ def catalog_stamp(path: str | Path) -> tuple[int, ...]:
     return tuple(out)
 
 
+def with_connection(path: str | Path, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` over a read-only connection of its own to ``path``, closed afterwards: what a cache
+    keyed on :func:`connection_stamp` computes from (it must not keep the caller's connection)."""
+    conn = connect(path)
+    try:
+        return fn(conn)
+    finally:
+        conn.close()
+
+
 def connection_stamp(conn: sqlite3.Connection) -> tuple[str, tuple[int, ...]]:
     """``(path, catalog_stamp(path))`` of the file behind ``conn``: the key of caches of
     whole-catalog facts computed from that connection."""
@@ -142,4 +152,5 @@ class ReadPool:
 
 
 __all__ = ["BUSY_TIMEOUT_MS", "CatalogError", "QueryTimeout", "ReadPool", "catalog_stamp",
-           "connect", "connection_stamp", "database_path", "table_exists"]
+           "connect", "connection_stamp", "database_path", "table_exists",
+           "with_connection"]
