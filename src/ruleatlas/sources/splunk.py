@@ -20,7 +20,14 @@ from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Macro, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file, read_rule_text, rel_path, strings
+from ruleatlas.sources.base import (
+    SideTables,
+    load_guarded,
+    read_rule_file,
+    read_rule_text,
+    rel_path,
+    strings,
+)
 
 NAME = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content"
@@ -343,13 +350,7 @@ class SplunkSource:
         return _yml_files(root / "detections")
 
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
-        try:
-            return load_detection(root, path, data)
-        except Exception as e:  # recorded: an internal load error (load_file never raises)
-            rel = rel_path(root, path)
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
-            ))
+        return load_guarded(NAME, load_detection, root, path, data)
 
     def side_tables(self, root: Path) -> SideTables:
         return side_tables(root)
