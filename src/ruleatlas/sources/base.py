@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ruleatlas.limits import LimitError, Limits, fmt_size
-from ruleatlas.model import FileResult, LoadError, Macro
+from ruleatlas.model import FileResult, LoadError, Macro, Rule
 from ruleatlas.sources import yamlutil
 
 
@@ -82,12 +82,25 @@ def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
 
 @dataclass(frozen=True, slots=True)
 class RuleText:
-    """A rule file read and decoded: its path relative to the repository, the digest of its
-    bytes and its text (never empty)."""
+    """A rule file read and decoded: its source, path relative to the repository, the digest of
+    its bytes and its text (never empty)."""
 
+    source: str
     rel: str
     digest: str
     text: str
+
+    def fail(self, reason: str, line: int | None = None, col: int | None = None, *,
+             kind: str) -> FileResult:
+        """This file as one located load error."""
+        err = LoadError(self.source, self.rel, reason, line, col, kind)
+        return FileResult(self.source, self.rel, self.digest, errors=(err,))
+
+    def result(self, rule: Rule | LoadError) -> FileResult:
+        """This file holding one rule, or the load error that stands for it."""
+        if isinstance(rule, LoadError):
+            return FileResult(self.source, self.rel, self.digest, errors=(rule,))
+        return FileResult(self.source, self.rel, self.digest, rules=(rule,))
 
 
 def read_rule_text(source: str, root: Path, path: Path,
@@ -107,7 +120,7 @@ def read_rule_text(source: str, root: Path, path: Path,
     if not text.strip():
         return FileResult(source, rel, digest, errors=(
             LoadError(source, rel, "empty file", kind="empty"),))
-    return RuleText(rel, digest, text)
+    return RuleText(source, rel, digest, text)
 
 
 def _over(source: str, rel: str, cap: int, size: int) -> LoadError:

@@ -533,29 +533,18 @@ def load_elastic_file(root: Path, path: Path, data: bytes | None = None) -> File
     got = read_rule_text(NAME, root, path, data)
     if isinstance(got, FileResult):
         return got
-    rel, digest, text = got.rel, got.digest, got.text
-
-    def fail(reason: str, line: int | None = None, col: int | None = None,
-             kind: str = "toml") -> FileResult:
-        return FileResult(NAME, rel, digest, errors=(LoadError(NAME, rel, reason, line, col,
-                                                               kind),))
-
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(got.text)
     except tomllib.TOMLDecodeError as e:
-        return fail(*toml_problem(e, text))
+        return got.fail(*toml_problem(e, got.text), kind="toml")
     if not doc:
-        return fail("no TOML content (only comments)", kind="empty")
-    url = source_url(root, rel)
+        return got.fail("no TOML content (only comments)", kind="empty")
+    url = source_url(root, got.rel)
     if isinstance(doc.get("rule"), Mapping):
-        res = rule_from_toml(doc, rel, text, url)
-    elif isinstance(doc.get("hunt"), Mapping):
-        res = hunt_from_toml(doc, rel, text, url)
-    else:
-        return fail("no [rule] or [hunt] table", 1, kind="schema")
-    if isinstance(res, LoadError):
-        return FileResult(NAME, rel, digest, errors=(res,))
-    return FileResult(NAME, rel, digest, rules=(res,))
+        return got.result(rule_from_toml(doc, got.rel, got.text, url))
+    if isinstance(doc.get("hunt"), Mapping):
+        return got.result(hunt_from_toml(doc, got.rel, got.text, url))
+    return got.fail("no [rule] or [hunt] table", 1, kind="schema")
 
 
 # --------------------------------------------------------------------------------------------

@@ -400,8 +400,7 @@ def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileRe
     url = source_url(root, rel)
     docs = list(yamlutil.load_documents(text))
     if not docs:
-        return FileResult(NAME, rel, digest, errors=(
-            LoadError(NAME, rel, "no YAML content (only comments or markers)", kind="empty"),))
+        return got.fail("no YAML content (only comments or markers)", kind="empty")
 
     rules: list[Rule] = []
     errors: list[LoadError] = []
