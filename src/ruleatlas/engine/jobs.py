@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,8 @@ class _Pool:
         self.tasks: Any = ctx.Queue()
         self.results: Any = ctx.Queue()
         _SHARED[:] = [shared]
+        sys.stdout.flush()  # a child flushes its copy of the buffers when it exits
+        sys.stderr.flush()
         try:
             self.procs: list[BaseProcess] = [
                 ctx.Process(target=_worker, args=(w, self.tasks, self.results), daemon=True)
