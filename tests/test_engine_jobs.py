@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import OTRF, SIGMA
 
 from ruleatlas.engine.events import InputRead
 from ruleatlas.engine.hunt import HuntReport, hunt_plans
 from ruleatlas.engine.jobs import default_jobs, units_of
 from ruleatlas.engine.plans import load
-from tests.conftest import OTRF, SIGMA
 
 REGRESSION = SIGMA / "regression_data"
 # three OTRF archives: Sysmon + Security JSON lines (zip) and a tar.gz

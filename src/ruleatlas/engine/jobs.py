@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ruleatlas.engine.aggregate import Aggregator
+from ruleatlas.engine.aggregate import Aggregator, AggSpec
 from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.pipeline import JoinRows
 from ruleatlas.engine.runner import Engine, EngineRule, Finding
+from ruleatlas.engine.sigma_semantics import to_text
 from ruleatlas.limits import Limits
 
 if TYPE_CHECKING:
@@ -130,30 +131,59 @@ class _Sink:
 
 
 class _Recorder:
-    """Stands for an aggregator in a worker: records what it is fed."""
+    """Stands for an aggregator in a worker: records what it is fed. For ``stats`` only what
+    :class:`Aggregator` reads is kept: the ``by`` fields and the functions' arguments, and the
+    event only for a group's first row in this unit (no later row can be a group's first in
+    the parent); a row without every ``by`` value is dropped, as the aggregator drops it.
+    ``eventstats`` rows (kept whole by the aggregator) travel whole."""
 
-    __slots__ = ("idx", "sink")
+    __slots__ = ("idx", "keep", "seen", "sink", "spec")
 
-    def __init__(self, idx: int, sink: _Sink) -> None:
+    def __init__(self, idx: int, spec: AggSpec, sink: _Sink) -> None:
         self.idx = idx
+        self.spec = spec
         self.sink = sink
+        self.seen: set[tuple[str, ...]] = set()
+        self.keep = tuple(dict.fromkeys(
+            [*spec.by, *(f.arg for f in spec.funcs if f.arg is not None)]))
 
     def add(self, fields: Mapping[str, Any], payload: Any) -> None:
-        self.sink.records.append(StateRecord(self.idx, dict(fields), payload))
+        if self.spec.command != "stats":
+            self.sink.records.append(StateRecord(self.idx, dict(fields), payload))
+            return
+        key = []
+        for b in self.spec.by:
+            v = fields.get(b)
+            if v is None:
+                return
+            key.append(to_text(v))
+        k = tuple(key)
+        first = k not in self.seen
+        if first:
+            self.seen.add(k)
+        row = {n: fields[n] for n in self.keep if n in fields}
+        self.sink.records.append(StateRecord(self.idx, row, payload if first else None))
 
 
 class _RecordingAggregators(dict[int, Any]):
     """``Engine.aggregators`` in a worker: every rule's aggregator is a :class:`_Recorder`."""
 
-    def __init__(self, sink: _Sink) -> None:
+    def __init__(self, engine: Engine, sink: _Sink) -> None:
         super().__init__()
+        self.engine = engine
         self.sink = sink
 
     def get(self, key: int, default: Any = None) -> Any:  # type: ignore[override]
         got = dict.get(self, key)
         if got is None:
-            got = self[key] = _Recorder(key, self.sink)
+            spec = self.engine.rules[key].agg
+            assert spec is not None
+            got = self[key] = _Recorder(key, spec, self.sink)
         return got
+
+    def new_unit(self) -> None:
+        for r in self.values():
+            r.seen.clear()
 
 
 class _RecordingRows(list[dict[str, Any]]):
@@ -194,7 +224,7 @@ def _worker(wid: int, tasks: Any, results: Any) -> None:
     shared = _SHARED[0]
     sink = _Sink()
     engine = Engine(shared.rules)
-    engine.aggregators = _RecordingAggregators(sink)
+    recording = engine.aggregators = _RecordingAggregators(engine, sink)
     for idx, jr in join_rows(engine).items():
         jr.rows = _RecordingRows(idx, sink)
     index = {id(r): i for i, r in enumerate(engine.rules)}
@@ -205,6 +235,7 @@ def _worker(wid: int, tasks: Any, results: Any) -> None:
         results.put(Started(wid, u))
         out = UnitResult(u)
         sink.records = out.state
+        recording.new_unit()
         try:
             path = shared.units[u].path
             assert path is not None
@@ -276,7 +307,7 @@ class _Pool:
                     lost.append(_lost(units[u], f"worker process died (exit code "
                                                 f"{p.exitcode})", u))
             if not lost and not any(p.is_alive() for p in self.procs):
-                raise _AllDead
+                raise _AllDead from None
             return lost
         if isinstance(msg, Started):
             self.busy[msg.worker] = msg.unit
