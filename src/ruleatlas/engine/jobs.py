@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
 import signal
 import sys
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from ruleatlas.engine.aggregate import Aggregator, AggSpec
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 WINDOW = 2  # units dispatched ahead per worker (bounds the parent's buffer)
-POLL = 0.5  # seconds between checks that the workers are alive
 
 
 def default_jobs() -> int:
@@ -91,14 +91,6 @@ class UnitResult:
     errors: list[ReadError] = field(default_factory=list)
     inputs: list[InputRead] = field(default_factory=list)
     events: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """A worker took a unit (so a crash can be pinned on it)."""
-
-    worker: int
-    unit: int
 
 
 def units_of(paths: Sequence[str]) -> list[Unit]:
@@ -217,7 +209,7 @@ class _Shared:
 _SHARED: list[_Shared] = []  # set by the parent just before forking, read by the workers
 
 
-def _worker(wid: int, tasks: Any, results: Any) -> None:
+def _worker(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers on Ctrl-C
     from ruleatlas.engine.readers import read_events
 
@@ -229,10 +221,9 @@ def _worker(wid: int, tasks: Any, results: Any) -> None:
         jr.rows = _RecordingRows(idx, sink)
     index = {id(r): i for i, r in enumerate(engine.rules)}
     while True:
-        u = tasks.get()
+        u = conn.recv()
         if u is None:
             return
-        results.put(Started(wid, u))
         out = UnitResult(u)
         sink.records = out.state
         recording.new_unit()
@@ -248,7 +239,7 @@ def _worker(wid: int, tasks: Any, results: Any) -> None:
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             out.errors.append(ReadError(path or "?", 0, f"worker failed: {tb}", "file"))
             out.inputs[:] = [InputRead(path or "?", out.events, len(out.errors))]
-        results.put(out)
+        conn.send(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,60 +253,92 @@ def _lost(unit: Unit, reason: str, idx: int) -> UnitResult:
                       inputs=[InputRead(path, 0, 1)])
 
 
-class _AllDead(Exception):
-    """No worker process is left."""
-
-
 class _Pool:
-    """N forked workers, a task queue, a result queue; units handed out ``WINDOW`` ahead."""
+    """N forked workers, one pipe each (a worker that dies corrupts no shared lock); each
+    worker's units are known, so the one it was reading is reported and the others handed to
+    the rest."""
 
     def __init__(self, jobs: int, shared: _Shared) -> None:
         ctx = mp.get_context("fork")
-        self.tasks: Any = ctx.Queue()
-        self.results: Any = ctx.Queue()
         _SHARED[:] = [shared]
         sys.stdout.flush()  # a child flushes its copy of the buffers when it exits
         sys.stderr.flush()
+        self.conns: list[Any] = []
+        self.procs: list[BaseProcess] = []
         try:
-            self.procs: list[BaseProcess] = [
-                ctx.Process(target=_worker, args=(w, self.tasks, self.results), daemon=True)
-                for w in range(jobs)]
-            for p in self.procs:
+            for _ in range(jobs):
+                mine, theirs = ctx.Pipe()
+                p = ctx.Process(target=_worker, args=(theirs,), daemon=True)
                 p.start()
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(p)
         finally:
             _SHARED.clear()
-        self.busy: dict[int, int] = {}  # worker -> unit
+        self.queued: list[deque[int]] = [deque() for _ in range(jobs)]
+        self.dead: set[int] = set()
+
+    def alive(self) -> list[int]:
+        return [w for w in range(len(self.procs)) if w not in self.dead]
+
+    def send(self, unit: int) -> bool:
+        """Hand ``unit`` to the least busy live worker with room (False: none has room)."""
+        free = [w for w in self.alive() if len(self.queued[w]) < WINDOW]
+        if not free:
+            return False
+        w = min(free, key=lambda w: len(self.queued[w]))
+        self.queued[w].append(unit)
+        self.conns[w].send(unit)
+        return True
+
+    def get(self, units: Sequence[Unit]) -> tuple[list[UnitResult], list[int]]:
+        """(results, units to hand out again) once something happened."""
+        live = self.alive()
+        if not live:
+            raise _AllDead
+        ready = wait([self.conns[w] for w in live] + [self.procs[w].sentinel for w in live])
+        got: list[UnitResult] = []
+        again: list[int] = []
+        for w in live:
+            c = self.conns[w]
+            try:
+                while c.poll():
+                    r = c.recv()
+                    self.queued[w].remove(r.unit)
+                    got.append(r)
+            except (EOFError, OSError):
+                pass  # the worker is gone: its sentinel says so below
+            if self.procs[w].sentinel in ready or not self.procs[w].is_alive():
+                self.procs[w].join(1)
+                if self.procs[w].exitcode is None:
+                    continue
+                self.dead.add(w)
+                q = self.queued[w]
+                if q:
+                    u = q.popleft()  # the one it was reading
+                    got.append(_lost(units[u], "worker process died (exit code "
+                                               f"{self.procs[w].exitcode})", u))
+                again.extend(q)
+                q.clear()
+        return got, again
 
     def stop(self) -> None:
+        for w in self.alive():
+            try:
+                self.conns[w].send(None)
+            except OSError:
+                pass  # already gone; terminated below
         for p in self.procs:
+            p.join(0.5)
             if p.is_alive():
                 p.terminate()
-        for p in self.procs:
-            p.join(5)
-        self.tasks.close()
-        self.results.close()
+                p.join(5)
+        for c in self.conns:
+            c.close()
 
-    def get(self, units: Sequence[Unit]) -> list[UnitResult]:
-        """The next results (a dead worker's unit comes back as a lost-input result)."""
-        try:
-            msg = self.results.get(timeout=POLL)
-        except queue.Empty:
-            lost = []
-            for w, p in enumerate(self.procs):
-                if not p.is_alive() and w in self.busy:
-                    u = self.busy.pop(w)
-                    lost.append(_lost(units[u], f"worker process died (exit code "
-                                                f"{p.exitcode})", u))
-            if not lost and not any(p.is_alive() for p in self.procs):
-                raise _AllDead from None
-            return lost
-        if isinstance(msg, Started):
-            self.busy[msg.worker] = msg.unit
-            return []
-        for w, u in list(self.busy.items()):
-            if u == msg.unit:
-                del self.busy[w]
-        return [msg]
+
+class _AllDead(Exception):
+    """No worker process is left."""
 
 
 def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
@@ -332,6 +355,7 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
     pool = _Pool(min(jobs, len(todo)), _Shared(rules, units, limits)) if jobs else None
     done: dict[int, UnitResult] = {}
     sent = 0
+    retry: list[int] = []
     try:
         for nxt, unit in enumerate(units):
             if unit.path is None:
@@ -340,14 +364,22 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
                 continue
             while nxt not in done:
                 assert pool is not None
-                while sent < len(todo) and todo[sent] < nxt + WINDOW * len(pool.procs) + 1:
-                    pool.tasks.put(todo[sent])
-                    sent += 1
+                while retry or (sent < len(todo)
+                                and todo[sent] < nxt + WINDOW * len(pool.procs) + 1):
+                    u = retry[0] if retry else todo[sent]
+                    if not pool.send(u):
+                        break
+                    if retry:
+                        retry.pop(0)
+                    else:
+                        sent += 1
                 try:
-                    got = pool.get(units)
+                    got, again = pool.get(units)
                 except _AllDead:
                     got = [_lost(units[u], "no hunt worker process left (they died)", u)
                            for u in todo if u >= nxt and u not in done]
+                    again = []
+                retry.extend(again)
                 for r in got:
                     done[r.unit] = r
             r = done.pop(nxt)
@@ -363,8 +395,6 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
             _replay(engine, rows, r.state)
     finally:
         if pool is not None:
-            for _ in pool.procs:
-                pool.tasks.put(None)
             pool.stop()
     for f in engine.finish():
         report.add(f)
