@@ -1,0 +1,136 @@
+"""What every SQL backend shares: which rules run as SQL, routing by event kind, one query
+per kind with one boolean per rule, findings back as (rule id, file, position).
+
+A backend (:mod:`.spark`, :mod:`.duckdb`) gives the table's column names, its event kinds and a
+way to run one SQL text; :func:`plan_queries` does the rest:
+
+1. each prepared rule (``engine.runner.prepare``) is **event-level** or falls back: aggregations,
+   SPL ``eval``/``rex`` pipeline steps, result filters and sequences need the backend-neutral
+   plan (``engine/plan.py``, not built yet) and are reported as "falls back: needs the plan
+   (...)";
+2. per event kind present in the data, the rules the local engine would route there (route
+   keys, the Sigma ``product`` gate) are compiled under that kind's field map; a rule that
+   cannot be compiled for some kind falls back as a whole, with the compiler's reasons;
+3. per kind, one ``SELECT _file, _position, EXPLODE(ARRAY_COMPACT(ARRAY(IF(rule_0, 0, NULL),
+   ...)))`` over the kind's rows (``CHUNK`` rules per select, all selects one ``UNION ALL``), so
+   the whole catalog is one job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from ruleatlas.coverage.routing import Key
+from ruleatlas.engine.runner import EngineRule, product_ok
+from ruleatlas.engine.sql.columnar import KIND_COLUMN, kind_key
+from ruleatlas.engine.sql.compiler import COMPILERS, PredicateCompiler, Table
+from ruleatlas.model import StageKind
+
+CHUNK = 200  # rules per SELECT (keeps each generated expression within codegen limits)
+VIEW = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class SqlFinding:
+    rule_id: str
+    file: str
+    position: int
+
+
+@dataclass(slots=True)
+class SqlPlan:
+    """The queries of one run, the rules they hold, and the rules that fall back (why)."""
+
+    queries: list[str] = field(default_factory=list)
+    rules: list[EngineRule] = field(default_factory=list)  # index = the query's rule number
+    fallback: dict[str, str] = field(default_factory=dict)  # rule id -> reason
+    kinds: int = 0
+    compiled: int = 0  # (rule, kind) pairs compiled
+
+
+def needs_plan(er: EngineRule) -> str | None:
+    """Why a runnable rule is not event-level (the backend-neutral plan would run it)."""
+    a = er.analysis
+    if er.agg is not None or any(s.kind is StageKind.AGGREGATE for s in a.stages):
+        return "falls back: needs the plan (aggregation)"
+    if a.sequence is not None:
+        return "falls back: needs the plan (sequence)"
+    if er.plan is not None and er.plan.steps:
+        return "falls back: needs the plan (eval/rex/rename steps)"
+    if er.result is not None or er.result_steps is not None or a.result_condition is not None:
+        return "falls back: needs the plan (result filter)"
+    if er.joins:
+        return "falls back: needs the plan (join)"
+    return None
+
+
+def routed(rules: Sequence[EngineRule], key: Key) -> list[int]:
+    """Indexes of the rules the local engine runs on events of ``key`` (``Engine._routed``
+    plus the product gate)."""
+    return [i for i, er in enumerate(rules) if er.route.accepts(key) and product_ok(er, key)]
+
+
+def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Iterable[str],
+                 dialect: str, chunk: int = CHUNK) -> SqlPlan:
+    """Compile the event-level rules for every kind; the SQL texts to run (one job)."""
+    out = SqlPlan()
+    event_level: list[EngineRule] = []
+    for er in rules:
+        if not er.runnable:
+            out.fallback[er.rule.id] = f"not runnable: {er.reason}"
+            continue
+        why = needs_plan(er)
+        if why:
+            out.fallback[er.rule.id] = why
+        else:
+            event_level.append(er)
+    table = Table.from_names(columns)
+    comp_cls = COMPILERS[dialect]
+    per_kind: dict[str, list[tuple[int, exp.Expression]]] = {}
+    for kind in sorted(kinds):
+        key = kind_key(kind)
+        out.kinds += 1
+        for i in routed(event_level, key):
+            er = event_level[i]
+            if er.rule.id in out.fallback:
+                continue
+            c: PredicateCompiler = comp_cls(table, er.route.field_map(key))
+            got = c.compile(er.analysis.condition)
+            out.compiled += 1
+            if not got.ok:
+                out.fallback[er.rule.id] = "; ".join(got.unsupported)
+                continue
+            per_kind.setdefault(kind, []).append((i, got.expression))
+    index: dict[int, int] = {}
+    selects: list[exp.Expression] = []
+    for kind, items in per_kind.items():
+        items = [(i, e) for i, e in items if event_level[i].rule.id not in out.fallback]
+        for i, _ in items:
+            if i not in index:
+                index[i] = len(out.rules)
+                out.rules.append(event_level[i])
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            selects.append(_select(kind, [(index[i], e) for i, e in part]))
+    if selects:
+        q: exp.Expression = selects[0]
+        for s in selects[1:]:
+            q = exp.union(q, s, distinct=False, copy=False)
+        out.queries.append(q.sql(dialect=dialect))
+    return out
+
+
+def _select(kind: str, items: list[tuple[int, exp.Expression]]) -> exp.Select:
+    arr = exp.Array(expressions=[
+        exp.If(this=e, true=exp.Literal.number(n), false=exp.Null()) for n, e in items])
+    hits = exp.Explode(this=exp.ArrayCompact(this=arr))
+    return (exp.select("_file", "_position", exp.alias_(hits, "_rule"))
+            .from_(VIEW)
+            .where(exp.EQ(this=exp.column(KIND_COLUMN), expression=exp.Literal.string(kind))))
+
+
+def findings(plan: SqlPlan, rows: Iterable[tuple[str, int, int]]) -> list[SqlFinding]:
+    return [SqlFinding(plan.rules[r].rule.id, f, int(p)) for f, p, r in rows]
