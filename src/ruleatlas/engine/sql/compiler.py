@@ -446,7 +446,9 @@ class PredicateCompiler:
                 args.append(self.list_join(lst))
         if not args:
             return None
-        return exp.ConcatWs(expressions=[_s("\n"), *args])
+        # an anonymous call: sqlglot's ConcatWs is rewritten NULL-propagating for DuckDB, and
+        # both engines' CONCAT_WS skip NULLs, which is what the join needs
+        return exp.Anonymous(this="CONCAT_WS", expressions=[_s("\n"), *args])
 
     def list_join(self, lst: exp.Expression) -> exp.Expression:
         """Spark's ``concat_ws`` takes arrays as they are."""
@@ -541,7 +543,7 @@ class PredicateCompiler:
             octet = "(0|[1-9][0-9]{0,2})"
             rx = rf"\A{octet}\.{octet}\.{octet}\.{octet}\z"
             parts = [exp.TryCast(this=exp.RegexpExtract(this=t, expression=_s(rx),
-                                                        group=exp.Literal.number(2 * i + 1)),
+                                                        group=exp.Literal.number(i + 1)),
                                  to=exp.DataType.build("BIGINT")) for i in range(4)]
             value = exp.Add(
                 this=exp.Add(this=exp.Mul(this=parts[0], expression=exp.Literal.number(16777216)),
@@ -584,7 +586,7 @@ class DuckDBCompiler(PredicateCompiler):
 
     def hex_number(self, digits: exp.Expression) -> exp.Expression:
         return exp.TryCast(this=exp.TryCast(this=exp.Concat(expressions=[_s("0x"), digits]),
-                                            to=exp.DataType.build("UBIGINT")),
+                                            to=exp.DataType.build("UBIGINT", dialect="duckdb")),
                            to=exp.DataType.build("DOUBLE"))
 
     def strip(self, s: exp.Expression) -> exp.Expression:
