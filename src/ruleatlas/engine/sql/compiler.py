@@ -155,6 +155,11 @@ def _s(text: str) -> exp.Literal:
     return exp.Literal.string(text)
 
 
+def _try_cast(this: exp.Expression, to: exp.DataType) -> exp.Expression:
+    """``TRY_CAST``: NULL on malformed text (Spark 4 runs ANSI mode, where CAST fails)."""
+    return exp.TryCast(this=this, to=to, safe=True)
+
+
 def _nonnull(e: exp.Expression) -> exp.Expression:
     """``COALESCE(e, FALSE)``: a comparison with a NULL side is false, never unknown."""
     if isinstance(e, exp.Boolean):
@@ -488,16 +493,16 @@ class PredicateCompiler:
         no_us = exp.func("REPLACE", t, _s("_"), _s(""))
         return exp.Case(ifs=[
             exp.If(this=exp.RegexpLike(this=t, expression=_s(dec)),
-                   true=exp.TryCast(this=no_us, to=exp.DataType.build("DOUBLE"))),
+                   true=_try_cast(this=no_us, to=exp.DataType.build("DOUBLE"))),
             exp.If(this=exp.RegexpLike(this=t, expression=_s(hexa)),
                    true=self.hex_number(exp.Substring(this=no_us, start=exp.Literal.number(3)))),
             exp.If(this=exp.RegexpLike(this=t, expression=_s(special)),
-                   true=exp.TryCast(this=t, to=exp.DataType.build("DOUBLE"))),
+                   true=_try_cast(this=t, to=exp.DataType.build("DOUBLE"))),
         ])
 
     def hex_number(self, digits: exp.Expression) -> exp.Expression:
         """Spark: ``CAST(CONV(digits, 16, 10) AS DOUBLE)``."""
-        return exp.TryCast(this=exp.func("CONV", digits, exp.Literal.number(16),
+        return _try_cast(this=exp.func("CONV", digits, exp.Literal.number(16),
                                          exp.Literal.number(10)),
                            to=exp.DataType.build("DOUBLE"))
 
@@ -542,7 +547,7 @@ class PredicateCompiler:
             t = self.strip(s)
             octet = "(0|[1-9][0-9]{0,2})"
             rx = rf"\A{octet}\.{octet}\.{octet}\.{octet}\z"
-            parts = [exp.TryCast(this=exp.RegexpExtract(this=t, expression=_s(rx),
+            parts = [_try_cast(this=exp.RegexpExtract(this=t, expression=_s(rx),
                                                         group=exp.Literal.number(i + 1)),
                                  to=exp.DataType.build("BIGINT")) for i in range(4)]
             value = exp.Add(
@@ -585,7 +590,7 @@ class DuckDBCompiler(PredicateCompiler):
         return exp.func("ARRAY_TO_STRING", lst, _s("\n"))
 
     def hex_number(self, digits: exp.Expression) -> exp.Expression:
-        return exp.TryCast(this=exp.TryCast(this=exp.Concat(expressions=[_s("0x"), digits]),
+        return _try_cast(this=_try_cast(this=exp.Concat(expressions=[_s("0x"), digits]),
                                             to=exp.DataType.build("UBIGINT", dialect="duckdb")),
                            to=exp.DataType.build("DOUBLE"))
 
