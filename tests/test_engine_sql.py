@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import sqlglot
+from tests.conftest import SIGMA
 
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.runner import Engine, EngineRule, prepare
@@ -46,7 +47,6 @@ from ruleatlas.model import (
     Rule,
     Wild,
 )
-from tests.conftest import SIGMA
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 

@@ -89,7 +89,7 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
             event_level.append(er)
     table = Table.from_names(columns)
     comp_cls = COMPILERS[dialect]
-    per_kind: dict[str, list[tuple[int, exp.Expression]]] = {}
+    per_kind: dict[str, list[tuple[int, exp.Expr]]] = {}
     for kind in sorted(kinds):
         key = kind_key(kind)
         out.kinds += 1
@@ -105,7 +105,7 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
                 continue
             per_kind.setdefault(kind, []).append((i, got.expression))
     index: dict[int, int] = {}
-    selects: list[exp.Expression] = []
+    selects: list[exp.Expr] = []
     for kind, items in per_kind.items():
         items = [(i, e) for i, e in items if event_level[i].rule.id not in out.fallback]
         for i, _ in items:
@@ -116,14 +116,14 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
             part = items[start:start + chunk]
             selects.append(_select(kind, [(index[i], e) for i, e in part]))
     if selects:
-        q: exp.Expression = selects[0]
+        q: exp.Expr = selects[0]
         for s in selects[1:]:
             q = exp.union(q, s, distinct=False, copy=False)
         out.queries.append(q.sql(dialect=dialect))
     return out
 
 
-def _select(kind: str, items: list[tuple[int, exp.Expression]]) -> exp.Select:
+def _select(kind: str, items: list[tuple[int, exp.Expr]]) -> exp.Select:
     arr = exp.Array(expressions=[
         exp.If(this=e, true=exp.Literal.number(n), false=exp.Null()) for n, e in items])
     hits = exp.Explode(this=exp.ArrayCompact(this=arr))

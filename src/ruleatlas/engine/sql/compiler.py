@@ -80,7 +80,7 @@ ITEM = "_item"  # the lambda variable over a list column's items
 SPACE_CLASS = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
 TEXT_OPS = {Op.EQ, Op.IN, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.WILDCARD, Op.NE}
 NUMBER_OPS = {Op.GT: exp.GT, Op.GE: exp.GTE, Op.LT: exp.LT, Op.LE: exp.LTE}
-Test = Callable[[exp.Expression], exp.Expression]
+Test = Callable[[exp.Expr], exp.Expr]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ class Table:
 class Compiled:
     """A rule's condition as one SQL boolean expression, or the reasons it cannot be one."""
 
-    expression: exp.Expression
+    expression: exp.Expr
     unsupported: tuple[str, ...] = ()
 
     @property
@@ -115,19 +115,19 @@ class Compiled:
         return not self.unsupported
 
 
-def _false() -> exp.Expression:
+def _false() -> exp.Expr:
     return exp.false()
 
 
-def _true() -> exp.Expression:
+def _true() -> exp.Expr:
     return exp.true()
 
 
-def _is_const(e: exp.Expression, value: bool) -> bool:
+def _is_const(e: exp.Expr, value: bool) -> bool:
     return isinstance(e, exp.Boolean) and e.this is value
 
 
-def _and(args: list[exp.Expression]) -> exp.Expression:
+def _and(args: Sequence[exp.Expr]) -> exp.Expr:
     if any(_is_const(a, False) for a in args):
         return _false()
     args = [a for a in args if not _is_const(a, True)]
@@ -136,7 +136,7 @@ def _and(args: list[exp.Expression]) -> exp.Expression:
     return args[0] if len(args) == 1 else exp.and_(*args, copy=False)
 
 
-def _or(args: list[exp.Expression]) -> exp.Expression:
+def _or(args: Sequence[exp.Expr]) -> exp.Expr:
     if any(_is_const(a, True) for a in args):
         return _true()
     args = [a for a in args if not _is_const(a, False)]
@@ -145,7 +145,7 @@ def _or(args: list[exp.Expression]) -> exp.Expression:
     return args[0] if len(args) == 1 else exp.or_(*args, copy=False)
 
 
-def _not(a: exp.Expression) -> exp.Expression:
+def _not(a: exp.Expr) -> exp.Expr:
     if isinstance(a, exp.Boolean):
         return exp.Boolean(this=not a.this)
     return exp.not_(a, copy=False)
@@ -155,12 +155,12 @@ def _s(text: str) -> exp.Literal:
     return exp.Literal.string(text)
 
 
-def _try_cast(this: exp.Expression, to: exp.DataType) -> exp.Expression:
+def _try_cast(this: exp.Expr, to: exp.DataType) -> exp.Expr:
     """``TRY_CAST``: NULL on malformed text (Spark 4 runs ANSI mode, where CAST fails)."""
     return exp.TryCast(this=this, to=to, safe=True)
 
 
-def _nonnull(e: exp.Expression) -> exp.Expression:
+def _nonnull(e: exp.Expr) -> exp.Expr:
     """``COALESCE(e, FALSE)``: a comparison with a NULL side is false, never unknown."""
     if isinstance(e, exp.Boolean):
         return e
@@ -209,62 +209,62 @@ class PredicateCompiler:
         e = _true() if node is None else self.node_sql(node)
         return Compiled(e, tuple(dict.fromkeys(self.problems)))
 
-    def sql(self, e: exp.Expression) -> str:
+    def sql(self, e: exp.Expr) -> str:
         return e.sql(dialect=self.DIALECT)
 
-    def unsupported(self, reason: str) -> exp.Expression:
+    def unsupported(self, reason: str) -> exp.Expr:
         self.problems.append(reason)
         return _false()
 
     # ------------------------------------------------------------------------- trees
 
-    def node_sql(self, node: Node) -> exp.Expression:
+    def node_sql(self, node: Node) -> exp.Expr:
         name = self.NODES.get(type(node))
         if name is None:
             return self.unsupported(f"unknown node {type(node).__name__}")
-        method: Callable[[Node], exp.Expression] = getattr(self, name)
+        method: Callable[[Node], exp.Expr] = getattr(self, name)
         return method(node)
 
-    def and_sql(self, node: And) -> exp.Expression:
+    def and_sql(self, node: And) -> exp.Expr:
         return _and([self.node_sql(a) for a in node.args])
 
-    def or_sql(self, node: Or) -> exp.Expression:
+    def or_sql(self, node: Or) -> exp.Expr:
         return _or([self.node_sql(a) for a in node.args])
 
-    def not_sql(self, node: Not) -> exp.Expression:
+    def not_sql(self, node: Not) -> exp.Expr:
         return _not(self.node_sql(node.arg))
 
-    def const_sql(self, node: Const) -> exp.Expression:
+    def const_sql(self, node: Const) -> exp.Expr:
         return _true() if node.value else _false()
 
-    def condition_sql(self, node: Condition) -> exp.Expression:
+    def condition_sql(self, node: Condition) -> exp.Expr:
         return self.unsupported(f"SPL expression {node.text!r} is not compiled to SQL yet")
 
-    def opaque_sql(self, node: Opaque) -> exp.Expression:
+    def opaque_sql(self, node: Opaque) -> exp.Expr:
         return self.unsupported(f"cannot run {node.text!r}: {node.reason}")
 
     # ------------------------------------------------------------------------- columns
 
-    def column(self, name: str) -> exp.Expression | None:
+    def column(self, name: str) -> exp.Expr | None:
         """The scalar column of a field, None when the table has no such column."""
         return exp.column(name, quoted=True) if name in self.table.columns else None
 
-    def list_column(self, name: str) -> exp.Expression | None:
+    def list_column(self, name: str) -> exp.Expr | None:
         if name not in self.table.lists:
             return None
         return exp.column(name + LIST_SUFFIX, quoted=True)
 
-    def present(self, name: str) -> exp.Expression:
+    def present(self, name: str) -> exp.Expr:
         """The field is there and not null (scalar or list)."""
-        parts: list[exp.Expression] = []
+        parts: list[exp.Expr] = []
         for c in (self.column(name), self.list_column(name)):
             if c is not None:
                 parts.append(exp.Not(this=exp.Is(this=c, expression=exp.Null())))
         return _or(parts)
 
-    def any_value(self, name: str, test: Test) -> exp.Expression:
+    def any_value(self, name: str, test: Test) -> exp.Expr:
         """``test`` on the field's text, or on any item of its list: a non-null boolean."""
-        out: list[exp.Expression] = []
+        out: list[exp.Expr] = []
         col = self.column(name)
         if col is not None:
             out.append(_nonnull(test(col)))
@@ -274,17 +274,17 @@ class PredicateCompiler:
             out.append(_nonnull(self.list_any(lst, var, test(exp.column(ITEM)))))
         return _or(out)
 
-    def list_any(self, lst: exp.Expression, var: exp.Identifier,
-                 body: exp.Expression) -> exp.Expression:
+    def list_any(self, lst: exp.Expr, var: exp.Identifier,
+                 body: exp.Expr) -> exp.Expr:
         """Spark: ``EXISTS(list, x -> body)``."""
         return exp.Exists(this=lst, expression=exp.Lambda(this=body, expressions=[var]))
 
-    def lower(self, e: exp.Expression, cased: bool) -> exp.Expression:
+    def lower(self, e: exp.Expr, cased: bool) -> exp.Expr:
         return e if cased else exp.Lower(this=e)
 
     # ------------------------------------------------------------------------- predicates
 
-    def predicate_sql(self, p: Predicate) -> exp.Expression:
+    def predicate_sql(self, p: Predicate) -> exp.Expr:
         mapped = self.field_map.get(p.field) if p.field else None
         if mapped and mapped != p.field:
             on_mapped = self._predicate(p, self.field_map)
@@ -296,7 +296,7 @@ class PredicateCompiler:
             e = self._predicate(p, self.field_map)
         return _not(e) if p.negated else e
 
-    def _predicate(self, p: Predicate, fm: Mapping[str, str]) -> exp.Expression:
+    def _predicate(self, p: Predicate, fm: Mapping[str, str]) -> exp.Expr:
         try:
             groups = [expand(v, p.transforms) for v in p.values]
         except TransformError as exc:
@@ -335,7 +335,7 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- text
 
-    def value_test(self, op: Op, v: Value, s: exp.Expression, cased: bool) -> exp.Expression:
+    def value_test(self, op: Op, v: Value, s: exp.Expr, cased: bool) -> exp.Expr:
         """One rule value against the (lowered unless cased) text ``s``."""
         if isinstance(v, (int, float)):  # bools too: their text is true/false
             return exp.EQ(this=s, expression=_s(to_text(v)))
@@ -360,11 +360,11 @@ class PredicateCompiler:
         return exp.Escape(this=exp.Like(this=s, expression=_s(like_pattern(low))),
                           expression=_s(LIKE_ESCAPE))
 
-    def any_of(self, op: Op, values: Sequence[Value], s: exp.Expression,
-               cased: bool) -> exp.Expression:
+    def any_of(self, op: Op, values: Sequence[Value], s: exp.Expr,
+               cased: bool) -> exp.Expr:
         """Any of the values: exact texts grouped into one ``IN``."""
         exact: list[str] = []
-        rest: list[exp.Expression] = []
+        rest: list[exp.Expr] = []
         for v in values:
             t = self.value_test(op, v, s, cased)
             if isinstance(t, exp.EQ) and isinstance(t.expression, exp.Literal):
@@ -378,11 +378,11 @@ class PredicateCompiler:
             rest.insert(0, exp.In(this=s, expressions=[_s(x) for x in uniq]))
         return _or(rest)
 
-    def text_sql(self, name: str, p: Predicate, groups: list[list[Value]]) -> exp.Expression:
+    def text_sql(self, name: str, p: Predicate, groups: list[list[Value]]) -> exp.Expr:
         base = Op.EQ if p.op is Op.NE else p.op
         cased = p.cased
 
-        def test(col: exp.Expression) -> exp.Expression:
+        def test(col: exp.Expr) -> exp.Expr:
             s = self.lower(col, cased)
             if p.match_all:
                 return _and([self.any_of(base, g, s, cased) for g in groups])
@@ -393,14 +393,14 @@ class PredicateCompiler:
             return _and([self.present(name), _not(m)])
         return m
 
-    def fieldref_sql(self, name: str, op: Op, ref: str, cased: bool) -> exp.Expression:
+    def fieldref_sql(self, name: str, op: Op, ref: str, cased: bool) -> exp.Expr:
         if name in self.table.lists or ref in self.table.lists:
             return self.unsupported(f"fieldref on a multi-valued field ({name}, {ref})")
         a, b = self.column(name), self.column(ref)
         if a is None or b is None:
             return _false()
         x, y = self.lower(a, cased), self.lower(b, cased)
-        tests: dict[Op, Callable[[], exp.Expression]] = {
+        tests: dict[Op, Callable[[], exp.Expr]] = {
             Op.EQ: lambda: exp.EQ(this=x, expression=y),
             Op.NE: lambda: exp.NEQ(this=x, expression=y),
             Op.CONTAINS: lambda: exp.Contains(this=x, expression=y),
@@ -413,11 +413,11 @@ class PredicateCompiler:
         return _nonnull(t())
 
     def keyword_sql(self, values: Sequence[Value], cased: bool,
-                    match_all: bool) -> exp.Expression:
+                    match_all: bool) -> exp.Expr:
         """Keywords: plain ones are substrings of the values joined by newlines; ones with
         wildcards or a newline are tested against each value."""
         fields = self.table.fields
-        tests: list[exp.Expression] = []
+        tests: list[exp.Expr] = []
         joined = self.joined_text(fields)
         jt = self.lower(joined, cased) if joined is not None else None
         for v in values:
@@ -435,13 +435,18 @@ class PredicateCompiler:
             else:
                 tests.append(self.unsupported(f"keyword value {v!r}"))
                 continue
-            tests.append(_or([self.any_value(f, lambda c, q=pat: self.value_test(
-                Op.EQ, q, self.lower(c, cased), cased)) for f in fields]))
+            tests.append(_or([self.any_value(f, self._whole_value(pat, cased)) for f in fields]))
         return _and(tests) if match_all else _or(tests)
 
-    def joined_text(self, fields: Sequence[str]) -> exp.Expression | None:
+    def _whole_value(self, pat: Pattern, cased: bool) -> Test:
+        def test(c: exp.Expr) -> exp.Expr:
+            return self.value_test(Op.EQ, pat, self.lower(c, cased), cased)
+
+        return test
+
+    def joined_text(self, fields: Sequence[str]) -> exp.Expr | None:
         """The event's values joined by newlines (NULLs skipped, list items each a value)."""
-        args: list[exp.Expression] = []
+        args: list[exp.Expr] = []
         for f in fields:
             c = self.column(f)
             if c is not None:
@@ -455,13 +460,13 @@ class PredicateCompiler:
         # both engines' CONCAT_WS skip NULLs, which is what the join needs
         return exp.Anonymous(this="CONCAT_WS", expressions=[_s("\n"), *args])
 
-    def list_join(self, lst: exp.Expression) -> exp.Expression:
+    def list_join(self, lst: exp.Expr) -> exp.Expr:
         """Spark's ``concat_ws`` takes arrays as they are."""
         return lst
 
     # ------------------------------------------------------------------------- regex
 
-    def regex_sql(self, name: str, values: Sequence[Value], match_all: bool) -> exp.Expression:
+    def regex_sql(self, name: str, values: Sequence[Value], match_all: bool) -> exp.Expr:
         pats: list[str] = []
         for v in values:
             if isinstance(v, Regex):
@@ -475,7 +480,7 @@ class PredicateCompiler:
             except RegexUnsupported as exc:
                 return self.unsupported(exc.message)
 
-        def test(s: exp.Expression) -> exp.Expression:
+        def test(s: exp.Expr) -> exp.Expr:
             parts = [exp.RegexpLike(this=s, expression=_s(x)) for x in pats]
             return _and(parts) if match_all else _or(parts)
 
@@ -483,7 +488,7 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- numbers
 
-    def number(self, s: exp.Expression) -> exp.Expression:
+    def number(self, s: exp.Expr) -> exp.Expr:
         """The text as Python's ``as_number`` reads it (a DOUBLE, NULL when not a number)."""
         t = self.strip(s)
         digits = "[0-9](_?[0-9])*"
@@ -500,14 +505,14 @@ class PredicateCompiler:
                    true=_try_cast(this=t, to=exp.DataType.build("DOUBLE"))),
         ])
 
-    def hex_number(self, digits: exp.Expression) -> exp.Expression:
+    def hex_number(self, digits: exp.Expr) -> exp.Expr:
         """Spark: ``CAST(CONV(digits, 16, 10) AS DOUBLE)``."""
         return _try_cast(this=exp.func("CONV", digits, exp.Literal.number(16),
                                          exp.Literal.number(10)),
                            to=exp.DataType.build("DOUBLE"))
 
     def number_sql(self, name: str, op: Op, values: Sequence[Value],
-                   match_all: bool) -> exp.Expression:
+                   match_all: bool) -> exp.Expr:
         nums = []
         for v in values:
             n = as_number(v)
@@ -516,7 +521,7 @@ class PredicateCompiler:
             nums.append(n)
         cmp = NUMBER_OPS[op]
 
-        def test(s: exp.Expression) -> exp.Expression:
+        def test(s: exp.Expr) -> exp.Expr:
             x = self.number(s)
             parts = [cmp(this=x, expression=self.double(n)) if n == n else _false()
                      for n in nums]  # nan: Python's comparisons with it are all false
@@ -524,14 +529,14 @@ class PredicateCompiler:
 
         return self.any_value(name, test)
 
-    def double(self, n: float) -> exp.Expression:
+    def double(self, n: float) -> exp.Expr:
         if n in (float("inf"), float("-inf")):
             return exp.Cast(this=_s(repr(n)), to=exp.DataType.build("DOUBLE"))
         return exp.Cast(this=exp.Literal.number(repr(n)), to=exp.DataType.build("DOUBLE"))
 
     # ------------------------------------------------------------------------- cidr
 
-    def cidr_sql(self, name: str, values: Sequence[Value]) -> exp.Expression:
+    def cidr_sql(self, name: str, values: Sequence[Value]) -> exp.Expr:
         ranges: list[tuple[int, int]] = []
         for v in values:
             try:
@@ -543,7 +548,7 @@ class PredicateCompiler:
                                         "Python's IPv6 address parse")
             ranges.append((int(net.network_address), int(net.broadcast_address)))
 
-        def test(s: exp.Expression) -> exp.Expression:
+        def test(s: exp.Expr) -> exp.Expr:
             t = self.strip(s)
             octet = "(0|[1-9][0-9]{0,2})"
             rx = rf"\A{octet}\.{octet}\.{octet}\.{octet}\z"
@@ -565,7 +570,7 @@ class PredicateCompiler:
 
         return self.any_value(name, test)
 
-    def strip(self, s: exp.Expression) -> exp.Expression:
+    def strip(self, s: exp.Expr) -> exp.Expr:
         """Python's ``str.strip()``: Unicode whitespace off both ends."""
         return exp.RegexpReplace(this=s, expression=_s(rf"\A{SPACE_CLASS}+|{SPACE_CLASS}+\z"),
                                  replacement=_s(""))
@@ -581,20 +586,20 @@ class DuckDBCompiler(PredicateCompiler):
     DIALECT = "duckdb"
     REGEX = RE2
 
-    def list_any(self, lst: exp.Expression, var: exp.Identifier,
-                 body: exp.Expression) -> exp.Expression:
+    def list_any(self, lst: exp.Expr, var: exp.Identifier,
+                 body: exp.Expr) -> exp.Expr:
         lam = exp.Lambda(this=body, expressions=[var])
         return exp.func("LIST_BOOL_OR", exp.func("LIST_TRANSFORM", lst, lam))
 
-    def list_join(self, lst: exp.Expression) -> exp.Expression:
+    def list_join(self, lst: exp.Expr) -> exp.Expr:
         return exp.func("ARRAY_TO_STRING", lst, _s("\n"))
 
-    def hex_number(self, digits: exp.Expression) -> exp.Expression:
+    def hex_number(self, digits: exp.Expr) -> exp.Expr:
         return _try_cast(this=_try_cast(this=exp.Concat(expressions=[_s("0x"), digits]),
                                             to=exp.DataType.build("UBIGINT", dialect="duckdb")),
                            to=exp.DataType.build("DOUBLE"))
 
-    def strip(self, s: exp.Expression) -> exp.Expression:
+    def strip(self, s: exp.Expr) -> exp.Expr:
         return exp.RegexpReplace(this=s, expression=_s(rf"\A{SPACE_CLASS}+|{SPACE_CLASS}+\z"),
                                  replacement=_s(""), modifiers=_s("g"))
 

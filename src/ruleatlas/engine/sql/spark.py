@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ruleatlas.engine.runner import EngineRule
@@ -27,8 +28,8 @@ CONF: dict[str, str] = {
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.codegen.wholeStage": "true",
-    "spark.driver.extraJavaOptions": "-Dlog4j2.level=ERROR",
 }
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 @dataclass(slots=True)
@@ -50,7 +51,8 @@ def start(master: str | None = None, conf: dict[str, str] | None = None) -> tupl
 
     t0 = time.perf_counter()
     b = SparkSession.builder.master(master_url(master)).appName("ruleatlas")
-    for k, v in {**CONF, **(conf or {})}.items():
+    quiet = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"}
+    for k, v in {**CONF, **quiet, **(conf or {})}.items():
         b = b.config(k, v)
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
