@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlglot
@@ -137,6 +138,20 @@ CASES: list[Case] = [
     sigma("all_and", sel("CommandLine|contains|all:\n    - foo\n    - bar"),
           [({"CommandLine": "foo bar"}, True), ({"CommandLine": "bar"}, False),
            ({"CommandLine": ["foo", "bar"]}, False), ({"CommandLine": ["x", "bar foo"]}, True)]),
+    sigma("many_substrings", sel("CommandLine|contains:\n    - 'a.b'\n    - 'x\\*(y'\n"
+                                 "    - 'É|z'\n    - '[q]{2}'\n    - 'p$^'\n    - 'k+?#&-~ w'"),
+          [({"CommandLine": "--A.B--"}, True), ({"CommandLine": "aXb"}, False),
+           ({"CommandLine": "X*(Y"}, True), ({"CommandLine": "é|Z"}, True),
+           ({"CommandLine": "[Q]{2}"}, True), ({"CommandLine": "qq"}, False),
+           ({"CommandLine": "P$^"}, True), ({"CommandLine": "K+?#&-~ W"}, True),
+           ({"CommandLine": ["n", "x*(y"]}, True)]),
+    sigma("many_prefixes", sel("Image|startswith:\n    - 'c:\\a'\n    - 'c:\\b.'\n"
+                               "    - 'd:'\n    - 'e:'\n    - 'f:'"),
+          [({"Image": "C:\\B.exe"}, True), ({"Image": "x c:\\a"}, False),
+           ({"Image": "F:"}, True)]),
+    sigma("many_suffixes", sel("Image|endswith:\n    - '.a'\n    - '.b'\n    - '.c'\n"
+                               "    - '.d'\n    - '.e'"),
+          [({"Image": "x.E"}, True), ({"Image": "x.e "}, False), ({"Image": "x.e\n"}, False)]),
     sigma("eventid_int_str", sel("EventID: 1\nImage|endswith: '\\a.exe'"),
           [({"EventID": 1, "Image": "c:\\a.exe"}, True),
            ({"EventID": "1", "Image": "c:\\a.exe"}, True)]),
@@ -452,3 +467,33 @@ def test_sigma_rules_on_regression_evtx_match_the_local_engine(spark, tmp_path):
     drun = duck.hunt(duck.connect(), rules, tmp_path / "pq")
     dgot = {(f.rule_id, f.file, f.position) for f in drun.findings}
     assert dgot == {f for f in local if f[0] not in drun.plan.fallback}
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def test_convert_command_writes_kinds_and_is_documented(tmp_path):
+    import json
+
+    import typer.main
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    files = sorted(str(p) for p in (SIGMA / "regression_data").rglob("*.evtx"))[:3]
+    out = tmp_path / "pq"
+    res = CliRunner().invoke(app, ["convert", *files, str(out), "--batch", "50"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["events"] == sum(summary["kinds"].values()) > 0
+    dirs = {p.name for p in out.iterdir()}
+    assert dirs == {f"_kind={quote(k, safe='')}" for k in summary["kinds"]}
+    again = CliRunner().invoke(app, ["convert", *files, str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "spark.md").read_text()
+    cmd = typer.main.get_command(app).commands["convert"]  # type: ignore[attr-defined]
+    assert "`ruleatlas convert" in docs
+    for p in cmd.params:
+        for opt in getattr(p, "opts", ()):
+            if opt.startswith("--") and opt != "--help":
+                assert opt in docs, opt

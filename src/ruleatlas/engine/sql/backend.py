@@ -26,7 +26,7 @@ from sqlglot import exp
 from ruleatlas.coverage.routing import Key
 from ruleatlas.engine.runner import EngineRule, product_ok
 from ruleatlas.engine.sql.columnar import KIND_COLUMN, kind_key
-from ruleatlas.engine.sql.compiler import COMPILERS, PredicateCompiler, Table
+from ruleatlas.engine.sql.compiler import COMPILERS, TEXT_COLUMN, PredicateCompiler, Table
 from ruleatlas.model import StageKind
 
 CHUNK = 200  # rules per SELECT (keeps each generated expression within codegen limits)
@@ -75,8 +75,52 @@ def routed(rules: Sequence[EngineRule], key: Key) -> list[int]:
 
 def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Iterable[str],
                  dialect: str, chunk: int = CHUNK) -> SqlPlan:
-    """Compile the event-level rules for every kind; the SQL texts to run (one job)."""
+    """Compile the event-level rules for every kind; the SQL texts to run (one per chunk of a
+    kind's rules; a runner may run them as one ``UNION ALL``)."""
     out = SqlPlan()
+    event_level = _event_level(rules, out)
+    table = Table.from_names(columns)
+    comp_cls = COMPILERS[dialect]
+    cache: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[str, bool] | None] = {}
+    per_kind: dict[str, list[tuple[int, str, bool]]] = {}
+    for kind in sorted(kinds):
+        key = kind_key(kind)
+        out.kinds += 1
+        for i in routed(event_level, key):
+            er = event_level[i]
+            if er.rule.id in out.fallback:
+                continue
+            fmap = er.route.field_map(key)
+            ck = (i, tuple(sorted(fmap.items())))
+            if ck not in cache:  # a rule compiles once per field map, not once per kind
+                c: PredicateCompiler = comp_cls(table, fmap)
+                got = c.compile(er.analysis.condition)
+                out.compiled += 1
+                if not got.ok:
+                    out.fallback[er.rule.id] = "; ".join(got.unsupported)
+                cache[ck] = (c.sql(got.expression), got.uses_text) if got.ok else None
+            hit = cache[ck]
+            if hit is not None:
+                per_kind.setdefault(kind, []).append((i, *hit))
+    index: dict[int, int] = {}
+    text = comp_cls(table).text_expression()
+    wrap = _wrapper(dialect)
+    for kind, items in per_kind.items():
+        items = [x for x in items if event_level[x[0]].rule.id not in out.fallback]
+        for i, _, _ in items:
+            if i not in index:
+                index[i] = len(out.rules)
+                out.rules.append(event_level[i])
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            source = _source(kind, text if any(u for _, _, u in part) else None, dialect)
+            cases = ", ".join(f"CASE WHEN {sql} THEN {index[i]} END" for i, sql, _ in part)
+            out.queries.append(f"SELECT _file, _position, {wrap.replace(HOLE, cases)} AS _rule "
+                               f"FROM {source}")
+    return out
+
+
+def _event_level(rules: Iterable[EngineRule], out: SqlPlan) -> list[EngineRule]:
     event_level: list[EngineRule] = []
     for er in rules:
         if not er.runnable:
@@ -87,49 +131,27 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
             out.fallback[er.rule.id] = why
         else:
             event_level.append(er)
-    table = Table.from_names(columns)
-    comp_cls = COMPILERS[dialect]
-    per_kind: dict[str, list[tuple[int, exp.Expr]]] = {}
-    for kind in sorted(kinds):
-        key = kind_key(kind)
-        out.kinds += 1
-        for i in routed(event_level, key):
-            er = event_level[i]
-            if er.rule.id in out.fallback:
-                continue
-            c: PredicateCompiler = comp_cls(table, er.route.field_map(key))
-            got = c.compile(er.analysis.condition)
-            out.compiled += 1
-            if not got.ok:
-                out.fallback[er.rule.id] = "; ".join(got.unsupported)
-                continue
-            per_kind.setdefault(kind, []).append((i, got.expression))
-    index: dict[int, int] = {}
-    selects: list[exp.Expr] = []
-    for kind, items in per_kind.items():
-        items = [(i, e) for i, e in items if event_level[i].rule.id not in out.fallback]
-        for i, _ in items:
-            if i not in index:
-                index[i] = len(out.rules)
-                out.rules.append(event_level[i])
-        for start in range(0, len(items), chunk):
-            part = items[start:start + chunk]
-            selects.append(_select(kind, [(index[i], e) for i, e in part]))
-    if selects:
-        q: exp.Expr = selects[0]
-        for s in selects[1:]:
-            q = exp.union(q, s, distinct=False, copy=False)
-        out.queries.append(q.sql(dialect=dialect))
-    return out
+    return event_level
 
 
-def _select(kind: str, items: list[tuple[int, exp.Expr]]) -> exp.Select:
-    arr = exp.Array(expressions=[
-        exp.If(this=e, true=exp.Literal.number(n), false=exp.Null()) for n, e in items])
-    hits = exp.Explode(this=exp.ArrayCompact(this=arr))
-    return (exp.select("_file", "_position", exp.alias_(hits, "_rule"))
-            .from_(VIEW)
-            .where(exp.EQ(this=exp.column(KIND_COLUMN), expression=exp.Literal.string(kind))))
+HOLE = "__RULES__"
+
+
+def _wrapper(dialect: str) -> str:
+    """``EXPLODE(ARRAY_COMPACT(ARRAY(__RULES__)))`` in the dialect (``UNNEST(LIST_FILTER(...))``
+    for DuckDB), generated by sqlglot once; the rules' CASEs go in the hole."""
+    e = exp.Explode(this=exp.ArrayCompact(this=exp.Array(expressions=[exp.column(HOLE)])))
+    return e.sql(dialect=dialect)
+
+
+def _source(kind: str, text: exp.Expr | None, dialect: str) -> str:
+    """The kind's rows, with the joined text column when a keyword rule reads it."""
+    where = exp.EQ(this=exp.column(KIND_COLUMN), expression=exp.Literal.string(kind)).sql(
+        dialect=dialect)
+    if text is None:
+        return f"{VIEW} WHERE {where}"
+    t = exp.alias_(text, TEXT_COLUMN, quoted=True).sql(dialect=dialect)
+    return f"(SELECT *, {t} FROM {VIEW} WHERE {where}) AS _k"
 
 
 def findings(plan: SqlPlan, rows: Iterable[tuple[str, int, int]]) -> list[SqlFinding]:

@@ -76,8 +76,10 @@ LIST_SUFFIX = "[]"  # column of a field's list values: ``Data[]``
 META_COLUMNS = frozenset({"_file", "_position", "_kind"})
 LIKE_ESCAPE = "!"
 ITEM = "_item"  # the lambda variable over a list column's items
+TEXT_COLUMN = "_text"  # the joined values, computed per kind when a keyword rule needs them
 # Python's str.isspace() characters (str.strip() removes them), as a regex class.
 SPACE_CLASS = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"
+MANY = 4  # more literal substrings than this in one predicate: one regex alternation
 TEXT_OPS = {Op.EQ, Op.IN, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.WILDCARD, Op.NE}
 NUMBER_OPS = {Op.GT: exp.GT, Op.GE: exp.GTE, Op.LT: exp.LT, Op.LE: exp.LTE}
 Test = Callable[[exp.Expr], exp.Expr]
@@ -109,6 +111,7 @@ class Compiled:
 
     expression: exp.Expr
     unsupported: tuple[str, ...] = ()
+    uses_text: bool = False  # reads the ``_text`` column (keywords): the joined values
 
     @property
     def ok(self) -> bool:
@@ -167,6 +170,23 @@ def _nonnull(e: exp.Expr) -> exp.Expr:
     return exp.Coalesce(this=e, expressions=[_false()])
 
 
+REGEX_META = frozenset("\\.^$|?*+()[]{}#&-~ ")
+
+
+def regex_literal(text: str) -> str:
+    """A literal for Java and RE2 regexes: metacharacters backslash-escaped, controls and
+    non-ASCII as ``\\x{HEX}``."""
+    out = []
+    for c in text:
+        if c in REGEX_META:
+            out.append("\\" + c if c != " " else c)
+        elif c.isascii() and c.isprintable():
+            out.append(c)
+        else:
+            out.append(f"\\x{{{ord(c):x}}}")
+    return "".join(out)
+
+
 def like_pattern(parts: Sequence[str | Wild]) -> str:
     """A LIKE pattern for a wildcard pattern, escape char ``!``."""
     out: list[str] = []
@@ -201,13 +221,15 @@ class PredicateCompiler:
         self.table = table
         self.field_map = dict(field_map or {})
         self.problems: list[str] = []
+        self.uses_text = False
 
     # ------------------------------------------------------------------------- entry points
 
     def compile(self, node: Node | None) -> Compiled:
         self.problems = []
+        self.uses_text = False
         e = _true() if node is None else self.node_sql(node)
-        return Compiled(e, tuple(dict.fromkeys(self.problems)))
+        return Compiled(e, tuple(dict.fromkeys(self.problems)), self.uses_text)
 
     def sql(self, e: exp.Expr) -> str:
         return e.sql(dialect=self.DIALECT)
@@ -362,15 +384,30 @@ class PredicateCompiler:
 
     def any_of(self, op: Op, values: Sequence[Value], s: exp.Expr,
                cased: bool) -> exp.Expr:
-        """Any of the values: exact texts grouped into one ``IN``."""
+        """Any of the values: exact texts grouped into one ``IN``; more than ``MANY`` substrings
+        (or prefixes, or suffixes) into one regex alternation of escaped literals (hash and
+        path lists: one scan of the lowered text instead of hundreds of calls)."""
         exact: list[str] = []
+        shaped: dict[type, list[str]] = {exp.Contains: [], exp.StartsWith: [],
+                                         exp.EndsWith: []}
         rest: list[exp.Expr] = []
         for v in values:
             t = self.value_test(op, v, s, cased)
-            if isinstance(t, exp.EQ) and isinstance(t.expression, exp.Literal):
-                exact.append(t.expression.this)
+            lit = t.expression if isinstance(t, exp.Binary | exp.Func) else None
+            if isinstance(t, exp.EQ) and isinstance(lit, exp.Literal):
+                exact.append(lit.this)
+            elif type(t) in shaped and isinstance(lit, exp.Literal):
+                shaped[type(t)].append(lit.this)
+                rest.append(t)
             else:
                 rest.append(t)
+        for kind, lits in shaped.items():
+            if len(lits) > MANY:
+                rest = [t for t in rest if type(t) is not kind]
+                alt = "|".join(regex_literal(x) for x in dict.fromkeys(lits))
+                rx = {exp.Contains: f"(?:{alt})", exp.StartsWith: f"\\A(?:{alt})",
+                      exp.EndsWith: f"(?:{alt})\\z"}[kind]
+                rest.append(exp.RegexpLike(this=s, expression=_s(rx)))
         if len(exact) == 1:
             rest.insert(0, exp.EQ(this=s, expression=_s(exact[0])))
         elif exact:
@@ -418,8 +455,9 @@ class PredicateCompiler:
         wildcards or a newline are tested against each value."""
         fields = self.table.fields
         tests: list[exp.Expr] = []
-        joined = self.joined_text(fields)
-        jt = self.lower(joined, cased) if joined is not None else None
+        jt: exp.Expr | None = None
+        if self.table.fields:  # the joined text is computed once per row (``_text``)
+            jt = self.lower(exp.column(TEXT_COLUMN, quoted=True), cased)
         for v in values:
             if isinstance(v, Pattern) and v.has_wildcards:
                 pat = v
@@ -428,6 +466,7 @@ class PredicateCompiler:
                 lit = lit or ""
                 if "\n" not in lit:
                     needle = lit if cased else lit.lower()
+                    self.uses_text = self.uses_text or jt is not None
                     tests.append(_nonnull(exp.Contains(this=jt, expression=_s(needle)))
                                  if jt is not None else _false())
                     continue
@@ -444,10 +483,11 @@ class PredicateCompiler:
 
         return test
 
-    def joined_text(self, fields: Sequence[str]) -> exp.Expr | None:
-        """The event's values joined by newlines (NULLs skipped, list items each a value)."""
+    def text_expression(self) -> exp.Expr | None:
+        """The event's values joined by newlines (NULLs skipped, list items each a value): the
+        ``_text`` column keyword tests read; None when the table has no field."""
         args: list[exp.Expr] = []
-        for f in fields:
+        for f in self.table.fields:
             c = self.column(f)
             if c is not None:
                 args.append(c)
