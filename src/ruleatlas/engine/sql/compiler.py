@@ -405,8 +405,8 @@ class PredicateCompiler:
             if len(lits) > MANY:
                 rest = [t for t in rest if type(t) is not kind]
                 alt = "|".join(regex_literal(x) for x in dict.fromkeys(lits))
-                rx = {exp.Contains: f"(?:{alt})", exp.StartsWith: f"\\A(?:{alt})",
-                      exp.EndsWith: f"(?:{alt})\\z"}[kind]
+                rx = (f"\\A(?:{alt})" if kind is exp.StartsWith
+                      else f"(?:{alt})\\z" if kind is exp.EndsWith else f"(?:{alt})")
                 rest.append(exp.RegexpLike(this=s, expression=_s(rx)))
         if len(exact) == 1:
             rest.insert(0, exp.EQ(this=s, expression=_s(exact[0])))

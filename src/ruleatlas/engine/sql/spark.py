@@ -27,7 +27,9 @@ CONF: dict[str, str] = {
     "spark.sql.caseSensitive": "true",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.shuffle.partitions": "8",
-    "spark.sql.codegen.wholeStage": "true",
+    # whole-stage codegen inlines every rule of a select into one method, which overflows
+    # 64 KB and falls back anyway; per-expression codegen splits them (measured: faster)
+    "spark.sql.codegen.wholeStage": "false",
 }
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
@@ -88,8 +90,12 @@ def hunt_df(spark: Any, rules: Sequence[EngineRule], df: Any, run: SparkRun | No
     run.plan = plan_queries(rules, df.columns, kinds, "spark")
     t2 = time.perf_counter()
     run.compile_seconds = t2 - t1
-    for q in run.plan.queries:
-        rows = spark.sql(q).collect()
+    if run.plan.queries:  # every chunk's select in one union: one job
+        frames = [spark.sql(q) for q in run.plan.queries]
+        df_all = frames[0]
+        for f in frames[1:]:
+            df_all = df_all.unionAll(f)
+        rows = df_all.collect()
         run.findings.extend(findings(run.plan, ((r[0], r[1], r[2]) for r in rows)))
     run.run_seconds = time.perf_counter() - t2
     return run
