@@ -28,7 +28,8 @@ CONF: dict[str, str] = {
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.shuffle.partitions": "8",
     # whole-stage codegen inlines every rule of a select into one method, which overflows
-    # 64 KB and falls back anyway; per-expression codegen splits them (measured: faster)
+    # 64 KB and falls back (a first bench run spent minutes compiling classes it then threw
+    # away); per-expression codegen splits long projections into methods
     "spark.sql.codegen.wholeStage": "false",
 }
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
