@@ -73,6 +73,22 @@ class Row:
     lists: dict[str, list[str]]
 
 
+_KINDS: dict[tuple[Any, Any], str] = {}  # (Channel, EventID) as read -> kind, as Engine caches
+KIND_CACHE = 4096
+
+
+def event_kind(fields: dict[str, Any]) -> str:
+    """``kind_text(event_key(fields))``, remembered per (Channel, EventID) as read."""
+    ck = (fields.get("Channel"), fields.get("EventID"))
+    cacheable = type(ck[0]) is str and type(ck[1]) in (int, str)
+    got = _KINDS.get(ck) if cacheable else None
+    if got is None:
+        got = kind_text(event_key(fields))
+        if cacheable and len(_KINDS) < KIND_CACHE:
+            _KINDS[ck] = got
+    return got
+
+
 def event_row(ev: Event) -> Row:
     fields = ev.fields
     if any(" " in k for k in fields):  # Defender: ``Threat Name`` is also ``ThreatName``
@@ -87,7 +103,7 @@ def event_row(ev: Event) -> Row:
             lists[k] = [to_text(x) for x in v if x is not None]
         else:
             values[k] = None if v is None else to_text(v)
-    return Row(kind_text(event_key(ev.fields)), ev.file, ev.position, values, lists)
+    return Row(event_kind(ev.fields), ev.file, ev.position, values, lists)
 
 
 def rows_table(rows: list[Row]) -> pa.Table:
