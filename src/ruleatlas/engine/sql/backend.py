@@ -18,7 +18,7 @@ way to run one SQL text; :func:`plan_queries` does the rest:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -85,7 +85,21 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
     table = Table.from_names(columns)
     comp_cls = COMPILERS[dialect]
     cache: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[str, bool] | None] = {}
-    per_kind: dict[str, list[tuple[int, str, bool]]] = {}
+    groups: dict[tuple[str, ...], list[tuple[int, str, bool]]] = {}
+    shared: dict[int, list[str]] = {}  # rules routed everywhere with one field map: their kinds
+
+    def compiled(i: int, fmap: Mapping[str, str]) -> tuple[str, bool] | None:
+        er = event_level[i]
+        ck = (i, tuple(sorted(fmap.items())))
+        if ck not in cache:  # a rule compiles once per field map, not once per kind
+            c: PredicateCompiler = comp_cls(table, fmap)
+            got = c.compile(er.analysis.condition)
+            out.compiled += 1
+            if not got.ok:
+                out.fallback[er.rule.id] = "; ".join(got.unsupported)
+            cache[ck] = (c.sql(got.expression), got.uses_text) if got.ok else None
+        return cache[ck]
+
     for kind in sorted(kinds):
         key = kind_key(kind)
         out.kinds += 1
@@ -93,22 +107,20 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
             er = event_level[i]
             if er.rule.id in out.fallback:
                 continue
-            fmap = er.route.field_map(key)
-            ck = (i, tuple(sorted(fmap.items())))
-            if ck not in cache:  # a rule compiles once per field map, not once per kind
-                c: PredicateCompiler = comp_cls(table, fmap)
-                got = c.compile(er.analysis.condition)
-                out.compiled += 1
-                if not got.ok:
-                    out.fallback[er.rule.id] = "; ".join(got.unsupported)
-                cache[ck] = (c.sql(got.expression), got.uses_text) if got.ok else None
-            hit = cache[ck]
+            if er.route.any and not er.route.field_maps:
+                shared.setdefault(i, []).append(kind)  # one select over all its kinds
+                continue
+            hit = compiled(i, er.route.field_map(key))
             if hit is not None:
-                per_kind.setdefault(kind, []).append((i, *hit))
+                groups.setdefault((kind,), []).append((i, *hit))
+    for i, ks in shared.items():
+        hit = compiled(i, event_level[i].route.common_map)
+        if hit is not None:
+            groups.setdefault(tuple(ks), []).append((i, *hit))
     index: dict[int, int] = {}
     text = comp_cls(table).text_expression()
     wrap = _wrapper(dialect)
-    for kind, items in per_kind.items():
+    for group_kinds, items in groups.items():
         items = [x for x in items if event_level[x[0]].rule.id not in out.fallback]
         for i, _, _ in items:
             if i not in index:
@@ -116,7 +128,8 @@ def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Ite
                 out.rules.append(event_level[i])
         for start in range(0, len(items), chunk):
             part = items[start:start + chunk]
-            source = _source(kind, text if any(u for _, _, u in part) else None, dialect)
+            source = _source(group_kinds, text if any(u for _, _, u in part) else None,
+                             dialect)
             cases = ", ".join(f"CASE WHEN {sql} THEN {index[i]} END" for i, sql, _ in part)
             out.queries.append(f"SELECT _file, _position, {wrap.replace(HOLE, cases)} AS _rule "
                                f"FROM {source}")
@@ -147,10 +160,12 @@ def _wrapper(dialect: str) -> str:
     return e.sql(dialect=dialect)
 
 
-def _source(kind: str, text: exp.Expr | None, dialect: str) -> str:
-    """The kind's rows, with the joined text column when a keyword rule reads it."""
-    where = exp.EQ(this=exp.column(KIND_COLUMN), expression=exp.Literal.string(kind)).sql(
-        dialect=dialect)
+def _source(kinds: Sequence[str], text: exp.Expr | None, dialect: str) -> str:
+    """The rows of these kinds, with the joined text column when a keyword rule reads it."""
+    col = exp.column(KIND_COLUMN)
+    cond = (exp.EQ(this=col, expression=exp.Literal.string(kinds[0])) if len(kinds) == 1
+            else exp.In(this=col, expressions=[exp.Literal.string(k) for k in kinds]))
+    where = cond.sql(dialect=dialect)
     if text is None:
         return f"{VIEW} WHERE {where}"
     t = exp.alias_(text, TEXT_COLUMN, quoted=True).sql(dialect=dialect)
