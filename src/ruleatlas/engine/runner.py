@@ -52,7 +52,6 @@ from ruleatlas.model import (
     Phase,
     Rule,
     StageKind,
-    analysis_from_dict,
     predicates,
     walk,
 )
@@ -271,14 +270,16 @@ def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[i
         if st.kind != "join" or st.join is None:
             continue
         j = st.join
-        if str(j.get("max", "1")) != "1":
-            raise NotRunnable(f"join max={j.get('max')}: only max=1 (the default) is run")
+        if j.max != "1":
+            raise NotRunnable(f"join max={j.max}: only max=1 (the default) is run")
+        if j.subsearch is None:
+            raise NotRunnable(f"join (stage {st.stage + 1}) without a subsearch")
         sub_rule = dataclasses.replace(er.rule, id=f"{er.rule.id}#join{st.stage + 1}")
-        sub = prepare(sub_rule, analysis_from_dict(j["analysis"]), tactics)
+        sub = prepare(sub_rule, j.subsearch, tactics)
         if not sub.runnable:
             raise NotRunnable(f"join subsearch (stage {st.stage + 1}): {sub.reason}")
         sub.hidden = True
-        rows = JoinRows([str(f) for f in j.get("fields") or ()])
+        rows = JoinRows(j.fields)
         er.joins.append((sub, rows))
         ops[st.stage] = join_op(j, rows)
     return ops

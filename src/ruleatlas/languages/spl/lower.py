@@ -52,28 +52,35 @@ from ruleatlas.languages.spl.generator import expr as expr_text
 from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import unescape
 from ruleatlas.model import (
+    AddTotals,
     And,
     Call,
     Condition,
     Const,
+    Eval,
     FieldRef,
+    Filter,
+    Join,
     Node,
     Not,
     Op,
     Opaque,
     Or,
+    OtherCommand,
     Pattern,
     Phase,
     Predicate,
     Problem,
     Regex,
+    Rename,
+    Rex,
     Span,
+    Spath,
     StageKind,
+    Step,
     Term,
     Wild,
     conjoin,
-    node_to_dict,
-    term_to_json,
 )
 
 AGGREGATING = frozenset({
@@ -585,79 +592,83 @@ def _text(x: Item) -> str | None:
     return x.raw if isinstance(x, Word) else x.value if isinstance(x, Str) else None
 
 
-def rex_spec(cmd: Command) -> dict[str, Any]:
-    """A ``rex`` command's options and pattern as data: ``field`` (default ``_raw``),
-    ``pattern`` (SPL escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
+def rex_step(cmd: Command, stage: int) -> Rex:
+    """A ``rex`` command's options and pattern: ``field`` (default ``_raw``), ``pattern`` (SPL
+    escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
     opts, rest = options(cmd.items)
     most: int | str = opts.get("max_match", "1")
     try:
         most = int(most)
     except ValueError:
         pass
-    return {"field": opts.get("field", "_raw"),
-            "pattern": next((x.value for x in rest if isinstance(x, Str)), None),
-            "max_match": most, "mode": opts.get("mode")}
+    return Rex(stage, opts.get("field", "_raw"),
+               next((x.value for x in rest if isinstance(x, Str)), None), most, opts.get("mode"))
 
 
-def spath_spec(cmd: Command) -> dict[str, Any]:
-    """``spath [input=F] [output=O] [path=P | P]`` -> ``{"input", "output", "path"}`` (input
-    defaults to ``_raw``; no path: every field of the JSON or XML document)."""
+def spath_step(cmd: Command, stage: int) -> Spath:
+    """``spath [input=F] [output=O] [path=P | P]`` (input defaults to ``_raw``; no path: every
+    field of the JSON or XML document)."""
     opts, rest = options(cmd.items)
     positional = next((t for t in map(_text, rest) if t is not None), None)
-    return {"input": opts.get("input", "_raw"), "output": opts.get("output"),
-            "path": opts.get("path", positional)}
+    return Spath(stage, opts.get("input", "_raw"), opts.get("output"),
+                 opts.get("path", positional))
 
 
-def join_spec(cmd: Command) -> dict[str, Any] | None:
-    """``join [type=inner|outer|left] [max=N] [overwrite=t] f1, f2 [subsearch]`` -> its fields
-    and options, with the subsearch's offsets (``start``, ``end``, brackets included) for the
-    analyzer to analyze it; None without a subsearch."""
+@dataclass(frozen=True, slots=True)
+class JoinSpec:
+    """``join [type=inner|outer|left] [max=N] [overwrite=t] f1, f2 [subsearch]``: the step
+    without its subsearch, and the subsearch's offsets in the stage's text (brackets included)
+    for the analyzer to analyze it."""
+
+    step: Join
+    start: int
+    end: int
+
+
+def join_spec(cmd: Command, stage: int) -> JoinSpec | None:
+    """A ``join``'s fields and options; None without a subsearch."""
     subs = [x for x in cmd.items if isinstance(x, Sub)]
     if len(subs) != 1:
         return None
     opts, rest = options(tuple(x for x in cmd.items if not isinstance(x, Sub)))
-    fields = [t for x in rest if (t := _text(x)) is not None and t != ","]
+    fields = tuple(t for x in rest if (t := _text(x)) is not None and t != ",")
     kind = opts.get("type", "inner").lower()
-    return {"fields": fields, "type": "outer" if kind == "left" else kind,
-            "max": opts.get("max", "1"), "overwrite": opts.get("overwrite", "t").lower()
-            not in ("f", "false", "0"), "start": subs[0].start, "end": subs[0].end}
+    step = Join(stage, fields, "outer" if kind == "left" else kind, opts.get("max", "1"),
+                opts.get("overwrite", "t").lower() not in ("f", "false", "0"))
+    return JoinSpec(step, subs[0].start, subs[0].end)
 
 
-def addtotals_spec(cmd: Command) -> dict[str, Any]:
-    """``addtotals fieldname=Score a, b, c`` -> ``{"fieldname": "Score", "fields": [a, b, c],
-    "row": True}`` (no fields: every numeric field; ``fieldname`` defaults to ``Total``)."""
+def addtotals_step(cmd: Command, stage: int) -> AddTotals:
+    """``addtotals fieldname=Score a, b, c`` (no fields: every numeric field; ``fieldname``
+    defaults to ``Total``)."""
     opts, rest = options(cmd.items)
-    return {"fieldname": opts.get("fieldname", "Total"),
-            "fields": [t for t in map(_text, rest) if t is not None],
-            "row": opts.get("row", "t").lower() not in ("f", "false", "0")}
+    return AddTotals(stage, opts.get("fieldname", "Total"),
+                     tuple(t for t in map(_text, rest) if t is not None),
+                     opts.get("row", "t").lower() not in ("f", "false", "0"))
 
 
-def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> dict[str, Any]:
-    """One event-phase command as the engine can replay it in order: a filter (its lowered
-    condition), an ``eval`` (assignments as terms), a ``rex`` (see :func:`rex_spec`), a
-    ``rename`` (its pairs), an ``addtotals``, a ``spath``, or any other command with the fields
-    it writes. Recorded for searches that compute or rename
-    fields, so a filter on an ``eval``/``rex`` output can run after it, and a filter before a
-    command that writes its field reads the field as the event has it."""
+def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> Step | JoinSpec:
+    """One command as a typed pipeline step (``model.Step``): a filter (its lowered
+    condition), an ``eval`` (assignments as terms), a ``rex``, a ``rename`` (its pairs), an
+    ``addtotals``, a ``spath``, a ``join`` (a :class:`JoinSpec`: the analyzer adds the
+    subsearch), an aggregation, or any other command with the fields it writes."""
     if condition is not None:
-        return {"stage": stage, "filter": node_to_dict(condition)}
+        return Filter(stage, condition)
     if cmd.name == "eval" and cmd.assignments:
-        return {"stage": stage,
-                "eval": [[f, term_to_json(term(e))] for f, e in cmd.assignments]}
+        return Eval(stage, tuple((f, term(e)) for f, e in cmd.assignments))
     if cmd.name == "rex":
-        return {"stage": stage, "rex": rex_spec(cmd)}
+        return rex_step(cmd, stage)
     if cmd.name == "rename":
-        return {"stage": stage, "rename": [list(p) for p in rename_pairs(cmd.items)]}
+        return Rename(stage, tuple(rename_pairs(cmd.items)))
     if cmd.name == "addtotals":
-        return {"stage": stage, "addtotals": addtotals_spec(cmd)}
+        return addtotals_step(cmd, stage)
     if cmd.name == "spath":
-        return {"stage": stage, "spath": spath_spec(cmd)}
+        return spath_step(cmd, stage)
     if cmd.name == "join":
-        spec = join_spec(cmd)
+        spec = join_spec(cmd, stage)
         if spec is not None:
-            return {"stage": stage, "join": spec}
-    outputs = computed_by(cmd)
-    return {"stage": stage, "command": cmd.name, "outputs": outputs}
+            return spec
+    return OtherCommand(stage, cmd.name, tuple(computed_by(cmd)))
 
 
 @dataclass
