@@ -517,13 +517,32 @@ class Join:
 
 
 @dataclass(frozen=True, slots=True)
+class AggFunc:
+    """One aggregation function as written: ``name`` (``dc``, ``values``, ...), ``field`` its
+    argument (None without parentheses, ``*`` for ``count(*)``), ``alias`` its ``as`` name."""
+
+    name: str
+    field: str | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Aggregate:
     """An aggregating command (``stats``, ``eventstats``, ``tstats``, ``streamstats``, ``top``,
-    ...; ``command`` names it) grouping ``by`` fields."""
+    ...; ``command`` names it) computing ``functions`` grouped ``by`` fields; ``span`` the
+    ``by ... span=1h`` bucket as written; for ``tstats`` the ``datamodel``, ``nodename`` and
+    ``options`` (``summariesonly``, ``fillnull_value``, ...); ``problem`` a function form the
+    lowering could not read (the engine refuses the rule with it)."""
 
     stage: int
     command: str
     by: tuple[str, ...] = ()
+    functions: tuple[AggFunc, ...] = ()
+    span: str | None = None
+    datamodel: str | None = None
+    nodename: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1001,7 +1020,9 @@ def pipeline_step_to_dict(x: Step) -> dict[str, Any]:
         d.update(fields=list(x.fields), kind=x.kind, max=x.max, overwrite=x.overwrite,
                  subsearch=analysis_to_dict(x.subsearch) if x.subsearch else None)
     elif isinstance(x, Aggregate):
-        d.update(command=x.command, by=list(x.by))
+        d.update(command=x.command, by=list(x.by), span=x.span, datamodel=x.datamodel,
+                 nodename=x.nodename, options=[list(o) for o in x.options], problem=x.problem,
+                 functions=[[f.name, f.field, f.alias] for f in x.functions])
     else:
         d.update(command=x.command, outputs=list(x.outputs))
     return d
@@ -1026,7 +1047,11 @@ def pipeline_step_from_dict(d: Mapping[str, Any]) -> Step:
         return Join(stage, tuple(d["fields"]), d["kind"], d["max"], d["overwrite"],
                     analysis_from_dict(sub) if sub else None)
     if kind == "aggregate":
-        return Aggregate(stage, d["command"], tuple(d.get("by", ())))
+        return Aggregate(stage, d["command"], tuple(d.get("by", ())),
+                         tuple(AggFunc(n, f, a) for n, f, a in d.get("functions", ())),
+                         d.get("span"), d.get("datamodel"), d.get("nodename"),
+                         tuple((str(k), str(v)) for k, v in d.get("options", ())),
+                         d.get("problem"))
     if kind == "command":
         return OtherCommand(stage, d["command"], tuple(d.get("outputs", ())))
     raise ValueError(f"unknown pipeline step {kind!r}")

@@ -25,7 +25,7 @@ from typing import Any
 
 from ruleatlas.coverage.routing import Key, Route, event_key, route_for
 from ruleatlas.engine import datamodels
-from ruleatlas.engine.aggregate import Aggregator, AggSpec, parse_stats
+from ruleatlas.engine.aggregate import Aggregator, AggSpec, agg_spec
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
@@ -44,6 +44,7 @@ from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.languages import language
 from ruleatlas.model import (
+    Aggregate,
     Analysis,
     Node,
     Op,
@@ -285,31 +286,38 @@ def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[i
     return ops
 
 
+def _tstats_step(analysis: Analysis) -> Aggregate | None:
+    """The search's one tstats (or mstats) step; None when there are several or none."""
+    found = [x for x in analysis.steps
+             if isinstance(x, Aggregate) and x.command in ("tstats", "mstats")]
+    return found[0] if len(found) == 1 else None
+
+
 def _tstats_problem(analysis: Analysis, st: Any) -> str | None:
-    infos = analysis.extra.get("tstats") or []
-    if st.index != 0 or len(infos) != 1:
+    step = _tstats_step(analysis)
+    if st.index != 0 or step is None:
         return "tstats after other commands, or more than one tstats, is not supported"
-    return datamodels.tstats_problem(infos[0], fields_of(st.condition), tuple(st.by))
+    return datamodels.tstats_problem(step, fields_of(st.condition))
 
 
 def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
     """A runnable tstats search: datamodel fields computed, then its ``where``, on the routed
     events; the pre-filter anchors on the raw fields (``datamodels.anchor_view``)."""
     st = analysis.stages[0]
-    info = (analysis.extra.get("tstats") or [{}])[0]
-    dm = str(info["datamodel"])
+    step = _tstats_step(analysis)
+    assert step is not None and step.datamodel is not None  # checked by _why_not
+    dm = step.datamodel
     where = st.condition
     try:  # what the aggregation functions read (values(Processes.dest)) is computed too
-        er.agg = datamodels.tstats_spec(st.expanded or st.text, st.by)
+        er.agg = agg_spec(step, "stats")
         args = [f.arg for f in er.agg.funcs if f.arg and f.arg != "_time"]
     except NotRunnable:
         args = []  # prepare reports it when it builds the aggregation
     names = list(dict.fromkeys([*fields_of(where), *(b for b in st.by if b != "_time"),
                                 *args]))
-    opts = info.get("options") or {}
     fill: tuple[tuple[str, Any], ...] = ()
-    if "fillnull_value" in {str(k).lower() for k in opts}:
-        value = next(v for k, v in opts.items() if str(k).lower() == "fillnull_value")
+    value = next((v for k, v in step.options if k.lower() == "fillnull_value"), None)
+    if value is not None:
         fill = tuple((b, value) for b in st.by if b != "_time")
     derive = {"datamodel": dm, "names": names, "fill": fill}
     steps = (Step("derive", 0, derive=derive), Step("filter", 0, node=where))
@@ -363,22 +371,20 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
     try:
         er.compiled(route.common_map)
         er.steps(route.common_map)
-        agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
+        agg = [x for x in analysis.steps if isinstance(x, Aggregate)]
         if agg:
-            specs = [(er.agg or datamodels.tstats_spec(a.expanded or a.text, a.by))
-                     if a.command == "tstats"  # built by _prepare_tstats when it could be
-                     else parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
-            span = datamodels.tstats_span(agg[0].expanded or agg[0].text) if (
-                agg[0].command == "tstats") else None
+            specs = [(er.agg or agg_spec(a, "stats"))  # built by _prepare_tstats if it could
+                     if a.command == "tstats" else agg_spec(a) for a in agg]
+            span = agg[0].span if agg[0].command == "tstats" else None
             if span is not None:
-                b = parse_bin(f"bin span={span} _time")
-                if b is None:
+                secs = span_seconds(span)
+                if secs is None:
                     raise NotRunnable(f"tstats span={span} is not supported")
-                er.bins = (*er.bins, b)
+                er.bins = (*er.bins, ("_time", secs))
             for st in analysis.stages:
                 b = parse_bin(st.expanded or st.text) if st.command.lower() in (
                     "bin", "bucket") else None
-                if b and st.index < agg[0].index:
+                if b and st.index < agg[0].stage:
                     er.bins = (*er.bins, b)
             er.agg, er.chain = specs[0], tuple(specs[1:])
             if er.plan is not None and er.plan.unrun:
@@ -690,6 +696,17 @@ def parse_bin(text: str) -> tuple[str, float] | None:
     if not m or len(words) != 1 or m.group(2).lower() not in _UNITS:
         return None
     return words[0].split(" as ")[0], float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+_SPAN_VALUE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
+
+
+def span_seconds(value: str) -> float | None:
+    """A span as written (``5m``, ``1h``, ``30``) in seconds; None for other units."""
+    m = _SPAN_VALUE.match(value)
+    if m is None or m.group(2).lower() not in _UNITS:
+        return None
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def epoch(v: Any) -> float | None:

@@ -18,6 +18,7 @@ from ruleatlas.languages.spl.lower import (
     AGGREGATING,
     JoinSpec,
     _Ctx,
+    aggregate_step,
     apply_rename,
     lower_command,
     pipeline_step,
@@ -27,7 +28,6 @@ from ruleatlas.languages.spl.macros import Expansion, expand
 from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import T, Token
 from ruleatlas.model import (
-    Aggregate,
     Analysis,
     Macro,
     Node,
@@ -180,7 +180,7 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
             s.group_by = apply_rename(s.group_by, rename_pairs(c.items))
         res = lower_command(c, ctx)
         if c.name in AGGREGATING:
-            s.steps.append(Aggregate(st.idx, c.name, res.by))
+            s.steps.append(aggregate_step(c, res.by, st.idx, ctx))
         else:
             s.steps.append(_step(s, st, c, res.condition))
         kinds.append(res.kind)

@@ -53,6 +53,8 @@ from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import unescape
 from ruleatlas.model import (
     AddTotals,
+    AggFunc,
+    Aggregate,
     And,
     Call,
     Condition,
@@ -669,6 +671,78 @@ def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> Step | Jo
         if spec is not None:
             return spec
     return OtherCommand(stage, cmd.name, tuple(computed_by(cmd)))
+
+
+def _item_text(x: Item) -> str:
+    return x.raw if isinstance(x, Word) else x.value if isinstance(x, Str) else \
+        x.text if isinstance(x, Sym) else ""
+
+
+def agg_functions(items: tuple[Item, ...]) -> tuple[tuple[AggFunc, ...], str | None]:
+    """The functions of an aggregation as written (``count``, ``dc(user) as n``), up to its
+    ``by``/``where``/``from``; ``k=v`` options skipped. The second value names a form that is
+    not read (a nested ``eval(...)``, an item that is no function)."""
+    out: list[AggFunc] = []
+    i, n = 0, len(items)
+    while i < n:
+        it = items[i]
+        if it == Sym(","):
+            i += 1
+            continue
+        if not isinstance(it, Word):
+            return tuple(out), f"cannot read {_item_text(it)!r}"
+        if it.raw.lower() in ("by", "where", "from"):
+            break
+        if i + 1 < n and items[i + 1] == Sym("="):
+            i += 3
+            continue
+        arg: str | None = None
+        j = i + 1
+        if j < n and items[j] == Sym("("):
+            depth, parts = 1, []
+            j += 1
+            while j < n and depth:
+                t = items[j]
+                depth += 1 if t == Sym("(") else -1 if t == Sym(")") else 0
+                if depth > 1:
+                    return tuple(out), (f"{it.raw}() with a nested expression (eval(...)) is "
+                                        "not supported")
+                if depth:
+                    parts.append(_item_text(t))
+                j += 1
+            arg = " ".join(parts)
+        alias: str | None = None
+        if j + 1 < n and isinstance(items[j], Word) and _item_text(items[j]).lower() == "as":
+            alias = _item_text(items[j + 1])
+            j += 2
+        out.append(AggFunc(it.raw, arg, alias))
+        i = j
+    return tuple(out), None
+
+
+def by_span(items: tuple[Item, ...]) -> str | None:
+    """``... by _time span=1h`` -> ``1h`` (a ``span`` option after ``by``)."""
+    words = [_item_text(x) for x in items]
+    low = [w.lower() for w in words]
+    start = next((k for k, w in enumerate(low) if w in ("by", "groupby")), None)
+    if start is None:
+        return None
+    for k in range(start + 1, len(words) - 2):
+        if low[k] == "span" and words[k + 1] == "=":
+            return words[k + 2]
+    return None
+
+
+def aggregate_step(cmd: Command, by: tuple[str, ...], stage: int, ctx: _Ctx) -> Aggregate:
+    """An aggregating command as a typed step (functions, ``by``, span; tstats' datamodel,
+    nodename and options)."""
+    funcs, problem = agg_functions(cmd.items)
+    tail = cmd.tail if cmd.search is not None else cmd.items
+    tstats = cmd.name in ("tstats", "mstats")
+    return Aggregate(stage, cmd.name, by, funcs, by_span(tail),
+                     datamodel_of(cmd.items) if tstats else None,
+                     ctx.nodename if tstats else None,
+                     tuple(tstats_options(cmd.items).items()) if tstats else (), problem)
 
 
 @dataclass
