@@ -17,6 +17,7 @@ from ruleatlas.model import (
     Aggregate,
     Analysis,
     And,
+    Bin,
     Call,
     Condition,
     FieldRef,
@@ -440,7 +441,8 @@ def test_bucket_span_then_stats_by_time():
                 Stage(1, "bucket", "| bucket span=5m _time", kind=StageKind.TRANSFORM),
                 Stage(2, "stats", "stats count by _time", kind=StageKind.AGGREGATE,
                       by=("_time",))),
-        steps=(Aggregate(2, "stats", ("_time",), (AggFunc("count"),)),),
+        steps=(Bin(1, ("_time",), "5m"),
+               Aggregate(2, "stats", ("_time",), (AggFunc("count"),))),
         condition=Predicate("x", Op.EXISTS, (True,)),
         result_condition=Predicate("count", Op.GT, (1,)),
     )

@@ -506,7 +506,8 @@ class AddTotals:
 @dataclass(frozen=True, slots=True)
 class Join:
     """Each row merged with the first row of ``subsearch`` with the same ``fields`` values
-    (``kind`` inner drops a row without one; ``max`` as written, Splunk's default 1)."""
+    (``kind`` inner drops a row without one; ``max`` as written, Splunk's default 1);
+    ``subsearch`` None for a join written without one subsearch."""
 
     stage: int
     fields: tuple[str, ...]
@@ -546,6 +547,17 @@ class Aggregate:
 
 
 @dataclass(frozen=True, slots=True)
+class Bin:
+    """``bin``/``bucket``: the values of ``fields`` (as written, one for the forms the engine
+    runs) rounded down to ``span`` (as written, ``5m``); ``options`` the others (``bins=``)."""
+
+    stage: int
+    fields: tuple[str, ...]
+    span: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OtherCommand:
     """Any other command, kept for the fields it writes (``outputs``), which the engine does
     not compute (``lookup``, ``iplocation``, ...)."""
@@ -555,7 +567,7 @@ class OtherCommand:
     outputs: tuple[str, ...] = ()
 
 
-Step = Filter | Eval | Rex | Rename | Spath | AddTotals | Join | Aggregate | OtherCommand
+Step = Filter | Eval | Rex | Rename | Spath | AddTotals | Join | Aggregate | Bin | OtherCommand
 
 
 @dataclass(frozen=True, slots=True)
@@ -1019,6 +1031,8 @@ def pipeline_step_to_dict(x: Step) -> dict[str, Any]:
     elif isinstance(x, Join):
         d.update(fields=list(x.fields), kind=x.kind, max=x.max, overwrite=x.overwrite,
                  subsearch=analysis_to_dict(x.subsearch) if x.subsearch else None)
+    elif isinstance(x, Bin):
+        d.update(fields=list(x.fields), span=x.span, options=[list(o) for o in x.options])
     elif isinstance(x, Aggregate):
         d.update(command=x.command, by=list(x.by), span=x.span, datamodel=x.datamodel,
                  nodename=x.nodename, options=[list(o) for o in x.options], problem=x.problem,
@@ -1052,6 +1066,9 @@ def pipeline_step_from_dict(d: Mapping[str, Any]) -> Step:
                          d.get("span"), d.get("datamodel"), d.get("nodename"),
                          tuple((str(k), str(v)) for k, v in d.get("options", ())),
                          d.get("problem"))
+    if kind == "bin":
+        return Bin(stage, tuple(d["fields"]), d.get("span"),
+                   tuple((str(k), str(v)) for k, v in d.get("options", ())))
     if kind == "command":
         return OtherCommand(stage, d["command"], tuple(d.get("outputs", ())))
     raise ValueError(f"unknown pipeline step {kind!r}")
@@ -1059,5 +1076,6 @@ def pipeline_step_from_dict(d: Mapping[str, Any]) -> Step:
 
 _STEP_NAMES: dict[type, str] = {
     Filter: "filter", Eval: "eval", Rex: "rex", Rename: "rename", Spath: "spath",
-    AddTotals: "addtotals", Join: "join", Aggregate: "aggregate", OtherCommand: "command",
+    AddTotals: "addtotals", Join: "join", Aggregate: "aggregate", Bin: "bin",
+    OtherCommand: "command",
 }

@@ -175,7 +175,8 @@ def result_plan(analysis: Analysis) -> Plan | None:
     if last is None:
         return None
     after = analysis.steps[last + 1:]
-    if not any(isinstance(x, RESULT_COMPUTING) for x in after):
+    if not any(isinstance(x, RESULT_COMPUTING) and not (
+            isinstance(x, mdl.Join) and x.subsearch is None) for x in after):
         return None
     return _split(_steps(after, joins=True), with_head=False)
 
@@ -204,9 +205,11 @@ def _steps(raw: Sequence[mdl.Step], joins: bool) -> list[Step]:
         elif isinstance(d, mdl.Spath):
             steps.append(Step("spath", stage, spath={"input": d.input, "output": d.output,
                                                      "path": d.path}))
-        elif isinstance(d, mdl.Join):
-            if joins and d.subsearch is not None:
+        elif isinstance(d, mdl.Join) and d.subsearch is not None:
+            if joins:
                 steps.append(Step("join", stage, join=d))
+        elif isinstance(d, mdl.Join | mdl.Bin):  # writes nothing the plan tracks
+            steps.append(Step("command", stage, command=type(d).__name__.lower()))
         elif isinstance(d, mdl.OtherCommand):
             steps.append(Step("command", stage, command=d.command, outputs=d.outputs))
     return steps

@@ -46,6 +46,8 @@ from ruleatlas.languages import language
 from ruleatlas.model import (
     Aggregate,
     Analysis,
+    Bin,
+    Join,
     Node,
     Op,
     Opaque,
@@ -218,7 +220,7 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
                         if s.index > st.index)):
             return "a filter between two aggregations is not supported"
         if cmd in ("bin", "bucket"):
-            if parse_bin(st.expanded or st.text) is None:
+            if _bin_of(analysis, st.index) is None:
                 return f"{st.command} stage {st.text[:60]!r} is not supported"
             continue
         if (pl is not None and st.kind is StageKind.TRANSFORM and st.phase is Phase.EVENT
@@ -231,7 +233,7 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
                                         for s in rp.steps)
         if joined:
             continue  # run beside the rule, joined on its rows (engine.pipeline.join_op)
-        if cmd == "join" and _join_type(st.expanded or st.text) == "inner":
+        if cmd == "join" and _join_kind(analysis, st.index) == "inner":
             return ("join (inner, the default) keeps only the rows another search also "
                     "returns: not supported")
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
@@ -252,15 +254,21 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
     return None
 
 
-_JOIN_TYPE = re.compile(r"\btype\s*=\s*\"?(\w+)", re.I)
+def _join_kind(analysis: Analysis, stage: int) -> str:
+    """``join type=outer x [...]`` -> ``outer`` (``left`` is ``outer``); Splunk's default is
+    ``inner``."""
+    j = next((x for x in analysis.steps if isinstance(x, Join) and x.stage == stage), None)
+    return "inner" if j is None else j.kind
 
 
-def _join_type(text: str) -> str:
-    """``join type=outer x [...]`` -> ``outer``; Splunk's default is ``inner``. Only the
-    options before the subsearch count."""
-    m = _JOIN_TYPE.search(text.split("[", 1)[0])
-    t = m.group(1).lower() if m else "inner"
-    return "outer" if t == "left" else t
+def _bin_of(analysis: Analysis, stage: int) -> tuple[str, float] | None:
+    """``bucket span=5m _time`` at ``stage`` -> ``("_time", 300.0)``; None for other forms
+    (``bins=``, ``start=``, several fields, no span)."""
+    b = next((x for x in analysis.steps if isinstance(x, Bin) and x.stage == stage), None)
+    if b is None or b.span is None or len(b.fields) != 1:
+        return None
+    secs = span_seconds(b.span)
+    return None if secs is None else (b.fields[0], secs)
 
 
 def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[int, Any]:
@@ -382,7 +390,7 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
                     raise NotRunnable(f"tstats span={span} is not supported")
                 er.bins = (*er.bins, ("_time", secs))
             for st in analysis.stages:
-                b = parse_bin(st.expanded or st.text) if st.command.lower() in (
+                b = _bin_of(analysis, st.index) if st.command.lower() in (
                     "bin", "bucket") else None
                 if b and st.index < agg[0].stage:
                     er.bins = (*er.bins, b)
@@ -682,22 +690,9 @@ def _space_aliases(g: _Group, fields: dict[str, Any]) -> None:
             fields.setdefault(k.replace(" ", ""), fields[k])
 
 
-_SPAN = re.compile(r"\bspan\s*=\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
 _UNITS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
           "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
           "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
-
-
-def parse_bin(text: str) -> tuple[str, float] | None:
-    """``bucket span=5m _time`` -> ``("_time", 300.0)``; None for other forms (bins=, start=)."""
-    m = _SPAN.search(text)
-    words = [w for w in re.split(r"\s+", text.strip().lstrip("|").strip())[1:]
-             if "=" not in w]
-    if not m or len(words) != 1 or m.group(2).lower() not in _UNITS:
-        return None
-    return words[0].split(" as ")[0], float(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
 _SPAN_VALUE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
 
 

@@ -56,6 +56,7 @@ from ruleatlas.model import (
     AggFunc,
     Aggregate,
     And,
+    Bin,
     Call,
     Condition,
     Const,
@@ -627,17 +628,24 @@ class JoinSpec:
     end: int
 
 
-def join_spec(cmd: Command, stage: int) -> JoinSpec | None:
-    """A ``join``'s fields and options; None without a subsearch."""
+def join_spec(cmd: Command, stage: int) -> JoinSpec | Join:
+    """A ``join``'s fields and options, with the offsets of its subsearch; a :class:`Join`
+    without subsearch when it has not exactly one."""
     subs = [x for x in cmd.items if isinstance(x, Sub)]
-    if len(subs) != 1:
-        return None
     opts, rest = options(tuple(x for x in cmd.items if not isinstance(x, Sub)))
     fields = tuple(t for x in rest if (t := _text(x)) is not None and t != ",")
     kind = opts.get("type", "inner").lower()
     step = Join(stage, fields, "outer" if kind == "left" else kind, opts.get("max", "1"),
                 opts.get("overwrite", "t").lower() not in ("f", "false", "0"))
-    return JoinSpec(step, subs[0].start, subs[0].end)
+    return JoinSpec(step, subs[0].start, subs[0].end) if len(subs) == 1 else step
+
+
+def bin_step(cmd: Command, stage: int) -> Bin:
+    """``bin span=5m _time`` / ``bucket _time span=1h``: the fields and the span."""
+    opts, rest = options(cmd.items)
+    span = opts.pop("span", None)
+    return Bin(stage, tuple(t for t in map(_text, rest) if t is not None), span,
+               tuple(opts.items()))
 
 
 def addtotals_step(cmd: Command, stage: int) -> AddTotals:
@@ -667,9 +675,9 @@ def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> Step | Jo
     if cmd.name == "spath":
         return spath_step(cmd, stage)
     if cmd.name == "join":
-        spec = join_spec(cmd, stage)
-        if spec is not None:
-            return spec
+        return join_spec(cmd, stage)
+    if cmd.name in ("bin", "bucket"):
+        return bin_step(cmd, stage)
     return OtherCommand(stage, cmd.name, tuple(computed_by(cmd)))
 
 
