@@ -251,6 +251,11 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
     if rp is not None and rp.uncomputed:
         return ("the result filter reads fields the engine does not compute: " + ", ".join(
             f"{f} ({cmd})" for f, cmd in sorted(rp.uncomputed.items())))
+    if (lang is not None and lang.pipeline and not analysis.steps
+            and any(s.kind in (StageKind.AGGREGATE, StageKind.TRANSFORM)
+                    for s in analysis.stages)):
+        return ("the analysis has no pipeline steps (stored by an older Rule Atlas): rebuild "
+                "the catalog")
     return None
 
 
