@@ -30,7 +30,7 @@ from ruleatlas.languages.esql import (  # noqa: E402
     strip_fence_tag,
 )
 from ruleatlas.languages.esql.tokens import tokenize  # noqa: E402
-from ruleatlas.languages.spl.errors import ParseError  # noqa: E402
+from ruleatlas.languages.parsing import ParseError  # noqa: E402
 
 
 def queries() -> list[str]:

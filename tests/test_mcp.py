@@ -222,7 +222,7 @@ def test_hunt_file_finds_the_regression_event(answers: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("key", "message"), [
-    ("bad_unknown_rule", "no rule with id or title 'no-such-rule-anywhere'"),
+    ("bad_unknown_rule", "no rule with id, id prefix or title 'no-such-rule-anywhere'"),
     ("bad_long_rule", "rule is too long (50000 characters; max 512)"),
     ("bad_long_similar", "rule is too long (50000 characters; max 512)"),
     ("bad_missing_file", "no such file"),

@@ -61,6 +61,13 @@ class Limits:
     fts_text_chars: int = field(default=256 * KB, metadata=_meta(
         "chars", "text of one rule column indexed for full-text search (a prefix is indexed)",
         "none: the text past the limit is not searchable"))
+    snippet_text_chars: int = field(default=8 * KB, metadata=_meta(
+        "chars", "text of one rule column a search result's snippet is cut from (FTS5 "
+        "snippet() costs the square of the matches in the text)",
+        "none: a longer column gives no snippet (the title or description gives it)"))
+    query_seconds: int = field(default=5, metadata=_meta(
+        "seconds", "SQLite work of one web page or /api call (every query, FTS functions too)",
+        "HTTP 503 `query took longer than 5s`"))
     rule_ref_chars: int = field(default=512, metadata=_meta(
         "chars", "a rule id, title or path given to `show`, a page or the API",
         "a client error: HTTP 400/404 (never 500), CLI exit 1"))

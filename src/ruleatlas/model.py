@@ -104,6 +104,24 @@ class Pattern:
             merged.append(p)
         object.__setattr__(self, "parts", tuple(merged))
 
+    @classmethod
+    def from_wildcards(cls, text: str, many: str = "*", one: str = "?",
+                       escape: str | None = None) -> Pattern:
+        """``text`` in a wildcard syntax: ``many`` stands for any run, ``one`` for one
+        character; after ``escape`` a character is literal (a trailing escape stays as
+        written)."""
+        parts: list[str | Wild] = []
+        i, n = 0, len(text)
+        while i < n:
+            ch = text[i]
+            if ch == escape and i + 1 < n:
+                parts.append(text[i + 1])
+                i += 2
+                continue
+            parts.append(Wild.ANY if ch == many else Wild.ONE if ch == one else ch)
+            i += 1
+        return cls(tuple(parts))
+
     @property
     def has_wildcards(self) -> bool:
         return any(isinstance(p, Wild) for p in self.parts)
@@ -181,6 +199,22 @@ class Call:
 
 
 Term: TypeAlias = Call | FieldRef | str | int | float | bool | None
+
+
+def term_fields(t: Term) -> tuple[str, ...]:
+    """The fields a term reads, each once, in the order they are first read."""
+    out: list[str] = []
+
+    def rec(x: Term) -> None:
+        if isinstance(x, FieldRef):
+            if x.name not in out:
+                out.append(x.name)
+        elif isinstance(x, Call):
+            for a in x.args:
+                rec(a)
+
+    rec(t)
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ruleatlas import model as M
 from ruleatlas.caching import VALUE_TESTS, BoundedCache
 from ruleatlas.engine.functions import UnknownFunction, compile_term, truthy
 from ruleatlas.engine.sigma_semantics import (
@@ -37,23 +38,7 @@ from ruleatlas.engine.sigma_semantics import (
     pattern_test,
     to_text,
 )
-from ruleatlas.model import (
-    And,
-    AtlasError,
-    Condition,
-    Const,
-    FieldRef,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Predicate,
-    Regex,
-    Value,
-    Wild,
-)
+from ruleatlas.model import Op
 
 Fields = Mapping[str, Any]
 Matcher = Callable[[Fields], bool]
@@ -61,7 +46,7 @@ Matcher = Callable[[Fields], bool]
 _MISSING = object()
 
 
-class NotRunnable(AtlasError):
+class NotRunnable(M.AtlasError):
     """A tree the engine cannot run faithfully; the message is the reason shown to users."""
 
 
@@ -80,13 +65,13 @@ def _false(_: Fields) -> bool:
 _PATTERN_OPS = {Op.EQ, Op.IN, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.WILDCARD, Op.NE}
 
 
-def _text_test(op: Op, v: Value, cased: bool) -> StrTest:
+def _text_test(op: Op, v: M.Value, cased: bool) -> StrTest:
     """A test of the (lowered unless cased) text of an event value for one rule value."""
-    if isinstance(v, (str, Pattern)):
+    if isinstance(v, (str, M.Pattern)):
         opname = op.value if op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH) else "eq"
         return pattern_test(anchored(opname, v), cased)
     if isinstance(v, (int, float, bool)):
-        return pattern_test(Pattern((to_text(v),)), True)
+        return pattern_test(M.Pattern((to_text(v),)), True)
     raise NotRunnable(f"value {v!r} cannot be used with {op.value}")
 
 
@@ -104,7 +89,7 @@ def _any(tests: list[StrTest]) -> StrTest:
     return f
 
 
-def _any_value(op: Op, values: list[Value], cased: bool) -> StrTest:
+def _any_value(op: Op, values: list[M.Value], cased: bool) -> StrTest:
     """One test for "any of these values", grouped by shape so a 100-value list costs a few C
     calls, not 100 Python calls: exact values -> a set lookup, prefixes/suffixes -> one
     ``str.startswith(tuple)``/``str.endswith(tuple)``, substrings -> ``in`` (an Aho-Corasick
@@ -115,7 +100,7 @@ def _any_value(op: Op, values: list[Value], cased: bool) -> StrTest:
     subs: list[str] = []
     others: list[StrTest] = []
     for v in values:
-        if not isinstance(v, (str, Pattern, int, float)) or isinstance(v, bool):
+        if not isinstance(v, (str, M.Pattern, int, float)) or isinstance(v, bool):
             others.append(_text_test(op, v, cased))
             continue
         if isinstance(v, (int, float)):
@@ -123,14 +108,14 @@ def _any_value(op: Op, values: list[Value], cased: bool) -> StrTest:
             continue
         opname = op.value if op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH) else "eq"
         parts = anchored(opname, v).parts
-        low = [x if isinstance(x, Wild) or cased else x.lower() for x in parts]
+        low = [x if isinstance(x, M.Wild) or cased else x.lower() for x in parts]
         if all(isinstance(x, str) for x in low) or not low:
             exact.add("".join(low))  # type: ignore[arg-type]
-        elif len(low) == 2 and isinstance(low[0], str) and low[1] is Wild.ANY:
+        elif len(low) == 2 and isinstance(low[0], str) and low[1] is M.Wild.ANY:
             prefixes.append(low[0])
-        elif len(low) == 2 and low[0] is Wild.ANY and isinstance(low[1], str):
+        elif len(low) == 2 and low[0] is M.Wild.ANY and isinstance(low[1], str):
             suffixes.append(low[1])
-        elif len(low) == 3 and low[0] is Wild.ANY and low[2] is Wild.ANY and isinstance(
+        elif len(low) == 3 and low[0] is M.Wild.ANY and low[2] is M.Wild.ANY and isinstance(
                 low[1], str):
             subs.append(low[1])
         else:
@@ -219,22 +204,29 @@ def _on_field(name: str, test: StrTest, lower: bool) -> Matcher:
     def low(s: str) -> bool:
         return test(s.lower() if lower else s)
 
-    cached = _memo(low)
+    return _field_matcher(name, _memo(low), one)
+
+
+def _field_matcher(name: str, on_str: Callable[[str], bool],
+                   on_value: Callable[[Any], bool]) -> Matcher:
+    """Read field ``name``: missing or null is False, a string goes through ``on_str``, a list
+    matches when one of its non-null values passes ``on_value``, any other value through
+    ``on_value``."""
 
     def m(ev: Fields) -> bool:
         v = ev.get(name)
         if v is None:
             return False
         if type(v) is str:
-            return cached(v)
+            return on_str(v)
         if isinstance(v, list):
-            return any(one(x) for x in v if x is not None)
-        return one(v)
+            return any(on_value(x) for x in v if x is not None)
+        return on_value(v)
 
     return m
 
 
-def _number_test(op: Op, v: Value) -> Callable[[Any], bool]:
+def _number_test(op: Op, v: M.Value) -> Callable[[Any], bool]:
     n = as_number(v)
     if n is None:
         raise NotRunnable(f"{op.value} needs a number, got {v!r}")
@@ -253,7 +245,7 @@ def _number_test(op: Op, v: Value) -> Callable[[Any], bool]:
     return t
 
 
-def _cidr_test(values: tuple[Value, ...]) -> Callable[[Any], bool]:
+def _cidr_test(values: tuple[M.Value, ...]) -> Callable[[Any], bool]:
     try:
         nets = tuple(ipaddress.ip_network(str(v), strict=False) for v in values)
     except ValueError as exc:
@@ -269,10 +261,10 @@ def _cidr_test(values: tuple[Value, ...]) -> Callable[[Any], bool]:
     return t
 
 
-def _regex_test(values: tuple[Value, ...], match_all: bool) -> Callable[[Any], bool]:
+def _regex_test(values: tuple[M.Value, ...], match_all: bool) -> Callable[[Any], bool]:
     rxs = []
     for v in values:
-        if isinstance(v, Regex):
+        if isinstance(v, M.Regex):
             flags = re.I if "i" in v.flags else 0
             flags |= re.M if "m" in v.flags else 0
             flags |= re.S if "s" in v.flags else 0
@@ -292,19 +284,7 @@ def _regex_test(values: tuple[Value, ...], match_all: bool) -> Callable[[Any], b
 
 
 def _raw_field(name: str, test: Callable[[Any], bool]) -> Matcher:
-    cached = _memo(test)
-
-    def m(ev: Fields) -> bool:
-        v = ev.get(name)
-        if v is None:
-            return False
-        if type(v) is str:
-            return cached(v)
-        if isinstance(v, list):
-            return any(test(x) for x in v if x is not None)
-        return test(v)
-
-    return m
+    return _field_matcher(name, _memo(test), test)
 
 
 def _fieldref(name: str, op: Op, ref: str, cased: bool) -> Matcher:
@@ -334,7 +314,7 @@ def _fieldref(name: str, op: Op, ref: str, cased: bool) -> Matcher:
     return m
 
 
-def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher:
+def _keyword(values: tuple[M.Value, ...], cased: bool, match_all: bool) -> Matcher:
     """Keywords (no field): a value matches when any field's text holds it. A plain keyword is
     a substring test (Sigma keyword semantics as the regression data and pySigma's text backends
     read it); a keyword with wildcards is matched against each whole field value.
@@ -344,10 +324,10 @@ def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher
     subs: list[str] = []
     pats: list[StrTest] = []
     for v in values:
-        if isinstance(v, Pattern) and v.has_wildcards:
+        if isinstance(v, M.Pattern) and v.has_wildcards:
             pats.append(pattern_test(v, cased))
-        elif isinstance(v, (str, Pattern, int, float)):
-            lit = v.literal() if isinstance(v, Pattern) else to_text(v)
+        elif isinstance(v, (str, M.Pattern, int, float)):
+            lit = v.literal() if isinstance(v, M.Pattern) else to_text(v)
             lit = lit or ""
             if "\n" in lit:
                 pats.append(pattern_test(anchored("contains", lit), cased))
@@ -403,7 +383,7 @@ def _keyword(values: tuple[Value, ...], cased: bool, match_all: bool) -> Matcher
 # --------------------------------------------------------------------------------------------
 
 
-def compile_predicate(p: Predicate, field_map: Mapping[str, str] | None = None) -> Matcher:
+def compile_predicate(p: M.Predicate, field_map: Mapping[str, str] | None = None) -> Matcher:
     fm = field_map or {}
     mapped_name = fm.get(p.field) if p.field else None
     if mapped_name and mapped_name != p.field:
@@ -424,7 +404,7 @@ def compile_predicate(p: Predicate, field_map: Mapping[str, str] | None = None) 
     return m
 
 
-def _predicate(p: Predicate, fm: Mapping[str, str]) -> Matcher:
+def _predicate(p: M.Predicate, fm: Mapping[str, str]) -> Matcher:
     op = p.op
     try:
         values = [x for v in p.values for x in expand(v, p.transforms)]
@@ -443,7 +423,7 @@ def _predicate(p: Predicate, fm: Mapping[str, str]) -> Matcher:
         return lambda ev: ev.get(name) is None
     if op is Op.EQ and any(v is None for v in values):
         others = tuple(v for v in values if v is not None)
-        rest = _predicate(Predicate(p.field, op, others, cased=p.cased), fm) if others else None
+        rest = _predicate(M.Predicate(p.field, op, others, cased=p.cased), fm) if others else None
 
         def null_or(ev: Fields) -> bool:
             v = ev.get(name, _MISSING)
@@ -454,8 +434,8 @@ def _predicate(p: Predicate, fm: Mapping[str, str]) -> Matcher:
         return null_or
     if not values:
         raise NotRunnable(f"predicate on {p.field} has no value")
-    if any(isinstance(v, FieldRef) for v in values):
-        if len(values) != 1 or not isinstance(values[0], FieldRef):
+    if any(isinstance(v, M.FieldRef) for v in values):
+        if len(values) != 1 or not isinstance(values[0], M.FieldRef):
             raise NotRunnable("fieldref mixed with other values")
         return _fieldref(name, op, fm.get(values[0].name, values[0].name), p.cased)
     if op is Op.REGEX:
@@ -467,7 +447,7 @@ def _predicate(p: Predicate, fm: Mapping[str, str]) -> Matcher:
     if op is Op.CIDR:
         return _raw_field(name, _cidr_test(tuple(values)))
     if op in _PATTERN_OPS:
-        if any(isinstance(v, Regex) for v in values):
+        if any(isinstance(v, M.Regex) for v in values):
             return _raw_field(name, _regex_test(tuple(values), p.match_all))
         base = Op.EQ if op is Op.NE else op
         if p.match_all:
@@ -527,29 +507,29 @@ def _or(fs: list[Matcher]) -> Matcher:
     return f
 
 
-def compile_node(node: Node | None, field_map: Mapping[str, str] | None = None) -> Matcher:
+def compile_node(node: M.Node | None, field_map: Mapping[str, str] | None = None) -> Matcher:
     """The matcher of a whole tree (None = match everything). Raises :class:`NotRunnable`."""
     fm = field_map or {}
     if node is None:
         return _true
-    if isinstance(node, Predicate):
+    if isinstance(node, M.Predicate):
         return compile_predicate(node, fm)
-    if isinstance(node, And):
+    if isinstance(node, M.And):
         return _and([compile_node(a, fm) for a in node.args])
-    if isinstance(node, Or):
+    if isinstance(node, M.Or):
         return _or([compile_node(a, fm) for a in node.args])
-    if isinstance(node, Not):
+    if isinstance(node, M.Not):
         inner = compile_node(node.arg, fm)
         return lambda ev: not inner(ev)
-    if isinstance(node, Const):
+    if isinstance(node, M.Const):
         return _true if node.value else _false
-    if isinstance(node, Condition):
+    if isinstance(node, M.Condition):
         try:
             ev_ = compile_term(node.expr, fm)
         except UnknownFunction as exc:
             raise NotRunnable(exc.message) from None
         return lambda ev: truthy(ev_(ev))
-    if isinstance(node, Opaque):
+    if isinstance(node, M.Opaque):
         raise NotRunnable(f"cannot run {node.text!r}: {node.reason}")
     raise NotRunnable(f"unknown node {type(node).__name__}")
 
@@ -559,15 +539,15 @@ def compile_node(node: Node | None, field_map: Mapping[str, str] | None = None) 
 # --------------------------------------------------------------------------------------------
 
 
-def interpret(node: Node | None, ev: Fields, field_map: Mapping[str, str] | None = None) -> bool:
+def interpret(node: M.Node | None, ev: Fields, field_map: Mapping[str, str] | None = None) -> bool:
     """Walk the tree on one event, building each predicate's test as it goes: what an engine
     without a compile step does. Same answers as :func:`compile_node`, many times slower."""
     if node is None:
         return True
-    if isinstance(node, And):
+    if isinstance(node, M.And):
         return all(interpret(a, ev, field_map) for a in node.args)
-    if isinstance(node, Or):
+    if isinstance(node, M.Or):
         return any(interpret(a, ev, field_map) for a in node.args)
-    if isinstance(node, Not):
+    if isinstance(node, M.Not):
         return not interpret(node.arg, ev, field_map)
     return compile_node(node, field_map)(ev)

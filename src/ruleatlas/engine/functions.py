@@ -369,13 +369,3 @@ def compile_term(t: Term, field_map: Mapping[str, str] | None = None) -> Eval:
     return lambda ev: const
 
 
-def term_fields(t: Term) -> set[str]:
-    """Fields a term reads."""
-    if isinstance(t, FieldRef):
-        return {t.name}
-    if isinstance(t, Call):
-        out: set[str] = set()
-        for a in t.args:
-            out |= term_fields(a)
-        return out
-    return set()

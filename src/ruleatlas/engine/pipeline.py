@@ -31,7 +31,7 @@ from xml.etree import ElementTree
 from ruleatlas import model as mdl
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
-from ruleatlas.engine.functions import UnknownFunction, compile_term, term_fields
+from ruleatlas.engine.functions import UnknownFunction, compile_term
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.model import (
@@ -41,6 +41,7 @@ from ruleatlas.model import (
     Predicate,
     Term,
     conjoin,
+    term_fields,
     walk,
 )
 
@@ -115,7 +116,7 @@ class Step:
         if self.kind == "eval":
             out: set[str] = set()
             for _, t in self.assigns:
-                out |= term_fields(t)
+                out.update(term_fields(t))
             return out
         if self.kind == "rex" and self.rex is not None:
             return {str(self.rex.get("field") or "_raw")}

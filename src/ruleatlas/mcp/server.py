@@ -9,8 +9,9 @@ docs/mcp.md), typed results (``results.py``) and errors as tool results (``ToolE
 client sees ``isError`` with the reason; the server keeps running).
 
 The catalog is opened read-only (``mode=ro``) for each call, with the web's query time limit
-enforced inside SQLite by a progress handler; ``hunt_file`` keeps the rules it loaded from the
-catalog (one entry, keyed by the file's size and mtime, so a rebuilt catalog is read again).
+enforced inside SQLite (``store.connection.query_deadline``); ``hunt_file`` keeps the rules it
+loaded from the catalog (one entry, keyed by the catalog generation, so a rebuilt catalog is
+read again).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ from ruleatlas.store import (
     CatalogError,
     RuleQuery,
     SearchError,
-    catalog_stamp,
+    catalog_generation,
 )
+from ruleatlas.store.connection import query_deadline
 
 if TYPE_CHECKING:
     from ruleatlas.engine.catalog import LoadedRule
@@ -88,7 +90,6 @@ class Limits:
 
 
 LIMITS = Limits()
-PROGRESS_STEPS = 20_000  # SQLite VM steps between two checks of the deadline
 HUNT_CATALOGS = 1  # catalogs whose rules hunt_file keeps loaded
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TECHNIQUE = re.compile(r"[Tt]\d{4}(\.\d{3})?")
@@ -128,9 +129,10 @@ def _highlight(snippet: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=HUNT_CATALOGS)
-def _hunt_rules(db: str, stamp: tuple[int, ...]) -> tuple[LoadedRule, ...]:
-    """Every rule of the catalog as the engine loads it (``engine.catalog.from_db``); ``stamp``
-    is part of the key only, so a rebuilt catalog is loaded again."""
+def _hunt_rules(db: str, generation: int) -> tuple[LoadedRule, ...]:
+    """Every rule of the catalog as the engine loads it (``engine.catalog.from_db``);
+    ``generation`` (``store.catalog_generation``) is part of the key only, so a catalog a build
+    committed to since is loaded again."""
     from ruleatlas.engine.catalog import from_db
 
     return tuple(from_db(db))
@@ -153,16 +155,16 @@ class Atlas:
 
     @contextmanager
     def _catalog(self) -> Iterator[Catalog]:
-        """The catalog, read-only, with every query of the call stopped after
-        ``LIMITS.query_seconds`` (SQLite's progress handler)."""
+        """The catalog, read-only, with every query of the call (on this connection and on
+        any a cache opens meanwhile) stopped after ``LIMITS.query_seconds``
+        (``store.connection.query_deadline``)."""
         try:
             cat = Catalog.open(self.db, readonly=True)
         except CatalogError as e:
             raise ToolError(str(e)) from None
-        deadline = time.monotonic() + LIMITS.query_seconds
-        cat.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
         try:
-            yield cat
+            with query_deadline(LIMITS.query_seconds) as deadline:
+                yield cat
         except (ToolError, CatalogError, SearchError):
             raise
         except Exception as e:
@@ -360,7 +362,7 @@ class Atlas:
         log = self._log_file(path)
         filters = self._rule_filters(rules)
         try:
-            loaded = _hunt_rules(str(self.db), catalog_stamp(self.db))
+            loaded = _hunt_rules(str(self.db), catalog_generation(self.db))
         except CatalogError as e:
             raise ToolError(str(e)) from None
         chosen = select(loaded, filters)

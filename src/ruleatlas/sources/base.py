@@ -20,6 +20,25 @@ from typing import Any, Protocol
 
 from ruleatlas.limits import LimitError, Limits, fmt_size
 from ruleatlas.model import FileResult, LoadError, Macro
+from ruleatlas.sources import yamlutil
+
+
+def rel_path(root: Path, path: Path) -> str:
+    """``path`` relative to the repository ``root``, POSIX-style (as written when outside)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def strings(v: Any) -> tuple[str, ...]:
+    """A YAML str or list of scalars as a tuple of non-empty strings."""
+    if v is None:
+        return ()
+    if isinstance(v, (list, tuple)):
+        return tuple(str(x) for x in v if x is not None and str(x) != "")
+    s = str(v)
+    return (s,) if s else ()
 
 
 def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
@@ -41,6 +60,36 @@ def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
     except OSError as e:
         return LoadError(source, rel, f"cannot read: {e.strerror or e}", kind="io")
     return got if len(got) <= cap else _over(source, rel, cap, len(got))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleText:
+    """A rule file read and decoded: its path relative to the repository, the digest of its
+    bytes and its text (never empty)."""
+
+    rel: str
+    digest: str
+    text: str
+
+
+def read_rule_text(source: str, root: Path, path: Path,
+                   data: bytes | None = None) -> RuleText | FileResult:
+    """Read one YAML rule file (through :func:`read_rule_file`) and decode it; a file that is
+    too large, unreadable, not text or empty is a :class:`FileResult` holding the located
+    error."""
+    rel = rel_path(root, path)
+    got = read_rule_file(source, rel, path, data)
+    if isinstance(got, LoadError):
+        return FileResult(source, rel, "", errors=(got,))
+    digest = yamlutil.sha256(got)
+    text = yamlutil.decode(got)
+    if isinstance(text, yamlutil.YamlProblem):
+        err = LoadError(source, rel, text.reason, text.line, text.col, text.kind)
+        return FileResult(source, rel, digest, errors=(err,))
+    if not text.strip():
+        return FileResult(source, rel, digest, errors=(
+            LoadError(source, rel, "empty file", kind="empty"),))
+    return RuleText(rel, digest, text)
 
 
 def _over(source: str, rel: str, cap: int, size: int) -> LoadError:

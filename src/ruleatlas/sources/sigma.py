@@ -28,7 +28,7 @@ from typing import Any
 from ruleatlas.caching import CONDITION_SYNTAX
 from ruleatlas.model import FileResult, LoadError, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file
+from ruleatlas.sources.base import SideTables, read_rule_text, rel_path, strings
 
 NAME = "sigma"
 UPSTREAM = "https://github.com/SigmaHQ/sigma"
@@ -91,25 +91,9 @@ def source_url(root: Path, rel: str) -> str:
     return f"{yamlutil.github_remote(str(root), UPSTREAM)}/blob/{BRANCH}/{rel}"
 
 
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 # --------------------------------------------------------------------------------------------
 # Field mapping
 # --------------------------------------------------------------------------------------------
-
-
-def _strs(v: Any) -> tuple[str, ...]:
-    if v is None:
-        return ()
-    if isinstance(v, (list, tuple)):
-        return tuple(str(x) for x in v if x is not None and str(x) != "")
-    s = str(v)
-    return (s,) if s else ()
 
 
 def _opt(v: Any) -> str | None:
@@ -348,7 +332,7 @@ def rule_from_doc(
     if folder_status and status != folder_status:
         extra["original_status"] = status
         status = folder_status
-    tags = _strs(doc.get("tags"))
+    tags = strings(doc.get("tags"))
     logsource_raw = doc.get("logsource")
     logsource = (
         {str(k): ("" if v is None else str(v)) for k, v in logsource_raw.items()}
@@ -384,8 +368,8 @@ def rule_from_doc(
         version=None,
         type=kind,
         description=_opt(doc.get("description")) or "",
-        references=_strs(doc.get("references")),
-        falsepositives=_strs(fps),
+        references=strings(doc.get("references")),
+        falsepositives=strings(fps),
         how_to_implement=None,
         attack=attack_ids(tags),
         tags=tags,
@@ -400,19 +384,10 @@ def rule_from_doc(
 
 def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One Sigma file into rules and located errors; never raises for bad input."""
-    rel = _rel(root, path)
-    got = read_rule_file(NAME, rel, path, data)
-    if isinstance(got, LoadError):
-        return FileResult(NAME, rel, "", errors=(got,))
-    data = got
-    digest = yamlutil.sha256(data)
-    text = yamlutil.decode(data)
-    if isinstance(text, yamlutil.YamlProblem):
-        return FileResult(NAME, rel, digest, errors=(
-            LoadError(NAME, rel, text.reason, text.line, text.col, text.kind),))
-    if not text.strip():
-        return FileResult(NAME, rel, digest, errors=(
-            LoadError(NAME, rel, "empty file", kind="empty"),))
+    got = read_rule_text(NAME, root, path, data)
+    if isinstance(got, FileResult):
+        return got
+    rel, digest, text = got.rel, got.digest, got.text
     top = PurePosixPath(rel).parts[0] if rel else ""
     folder_status = STATUS_FOLDERS.get(top)
     url = source_url(root, rel)
@@ -525,7 +500,7 @@ class SigmaSource:
         try:
             return load_sigma_file(root, path, data)
         except Exception as e:  # recorded: an internal load error (load_file never raises)
-            rel = _rel(root, path)
+            rel = rel_path(root, path)
             return FileResult(NAME, rel, "", errors=(
                 LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
             ))

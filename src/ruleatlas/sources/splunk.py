@@ -20,7 +20,7 @@ from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Macro, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file
+from ruleatlas.sources.base import SideTables, read_rule_file, read_rule_text, rel_path, strings
 
 NAME = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content"
@@ -48,23 +48,6 @@ _TAG_MAPPED = frozenset({"mitre_attack_id", "analytic_story"})
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _strs(v: Any) -> tuple[str, ...]:
-    """A str or list of scalars as a tuple of non-empty strings."""
-    if v is None:
-        return ()
-    if isinstance(v, (list, tuple)):
-        return tuple(str(x) for x in v if x is not None and str(x) != "")
-    s = str(v)
-    return (s,) if s else ()
 
 
 def _opt(v: Any) -> str | None:
@@ -164,8 +147,8 @@ def detection_from_doc(doc: Mapping[str, Any], rel: str, text: str, url: str) ->
         return LoadError(NAME, rel, "search is not a string", line=1, kind="schema")
     raw_tags = doc.get("tags")
     tags: Mapping[str, Any] = raw_tags if isinstance(raw_tags, Mapping) else {}
-    attack = _strs(doc.get("mitre_attack_id")) or _strs(tags.get("mitre_attack_id"))
-    stories = _strs(doc.get("analytic_story")) or _strs(tags.get("analytic_story"))
+    attack = strings(doc.get("mitre_attack_id")) or strings(tags.get("mitre_attack_id"))
+    stories = strings(doc.get("analytic_story")) or strings(tags.get("analytic_story"))
     extra: dict[str, Any] = {k: v for k, v in doc.items() if k not in _MAPPED and k != "tags"}
     if tags:
         rest = {k: v for k, v in tags.items() if k not in _TAG_MAPPED}
@@ -199,12 +182,12 @@ def detection_from_doc(doc: Mapping[str, Any], rel: str, text: str, url: str) ->
         version=_opt(doc.get("version")),
         type=_opt(doc.get("type")),
         description=_opt(doc.get("description")) or "",
-        references=_strs(doc.get("references")),
+        references=strings(doc.get("references")),
         falsepositives=(fp,) if fp else (),
         how_to_implement=_opt(doc.get("how_to_implement")),
         attack=tuple(a.strip().upper() for a in attack),
         tags=(),
-        data_sources=_strs(doc.get("data_source")) or _strs(doc.get("data_sources")),
+        data_sources=strings(doc.get("data_source")) or strings(doc.get("data_sources")),
         stories=stories,
         tests=_tests(doc),
         extra=extra,
@@ -213,22 +196,16 @@ def detection_from_doc(doc: Mapping[str, Any], rel: str, text: str, url: str) ->
 
 def load_detection(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One detection file into a FileResult; never raises."""
-    rel = _rel(root, path)
-    raw = read_rule_file(NAME, rel, path, data)
-    if isinstance(raw, LoadError):
-        return FileResult(NAME, rel, "", errors=(raw,))
-    digest = yamlutil.sha256(raw)
+    got = read_rule_text(NAME, root, path, data)
+    if isinstance(got, FileResult):
+        return got
+    rel, digest, text = got.rel, got.digest, got.text
 
     def fail(reason: str, line: int | None = None, col: int | None = None,
              kind: str = "yaml") -> FileResult:
         err = LoadError(NAME, rel, reason, line, col, kind)
         return FileResult(NAME, rel, digest, errors=(err,))
 
-    text = yamlutil.decode(raw)
-    if isinstance(text, yamlutil.YamlProblem):
-        return fail(text.reason, text.line, text.col, text.kind)
-    if not text.strip():
-        return fail("empty file", kind="empty")
     doc, err = yamlutil.load_one(text)
     if err is not None:
         return fail(err.reason, err.line, err.col, err.kind)
@@ -254,7 +231,7 @@ def _yml_files(folder: Path) -> list[Path]:
 
 
 def _load_side(root: Path, path: Path, raw: bytes) -> dict[str, Any] | LoadError:
-    rel = _rel(root, path)
+    rel = rel_path(root, path)
     text = yamlutil.decode(raw)
     if isinstance(text, yamlutil.YamlProblem):
         return LoadError(NAME, rel, text.reason, text.line, text.col, text.kind)
@@ -287,7 +264,7 @@ def _read_table(root: Path, folder: str, sink: list[LoadError],
                 hasher: Any) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for p in _yml_files(root / folder):
-        rel = _rel(root, p)
+        rel = rel_path(root, p)
         raw = read_rule_file(NAME, rel, p)
         if isinstance(raw, LoadError):
             sink.append(raw)
@@ -369,7 +346,7 @@ class SplunkSource:
         try:
             return load_detection(root, path, data)
         except Exception as e:  # recorded: an internal load error (load_file never raises)
-            rel = _rel(root, path)
+            rel = rel_path(root, path)
             return FileResult(NAME, rel, "", errors=(
                 LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
             ))

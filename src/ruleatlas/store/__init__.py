@@ -3,7 +3,7 @@
 One module per concern, one implementation of each:
 
 * ``connection.py`` — opening the file (read-only ``mode=ro`` or for writing), the per-thread
-  ``ReadPool`` of the web server, ``catalog_stamp`` for caches;
+  ``ReadPool`` of the web server, the catalog ``generation`` caches are keyed on;
 * ``catalog.py`` — ``Catalog``: schema and migrations, ``StoredRule``, per-rule and
   catalog-wide reads;
 * ``resolve.py`` — the one rule resolver (id, unique title, unique id prefix; bounded length);
@@ -30,7 +30,12 @@ from ruleatlas.store.catalog import (
     TechniqueCoverage,
     TestResultRow,
 )
-from ruleatlas.store.connection import CatalogError, QueryTimeout, ReadPool, catalog_stamp
+from ruleatlas.store.connection import (
+    CatalogError,
+    QueryTimeout,
+    ReadPool,
+    catalog_generation,
+)
 from ruleatlas.store.resolve import (
     MAX_REF_LEN,
     AmbiguousRule,
@@ -71,6 +76,6 @@ __all__ = [
     "StoryRow",
     "TechniqueCoverage",
     "TestResultRow",
-    "catalog_stamp",
+    "catalog_generation",
     "fts_query",
 ]

@@ -20,11 +20,17 @@ from typing import Any
 from ruleatlas.model import Rule
 from ruleatlas.store import search as _search
 from ruleatlas.store.codec import loads, rule_from_json
-from ruleatlas.store.connection import CatalogError, connect
+from ruleatlas.store.connection import (
+    CatalogError,
+    bump_generation,
+    connect,
+    wal_checkpoint,
+)
 from ruleatlas.store.resolve import RuleNotFound, resolve_rule
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 SCHEMA_VERSION = 3  # 3: engine_plans, engine_plans_state (new tables, created by schema.sql)
+WAL_SIZE_LIMIT = 64 << 20  # bytes a writer leaves of the WAL file after a checkpoint reset it
 
 
 # Migrations: version reached -> columns to add to existing tables (table, column, decl).
@@ -145,6 +151,7 @@ class Catalog:
     conn: sqlite3.Connection
     path: Path
     readonly: bool = False
+    last_checkpoint: tuple[int, int, int] | None = None  # (busy, frames, done) after a write
 
     # ------------------------------------------------------------------ opening and schema
 
@@ -177,6 +184,7 @@ class Catalog:
             return
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if version == SCHEMA_VERSION:
             return
         has_tables = conn.execute(
@@ -194,7 +202,11 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error). Its last
+        statement increments the catalog generation (``store.connection.bump_generation``), so
+        readers see a new generation exactly when it commits; after the COMMIT the WAL is
+        checkpointed and cut to 0 bytes (``wal_checkpoint``; the result is kept in
+        ``last_checkpoint``)."""
         if self.readonly:
             raise CatalogError(f"{self.path} is open read-only")
         try:
@@ -204,10 +216,12 @@ class Catalog:
                                "running?") from e
         try:
             yield self.conn
+            bump_generation(self.conn)
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+        self.last_checkpoint = wal_checkpoint(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -36,6 +36,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+from ruleatlas.limits import Limits
 from ruleatlas.store.codec import loads
 from ruleatlas.store.connection import connect, connection_stamp, table_exists
 
@@ -54,6 +55,7 @@ FACETS = ("source", "status", "severity", "language", "type", "tactic", "techniq
 FACET_LIMITS = {"technique": 25, "data_source": 25, "channel": 25}
 FACET_LIMIT = 100  # values per facet, unless FACET_LIMITS says otherwise
 BM25_WEIGHTS = (0.0, 10.0, 4.0, 1.0)  # rules_fts columns: id, title, description, query
+SNIPPET_COLUMNS = (("description", 2, 24), ("query", 3, 16), ("title", 1, 8))  # col, i, words
 FACTS_CACHE_SIZE = 2  # catalog states kept (the served one, and the one a rebuild brings)
 
 
@@ -332,9 +334,10 @@ def _snippets(conn: sqlite3.Connection, match: str, ids: Sequence[str]) -> dict[
     """The best snippet of each rule: description first, then query, then title."""
     if not ids:
         return {}
-    marks = "?, ?, '…'"
-    sql = (f"SELECT id, snippet(rules_fts, 2, {marks}, 24), snippet(rules_fts, 3, {marks}, 16), "
-           f"snippet(rules_fts, 1, {marks}, 8) FROM rules_fts WHERE rules_fts MATCH ? "
+    cap = Limits.from_env().snippet_text_chars  # snippet() costs matches squared: bound it
+    cut = ", ".join(f"CASE WHEN length({col}) <= {cap} THEN snippet(rules_fts, {i}, ?, ?, "
+                    f"'…', {n}) END" for col, i, n in SNIPPET_COLUMNS)
+    sql = (f"SELECT id, {cut} FROM rules_fts WHERE rules_fts MATCH ? "
            f"AND id IN ({','.join('?' * len(ids))})")
     out: dict[str, str] = {}
     for rid, *parts in conn.execute(sql, [*[HL_START, HL_END] * 3, match, *ids]):

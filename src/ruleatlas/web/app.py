@@ -5,14 +5,21 @@ Every page of :mod:`ruleatlas.web.views` gets its HTML route and its JSON twin u
 read-only SQLite connections; building and rendering a page happen in the same thread call, so
 the event loop only moves bytes. Errors have one shape everywhere: ``{ok, error, status}`` as
 JSON under ``/api`` (and for ``.json`` URLs), an HTML page with the same message elsewhere.
+
+Each request first reads the catalog generation (``ReadPool.generation``, microseconds); a 200
+page is kept rendered per generation (:class:`PageCache`) with an ETag of the generation and the
+URL, so ``If-None-Match`` is answered 304 without building anything. docs/web.md, *Serving*.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +34,26 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ruleatlas.store import Catalog, CatalogError, QueryTimeout, ReadPool, catalog_stamp
+from ruleatlas import __version__
+from ruleatlas.limits import Limits
+from ruleatlas.store import Catalog, CatalogError, QueryTimeout, ReadPool, RuleQuery
+from ruleatlas.store.indicators import indexed_rule_count
+from ruleatlas.store.search import search_rules
 from ruleatlas.web import render
 from ruleatlas.web.openapi import openapi
 from ruleatlas.web.params import WebError, parse_query
 from ruleatlas.web.views import Ctx, Page, all_pages
 
 JSON_TYPE = "application/json; charset=utf-8"
-QUERY_TIMEOUT = 5.0  # seconds of SQLite work per page before a 503
-WORKER_THREADS = 16  # pages built at the same time
-PAGE_MEMO_SIZE = 256  # URLs of catalog-wide pages whose responses are kept
+WORKER_THREADS = 4  # pages built at the same time per process (rendering holds the GIL)
+PAGE_GRACE = 1.0  # seconds past the query limit before a page still running is answered 503
+PAGE_CACHE_ENTRIES = 2_048  # rendered pages kept per process (one catalog generation)
+PAGE_CACHE_BYTES = 48 << 20  # bytes of rendered pages kept per process
+PAGE_CACHE_MAX_PAGE = 2 << 20  # a page larger than this is rendered each time, never kept
+SHUTDOWN_GRACE = 2  # seconds in-flight requests get after SIGTERM before they are cancelled
+# Browsers and proxies may reuse a page for 60 s (a catalog changes at a build, minutes apart),
+# then must ask again; the ETag makes that question a 304 without a body.
+CACHE_CONTROL = "public, max-age=60, must-revalidate"
 
 
 def dumps(data: Any) -> bytes:
@@ -85,47 +102,121 @@ def _is_json_path(path: str) -> bool:
     return path.startswith("/api/") or path == "/api" or path.endswith(".json")
 
 
-class PageMemo:
-    """Responses of the catalog-wide pages (``Page.cache``), per URL, while the catalog file is
-    unchanged (``catalog_stamp``); at most ``PAGE_MEMO_SIZE`` URLs, least recently used out."""
+@dataclass(frozen=True, slots=True)
+class CachedPage:
+    """A rendered 200 response: its body, media type and headers (ETag included)."""
 
-    def __init__(self, db: Path, size: int = PAGE_MEMO_SIZE) -> None:
-        self.db = db
-        self.size = size
-        self._items: OrderedDict[tuple[str, bool, str], tuple[tuple[int, ...], Response]] = (
-            OrderedDict())
+    body: bytes
+    media_type: str
+    headers: tuple[tuple[str, str], ...]
 
-    def get(self, key: tuple[str, bool, str]) -> Response | None:
+    def response(self) -> Response:
+        return Response(self.body, media_type=self.media_type, headers=dict(self.headers))
+
+
+class PageCache:
+    """Rendered pages of ONE catalog generation, least recently used out: at most
+    ``PAGE_CACHE_ENTRIES`` pages and ``PAGE_CACHE_BYTES`` bytes of bodies (a page larger than
+    ``PAGE_CACHE_MAX_PAGE`` is never kept). A new generation empties it."""
+
+    def __init__(self, entries: int = PAGE_CACHE_ENTRIES, budget: int = PAGE_CACHE_BYTES,
+                 max_page: int = PAGE_CACHE_MAX_PAGE) -> None:
+        self.entries = entries
+        self.budget = budget
+        self.max_page = max_page
+        self.generation = -1
+        self.bytes = 0
+        self._items: OrderedDict[str, CachedPage] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _at(self, generation: int) -> None:
+        if generation != self.generation:
+            self._items.clear()
+            self.bytes = 0
+            self.generation = generation
+
+    def get(self, generation: int, key: str) -> CachedPage | None:
+        self._at(generation)
         hit = self._items.get(key)
-        if hit is None or hit[0] != catalog_stamp(self.db):
-            return None
-        self._items.move_to_end(key)
-        return hit[1]
+        if hit is not None:
+            self._items.move_to_end(key)
+        return hit
 
-    def put(self, key: tuple[str, bool, str], resp: Response) -> None:
-        self._items[key] = (catalog_stamp(self.db), resp)
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+    def put(self, generation: int, key: str, page: CachedPage) -> None:
+        if generation < self.generation or len(page.body) > self.max_page:
+            return
+        self._at(generation)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.body)
+        self._items[key] = page
+        self.bytes += len(page.body)
+        while len(self._items) > self.entries or self.bytes > self.budget:
+            _, gone = self._items.popitem(last=False)
+            self.bytes -= len(gone.body)
+
+
+class Warmth:
+    """The generation whose whole-catalog facts this process has loaded, and the lock that
+    makes ONE request load them after a build while the others wait (instead of every worker
+    thread loading the same facts at once, each slower for the others)."""
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.lock = anyio.Lock()
+
+
+def warm_catalog(conn: Any) -> None:
+    """Load what every page of a new generation needs: the search's per-rule facts and
+    catalog-wide facets, the indicator rule count (the similar-rules weights)."""
+    search_rules(conn, RuleQuery(per_page=1))
+    indexed_rule_count(conn)
+
+
+async def _warm(site: Site, generation: int) -> None:
+    if site.warmth.generation == generation:
+        return
+    async with site.warmth.lock:
+        if site.warmth.generation == generation:
+            return
+        try:
+            await anyio.to_thread.run_sync(site.pool.run, warm_catalog, limiter=site.limiter)
+        except QueryTimeout as e:
+            raise WebError(503, str(e)) from None
+        site.warmth.generation = generation
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
     """What every endpoint shares: the catalog's read pool, the pages, the worker-thread
-    limiter and the memo of catalog-wide pages."""
+    limiter, the page cache, the catalog's ETag prefix, the time limit of a page and the
+    generation whose shared facts are loaded."""
 
     db: Path
     pool: ReadPool
     pages: list[Page]
     limiter: anyio.CapacityLimiter
-    memo: PageMemo
+    cache: PageCache
+    tag: str  # this catalog file and this Rule Atlas version, hashed (ETag prefix)
+    timeout: float  # seconds a page may take (Limits.query_seconds)
+    warmth: Warmth
+
+
+def _catalog_tag(db: Path) -> str:
+    st = db.stat()
+    return hashlib.sha1(f"{db.resolve()}|{st.st_dev}|{st.st_ino}|{__version__}".encode(),
+                        usedforsecurity=False).hexdigest()[:10]
 
 
 def open_site(db_path: str | Path) -> Site:
     """The shared state over the catalog at ``db_path``; CatalogError when it is missing."""
     db = Path(db_path)
-    return Site(db, ReadPool(db), all_pages(), anyio.CapacityLimiter(WORKER_THREADS),
-                PageMemo(db))
+    timeout = float(Limits.from_env().query_seconds)
+    pool = ReadPool(db, timeout)
+    return Site(db, pool, all_pages(), anyio.CapacityLimiter(WORKER_THREADS), PageCache(),
+                _catalog_tag(db), timeout, Warmth())
 
 
 def _page_data(site: Site, page: Page, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -137,7 +228,7 @@ def _page_data(site: Site, page: Page, request: Request) -> tuple[dict[str, Any]
         return page.build(Ctx(catalog=cat, path=dict(request.path_params), args=args))
 
     try:
-        return args, site.pool.run(build, QUERY_TIMEOUT)
+        return args, site.pool.run(build, site.timeout)
     except QueryTimeout as e:
         raise WebError(503, str(e)) from None
 
@@ -174,16 +265,60 @@ def run_page(site: Site, page: Page, request: Request, as_json: bool) -> Respons
     return _html_page(page, request, args, data)
 
 
+def _etag(site: Site, generation: int, key: str) -> str:
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape"),
+                          usedforsecurity=False).hexdigest()[:16]
+    return f'"{site.tag}-{generation}-{digest}"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (weak comparison, as RFC 9110 asks for GET)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+async def _render(site: Site, page: Page, request: Request, as_json: bool) -> Response:
+    """The page built in a worker thread, answered 503 when it runs past the time limit: SQLite
+    interrupts the queries (progress handler), and a call that does not come back within
+    ``PAGE_GRACE`` more seconds (a long C call) is abandoned and its connection interrupted."""
+    ran_in: list[int] = []
+
+    def work() -> Response:
+        ran_in.append(threading.get_ident())
+        return run_page(site, page, request, as_json)
+
+    with anyio.move_on_after(site.timeout + PAGE_GRACE):
+        resp: Response = await anyio.to_thread.run_sync(work, limiter=site.limiter,
+                                                        abandon_on_cancel=True)
+        return resp
+    if ran_in:
+        site.pool.interrupt(ran_in[0])
+    raise WebError(503, f"query took longer than {site.timeout:g}s")
+
+
 def _endpoint(site: Site, page: Page, as_json: bool) -> Callable[[Request], Any]:
     async def handle(request: Request) -> Response:
-        key = (page.name, as_json, str(request.url.query))
-        hit = site.memo.get(key) if page.cache else None
+        generation = site.pool.generation()
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        key = f"{int(as_json)}{raw.decode('latin-1')}?{request.url.query}"
+        etag = _etag(site, generation, key)
+        if _matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers={"etag": etag,
+                                                      "cache-control": CACHE_CONTROL})
+        hit = site.cache.get(generation, key)
         if hit is not None:
-            return hit
-        resp: Response = await anyio.to_thread.run_sync(run_page, site, page, request, as_json,
-                                                        limiter=site.limiter)
-        if page.cache:
-            site.memo.put(key, resp)
+            return hit.response()
+        await _warm(site, generation)
+        resp = await _render(site, page, request, as_json)
+        if resp.status_code == 200:
+            resp.headers["etag"] = etag
+            resp.headers["cache-control"] = CACHE_CONTROL
+            site.cache.put(generation, key, CachedPage(
+                bytes(resp.body), resp.media_type or JSON_TYPE,
+                tuple((k, v) for k, v in resp.headers.items()
+                      if k not in ("content-length", "content-type"))))
         return resp
 
     handle.__name__ = f"{page.name}_{'json' if as_json else 'html'}"
@@ -243,6 +378,7 @@ async def on_error(request: Request, exc: Exception) -> Response:
                                             "page_name": "error", "json_url": None})
         resp = HTMLResponse(html, status_code=status)
     resp.headers.update(render.SECURITY_HEADERS)
+    resp.headers["cache-control"] = "no-store"
     if status == 405:
         resp.headers["allow"] = "GET, HEAD"
     return resp
@@ -252,10 +388,20 @@ def create_app(db_path: str | Path) -> Starlette:
     """The ASGI app over the catalog at ``db_path`` (opened read-only; must exist, else
     ``CatalogError``)."""
     site = open_site(db_path)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:  # shutdown: interrupt what still runs, close what is idle
+            site.pool.close()
+
     app = Starlette(
         routes=[*page_routes(site), *fixed_routes(site.pages)],
         exception_handlers={WebError: on_error, HTTPException: on_error, Exception: on_error},
+        lifespan=lifespan,
     )
+    app.state.site = site
     app.state.pool = site.pool
     app.state.pages = site.pages
     app.add_middleware(SecurityHeaders)

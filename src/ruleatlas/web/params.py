@@ -50,11 +50,13 @@ class Param:
         return raw
 
     def schema(self) -> dict[str, Any]:
-        s: dict[str, Any] = {"type": self.kind}
+        """The JSON Schema of one value: what :meth:`parse` accepts (a JSON Schema ``pattern``
+        matches anywhere, so it is anchored; control characters are refused)."""
+        s: dict[str, Any] = {"type": self.kind, "maxLength": self.max_len}
         if self.choices:
             s["enum"] = list(self.choices)
-        if self.pattern:
-            s["pattern"] = self.pattern
+        s["pattern"] = (f"^(?:{self.pattern})$" if self.pattern
+                        else f"^[^{_CONTROL.pattern[1:-1]}]*$")
         if self.default is not None:
             s["default"] = self.default
         if self.multi:

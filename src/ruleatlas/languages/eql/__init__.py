@@ -13,7 +13,7 @@ from ruleatlas.languages.ecs import ROUTING_FIELDS
 from ruleatlas.languages.eql.analyze import analyze_eql_query
 from ruleatlas.languages.eql.generator import generate
 from ruleatlas.languages.eql.parser import parse
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Analysis, Rule
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.lower import LowerCtx, key_name, lower_expr
 from ruleatlas.languages.eql.parser import parse
-from ruleatlas.languages.spl.errors import ParseError, span_of
+from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.model import (
     Analysis,
     Condition,

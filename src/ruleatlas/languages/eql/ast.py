@@ -12,77 +12,66 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import TypeAlias
 
+from ruleatlas.languages.parsing import Node
+
 # ---- expressions -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Field:
+class Field(Node):
     """A field: ``name`` is the dotted name with backquotes resolved; ``optional`` for
     ``?field`` (a field that may be missing from the mapping)."""
 
     name: str
     optional: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Str:
+class Str(Node):
     """A string constant, escapes resolved. ``raw`` records a ``\"\"\"raw\"\"\"`` spelling."""
 
     value: str
     raw: bool = dc_field(default=False, compare=False)
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Num:
+class Num(Node):
     """A number constant (int or float); ``text`` keeps the digits as written."""
 
     value: int | float
     text: str = dc_field(default="", compare=False)
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Bool:
+class Bool(Node):
     value: bool
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Null:
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
+class Null(Node):
+    """``null``."""
 
 
 @dataclass(frozen=True, slots=True)
-class FuncCall:
+class FuncCall(Node):
     """``name(args)``; ``name`` as written, ``insensitive`` for ``name~(...)``."""
 
     name: str
     args: tuple[Expr, ...]
     insensitive: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Compare:
+class Compare(Node):
     """``left op right`` with op one of ``== != < <= > >=``."""
 
     op: str
     left: Expr
     right: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class Match(Node):
     """``left op value`` or ``left op (v1, v2, ...)`` with op one of ``: like like~ regex
     regex~``; the values are constants."""
 
@@ -90,73 +79,57 @@ class Match:
     left: Expr
     values: tuple[Expr, ...]
     listed: bool = dc_field(default=False, compare=False)
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class In:
+class In(Node):
     """``left in (...)``, ``in~`` (``insensitive``), ``not in`` (``negated``)."""
 
     left: Expr
     values: tuple[Expr, ...]
     negated: bool = False
     insensitive: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Arith:
+class Arith(Node):
     """``left op right`` with op one of ``+ - * / %``."""
 
     op: str
     left: Expr
     right: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Neg:
+class Neg(Node):
     """Unary ``-`` or ``+``."""
 
     op: str
     arg: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Not:
+class Not(Node):
     arg: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class And:
+class And(Node):
     """``a and b and ...``; a nested And only comes from parentheses."""
 
     args: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Or:
+class Or(Node):
     args: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Paren:
+class Paren(Node):
     """Parentheses written around an expression (kept: ``(a or b) and c`` needs them)."""
 
     arg: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | Compare | Match | In | Arith | Neg
@@ -166,17 +139,15 @@ Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | Compare | Match 
 
 
 @dataclass(frozen=True, slots=True)
-class EventQuery:
+class EventQuery(Node):
     """``category where condition``; ``category`` None for ``any``."""
 
     category: str | None
     condition: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class Member(Node):
     """One bracketed member of a sequence or sample: ``[query] by keys with runs=N``;
     ``missing`` for ``![query]`` (an event that must not occur)."""
 
@@ -184,8 +155,6 @@ class Member:
     by: tuple[Expr, ...] = ()
     runs: int | None = None
     missing: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,35 +167,29 @@ class MaxSpan:
 
 
 @dataclass(frozen=True, slots=True)
-class Sequence:
+class Sequence(Node):
     """``sequence [by keys] [with maxspan=T] members... [until member]``."""
 
     members: tuple[Member, ...]
     by: tuple[Expr, ...] = ()
     maxspan: MaxSpan | None = None
     until: Member | None = None
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(Node):
     """``sample [by keys] members...`` (events sharing the keys, in any order)."""
 
     members: tuple[Member, ...]
     by: tuple[Expr, ...] = ()
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Pipe:
+class Pipe(Node):
     """``| name args``: ``head N``, ``tail N``, ``filter cond``, ``unique f, g``, ``count``."""
 
     name: str
     args: tuple[Expr, ...] = ()
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 Body: TypeAlias = EventQuery | Sequence | Sample

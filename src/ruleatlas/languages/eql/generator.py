@@ -11,30 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ruleatlas.languages.eql.ast import (
-    And,
-    Arith,
-    Bool,
-    Compare,
-    EventQuery,
-    Expr,
-    Field,
-    FuncCall,
-    In,
-    Match,
-    Member,
-    Neg,
-    Not,
-    Null,
-    Num,
-    Or,
-    Paren,
-    Pipe,
-    Query,
-    Sample,
-    Sequence,
-    Str,
-)
+from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.parser import KEYWORDS
 from ruleatlas.languages.eql.tokens import escape
 
@@ -42,16 +19,16 @@ _IDENT = re.compile(r"[A-Za-z_@][A-Za-z0-9_@]*\Z")
 _PART = re.compile(r"[A-Za-z0-9_@]+\Z")
 
 
-def generate(q: Query) -> str:
+def generate(q: E.Query) -> str:
     """The text of a query: its body, then `` | pipe`` per pipe."""
     parts = [body(q.body)] + [pipe(p) for p in q.pipes]
     return " | ".join(parts)
 
 
-def body(b: EventQuery | Sequence | Sample) -> str:
-    if isinstance(b, EventQuery):
+def body(b: E.EventQuery | E.Sequence | E.Sample) -> str:
+    if isinstance(b, E.EventQuery):
         return event(b)
-    if isinstance(b, Sequence):
+    if isinstance(b, E.Sequence):
         head = ["sequence"]
         if b.by:
             head.append("by " + keys(b.by))
@@ -67,7 +44,7 @@ def body(b: EventQuery | Sequence | Sample) -> str:
     return " ".join([sample] + [member(m) for m in b.members])
 
 
-def event(e: EventQuery) -> str:
+def event(e: E.EventQuery) -> str:
     if e.category is None:
         cat = "any"
     elif _IDENT.match(e.category) and e.category not in KEYWORDS:
@@ -77,7 +54,7 @@ def event(e: EventQuery) -> str:
     return f"{cat} where {expr(e.condition)}"
 
 
-def member(m: Member) -> str:
+def member(m: E.Member) -> str:
     out = ("![" if m.missing else "[") + event(m.query) + "]"
     if m.by:
         out += " by " + keys(m.by)
@@ -86,19 +63,19 @@ def member(m: Member) -> str:
     return out
 
 
-def keys(ks: tuple[Expr, ...]) -> str:
+def keys(ks: tuple[E.Expr, ...]) -> str:
     return ", ".join(expr(k) for k in ks)
 
 
-def pipe(p: Pipe) -> str:
+def pipe(p: E.Pipe) -> str:
     return f"{p.name} {', '.join(expr(a) for a in p.args)}".rstrip() if p.args else p.name
 
 
-def expr(e: Expr) -> str:
+def expr(e: E.Expr) -> str:
     return GENERATORS[type(e)](e)
 
 
-def field_text(f: Field) -> str:
+def field_text(f: E.Field) -> str:
     """A field name, backquoting a dotted part only where it needs it."""
     parts = f.name.split(".")
     ok = bool(parts) and _IDENT.match(parts[0]) is not None and all(
@@ -107,7 +84,7 @@ def field_text(f: Field) -> str:
     return ("?" if f.optional else "") + text
 
 
-def string(s: Str) -> str:
+def string(s: E.Str) -> str:
     v = s.value
     if s.raw and '"""' not in v and "\r" not in v and "\n" not in v and not v.endswith('"'):
         return f'"""{v}"""'
@@ -118,39 +95,39 @@ def _num(v: int | float) -> str:
     return repr(v)
 
 
-def number(n: Num) -> str:
+def number(n: E.Num) -> str:
     return n.text or _num(n.value)
 
 
-def call(c: FuncCall) -> str:
+def call(c: E.FuncCall) -> str:
     return f"{c.name}{'~' if c.insensitive else ''}({', '.join(expr(a) for a in c.args)})"
 
 
-def match(m: Match) -> str:
+def match(m: E.Match) -> str:
     if len(m.values) == 1 and not m.listed:
         return f"{expr(m.left)} {m.op} {expr(m.values[0])}"
     return f"{expr(m.left)} {m.op} ({', '.join(expr(v) for v in m.values)})"
 
 
-def in_(i: In) -> str:
+def in_(i: E.In) -> str:
     op = ("not in" if i.negated else "in") + ("~" if i.insensitive else "")
     return f"{expr(i.left)} {op} ({', '.join(expr(v) for v in i.values)})"
 
 
 GENERATORS: dict[type, Callable[[Any], str]] = {
-    Field: field_text,
-    Str: string,
-    Num: number,
-    Bool: lambda b: "true" if b.value else "false",
-    Null: lambda _n: "null",
-    FuncCall: call,
-    Compare: lambda c: f"{expr(c.left)} {c.op} {expr(c.right)}",
-    Match: match,
-    In: in_,
-    Arith: lambda a: f"{expr(a.left)} {a.op} {expr(a.right)}",
-    Neg: lambda n: f"{n.op}{expr(n.arg)}",
-    Not: lambda n: f"not {expr(n.arg)}",
-    And: lambda a: " and ".join(expr(x) for x in a.args),
-    Or: lambda o: " or ".join(expr(x) for x in o.args),
-    Paren: lambda p: f"({expr(p.arg)})",
+    E.Field: field_text,
+    E.Str: string,
+    E.Num: number,
+    E.Bool: lambda b: "true" if b.value else "false",
+    E.Null: lambda _n: "null",
+    E.FuncCall: call,
+    E.Compare: lambda c: f"{expr(c.left)} {c.op} {expr(c.right)}",
+    E.Match: match,
+    E.In: in_,
+    E.Arith: lambda a: f"{expr(a.left)} {a.op} {expr(a.right)}",
+    E.Neg: lambda n: f"{n.op}{expr(n.arg)}",
+    E.Not: lambda n: f"not {expr(n.arg)}",
+    E.And: lambda a: " and ".join(expr(x) for x in a.args),
+    E.Or: lambda o: " or ".join(expr(x) for x in o.args),
+    E.Paren: lambda p: f"({expr(p.arg)})",
 }

@@ -30,28 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruleatlas import model as M
 from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.generator import expr as expr_text
 from ruleatlas.languages.eql.regex import RegexUnsupported, to_regex
-from ruleatlas.languages.spl.errors import span_of
-from ruleatlas.model import (
-    And,
-    Call,
-    Condition,
-    Const,
-    FieldRef,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Predicate,
-    Problem,
-    Term,
-    Value,
-    Wild,
-)
+from ruleatlas.languages.parsing import span_of
+from ruleatlas.model import Op
 
 # Functions by lower-case name -> canonical (Elasticsearch) spelling.
 FUNCTIONS: dict[str, str] = {n.lower(): n for n in (
@@ -79,22 +63,19 @@ class LowerCtx:
     query: str
     stage: int | None = None
     optional: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[M.Problem] = field(default_factory=list)
 
 
-def pattern(text: str) -> Pattern:
+def pattern(text: str) -> M.Pattern:
     """An EQL wildcard text as a :class:`Pattern`: every ``*`` and ``?`` is a wildcard."""
-    parts: list[str | Wild] = []
-    for ch in text:
-        parts.append(Wild.ANY if ch == "*" else Wild.ONE if ch == "?" else ch)
-    return Pattern(tuple(parts))
+    return M.Pattern.from_wildcards(text)
 
 
-def _wild_value(text: str) -> str | Pattern:
+def _wild_value(text: str) -> str | M.Pattern:
     return pattern(text) if ("*" in text or "?" in text) else text
 
 
-def constant(e: E.Expr) -> Value | E.Expr:
+def constant(e: E.Expr) -> M.Value | E.Expr:
     """The Python value of a constant node (``-1`` folded), else the node itself."""
     if isinstance(e, E.Str):
         return e.value
@@ -128,41 +109,41 @@ def _field(e: E.Expr, ctx: LowerCtx) -> str | None:
     return e.name
 
 
-def _pred(ctx: LowerCtx, e: E.Expr, fld: str, op: Op, values: tuple[Value, ...],
-          cased: bool, negated: bool = False) -> Predicate:
-    return Predicate(fld, op, values, negated=negated, cased=cased, stage=ctx.stage,
+def _pred(ctx: LowerCtx, e: E.Expr, fld: str, op: Op, values: tuple[M.Value, ...],
+          cased: bool, negated: bool = False) -> M.Predicate:
+    return M.Predicate(fld, op, values, negated=negated, cased=cased, stage=ctx.stage,
                      text=ctx.query[e.start : e.end], span=span_of(ctx.query, e.start, e.end))
 
 
-def lower_expr(e: E.Expr, ctx: LowerCtx) -> Node:
+def lower_expr(e: E.Expr, ctx: LowerCtx) -> M.Node:
     """The model tree of a boolean EQL expression."""
     fn = LOWERERS.get(type(e))
     node = fn(e, ctx) if fn is not None else None
     return node if node is not None else condition(e, ctx)
 
 
-def condition(e: E.Expr, ctx: LowerCtx) -> Condition:
+def condition(e: E.Expr, ctx: LowerCtx) -> M.Condition:
     """``e`` as a generic :class:`Condition` (a Call tree and the fields it reads)."""
     names: list[str] = []
     expr = to_term(e, names, ctx)
-    return Condition(expr, ctx.query[e.start : e.end], tuple(names), stage=ctx.stage,
+    return M.Condition(expr, ctx.query[e.start : e.end], tuple(names), stage=ctx.stage,
                      span=span_of(ctx.query, e.start, e.end))
 
 
-def _lower_bool(e: E.And | E.Or, ctx: LowerCtx) -> Node:
-    kind = And if isinstance(e, E.And) else Or
-    out: list[Node] = []
+def _lower_bool(e: E.And | E.Or, ctx: LowerCtx) -> M.Node:
+    kind = M.And if isinstance(e, E.And) else M.Or
+    out: list[M.Node] = []
     for a in e.args:
         n = lower_expr(a, ctx)
         out.extend(n.args if isinstance(n, kind) else (n,))
     return kind(tuple(out))
 
 
-def _lower_not(e: E.Not, ctx: LowerCtx) -> Node:
-    return Not(lower_expr(e.arg, ctx))
+def _lower_not(e: E.Not, ctx: LowerCtx) -> M.Node:
+    return M.Not(lower_expr(e.arg, ctx))
 
 
-def _lower_match(e: E.Match, ctx: LowerCtx) -> Node | None:
+def _lower_match(e: E.Match, ctx: LowerCtx) -> M.Node | None:
     fld = _field(e.left, ctx)
     values = [constant(v) for v in e.values]
     if fld is None or any(isinstance(v, E.EXPR_TYPES) for v in values):
@@ -174,15 +155,15 @@ def _lower_match(e: E.Match, ctx: LowerCtx) -> Node | None:
         try:
             rx = tuple(to_regex(str(v), not cased) for v in values)
         except RegexUnsupported as exc:
-            return Opaque(ctx.query[e.start : e.end], f"regex: {exc}", stage=ctx.stage,
+            return M.Opaque(ctx.query[e.start : e.end], f"regex: {exc}", stage=ctx.stage,
                           span=span_of(ctx.query, e.start, e.end))
         return _pred(ctx, e, fld, Op.REGEX, rx, cased)
     if e.op == ":":
-        vals: tuple[Value, ...] = tuple(
+        vals: tuple[M.Value, ...] = tuple(
             _wild_value(v) if isinstance(v, str) else v for v in values)  # type: ignore[misc]
         if len(vals) > 1:
             return _pred(ctx, e, fld, Op.IN, vals, False)
-        op = Op.WILDCARD if isinstance(vals[0], Pattern) else Op.EQ
+        op = Op.WILDCARD if isinstance(vals[0], M.Pattern) else Op.EQ
         return _pred(ctx, e, fld, op, vals, False)
     if not all(isinstance(v, str) for v in values):
         return None
@@ -190,7 +171,7 @@ def _lower_match(e: E.Match, ctx: LowerCtx) -> Node | None:
     return _pred(ctx, e, fld, Op.IN if len(pats) > 1 else Op.WILDCARD, pats, cased)
 
 
-def _lower_in(e: E.In, ctx: LowerCtx) -> Node | None:
+def _lower_in(e: E.In, ctx: LowerCtx) -> M.Node | None:
     fld = _field(e.left, ctx)
     values = [constant(v) for v in e.values]
     if fld is None or any(isinstance(v, E.EXPR_TYPES) for v in values):
@@ -199,7 +180,7 @@ def _lower_in(e: E.In, ctx: LowerCtx) -> Node | None:
                  negated=e.negated)
 
 
-def _lower_compare(e: E.Compare, ctx: LowerCtx) -> Node | None:
+def _lower_compare(e: E.Compare, ctx: LowerCtx) -> M.Node | None:
     left, right, op = _unparen(e.left), _unparen(e.right), e.op
     if _is_const(left) and not _is_const(right):
         left, right, op = right, left, FLIPPED[op]
@@ -210,7 +191,7 @@ def _lower_compare(e: E.Compare, ctx: LowerCtx) -> Node | None:
         inner = _lower_call(left, ctx)
         if inner is None:
             return None
-        return inner if value == (op == "==") else Not(inner)
+        return inner if value == (op == "==") else M.Not(inner)
     fld = _field(left, ctx)
     if fld is None:
         return None
@@ -221,7 +202,7 @@ def _lower_compare(e: E.Compare, ctx: LowerCtx) -> Node | None:
     return _pred(ctx, e, fld, COMPARE_OPS[op], (value,), True)  # type: ignore[arg-type]
 
 
-def _lower_call(e: E.FuncCall, ctx: LowerCtx) -> Node | None:
+def _lower_call(e: E.FuncCall, ctx: LowerCtx) -> M.Node | None:
     op = FUNCTION_OPS.get(e.name.lower())
     if op is None or len(e.args) < 2:
         return None
@@ -233,20 +214,20 @@ def _lower_call(e: E.FuncCall, ctx: LowerCtx) -> Node | None:
     return _pred(ctx, e, fld, op, tuple(values), cased)  # type: ignore[arg-type]
 
 
-def _lower_paren(e: E.Paren, ctx: LowerCtx) -> Node:
+def _lower_paren(e: E.Paren, ctx: LowerCtx) -> M.Node:
     return lower_expr(e.arg, ctx)
 
 
-def _lower_field(e: E.Field, ctx: LowerCtx) -> Node:
+def _lower_field(e: E.Field, ctx: LowerCtx) -> M.Node:
     """A bare (boolean) field: true when the field is ``true``."""
     return _pred(ctx, e, _field(e, ctx) or e.name, Op.EQ, (True,), True)
 
 
-def _lower_const(e: E.Bool, ctx: LowerCtx) -> Node:
-    return Const(e.value)
+def _lower_const(e: E.Bool, ctx: LowerCtx) -> M.Node:
+    return M.Const(e.value)
 
 
-LOWERERS: dict[type, Callable[[Any, LowerCtx], Node | None]] = {
+LOWERERS: dict[type, Callable[[Any, LowerCtx], M.Node | None]] = {
     E.And: _lower_bool, E.Or: _lower_bool, E.Not: _lower_not, E.Match: _lower_match,
     E.In: _lower_in, E.Compare: _lower_compare, E.FuncCall: _lower_call, E.Paren: _lower_paren,
     E.Field: _lower_field, E.Bool: _lower_const,
@@ -258,7 +239,7 @@ def function_name(c: E.FuncCall) -> str:
     return name + "~" if c.insensitive else name
 
 
-def to_term(e: E.Expr, fields: list[str], ctx: LowerCtx) -> Term:
+def to_term(e: E.Expr, fields: list[str], ctx: LowerCtx) -> M.Term:
     """The :class:`Term` of an expression; appends the fields it reads to ``fields``."""
     e = _unparen(e)
     value = constant(e)
@@ -268,26 +249,26 @@ def to_term(e: E.Expr, fields: list[str], ctx: LowerCtx) -> Term:
         _field(e, ctx)
         if e.name not in fields:
             fields.append(e.name)
-        return FieldRef(e.name)
+        return M.FieldRef(e.name)
 
-    def sub(xs: tuple[E.Expr, ...]) -> tuple[Term, ...]:
+    def sub(xs: tuple[E.Expr, ...]) -> tuple[M.Term, ...]:
         return tuple(to_term(x, fields, ctx) for x in xs)
 
     if isinstance(e, E.FuncCall):
-        return Call(function_name(e), sub(e.args))
+        return M.Call(function_name(e), sub(e.args))
     if isinstance(e, (E.Compare, E.Arith)):
-        return Call(e.op, sub((e.left, e.right)))
+        return M.Call(e.op, sub((e.left, e.right)))
     if isinstance(e, E.Match):
-        return Call(e.op, sub((e.left, *e.values)))
+        return M.Call(e.op, sub((e.left, *e.values)))
     if isinstance(e, E.In):
         op = ("not in" if e.negated else "in") + ("~" if e.insensitive else "")
-        return Call(op, sub((e.left, *e.values)))
+        return M.Call(op, sub((e.left, *e.values)))
     if isinstance(e, E.Neg):
-        return Call(e.op, sub((e.arg,)))
+        return M.Call(e.op, sub((e.arg,)))
     if isinstance(e, E.Not):
-        return Call("NOT", sub((e.arg,)))
+        return M.Call("NOT", sub((e.arg,)))
     if isinstance(e, (E.And, E.Or)):
-        return Call("AND" if isinstance(e, E.And) else "OR", sub(e.args))
+        return M.Call("AND" if isinstance(e, E.And) else "OR", sub(e.args))
     raise TypeError(f"not an EQL expression: {e!r}")
 
 
@@ -296,6 +277,6 @@ def key_name(e: E.Expr, ctx: LowerCtx) -> str:
     fld = _field(e, ctx)
     if fld is not None:
         return fld
-    ctx.problems.append(Problem("join key is an expression, not a field: kept as text",
+    ctx.problems.append(M.Problem("join key is an expression, not a field: kept as text",
                                 "warning", span_of(ctx.query, e.start, e.end), "eql-key"))
     return expr_text(e)

@@ -26,34 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from ruleatlas.languages.eql.ast import (
-    And,
-    Arith,
-    Body,
-    Bool,
-    Compare,
-    EventQuery,
-    Expr,
-    Field,
-    FuncCall,
-    In,
-    Match,
-    MaxSpan,
-    Member,
-    Neg,
-    Not,
-    Null,
-    Num,
-    Or,
-    Paren,
-    Pipe,
-    Query,
-    Sample,
-    Sequence,
-    Str,
-)
+from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.tokens import T, Token, tokenize
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import DepthGuard, ParseError
 
 MAX_DEPTH = 100
 KEYWORDS = frozenset({
@@ -113,10 +88,12 @@ def _field_name(raw: str) -> tuple[str, bool]:
     return ".".join(parts), optional
 
 
-class Parser:
+class Parser(DepthGuard):
     """Parses one EQL query text."""
 
-    QUERY_PARSERS: ClassVar[dict[str, Callable[[Parser], Body]]] = {}
+    QUERY_PARSERS: ClassVar[dict[str, Callable[[Parser], E.Body]]] = {}
+
+    max_depth = MAX_DEPTH
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -157,25 +134,20 @@ class Parser:
         got = "end of query" if t.kind is T.EOF else repr(t.raw)
         return ParseError(f"{message}, got {got}", self.text, t.start)
 
-    def _enter(self, tok: Token) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ParseError(f"nested deeper than {MAX_DEPTH} levels", self.text, tok.start)
-
     # ---- query -----------------------------------------------------------------------
-    def parse(self) -> Query:
+    def parse(self) -> E.Query:
         if self.cur.kind is T.EOF:
             raise self._error("expected a query")
         fn = self.QUERY_PARSERS.get(self.cur.text) if self.cur.kind is T.NAME else None
         body = fn(self) if fn is not None else self._parse_event()
-        pipes: list[Pipe] = []
+        pipes: list[E.Pipe] = []
         while self.cur.kind is T.PIPE:
             pipes.append(self._parse_pipe())
         if self.cur.kind is not T.EOF:
             raise self._error("expected '|' or the end of the query")
-        return Query(body, tuple(pipes))
+        return E.Query(body, tuple(pipes))
 
-    def _parse_event(self) -> EventQuery:
+    def _parse_event(self) -> E.EventQuery:
         t = self.cur
         if t.kind is T.STRING:
             category: str | None = t.text
@@ -187,11 +159,11 @@ class Parser:
         self._advance()
         self._expect_kw("where")
         cond = self._parse_expr()
-        return EventQuery(category, cond, t.start, self.toks[self.i - 1].end)
+        return E.EventQuery(category, cond, start=t.start, end=self.toks[self.i - 1].end)
 
-    def _parse_sequence(self) -> Sequence:
+    def _parse_sequence(self) -> E.Sequence:
         start = self._advance().start
-        by: tuple[Expr, ...] = ()
+        by: tuple[E.Expr, ...] = ()
         maxspan = None
         if self._match_kw("by"):
             by = self._parse_keys()
@@ -207,19 +179,20 @@ class Parser:
         until = None
         if self._match_kw("until"):
             until = self._parse_member(False)
-        return Sequence(tuple(members), by, maxspan, until, start, self.toks[self.i - 1].end)
+        return E.Sequence(tuple(members), by, maxspan, until, start=start,
+                        end=self.toks[self.i - 1].end)
 
-    def _parse_sample(self) -> Sample:
+    def _parse_sample(self) -> E.Sample:
         start = self._advance().start
-        by: tuple[Expr, ...] = ()
+        by: tuple[E.Expr, ...] = ()
         if self._match_kw("by"):
             by = self._parse_keys()
         members = [self._parse_member(False)]
         while self.cur.kind is T.LBRACKET:
             members.append(self._parse_member(False))
-        return Sample(tuple(members), by, start, self.toks[self.i - 1].end)
+        return E.Sample(tuple(members), by, start=start, end=self.toks[self.i - 1].end)
 
-    def _parse_maxspan(self) -> MaxSpan:
+    def _parse_maxspan(self) -> E.MaxSpan:
         self._expect_kw("with")
         self._expect_kw("maxspan")
         self._expect(T.ASSIGN, "'=' after maxspan")
@@ -229,9 +202,9 @@ class Parser:
             unit = self._advance().text
         elif self.cur.kind is T.NAME and self.cur.text not in KEYWORDS:
             raise self._error(f"unknown time unit (one of {', '.join(sorted(TIME_UNITS))})")
-        return MaxSpan(_number(num.text), unit, num.text + (unit or ""))
+        return E.MaxSpan(_number(num.text), unit, num.text + (unit or ""))
 
-    def _parse_member(self, sequence: bool) -> Member:
+    def _parse_member(self, sequence: bool) -> E.Member:
         open_tok = self.cur
         if open_tok.kind is T.MISSING and not sequence:
             raise self._error("a missing-event member '![...]' only belongs in a sequence")
@@ -240,7 +213,7 @@ class Parser:
         self._advance()
         query = self._parse_event()
         self._expect(T.RBRACKET, "']' closing the member")
-        by: tuple[Expr, ...] = ()
+        by: tuple[E.Expr, ...] = ()
         runs = None
         if self._match_kw("by"):
             by = self._parse_keys()
@@ -252,34 +225,34 @@ class Parser:
             if not n.text.isdigit() or int(n.text) < 1:
                 raise self._error("runs must be a positive integer", n)
             runs = int(n.text)
-        return Member(query, by, runs, open_tok.kind is T.MISSING, open_tok.start,
-                      self.toks[self.i - 1].end)
+        return E.Member(query, by, runs, open_tok.kind is T.MISSING, start=open_tok.start,
+                      end=self.toks[self.i - 1].end)
 
-    def _parse_keys(self) -> tuple[Expr, ...]:
+    def _parse_keys(self) -> tuple[E.Expr, ...]:
         keys = [self._parse_binary(ADD_PREC)]
         while self.cur.kind is T.COMMA:
             self._advance()
             keys.append(self._parse_binary(ADD_PREC))
         return tuple(keys)
 
-    def _parse_pipe(self) -> Pipe:
+    def _parse_pipe(self) -> E.Pipe:
         start = self._advance().start
         name = self.cur
         if name.kind is not T.NAME or name.raw.startswith("?") or "." in name.raw:
             raise self._error("expected a pipe name")
         self._advance()
-        args: list[Expr] = []
+        args: list[E.Expr] = []
         if self.cur.kind not in (T.PIPE, T.EOF):
             args.append(self._parse_expr())
             while self.cur.kind is T.COMMA:
                 self._advance()
                 args.append(self._parse_expr())
-        return Pipe(name.text, tuple(args), start, self.toks[self.i - 1].end)
+        return E.Pipe(name.text, tuple(args), start=start, end=self.toks[self.i - 1].end)
 
     # ---- expressions -----------------------------------------------------------------
     # Binary operators are parsed by precedence climbing over ``BINARY`` (one frame per
     # nesting level, so MAX_DEPTH is reached long before Python's recursion limit).
-    def _parse_expr(self) -> Expr:
+    def _parse_expr(self) -> E.Expr:
         return self._parse_binary(1)
 
     def _binary_op(self) -> tuple[int, str] | None:
@@ -290,7 +263,7 @@ class Parser:
             raise self._error("EQL has no '=' comparison: use '==' or ':'")
         return BINARY.get(t.kind)
 
-    def _parse_binary(self, min_prec: int) -> Expr:
+    def _parse_binary(self, min_prec: int) -> E.Expr:
         left = self._parse_prefix(min_prec)
         while True:
             op = self._binary_op()
@@ -302,8 +275,8 @@ class Parser:
                 while self._binary_op() == op:
                     self._advance()
                     args.append(self._parse_binary(prec + 1))
-                node = And if name == "and" else Or
-                left = node(tuple(args), _start(left), _end(args[-1]))
+                node = E.And if name == "and" else E.Or
+                left = node(tuple(args), start=_start(left), end=_end(args[-1]))
                 continue
             self._advance()
             right = self._parse_binary(prec + 1)
@@ -311,29 +284,29 @@ class Parser:
                 nxt = self._binary_op()
                 if nxt is not None and nxt[0] == COMPARE_PREC:
                     raise self._error("comparisons do not chain (write 'a < b and b < c')")
-                left = Compare(name, left, right, _start(left), _end(right))
+                left = E.Compare(name, left, right, start=_start(left), end=_end(right))
             else:
-                left = Arith(name, left, right, _start(left), _end(right))
+                left = E.Arith(name, left, right, start=_start(left), end=_end(right))
 
-    def _parse_prefix(self, min_prec: int) -> Expr:
+    def _parse_prefix(self, min_prec: int) -> E.Expr:
         t = self.cur
         if self._is_kw("not") and min_prec <= NOT_PREC:
             self._advance()
-            self._enter(t)
+            self.enter(t.start)
             arg = self._parse_binary(NOT_PREC)
             self.depth -= 1
-            return Not(arg, t.start, _end(arg))
+            return E.Not(arg, start=t.start, end=_end(arg))
         if t.kind in ADDITIVE:
             self._advance()
-            self._enter(t)
+            self.enter(t.start)
             arg = self._parse_prefix(UNARY_PREC)
             self.depth -= 1
-            return Neg(ADDITIVE[t.kind], arg, t.start, _end(arg))
+            return E.Neg(ADDITIVE[t.kind], arg, start=t.start, end=_end(arg))
         if self._is_kw("not"):
             raise self._error("'not' cannot stand here; put the negated part in parentheses")
         return self._parse_suffix(self._parse_primary())
 
-    def _parse_suffix(self, left: Expr) -> Expr:
+    def _parse_suffix(self, left: E.Expr) -> E.Expr:
         t = self.cur
         key = (t.kind, t.text)
         negated = False
@@ -351,7 +324,7 @@ class Parser:
                 self._advance()
                 values.append(self._parse_expr())
             end = self._expect(T.RPAREN, "')' closing the list").end
-            return In(left, tuple(values), negated, IN_OPS[key], _start(left), end)
+            return E.In(left, tuple(values), negated, IN_OPS[key], start=_start(left), end=end)
         op = MATCH_OPS.get(key)
         if op is None:
             return left
@@ -363,40 +336,40 @@ class Parser:
                 self._advance()
                 values.append(self._parse_constant(op))
             end = self._expect(T.RPAREN, "')' closing the list").end
-            return Match(op, left, tuple(values), True, _start(left), end)
+            return E.Match(op, left, tuple(values), True, start=_start(left), end=end)
         value = self._parse_constant(op)
-        return Match(op, left, (value,), False, _start(left), _end(value))
+        return E.Match(op, left, (value,), False, start=_start(left), end=_end(value))
 
-    def _parse_constant(self, op: str) -> Expr:
+    def _parse_constant(self, op: str) -> E.Expr:
         t = self.cur
         if t.kind is T.STRING:
             self._advance()
-            return Str(t.text, t.raw_string, t.start, t.end)
+            return E.Str(t.text, t.raw_string, start=t.start, end=t.end)
         if t.kind is T.NUMBER:
             self._advance()
-            return Num(_number(t.text), t.text, t.start, t.end)
+            return E.Num(_number(t.text), t.text, start=t.start, end=t.end)
         if t.kind in ADDITIVE and self.toks[self.i + 1].kind is T.NUMBER:
             self._advance()
             n = self._advance()
-            return Neg(ADDITIVE[t.kind], Num(_number(n.text), n.text, n.start, n.end), t.start,
-                       n.end)
+            num = E.Num(_number(n.text), n.text, start=n.start, end=n.end)
+            return E.Neg(ADDITIVE[t.kind], num, start=t.start, end=n.end)
         if t.kind is T.NAME and t.text in ("true", "false"):
             self._advance()
-            return Bool(t.text == "true", t.start, t.end)
+            return E.Bool(t.text == "true", start=t.start, end=t.end)
         if t.kind is T.NAME and t.text == "null":
             self._advance()
-            return Null(t.start, t.end)
+            return E.Null(start=t.start, end=t.end)
         raise self._error(f"expected a constant after '{op}'")
 
-    def _parse_primary(self) -> Expr:
+    def _parse_primary(self) -> E.Expr:
         t = self.cur
         if t.kind is T.LPAREN:
             self._advance()
-            self._enter(t)
+            self.enter(t.start)
             inner = self._parse_expr()
             self.depth -= 1
             end = self._expect(T.RPAREN, "')'").end
-            return Paren(inner, t.start, end)
+            return E.Paren(inner, start=t.start, end=end)
         if t.kind in (T.STRING, T.NUMBER):
             return self._parse_constant("(")
         if t.kind is T.TILDE:
@@ -413,14 +386,14 @@ class Parser:
                 return self._parse_call(t.text, False)
             self._advance()
             name, optional = _field_name(t.raw)
-            return Field(name, optional, t.start, t.end)
+            return E.Field(name, optional, start=t.start, end=t.end)
         raise self._error("expected a value")
 
-    def _parse_call(self, name: str, insensitive: bool) -> FuncCall:
+    def _parse_call(self, name: str, insensitive: bool) -> E.FuncCall:
         start = self._advance().start
         open_tok = self._advance()
-        self._enter(open_tok)
-        args: list[Expr] = []
+        self.enter(open_tok.start)
+        args: list[E.Expr] = []
         if self.cur.kind is not T.RPAREN:
             args.append(self._parse_expr())
             while self.cur.kind is T.COMMA:
@@ -428,7 +401,7 @@ class Parser:
                 args.append(self._parse_expr())
         end = self._expect(T.RPAREN, "')' closing the call").end
         self.depth -= 1
-        return FuncCall(name, tuple(args), insensitive, start, end)
+        return E.FuncCall(name, tuple(args), insensitive, start=start, end=end)
 
 
 Parser.QUERY_PARSERS = {"sequence": Parser._parse_sequence, "sample": Parser._parse_sample}
@@ -440,15 +413,15 @@ def _number(text: str) -> int | float:
     return float(text)
 
 
-def _start(e: Expr) -> int:
+def _start(e: E.Expr) -> int:
     return e.start
 
 
-def _end(e: Expr) -> int:
+def _end(e: E.Expr) -> int:
     return e.end
 
 
-def parse(text: str) -> Query:
+def parse(text: str) -> E.Query:
     """Parse one EQL query; raises :class:`ParseError` (line/col, caret) when it cannot."""
     return Parser(text).parse()
 

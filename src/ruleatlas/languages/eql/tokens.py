@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import ParseError
 
 
 class T(Enum):
@@ -47,22 +48,12 @@ class T(Enum):
     EOF = "eof"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One token: kind, text (the resolved value for strings), raw source text and offsets.
+@dataclass(frozen=True, slots=True, repr=False)
+class Token(parsing.Token[T]):
+    """One EQL token; ``raw_string`` is True for a triple-quoted string (kept so the generator
+    can write the same form back)."""
 
-    ``raw_string`` is True for a triple-quoted string (kept so the generator can write the same
-    form back)."""
-
-    kind: T
-    text: str
-    raw: str
-    start: int
-    end: int
     raw_string: bool = False
-
-    def __repr__(self) -> str:
-        return f"{self.kind.name}({self.text!r})"
 
 
 PUNCTUATION: dict[str, T] = {

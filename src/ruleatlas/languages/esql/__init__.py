@@ -12,7 +12,7 @@ from ruleatlas.languages.ecs import ROUTING_FIELDS
 from ruleatlas.languages.esql.analyze import analyze_esql_query, query_language, strip_fence_tag
 from ruleatlas.languages.esql.generator import generate
 from ruleatlas.languages.esql.parser import parse, parse_expression
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Analysis, Rule
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.lower import AGGREGATING, Ctx, lower_command
 from ruleatlas.languages.esql.parser import SOURCE_COMMANDS, TIME_UNITS, Parser
-from ruleatlas.languages.spl.errors import ParseError, span_of
+from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.languages.spl.lower import apply_rename
 from ruleatlas.model import Analysis, Node, Phase, Problem, Span, Stage, StageKind, conjoin
 

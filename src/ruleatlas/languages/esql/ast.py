@@ -8,40 +8,37 @@ names are lower-cased (ES|QL function names are case-insensitive); field names k
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import TypeAlias
+
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import Node, declare_arg_types
 
 # ---- expressions ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Field:
+class Field(Node):
     """A field (column) name, dotted parts joined: ``process.name``, ``@timestamp``."""
 
     name: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Str:
+class Str(Node):
     """A string literal; ``value`` has the escapes resolved; ``triple`` for ``\"\"\"...\"\"\"``
     (kept for display only)."""
 
     value: str
     triple: bool = dc_field(default=False, compare=False)
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Num:
+class Num(Node):
     """A number as written: ``10``, ``1.5``, ``1e3``."""
 
     text: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
     @property
     def value(self) -> int | float:
@@ -52,119 +49,94 @@ class Num:
 
 
 @dataclass(frozen=True, slots=True)
-class Bool:
+class Bool(Node):
     value: bool
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Null:
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
+class Null(Node):
+    """``null``."""
 
 
 @dataclass(frozen=True, slots=True)
-class Param:
+class Param(Node):
     """A query parameter: ``?``, ``?name``, ``?1``."""
 
     name: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Duration:
+class Duration(Node):
     """A time span: ``7 day``, ``30 seconds``, ``1 hour`` (unit lower-cased)."""
 
     amount: Num
     unit: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class ListLit:
+class ListLit(Node):
     """``[1, 2, 3]`` (a multi-valued literal)."""
 
     items: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class MapLit:
+class MapLit(Node):
     """``{"inference_id": "x", "fuzziness": 1}`` (function options, ``completion ... with``)."""
 
     entries: tuple[tuple[str, Expr], ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class FuncCall:
+class FuncCall(Node):
     """``name(args)``; ``star`` for ``count(*)``."""
 
     name: str
     args: tuple[Expr, ...] = ()
     star: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class BinOp:
+class BinOp(Node):
     """Arithmetic ``+ - * / %`` or comparison ``== != =~ < <= > >=``."""
 
     op: str
     left: Expr
     right: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Neg:
+class Neg(Node):
     """Unary minus."""
 
     arg: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Cast:
+class Cast(Node):
     """``expr::type``."""
 
     arg: Expr
     type: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class And:
+class And(Node):
     args: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Or:
+class Or(Node):
     args: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Not:
+class Not(Node):
     arg: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Like:
+class Like(Node):
     """``value [not] like|rlike pattern`` or ``... like ("p1", "p2")``."""
 
     value: Expr
@@ -172,39 +144,31 @@ class Like:
     regex: bool = False
     negated: bool = False
     listed: bool = False  # written as a parenthesised list
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class In:
+class In(Node):
     """``value [not] in (a, b, ...)``."""
 
     value: Expr
     items: tuple[Expr, ...]
     negated: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class IsNull:
+class IsNull(Node):
     """``value is [not] null``."""
 
     value: Expr
     negated: bool = False
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class Match(Node):
     """The match operator ``field : query`` (full-text search on one field)."""
 
     field: Expr
     query: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
@@ -214,15 +178,13 @@ Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit 
 
 
 @dataclass(frozen=True, slots=True)
-class Assign:
+class Assign(Node):
     """``[name =] expr`` (eval, row, stats by, dissect options); ``where`` is a stats
     aggregation's own filter (``count() where x > 1``)."""
 
     name: str | None
     expr: Expr
     where: Expr | None = None
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +216,7 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class Command(Node):
     """One pipeline stage.
 
     ``name`` is the command, lower-cased (``inline stats`` for ``inline stats``/``inlinestats``,
@@ -289,8 +251,6 @@ class Command:
     target: str | None = None
     branches: tuple[tuple[Command, ...], ...] = ()
     raw: str | None = None
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,33 +266,14 @@ NODE_TYPES: tuple[type, ...] = (
 )
 
 
-def _declare_arg_types() -> None:
-    for cls in NODE_TYPES:
-        cls.arg_types = {  # type: ignore[attr-defined]
-            f.name: f.default is MISSING and f.default_factory is MISSING
-            for f in fields(cls) if f.compare
-        }
-
-
-_declare_arg_types()
+declare_arg_types(NODE_TYPES)
 
 
 def children(node: object) -> Iterator[object]:
     """The child nodes of ``node`` (through its ``arg_types``), in order."""
-    for name in getattr(node, "arg_types", ()):
-        stack: list[object] = [getattr(node, name)]
-        while stack:
-            x = stack.pop(0)
-            if isinstance(x, tuple):
-                stack[:0] = list(x)
-            elif isinstance(x, NODE_TYPES):
-                yield x
+    return parsing.children(node, NODE_TYPES)
 
 
 def walk(node: object) -> Iterator[object]:
     """Every node of a tree, depth first, parents before children."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(reversed(list(children(n))))
+    return parsing.walk(node, NODE_TYPES)

@@ -31,7 +31,7 @@ from typing import Any
 
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.regex import Untranslatable, lucene_regex
-from ruleatlas.languages.spl.errors import span_of
+from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import (
     And,
     Call,
@@ -52,8 +52,8 @@ from ruleatlas.model import (
     StageKind,
     Term,
     Value,
-    Wild,
     conjoin,
+    term_fields,
 )
 
 CMP_OPS: dict[str, Op] = {"==": Op.EQ, "=~": Op.EQ, "!=": Op.NE, "<": Op.LT, "<=": Op.LE,
@@ -162,16 +162,6 @@ def literal(e: A.Expr) -> Scalar | _NotLiteral:
     return _NOT_LITERAL
 
 
-def term_fields(t: Term, out: list[str]) -> list[str]:
-    if isinstance(t, FieldRef):
-        if t.name not in out:
-            out.append(t.name)
-    elif isinstance(t, Call):
-        for a in t.args:
-            term_fields(a, out)
-    return out
-
-
 def field_of(e: A.Expr) -> tuple[str, bool] | None:
     """``(field, cased)`` when ``e`` reads one field as it is (``f``, ``f::keyword``,
     ``to_ip(f)``, ``to_string(f)``) or case-folded (``to_lower(f)``, ``to_upper(f)``: not
@@ -189,17 +179,7 @@ def field_of(e: A.Expr) -> tuple[str, bool] | None:
 
 def like_pattern(s: str) -> Pattern:
     """An ES|QL ``like`` pattern: ``*`` any run, ``?`` one character, ``\\x`` a literal x."""
-    parts: list[str | Wild] = []
-    i = 0
-    while i < len(s):
-        ch = s[i]
-        if ch == "\\" and i + 1 < len(s):
-            parts.append(s[i + 1])
-            i += 2
-            continue
-        parts.append(Wild.ANY if ch == "*" else Wild.ONE if ch == "?" else ch)
-        i += 1
-    return Pattern(tuple(parts))
+    return Pattern.from_wildcards(s, escape="\\")
 
 
 # ---- where -------------------------------------------------------------------------------------
@@ -224,7 +204,7 @@ def lower_where(e: A.Expr, ctx: Ctx) -> Node:
 
 def condition(e: A.Expr, ctx: Ctx) -> Condition:
     t = term(e)
-    return Condition(t, ctx.text(e), tuple(term_fields(t, [])), phase=ctx.phase,
+    return Condition(t, ctx.text(e), term_fields(t), phase=ctx.phase,
                      stage=ctx.stage, span=ctx.span(e))
 
 

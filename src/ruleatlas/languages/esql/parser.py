@@ -21,37 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from ruleatlas.languages.esql.ast import (
-    And,
-    Assign,
-    BinOp,
-    Bool,
-    Cast,
-    Command,
-    Duration,
-    Expr,
-    Field,
-    FuncCall,
-    In,
-    IsNull,
-    Like,
-    ListLit,
-    MapLit,
-    Match,
-    Neg,
-    Not,
-    Null,
-    Num,
-    Or,
-    Param,
-    Query,
-    RenamePair,
-    SortKey,
-    Source,
-    Str,
-)
+from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import DepthGuard, ParseError
 
 X = TypeVar("X")
 MAX_NESTING = 100
@@ -80,8 +52,10 @@ PATTERN_TOKENS = frozenset({T.NAME, T.INTEGER, T.DECIMAL, T.MINUS, T.STAR, T.DOT
 NAME_PATTERN_TOKENS = frozenset({T.NAME, T.QNAME, T.STAR, T.DOT})
 
 
-class Parser:
+class Parser(DepthGuard):
     """Parses one ES|QL query."""
+
+    max_depth = MAX_NESTING
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -128,13 +102,8 @@ class Parser:
     def error(self, message: str, pos: int) -> ParseError:
         return ParseError(message, self.text, pos)
 
-    def enter(self, t: Token) -> None:
-        self.depth += 1
-        if self.depth > MAX_NESTING:
-            raise self.error(f"nested deeper than {MAX_NESTING} levels", t.start)
-
     # ---- query and commands -------------------------------------------------------------
-    def parse(self) -> Query:
+    def parse(self) -> A.Query:
         first = self.peek()
         if first.kind is T.EOF:
             raise self.error("empty query", first.start)
@@ -148,9 +117,9 @@ class Parser:
         t = self.peek()
         if t.kind is not T.EOF:
             raise self.error(f"unexpected {self.show(t)}", t.start)
-        return Query(tuple(cmds))
+        return A.Query(tuple(cmds))
 
-    def command(self, stop: tuple[T, ...]) -> Command:
+    def command(self, stop: tuple[T, ...]) -> A.Command:
         t = self.peek()
         if t.kind is not T.NAME:
             raise self.error(f"expected a command, got {self.show(t)}", t.start)
@@ -173,7 +142,7 @@ class Parser:
         object.__setattr__(cmd, "end", self.prev_end())
         return cmd
 
-    def _parse_opaque(self, name: str, stop: tuple[T, ...]) -> Command:
+    def _parse_opaque(self, name: str, stop: tuple[T, ...]) -> A.Command:
         start = self.peek().start
         depth = 0
         while True:
@@ -186,7 +155,7 @@ class Parser:
                 depth -= 1
             self.advance()
         end = self.prev_end()
-        return Command(name, raw=self.text[start:end] if end > start else "")
+        return A.Command(name, raw=self.text[start:end] if end > start else "")
 
     def glued(self, kinds: frozenset[T], what: str) -> tuple[str, Token]:
         """Adjacent tokens of ``kinds`` read as one word (index patterns, policy names); the
@@ -228,49 +197,49 @@ class Parser:
         return out
 
     # ---- expressions --------------------------------------------------------------------
-    def expr(self) -> Expr:
+    def expr(self) -> A.Expr:
         """A whole boolean expression."""
         return self.bool_expr(0)
 
-    def bool_expr(self, min_prec: int) -> Expr:
+    def bool_expr(self, min_prec: int) -> A.Expr:
         """``or`` (0) and ``and`` (1) by precedence climbing; the operands are ``not_expr``."""
         left = self.not_expr()
         while True:
             if min_prec <= 0 and self.is_word("or"):
                 self.advance()
                 right = self.bool_expr(1)
-                args = [*(left.args if isinstance(left, Or) else (left,)),
-                        *(right.args if isinstance(right, Or) else (right,))]
-                left = Or(tuple(args), _start(left), _end(right))
+                args = [*(left.args if isinstance(left, A.Or) else (left,)),
+                        *(right.args if isinstance(right, A.Or) else (right,))]
+                left = A.Or(tuple(args), start=_start(left), end=_end(right))
             elif min_prec <= 1 and self.is_word("and"):
                 self.advance()
                 right = self.not_expr()
-                args = [*(left.args if isinstance(left, And) else (left,)),
-                        *(right.args if isinstance(right, And) else (right,))]
-                left = And(tuple(args), _start(left), _end(right))
+                args = [*(left.args if isinstance(left, A.And) else (left,)),
+                        *(right.args if isinstance(right, A.And) else (right,))]
+                left = A.And(tuple(args), start=_start(left), end=_end(right))
             else:
                 return left
 
-    def not_expr(self) -> Expr:
+    def not_expr(self) -> A.Expr:
         """``not`` prefixes (read in a loop: a long chain costs no recursion)."""
         nots: list[Token] = []
         while self.is_word("not"):
             t = self.advance()
-            self.enter(t)
+            self.enter(t.start)
             nots.append(t)
         node = self.predicate()
         for t in reversed(nots):
-            node = Not(node, t.start, _end(node))
+            node = A.Not(node, start=t.start, end=_end(node))
         self.depth -= len(nots)
         return node
 
-    def predicate(self) -> Expr:
+    def predicate(self) -> A.Expr:
         left = self.arith()
         op = COMPARISONS.get(self.peek().kind)
         if op is not None:
             self.advance()
             right = self.arith()
-            left = BinOp(op, left, right, _start(left), _end(right))
+            left = A.BinOp(op, left, right, start=_start(left), end=_end(right))
         start = _start(left)
         negated = False
         if self.is_word("not") and self.is_word("like", "rlike", "in", k=1):
@@ -279,33 +248,33 @@ class Parser:
         if self.is_word("like", "rlike"):
             regex = self.advance().text.lower() == "rlike"
             if self.peek().kind is T.LPAREN:
-                self.enter(self.advance())
+                self.enter(self.advance().start)
                 pats = self.comma_list(self.arith)
                 self.depth -= 1
                 self.expect(T.RPAREN, "')'")
-                return Like(left, tuple(pats), regex, negated, True, start,
-                            self.prev_end())
+                return A.Like(left, tuple(pats), regex, negated, True, start=start,
+                            end=self.prev_end())
             pat = self.arith()
-            return Like(left, (pat,), regex, negated, False, start, _end(pat))
+            return A.Like(left, (pat,), regex, negated, False, start=start, end=_end(pat))
         if self.is_word("in"):
             self.advance()
-            self.enter(self.expect(T.LPAREN, "'(' after in"))
+            self.enter(self.expect(T.LPAREN, "'(' after in").start)
             items = self.comma_list(self.expr)
             self.depth -= 1
             self.expect(T.RPAREN, "')' closing the in list")
-            return In(left, tuple(items), negated, start, self.prev_end())
+            return A.In(left, tuple(items), negated, start=start, end=self.prev_end())
         if self.is_word("is"):
             self.advance()
             neg = self.match_word("not") is not None
             self.expect_word("null")
-            return IsNull(left, neg, start, self.prev_end())
+            return A.IsNull(left, neg, start=start, end=self.prev_end())
         if self.peek().kind is T.COLON:
             self.advance()
             q = self.arith()
-            return Match(left, q, start, _end(q))
+            return A.Match(left, q, start=start, end=_end(q))
         return left
 
-    def arith(self, min_prec: int = 0) -> Expr:
+    def arith(self, min_prec: int = 0) -> A.Expr:
         """``+ -`` (0) and ``* / %`` (1), left-associative, by precedence climbing. Each
         operator nests the tree one level deeper (``a + b + c`` is ``(a + b) + c``), so each
         counts toward ``MAX_NESTING``: the generator and the lowering recurse on the tree."""
@@ -316,59 +285,60 @@ class Parser:
             if min_prec <= 0 and t.kind in ADDITIVE:
                 self.advance()
                 right = self.arith(1)
-                left = BinOp(ADDITIVE[t.kind], left, right, _start(left), _end(right))
+                left = A.BinOp(ADDITIVE[t.kind], left, right, start=_start(left), end=_end(right))
             elif t.kind in MULTIPLICATIVE:
                 self.advance()
                 right = self.unary()
-                left = BinOp(MULTIPLICATIVE[t.kind], left, right, _start(left), _end(right))
+                left = A.BinOp(MULTIPLICATIVE[t.kind], left, right, start=_start(left),
+                             end=_end(right))
             else:
                 self.depth -= ops
                 return left
-            self.enter(t)
+            self.enter(t.start)
             ops += 1
 
-    def unary(self) -> Expr:
+    def unary(self) -> A.Expr:
         """Unary ``-``/``+`` prefixes (a loop), then a primary and its ``::`` casts."""
         signs: list[Token] = []
         while self.peek().kind in (T.MINUS, T.PLUS):
             t = self.advance()
-            self.enter(t)
+            self.enter(t.start)
             signs.append(t)
         node = self._cast(self.primary())
         for t in reversed(signs):
             if t.kind is T.MINUS:
-                node = Neg(node, t.start, _end(node))
+                node = A.Neg(node, start=t.start, end=_end(node))
         self.depth -= len(signs)
         return node
 
-    def _cast(self, node: Expr) -> Expr:
+    def _cast(self, node: A.Expr) -> A.Expr:
         while self.peek().kind is T.CAST:
             self.advance()
             ty = self.expect(T.NAME, "a type after '::'")
-            node = Cast(node, ty.text.lower(), _start(node), ty.end)
+            node = A.Cast(node, ty.text.lower(), start=_start(node), end=ty.end)
         return node
 
-    def primary(self) -> Expr:
+    def primary(self) -> A.Expr:
         t = self.peek()
         k = t.kind
         if k in (T.INTEGER, T.DECIMAL):
             self.advance()
-            num = Num(t.text, t.start, t.end)
+            num = A.Num(t.text, start=t.start, end=t.end)
             nxt = self.peek()
             if (k is T.INTEGER and nxt.kind is T.NAME and nxt.text.lower() not in RESERVED
                     and "." not in nxt.text and self.peek(1).kind is not T.LPAREN):
                 u = self.advance()
-                return Duration(num, u.text.lower(), t.start, u.end)
+                return A.Duration(num, u.text.lower(), start=t.start, end=u.end)
             return num
         if k is T.STRING:
             self.advance()
-            return Str(t.text, t.triple, t.start, t.end)
+            return A.Str(t.text, t.triple, start=t.start, end=t.end)
         if k is T.PARAM:
             self.advance()
-            return Param(t.text, t.start, t.end)
+            return A.Param(t.text, start=t.start, end=t.end)
         if k is T.LPAREN:
             self.advance()
-            self.enter(t)
+            self.enter(t.start)
             inner = self.bool_expr(0)
             self.depth -= 1
             self.expect(T.RPAREN, "')'")
@@ -381,22 +351,22 @@ class Parser:
             low = t.text.lower()
             if low in ("true", "false"):
                 self.advance()
-                return Bool(low == "true", t.start, t.end)
+                return A.Bool(low == "true", start=t.start, end=t.end)
             if low == "null":
                 self.advance()
-                return Null(t.start, t.end)
+                return A.Null(start=t.start, end=t.end)
             if self.peek(1).kind is T.LPAREN and "." not in t.text and low not in RESERVED:
                 return self.call()
         if k in (T.NAME, T.QNAME):
             name = self.qualified_name()
-            return Field(name, t.start, self.prev_end())
+            return A.Field(name, start=t.start, end=self.prev_end())
         raise self.error(f"unexpected {self.show(t)} in expression", t.start)
 
-    def call(self) -> Expr:
+    def call(self) -> A.Expr:
         t = self.advance()
         lp = self.advance()
-        self.enter(lp)
-        args: list[Expr] = []
+        self.enter(lp.start)
+        args: list[A.Expr] = []
         star = False
         if self.peek().kind is T.STAR and self.peek(1).kind is T.RPAREN:
             self.advance()
@@ -408,22 +378,22 @@ class Parser:
                 args.append(self.bool_expr(0))
         self.depth -= 1
         self.expect(T.RPAREN, "',' or ')' in the arguments")
-        return FuncCall(t.text.lower(), tuple(args), star, t.start, self.prev_end())
+        return A.FuncCall(t.text.lower(), tuple(args), star, start=t.start, end=self.prev_end())
 
-    def list_literal(self) -> Expr:
+    def list_literal(self) -> A.Expr:
         lb = self.advance()
-        self.enter(lb)
-        items: list[Expr] = []
+        self.enter(lb.start)
+        items: list[A.Expr] = []
         if self.peek().kind is not T.RBRACKET:
             items = self.comma_list(self.expr)
         self.depth -= 1
         self.expect(T.RBRACKET, "']'")
-        return ListLit(tuple(items), lb.start, self.prev_end())
+        return A.ListLit(tuple(items), start=lb.start, end=self.prev_end())
 
-    def map_literal(self) -> Expr:
+    def map_literal(self) -> A.Expr:
         lb = self.advance()
-        self.enter(lb)
-        entries: list[tuple[str, Expr]] = []
+        self.enter(lb.start)
+        entries: list[tuple[str, A.Expr]] = []
         while self.peek().kind is not T.RBRACE:
             key = self.expect(T.STRING, "a string key in the map")
             self.expect(T.COLON, "':' after the map key")
@@ -433,9 +403,9 @@ class Parser:
             self.advance()
         self.depth -= 1
         self.expect(T.RBRACE, "'}'")
-        return MapLit(tuple(entries), lb.start, self.prev_end())
+        return A.MapLit(tuple(entries), start=lb.start, end=self.prev_end())
 
-    def assign(self, required: bool = False, agg_where: bool = False) -> Assign:
+    def assign(self, required: bool = False, agg_where: bool = False) -> A.Assign:
         """``[name =] expr`` (``name`` a qualified name)."""
         start = self.peek().start
         name: str | None = None
@@ -456,111 +426,111 @@ class Parser:
         if agg_where and self.is_word("where"):
             self.advance()
             where = self.expr()
-        return Assign(name, e, where, start, self.prev_end())
+        return A.Assign(name, e, where, start=start, end=self.prev_end())
 
     # ---- command parsers ----------------------------------------------------------------
-    def _parse_from(self, name: str) -> Command:
-        def source() -> Source:
+    def _parse_from(self, name: str) -> A.Command:
+        def source() -> A.Source:
             t = self.peek()
             if t.kind is T.STRING:
                 self.advance()
-                return Source(t.text, True)
+                return A.Source(t.text, True)
             if t.kind is T.NAME and t.text.lower() == "metadata":
                 raise self.error("expected an index pattern, got 'metadata'", t.start)
-            return Source(self.glued(PATTERN_TOKENS, "an index pattern")[0])
+            return A.Source(self.glued(PATTERN_TOKENS, "an index pattern")[0])
 
         sources = self.comma_list(source)
         meta: list[str] = []
         if self.match_word("metadata"):
             meta = self.comma_list(self.qualified_name)
-        return Command(name, sources=tuple(sources), names=tuple(meta))
+        return A.Command(name, sources=tuple(sources), names=tuple(meta))
 
-    def _parse_row(self, name: str) -> Command:
+    def _parse_row(self, name: str) -> A.Command:
         assigns = self.comma_list(lambda: self.assign(required=True))
-        return Command(name, assigns=tuple(assigns))
+        return A.Command(name, assigns=tuple(assigns))
 
-    def _parse_show(self, name: str) -> Command:
+    def _parse_show(self, name: str) -> A.Command:
         t = self.expect(T.NAME, "'info' after show")
-        return Command(name, names=(t.text.lower(),))
+        return A.Command(name, names=(t.text.lower(),))
 
-    def _parse_where(self, name: str) -> Command:
-        return Command(name, expr=self.expr())
+    def _parse_where(self, name: str) -> A.Command:
+        return A.Command(name, expr=self.expr())
 
-    def _parse_eval(self, name: str) -> Command:
-        return Command(name, assigns=tuple(self.comma_list(self.assign)))
+    def _parse_eval(self, name: str) -> A.Command:
+        return A.Command(name, assigns=tuple(self.comma_list(self.assign)))
 
-    def _parse_stats(self, name: str) -> Command:
-        aggs: list[Assign] = []
+    def _parse_stats(self, name: str) -> A.Command:
+        aggs: list[A.Assign] = []
         if not self.is_word("by") and self.peek().kind not in (T.PIPE, T.EOF, T.RPAREN):
             aggs = self.comma_list(lambda: self.assign(agg_where=True))
-        by: list[Assign] = []
+        by: list[A.Assign] = []
         if self.match_word("by"):
             by = self.comma_list(self.assign)
-        return Command(name, assigns=tuple(aggs), by=tuple(by))
+        return A.Command(name, assigns=tuple(aggs), by=tuple(by))
 
-    def _parse_keep(self, name: str) -> Command:
-        return Command(name, names=tuple(self.comma_list(self.name_pattern)))
+    def _parse_keep(self, name: str) -> A.Command:
+        return A.Command(name, names=tuple(self.comma_list(self.name_pattern)))
 
-    def _parse_mv_expand(self, name: str) -> Command:
-        return Command(name, names=(self.qualified_name(),))
+    def _parse_mv_expand(self, name: str) -> A.Command:
+        return A.Command(name, names=(self.qualified_name(),))
 
-    def _parse_rename(self, name: str) -> Command:
-        def pair() -> RenamePair:
+    def _parse_rename(self, name: str) -> A.Command:
+        def pair() -> A.RenamePair:
             first = self.name_pattern()
             if self.peek().kind is T.ASSIGN:
                 self.advance()
-                return RenamePair(self.name_pattern(), first, True)
+                return A.RenamePair(self.name_pattern(), first, True)
             self.expect_word("as")
-            return RenamePair(first, self.name_pattern())
+            return A.RenamePair(first, self.name_pattern())
 
-        return Command(name, renames=tuple(self.comma_list(pair)))
+        return A.Command(name, renames=tuple(self.comma_list(pair)))
 
-    def _pattern(self) -> Str:
+    def _pattern(self) -> A.Str:
         t = self.expect(T.STRING, "a pattern string")
-        return Str(t.text, t.triple, t.start, t.end)
+        return A.Str(t.text, t.triple, start=t.start, end=t.end)
 
-    def _parse_dissect(self, name: str) -> Command:
+    def _parse_dissect(self, name: str) -> A.Command:
         src = self.unary()
         pat = self._pattern()
-        opts: list[Assign] = []
+        opts: list[A.Assign] = []
         while self.peek().kind is T.NAME and self.peek(1).kind is T.ASSIGN:
             opts.append(self.assign(required=True))
-        return Command(name, expr=src, patterns=(pat,), assigns=tuple(opts))
+        return A.Command(name, expr=src, patterns=(pat,), assigns=tuple(opts))
 
-    def _parse_grok(self, name: str) -> Command:
+    def _parse_grok(self, name: str) -> A.Command:
         src = self.unary()
         pats = self.comma_list(self._pattern)
-        return Command(name, expr=src, patterns=tuple(pats))
+        return A.Command(name, expr=src, patterns=tuple(pats))
 
-    def _parse_enrich(self, name: str) -> Command:
+    def _parse_enrich(self, name: str) -> A.Command:
         policy = self.glued(PATTERN_TOKENS, "an enrich policy name")[0]
         on: tuple[str, ...] = ()
         if self.match_word("on"):
             on = (self.name_pattern(),)
-        withs: list[Assign] = []
+        withs: list[A.Assign] = []
         if self.match_word("with"):
-            def item() -> Assign:
+            def item() -> A.Assign:
                 start = self.peek().start
                 first = self.name_pattern()
                 if self.peek().kind is T.ASSIGN:
                     self.advance()
                     t = self.peek()
                     src = self.name_pattern()
-                    return Assign(first, Field(src, t.start, self.prev_end()), None, start,
-                                  self.prev_end())
-                return Assign(None, Field(first, start, self.prev_end()), None, start,
-                              self.prev_end())
+                    source = A.Field(src, start=t.start, end=self.prev_end())
+                    return A.Assign(first, source, None, start=start, end=self.prev_end())
+                on = A.Field(first, start=start, end=self.prev_end())
+                return A.Assign(None, on, None, start=start, end=self.prev_end())
             withs = self.comma_list(item)
-        return Command(name, target=policy, names=on, assigns=tuple(withs))
+        return A.Command(name, target=policy, names=on, assigns=tuple(withs))
 
-    def _parse_lookup_join(self, name: str) -> Command:
+    def _parse_lookup_join(self, name: str) -> A.Command:
         index = self.glued(PATTERN_TOKENS, "a lookup index")[0]
         self.expect_word("on")
         on = self.comma_list(self.qualified_name)
-        return Command(name, target=index, names=tuple(on))
+        return A.Command(name, target=index, names=tuple(on))
 
-    def _parse_sort(self, name: str) -> Command:
-        def key() -> SortKey:
+    def _parse_sort(self, name: str) -> A.Command:
+        def key() -> A.SortKey:
             e = self.expr()
             order = t.text.lower() if (t := self.match_word("asc", "desc")) else None
             nulls = None
@@ -569,43 +539,43 @@ class Parser:
                 if w is None:
                     raise self.error("expected first or last after nulls", self.peek().start)
                 nulls = w.text.lower()
-            return SortKey(e, order, nulls)
+            return A.SortKey(e, order, nulls)
 
-        return Command(name, keys=tuple(self.comma_list(key)))
+        return A.Command(name, keys=tuple(self.comma_list(key)))
 
-    def _parse_limit(self, name: str) -> Command:
+    def _parse_limit(self, name: str) -> A.Command:
         t = self.peek()
         if t.kind not in (T.INTEGER, T.PARAM):
             raise self.error(f"expected a number after limit, got {self.show(t)}", t.start)
         self.advance()
-        return Command(name, args=(Num(t.text, t.start, t.end) if t.kind is T.INTEGER
-                                   else Param(t.text, t.start, t.end),))
+        return A.Command(name, args=(A.Num(t.text, start=t.start, end=t.end) if t.kind is T.INTEGER
+                                   else A.Param(t.text, start=t.start, end=t.end),))
 
-    def _parse_sample(self, name: str) -> Command:
+    def _parse_sample(self, name: str) -> A.Command:
         args = [self.primary()]
         if self.peek().kind in (T.INTEGER, T.PARAM):
             args.append(self.primary())
-        return Command(name, args=tuple(args))
+        return A.Command(name, args=tuple(args))
 
-    def _parse_completion(self, name: str) -> Command:
+    def _parse_completion(self, name: str) -> A.Command:
         a = self.assign()
         self.expect_word("with")
-        return Command(name, assigns=(a,), args=(self.primary(),))
+        return A.Command(name, assigns=(a,), args=(self.primary(),))
 
-    def _parse_change_point(self, name: str) -> Command:
+    def _parse_change_point(self, name: str) -> A.Command:
         args = [self.unary()]
         if self.match_word("on"):
             args.append(self.unary())
         names: list[str] = []
         if self.match_word("as"):
             names = self.comma_list(self.qualified_name)
-        return Command(name, args=tuple(args), names=tuple(names))
+        return A.Command(name, args=tuple(args), names=tuple(names))
 
-    def _parse_fork(self, name: str) -> Command:
-        branches: list[tuple[Command, ...]] = []
+    def _parse_fork(self, name: str) -> A.Command:
+        branches: list[tuple[A.Command, ...]] = []
         while self.peek().kind is T.LPAREN:
             lp = self.advance()
-            self.enter(lp)
+            self.enter(lp.start)
             cmds = [self.command(stop=(T.RPAREN,))]
             while self.peek().kind is T.PIPE:
                 self.advance()
@@ -615,18 +585,18 @@ class Parser:
             branches.append(tuple(cmds))
         if not branches:
             raise self.error("fork needs branches in parentheses", self.peek().start)
-        return Command(name, branches=tuple(branches))
+        return A.Command(name, branches=tuple(branches))
 
 
-def _start(e: Expr) -> int:
+def _start(e: A.Expr) -> int:
     return e.start
 
 
-def _end(e: Expr) -> int:
+def _end(e: A.Expr) -> int:
     return e.end
 
 
-CommandParser = Callable[[Parser, str], Command]
+CommandParser = Callable[[Parser, str], A.Command]
 
 COMMAND_PARSERS: dict[str, CommandParser] = {
     "from": Parser._parse_from,
@@ -654,12 +624,12 @@ COMMAND_PARSERS: dict[str, CommandParser] = {
 }
 
 
-def parse(text: str) -> Query:
+def parse(text: str) -> A.Query:
     """Parse an ES|QL query. Raises :class:`ParseError` with a position on bad input."""
     return Parser(text).parse()
 
 
-def parse_expression(text: str) -> Expr:
+def parse_expression(text: str) -> A.Expr:
     """Parse one boolean expression (tests, tools)."""
     p = Parser(text)
     e = p.expr()

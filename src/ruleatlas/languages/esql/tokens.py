@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import ParseError
 
 
 class T(Enum):
@@ -56,21 +57,12 @@ class T(Enum):
     EOF = "eof"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One token: kind, value (unescaped for strings and backquoted names), raw text, offsets.
+@dataclass(frozen=True, slots=True, repr=False)
+class Token(parsing.Token[T]):
+    """One ES|QL token (``text``: unescaped for strings and backquoted names); ``triple`` marks a
+    triple-quoted string."""
 
-    ``triple`` marks a triple-quoted string."""
-
-    kind: T
-    text: str
-    raw: str
-    start: int
-    end: int
     triple: bool = False
-
-    def __repr__(self) -> str:
-        return f"{self.kind.name}({self.text!r})"
 
 
 SYMBOLS: dict[str, T] = {

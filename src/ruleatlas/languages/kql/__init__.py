@@ -15,7 +15,7 @@ from ruleatlas.languages.kql.analyze import analyze_kql_query
 from ruleatlas.languages.kql.generator import generate
 from ruleatlas.languages.kql.lower import lower
 from ruleatlas.languages.kql.parser import parse
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Analysis, Rule
 
 

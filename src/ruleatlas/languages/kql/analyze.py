@@ -9,7 +9,7 @@ from __future__ import annotations
 from ruleatlas.languages.kql.ast import Nested, walk
 from ruleatlas.languages.kql.lower import is_text_field, lower
 from ruleatlas.languages.kql.parser import Parser
-from ruleatlas.languages.spl.errors import ParseError, span_of
+from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.model import Analysis, Problem, Span, Stage, StageKind, conjoin, predicates
 
 LANGUAGE = "kql"

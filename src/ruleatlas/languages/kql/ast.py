@@ -11,19 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from dataclasses import field as dc_field
 from typing import TypeAlias
 
+from ruleatlas.languages.parsing import Node
 from ruleatlas.model import Pattern, Wild
 
 
 @dataclass(frozen=True, slots=True)
-class Quoted:
+class Quoted(Node):
     """A quoted string: a phrase; ``*`` inside is a literal character."""
 
     value: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
     @property
     def text(self) -> str:
@@ -31,12 +29,10 @@ class Quoted:
 
 
 @dataclass(frozen=True, slots=True)
-class Unquoted:
+class Unquoted(Node):
     """An unquoted literal, decoded and trimmed; unescaped ``*`` are :class:`Wild` parts."""
 
     pattern: Pattern
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
     @property
     def text(self) -> str:
@@ -52,102 +48,80 @@ Value: TypeAlias = Quoted | Unquoted
 
 
 @dataclass(frozen=True, slots=True)
-class VOr:
+class VOr(Node):
     """``a or b`` inside a value list."""
 
     args: tuple[ValueExpr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class VAnd:
+class VAnd(Node):
     """``a and b`` inside a value list: every value must match (a multi-valued field)."""
 
     args: tuple[ValueExpr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class VNot:
+class VNot(Node):
     """``not a`` inside a value list."""
 
     arg: ValueExpr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 ValueExpr: TypeAlias = Quoted | Unquoted | VOr | VAnd | VNot
 
 
 @dataclass(frozen=True, slots=True)
-class FieldValue:
+class FieldValue(Node):
     """``field : value`` or ``field : (value list)``."""
 
     field: Value
     value: ValueExpr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Range:
+class Range(Node):
     """``field < value``; ``op`` one of ``< <= > >=``."""
 
     field: Value
     op: str
     value: Value
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class FreeText:
+class FreeText(Node):
     """A value with no field: searched in every field."""
 
     value: Value
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Nested:
+class Nested(Node):
     """``field : { query }``: the query's fields are relative to ``field``."""
 
     field: Value
     query: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Or:
+class Or(Node):
     args: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class And:
+class And(Node):
     args: tuple[Expr, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Not:
+class Not(Node):
     arg: Expr
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Empty:
+class Empty(Node):
     """An empty query (only whitespace): Kibana matches every document."""
 
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 Expr: TypeAlias = FieldValue | Range | FreeText | Nested | Or | And | Not | Empty

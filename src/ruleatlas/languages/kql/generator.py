@@ -13,22 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ruleatlas.languages.kql.ast import (
-    And,
-    Empty,
-    Expr,
-    FieldValue,
-    FreeText,
-    Nested,
-    Not,
-    Or,
-    Quoted,
-    Range,
-    Unquoted,
-    ValueExpr,
-    VNot,
-    VOr,
-)
+from ruleatlas.languages.kql import ast as K
 from ruleatlas.languages.kql.tokens import SPACE, SPECIAL
 from ruleatlas.model import Wild
 
@@ -66,7 +51,7 @@ def _char(c: str) -> str:
     return c
 
 
-def unquoted(v: Unquoted) -> str:
+def unquoted(v: K.Unquoted) -> str:
     """Text that the tokenizer decodes (and trims) back to ``v.pattern``."""
     if not v.pattern.parts:
         return "\\t"  # a tab, trimmed away: the empty literal
@@ -76,75 +61,75 @@ def unquoted(v: Unquoted) -> str:
     return _HIDDEN_NOT.sub(lambda m: m.group(1) + f"\\u{ord(m.group(2)):04x}", raw)
 
 
-def value(v: Quoted | Unquoted) -> str:
-    return quoted(v.value) if isinstance(v, Quoted) else unquoted(v)
+def value(v: K.Quoted | K.Unquoted) -> str:
+    return quoted(v.value) if isinstance(v, K.Quoted) else unquoted(v)
 
 
-def _values(v: ValueExpr) -> str:
-    if isinstance(v, (Quoted, Unquoted)):
+def _values(v: K.ValueExpr) -> str:
+    if isinstance(v, (K.Quoted, K.Unquoted)):
         return value(v)
-    if isinstance(v, VNot):  # "not not x" does not parse: the inner one gets parentheses
+    if isinstance(v, K.VNot):  # "not not x" does not parse: the inner one gets parentheses
         inner = _values(v.arg)
-        return f"not ({inner})" if isinstance(v.arg, VNot) else f"not {inner}"
-    word = " or " if isinstance(v, VOr) else " and "
+        return f"not ({inner})" if isinstance(v.arg, K.VNot) else f"not {inner}"
+    word = " or " if isinstance(v, K.VOr) else " and "
     body = word.join(_values(a) for a in v.args)
     return f"({body})"
 
 
-def _field_value(n: FieldValue) -> str:
+def _field_value(n: K.FieldValue) -> str:
     vals = _values(n.value)
-    if isinstance(n.value, VNot):  # a list may start with 'not', a lone value may not
+    if isinstance(n.value, K.VNot):  # a list may start with 'not', a lone value may not
         vals = f"({vals})"
     return f"{value(n.field)}: {vals}"
 
 
-def _range(n: Range) -> str:
+def _range(n: K.Range) -> str:
     return f"{value(n.field)} {n.op} {value(n.value)}"
 
 
-def _free(n: FreeText) -> str:
+def _free(n: K.FreeText) -> str:
     return value(n.value)
 
 
-def _nested(n: Nested) -> str:
+def _nested(n: K.Nested) -> str:
     return f"{value(n.field)}: {{ {generate(n.query)} }}"
 
 
-def _wrap(child: Expr, parent: type) -> str:
+def _wrap(child: K.Expr, parent: type) -> str:
     text = generate(child)
-    needs = (isinstance(child, Or) or (isinstance(child, And) and parent is not Or)
-             or (isinstance(child, Not) and parent is Not))
+    needs = (isinstance(child, K.Or) or (isinstance(child, K.And) and parent is not K.Or)
+             or (isinstance(child, K.Not) and parent is K.Not))
     return f"({text})" if needs else text
 
 
-def _or(n: Or) -> str:
-    return " or ".join(_wrap(a, Or) for a in n.args)
+def _or(n: K.Or) -> str:
+    return " or ".join(_wrap(a, K.Or) for a in n.args)
 
 
-def _and(n: And) -> str:
-    return " and ".join(_wrap(a, And) for a in n.args)
+def _and(n: K.And) -> str:
+    return " and ".join(_wrap(a, K.And) for a in n.args)
 
 
-def _not(n: Not) -> str:
-    return f"not {_wrap(n.arg, Not)}"
+def _not(n: K.Not) -> str:
+    return f"not {_wrap(n.arg, K.Not)}"
 
 
-def _empty(n: Empty) -> str:
+def _empty(n: K.Empty) -> str:
     return ""
 
 
 GENERATORS: dict[type, Callable[[Any], str]] = {
-    FieldValue: _field_value,
-    Range: _range,
-    FreeText: _free,
-    Nested: _nested,
-    Or: _or,
-    And: _and,
-    Not: _not,
-    Empty: _empty,
+    K.FieldValue: _field_value,
+    K.Range: _range,
+    K.FreeText: _free,
+    K.Nested: _nested,
+    K.Or: _or,
+    K.And: _and,
+    K.Not: _not,
+    K.Empty: _empty,
 }
 
 
-def generate(tree: Expr) -> str:
+def generate(tree: K.Expr) -> str:
     """The query text of a tree, in canonical form (``field: value``, lowercase keywords)."""
     return GENERATORS[type(tree)](tree)

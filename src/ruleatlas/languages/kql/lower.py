@@ -33,24 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ruleatlas.languages.kql.ast import (
-    And,
-    Empty,
-    Expr,
-    FieldValue,
-    FreeText,
-    Nested,
-    Not,
-    Or,
-    Quoted,
-    Range,
-    Unquoted,
-    Value,
-    ValueExpr,
-    VAnd,
-    VNot,
-)
-from ruleatlas.languages.spl.errors import span_of
+from ruleatlas.languages.kql import ast as K
+from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import And as MAnd
 from ruleatlas.model import Const, Node, Op, Pattern, Predicate, Span
 from ruleatlas.model import Not as MNot
@@ -101,15 +85,15 @@ class _Ctx:
         return None if self.source is None else self.source[start:end]
 
 
-def field_name(v: Value) -> str:
+def field_name(v: K.Value) -> str:
     """A field as Kibana reads it: the decoded text, wildcards as ``*``."""
-    return v.value if isinstance(v, Quoted) else v.text
+    return v.value if isinstance(v, K.Quoted) else v.text
 
 
-def literal_value(v: Value) -> MValue:
+def literal_value(v: K.Value) -> MValue:
     """The model value of one literal: str, bool/None (unquoted ``true false null``) or a
     :class:`Pattern` (unquoted, with a wildcard)."""
-    if isinstance(v, Quoted):
+    if isinstance(v, K.Quoted):
         return v.value
     if v.pattern.has_wildcards:
         return v.pattern
@@ -117,7 +101,7 @@ def literal_value(v: Value) -> MValue:
     return TYPED_LITERALS[text] if text in TYPED_LITERALS else text
 
 
-def range_value(v: Value) -> MValue:
+def range_value(v: K.Value) -> MValue:
     """A range bound: an int or float when the text is a number, else the text."""
     text = field_name(v)
     if _INT.fullmatch(text):
@@ -137,69 +121,69 @@ def _flat(cls: type[MAnd] | type[MOr], nodes: list[Node]) -> Node:
 # ---- queries ------------------------------------------------------------------------------
 
 
-def _field_value(n: FieldValue, ctx: _Ctx) -> Node:
+def _field_value(n: K.FieldValue, ctx: _Ctx) -> Node:
     fld = ctx.prefix + field_name(n.field)
     field_raw = ctx.text(n.field.start, n.field.end)
     return _values(fld, field_raw, n.value, ctx, whole=n)
 
 
-def _range(n: Range, ctx: _Ctx) -> Node:
+def _range(n: K.Range, ctx: _Ctx) -> Node:
     fld = ctx.prefix + field_name(n.field)
     return Predicate(fld, RANGE_OPS[n.op], (range_value(n.value),),
                      text=ctx.text(n.start, n.end), span=ctx.locate(n.start, n.end))
 
 
-def _free(n: FreeText, ctx: _Ctx) -> Node:
+def _free(n: K.FreeText, ctx: _Ctx) -> Node:
     v = n.value
-    if isinstance(v, Unquoted) and v.is_lone_wildcard:
+    if isinstance(v, K.Unquoted) and v.is_lone_wildcard:
         return Const(True)
     return Predicate(None, Op.KEYWORD, (literal_value(v),), text=ctx.text(n.start, n.end),
                      span=ctx.locate(n.start, n.end))
 
 
-def _nested(n: Nested, ctx: _Ctx) -> Node:
+def _nested(n: K.Nested, ctx: _Ctx) -> Node:
     inner = _Ctx(ctx.source, ctx.cased, ctx.locate, ctx.prefix + field_name(n.field) + ".")
     return _lower(n.query, inner)
 
 
-def _and(n: And, ctx: _Ctx) -> Node:
+def _and(n: K.And, ctx: _Ctx) -> Node:
     return _flat(MAnd, [_lower(a, ctx) for a in n.args])
 
 
-def _or(n: Or, ctx: _Ctx) -> Node:
+def _or(n: K.Or, ctx: _Ctx) -> Node:
     return _flat(MOr, [_lower(a, ctx) for a in n.args])
 
 
-def _not(n: Not, ctx: _Ctx) -> Node:
+def _not(n: K.Not, ctx: _Ctx) -> Node:
     return MNot(_lower(n.arg, ctx))
 
 
-def _empty(n: Empty, ctx: _Ctx) -> Node:
+def _empty(n: K.Empty, ctx: _Ctx) -> Node:
     return Const(True)
 
 
 LOWERERS: dict[type, Callable[[Any, _Ctx], Node]] = {
-    FieldValue: _field_value,
-    Range: _range,
-    FreeText: _free,
-    Nested: _nested,
-    And: _and,
-    Or: _or,
-    Not: _not,
-    Empty: _empty,
+    K.FieldValue: _field_value,
+    K.Range: _range,
+    K.FreeText: _free,
+    K.Nested: _nested,
+    K.And: _and,
+    K.Or: _or,
+    K.Not: _not,
+    K.Empty: _empty,
 }
 
 
-def _lower(n: Expr, ctx: _Ctx) -> Node:
+def _lower(n: K.Expr, ctx: _Ctx) -> Node:
     return LOWERERS[type(n)](n, ctx)
 
 
 # ---- value lists --------------------------------------------------------------------------
 
 
-def _is_simple(v: ValueExpr) -> bool:
+def _is_simple(v: K.ValueExpr) -> bool:
     """A value that can join an ``in`` list (not ``*``, not a sub-list)."""
-    return isinstance(v, Quoted) or (isinstance(v, Unquoted) and not v.is_lone_wildcard)
+    return isinstance(v, K.Quoted) or (isinstance(v, K.Unquoted) and not v.is_lone_wildcard)
 
 
 def _is_cidr(v: MValue) -> bool:
@@ -223,11 +207,11 @@ def _is_ip(v: MValue) -> bool:
     return True
 
 
-def _leaf_predicate(fld: str, values: list[Value], text: str | None, span: Span | None,
+def _leaf_predicate(fld: str, values: list[K.Value], text: str | None, span: Span | None,
                     ctx: _Ctx) -> Node:
     """``exists`` for ``*``; ``cidr`` for networks (an ``ip`` field's term query matches the
     network; plain addresses in the same list join it); ``eq``/``wildcard``/``in`` else."""
-    if len(values) == 1 and isinstance(values[0], Unquoted) and values[0].is_lone_wildcard:
+    if len(values) == 1 and isinstance(values[0], K.Unquoted) and values[0].is_lone_wildcard:
         return Predicate(fld, Op.EXISTS, (), text=text, span=span)
     vals = [literal_value(v) for v in values]
     if is_text_field(fld):
@@ -248,8 +232,8 @@ def _leaf_predicate(fld: str, values: list[Value], text: str | None, span: Span 
     return _flat(MOr, out)
 
 
-def _list_predicate(fld: str, field_raw: str | None, vals: list[Value], ctx: _Ctx,
-                    whole: FieldValue | None) -> Node:
+def _list_predicate(fld: str, field_raw: str | None, vals: list[K.Value], ctx: _Ctx,
+                    whole: K.FieldValue | None) -> Node:
     """One predicate for ``vals``; its text is ``whole`` as written when the values are all of
     the expression, else ``field: v1 or v2``."""
     if whole is not None:
@@ -262,18 +246,18 @@ def _list_predicate(fld: str, field_raw: str | None, vals: list[Value], ctx: _Ct
     return _leaf_predicate(fld, vals, text, span, ctx)
 
 
-def _values(fld: str, field_raw: str | None, v: ValueExpr, ctx: _Ctx,
-            whole: FieldValue | None = None) -> Node:
+def _values(fld: str, field_raw: str | None, v: K.ValueExpr, ctx: _Ctx,
+            whole: K.FieldValue | None = None) -> Node:
     """The predicates of ``field: <v>``; ``whole`` is the expression when ``v`` is all of it.
     The plain values of an ``or`` list become one ``in`` predicate, placed where the first
     was written; ``*`` and sub-lists stay branches of the ``Or``."""
-    if isinstance(v, (Quoted, Unquoted)):
+    if isinstance(v, (K.Quoted, K.Unquoted)):
         return _list_predicate(fld, field_raw, [v], ctx, whole)
-    if isinstance(v, VNot):
+    if isinstance(v, K.VNot):
         return MNot(_values(fld, field_raw, v.arg, ctx))
-    if isinstance(v, VAnd):
+    if isinstance(v, K.VAnd):
         return _flat(MAnd, [_values(fld, field_raw, a, ctx) for a in v.args])
-    simple: list[Value] = [a for a in v.args if isinstance(a, (Quoted, Unquoted))
+    simple: list[K.Value] = [a for a in v.args if isinstance(a, (K.Quoted, K.Unquoted))
                            and _is_simple(a)]
     out: list[Node] = []
     for a in v.args:
@@ -285,7 +269,7 @@ def _values(fld: str, field_raw: str | None, v: ValueExpr, ctx: _Ctx,
     return _flat(MOr, out)
 
 
-def lower(tree: Expr, source: str | None = None, *, cased: bool = True,
+def lower(tree: K.Expr, source: str | None = None, *, cased: bool = True,
           locate: Locate | None = None) -> Node:
     """The model tree of a parsed KQL query. ``source`` is the text it was parsed from (for
     each predicate's ``text``; without it predicates have no text); ``locate`` maps offsets in

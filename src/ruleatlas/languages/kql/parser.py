@@ -18,42 +18,29 @@ nesting deeper than ``MAX_DEPTH`` parentheses or braces is a located error too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
-from ruleatlas.languages.kql.ast import (
-    And,
-    Empty,
-    Expr,
-    FieldValue,
-    FreeText,
-    Nested,
-    Not,
-    Or,
-    Quoted,
-    Range,
-    Unquoted,
-    Value,
-    ValueExpr,
-    VAnd,
-    VNot,
-    VOr,
-)
+from ruleatlas.languages.kql import ast as K
 from ruleatlas.languages.kql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import DepthGuard, ParseError
 
 MAX_DEPTH = 100
+N = TypeVar("N", K.Expr, K.ValueExpr)
 RANGE_OPS: dict[T, str] = {T.LT: "<", T.LE: "<=", T.GT: ">", T.GE: ">="}
 # The precedence ladders: token -> node class, one tiny loop each (sqlglot's DISJUNCTION...).
-QUERY_CONNECTORS: dict[T, Callable[..., Expr]] = {T.OR: Or, T.AND: And}
-VALUE_CONNECTORS: dict[T, Callable[..., ValueExpr]] = {T.OR: VOr, T.AND: VAnd}
+QUERY_CONNECTORS: dict[T, Callable[..., K.Expr]] = {T.OR: K.Or, T.AND: K.And}
+VALUE_CONNECTORS: dict[T, Callable[..., K.ValueExpr]] = {T.OR: K.VOr, T.AND: K.VAnd}
 DESCRIBE: dict[T, str] = {
     T.EOF: "end of query", T.WORD: "value", T.STRING: "string", T.OR: "'or'", T.AND: "'and'",
     T.NOT: "'not'",
 }
 
 
-class Parser:
+class Parser(DepthGuard):
     """Parses one KQL text (tokenized once, up front) into an :class:`Expr`."""
+
+    max_depth = MAX_DEPTH
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -94,27 +81,25 @@ class Parser:
             got = f"{got} {t.raw!r}"
         return ParseError(f"{message}, got {got}", self.text, t.start)
 
-    def _enter(self, tok: Token) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ParseError(f"nested deeper than {MAX_DEPTH} levels", self.text, tok.start)
-
     # ---- queries ------------------------------------------------------------------------
-    def parse(self) -> Expr:
+    def parse(self) -> K.Expr:
         if self.cur.kind is T.EOF:
-            return Empty(0, len(self.text))
+            return K.Empty(start=0, end=len(self.text))
         tree = self._parse_or()
         if self.cur.kind is not T.EOF:
             raise self._unexpected("expected 'and', 'or' or the end of the query")
         return tree
 
-    def _parse_or(self) -> Expr:
-        return self._connect(T.OR, self._parse_and)
+    def _parse_or(self) -> K.Expr:
+        return self._connect(T.OR, self._parse_and, QUERY_CONNECTORS)
 
-    def _parse_and(self) -> Expr:
-        return self._connect(T.AND, self._parse_not)
+    def _parse_and(self) -> K.Expr:
+        return self._connect(T.AND, self._parse_not, QUERY_CONNECTORS)
 
-    def _connect(self, kind: T, operand: Callable[[], Expr]) -> Expr:
+    def _connect(self, kind: T, operand: Callable[[], N],
+                 connectors: Mapping[T, Callable[..., N]]) -> N:
+        """One rung of a precedence ladder: ``operand (kind operand)*``, one connector node
+        (from ``connectors``) for a run of two or more."""
         start = self.cur.start
         first = operand()
         if self.cur.kind is not kind:
@@ -122,9 +107,9 @@ class Parser:
         args = [first]
         while self._match(kind):
             args.append(operand())
-        return QUERY_CONNECTORS[kind](tuple(args), start, self._last_end)
+        return connectors[kind](tuple(args), start=start, end=self._last_end)
 
-    def _parse_not(self) -> Expr:
+    def _parse_not(self) -> K.Expr:
         t = self._match(T.NOT)
         if t is None:
             return self._parse_sub()
@@ -132,12 +117,12 @@ class Parser:
             raise self._unexpected("'not' must be followed by a query in parentheses or an "
                                    "expression")
         arg = self._parse_sub()
-        return Not(arg, t.start, self._last_end)
+        return K.Not(arg, start=t.start, end=self._last_end)
 
-    def _parse_sub(self) -> Expr:
+    def _parse_sub(self) -> K.Expr:
         t = self.cur
         if t.kind is T.LPAREN:
-            self._enter(self._advance())
+            self.enter(self._advance().start)
             q = self._parse_or()
             self._expect(T.RPAREN, "')'")
             self.depth -= 1
@@ -151,35 +136,35 @@ class Parser:
             if self.cur.kind is T.LBRACE:
                 return self._parse_nested(value)
             vals = self._parse_values()
-            return FieldValue(value, vals, value.start, self._last_end)
+            return K.FieldValue(value, vals, start=value.start, end=self._last_end)
         if nxt in RANGE_OPS:
             op = RANGE_OPS[self._advance().kind]
             if self.cur.kind not in (T.WORD, T.STRING):
                 raise self._unexpected(f"expected a value after '{op}'")
             rhs = self._literal()
-            return Range(value, op, rhs, value.start, rhs.end)
-        return FreeText(value, value.start, value.end)
+            return K.Range(value, op, rhs, start=value.start, end=rhs.end)
+        return K.FreeText(value, start=value.start, end=value.end)
 
-    def _parse_nested(self, field: Value) -> Expr:
+    def _parse_nested(self, field: K.Value) -> K.Expr:
         brace = self._advance()
-        self._enter(brace)
+        self.enter(brace.start)
         q = self._parse_or()
         close = self._expect(T.RBRACE, "'}'")
         self.depth -= 1
-        return Nested(field, q, field.start, close.end)
+        return K.Nested(field, q, start=field.start, end=close.end)
 
-    def _literal(self) -> Value:
+    def _literal(self) -> K.Value:
         t = self._advance()
         if t.kind is T.STRING:
-            return Quoted(t.value, t.start, t.end)
+            return K.Quoted(t.value, start=t.start, end=t.end)
         assert t.pattern is not None
-        return Unquoted(t.pattern, t.start, t.end)
+        return K.Unquoted(t.pattern, start=t.start, end=t.end)
 
     # ---- value lists --------------------------------------------------------------------
-    def _parse_values(self) -> ValueExpr:
+    def _parse_values(self) -> K.ValueExpr:
         t = self.cur
         if t.kind is T.LPAREN:
-            self._enter(self._advance())
+            self.enter(self._advance().start)
             v = self._parse_vor()
             self._expect(T.RPAREN, "')'")
             self.depth -= 1
@@ -188,30 +173,20 @@ class Parser:
             return self._literal()
         raise self._unexpected("expected a value or '(' after ':'")
 
-    def _parse_vor(self) -> ValueExpr:
-        return self._vconnect(T.OR, self._parse_vand)
+    def _parse_vor(self) -> K.ValueExpr:
+        return self._connect(T.OR, self._parse_vand, VALUE_CONNECTORS)
 
-    def _parse_vand(self) -> ValueExpr:
-        return self._vconnect(T.AND, self._parse_vnot)
+    def _parse_vand(self) -> K.ValueExpr:
+        return self._connect(T.AND, self._parse_vnot, VALUE_CONNECTORS)
 
-    def _vconnect(self, kind: T, operand: Callable[[], ValueExpr]) -> ValueExpr:
-        start = self.cur.start
-        first = operand()
-        if self.cur.kind is not kind:
-            return first
-        args = [first]
-        while self._match(kind):
-            args.append(operand())
-        return VALUE_CONNECTORS[kind](tuple(args), start, self._last_end)
-
-    def _parse_vnot(self) -> ValueExpr:
+    def _parse_vnot(self) -> K.ValueExpr:
         t = self._match(T.NOT)
         if t is None:
             return self._parse_values()
         arg = self._parse_values()
-        return VNot(arg, t.start, self._last_end)
+        return K.VNot(arg, start=t.start, end=self._last_end)
 
 
-def parse(text: str) -> Expr:
+def parse(text: str) -> K.Expr:
     """Parse one KQL query; raises :class:`ParseError` (line/col) on bad input."""
     return Parser(text).parse()

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Pattern, Wild
 
 

@@ -47,6 +47,7 @@ from sigma.types import (
     sigma_type,
 )
 
+from ruleatlas import model as M
 from ruleatlas.caching import (
     SIGMA_CONDITIONS,
     SIGMA_SELECTIONS,
@@ -55,26 +56,9 @@ from ruleatlas.caching import (
 )
 from ruleatlas.languages.sigma.modifiers import ItemSpec, build_spec, pysigma_key, read_key
 from ruleatlas.languages.sigma.spans import Block, mapping_pairs, scalar_text, sequence_items
-from ruleatlas.model import (
-    And,
-    FieldRef,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Predicate,
-    Problem,
-    Regex,
-    Span,
-    Stage,
-    StageKind,
-    Value,
-    Wild,
-)
+from ruleatlas.model import Op
 
-_WILD = {SpecialChars.WILDCARD_MULTI: Wild.ANY, SpecialChars.WILDCARD_SINGLE: Wild.ONE}
+_WILD = {SpecialChars.WILDCARD_MULTI: M.Wild.ANY, SpecialChars.WILDCARD_SINGLE: M.Wild.ONE}
 _PLAIN = (str, int, float, bool, type(None))
 # Keys of a detection block that are not named detections.
 RESERVED = frozenset({"condition", "timeframe"})
@@ -146,18 +130,18 @@ def _selected(c: ConditionSelector, dets: EmptySigmaDetections) -> list[Conditio
     return hit
 
 
-def or_of(nodes: list[Node]) -> Node:
-    return nodes[0] if len(nodes) == 1 else Or(tuple(nodes))
+def or_of(nodes: list[M.Node]) -> M.Node:
+    return nodes[0] if len(nodes) == 1 else M.Or(tuple(nodes))
 
 
-def and_of(nodes: list[Node]) -> Node:
-    return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
+def and_of(nodes: list[M.Node]) -> M.Node:
+    return nodes[0] if len(nodes) == 1 else M.And(tuple(nodes))
 
 
-def string_value(s: SigmaString) -> str | Pattern:
+def string_value(s: SigmaString) -> str | M.Pattern:
     """A SigmaString as written: plain str without wildcards, else a Pattern. ``expand``
     placeholders (pySigma inserts them in place) are put back as ``%name%`` text."""
-    parts: list[str | Wild] = []
+    parts: list[str | M.Wild] = []
     wild = False
     for p in s.s:
         if isinstance(p, str):
@@ -169,7 +153,7 @@ def string_value(s: SigmaString) -> str | Pattern:
             parts.append(f"%{p.name}%")
     if not wild:
         return "".join(cast(list[str], parts))
-    return Pattern(tuple(parts))
+    return M.Pattern(tuple(parts))
 
 
 def compact_text(block: Block, key: str | None, vnode: yaml.Node | None, value: Any) -> str:
@@ -194,28 +178,28 @@ class Lowerer:
     """Lowers the detections of one block; collects problems instead of raising."""
 
     block: Block
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[M.Problem] = field(default_factory=list)
 
     # ---- problems -------------------------------------------------------------------------
 
-    def problem(self, message: str, severity: str, span: Span | None, code: str) -> None:
-        self.problems.append(Problem(message, severity, span, code))
+    def problem(self, message: str, severity: str, span: M.Span | None, code: str) -> None:
+        self.problems.append(M.Problem(message, severity, span, code))
 
-    def opaque(self, text: str, reason: str, stage: int, span: Span | None, severity: str,
-               code: str) -> Opaque:
+    def opaque(self, text: str, reason: str, stage: int, span: M.Span | None, severity: str,
+               code: str) -> M.Opaque:
         self.problem(reason, severity, span, code)
-        return Opaque(text, reason, stage=stage, span=span)
+        return M.Opaque(text, reason, stage=stage, span=span)
 
     # ---- detections -----------------------------------------------------------------------
 
-    def detection(self, defn: Any, node: yaml.Node | None, stage: int) -> Node:
+    def detection(self, defn: Any, node: yaml.Node | None, stage: int) -> M.Node:
         """One named detection (or a nested element of one) into a tree."""
         if isinstance(defn, dict):
             if not defn:
                 return self.opaque("{}", "empty detection", stage, self.block.span(node),
                                    "error", "empty-detection")
             pairs = mapping_pairs(node)
-            items: list[Node] = []
+            items: list[M.Node] = []
             for key, val in defn.items():
                 kn, vn = pairs.get(key) or pairs.get(str(key)) or (None, None)
                 items.append(self.item(key, val, kn, vn, stage))
@@ -237,7 +221,7 @@ class Lowerer:
                            stage, self.block.span(node), "error", "bad-detection")
 
     def item(self, key: Any, val: Any, knode: yaml.Node | None, vnode: yaml.Node | None,
-             stage: int) -> Node:
+             stage: int) -> M.Node:
         """One ``Field|mods: values`` (or field-less keyword) item into predicates."""
         text = compact_text(self.block, None if key is None else str(key), vnode, val)
         span = self.block.span(knode or vnode, vnode)
@@ -271,9 +255,9 @@ class Lowerer:
         return self.predicates(spec, values, text, span, stage)
 
     def predicates(self, spec: ItemSpec, values: list[SigmaType], text: str,
-                   span: Span | None, stage: int) -> Node:
-        def pred(op: Op, vals: tuple[Value, ...], negated: bool = spec.negated) -> Predicate:
-            return Predicate(
+                   span: M.Span | None, stage: int) -> M.Node:
+        def pred(op: Op, vals: tuple[M.Value, ...], negated: bool = spec.negated) -> M.Predicate:
+            return M.Predicate(
                 spec.field, op, vals, negated=negated, match_all=spec.match_all,
                 transforms=tuple(spec.transforms), cased=spec.cased, stage=stage, text=text,
                 span=span,
@@ -296,19 +280,19 @@ class Lowerer:
             return pred(op, tuple(converted))
         # Plain values: literal ones compare with EQ, wildcard ones with WILDCARD; a list mixing
         # both becomes one predicate per operator, linked as the list is (any/all).
-        plain = tuple(v for v in converted if not isinstance(v, Pattern))
-        wild = tuple(v for v in converted if isinstance(v, Pattern))
+        plain = tuple(v for v in converted if not isinstance(v, M.Pattern))
+        wild = tuple(v for v in converted if isinstance(v, M.Pattern))
         if not wild:
             return pred(Op.EQ, plain)
         if not plain:
             return pred(Op.WILDCARD, wild)
-        parts: list[Node] = [pred(Op.EQ, plain), pred(Op.WILDCARD, wild)]
+        parts: list[M.Node] = [pred(Op.EQ, plain), pred(Op.WILDCARD, wild)]
         if spec.negated:  # not(any of a, b) = not a and not b
-            return And(tuple(parts)) if not spec.match_all else Or(tuple(parts))
-        return And(tuple(parts)) if spec.match_all else Or(tuple(parts))
+            return M.And(tuple(parts)) if not spec.match_all else M.Or(tuple(parts))
+        return M.And(tuple(parts)) if spec.match_all else M.Or(tuple(parts))
 
     @staticmethod
-    def value(spec: ItemSpec, v: SigmaType) -> Value:
+    def value(spec: ItemSpec, v: SigmaType) -> M.Value:
         if isinstance(v, SigmaNull):
             return None
         if isinstance(v, SigmaBool):
@@ -317,19 +301,19 @@ class Lowerer:
             return v.number
         if isinstance(v, SigmaString):
             if spec.kind == "regex":
-                return Regex(v.original, frozenset(spec.flags))
+                return M.Regex(v.original, frozenset(spec.flags))
             if spec.kind == "cidr":
                 return v.original
             sv = string_value(v)
             if spec.kind == "fieldref":
-                return FieldRef(sv if isinstance(sv, str) else sv.display())
+                return M.FieldRef(sv if isinstance(sv, str) else sv.display())
             return sv
         return str(v)  # pragma: no cover - pySigma original values are the types above
 
     # ---- condition ------------------------------------------------------------------------
 
-    def condition(self, text: str, trees: dict[str, Node], names: list[str],
-                  span: Span | None, stage: int) -> Node:
+    def condition(self, text: str, trees: dict[str, M.Node], names: list[str],
+                  span: M.Span | None, stage: int) -> M.Node:
         """Parse one condition string with pySigma and inline the detection trees."""
         dets = EmptySigmaDetections(detections=cast(Any, dict.fromkeys(names)), condition=[text])
         parsed = _parse_condition(text, dets)
@@ -338,8 +322,8 @@ class Lowerer:
                                "condition")
         return self.cond_node(parsed, trees, dets, text, span, stage)
 
-    def cond_node(self, c: Any, trees: dict[str, Node], dets: EmptySigmaDetections,
-                  text: str, span: Span | None, stage: int) -> Node:
+    def cond_node(self, c: Any, trees: dict[str, M.Node], dets: EmptySigmaDetections,
+                  text: str, span: M.Span | None, stage: int) -> M.Node:
         if isinstance(c, ConditionIdentifier):
             tree = trees.get(c.identifier)
             if tree is None:
@@ -355,14 +339,14 @@ class Lowerer:
             subs = [self.cond_node(i, trees, dets, text, span, stage) for i in ids]
             return and_of(subs) if c.cond_class is ConditionAND else or_of(subs)
         if isinstance(c, ConditionNOT):
-            return Not(self.cond_node(c.args[0], trees, dets, text, span, stage))
+            return M.Not(self.cond_node(c.args[0], trees, dets, text, span, stage))
         if isinstance(c, (ConditionAND, ConditionOR)):
             subs = []
             for a in c.args:
                 n = self.cond_node(a, trees, dets, text, span, stage)
-                same = And if isinstance(c, ConditionAND) else Or
+                same = M.And if isinstance(c, ConditionAND) else M.Or
                 subs.extend(n.args if isinstance(n, same) else (n,))
-            return And(tuple(subs)) if isinstance(c, ConditionAND) else Or(tuple(subs))
+            return M.And(tuple(subs)) if isinstance(c, ConditionAND) else M.Or(tuple(subs))
         if isinstance(c, ConditionItem):  # pragma: no cover - future pySigma node types
             return self.opaque(text, f"condition node {type(c).__name__}", stage, span,
                                "unsupported", "condition")
@@ -371,12 +355,12 @@ class Lowerer:
 
 
 def detection_stages(lw: Lowerer, data: dict[str, Any], skip: frozenset[str] = RESERVED,
-                     ) -> tuple[list[Stage], dict[str, Node], list[str]]:
+                     ) -> tuple[list[M.Stage], dict[str, M.Node], list[str]]:
     """One FILTER stage per named detection, in document order."""
     block = lw.block
     pairs = mapping_pairs(block.node)
-    stages: list[Stage] = []
-    trees: dict[str, Node] = {}
+    stages: list[M.Stage] = []
+    trees: dict[str, M.Node] = {}
     names: list[str] = []
     for name, defn in data.items():
         if name in skip:
@@ -390,11 +374,11 @@ def detection_stages(lw: Lowerer, data: dict[str, Any], skip: frozenset[str] = R
         tree = lw.detection(defn, vn, idx)
         trees[sname] = tree
         names.append(sname)
-        stages.append(Stage(
+        stages.append(M.Stage(
             index=idx,
             command="filter" if sname.startswith("filter") else "selection",
             text=block.text(kn, vn) or f"{sname}: {defn!r}",
-            kind=StageKind.FILTER,
+            kind=M.StageKind.FILTER,
             condition=tree,
             name=sname,
             span=block.span(kn, vn),
@@ -402,7 +386,7 @@ def detection_stages(lw: Lowerer, data: dict[str, Any], skip: frozenset[str] = R
     return stages, trees, names
 
 
-def condition_texts(lw: Lowerer, data: dict[str, Any]) -> Iterator[tuple[str, Span | None]]:
+def condition_texts(lw: Lowerer, data: dict[str, Any]) -> Iterator[tuple[str, M.Span | None]]:
     """Each condition string with its span (a list of conditions gives several)."""
     pairs = mapping_pairs(lw.block.node)
     kn, vn = pairs.get("condition") or (None, None)

@@ -8,9 +8,9 @@ registered ``spl`` analyzer that turns a rule's search into stages and predicate
 from __future__ import annotations
 
 from ruleatlas.languages import AnalysisContext, register
+from ruleatlas.languages.parsing import ParseError
 from ruleatlas.languages.spl.analyze import analyze_query
 from ruleatlas.languages.spl.display import display_value
-from ruleatlas.languages.spl.errors import ParseError
 from ruleatlas.languages.spl.generator import generate
 from ruleatlas.languages.spl.macros import expand, macro_calls
 from ruleatlas.languages.spl.parser import parse

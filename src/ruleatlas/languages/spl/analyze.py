@@ -12,8 +12,8 @@ from functools import lru_cache
 from typing import Any
 
 from ruleatlas.caching import SPL_DRILLDOWNS, SPL_EXPANDED_STAGES, BoundedCache
+from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.languages.spl.ast import Command
-from ruleatlas.languages.spl.errors import ParseError, span_of
 from ruleatlas.languages.spl.lower import (
     AGGREGATING,
     JoinSpec,

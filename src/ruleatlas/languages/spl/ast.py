@@ -11,9 +11,12 @@ items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`);
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import TypeAlias
+
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import declare_arg_types
 
 # ---- generic items -----------------------------------------------------------------------
 
@@ -234,37 +237,17 @@ NODE_TYPES: tuple[type, ...] = (
 )
 
 
-def _declare_arg_types() -> None:
-    for cls in NODE_TYPES:
-        cls.arg_types = {  # type: ignore[attr-defined]
-            f.name: f.default is MISSING and f.default_factory is MISSING
-            for f in fields(cls) if f.compare
-        }
-
-
-_declare_arg_types()
+declare_arg_types(NODE_TYPES)
 
 
 def children(node: object) -> Iterator[object]:
     """The child nodes of ``node`` (through its ``arg_types``), in order."""
-    for name in getattr(node, "arg_types", ()):
-        v = getattr(node, name)
-        stack = [v]
-        while stack:
-            x = stack.pop(0)
-            if isinstance(x, tuple):
-                stack[:0] = list(x)
-            elif isinstance(x, NODE_TYPES):
-                yield x
+    return parsing.children(node, NODE_TYPES)
 
 
 def walk(node: object) -> Iterator[object]:
     """Every node of a tree, depth first, parents before children."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(reversed(list(children(n))))
+    return parsing.walk(node, NODE_TYPES)
 
 
 def find_all(node: object, *types: type) -> Iterator[object]:

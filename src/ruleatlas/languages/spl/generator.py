@@ -11,34 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ruleatlas.languages.spl.ast import (
-    Command,
-    EBin,
-    ECall,
-    EField,
-    EMacro,
-    ENode,
-    ENum,
-    EOpaque,
-    EStr,
-    EUnary,
-    Item,
-    Macro,
-    Pipeline,
-    SAnd,
-    SCompare,
-    SIn,
-    SMacro,
-    SNode,
-    SNot,
-    SOr,
-    SSub,
-    STerm,
-    Str,
-    Sub,
-    Sym,
-    Word,
-)
+from ruleatlas.languages.spl import ast as S
 from ruleatlas.languages.spl.tokens import escape
 
 _EVAL_IDENT = re.compile(r"^[A-Za-z_@$:{}\\][\w@$:{}\\.\-]*(?<![.\-])$")
@@ -46,13 +19,13 @@ _KEYWORDS = {"AND", "OR", "NOT", "XOR", "LIKE", "IN", "BY", "AS"}
 _SEARCH_OPERATORS = {"AND", "OR", "NOT"}
 
 
-def generate(p: Pipeline) -> str:
+def generate(p: S.Pipeline) -> str:
     parts = [command(c) for c in p.commands]
     text = " | ".join(parts)
     return f"| {text}" if p.leading_pipe else text
 
 
-def command(c: Command) -> str:
+def command(c: S.Command) -> str:
     if c.name == "search":
         body = search(c.search) if c.search is not None else ""
         return f"search {body}".rstrip() if c.explicit else body
@@ -69,33 +42,35 @@ def command(c: Command) -> str:
     return " ".join(x for x in (c.name, items(c.items)) if x)
 
 
-def item(i: Item) -> str:
-    if isinstance(i, Word):
-        return i.raw
-    if isinstance(i, Str):
-        return f'"{escape(i.value)}"'
-    if isinstance(i, Sym):
-        return i.text
-    if isinstance(i, Macro):
-        return f"`{i.body}`"
-    if isinstance(i, Sub):
-        return f"[ {generate(i.pipeline)} ]"
-    raise TypeError(i)
+ITEM_GENERATORS: dict[type, Callable[[Any], str]] = {
+    S.Word: lambda i: i.raw,
+    S.Str: lambda i: f'"{escape(i.value)}"',
+    S.Sym: lambda i: i.text,
+    S.Macro: lambda i: f"`{i.body}`",
+    S.Sub: lambda i: f"[ {generate(i.pipeline)} ]",
+}
+
+
+def item(i: S.Item) -> str:
+    fn = ITEM_GENERATORS.get(type(i))
+    if fn is None:
+        raise TypeError(i)
+    return fn(i)
 
 
 _TIGHT = frozenset({"=", "!=", "==", "<", "<=", ">", ">="})
 
 
-def items(its: tuple[Item, ...]) -> str:
+def items(its: tuple[S.Item, ...]) -> str:
     """Items with spaces only where tokens would otherwise merge: ``key=value``, ``f(x, y)``."""
     out: list[str] = []
-    prev: Item | None = None
+    prev: S.Item | None = None
     for i in its:
         if prev is not None:
             tight = (
-                (isinstance(prev, Sym) and (prev.text in _TIGHT or prev.text == "("))
-                or (isinstance(i, Sym) and (i.text in _TIGHT or i.text in "),"))
-                or (isinstance(i, Sym) and i.text == "(" and isinstance(prev, Word))
+                (isinstance(prev, S.Sym) and (prev.text in _TIGHT or prev.text == "("))
+                or (isinstance(i, S.Sym) and (i.text in _TIGHT or i.text in "),"))
+                or (isinstance(i, S.Sym) and i.text == "(" and isinstance(prev, S.Word))
             )
             if not tight:
                 out.append(" ")
@@ -104,7 +79,7 @@ def items(its: tuple[Item, ...]) -> str:
     return "".join(out)
 
 
-def value(v: Word | Str) -> str:
+def value(v: S.Word | S.Str) -> str:
     return item(v)
 
 
@@ -127,76 +102,79 @@ def search_field(name: str) -> str:
 SEARCH_GENERATORS: dict[type, Callable[[Any], str]] = {}
 
 
-def search(n: SNode) -> str:
+def search(n: S.SNode) -> str:
     return SEARCH_GENERATORS[type(n)](n)
 
 
-def _and(n: SAnd) -> str:
-    parts = [f"({search(a)})" if isinstance(a, SAnd) else search(a) for a in n.args]
+def _and(n: S.SAnd) -> str:
+    parts = [f"({search(a)})" if isinstance(a, S.SAnd) else search(a) for a in n.args]
     for k, a in enumerate(n.args[:-1]):  # a bare IN term before "(" would read as `f IN (...)`
-        if isinstance(a, STerm) and not a.func and isinstance(a.value, Word) \
+        if isinstance(a, S.STerm) and not a.func and isinstance(a.value, S.Word) \
                 and a.value.raw.upper() == "IN" and parts[k + 1].startswith("("):
             parts[k] = f'"{escape(a.value.raw)}"'
     return " ".join(parts)
 
 
-def _or(n: SOr) -> str:
-    return " OR ".join(f"({search(a)})" if isinstance(a, SAnd | SOr) else search(a)
+def _or(n: S.SOr) -> str:
+    return " OR ".join(f"({search(a)})" if isinstance(a, S.SAnd | S.SOr) else search(a)
                        for a in n.args)
 
 
-def _not(n: SNot) -> str:
+def _not(n: S.SNot) -> str:
     inner = search(n.arg)
-    return f"NOT ({inner})" if isinstance(n.arg, SAnd | SOr) else f"NOT {inner}"
+    return f"NOT ({inner})" if isinstance(n.arg, S.SAnd | S.SOr) else f"NOT {inner}"
 
 
-def _compare(n: SCompare) -> str:
+def _compare(n: S.SCompare) -> str:
     return f"{search_field(n.field)}{n.op}{value(n.value)}"
 
 
-def _in(n: SIn) -> str:
+def _in(n: S.SIn) -> str:
     return f"{search_field(n.field)} IN ({', '.join(value(v) for v in n.values)})"
 
 
-def _term(n: STerm) -> str:
+def _term(n: S.STerm) -> str:
     v = value(n.value)
     if n.func:
         return f"{n.func}({v})"
-    if isinstance(n.value, Word) and n.value.raw in _SEARCH_OPERATORS:
+    if isinstance(n.value, S.Word) and n.value.raw in _SEARCH_OPERATORS:
         return f'"{escape(n.value.raw)}"'  # search operators are case-sensitive
     return v
 
 
 SEARCH_GENERATORS.update({
-    SAnd: _and,
-    SOr: _or,
-    SNot: _not,
-    SCompare: _compare,
-    SIn: _in,
-    STerm: _term,
-    SMacro: lambda n: f"`{n.macro.body}`",
-    SSub: lambda n: item(n.sub),
+    S.SAnd: _and,
+    S.SOr: _or,
+    S.SNot: _not,
+    S.SCompare: _compare,
+    S.SIn: _in,
+    S.STerm: _term,
+    S.SMacro: lambda n: f"`{n.macro.body}`",
+    S.SSub: lambda n: item(n.sub),
 })
 
 
-def expr(e: ENode) -> str:
-    if isinstance(e, EField):
-        if _TEMPLATE.fullmatch(e.name) or (
-                _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
-            return e.name
-        return "'" + e.name.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(e, EStr):
-        return f'"{escape(e.value)}"'
-    if isinstance(e, ENum):
-        return e.text
-    if isinstance(e, ECall):
-        return f"{e.name}({', '.join(expr(a) for a in e.args)})"
-    if isinstance(e, EBin):
-        return f"({expr(e.left)} {e.op} {expr(e.right)})"
-    if isinstance(e, EUnary):
-        return f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})"
-    if isinstance(e, EMacro):
-        return f"`{e.macro.body}`"
-    if isinstance(e, EOpaque):
-        return e.text
-    raise TypeError(e)
+def expr(e: S.ENode) -> str:
+    fn = EXPR_GENERATORS.get(type(e))
+    if fn is None:
+        raise TypeError(e)
+    return fn(e)
+
+
+def _efield(e: S.EField) -> str:
+    if _TEMPLATE.fullmatch(e.name) or (
+            _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
+        return e.name
+    return "'" + e.name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+EXPR_GENERATORS: dict[type, Callable[[Any], str]] = {
+    S.EField: _efield,
+    S.EStr: lambda e: f'"{escape(e.value)}"',
+    S.ENum: lambda e: e.text,
+    S.ECall: lambda e: f"{e.name}({', '.join(expr(a) for a in e.args)})",
+    S.EBin: lambda e: f"({expr(e.left)} {e.op} {expr(e.right)})",
+    S.EUnary: lambda e: f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})",
+    S.EMacro: lambda e: f"`{e.macro.body}`",
+    S.EOpaque: lambda e: e.text,
+}

@@ -20,71 +20,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ruleatlas.languages.spl.ast import (
-    Command,
-    EBin,
-    ECall,
-    EField,
-    EMacro,
-    ENode,
-    ENum,
-    EOpaque,
-    EStr,
-    EUnary,
-    Item,
-    Macro,
-    SAnd,
-    SCompare,
-    SIn,
-    SMacro,
-    SNode,
-    SNot,
-    SOr,
-    SSub,
-    STerm,
-    Str,
-    Sub,
-    Sym,
-    Word,
-)
-from ruleatlas.languages.spl.errors import ParseError, span_of
+from ruleatlas import model as M
+from ruleatlas.languages.parsing import ParseError, span_of
+from ruleatlas.languages.spl import ast as S
 from ruleatlas.languages.spl.generator import expr as expr_text
 from ruleatlas.languages.spl.parser import Parser
 from ruleatlas.languages.spl.tokens import unescape
-from ruleatlas.model import (
-    AddTotals,
-    AggFunc,
-    Aggregate,
-    And,
-    Bin,
-    Call,
-    Condition,
-    Const,
-    Eval,
-    FieldRef,
-    Filter,
-    Join,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    OtherCommand,
-    Pattern,
-    Phase,
-    Predicate,
-    Problem,
-    Regex,
-    Rename,
-    Rex,
-    Span,
-    Spath,
-    StageKind,
-    Step,
-    Term,
-    Wild,
-    conjoin,
-)
+from ruleatlas.model import Op
 
 AGGREGATING = frozenset({
     "stats", "tstats", "mstats", "eventstats", "streamstats", "chart", "timechart", "top",
@@ -107,24 +49,22 @@ IPLOCATION_FIELDS = ("City", "Country", "Region", "lat", "lon")
 _REX_GROUP = re.compile(r"\(\?P?<([A-Za-z_][\w]*)>")
 
 
-def search_value(v: Word | Str) -> str | Pattern:
+def search_value(v: S.Word | S.Str) -> str | M.Pattern:
     """A search-syntax value with escapes resolved; ``*`` makes it a :class:`Pattern`."""
-    s = v.value if isinstance(v, Str) else unescape(v.raw)
+    s = v.value if isinstance(v, S.Str) else unescape(v.raw)
     if "*" not in s:
         return s
-    parts: list[str | Wild] = []
+    parts: list[str | M.Wild] = []
     for i, chunk in enumerate(s.split("*")):
         if i:
-            parts.append(Wild.ANY)
+            parts.append(M.Wild.ANY)
         parts.append(chunk)
-    return Pattern(tuple(parts))
+    return M.Pattern(tuple(parts))
 
 
-def like_pattern(s: str) -> Pattern:
-    parts: list[str | Wild] = []
-    for ch in s:
-        parts.append(Wild.ANY if ch == "%" else Wild.ONE if ch == "_" else ch)
-    return Pattern(tuple(parts))
+def like_pattern(s: str) -> M.Pattern:
+    """An SPL ``like`` pattern: ``%`` any run, ``_`` one character."""
+    return M.Pattern.from_wildcards(s, "%", "_")
 
 
 @dataclass
@@ -132,16 +72,16 @@ class _Ctx:
     """State while lowering one search: where we are and what we learnt so far."""
 
     stage: int = 0
-    phase: Phase = Phase.EVENT
+    phase: M.Phase = M.Phase.EVENT
     datamodel: str | None = None  # "Endpoint" (the datamodel of the last tstats/from)
     nodename: str | None = None
     source: str = ""  # the text the current stage was parsed from (offsets refer to it)
     cmd_text: str = ""  # the current command's own text
-    span: Span | None = None
+    span: M.Span | None = None
     computed: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)
     datamodels: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[M.Problem] = field(default_factory=list)
     query: str = ""  # the whole search as written (spans refer to it)
     tstats: list[dict[str, Any]] = field(default_factory=list)
 
@@ -153,7 +93,7 @@ class _Ctx:
     def text(self, start: int, end: int) -> str:
         return self.source[start:end]
 
-    def span_for(self, start: int, end: int) -> Span | None:
+    def span_for(self, start: int, end: int) -> M.Span | None:
         """The span of ``source[start:end]`` in the query: exact when the stage was parsed from
         the query itself, else where that text occurs in the stage as written (a term next to
         a macro), else the stage's span (a term the macro brought in)."""
@@ -169,132 +109,122 @@ class _Ctx:
 # ---- search syntax ------------------------------------------------------------------------
 
 
-def lower_search(n: SNode, ctx: _Ctx) -> Node | None:
-    if isinstance(n, SAnd):
-        return conjoin([lower_search(a, ctx) for a in n.args]) or Const(True)
-    if isinstance(n, SOr):
+def lower_search(n: S.SNode, ctx: _Ctx) -> M.Node | None:
+    if isinstance(n, S.SAnd):
+        return M.conjoin([lower_search(a, ctx) for a in n.args]) or M.Const(True)
+    if isinstance(n, S.SOr):
         args = [lower_search(a, ctx) for a in n.args]
-        if any(a is None or a == Const(True) for a in args):
-            return Const(True)
-        return Or(tuple(a for a in args if a is not None))
-    if isinstance(n, SNot):
+        if any(a is None or a == M.Const(True) for a in args):
+            return M.Const(True)
+        return M.Or(tuple(a for a in args if a is not None))
+    if isinstance(n, S.SNot):
         inner = lower_search(n.arg, ctx)
-        return Not(inner) if inner is not None else None
-    if isinstance(n, SCompare):
+        return M.Not(inner) if inner is not None else None
+    if isinstance(n, S.SCompare):
         return _compare(n, ctx)
-    if isinstance(n, SIn):
-        return Predicate(n.field, Op.IN, tuple(search_value(v) for v in n.values),
+    if isinstance(n, S.SIn):
+        return M.Predicate(n.field, Op.IN, tuple(search_value(v) for v in n.values),
                          datamodel=ctx.dm_for(n.field), phase=ctx.phase, stage=ctx.stage,
                          text=ctx.text(n.start, n.end), span=ctx.span_for(n.start, n.end))
-    if isinstance(n, STerm):
+    if isinstance(n, S.STerm):
         val = search_value(n.value)
-        if val == Pattern((Wild.ANY,)):
-            return Const(True)
-        return Predicate(None, Op.KEYWORD, (val,), cased=n.func == "CASE", phase=ctx.phase,
+        if val == M.Pattern((M.Wild.ANY,)):
+            return M.Const(True)
+        return M.Predicate(None, Op.KEYWORD, (val,), cased=n.func == "CASE", phase=ctx.phase,
                          stage=ctx.stage, text=ctx.text(n.start, n.end),
                          span=ctx.span_for(n.start, n.end))
-    if isinstance(n, SMacro):
-        return Opaque(f"`{n.macro.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
-    if isinstance(n, SSub):
-        return Opaque(ctx.text(n.sub.start, n.sub.end),
+    if isinstance(n, S.SMacro):
+        return M.Opaque(f"`{n.macro.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
+    if isinstance(n, S.SSub):
+        return M.Opaque(ctx.text(n.sub.start, n.sub.end),
                       "subsearch: the filter depends on the results of another search",
                       stage=ctx.stage, span=ctx.span)
     raise TypeError(n)
 
 
-def _compare(n: SCompare, ctx: _Ctx) -> Node | None:
+def _compare(n: S.SCompare, ctx: _Ctx) -> M.Node | None:
     fld = n.field
     low = fld.lower()
     if low in TIME_MODIFIERS:
         return None  # a time range, not a filter on event content
     if low == "nodename" and ctx.datamodel:
-        ctx.nodename = unescape(n.value.raw) if isinstance(n.value, Word) else n.value.value
+        ctx.nodename = unescape(n.value.raw) if isinstance(n.value, S.Word) else n.value.value
         return None
     val = search_value(n.value)
     cased = False
-    if isinstance(n.value, Word):  # f=CASE(v) / f=TERM(v): the value inside, CASE is cased
+    if isinstance(n.value, S.Word):  # f=CASE(v) / f=TERM(v): the value inside, CASE is cased
         raw = n.value.raw
         head = raw[:5].upper()
         if head in ("CASE(", "TERM(") and raw.endswith(")") and len(raw) > 6:
-            val = search_value(Word(raw[5:-1]))
+            val = search_value(S.Word(raw[5:-1]))
             cased = head == "CASE("
     op = CMP_OPS[n.op]
     text = ctx.text(n.start, n.end)
     common: dict[str, Any] = dict(datamodel=ctx.dm_for(fld), phase=ctx.phase, stage=ctx.stage,
                                   text=text, span=ctx.span_for(n.start, n.end), cased=cased)
-    star = Pattern((Wild.ANY,))
+    star = M.Pattern((M.Wild.ANY,))
     if op is Op.EQ:
         if val == star:
-            return Predicate(fld, Op.EXISTS, (), **common)
-        if isinstance(val, Pattern):
-            return Predicate(fld, Op.WILDCARD, (val,), **common)
-        return Predicate(fld, Op.EQ, (val,), **common)
+            return M.Predicate(fld, Op.EXISTS, (), **common)
+        if isinstance(val, M.Pattern):
+            return M.Predicate(fld, Op.WILDCARD, (val,), **common)
+        return M.Predicate(fld, Op.EQ, (val,), **common)
     if op is Op.NE and val == star:
-        return Predicate(fld, Op.EXISTS, (), negated=True, **common)
-    if isinstance(val, Pattern) and op is not Op.NE:
+        return M.Predicate(fld, Op.EXISTS, (), negated=True, **common)
+    if isinstance(val, M.Pattern) and op is not Op.NE:
         val = val.display()
-    return Predicate(fld, op, (val,), **common)
+    return M.Predicate(fld, op, (val,), **common)
 
 
 # ---- eval syntax --------------------------------------------------------------------------
 
 
-def term(e: ENode) -> Term:
-    if isinstance(e, EField):
-        return FieldRef(e.name)
-    if isinstance(e, EStr):
+def term(e: S.ENode) -> M.Term:
+    if isinstance(e, S.EField):
+        return M.FieldRef(e.name)
+    if isinstance(e, S.EStr):
         return e.value
-    if isinstance(e, ENum):
+    if isinstance(e, S.ENum):
         try:
             return int(e.text)
         except ValueError:
             return float(e.text)
-    if isinstance(e, ECall):
-        return Call(e.name, tuple(term(a) for a in e.args))
-    if isinstance(e, EBin):
-        return Call(e.op, (term(e.left), term(e.right)))
-    if isinstance(e, EUnary):
-        return Call(e.op, (term(e.arg),))
-    if isinstance(e, EMacro):
-        return Call("macro", (e.macro.body,))
-    if isinstance(e, EOpaque):
-        return Call(e.text, ())
+    if isinstance(e, S.ECall):
+        return M.Call(e.name, tuple(term(a) for a in e.args))
+    if isinstance(e, S.EBin):
+        return M.Call(e.op, (term(e.left), term(e.right)))
+    if isinstance(e, S.EUnary):
+        return M.Call(e.op, (term(e.arg),))
+    if isinstance(e, S.EMacro):
+        return M.Call("macro", (e.macro.body,))
+    if isinstance(e, S.EOpaque):
+        return M.Call(e.text, ())
     raise TypeError(e)
 
 
-def term_fields(t: Term, out: list[str]) -> list[str]:
-    if isinstance(t, FieldRef):
-        if t.name not in out:
-            out.append(t.name)
-    elif isinstance(t, Call):
-        for a in t.args:
-            term_fields(a, out)
-    return out
-
-
-def _literal(e: ENode) -> str | None:
-    if isinstance(e, EStr):
+def _literal(e: S.ENode) -> str | None:
+    if isinstance(e, S.EStr):
         return e.value
-    if isinstance(e, ENum):
+    if isinstance(e, S.ENum):
         return e.text
     return None
 
 
-def _field_span(e: ENode, ctx: _Ctx) -> Span | None:
+def _field_span(e: S.ENode, ctx: _Ctx) -> M.Span | None:
     """Where a where-clause part starts in the query: at its first field reference (eval nodes
     keep no other offsets); the stage's span when parsed from a macro's expansion."""
     if ctx.source is not ctx.query or not ctx.query:
         return ctx.span
-    stack: list[ENode] = [e]
+    stack: list[S.ENode] = [e]
     while stack:
         n = stack.pop()
-        if isinstance(n, EField):
+        if isinstance(n, S.EField):
             return span_of(ctx.query, n.start, n.start + len(n.name)) if n.start else ctx.span
-        if isinstance(n, EBin):
+        if isinstance(n, S.EBin):
             stack.extend((n.right, n.left))
-        elif isinstance(n, EUnary):
+        elif isinstance(n, S.EUnary):
             stack.append(n.arg)
-        elif isinstance(n, ECall):
+        elif isinstance(n, S.ECall):
             stack.extend(reversed(n.args))
     return ctx.span
 
@@ -314,79 +244,79 @@ def _unwrap(t: str) -> str:
     return t
 
 
-def lower_eval(e: ENode, ctx: _Ctx, text: str, top: ENode | None = None) -> Node:
+def lower_eval(e: S.ENode, ctx: _Ctx, text: str, top: S.ENode | None = None) -> M.Node:
     """A where/eval boolean expression as predicates where it can, else a Condition.
 
     ``text`` is the whole clause as written; a part of an AND/OR/NOT (``top`` is the whole
     expression) gets its own text, generated from its subtree."""
     top = e if top is None else top
-    if isinstance(e, EBin) and e.op in ("AND", "OR"):
+    if isinstance(e, S.EBin) and e.op in ("AND", "OR"):
         left, right = lower_eval(e.left, ctx, text, top), lower_eval(e.right, ctx, text, top)
-        cls = And if e.op == "AND" else Or
-        args: list[Node] = []
+        cls = M.And if e.op == "AND" else M.Or
+        args: list[M.Node] = []
         for a in (left, right):
             args.extend(a.args if isinstance(a, cls) else (a,))
         return cls(tuple(args))
-    if isinstance(e, EUnary) and e.op == "NOT":
-        return Not(lower_eval(e.arg, ctx, text, top))
+    if isinstance(e, S.EUnary) and e.op == "NOT":
+        return M.Not(lower_eval(e.arg, ctx, text, top))
     if top is not None and e is not top:  # a part of a larger clause: its own text
         text = _unwrap(expr_text(e))
     common: dict[str, Any] = dict(cased=True, phase=ctx.phase, stage=ctx.stage, text=text,
                                   span=_field_span(e, ctx))
-    if isinstance(e, EBin) and e.op in CMP_OPS:
+    if isinstance(e, S.EBin) and e.op in CMP_OPS:
         op = CMP_OPS[e.op]
         lhs, rhs = e.left, e.right
-        if not isinstance(lhs, EField) and isinstance(rhs, EField):
+        if not isinstance(lhs, S.EField) and isinstance(rhs, S.EField):
             lhs, rhs, op = rhs, lhs, FLIP[op]
-        if isinstance(lhs, EField):
+        if isinstance(lhs, S.EField):
             lit = _literal(rhs)
             if lit is not None:
-                return Predicate(lhs.name, op, (lit,), datamodel=ctx.dm_for(lhs.name),
+                return M.Predicate(lhs.name, op, (lit,), datamodel=ctx.dm_for(lhs.name),
                                  **common)
-            if isinstance(rhs, EField) and op in (Op.EQ, Op.NE):
-                return Predicate(lhs.name, op, (FieldRef(rhs.name),),
+            if isinstance(rhs, S.EField) and op in (Op.EQ, Op.NE):
+                return M.Predicate(lhs.name, op, (M.FieldRef(rhs.name),),
                                  datamodel=ctx.dm_for(lhs.name), **common)
-    if isinstance(e, EBin) and e.op == "LIKE" and isinstance(e.left, EField):
+    if isinstance(e, S.EBin) and e.op == "LIKE" and isinstance(e.left, S.EField):
         lit = _literal(e.right)
         if lit is not None:
-            return Predicate(e.left.name, Op.WILDCARD, (like_pattern(lit),),
+            return M.Predicate(e.left.name, Op.WILDCARD, (like_pattern(lit),),
                              datamodel=ctx.dm_for(e.left.name), **common)
-    if isinstance(e, ECall):
+    if isinstance(e, S.ECall):
         node = _lower_call(e, ctx, text, common)
         if node is not None:
             return node
     t = term(e)
-    return Condition(t, text, tuple(term_fields(t, [])), phase=ctx.phase, stage=ctx.stage,
+    return M.Condition(t, text, M.term_fields(t), phase=ctx.phase, stage=ctx.stage,
                      span=common["span"])
 
 
-def _lower_call(e: ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> Node | None:
+def _lower_call(e: S.ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> M.Node | None:
     a = e.args
-    f = a[0].name if a and isinstance(a[0], EField) else None
+    f = a[0].name if a and isinstance(a[0], S.EField) else None
     dm = ctx.dm_for(f)
     if e.name == "like" and f and len(a) == 2 and _literal(a[1]) is not None:
-        return Predicate(f, Op.WILDCARD, (like_pattern(_literal(a[1]) or ""),), datamodel=dm,
+        return M.Predicate(f, Op.WILDCARD, (like_pattern(_literal(a[1]) or ""),), datamodel=dm,
                          **common)
     if e.name == "match" and f and len(a) == 2 and _literal(a[1]) is not None:
-        return Predicate(f, Op.REGEX, (Regex(_literal(a[1]) or ""),), datamodel=dm, **common)
+        return M.Predicate(f, Op.REGEX, (M.Regex(_literal(a[1]) or ""),), datamodel=dm, **common)
     if e.name in ("isnull", "isnotnull") and f and len(a) == 1:
-        return Predicate(f, Op.EXISTS, (), negated=e.name == "isnull", datamodel=dm, **common)
-    if e.name == "cidrmatch" and len(a) == 2 and isinstance(a[1], EField):
+        return M.Predicate(f, Op.EXISTS, (), negated=e.name == "isnull", datamodel=dm, **common)
+    if e.name == "cidrmatch" and len(a) == 2 and isinstance(a[1], S.EField):
         lit = _literal(a[0])
         if lit is not None:
-            return Predicate(a[1].name, Op.CIDR, (lit,), datamodel=ctx.dm_for(a[1].name),
+            return M.Predicate(a[1].name, Op.CIDR, (lit,), datamodel=ctx.dm_for(a[1].name),
                              **common)
     if e.name == "in" and f and len(a) >= 2 and all(_literal(x) is not None for x in a[1:]):
-        return Predicate(f, Op.IN, tuple(_literal(x) or "" for x in a[1:]), datamodel=dm,
+        return M.Predicate(f, Op.IN, tuple(_literal(x) or "" for x in a[1:]), datamodel=dm,
                          **common)
-    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], EStr):
+    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], S.EStr):
         try:
             p = Parser(a[0].value)
             node = p.search_expr(p.search_tokens(a[0].value, 0))
         except ParseError:
             return None
         if node is None:
-            return Const(True)
+            return M.Const(True)
         sub = _Ctx(ctx.stage, ctx.phase, ctx.datamodel, source=a[0].value, span=ctx.span)
         return lower_search(node, sub)
     return None
@@ -395,29 +325,29 @@ def _lower_call(e: ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> Node 
 # ---- commands -----------------------------------------------------------------------------
 
 
-def _words(items: tuple[Item, ...]) -> list[str]:
-    return [i.raw if isinstance(i, Word) else i.value if isinstance(i, Str) else
-            i.text if isinstance(i, Sym) else "" for i in items]
+def _words(items: tuple[S.Item, ...]) -> list[str]:
+    return [i.raw if isinstance(i, S.Word) else i.value if isinstance(i, S.Str) else
+            i.text if isinstance(i, S.Sym) else "" for i in items]
 
 
-def by_fields(items: tuple[Item, ...]) -> tuple[str, ...]:
+def by_fields(items: tuple[S.Item, ...]) -> tuple[str, ...]:
     """Fields after ``by`` (``k=v`` options such as ``span=1h`` skipped)."""
     out: list[str] = []
     seen_by = False
     i = 0
     while i < len(items):
         it = items[i]
-        if isinstance(it, Word) and it.raw.lower() in ("by", "groupby") and not seen_by:
+        if isinstance(it, S.Word) and it.raw.lower() in ("by", "groupby") and not seen_by:
             seen_by = True
             i += 1
             continue
         if seen_by:
             nxt = items[i + 1] if i + 1 < len(items) else None
-            if isinstance(nxt, Sym) and nxt.text == "=":
+            if isinstance(nxt, S.Sym) and nxt.text == "=":
                 i += 3
                 continue
-            if isinstance(it, Word | Str):
-                name = it.raw if isinstance(it, Word) else it.value
+            if isinstance(it, S.Word | S.Str):
+                name = it.raw if isinstance(it, S.Word) else it.value
                 if name.lower() in ("over", "where", "by"):
                     i += 1
                     continue
@@ -426,9 +356,9 @@ def by_fields(items: tuple[Item, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def rename_pairs(items: tuple[Item, ...]) -> list[tuple[str, str]]:
-    names = [x for x in items if isinstance(x, Word | Str)]
-    vals = [x.raw if isinstance(x, Word) else x.value for x in names]
+def rename_pairs(items: tuple[S.Item, ...]) -> list[tuple[str, str]]:
+    names = [x for x in items if isinstance(x, S.Word | S.Str)]
+    vals = [x.raw if isinstance(x, S.Word) else x.value for x in names]
     pairs = []
     i = 0
     while i + 2 < len(vals):
@@ -463,22 +393,22 @@ TSTATS_OPTIONS = frozenset({
 })
 
 
-def tstats_options(items: tuple[Item, ...]) -> dict[str, str]:
+def tstats_options(items: tuple[S.Item, ...]) -> dict[str, str]:
     """``summariesonly=true`` and the other tstats options (after macro expansion)."""
     out: dict[str, str] = {}
     for i in range(len(items) - 2):
         k, eq, v = items[i], items[i + 1], items[i + 2]
-        if isinstance(k, Word) and eq == Sym("=") and k.raw.lower() in TSTATS_OPTIONS:
-            if isinstance(v, Word):
+        if isinstance(k, S.Word) and eq == S.Sym("=") and k.raw.lower() in TSTATS_OPTIONS:
+            if isinstance(v, S.Word):
                 out[k.raw.lower()] = unescape(v.raw)
-            elif isinstance(v, Str):
+            elif isinstance(v, S.Str):
                 out[k.raw.lower()] = v.value
-            elif isinstance(v, Macro):
+            elif isinstance(v, S.Macro):
                 out[k.raw.lower()] = f"`{v.body}`"
     return out
 
 
-def datamodel_of(items: tuple[Item, ...]) -> str | None:
+def datamodel_of(items: tuple[S.Item, ...]) -> str | None:
     vals = _words(items)
     for i, v in enumerate(vals):
         if v.lower() == "datamodel":
@@ -491,14 +421,15 @@ def datamodel_of(items: tuple[Item, ...]) -> str | None:
     return None
 
 
-def computed_by(cmd: Command) -> list[str]:
+def computed_by(cmd: S.Command) -> list[str]:
     """Fields a command creates (eval, rex, lookup outputs, iplocation, spath, stats as)."""
     name = cmd.name
     if name == "eval":
         return [f for f, _ in cmd.assignments]
     vals = _words(cmd.items)
     if name == "rex":
-        return [m for it in cmd.items if isinstance(it, Str) for m in _REX_GROUP.findall(it.value)]
+        return [m for it in cmd.items if isinstance(it, S.Str)
+                for m in _REX_GROUP.findall(it.value)]
     if name == "lookup":
         out: list[str] = []
         mode = False
@@ -529,7 +460,7 @@ def computed_by(cmd: Command) -> list[str]:
     return []
 
 
-def agg_outputs(items: tuple[Item, ...]) -> list[str]:
+def agg_outputs(items: tuple[S.Item, ...]) -> list[str]:
     """The columns an aggregation creates: each function's ``as`` alias, else its own text
     (``count``, ``dc(user)``); options (``k=v``), ``from``/``where`` clauses and the ``by``
     list are skipped."""
@@ -537,35 +468,35 @@ def agg_outputs(items: tuple[Item, ...]) -> list[str]:
     i, n = 0, len(items)
     while i < n:
         it = items[i]
-        if not isinstance(it, Word):
+        if not isinstance(it, S.Word):
             i += 1
             continue
         low = it.raw.lower()
         if low in ("by", "where", "from"):
             break
-        if i + 1 < n and items[i + 1] == Sym("="):
+        if i + 1 < n and items[i + 1] == S.Sym("="):
             i += 3
             continue
         text, j = it.raw, i + 1
-        if j < n and items[j] == Sym("("):
+        if j < n and items[j] == S.Sym("("):
             depth, parts = 0, []
             while j < n:
                 t = items[j]
-                if t == Sym("("):
+                if t == S.Sym("("):
                     depth += 1
-                elif t == Sym(")"):
+                elif t == S.Sym(")"):
                     depth -= 1
-                parts.append(t.raw if isinstance(t, Word) else t.value if isinstance(t, Str)
-                             else t.text if isinstance(t, Sym) else "")
+                parts.append(t.raw if isinstance(t, S.Word) else t.value if isinstance(t, S.Str)
+                             else t.text if isinstance(t, S.Sym) else "")
                 j += 1
                 if depth == 0:
                     break
             text += "".join(parts)
         nxt = items[j] if j < n else None
-        if j + 1 < n and isinstance(nxt, Word) and nxt.raw.lower() == "as":
+        if j + 1 < n and isinstance(nxt, S.Word) and nxt.raw.lower() == "as":
             alias = items[j + 1]
-            text = alias.raw if isinstance(alias, Word) else alias.value \
-                if isinstance(alias, Str) else text
+            text = alias.raw if isinstance(alias, S.Word) else alias.value \
+                if isinstance(alias, S.Str) else text
             j += 2
         if text.lower() != "as":
             out.append(text)
@@ -573,17 +504,17 @@ def agg_outputs(items: tuple[Item, ...]) -> list[str]:
     return out
 
 
-def options(items: tuple[Item, ...]) -> tuple[dict[str, str], list[Item]]:
+def options(items: tuple[S.Item, ...]) -> tuple[dict[str, str], list[S.Item]]:
     """A command's ``key=value`` options (keys lowered) and its other items, in order."""
     opts: dict[str, str] = {}
-    rest: list[Item] = []
+    rest: list[S.Item] = []
     i = 0
     while i < len(items):
         x = items[i]
-        if isinstance(x, Word) and i + 2 < len(items) and items[i + 1] == Sym("="):
+        if isinstance(x, S.Word) and i + 2 < len(items) and items[i + 1] == S.Sym("="):
             v = items[i + 2]
-            opts[x.raw.lower()] = v.raw if isinstance(v, Word) else v.value \
-                if isinstance(v, Str) else ""
+            opts[x.raw.lower()] = v.raw if isinstance(v, S.Word) else v.value \
+                if isinstance(v, S.Str) else ""
             i += 3
             continue
         rest.append(x)
@@ -591,11 +522,11 @@ def options(items: tuple[Item, ...]) -> tuple[dict[str, str], list[Item]]:
     return opts, rest
 
 
-def _text(x: Item) -> str | None:
-    return x.raw if isinstance(x, Word) else x.value if isinstance(x, Str) else None
+def _text(x: S.Item) -> str | None:
+    return x.raw if isinstance(x, S.Word) else x.value if isinstance(x, S.Str) else None
 
 
-def rex_step(cmd: Command, stage: int) -> Rex:
+def rex_step(cmd: S.Command, stage: int) -> M.Rex:
     """A ``rex`` command's options and pattern: ``field`` (default ``_raw``), ``pattern`` (SPL
     escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
     opts, rest = options(cmd.items)
@@ -604,16 +535,16 @@ def rex_step(cmd: Command, stage: int) -> Rex:
         most = int(most)
     except ValueError:
         pass
-    return Rex(stage, opts.get("field", "_raw"),
-               next((x.value for x in rest if isinstance(x, Str)), None), most, opts.get("mode"))
+    return M.Rex(stage, opts.get("field", "_raw"),
+               next((x.value for x in rest if isinstance(x, S.Str)), None), most, opts.get("mode"))
 
 
-def spath_step(cmd: Command, stage: int) -> Spath:
+def spath_step(cmd: S.Command, stage: int) -> M.Spath:
     """``spath [input=F] [output=O] [path=P | P]`` (input defaults to ``_raw``; no path: every
     field of the JSON or XML document)."""
     opts, rest = options(cmd.items)
     positional = next((t for t in map(_text, rest) if t is not None), None)
-    return Spath(stage, opts.get("input", "_raw"), opts.get("output"),
+    return M.Spath(stage, opts.get("input", "_raw"), opts.get("output"),
                  opts.get("path", positional))
 
 
@@ -623,53 +554,53 @@ class JoinSpec:
     without its subsearch, and the subsearch's offsets in the stage's text (brackets included)
     for the analyzer to analyze it."""
 
-    step: Join
+    step: M.Join
     start: int
     end: int
 
 
-def join_spec(cmd: Command, stage: int) -> JoinSpec | Join:
-    """A ``join``'s fields and options, with the offsets of its subsearch; a :class:`Join`
+def join_spec(cmd: S.Command, stage: int) -> JoinSpec | M.Join:
+    """A ``join``'s fields and options, with the offsets of its subsearch; a :class:`M.Join`
     without subsearch when it has not exactly one."""
-    subs = [x for x in cmd.items if isinstance(x, Sub)]
-    opts, rest = options(tuple(x for x in cmd.items if not isinstance(x, Sub)))
+    subs = [x for x in cmd.items if isinstance(x, S.Sub)]
+    opts, rest = options(tuple(x for x in cmd.items if not isinstance(x, S.Sub)))
     fields = tuple(t for x in rest if (t := _text(x)) is not None and t != ",")
     kind = opts.get("type", "inner").lower()
-    step = Join(stage, fields, "outer" if kind == "left" else kind, opts.get("max", "1"),
+    step = M.Join(stage, fields, "outer" if kind == "left" else kind, opts.get("max", "1"),
                 opts.get("overwrite", "t").lower() not in ("f", "false", "0"))
     return JoinSpec(step, subs[0].start, subs[0].end) if len(subs) == 1 else step
 
 
-def bin_step(cmd: Command, stage: int) -> Bin:
+def bin_step(cmd: S.Command, stage: int) -> M.Bin:
     """``bin span=5m _time`` / ``bucket _time span=1h``: the fields and the span."""
     opts, rest = options(cmd.items)
     span = opts.pop("span", None)
-    return Bin(stage, tuple(t for t in map(_text, rest) if t is not None), span,
+    return M.Bin(stage, tuple(t for t in map(_text, rest) if t is not None), span,
                tuple(opts.items()))
 
 
-def addtotals_step(cmd: Command, stage: int) -> AddTotals:
+def addtotals_step(cmd: S.Command, stage: int) -> M.AddTotals:
     """``addtotals fieldname=Score a, b, c`` (no fields: every numeric field; ``fieldname``
     defaults to ``Total``)."""
     opts, rest = options(cmd.items)
-    return AddTotals(stage, opts.get("fieldname", "Total"),
+    return M.AddTotals(stage, opts.get("fieldname", "Total"),
                      tuple(t for t in map(_text, rest) if t is not None),
                      opts.get("row", "t").lower() not in ("f", "false", "0"))
 
 
-def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> Step | JoinSpec:
+def pipeline_step(cmd: S.Command, condition: M.Node | None, stage: int) -> M.Step | JoinSpec:
     """One command as a typed pipeline step (``model.Step``): a filter (its lowered
     condition), an ``eval`` (assignments as terms), a ``rex``, a ``rename`` (its pairs), an
     ``addtotals``, a ``spath``, a ``join`` (a :class:`JoinSpec`: the analyzer adds the
     subsearch), an aggregation, or any other command with the fields it writes."""
     if condition is not None:
-        return Filter(stage, condition)
+        return M.Filter(stage, condition)
     if cmd.name == "eval" and cmd.assignments:
-        return Eval(stage, tuple((f, term(e)) for f, e in cmd.assignments))
+        return M.Eval(stage, tuple((f, term(e)) for f, e in cmd.assignments))
     if cmd.name == "rex":
         return rex_step(cmd, stage)
     if cmd.name == "rename":
-        return Rename(stage, tuple(rename_pairs(cmd.items)))
+        return M.Rename(stage, tuple(rename_pairs(cmd.items)))
     if cmd.name == "addtotals":
         return addtotals_step(cmd, stage)
     if cmd.name == "spath":
@@ -678,40 +609,40 @@ def pipeline_step(cmd: Command, condition: Node | None, stage: int) -> Step | Jo
         return join_spec(cmd, stage)
     if cmd.name in ("bin", "bucket"):
         return bin_step(cmd, stage)
-    return OtherCommand(stage, cmd.name, tuple(computed_by(cmd)))
+    return M.OtherCommand(stage, cmd.name, tuple(computed_by(cmd)))
 
 
-def _item_text(x: Item) -> str:
-    return x.raw if isinstance(x, Word) else x.value if isinstance(x, Str) else \
-        x.text if isinstance(x, Sym) else ""
+def _item_text(x: S.Item) -> str:
+    return x.raw if isinstance(x, S.Word) else x.value if isinstance(x, S.Str) else \
+        x.text if isinstance(x, S.Sym) else ""
 
 
-def agg_functions(items: tuple[Item, ...]) -> tuple[tuple[AggFunc, ...], str | None]:
+def agg_functions(items: tuple[S.Item, ...]) -> tuple[tuple[M.AggFunc, ...], str | None]:
     """The functions of an aggregation as written (``count``, ``dc(user) as n``), up to its
     ``by``/``where``/``from``; ``k=v`` options skipped. The second value names a form that is
     not read (a nested ``eval(...)``, an item that is no function)."""
-    out: list[AggFunc] = []
+    out: list[M.AggFunc] = []
     i, n = 0, len(items)
     while i < n:
         it = items[i]
-        if it == Sym(","):
+        if it == S.Sym(","):
             i += 1
             continue
-        if not isinstance(it, Word):
+        if not isinstance(it, S.Word):
             return tuple(out), f"cannot read {_item_text(it)!r}"
         if it.raw.lower() in ("by", "where", "from"):
             break
-        if i + 1 < n and items[i + 1] == Sym("="):
+        if i + 1 < n and items[i + 1] == S.Sym("="):
             i += 3
             continue
         arg: str | None = None
         j = i + 1
-        if j < n and items[j] == Sym("("):
+        if j < n and items[j] == S.Sym("("):
             depth, parts = 1, []
             j += 1
             while j < n and depth:
                 t = items[j]
-                depth += 1 if t == Sym("(") else -1 if t == Sym(")") else 0
+                depth += 1 if t == S.Sym("(") else -1 if t == S.Sym(")") else 0
                 if depth > 1:
                     return tuple(out), (f"{it.raw}() with a nested expression (eval(...)) is "
                                         "not supported")
@@ -720,15 +651,15 @@ def agg_functions(items: tuple[Item, ...]) -> tuple[tuple[AggFunc, ...], str | N
                 j += 1
             arg = " ".join(parts)
         alias: str | None = None
-        if j + 1 < n and isinstance(items[j], Word) and _item_text(items[j]).lower() == "as":
+        if j + 1 < n and isinstance(items[j], S.Word) and _item_text(items[j]).lower() == "as":
             alias = _item_text(items[j + 1])
             j += 2
-        out.append(AggFunc(it.raw, arg, alias))
+        out.append(M.AggFunc(it.raw, arg, alias))
         i = j
     return tuple(out), None
 
 
-def by_span(items: tuple[Item, ...]) -> str | None:
+def by_span(items: tuple[S.Item, ...]) -> str | None:
     """``... by _time span=1h`` -> ``1h`` (a ``span`` option after ``by``)."""
     words = [_item_text(x) for x in items]
     low = [w.lower() for w in words]
@@ -741,13 +672,13 @@ def by_span(items: tuple[Item, ...]) -> str | None:
     return None
 
 
-def aggregate_step(cmd: Command, by: tuple[str, ...], stage: int, ctx: _Ctx) -> Aggregate:
+def aggregate_step(cmd: S.Command, by: tuple[str, ...], stage: int, ctx: _Ctx) -> M.Aggregate:
     """An aggregating command as a typed step (functions, ``by``, span; tstats' datamodel,
     nodename and options)."""
     funcs, problem = agg_functions(cmd.items)
     tail = cmd.tail if cmd.search is not None else cmd.items
     tstats = cmd.name in ("tstats", "mstats")
-    return Aggregate(stage, cmd.name, by, funcs, by_span(tail),
+    return M.Aggregate(stage, cmd.name, by, funcs, by_span(tail),
                      datamodel_of(cmd.items) if tstats else None,
                      ctx.nodename if tstats else None,
                      tuple(tstats_options(cmd.items).items()) if tstats else (), problem)
@@ -755,16 +686,16 @@ def aggregate_step(cmd: Command, by: tuple[str, ...], stage: int, ctx: _Ctx) -> 
 
 @dataclass
 class CommandResult:
-    condition: Node | None = None
-    kind: StageKind = StageKind.TRANSFORM
+    condition: M.Node | None = None
+    kind: M.StageKind = M.StageKind.TRANSFORM
     by: tuple[str, ...] = ()
 
 
-def lower_command(cmd: Command, ctx: _Ctx) -> CommandResult:
+def lower_command(cmd: S.Command, ctx: _Ctx) -> CommandResult:
     name = cmd.name
     res = CommandResult()
     if name in GENERATING:
-        res.kind = StageKind.GENERATE
+        res.kind = M.StageKind.GENERATE
     if name == "tstats" or name == "from" or name == "datamodel":
         dm = datamodel_of(cmd.items)
         if dm:
@@ -775,18 +706,18 @@ def lower_command(cmd: Command, ctx: _Ctx) -> CommandResult:
     if name == "search" or (name == "tstats" and cmd.search is not None):
         if cmd.search is not None:
             res.condition = lower_search(cmd.search, ctx)
-            if res.condition == Const(True):
+            if res.condition == M.Const(True):
                 res.condition = None
         if name == "search":
-            res.kind = StageKind.FILTER
+            res.kind = M.StageKind.FILTER
     elif name == "where" and cmd.expr is not None:
         res.condition = lower_eval(cmd.expr, ctx, ctx.cmd_text.strip())
-        res.kind = StageKind.FILTER
+        res.kind = M.StageKind.FILTER
     elif name == "regex":
-        res.kind = StageKind.FILTER
+        res.kind = M.StageKind.FILTER
         res.condition = _regex_command(cmd, ctx)
     if name in AGGREGATING:
-        res.kind = StageKind.AGGREGATE
+        res.kind = M.StageKind.AGGREGATE
         res.by = by_fields(cmd.tail if cmd.search is not None else cmd.items)
     if name in ("tstats", "mstats"):
         ctx.tstats.append({"stage": ctx.stage, "command": name,
@@ -802,15 +733,15 @@ def lower_command(cmd: Command, ctx: _Ctx) -> CommandResult:
     return res
 
 
-def _regex_command(cmd: Command, ctx: _Ctx) -> Node | None:
+def _regex_command(cmd: S.Command, ctx: _Ctx) -> M.Node | None:
     it = cmd.items
     text = ctx.cmd_text.strip()
-    if len(it) == 3 and isinstance(it[0], Word | Str) and isinstance(it[1], Sym) and isinstance(
-            it[2], Str) and it[1].text in ("=", "!="):
-        fld = it[0].raw if isinstance(it[0], Word) else it[0].value
-        return Predicate(fld, Op.REGEX, (Regex(it[2].value),), negated=it[1].text == "!=",
+    if (len(it) == 3 and isinstance(it[0], S.Word | S.Str) and isinstance(it[1], S.Sym)
+            and isinstance(it[2], S.Str) and it[1].text in ("=", "!=")):
+        fld = it[0].raw if isinstance(it[0], S.Word) else it[0].value
+        return M.Predicate(fld, Op.REGEX, (M.Regex(it[2].value),), negated=it[1].text == "!=",
                          phase=ctx.phase, stage=ctx.stage, text=text, span=ctx.span)
-    if len(it) == 1 and isinstance(it[0], Str):
-        return Predicate("_raw", Op.REGEX, (Regex(it[0].value),), phase=ctx.phase,
+    if len(it) == 1 and isinstance(it[0], S.Str):
+        return M.Predicate("_raw", Op.REGEX, (M.Regex(it[0].value),), phase=ctx.phase,
                          stage=ctx.stage, text=text, span=ctx.span)
-    return Opaque(text, "regex command form not understood", stage=ctx.stage, span=ctx.span)
+    return M.Opaque(text, "regex command form not understood", stage=ctx.stage, span=ctx.span)

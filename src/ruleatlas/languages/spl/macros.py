@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ruleatlas.caching import SPL_MACRO_CALLS, BoundedCache
-from ruleatlas.languages.spl.errors import ParseError, span_of
+from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.languages.spl.tokens import T, Tokenizer
 from ruleatlas.model import Macro, Problem
 

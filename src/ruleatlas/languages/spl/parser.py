@@ -15,35 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ruleatlas.languages.spl.ast import (
-    Command,
-    EBin,
-    ECall,
-    EField,
-    EMacro,
-    ENode,
-    ENum,
-    EOpaque,
-    EStr,
-    EUnary,
-    Item,
-    Macro,
-    Pipeline,
-    SAnd,
-    SCompare,
-    SIn,
-    SMacro,
-    SNode,
-    SNot,
-    SOr,
-    SSub,
-    STerm,
-    Str,
-    Sub,
-    Sym,
-    Word,
-)
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.spl import ast as S
 from ruleatlas.languages.spl.tokens import T, Token, Tokenizer
 
 COMPARE_TOKENS = {T.EQ: "=", T.EQEQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
@@ -135,18 +108,18 @@ class Parser:
             raise ParseError("nothing after '|'", text, len(text))
         return leading, out
 
-    def command(self, start: int, end: int, implicit: bool) -> Command:
+    def command(self, start: int, end: int, implicit: bool) -> S.Command:
         """Parse the stage ``text[start:end]`` (after :meth:`split`)."""
         return self._command(start, end, implicit)
 
-    def parse(self) -> Pipeline:
+    def parse(self) -> S.Pipeline:
         text = self.full
         toks = Tokenizer(text).tokenize()
         self._all = toks
         self._index = {t.start: i for i, t in enumerate(toks)}
         bounds = _split_stages(toks, text)
         leading = bool(toks) and toks[0].kind is T.PIPE
-        commands: list[Command] = []
+        commands: list[S.Command] = []
         for n, (a, b, _start) in enumerate(bounds):
             if n == 0 and leading:
                 if a != b:
@@ -155,16 +128,16 @@ class Parser:
             if a == b:
                 if n == 0 and len(bounds) == 1:
                     # an empty search: nothing to filter
-                    return Pipeline((), leading)
+                    return S.Pipeline((), leading)
                 pos = toks[b].start
                 raise ParseError("empty pipeline stage", text, pos)
             implicit = n == 0 and not leading
             commands.append(self._command(toks[a].start, toks[b - 1].end, implicit))
         if leading and not commands:
             raise ParseError("nothing after '|'", text, len(text))
-        return Pipeline(tuple(commands), leading)
+        return S.Pipeline(tuple(commands), leading)
 
-    def _command(self, start: int, end: int, implicit: bool) -> Command:
+    def _command(self, start: int, end: int, implicit: bool) -> S.Command:
         text = self.full[start:end]
         if implicit:
             m = _LEADING_WORD.match(text)
@@ -177,7 +150,7 @@ class Parser:
         head = self.search_tokens(text, start)
         first = head[0]
         if first.kind is T.MACRO and head[1].kind is T.EOF:
-            return Command("macro", (Macro(first.text, first.start, first.end),), start=start,
+            return S.Command("macro", (S.Macro(first.text, first.start, first.end),), start=start,
                            end=end)
         if first.kind is not T.WORD:
             raise ParseError(f"expected a command name, got {first.raw!r}", self.full,
@@ -189,7 +162,7 @@ class Parser:
         return self._with_span(cmd, start, end)
 
     @staticmethod
-    def _with_span(cmd: Command, start: int, end: int) -> Command:
+    def _with_span(cmd: S.Command, start: int, end: int) -> S.Command:
         object.__setattr__(cmd, "start", start)
         object.__setattr__(cmd, "end", end)
         return cmd
@@ -198,8 +171,8 @@ class Parser:
         return ParseError(message, self.full, pos)
 
     # ---- items (generic arguments) ------------------------------------------------------
-    def items(self, toks: list[Token]) -> tuple[Item, ...]:
-        out: list[Item] = []
+    def items(self, toks: list[Token]) -> tuple[S.Item, ...]:
+        out: list[S.Item] = []
         i = 0
         while toks[i].kind is not T.EOF:
             t = toks[i]
@@ -214,14 +187,14 @@ class Parser:
             i += 1
         return tuple(out)
 
-    def item(self, t: Token) -> Item:
+    def item(self, t: Token) -> S.Item:
         if t.kind is T.STRING:
-            return Str(t.text, t.start)
+            return S.Str(t.text, t.start)
         if t.kind is T.MACRO:
-            return Macro(t.text, t.start, t.end)
+            return S.Macro(t.text, t.start, t.end)
         if t.kind in (T.WORD, T.NUMBER, T.QFIELD):
-            return Word(t.raw, t.start)
-        return Sym(t.text)
+            return S.Word(t.raw, t.start)
+        return S.Sym(t.text)
 
     def _match_bracket(self, toks: list[Token], i: int) -> int:
         depth = 0
@@ -235,7 +208,7 @@ class Parser:
                     return j
         raise self.error("unclosed subsearch '['", toks[i].start)
 
-    def subsearch(self, lb: Token, rb: Token) -> Sub:
+    def subsearch(self, lb: Token, rb: Token) -> S.Sub:
         inner = self.full[lb.end : rb.start]
         # parse the inner text on its own, then shift offsets by keeping base info
         sub = Parser(inner, self.base + lb.end, self.depth + 1)
@@ -243,10 +216,10 @@ class Parser:
             pipe = sub.parse()
         except ParseError as e:
             raise self.error(e.description, lb.end + e.pos) from None
-        return Sub(pipe, lb.start, rb.end)
+        return S.Sub(pipe, lb.start, rb.end)
 
     # ---- search expressions ---------------------------------------------------------------
-    def search_expr(self, toks: list[Token]) -> SNode | None:
+    def search_expr(self, toks: list[Token]) -> S.SNode | None:
         p = _SearchParser(self, toks)
         node = p.parse_and()
         if p.peek().kind is not T.EOF:
@@ -312,8 +285,8 @@ class _SearchParser(_Cursor):
 
     STOP = (T.EOF, T.RPAREN)
 
-    def parse_and(self) -> SNode | None:
-        args: list[SNode] = []
+    def parse_and(self) -> S.SNode | None:
+        args: list[S.SNode] = []
         while self.peek().kind not in self.STOP:
             if self.word_is("AND"):
                 if not args:
@@ -323,15 +296,15 @@ class _SearchParser(_Cursor):
                     raise self.p.error("AND without a right operand", self.peek().start)
                 continue
             node = self.parse_or()
-            if isinstance(node, SAnd):
+            if isinstance(node, S.SAnd):
                 args.extend(node.args)
             else:
                 args.append(node)
         if not args:
             return None
-        return args[0] if len(args) == 1 else SAnd(tuple(args))
+        return args[0] if len(args) == 1 else S.SAnd(tuple(args))
 
-    def parse_or(self) -> SNode:
+    def parse_or(self) -> S.SNode:
         if self.word_is("OR"):
             raise self.p.error("OR without a left operand", self.peek().start)
         args = [self.parse_not()]
@@ -340,23 +313,23 @@ class _SearchParser(_Cursor):
             if self.peek().kind in self.STOP or self.word_is("OR", "AND"):
                 raise self.p.error("OR without a right operand", t.start)
             node = self.parse_not()
-            args.extend(node.args if isinstance(node, SOr) else (node,))
+            args.extend(node.args if isinstance(node, S.SOr) else (node,))
         if len(args) == 1:
             return args[0]
-        flat: list[SNode] = []
+        flat: list[S.SNode] = []
         for a in args:
-            flat.extend(a.args if isinstance(a, SOr) else (a,))
-        return SOr(tuple(flat))
+            flat.extend(a.args if isinstance(a, S.SOr) else (a,))
+        return S.SOr(tuple(flat))
 
-    def parse_not(self) -> SNode:
+    def parse_not(self) -> S.SNode:
         if self.word_is("NOT"):
             t = self.advance()
             if self.peek().kind in self.STOP:
                 raise self.p.error("NOT without an operand", t.start)
-            return SNot(self.parse_not())
+            return S.SNot(self.parse_not())
         return self.parse_primary()
 
-    def parse_primary(self) -> SNode:
+    def parse_primary(self) -> S.SNode:
         t = self.peek()
         if t.kind is T.LPAREN:
             self.advance()
@@ -371,10 +344,10 @@ class _SearchParser(_Cursor):
             j = self.p._match_bracket(self.toks, self.i)
             sub = self.p.subsearch(self.toks[self.i], self.toks[j])
             self.i = j + 1
-            return SSub(sub)
+            return S.SSub(sub)
         if t.kind is T.MACRO:
             self.advance()
-            return SMacro(Macro(t.text, t.start, t.end))
+            return S.SMacro(S.Macro(t.text, t.start, t.end))
         if t.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD):
             nxt = self.peek(1)
             if nxt.kind in COMPARE_TOKENS:
@@ -385,12 +358,12 @@ class _SearchParser(_Cursor):
                     raise self.p.error(f"missing value after {t.text}{op.text}", v.start)
                 self.advance()
                 if v.kind is T.STRING:
-                    value: Word | Str = Str(v.text, v.start)
+                    value: S.Word | S.Str = S.Str(v.text, v.start)
                     end = v.end
                 else:
                     end = self.glue(v)
-                    value = Word(self.p.full[v.start:end], v.start)
-                return SCompare(t.text, COMPARE_TOKENS[op.kind], value, t.start, end)
+                    value = S.Word(self.p.full[v.start:end], v.start)
+                return S.SCompare(t.text, COMPARE_TOKENS[op.kind], value, t.start, end)
             if (nxt.kind is T.WORD and nxt.text.upper() == "IN"
                     and self.peek(2).kind is T.LPAREN):
                 return self.parse_in(t)
@@ -398,8 +371,8 @@ class _SearchParser(_Cursor):
                     and nxt.kind is T.LPAREN):
                 return self.parse_func_term(t)
             self.advance()
-            value = Str(t.text, t.start) if t.kind is T.STRING else Word(t.raw, t.start)
-            return STerm(value, None, t.start, t.end)
+            value = S.Str(t.text, t.start) if t.kind is T.STRING else S.Word(t.raw, t.start)
+            return S.STerm(value, None, t.start, t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of search'!r}", t.start)
 
     def glue(self, v: Token) -> int:
@@ -431,11 +404,11 @@ class _SearchParser(_Cursor):
                 continue
             return end
 
-    def parse_in(self, field_tok: Token) -> SNode:
+    def parse_in(self, field_tok: Token) -> S.SNode:
         self.advance()  # field
         self.advance()  # IN
         self.advance()  # (
-        values: list[Word | Str] = []
+        values: list[S.Word | S.Str] = []
         while True:
             v = self.peek()
             if v.kind is T.RPAREN:
@@ -446,13 +419,13 @@ class _SearchParser(_Cursor):
                 continue
             if v.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD, T.MACRO):
                 self.advance()
-                values.append(Str(v.text, v.start) if v.kind is T.STRING else Word(v.raw,
+                values.append(S.Str(v.text, v.start) if v.kind is T.STRING else S.Word(v.raw,
                                                                                    v.start))
                 continue
             raise self.p.error("expected a value or ')' in IN list", v.start)
-        return SIn(field_tok.text, tuple(values), field_tok.start, end)
+        return S.SIn(field_tok.text, tuple(values), field_tok.start, end)
 
-    def parse_func_term(self, t: Token) -> SNode:
+    def parse_func_term(self, t: Token) -> S.SNode:
         self.advance()
         self.advance()  # (
         v = self.peek()
@@ -462,8 +435,8 @@ class _SearchParser(_Cursor):
         if self.peek().kind is not T.RPAREN:
             raise self.p.error(f"missing ')' after {t.text}(", self.peek().start)
         end = self.advance().end
-        value = Str(v.text, v.start) if v.kind is T.STRING else Word(v.raw, v.start)
-        return STerm(value, t.text.upper(), t.start, end)
+        value = S.Str(v.text, v.start) if v.kind is T.STRING else S.Word(v.raw, v.start)
+        return S.STerm(value, t.text.upper(), t.start, end)
 
 
 class _EvalParser(_Cursor):
@@ -471,81 +444,81 @@ class _EvalParser(_Cursor):
 
     STOP = (T.EOF, T.RPAREN, T.COMMA)
 
-    def parse(self) -> ENode:
+    def parse(self) -> S.ENode:
         return self.parse_or()
 
-    def parse_or(self) -> ENode:
+    def parse_or(self) -> S.ENode:
         left = self.parse_and()
         while self.word_is("OR", "XOR", case=False):
             op = self.advance().text.upper()
-            left = EBin(op, left, self.parse_and())
+            left = S.EBin(op, left, self.parse_and())
         return left
 
-    def parse_and(self) -> ENode:
+    def parse_and(self) -> S.ENode:
         left = self.parse_not()
         while self.word_is("AND", case=False):
             self.advance()
-            left = EBin("AND", left, self.parse_not())
+            left = S.EBin("AND", left, self.parse_not())
         return left
 
-    def parse_not(self) -> ENode:
+    def parse_not(self) -> S.ENode:
         if self.word_is("NOT", case=False) and self.peek(1).kind is not T.LPAREN:
             self.advance()
-            return EUnary("NOT", self.parse_not())
+            return S.EUnary("NOT", self.parse_not())
         if self.word_is("NOT", case=False):
             self.advance()
-            return EUnary("NOT", self.parse_not())
+            return S.EUnary("NOT", self.parse_not())
         return self.parse_cmp()
 
-    def parse_cmp(self) -> ENode:
+    def parse_cmp(self) -> S.ENode:
         left = self.parse_add()
         t = self.peek()
         if t.kind in COMPARE_TOKENS:
             self.advance()
-            return EBin(COMPARE_TOKENS[t.kind], left, self.parse_add())
+            return S.EBin(COMPARE_TOKENS[t.kind], left, self.parse_add())
         if self.word_is("LIKE", case=False):
             self.advance()
-            return EBin("LIKE", left, self.parse_add())
+            return S.EBin("LIKE", left, self.parse_add())
         if self.word_is("IN", case=False) and self.peek(1).kind is T.LPAREN:
             self.advance()
             self.advance()
             args = self.parse_args()
-            return ECall("in", (left, *args))
+            return S.ECall("in", (left, *args))
         return left
 
-    def parse_add(self) -> ENode:
+    def parse_add(self) -> S.ENode:
         left = self.parse_mul()
         while self.peek().kind in (T.PLUS, T.MINUS, T.DOT):
             op = self.advance().text
-            left = EBin(op, left, self.parse_mul())
+            left = S.EBin(op, left, self.parse_mul())
         return left
 
-    def parse_mul(self) -> ENode:
+    def parse_mul(self) -> S.ENode:
         left = self.parse_unary()
         while self.peek().kind in (T.STAR, T.SLASH, T.PERCENT):
             op = self.advance().text
-            left = EBin(op, left, self.parse_unary())
+            left = S.EBin(op, left, self.parse_unary())
         return left
 
-    def parse_unary(self) -> ENode:
+    def parse_unary(self) -> S.ENode:
         if self.peek().kind is T.MINUS:
             self.advance()
-            return EUnary("-", self.parse_unary())
+            return S.EUnary("-", self.parse_unary())
         if self.peek().kind is T.PLUS:
             self.advance()
             return self.parse_unary()
         return self.parse_primary()
 
-    def parse_args(self) -> tuple[ENode, ...]:
+    def parse_args(self) -> tuple[S.ENode, ...]:
         """Arguments after '(' up to and including ')'."""
-        args: list[ENode] = []
+        args: list[S.ENode] = []
         if self.peek().kind is T.RPAREN:
             self.advance()
             return ()
         while True:
             if self.peek().kind is T.STAR and self.peek(1).kind in (T.RPAREN, T.COMMA):
                 self.advance()
-                args.append(EOpaque("*"))
+                args.append(S.EOpaque("*"))
             else:
                 args.append(self.parse_or())
             t = self.peek()
@@ -557,7 +530,7 @@ class _EvalParser(_Cursor):
                 return tuple(args)
             raise self.p.error(f"expected ',' or ')' in arguments, got {t.raw!r}", t.start)
 
-    def parse_primary(self) -> ENode:
+    def parse_primary(self) -> S.ENode:
         t = self.peek()
         if t.kind is T.LPAREN:
             self.advance()
@@ -568,42 +541,42 @@ class _EvalParser(_Cursor):
             return node
         if t.kind is T.NUMBER:
             self.advance()
-            return ENum(t.text)
+            return S.ENum(t.text)
         if t.kind is T.STRING:
             self.advance()
-            return EStr(t.text)
+            return S.EStr(t.text)
         if t.kind is T.QFIELD:
             self.advance()
-            return EField(t.text, t.start)
+            return S.EField(t.text, t.start)
         if t.kind is T.MACRO:
             self.advance()
-            return EMacro(Macro(t.text, t.start, t.end))
+            return S.EMacro(S.Macro(t.text, t.start, t.end))
         if t.kind is T.WORD:
             self.advance()
             if self.peek().kind is T.LPAREN and t.text[0].isalpha():
                 self.advance()
-                return ECall(t.text.lower(), self.parse_args())
-            return EField(t.text, t.start)
+                return S.ECall(t.text.lower(), self.parse_args())
+            return S.EField(t.text, t.start)
         raise self.p.error(f"unexpected {t.raw or 'end of expression'!r} in expression", t.start)
 
 
 # ---- command parsers ----------------------------------------------------------------------
 
-CommandParser = Callable[[Parser, str, int, str], Command]
+CommandParser = Callable[[Parser, str, int, str], S.Command]
 
 
-def parse_generic(p: Parser, text: str, offset: int, name: str) -> Command:
+def parse_generic(p: Parser, text: str, offset: int, name: str) -> S.Command:
     """Any command: arguments kept as items (an unknown command never fails)."""
-    return Command(name, p.items(p.search_tokens(text, offset)))
+    return S.Command(name, p.items(p.search_tokens(text, offset)))
 
 
 def parse_search_command(p: Parser, text: str, offset: int, name: str = "search",
-                         explicit: bool = True) -> Command:
+                         explicit: bool = True) -> S.Command:
     toks = p.search_tokens(text, offset)
-    return Command("search", search=p.search_expr(toks), explicit=explicit)
+    return S.Command("search", search=p.search_expr(toks), explicit=explicit)
 
 
-def parse_where(p: Parser, text: str, offset: int, name: str) -> Command:
+def parse_where(p: Parser, text: str, offset: int, name: str) -> S.Command:
     toks = p.eval_tokens(text, offset)
     if toks[0].kind is T.EOF:
         raise p.error("where needs an expression", offset)
@@ -611,13 +584,13 @@ def parse_where(p: Parser, text: str, offset: int, name: str) -> Command:
     expr = ep.parse()
     if ep.peek().kind is not T.EOF:
         raise p.error(f"unexpected {ep.peek().raw!r} in where", ep.peek().start)
-    return Command(name, expr=expr)
+    return S.Command(name, expr=expr)
 
 
-def parse_eval(p: Parser, text: str, offset: int, name: str) -> Command:
+def parse_eval(p: Parser, text: str, offset: int, name: str) -> S.Command:
     toks = p.eval_tokens(text, offset)
     ep = _EvalParser(p, toks)
-    pairs: list[tuple[str, ENode]] = []
+    pairs: list[tuple[str, S.ENode]] = []
     while ep.peek().kind is not T.EOF:
         t = ep.advance()
         if t.kind not in (T.WORD, T.QFIELD, T.STRING):
@@ -632,10 +605,10 @@ def parse_eval(p: Parser, text: str, offset: int, name: str) -> Command:
             raise p.error(f"unexpected {ep.peek().raw!r} in eval", ep.peek().start)
     if not pairs:
         raise p.error("eval needs an assignment", offset)
-    return Command(name, assignments=tuple(pairs))
+    return S.Command(name, assignments=tuple(pairs))
 
 
-def parse_tstats(p: Parser, text: str, offset: int, name: str) -> Command:
+def parse_tstats(p: Parser, text: str, offset: int, name: str) -> S.Command:
     """``tstats [opts] aggs [from datamodel=X.Y] [where <search>] [by ...]``."""
     toks = p.search_tokens(text, offset)
     where_at = by_at = None
@@ -652,12 +625,12 @@ def parse_tstats(p: Parser, text: str, offset: int, name: str) -> Command:
             elif w in ("by", "groupby") and by_at is None and where_at is not None:
                 by_at = i
     if where_at is None:
-        return Command(name, p.items(toks))
+        return S.Command(name, p.items(toks))
     eof = toks[-1]
     head = [*toks[:where_at], eof]
     cond_toks = [*toks[where_at + 1:by_at], eof] if by_at is not None else toks[where_at + 1 :]
     tail = toks[by_at:] if by_at is not None else [eof]
-    return Command(name, p.items(head), search=p.search_expr(cond_toks), tail=p.items(tail))
+    return S.Command(name, p.items(head), search=p.search_expr(cond_toks), tail=p.items(tail))
 
 
 COMMAND_PARSERS: dict[str, CommandParser] = {
@@ -668,6 +641,6 @@ COMMAND_PARSERS: dict[str, CommandParser] = {
 }
 
 
-def parse(text: str) -> Pipeline:
+def parse(text: str) -> S.Pipeline:
     """Parse an SPL query. Raises :class:`ParseError` with a position on bad input."""
     return Parser(text).parse()

@@ -14,10 +14,10 @@ Triple-backtick comments are not macros (contentctl mistook them for macros, spl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import Enum
 
-from ruleatlas.languages.spl.errors import ParseError
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import ParseError
 
 
 class T(Enum):
@@ -48,18 +48,10 @@ class T(Enum):
     EOF = "eof"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One token: kind, text (unescaped value for strings), raw source text and offsets."""
+class Token(parsing.Token[T]):
+    """One SPL token (``text``: the unescaped value of a string, the body of a macro call)."""
 
-    kind: T
-    text: str
-    raw: str
-    start: int
-    end: int
-
-    def __repr__(self) -> str:
-        return f"{self.kind.name}({self.text!r})"
+    __slots__ = ()
 
 
 SINGLE_TOKENS: dict[str, T] = {

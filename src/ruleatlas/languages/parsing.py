@@ -1,0 +1,152 @@
+"""The toolkit the query-language parsers share (SPL, EQL, KQL, ES|QL).
+
+* Locations: :func:`line_col` and :func:`span_of` turn an offset into a 1-based line/column
+  (a bisect over cached line starts, so a query with many predicates stays linear).
+* Errors: :class:`ParseError` (sqlglot's shape: a description, the offset, line/col and a
+  caret line under the offending character).
+* Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum.
+* Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
+  ``ParseError``, never a ``RecursionError``.
+* Syntax trees: :class:`Node` (the offsets every node carries); :func:`declare_arg_types`,
+  :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
+  nodes of a language's ``ast.py``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import MISSING, dataclass, fields
+from dataclasses import field as dc_field
+from enum import Enum
+from functools import lru_cache
+from typing import Generic, TypeVar
+
+from ruleatlas.caching import LINE_STARTS
+from ruleatlas.model import AtlasError, Span
+
+# ---- locations and errors ------------------------------------------------------------------
+
+
+@lru_cache(maxsize=LINE_STARTS)
+def _line_starts(text: str) -> tuple[int, ...]:
+    """Offsets where each line of ``text`` starts (cached: one search gives many spans)."""
+    starts = [0]
+    i = text.find("\n")
+    while i >= 0:
+        starts.append(i + 1)
+        i = text.find("\n", i + 1)
+    return tuple(starts)
+
+
+def line_col(text: str, pos: int) -> tuple[int, int]:
+    """1-based line and column of offset ``pos`` in ``text`` (a bisect, not a count, so a
+    search with many predicates stays linear)."""
+    pos = max(0, min(pos, len(text)))
+    starts = _line_starts(text)
+    line = bisect_right(starts, pos)
+    return line, pos - starts[line - 1] + 1
+
+
+def span_of(text: str, start: int, end: int | None = None) -> Span:
+    line, col = line_col(text, start)
+    return Span(line, col, start, end if end is not None else start)
+
+
+class ParseError(AtlasError):
+    """A query the parser cannot read. ``highlight`` is the line with a caret under ``pos``."""
+
+    def __init__(self, description: str, text: str, pos: int) -> None:
+        self.description = description
+        self.text = text
+        self.pos = pos
+        self.line, self.col = line_col(text, pos)
+        src_line = text.split("\n")[self.line - 1]
+        self.highlight = f"{src_line}\n{' ' * (self.col - 1)}^"
+        super().__init__(description, Span(self.line, self.col, pos, pos))
+
+    def __str__(self) -> str:
+        return f"{self.description} at {self.line}:{self.col}\n{self.highlight}"
+
+
+class DepthGuard:
+    """The nesting counter of a recursive-descent parser: :meth:`enter` on the way into a
+    nested construct (a parenthesis, a ``not``, a call), ``depth -= 1`` on the way out."""
+
+    text: str
+    depth: int
+    max_depth: int = 100
+
+    def enter(self, pos: int) -> None:
+        """One level deeper at offset ``pos``; past ``max_depth`` a located error."""
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise ParseError(f"nested deeper than {self.max_depth} levels", self.text, pos)
+
+
+# ---- tokens ------------------------------------------------------------------------------
+
+K = TypeVar("K", bound=Enum)
+
+
+@dataclass(frozen=True, slots=True)
+class Token(Generic[K]):
+    """One token: its kind (the language's token enum), text (the resolved value for strings and
+    quoted names), raw source text and offsets. A language whose tokens carry more (a spelling
+    flag) subclasses it with ``@dataclass(frozen=True, slots=True, repr=False)``."""
+
+    kind: K
+    text: str
+    raw: str
+    start: int
+    end: int
+
+    def __repr__(self) -> str:
+        return f"{self.kind.name}({self.text!r})"
+
+
+# ---- syntax trees --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """The base of a syntax-tree node: its offsets into the parsed text. They are keyword-only
+    and never compared, so ``parse(generate(tree)) == tree`` holds and two spellings of the same
+    query compare equal."""
+
+    start: int = dc_field(default=0, compare=False, kw_only=True)
+    end: int = dc_field(default=0, compare=False, kw_only=True)
+
+
+
+def declare_arg_types(node_types: tuple[type, ...]) -> None:
+    """Give each node class sqlglot-style ``arg_types`` (argument name -> required), derived
+    from its dataclass fields; fields that do not compare (offsets, spellings) are not
+    arguments."""
+    for cls in node_types:
+        cls.arg_types = {  # type: ignore[attr-defined]
+            f.name: f.default is MISSING and f.default_factory is MISSING
+            for f in fields(cls) if f.compare
+        }
+
+
+def children(node: object, node_types: tuple[type, ...]) -> Iterator[object]:
+    """The child nodes of ``node`` (through its ``arg_types``), in order; a child is an
+    instance of ``node_types``, also inside (nested) tuples."""
+    for name in getattr(node, "arg_types", ()):
+        stack: list[object] = [getattr(node, name)]
+        while stack:
+            x = stack.pop(0)
+            if isinstance(x, tuple):
+                stack[:0] = list(x)
+            elif isinstance(x, node_types):
+                yield x
+
+
+def walk(node: object, node_types: tuple[type, ...]) -> Iterator[object]:
+    """Every node of a tree, depth first, parents before children."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(list(children(n, node_types))))
