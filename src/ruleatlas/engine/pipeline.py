@@ -1,9 +1,10 @@
 """SPL searches that compute a field, then filter on it: ``eval`` and ``rex`` replayed in order.
 
 ``... | rex field=Message "(?<user>\\S+)@" | eval u=lower(user) | search u=admin*`` cannot be one
-predicate tree over the raw event: ``u`` does not exist before the ``eval``. The SPL analyzer
-records such searches' event-phase commands in order (``Analysis.extra["event_pipeline"]``, see
-``languages.spl.lower.pipeline_step``); :func:`plan` splits them into
+predicate tree over the raw event: ``u`` does not exist before the ``eval``. The SPL lowering
+records every command as a typed step (``Analysis.steps``, ``model.Step``, see
+``languages.spl.lower.pipeline_step``); :func:`plan` splits the ones before the first
+aggregation into
 
 * the *head*: every filter that reads no field an earlier ``eval``/``rex`` writes. Filters
   commute with commands that do not write what they read, so the head is the rule's condition
