@@ -165,7 +165,7 @@ class BuildLoop(threading.Thread):
     """``ruleatlas build --full`` into the served catalog, ``count`` times (then stops)."""
 
     def __init__(self, db: Path, repos: list[str], count: int, env: dict[str, str],
-                 nice: int = 0) -> None:
+                 nice: int = 10) -> None:
         super().__init__(daemon=True)
         self.db, self.repos, self.count, self.env, self.nice = db, repos, count, env, nice
         self.done = 0
@@ -175,8 +175,8 @@ class BuildLoop(threading.Thread):
     def run(self) -> None:
         while self.done < self.count and not self.stop.is_set():
             t0 = time.perf_counter()
-            nice = ["nice", "-n", str(self.nice)] if self.nice else []
-            subprocess.run([*nice, *cli("build", "--full", "--db", str(self.db), *self.repos)],
+            subprocess.run(cli("build", "--full", "--nice", str(self.nice), "--db", str(self.db),
+                               *self.repos),
                            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            check=False, timeout=900)
             self.seconds.append(time.perf_counter() - t0)
@@ -277,8 +277,9 @@ def main() -> None:
     ap.add_argument("--builds", type=int, default=2, help="full rebuilds during the rebuild mix "
                     "(0: no rebuild mix)")
     ap.add_argument("--rebuild-timeout", type=float, default=600.0)
-    ap.add_argument("--build-nice", type=int, default=0, help="niceness of the rebuilds (10: "
-                    "the build yields the cores to the server, as docs/web.md advises)")
+    ap.add_argument("--build-nice", type=int, default=10, help="the rebuilds' `build --nice` "
+                    "(10, the default of `ruleatlas build`: the build yields the cores to the "
+                    "server; 0: full priority)")
     ap.add_argument("--workers", type=int, default=0, help="server processes (0: one per core)")
     ap.add_argument("--server", default="auto", help="auto, granian or uvicorn")
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
