@@ -418,6 +418,9 @@ class _Plan:
     forced: bool  # every file is parsed again (asked for, or the pipeline's code changed)
     stored: dict[str, dict[str, writer.StoredFile]]  # root -> path -> what the catalog holds
     file_tasks: list[tuple[str, str]] = field(default_factory=list)  # (root, path) to parse
+    # Unchanged files whose rule lost an id to another file (a duplicate id, or an id another
+    # source holds): their outcome can change only when some other file changes or goes.
+    rivals: list[tuple[_Repo, str]] = field(default_factory=list)
     hash_updates: list[tuple[int, int, str, str]] = field(default_factory=list)
     reanalyze: list[_Repo] = field(default_factory=list)  # side tables changed
     old_digest: dict[str, str] = field(default_factory=dict)  # root -> stored side digest
@@ -453,6 +456,7 @@ def _build(cat: Catalog, resolved: list[tuple[str, Source]], progress: Progress 
     _read_side_tables(cat, plan)
     timings["side_tables"] = time.perf_counter() - t
     _find_gone(cat, plan)
+    _wake_rivals(plan)
     if plan.nothing_to_do():
         timings["total"] = time.perf_counter() - t0
         return BuildSummary(str(cat.path), tuple(_summaries(cat, state)),
@@ -495,17 +499,35 @@ def _scan_files(plan: _Plan) -> None:
         have = plan.stored.get(repo.root, {})
         for rel, size, mtime in repo.files:
             old = have.get(rel)
-            if old is not None and not old.dup:
+            if old is not None:
                 if old.size == size and old.mtime_ns == mtime:
-                    repo.unchanged += 1
+                    _unchanged(plan, repo, rel, old.dup)
                     continue
                 digest = "" if rel in repo.bad_names else _hash_or_empty(Path(repo.root, rel))
                 if digest and digest == old.sha256:
                     plan.hash_updates.append((size, mtime, repo.root, rel))
-                    repo.unchanged += 1
+                    _unchanged(plan, repo, rel, old.dup)
                     continue
             plan.file_tasks.append((repo.root, rel))
             repo.parsed += 1
+
+
+def _unchanged(plan: _Plan, repo: _Repo, rel: str, rival: bool) -> None:
+    repo.unchanged += 1
+    if rival:
+        plan.rivals.append((repo, rel))
+
+
+def _wake_rivals(plan: _Plan) -> None:
+    """Parse the files that lost an id again when anything else changed (its holder may be
+    gone or renamed); with nothing else to do, their stored outcome still holds."""
+    if not plan.rivals or not (plan.file_tasks or any(plan.deleted.values()) or plan.replaced
+                               or plan.reanalyze):
+        return
+    for repo, rel in plan.rivals:
+        plan.file_tasks.append((repo.root, rel))
+        repo.unchanged -= 1
+        repo.parsed += 1
 
 
 def _read_side_tables(cat: Catalog, plan: _Plan) -> None:
