@@ -18,6 +18,7 @@ from ruleatlas.languages.spl.lower import (
     AGGREGATING,
     _Ctx,
     apply_rename,
+    join_spec,
     lower_command,
     pipeline_step,
     rename_pairs,
@@ -67,6 +68,7 @@ class _Search:
     expanded_parts: list[str] = field(default_factory=list)  # the search after expansion
     pipeline: list[dict[str, Any]] = field(default_factory=list)  # event-phase commands
     after_last_agg: list[dict[str, Any]] = field(default_factory=list)  # after the last stats
+    subsearches: list[dict[str, Any]] = field(default_factory=list)  # joins' analyses (JSON)
 
 
 @dataclass
@@ -171,13 +173,18 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
     kinds: list[StageKind] = []
     by: tuple[str, ...] = ()
     stage_phase = ctx.phase
+    carried: tuple[str, ...] = ()
     for c in commands:
         ctx.source = st.source
         ctx.cmd_text = st.source[c.start : c.end]
         if c.name == "rename" and s.group_by:
             s.group_by = apply_rename(s.group_by, rename_pairs(c.items))
         in_event_phase = ctx.phase is Phase.EVENT
+        if not in_event_phase and not carried:
+            carried = tuple(ctx.carried or ())
         res = lower_command(c, ctx)
+        if c.name == "join":
+            _subsearch(s, st, c)
         if c.name in AGGREGATING:
             s.after_last_agg.clear()
         elif in_event_phase:
@@ -197,7 +204,7 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
     return Stage(
         index=st.idx, command=commands[0].name if commands else st.first.text.lower(),
         text=st.text, kind=kind, expanded=st.expanded_text, condition=conjoin(conds),
-        phase=stage_phase, by=by, notes=notes, span=ctx.span,
+        phase=stage_phase, by=by, notes=notes, carried=carried, span=ctx.span,
     )
 
 
@@ -207,9 +214,20 @@ def _result_step(s: _Search, st: _StageText, c: Command, cond: Node | None) -> d
     step = pipeline_step(c, cond, st.idx)
     if "join" in step:
         j = step["join"]
-        sub = analyze_query(st.source[j.pop("start") + 1 : j.pop("end") - 1], s.macros)
-        j["analysis"] = analysis_to_dict(sub)
+        j.pop("start")
+        j.pop("end")
+        j["analysis"] = s.subsearches[-1]["analysis"]
     return step
+
+
+def _subsearch(s: _Search, st: _StageText, c: Command) -> None:
+    """A ``join``'s subsearch analyzed like a search of its own (``model.sub_analyses`` reads
+    them: their predicates are the rule's too)."""
+    j = join_spec(c)
+    if j is not None:
+        sub = analyze_query(st.source[j["start"] + 1 : j["end"] - 1], s.macros)
+        s.subsearches.append({"stage": st.idx, "command": c.name,
+                              "analysis": analysis_to_dict(sub)})
 
 
 def _stage_kind(st: _StageText, commands: tuple[Command, ...],
@@ -250,6 +268,8 @@ def _extra(s: _Search, with_drilldowns: list[Any] | None) -> dict[str, Any]:
     if any(k in st for st in s.after_last_agg
            for k in ("eval", "rex", "rename", "addtotals", "spath", "join")):
         extra["result_pipeline"] = s.after_last_agg
+    if s.subsearches:
+        extra["subsearches"] = s.subsearches
     if with_drilldowns:
         extra["drilldowns"] = [_drilldown(d, s.macros) for d in with_drilldowns
                                if isinstance(d, Mapping)]
