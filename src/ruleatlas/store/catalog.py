@@ -29,7 +29,7 @@ from ruleatlas.store.connection import (
 from ruleatlas.store.resolve import RuleNotFound, resolve_rule
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION = 3  # 3: engine_plans, engine_plans_state (new tables, created by schema.sql)
+SCHEMA_VERSION = 4  # 3: engine_plans, engine_plans_state (new tables); 4: indicators.phase
 WAL_SIZE_LIMIT = 64 << 20  # bytes a writer leaves of the WAL file after a checkpoint reset it
 
 
@@ -41,6 +41,7 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
         ("files", "mtime_ns", "INTEGER NOT NULL DEFAULT -1"),
         ("load_errors", "side", "INTEGER NOT NULL DEFAULT 0"),
     ),
+    4: (("indicators", "phase", "TEXT NOT NULL DEFAULT 'event'"),),
 }
 
 

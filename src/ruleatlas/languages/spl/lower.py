@@ -541,7 +541,8 @@ def agg_calls(items: tuple[S.Item, ...]) -> list[tuple[str, str | None, str]]:
             while j < n and items[j] != S.Sym(")"):
                 j += 1
             j += 1
-        if j + 1 < n and isinstance(items[j], S.Word) and items[j].raw.lower() == "as":
+        nxt = items[j] if j < n else None
+        if j + 1 < n and isinstance(nxt, S.Word) and nxt.raw.lower() == "as":
             j += 2
         out.append((it.raw.lower(), arg, names[k]))
         k += 1
