@@ -538,9 +538,12 @@ def agg_calls(items: tuple[S.Item, ...]) -> list[tuple[str, str | None, str]]:
             inner = items[j + 1 : j + 3]
             if len(inner) == 2 and inner[1] == S.Sym(")") and isinstance(inner[0], S.Word | S.Str):
                 arg = _text(inner[0])
-            while j < n and items[j] != S.Sym(")"):
+            depth = 0
+            while j < n:
+                depth += 1 if items[j] == S.Sym("(") else -1 if items[j] == S.Sym(")") else 0
                 j += 1
-            j += 1
+                if depth == 0:
+                    break
         nxt = items[j] if j < n else None
         if j + 1 < n and isinstance(nxt, S.Word) and nxt.raw.lower() == "as":
             j += 2
@@ -551,14 +554,18 @@ def agg_calls(items: tuple[S.Item, ...]) -> list[tuple[str, str | None, str]]:
 
 
 def _carried(f: str, ctx: _Ctx) -> bool:
+    """Whether ``f`` holds event values here; ``_time`` never does for this purpose: ``by _time
+    span=1h`` buckets it, and a test of it (or of ``min(_time)``) is a time bound."""
+    if f == "_time":
+        return False
     return f not in ctx.computed if ctx.carried is None else f in ctx.carried
 
 
 def carry(cmd: S.Command, by: tuple[str, ...], ctx: _Ctx) -> None:
     """Follow the fields whose values stay as the events had them (``ctx.carried``), before
     ``cmd``'s outputs are recorded as computed: an aggregation keeps its carried ``by`` fields
-    and the outputs of :data:`CARRYING_FUNCTIONS` over carried fields; ``rename`` renames them;
-    a command that writes a field drops it."""
+    and the outputs of :data:`CARRYING_FUNCTIONS` over carried fields (never ``_time``);
+    ``rename`` renames them; a command that writes a field drops it."""
     name = cmd.name
     if name in AGGREGATING and name not in ADDING_AGGREGATIONS:
         keep = [f for f in by if _carried(f, ctx)]
