@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# The main job: install Rule Atlas, build the catalog from the Sigma and Splunk corpora, run
-# each rule's test, serve it.
-#   bash scripts/serve.sh [SIGMA_DIR] [SPLUNK_DIR]    (defaults: ../shared/corpus/...)
+# The main job: install Rule Atlas, build the catalog from the Sigma, Splunk and Elastic corpora,
+# run each rule's test, serve it.
+#   bash scripts/serve.sh [SIGMA_DIR] [SPLUNK_DIR] [ELASTIC_DIR]    (defaults: ../shared/corpus/...)
 # Environment: RULEATLAS_DB (default ./ruleatlas.db), HOST (127.0.0.1), PORT (8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 SIGMA=${1:-../shared/corpus/sigma}
 SPLUNK=${2:-../shared/corpus/security_content}
+ELASTIC=${3:-../shared/corpus/elastic}
 DB=${RULEATLAS_DB:-ruleatlas.db}
-# Exit code 1: some rule files are load errors (the Sigma corpus has a few): go on.
+# Exit code 1: some rule files are load errors (the Sigma and Elastic corpora have a few): go on.
 # 2: nothing could be read: stop.
 rc=0
-.venv/bin/ruleatlas build --db "$DB" "$SIGMA" "$SPLUNK" || rc=$?
+.venv/bin/ruleatlas build --db "$DB" "$SIGMA" "$SPLUNK" "$ELASTIC" || rc=$?
 if [ "$rc" -ge 2 ]; then
   echo "error: the build could not read the rule repositories (exit code $rc)" >&2
   exit "$rc"

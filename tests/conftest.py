@@ -26,13 +26,14 @@ def corpus() -> Path:
 
 @pytest.fixture(scope="session")
 def corpus_db(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole corpus (Sigma + security_content) built once per session by the real
-    pipeline (``ruleatlas.build.build``) into a temporary catalog file; returns its path.
-    Open it read-only (``store.Catalog.open(path, readonly=True)``): other tests share it."""
+    """The whole corpus (Sigma + security_content + Elastic detection-rules) built once per
+    session by the real pipeline (``ruleatlas.build.build``) into a temporary catalog file;
+    returns its path. Open it read-only (``store.Catalog.open(path, readonly=True)``): other
+    tests share it."""
     from ruleatlas.build import build
 
     db = tmp_path_factory.mktemp("corpus_db") / "catalog.db"
-    build([SIGMA, SPLUNK], db)
+    build([SIGMA, SPLUNK, ELASTIC], db)
     return db
 
 

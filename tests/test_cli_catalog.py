@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from conftest import EXAMPLE_ID
 from ruleatlas.cli import app
 from test_build import ID_A, ID_B, make_sigma, make_splunk
+from test_build_clash import make_elastic
 
 runner = CliRunner()
 
@@ -123,12 +124,16 @@ def test_sync_clones_then_pulls_local_repositories(tmp_path: Path) -> None:
     up.mkdir()
     sig = _repo(make_sigma(up))
     spl = _repo(make_splunk(up))
+    el = _repo(make_elastic(up, {"rules/x.toml": ("bbbbbbbb-0000-4000-8000-000000000001",
+                                                  "Elastic One")}))
     cache = tmp_path / "cache"
     db = str(tmp_path / "c.db")
-    urls = ["--url", f"sigma={sig.as_uri()}", "--url", f"security_content={spl}"]
+    urls = ["--url", f"sigma={sig.as_uri()}", "--url", f"security_content={spl}",
+            "--url", f"elastic={el}"]
     doc = json.loads(run("sync", str(cache), "--db", db, *urls, "--format", "json"))
     assert doc["sources"] == {"sigma": {"files": 3, "rules": 3, "errors": 0},
-                              "splunk": {"files": 1, "rules": 1, "errors": 0}}
+                              "splunk": {"files": 1, "rules": 1, "errors": 0},
+                              "elastic": {"files": 1, "rules": 1, "errors": 0}}
     assert (cache / "sigma" / ".git").is_dir()
     # upstream gains a rule: the second sync pulls it
     (sig / "rules" / "windows" / "d.yml").write_text(
@@ -138,7 +143,7 @@ def test_sync_clones_then_pulls_local_repositories(tmp_path: Path) -> None:
     _git("commit", "-q", "-m", "more", cwd=sig)
     doc = json.loads(run("sync", str(cache), "--db", db, *urls, "--format", "json"))
     assert doc["sources"]["sigma"]["rules"] == 4
-    assert [r["parsed"] for r in doc["repos"]] == [1, 0]
+    assert [r["parsed"] for r in doc["repos"]] == [1, 0, 0]
 
 
 def test_sync_without_network_fails_at_once(tmp_path: Path) -> None:

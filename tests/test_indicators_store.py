@@ -89,10 +89,10 @@ def test_rule_indicators_document_shape_and_counts(db: Path):
     assert doc == [
         {"field": "EventCode", "op": "eq", "negated": False, "field_key": "EventID",
          "values": [{"value": '"4104"' if False else "4104", "key": "4104",
-                     "corpus": {"total": 3, "sigma": 0, "splunk": 3}}]},
+                     "corpus": {"total": 3, "elastic": 0, "sigma": 0, "splunk": 3}}]},
         {"field": "ScriptBlockText", "op": "in", "negated": False, "field_key": "ScriptBlockText",
          "values": [{"value": '"*invoke-wmiexec*"', "key": "*invoke-wmiexec*",
-                     "corpus": {"total": 2, "sigma": 1, "splunk": 1}}]},
+                     "corpus": {"total": 2, "elastic": 0, "sigma": 1, "splunk": 1}}]},
     ]
     neg = store.rule_indicators(conn, "g1")[1]
     assert neg["negated"] and neg["values"][0]["key"] == "!*benign*"
@@ -164,7 +164,8 @@ def test_cli_indicators_json_and_table(db: Path):
     res = runner.invoke(app, ["indicators", "s1", "--db", str(db), "--format", "json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert doc["indicators"][1]["values"][0]["corpus"] == {"total": 2, "sigma": 1, "splunk": 1}
+    assert doc["indicators"][1]["values"][0]["corpus"] == {"total": 2, "elastic": 0, "sigma": 1,
+                                                           "splunk": 1}
     res = runner.invoke(app, ["indicators", "PowerShell Invoke WmiExec Usage", "--db", str(db)],
                         env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "*invoke-wmiexec*" in res.output

@@ -153,7 +153,7 @@ def test_get_rule_has_stages_and_the_wmiexec_indicator(answers: dict[str, Any]) 
     assert ind["op"] == "in" and not ind["negated"]
     (v,) = ind["values"]
     assert v["key"] == "*invoke-wmiexec*"
-    assert v["corpus"] == {"total": 2, "sigma": 1, "splunk": 1}
+    assert v["corpus"] == {"total": 2, "elastic": 0, "sigma": 1, "splunk": 1}
     assert "T1047" in [a["technique"] for a in doc["attack"]]
     assert _ok(answers["rule_prefix"])["rule"]["id"] == EXAMPLE_ID
 

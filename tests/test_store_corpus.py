@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE_ID, SIGMA, SPLUNK
+from conftest import ELASTIC, EXAMPLE_ID, SIGMA, SPLUNK
 from ruleatlas.api.documents import DOCUMENT_KEYS, rule_document
 from ruleatlas.sources import SOURCES
 from ruleatlas.store import Catalog, CatalogError, RuleNotFound, RuleQuery
@@ -21,15 +21,26 @@ def cat(corpus_db: Path) -> Iterator[Catalog]:
     c.close()
 
 
-def test_every_rule_of_both_corpora_is_in(cat: Catalog) -> None:
+def test_every_rule_of_the_three_corpora_is_in(cat: Catalog) -> None:
     st = cat.stats()
     assert st["sources"]["splunk"]["rules"] == 1711
+    # 2,332 TOML files less the 2 hunting files whose uuid another hunting file holds; the 3
+    # Elastic rules whose rule_id a Sigma rule carries are kept under "elastic:<id>"
+    assert (st["sources"]["elastic"]["rules"], st["sources"]["elastic"]["errors"]) == (2330, 2)
+    assert sorted(r[0] for r in cat.conn.execute(
+        "SELECT id FROM rules WHERE id LIKE 'elastic:%'")) == [
+        "elastic:2f0bae2d-bf20-4465-be86-1311addebaa3",
+        "elastic:b45ab1d2-712f-4f01-a751-df3826969807",
+        "elastic:ee39a9f7-5a79-4b0a-9815-d36b3cf28d3e"]
     (n,) = cat.conn.execute(
         "SELECT count(*) FROM rules WHERE source = 'sigma' AND path LIKE 'rules%'").fetchone()
     assert n == 3780
     # independent count: YAML files under the corpus rule folders
     files = {"sigma": len(list(SOURCES["sigma"].rule_files(SIGMA))),
-             "splunk": len(list((SPLUNK / "detections").rglob("*.yml")))}
+             "splunk": len(list((SPLUNK / "detections").rglob("*.yml"))),
+             "elastic": sum(len(list((ELASTIC / d).rglob("*.toml")))
+                            for d in ("rules", "rules_building_block", "hunting"))}
+    assert files["elastic"] == 2332
     for src, d in st["sources"].items():
         assert d["files"] == files[src]
         # files = rules + errors, per file: each file's rules + errors >= 1, and they add up
@@ -90,7 +101,7 @@ def test_search_ranks_and_snippets(cat: Catalog) -> None:
 def test_hostile_search_text_never_errors(cat: Catalog, text: str) -> None:
     page = cat.search_rules(RuleQuery(text=text, per_page=3))
     (rules,) = cat.conn.execute("SELECT count(*) FROM rules").fetchone()
-    assert rules == 5748  # 4,037 Sigma + 1,711 ESCU rules in the corpus
+    assert rules == 8078  # 4,037 Sigma + 1,711 ESCU + 2,330 Elastic rules in the corpus
     assert 0 <= page.total <= rules
     assert len(page.rows) == min(3, page.total)
     assert len({r.id for r in page.rows}) == len(page.rows)
@@ -99,7 +110,8 @@ def test_hostile_search_text_never_errors(cat: Catalog, text: str) -> None:
 def test_filters(cat: Catalog) -> None:
     t1047 = cat.search_rules(RuleQuery(technique=("T1047",), per_page=1000))
     assert EXAMPLE_ID in {r.id for r in t1047.rows}
-    assert {r.source for r in t1047.rows} == {"sigma", "splunk"}
+    # 24 Elastic files name T1047 in their threat tables
+    assert {r.source for r in t1047.rows} == {"elastic", "sigma", "splunk"}
     # a parent finds its sub-techniques
     parent = cat.search_rules(RuleQuery(technique=("T1059",), per_page=1, facets=False)).total
     sub = cat.search_rules(RuleQuery(technique=("T1059.001",), per_page=1, facets=False)).total
@@ -191,6 +203,9 @@ def test_no_pipeline_failures_on_the_corpus(cat: Catalog) -> None:
     assert [e for e in cat.errors() if e.kind == "internal"] == []
     assert all(e.path.startswith("unsupported/") for e in cat.errors("sigma"))
     assert cat.errors("splunk") == []
+    assert [(e.path.rsplit("/", 1)[1], e.kind) for e in cat.errors("elastic")] == [
+        ("execution_suspicious_python_app_execution_via_streamlit.toml", "duplicate-id"),
+        ("execution_unsigned_or_untrusted_binary_execution_via_python.toml", "duplicate-id")]
 
 
 def test_id_prefix_resolves_when_unique(cat: Catalog) -> None:

@@ -19,7 +19,7 @@ from ruleatlas.store import MAX_REF_LEN, Catalog
 from ruleatlas.web.app import create_app
 
 EXAMPLE_TITLE = "PowerShell Invoke WmiExec Usage"
-RULES_IN_CORPUS = 4037 + 1711  # Sigma + Splunk rules (docs/catalog.md, "Accounting")
+RULES_IN_CORPUS = 4037 + 1711 + 2330  # Sigma + Splunk + Elastic rules (docs/catalog.md)
 PER_PAGE = 50
 runner = CliRunner()
 

@@ -37,7 +37,8 @@ SECTIONS = [
     "How to implement",
     "Tests",
 ]
-CORPUS_RE = re.compile(r"^corpus \d+( \((sigma \d+|splunk \d+)(, (sigma \d+|splunk \d+))*\))?$")
+_SRC = r"(elastic|sigma|splunk) \d+"
+CORPUS_RE = re.compile(rf"^corpus \d+( \({_SRC}(, {_SRC})*\))?$")
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +152,7 @@ def test_example_rule_indicators_and_corpus_column(client: TestClient, spl_analy
     row = next(r for r in doc["indicators"] if r["field"] == "ScriptBlockText")
     c = row["values"][0]["corpus"]
     expect = f"corpus {c['total']}"
-    parts = [f"{k} {c[k]}" for k in ("sigma", "splunk") if c.get(k)]
+    parts = [f"{k} {c[k]}" for k in sorted(c) if k != "total" and c[k]]
     if parts:
         expect += f" ({', '.join(parts)})"
     assert li.select_one(".corpus").get_text(strip=True) == expect

@@ -29,7 +29,7 @@ DOCUMENT_KEYS = (
     "description", "attack", "events", "group_by", "body", "stages", "indicators",
     "references", "falsepositives", "how_to_implement", "date", "modified", "version", "type",
     "language", "query", "data_sources", "stories", "tests", "test_result", "problems",
-    "logsource", "tags", "extra",
+    "logsource", "tags", "extra", "sequence",
 )
 
 
@@ -166,6 +166,30 @@ def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
     return out
 
 
+def _step(i: int, st: Any) -> dict[str, Any]:
+    tree = st.get("condition")
+    return {"index": i, "category": st.get("category"), "by": list(st.get("by") or []),
+            "runs": st.get("runs"), "missing": bool(st.get("missing")), "text": st.get("text"),
+            "predicates": flat_predicates(tree), "expression": expression(tree), "tree": tree}
+
+
+def _sequence(analysis: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An event sequence (EQL ``sequence``/``sample``) as ordered steps, each with its own
+    join keys and its predicates; None when the rule is not one."""
+    seq = (analysis or {}).get("sequence")
+    if not isinstance(seq, dict):
+        return None
+    until = seq.get("until")
+    return {
+        "kind": seq.get("kind"),
+        "by": list(seq.get("by") or []),
+        "maxspan": seq.get("maxspan"),
+        "maxspan_text": seq.get("maxspan_text"),
+        "steps": [_step(i, st) for i, st in enumerate(seq.get("steps") or [], 1)],
+        "until": _step(0, until) if isinstance(until, dict) else None,
+    }
+
+
 def _test_result(catalog: Catalog, rule_id: str) -> dict[str, Any] | None:
     got = catalog.test_results(rule_id)
     if not got:
@@ -215,4 +239,5 @@ def rule_document(catalog: Catalog, rule_id: str) -> dict[str, Any]:
         "logsource": dict(r.logsource),
         "tags": list(r.tags),
         "extra": dict(r.extra),
+        "sequence": _sequence(analysis),
     }

@@ -50,6 +50,7 @@ class ShowFormat(StrEnum):
 UPSTREAM = {
     "sigma": "https://github.com/SigmaHQ/sigma.git",
     "security_content": "https://github.com/splunk/security_content.git",
+    "elastic": "https://github.com/elastic/detection-rules.git",
 }
 DEFAULT_CACHE = "~/.cache/ruleatlas/repos"
 CONNECT_TIMEOUT = 5.0
@@ -423,10 +424,11 @@ def sync_cmd(
     db: str = DB_OPT,
     url: list[str] = typer.Option([], "--url",
                                   help="NAME=URL: clone URL for a repository (sigma, "
-                                       "security_content); repeatable."),
+                                       "security_content, elastic); repeatable."),
     fmt: Format = FORMAT_OPT,
 ) -> None:
-    """Clone or pull SigmaHQ/sigma and splunk/security_content, then build the catalog.
+    """Clone or pull SigmaHQ/sigma, splunk/security_content and elastic/detection-rules, then
+    build the catalog.
 
     With no network it fails at once (exit code 2) with the reason."""
     urls = dict(UPSTREAM)

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ruleatlas.sources import SOURCES
+
 
 class _Result(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -22,7 +24,7 @@ class _Result(BaseModel):
 
 class RuleHit(_Result):
     id: str
-    source: str = Field(description="sigma or splunk")
+    source: str = Field(description="the rule's source: " + ", ".join(SOURCES))
     title: str
     status: str | None = None
     severity: str | None = None

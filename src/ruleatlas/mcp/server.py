@@ -52,6 +52,7 @@ from ruleatlas.mcp.results import (
     SimilarRule,
     TechniqueRow,
 )
+from ruleatlas.sources import SOURCES
 from ruleatlas.store import (
     HL_END,
     HL_START,
@@ -141,7 +142,8 @@ def _hunt_rules(db: str, generation: int) -> tuple[LoadedRule, ...]:
 Query = Annotated[str, Field(description="words to find in title, description and query; all "
                                          "must appear, a word ending in * is a prefix")]
 RuleRef = Annotated[str, Field(description="rule id, id prefix (8+ characters) or exact title")]
-Source = Annotated[str | None, Field(description="only rules of this source: sigma or splunk")]
+Source = Annotated[str | None, Field(description="only rules of this source: "
+                                                 + ", ".join(SOURCES))]
 
 
 class Atlas:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from ruleatlas.model import Indicator
+from ruleatlas.sources import SOURCES
 from ruleatlas.store.connection import connect, connection_stamp
 
 COUNT_CACHE_SIZE = 2  # catalog states whose indexed-rule count is kept
@@ -65,8 +66,11 @@ def recount(conn: sqlite3.Connection) -> int:
 
 
 def catalog_sources(conn: sqlite3.Connection) -> list[str]:
-    """Sources present in the catalog, sorted (the keys every ``corpus`` dict carries)."""
-    return [r[0] for r in conn.execute("SELECT DISTINCT source FROM rules ORDER BY source")]
+    """Every registered source (``ruleatlas.sources.SOURCES``) and any other source present in
+    the catalog, sorted: the keys every ``corpus`` dict carries, so a front end reads
+    ``corpus["elastic"]`` whether or not the catalog holds Elastic rules."""
+    present = {r[0] for r in conn.execute("SELECT DISTINCT source FROM rules")}
+    return sorted(present | set(SOURCES))
 
 
 def _corpus(total: int | None, by_source: str | None, sources: Iterable[str]) -> dict[str, int]:
@@ -83,8 +87,9 @@ def rule_indicators(conn: sqlite3.Connection, rule_id: str) -> list[dict[str, An
     """The document shape of a rule's indicators, with corpus counts per value:
 
     ``[{"field", "op", "negated", "field_key", "phase", "values": [{"value", "key",
-    "corpus": {"total": N, "sigma": n1, "splunk": n2}}]}]`` (``phase``: ``event``, or
-    ``result`` for a test made after an aggregation)
+    "corpus": {"total": N, "elastic": n1, "sigma": n2, "splunk": n3}}]}]`` (every source,
+    :func:`catalog_sources`; ``phase``: ``event``, or ``result`` for a test made after an
+    aggregation)
     """
     sources = catalog_sources(conn)
     cur = conn.execute(

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
 
 from ruleatlas.limits import Limits
 from ruleatlas.sources.base import SideTables
-from ruleatlas.store.codec import dumps
+from ruleatlas.store.codec import dumps, loads
 from ruleatlas.store.indicators import recount
 
 
@@ -136,13 +136,26 @@ class StoredFile:
     size: int
     mtime_ns: int
     sha256: str
-    dup: bool  # holds a duplicate-id error: parsed again on every build (its rival may go)
+    dup: bool  # holds a duplicate-id error or a qualified id: parsed again on every build
+    #            (its rival may go)
+
+
+CLASH_CODE = "id-clash"  # the problem code of a rule stored under a qualified id
+
+
+def qualified_id(source: str, rule_id: str) -> str:
+    """The id a rule takes when another SOURCE already holds its upstream id:
+    ``elastic:ee39a9f7-...`` (docs/catalog.md, "Ids across sources")."""
+    return f"{source}:{rule_id}"
 
 
 def stored_files(conn: sqlite3.Connection,
                  roots: Sequence[str]) -> dict[str, dict[str, StoredFile]]:
     dups = {(r, p) for r, p in conn.execute(
         "SELECT DISTINCT root, path FROM load_errors WHERE kind = 'duplicate-id'")}
+    dups.update((r, p) for r, p in conn.execute(
+        "SELECT DISTINCT root, path FROM rules "
+        "WHERE instr(id, ':') > 0 AND json_extract(rule_json, '$.extra.upstream_id') IS NOT NULL"))
     out: dict[str, dict[str, StoredFile]] = {r: {} for r in roots}
     for root, path, size, mtime, sha in conn.execute(
             "SELECT root, path, size, mtime_ns, sha256 FROM files"):
@@ -226,7 +239,8 @@ class Writer:
         self.conn = conn
         self.written_rules: set[str] = set()
         self.fresh = conn.execute("SELECT 1 FROM rules LIMIT 1").fetchone() is None
-        self._claims: dict[str, tuple[int, str, str]] = {}  # id -> (repo order, path, root)
+        # id -> (repo order, path, root, source)
+        self._claims: dict[str, tuple[int, str, str, str]] = {}
         self._order: dict[str, int] = {}
         self._known: set[tuple[str, str]] | None = None
         self._members: dict[str, Mapping[str, tuple[str, ...]]] = {}
@@ -398,34 +412,49 @@ class Writer:
         for v in b.values():
             v.clear()
 
-    def _holder(self, rid: str) -> tuple[int, str, str] | None:
+    def _holder(self, rid: str) -> tuple[int, str, str, str] | None:
         # Rules written by this build are all in _claims (flushed or not), so the table only
         # needs asking about rules from earlier builds: no flush here.
         got = self._claims.get(rid)
         if got is not None or self.fresh:
             return got
-        row = self.conn.execute("SELECT root, path FROM rules WHERE id = ?", (rid,)).fetchone()
+        row = self.conn.execute("SELECT root, path, source FROM rules WHERE id = ?",
+                                (rid,)).fetchone()
         if row is None:
             return None
-        return (self._order.get(row[0], -1), row[1], row[0])
+        return (self._order.get(row[0], -1), row[1], row[0], row[2])
 
     def write_file(self, source: str, root: str, size: int, mtime: int,
                    res: FileRecord) -> None:
-        """One parsed file: its rules (first holder of an id wins) and its errors."""
+        """One parsed file: its rules (first holder of an id wins) and its errors.
+
+        An id held by a rule of ANOTHER source (Sigma rules translated from Elastic's keep
+        Elastic's rule_id) is no error: the rule that sorts later (repository order, then path)
+        is stored under :func:`qualified_id`, with its upstream id in ``extra["upstream_id"]``
+        and a warning problem (code ``id-clash``). Inside one source, the later rule is a
+        ``duplicate-id`` load error."""
         path = res.path
         c = self.conn
         if not self.fresh and (self._known is None or (root, path) in self._known):
             self.drop_file(root, path, keep_results=True)
         errors = list(res.errors)
-        me = (self._order.get(root, 0), path, root)
+        me = (self._order.get(root, 0), path, root, source)
         nrules = 0
         for rec in res.rules:
             rid = rec.row.id
             holder = self._holder(rid)
+            if holder is not None and holder[3] != source:
+                if holder[:2] <= me[:2]:
+                    rec = qualify(rec, holder[3], _where(holder, root))
+                    rid = rec.row.id
+                    holder = self._holder(rid)
+                else:  # this rule sorts first: the other source's holder takes the qualified id
+                    self._qualify_stored(rid, holder, source, f"{root}/{path}")
+                    holder = None
             if holder is not None and holder[:2] <= me[:2]:
-                where = holder[1] if holder[2] == root else f"{holder[2]}/{holder[1]}"
                 errors.append(FileError(rec.row.line, None, "duplicate-id",
-                                        f"duplicate id {rid}: already used by {where}"))
+                                        f"duplicate id {rid}: already used by "
+                                        f"{_where(holder, root)}"))
                 continue
             if holder is not None:  # this file sorts first: the earlier holder gives way
                 self._demote(rid, holder, path if holder[2] == root else f"{root}/{path}")
@@ -440,9 +469,9 @@ class Writer:
                   " mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   (source, root, path, res.sha256, nrules, len(errors), size, mtime))
 
-    def _demote(self, rid: str, holder: tuple[int, str, str], winner: str) -> None:
+    def _demote(self, rid: str, holder: tuple[int, str, str, str], winner: str) -> None:
         c = self.conn
-        _, hpath, hroot = holder
+        _, hpath, hroot, _ = holder
         self.flush()
         row = c.execute("SELECT source, line FROM rules WHERE id = ?", (rid,)).fetchone()
         self._delete_rule(rid)
@@ -453,6 +482,30 @@ class Writer:
                   (row[0], hroot, hpath, row[1], f"duplicate id {rid}: already used by {winner}"))
         c.execute("UPDATE files SET rules = rules - 1, errors = errors + 1 WHERE root = ? AND "
                   "path = ?", (hroot, hpath))
+
+    def _qualify_stored(self, rid: str, holder: tuple[int, str, str, str], by_source: str,
+                        winner: str) -> None:
+        """A stored rule of another source that sorts after the newcomer moves, with its
+        derived rows and test results, to its qualified id (same record as :func:`qualify`)."""
+        self.flush()
+        c = self.conn
+        hsource = holder[3]
+        new = qualified_id(hsource, rid)
+        if self._holder(new) is not None:  # its qualified id is taken too: a duplicate
+            self._demote(rid, holder, winner)
+            return
+        got = c.execute("SELECT rule_json, analysis_json, rowid FROM rules WHERE id = ?",
+                        (rid,)).fetchone()
+        if got is None:
+            return
+        rule_json, analysis_json = _qualified_json(got[0], got[1], new, rid, by_source, winner)
+        c.execute("UPDATE rules SET id = ?, rule_json = ?, analysis_json = ?, "
+                  "problems = problems + 1 WHERE id = ?", (new, rule_json, analysis_json, rid))
+        for t in (*_DERIVED, "test_results"):
+            c.execute(f"UPDATE {t} SET rule_id = ? WHERE rule_id = ?", (new, rid))
+        c.execute("UPDATE rules_fts SET id = ? WHERE rowid = ?", (new, got[2]))
+        self._claims.pop(rid, None)
+        self._claims[new] = holder
 
     def rewrite_rule(self, rec: RuleRecord) -> None:
         """A rule analyzed again (side tables changed): same record, new derived rows."""
@@ -470,3 +523,32 @@ class Writer:
                 "INSERT OR IGNORE INTO rule_stories (rule_id, story) SELECT id, ? FROM rules "
                 "WHERE id = ?", [(story, rid) for story, ids in members.items() for rid in ids])
         recount(c)
+
+
+def _where(holder: tuple[int, str, str, str], root: str) -> str:
+    """How an error names the file holding an id: its path, with its root when elsewhere."""
+    return holder[1] if holder[2] == root else f"{holder[2]}/{holder[1]}"
+
+
+def _qualified_json(rule_json: str, analysis_json: str, new_id: str, upstream: str,
+                    other_source: str, where: str) -> tuple[str, str]:
+    rule = loads(rule_json, {})
+    rule["id"] = new_id
+    rule["extra"] = {**(rule.get("extra") or {}), "upstream_id": upstream}
+    analysis = loads(analysis_json, {})
+    problem = {"message": f"id {upstream} is also the id of a {other_source} rule ({where}); "
+                          f"this rule is stored as {new_id}",
+               "severity": "warning", "location": None, "code": CLASH_CODE}
+    analysis["problems"] = [*(analysis.get("problems") or []), problem]
+    return dumps(rule), dumps(analysis)
+
+
+def qualify(rec: RuleRecord, other_source: str, where: str) -> RuleRecord:
+    """``rec`` under its qualified id: ``extra["upstream_id"]`` keeps the id as written, and an
+    ``id-clash`` warning problem names the other source's rule holding it."""
+    row = rec.row
+    new = qualified_id(row.source, row.id)
+    rule_json, analysis_json = _qualified_json(row.rule_json, row.analysis_json, new, row.id,
+                                               other_source, where)
+    return replace(rec, row=replace(row, id=new, rule_json=rule_json,
+                                    analysis_json=analysis_json, problems=row.problems + 1))

@@ -20,10 +20,13 @@ import jinja2
 from markupsafe import Markup, escape
 from pygments import highlight as _pyg_highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import TextLexer, YamlLexer
+from pygments.lexers import TextLexer, TOMLLexer, YamlLexer
 
 from ruleatlas.attack import tactic_name
+from ruleatlas.languages import label as language_label
+from ruleatlas.sources import SOURCES, source_label
 from ruleatlas.store import HL_END, HL_START
+from ruleatlas.web.markdown import render_markdown
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -44,7 +47,7 @@ SECURITY_HEADERS: dict[str, str] = {
 
 _FORMATTER = HtmlFormatter(cssclass="hl", nowrap=False, wrapcode=True)
 PYGMENTS_CSS = _FORMATTER.get_style_defs(".hl")
-_LEXERS = {"yaml": YamlLexer(), "text": TextLexer()}
+_LEXERS = {"yaml": YamlLexer(), "toml": TOMLLexer(), "text": TextLexer()}
 
 
 def api_document(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,8 +101,9 @@ def repo_label(url: str) -> str:
 
 
 def corpus_text(c: Mapping[str, Any] | None) -> str:
-    """``corpus 2 (sigma 1, splunk 1)``: sources with a zero count are left out. Accepts the
-    flat document form ``{"total", "sigma", "splunk"}`` or ``{"total", "by_source": {...}}``."""
+    """``corpus 3 (elastic 1, sigma 1, splunk 1)``: sources with a zero count are left out.
+    Accepts the flat document form ``{"total", "elastic", "sigma", "splunk"}`` (one key per
+    source) or ``{"total", "by_source": {...}}``."""
     if not c:
         return "corpus 0"
     total = int(c.get("total", 0) or 0)
@@ -186,7 +190,10 @@ class ExportUrls(Urls):
         return f"{self.up}index.html"
 
     def rule(self, rule_id: str) -> str:
-        return f"{self.up}rules/{quote(rule_id, safe='')}.html"
+        # The file is named with the id percent-encoded (``elastic%3A<id>.html``: a qualified id's
+        # ``:`` would start a URL scheme); the link encodes that name once more, so a static host
+        # decoding the URL finds the file.
+        return f"{self.up}rules/{quote(quote(rule_id, safe=''), safe='')}.html"
 
     def rules(self, **params: Any) -> str:
         return f"{self.up}search.html" + _qs(params)
@@ -241,8 +248,11 @@ def make_env() -> jinja2.Environment:
         corpus=corpus_text,
         repo_label=repo_label,
         tactic_name=tactic_name,
+        markdown=render_markdown,
+        source_label=source_label,
+        language_label=language_label,
     )
-    env.globals.update(heat=heat, sources_order=("sigma", "splunk"))
+    env.globals.update(heat=heat, sources_order=tuple(sorted(SOURCES)))
     return env
 
 

@@ -21,7 +21,7 @@
     list.textContent = "";
     hits.slice(0, 200).forEach(function (r) {
       var li = el("li", "hit"), a = el("a", "hit-title", r.t);
-      a.href = "rules/" + encodeURIComponent(r.id) + ".html";
+      a.href = "rules/" + encodeURIComponent(encodeURIComponent(r.id)) + ".html";
       li.appendChild(a); li.appendChild(el("span", "tag", r.s));
       if (r.sv) li.appendChild(el("span", "sev sev-" + String(r.sv).toLowerCase().replace(/[^a-z]/g, ""), r.sv));
       if (r.d) li.appendChild(el("p", "snippet", r.d));

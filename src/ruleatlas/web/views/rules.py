@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ruleatlas.attack import ENTERPRISE_TACTICS
+from ruleatlas.languages import LANGUAGES, load_builtin
+from ruleatlas.sources import SOURCES
 from ruleatlas.store import RuleQuery, SearchError
 from ruleatlas.store.matrix import technique_names
 from ruleatlas.store.resolve import id_prefix_matches
@@ -15,23 +17,27 @@ from ruleatlas.web.views import Ctx, Page
 
 FILTERS = ("source", "status", "severity", "tactic", "technique", "data_source", "channel",
            "event_id", "language", "type", "test", "story", "macro")
+load_builtin()
+LANGUAGE_NAMES = tuple(sorted(LANGUAGES))
 ID_MATCHES = 5  # rules listed above the results when the text is an id prefix
 PARAMS: dict[str, Param] = {
     "q": Param("full-text query (title, description, query): words are ANDed, \"quoted "
                "text\" is a phrase, the last unquoted word is a prefix; FTS syntax is searched "
                "as text", max_len=300),
-    "source": Param("rule source (sigma, splunk)", multi=True, max_len=40),
+    "source": Param(f"rule source ({', '.join(SOURCES)})", multi=True, max_len=40),
     "status": Param("rule status", multi=True, max_len=40),
     "severity": Param("severity / level", multi=True, max_len=40),
     "tactic": Param("ATT&CK tactic short name", multi=True,
                     choices=tuple(t[0] for t in ENTERPRISE_TACTICS)),
     "technique": Param("ATT&CK technique id (sub-techniques included)", multi=True,
                        pattern=r"[Tt]\d{4}(\.\d{3})?"),
-    "data_source": Param("data source name", multi=True),
+    "data_source": Param("data source name (Elastic: integration)", multi=True),
     "channel": Param("event channel / sourcetype", multi=True),
     "event_id": Param("event id", multi=True, max_len=40),
-    "language": Param("query language (spl, sigma)", multi=True, max_len=40),
-    "type": Param("rule type (TTP, Anomaly, Hunting, ...)", multi=True, max_len=40),
+    "language": Param(f"query language ({', '.join(LANGUAGE_NAMES)})", multi=True,
+                      max_len=40),
+    "type": Param("rule type (TTP, Anomaly, Hunting, eql, threshold, new_terms, ...)", multi=True,
+                  max_len=40),
     "test": Param("test status", multi=True, choices=TEST_STATUSES),
     "story": Param("analytic story", multi=True),
     "macro": Param("Splunk macro key used by the rule", multi=True),
@@ -41,7 +47,8 @@ PARAMS: dict[str, Param] = {
 }
 FACET_LABELS = {
     "source": "Source", "status": "Status", "severity": "Severity", "tactic": "Tactic",
-    "technique": "Technique", "data_source": "Data source", "channel": "Event channel",
+    "technique": "Technique", "data_source": "Data source / integration",
+    "channel": "Event channel",
     "language": "Language", "type": "Type", "test": "Test",
 }
 
