@@ -507,25 +507,33 @@ def _or(fs: list[Matcher]) -> Matcher:
     return f
 
 
-def compile_node(node: M.Node | None, field_map: Mapping[str, str] | None = None) -> Matcher:
-    """The matcher of a whole tree (None = match everything). Raises :class:`NotRunnable`."""
+TermCompiler = Callable[[M.Term, Mapping[str, str]], Callable[[Fields], Any]]
+
+
+def compile_node(node: M.Node | None, field_map: Mapping[str, str] | None = None, *,
+                 terms: TermCompiler | None = None) -> Matcher:
+    """The matcher of a whole tree (None = match everything). Raises :class:`NotRunnable`.
+
+    ``terms`` compiles the :class:`Condition` expressions: the language's own operators and
+    functions (default :func:`engine.functions.compile_term`, SPL's; Elastic's EQL passes
+    ``engine.eql_functions.compile_eql_term``, see ``engine/elastic_semantics.py``)."""
     fm = field_map or {}
     if node is None:
         return _true
     if isinstance(node, M.Predicate):
         return compile_predicate(node, fm)
     if isinstance(node, M.And):
-        return _and([compile_node(a, fm) for a in node.args])
+        return _and([compile_node(a, fm, terms=terms) for a in node.args])
     if isinstance(node, M.Or):
-        return _or([compile_node(a, fm) for a in node.args])
+        return _or([compile_node(a, fm, terms=terms) for a in node.args])
     if isinstance(node, M.Not):
-        inner = compile_node(node.arg, fm)
+        inner = compile_node(node.arg, fm, terms=terms)
         return lambda ev: not inner(ev)
     if isinstance(node, M.Const):
         return _true if node.value else _false
     if isinstance(node, M.Condition):
         try:
-            ev_ = compile_term(node.expr, fm)
+            ev_ = (terms or compile_term)(node.expr, fm)
         except UnknownFunction as exc:
             raise NotRunnable(exc.message) from None
         return lambda ev: truthy(ev_(ev))
