@@ -224,7 +224,7 @@ def test_cli_and_page_mark_after_aggregation(corpus_db: Path) -> None:
     from ruleatlas.web.app import create_app
 
     res = CliRunner().invoke(app, ["indicators", "Windows Modify Registry Qakbot Binary Data "
-                                   "Registry", "--db", str(corpus_db)], terminal_width=200)
+                                   "Registry", "--db", str(corpus_db)], env={"COLUMNS": "300"})
     assert res.exit_code == 0, res.output
     assert "(after aggregation)" in res.output
     assert "wermgr.exe" in res.output
