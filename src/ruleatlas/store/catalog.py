@@ -195,7 +195,7 @@ class Catalog:
                 for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
                     for table, col, decl in _MIGRATIONS.get(v, ()):
                         cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-                        if col not in cols:
+                        if cols and col not in cols:  # no table: schema.sql creates it
                             conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
             for stmt in _statements(SCHEMA_PATH.read_text()):
                 conn.execute(stmt)
