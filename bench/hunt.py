@@ -22,7 +22,13 @@ file alone.
 Goal: under 1 s end to end. The subprocesses get a bytecode cache (``PYTHONPYCACHEPREFIX``), as
 an installed package has.
 
-Usage: ``.venv/bin/python bench/hunt.py [--sample N] [--limit-files N] [--startup [--db F]]``
+``--jobs`` measures instead ``hunt --jobs 1`` and ``--jobs 2`` (``engine.hunt.run``, worker
+processes sharing out the input files) on the OTRF archives, with the read floor in the same run,
+the CPU time of the parent and of the workers, and the load average (issue 15: ``--jobs 2`` at
+least 1.7x ``--jobs 1``; the findings of both are compared too).
+
+Usage: ``.venv/bin/python bench/hunt.py [--sample N] [--limit-files N] [--startup [--db F]]
+[--jobs]``
 """
 
 from __future__ import annotations
@@ -180,6 +186,41 @@ def startup(db_arg: str | None, k: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def jobs_figures(runnable: list, paths: list[str]) -> None:
+    """The ``--jobs`` figures (see the module docstring)."""
+    import resource
+
+    from ruleatlas.engine.hunt import HuntReport, run
+
+    def cpu() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    gc.collect()
+    n_read, t_read = read_floor(paths)
+    print(f"read floor : {n_read:>8} events {t_read:7.1f}s {n_read / t_read:>9.0f} ev/s")
+    got: dict[int, tuple[float, list]] = {}
+    for jobs in (1, 2):
+        gc.collect()
+        rep = HuntReport()
+        c, t = cpu(), time.perf_counter()
+        found = [(f.rule.rule.id, f.event.file, f.event.position)
+                 for f in run(runnable, paths, rep, jobs=jobs)]
+        wall, used = time.perf_counter() - t, cpu() - c
+        got[jobs] = (wall, found)
+        print(f"--jobs {jobs}   : {rep.events:>8} events {wall:7.1f}s "
+              f"{rep.events / wall:>9.0f} ev/s  {len(found)} findings, CPU {used:.1f}s "
+              f"({wall / t_read:.2f}x the read floor; load now "
+              f"{os.getloadavg()[0]:.2f})")
+        sys.stdout.flush()
+    ratio = got[1][0] / got[2][0]
+    met = "met" if ratio >= 1.7 else "not met"
+    print(f"--jobs 2 / --jobs 1: {ratio:.2f}x (goal >= 1.7x: {met})"
+          f"; same findings in the same order: {got[1][1] == got[2][1]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sample", type=int, default=300, help="events for the slow baselines")
@@ -187,6 +228,7 @@ def main() -> None:
     ap.add_argument("--startup", action="store_true", help="hunt start-up figures (issue 16)")
     ap.add_argument("--db", default=None, help="--startup: an existing full catalog")
     ap.add_argument("--repeat", type=int, default=5, help="--startup: best of N warm runs")
+    ap.add_argument("--jobs", action="store_true", help="--jobs 1 vs 2 figures (issue 15)")
     args = ap.parse_args()
     if args.startup:
         startup(args.db, args.repeat)
@@ -199,6 +241,10 @@ def main() -> None:
     runnable = [p for p in prepared if p.runnable]
     print(f"rules: {len(loaded)} Windows Sigma rules, {len(runnable)} runnable "
           f"(load+analyze+prepare {time.perf_counter() - t:.1f}s)")
+    if args.jobs:
+        gc.freeze()  # as the CLI does: the workers inherit the rules copy-on-write
+        jobs_figures(runnable, inputs(args.limit_files)[0][1])
+        return
 
     for label, paths in inputs(args.limit_files):
         print(f"\n== {label}: {len(paths)} files")

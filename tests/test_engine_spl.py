@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from ruleatlas.engine.aggregate import parse_stats
+from ruleatlas.engine.aggregate import AggSpec, agg_spec
 from ruleatlas.engine.compile import NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.functions import FUNCTIONS, compile_term
 from ruleatlas.engine.runner import Engine, prepare
+from ruleatlas.languages.spl.analyze import analyze_query
 from ruleatlas.model import (
+    AggFunc,
+    Aggregate,
     Analysis,
     And,
+    Bin,
     Call,
     Condition,
     FieldRef,
@@ -37,6 +41,15 @@ def ev(**f):
 
 def cond(expr) -> Condition:
     return Condition(expr, text="t")
+
+
+def parse_stats(command: str, text: str) -> AggSpec:
+    """The aggregation of one SPL command, lowered by the SPL analyzer (``x | <text>``)."""
+    a = analyze_query(f"x | {text}", {})
+    steps = [s for s in a.steps if isinstance(s, Aggregate) and s.command == command]
+    if len(steps) != 1:
+        raise NotRunnable(f"{text!r} does not parse as one {command} command")
+    return agg_spec(steps[0])
 
 
 def run_cond(expr, fields) -> bool:
@@ -170,6 +183,8 @@ def test_stats_threshold_rule():
                 Stage(1, "stats", "stats dc(user) as users count by src",
                       kind=StageKind.AGGREGATE, by=("src",)),
                 Stage(2, "where", "where users > 2", phase=Phase.RESULT)),
+        steps=(Aggregate(1, "stats", ("src",), (AggFunc("dc", "user", "users"),
+                                                AggFunc("count"))),),
         condition=Predicate("EventCode", Op.EQ, (4625,)),
         result_condition=Predicate("users", Op.GT, (2,), phase=Phase.RESULT),
     )
@@ -192,6 +207,7 @@ def test_eventstats_keeps_events():
         stages=(Stage(0, "search", "x"),
                 Stage(1, "eventstats", "eventstats count as n by host",
                       kind=StageKind.AGGREGATE, by=("host",))),
+        steps=(Aggregate(1, "eventstats", ("host",), (AggFunc("count", None, "n"),)),),
         condition=Predicate("x", Op.EXISTS, (True,)),
         result_condition=Predicate("n", Op.GE, (2,)),
     )
@@ -334,7 +350,8 @@ def test_escu_stats_stages_parse():
             if not m:
                 continue
             try:
-                parse_stats(m.group(1), seg.strip())
+                # a segment that ends a subsearch ends with its closing bracket
+                parse_stats(m.group(1).lower(), seg.strip().removesuffix("]"))
                 ok += 1
             except NotRunnable as exc:
                 assert str(exc)
@@ -389,6 +406,10 @@ def test_stats_then_eventstats_chain():
                 Stage(2, "eventstats", "eventstats avg(objectCount) as comp_avg by host",
                       kind=StageKind.AGGREGATE, by=("host",), phase=Phase.RESULT),
                 Stage(3, "where", "where objectCount > comp_avg", phase=Phase.RESULT)),
+        steps=(Aggregate(1, "stats", ("src_user", "host"),
+                         (AggFunc("dc", "object", "objectCount"),)),
+               Aggregate(2, "eventstats", ("host",),
+                         (AggFunc("avg", "objectCount", "comp_avg"),))),
         condition=Predicate("EventCode", Op.EQ, (4670,)),
         result_condition=cond(Call(">", (f("objectCount"), f("comp_avg")))),
     )
@@ -420,6 +441,8 @@ def test_bucket_span_then_stats_by_time():
                 Stage(1, "bucket", "| bucket span=5m _time", kind=StageKind.TRANSFORM),
                 Stage(2, "stats", "stats count by _time", kind=StageKind.AGGREGATE,
                       by=("_time",))),
+        steps=(Bin(1, ("_time",), "5m"),
+               Aggregate(2, "stats", ("_time",), (AggFunc("count"),))),
         condition=Predicate("x", Op.EXISTS, (True,)),
         result_condition=Predicate("count", Op.GT, (1,)),
     )

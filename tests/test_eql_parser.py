@@ -4,7 +4,6 @@ lowering rules one by one (expected trees written from the EQL semantics, not fr
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +13,6 @@ from conftest import ROOT
 from ruleatlas.languages.eql import ParseError, analyze_eql_query, generate, parse
 from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.parser import MAX_DEPTH
-from ruleatlas.languages.eql.regex import RegexUnsupported, lucene_to_python
 from ruleatlas.languages.eql.tokens import escape
 from ruleatlas.model import (
     And,
@@ -401,37 +399,6 @@ def test_unknown_pipe_is_an_opaque_stage() -> None:
     a = analyze_eql_query("process where true | frobnicate 3")
     assert a.stages[-1].kind is StageKind.OPAQUE
     assert [p.code for p in a.problems] == ["eql-pipe"]
-
-
-# ---- Lucene regex -> Python -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("lucene", "python", "yes", "no"), [
-    (".*[0-9]{1,3}\\.[0-9]{1,3}.*", r"^(?:.*[0-9]{1,3}\.[0-9]{1,3}.*)\Z", "ip 10.1 x", "10x1"),
-    ("a^b$", r"^(?:a\^b\$)\Z", "a^b$", "ab"),
-    ('"a.b"c', r"^(?:a\.bc)\Z", "a.bc", "axbc"),
-    ("\\d+\\w\\s", r"^(?:\d+\w\s)\Z", "12a ", "12a"),
-    ("@x", r"^(?:.*x)\Z", "yyx", "xy"),
-    ("#|a", r"^(?:(?!)|a)\Z", "a", ""),
-    ("[a\\]b-]+", r"^(?:[a\]b-]+)\Z", "a]-b", "c"),
-    ("[^\\\\]", r"^(?:[^\\])\Z", "a", "\\"),
-    ("\\q\\/", r"^(?:q/)\Z", "q/", "\\q\\/"),
-    ("a<b", r"^(?:a<b)\Z", "a<b", "ab"),
-])
-def test_lucene_to_python(lucene: str, python: str, yes: str, no: str) -> None:
-    assert lucene_to_python(lucene) == python
-    assert re.search(python, yes, re.S) and not re.search(python, no, re.S)
-
-
-def test_lucene_dot_matches_line_breaks_and_anchors_whole_value() -> None:
-    rx = re.compile(lucene_to_python("a.b"), re.S)
-    assert rx.search("a\nb") and not rx.search("xa\nb") and not rx.search("a\nb\n")
-
-
-@pytest.mark.parametrize("lucene", ["a&b", "~a", "<1-10>", "[ab", "a{2", '"ab', "a\\", "a**"])
-def test_lucene_features_without_python_equivalent(lucene: str) -> None:
-    with pytest.raises(RegexUnsupported):
-        lucene_to_python(lucene)
 
 
 def test_sequence_condition_is_the_union_of_present_members() -> None:

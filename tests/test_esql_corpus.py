@@ -137,6 +137,8 @@ def test_agent_spoofing_is_not_null_and_group_by() -> None:
 
 
 def test_cobalt_strike_beacon_rlike_is_an_anchored_regex() -> None:
+    """Anchored with ``\\Z``, not ``$`` (which also accepts a trailing newline): Elasticsearch's
+    regexp syntax, "the pattern provided must match the entire string" (here and below)."""
     a = rule("rules/network/command_and_control_cobalt_strike_beacon.toml")
     assert a.extra["indices"] == ["packetbeat-*", "filebeat-*", "logs-network_traffic.*"]
     assert a.condition == And((
@@ -146,7 +148,7 @@ def test_cobalt_strike_beacon_rlike_is_an_anchored_regex() -> None:
             P("data_stream.dataset", Op.IN, "network_traffic.tls", "network_traffic.http"),
         )),
         P("destination.domain", Op.REGEX,
-          Regex(r"^(?:[a-z]{3}\.stage\.[0-9]{8}\..*)$", frozenset({"s"}))),
+          Regex(r"^(?:[a-z]{3}\.stage\.[0-9]{8}\..*)\Z", frozenset({"s"}))),
     ))
 
 
@@ -181,7 +183,7 @@ def test_halfbaked_beacon_integer_in_list_and_url_regex() -> None:
         )),
         P("network.transport", Op.EQ, "tcp"),
         P("url.full", Op.REGEX, Regex(
-            r"^(?:http://[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}/cd)$",
+            r"^(?:http://[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}/cd)\Z",
             frozenset({"s"}))),
         P("destination.port", Op.IN, 53, 80, 8080, 443),
     ))
@@ -200,7 +202,7 @@ def test_entra_actor_token_not_like_and_lucene_anystring() -> None:
         Not(P("azure.auditlogs.operation_name", Op.WILDCARD, W(ANY, "group", ANY))),
         P("azure.auditlogs.operation_name", Op.NE, "Set directory feature on tenant"),
         P("azure.auditlogs.properties.initiated_by.user.userPrincipalName", Op.REGEX,
-          Regex(r"^(?:.+.*[A-Za-z0-9.]+\.[A-Za-z]{2,})$", frozenset({"s"}))),
+          Regex(r"^(?:.+.*[A-Za-z0-9.]+\.[A-Za-z]{2,})\Z", frozenset({"s"}))),
     ))
 
 
@@ -399,7 +401,7 @@ def test_kubernetes_reverse_shell_lucene_intersection_stays_a_condition() -> Non
     last = a.stages[8].condition
     assert isinstance(last, And) and isinstance(last.args[1], Condition)
     assert last.args[2] == Not(P("command", Op.REGEX, Regex(
-        r"^(?:.*/dev/tcp/(localhost|127\.0\.0\.1)/(8080|8443|9090|3000|5000|8888|80|443).*)$",
+        r"^(?:.*/dev/tcp/(localhost|127\.0\.0\.1)/(8080|8443|9090|3000|5000|8888|80|443).*)\Z",
         frozenset({"s"}))))
     assert "raw_commands" in a.extra["computed_fields"]
 
@@ -470,7 +472,7 @@ def test_hunt_dll_hijack_enrich_and_backslash_regex() -> None:
         P("dll.code_signature.status", Op.NE, "trusted"),
         Not(P("dll.path", Op.REGEX, Regex(
             r"^(?:[c-fC-F]:\\(Windows|windows|WINDOWS)\\(System32|SysWOW64|system32|syswow64)"
-            r"\\[a-zA-Z0-9_]+.dll)$", frozenset({"s"})))),
+            r"\\[a-zA-Z0-9_]+.dll)\Z", frozenset({"s"})))),
         P("native", Op.EQ, "yes"),
         Not(P("dll.path", Op.STARTSWITH, "C:\\Windows\\assembly\\NativeImages")),
     )

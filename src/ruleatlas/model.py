@@ -479,6 +479,136 @@ class Sequence:
     until: SequenceStep | None = None
 
 
+# --------------------------------------------------------------------------------------------
+# Pipeline steps: a query's commands in order, as the engine's plan reads them
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Keep the events (or rows) ``node`` is true of (``search``/``where``/``regex``)."""
+
+    stage: int
+    node: Node | None
+
+
+@dataclass(frozen=True, slots=True)
+class Eval:
+    """Assignments evaluated left to right, each seeing the ones before; a null result removes
+    the field (SPL ``eval``)."""
+
+    stage: int
+    assigns: tuple[tuple[str, Term], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rex:
+    """A regular expression's named groups extracted from ``field`` (``mode="sed"``: ``pattern``
+    is a ``s/x/y/g`` rewrite of the field); ``max_match`` as written when it is not a number."""
+
+    stage: int
+    field: str = "_raw"
+    pattern: str | None = None
+    max_match: int | str = 1
+    mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    """``(source, target)`` pairs; ``*`` in both renames every matching field."""
+
+    stage: int
+    pairs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Spath:
+    """The JSON or XML document in ``input`` flattened into fields (with ``path``: that field
+    alone, written to ``output``, default the path)."""
+
+    stage: int
+    input: str = "_raw"
+    output: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddTotals:
+    """``fieldname`` = the sum of the numeric ``fields`` (none: every numeric field)."""
+
+    stage: int
+    fieldname: str = "Total"
+    fields: tuple[str, ...] = ()
+    row: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Each row merged with the first row of ``subsearch`` with the same ``fields`` values
+    (``kind`` inner drops a row without one; ``max`` as written, Splunk's default 1);
+    ``subsearch`` None for a join written without one subsearch."""
+
+    stage: int
+    fields: tuple[str, ...]
+    kind: str = "inner"
+    max: str = "1"
+    overwrite: bool = True
+    subsearch: Analysis | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AggFunc:
+    """One aggregation function as written: ``name`` (``dc``, ``values``, ...), ``field`` its
+    argument (None without parentheses, ``*`` for ``count(*)``), ``alias`` its ``as`` name."""
+
+    name: str
+    field: str | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """An aggregating command (``stats``, ``eventstats``, ``tstats``, ``streamstats``, ``top``,
+    ...; ``command`` names it) computing ``functions`` grouped ``by`` fields; ``span`` the
+    ``by ... span=1h`` bucket as written; for ``tstats`` the ``datamodel``, ``nodename`` and
+    ``options`` (``summariesonly``, ``fillnull_value``, ...); ``problem`` a function form the
+    lowering could not read (the engine refuses the rule with it)."""
+
+    stage: int
+    command: str
+    by: tuple[str, ...] = ()
+    functions: tuple[AggFunc, ...] = ()
+    span: str | None = None
+    datamodel: str | None = None
+    nodename: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bin:
+    """``bin``/``bucket``: the values of ``fields`` (as written, one for the forms the engine
+    runs) rounded down to ``span`` (as written, ``5m``); ``options`` the others (``bins=``)."""
+
+    stage: int
+    fields: tuple[str, ...]
+    span: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OtherCommand:
+    """Any other command, kept for the fields it writes (``outputs``), which the engine does
+    not compute (``lookup``, ``iplocation``, ...)."""
+
+    stage: int
+    command: str
+    outputs: tuple[str, ...] = ()
+
+
+Step = Filter | Eval | Rex | Rename | Spath | AddTotals | Join | Aggregate | Bin | OtherCommand
+
+
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """What a language makes of one rule's query.
@@ -489,7 +619,9 @@ class Analysis:
     renames); ``problems`` everything that could not be represented. ``extra`` carries
     language-specific JSON-able details (correlation type, datamodel, macros used, ...).
     ``sequence`` is set for an event sequence (EQL ``sequence``/``sample``); ``condition`` is
-    then what one event must satisfy to take part in it.
+    then what one event must satisfy to take part in it. ``steps`` are the query's pipeline
+    commands in order (SPL: every command; the ones before the first :class:`Aggregate` run on
+    events, the ones after the last on its rows), for the engine's plan (``engine/plan.py``).
     """
 
     language: str
@@ -500,6 +632,7 @@ class Analysis:
     problems: tuple[Problem, ...] = ()
     extra: Mapping[str, Any] = dc_field(default_factory=dict)
     sequence: Sequence | None = None
+    steps: tuple[Step, ...] = ()
 
     def all_predicates(self) -> Iterator[tuple[Predicate, bool]]:
         """Predicates of every stage (including result-phase ones), with polarity."""
@@ -519,13 +652,9 @@ class SubSearch:
 
 def sub_analyses(a: Analysis) -> tuple[SubSearch, ...]:
     """The nested searches of an analysis, in query order (the one place that knows where an
-    analysis keeps them: today ``extra["subsearches"]``, JSON analyses)."""
-    out: list[SubSearch] = []
-    for d in a.extra.get("subsearches", ()):
-        if isinstance(d, Mapping) and isinstance(d.get("analysis"), Mapping):
-            out.append(SubSearch(int(d["stage"]), str(d.get("command", "join")),
-                                 analysis_from_dict(d["analysis"])))
-    return tuple(out)
+    analysis keeps them: the :class:`Join` steps' subsearches)."""
+    return tuple(SubSearch(x.stage, "join", x.subsearch) for x in a.steps
+                 if isinstance(x, Join) and x.subsearch is not None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -939,6 +1068,8 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
     }
     if a.sequence is not None:
         d["sequence"] = sequence_to_dict(a.sequence)
+    if a.steps:
+        d["steps"] = [pipeline_step_to_dict(x) for x in a.steps]
     return d
 
 
@@ -952,4 +1083,73 @@ def analysis_from_dict(d: Mapping[str, Any]) -> Analysis:
         problems=tuple(problem_from_dict(p) for p in d.get("problems", ())),
         extra=dict(d.get("extra", {})),
         sequence=sequence_from_dict(d["sequence"]) if d.get("sequence") else None,
+        steps=tuple(pipeline_step_from_dict(x) for x in d.get("steps", ())),
     )
+
+
+def pipeline_step_to_dict(x: Step) -> dict[str, Any]:
+    """A pipeline step as JSON: ``{"step": "eval", "stage": 2, ...}`` (its fields by name)."""
+    d: dict[str, Any] = {"step": _STEP_NAMES[type(x)], "stage": x.stage}
+    if isinstance(x, Filter):
+        d["node"] = node_to_dict(x.node)
+    elif isinstance(x, Eval):
+        d["assigns"] = [[name, term_to_json(t)] for name, t in x.assigns]
+    elif isinstance(x, Rex):
+        d.update(field=x.field, pattern=x.pattern, max_match=x.max_match, mode=x.mode)
+    elif isinstance(x, Rename):
+        d["pairs"] = [list(p) for p in x.pairs]
+    elif isinstance(x, Spath):
+        d.update(input=x.input, output=x.output, path=x.path)
+    elif isinstance(x, AddTotals):
+        d.update(fieldname=x.fieldname, fields=list(x.fields), row=x.row)
+    elif isinstance(x, Join):
+        d.update(fields=list(x.fields), kind=x.kind, max=x.max, overwrite=x.overwrite,
+                 subsearch=analysis_to_dict(x.subsearch) if x.subsearch else None)
+    elif isinstance(x, Bin):
+        d.update(fields=list(x.fields), span=x.span, options=[list(o) for o in x.options])
+    elif isinstance(x, Aggregate):
+        d.update(command=x.command, by=list(x.by), span=x.span, datamodel=x.datamodel,
+                 nodename=x.nodename, options=[list(o) for o in x.options], problem=x.problem,
+                 functions=[[f.name, f.field, f.alias] for f in x.functions])
+    else:
+        d.update(command=x.command, outputs=list(x.outputs))
+    return d
+
+
+def pipeline_step_from_dict(d: Mapping[str, Any]) -> Step:
+    kind, stage = d["step"], int(d["stage"])
+    if kind == "filter":
+        return Filter(stage, node_from_dict(d.get("node")))
+    if kind == "eval":
+        return Eval(stage, tuple((str(n), term_from_json(t)) for n, t in d["assigns"]))
+    if kind == "rex":
+        return Rex(stage, d["field"], d.get("pattern"), d.get("max_match", 1), d.get("mode"))
+    if kind == "rename":
+        return Rename(stage, tuple((str(a), str(b)) for a, b in d["pairs"]))
+    if kind == "spath":
+        return Spath(stage, d["input"], d.get("output"), d.get("path"))
+    if kind == "addtotals":
+        return AddTotals(stage, d["fieldname"], tuple(d.get("fields", ())), d.get("row", True))
+    if kind == "join":
+        sub = d.get("subsearch")
+        return Join(stage, tuple(d["fields"]), d["kind"], d["max"], d["overwrite"],
+                    analysis_from_dict(sub) if sub else None)
+    if kind == "aggregate":
+        return Aggregate(stage, d["command"], tuple(d.get("by", ())),
+                         tuple(AggFunc(n, f, a) for n, f, a in d.get("functions", ())),
+                         d.get("span"), d.get("datamodel"), d.get("nodename"),
+                         tuple((str(k), str(v)) for k, v in d.get("options", ())),
+                         d.get("problem"))
+    if kind == "bin":
+        return Bin(stage, tuple(d["fields"]), d.get("span"),
+                   tuple((str(k), str(v)) for k, v in d.get("options", ())))
+    if kind == "command":
+        return OtherCommand(stage, d["command"], tuple(d.get("outputs", ())))
+    raise ValueError(f"unknown pipeline step {kind!r}")
+
+
+_STEP_NAMES: dict[type, str] = {
+    Filter: "filter", Eval: "eval", Rex: "rex", Rename: "rename", Spath: "spath",
+    AddTotals: "addtotals", Join: "join", Aggregate: "aggregate", Bin: "bin",
+    OtherCommand: "command",
+}

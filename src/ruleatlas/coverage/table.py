@@ -114,6 +114,15 @@ def _refs(v: Any, where: str, aliases: Mapping[str, str]) -> tuple[EventRef, ...
     return tuple(parse_ref(str(x), aliases) for x in v)
 
 
+def _ref_table(doc: Mapping[str, Any], section: str, name: str, aliases: Mapping[str, str],
+               lower: bool = False) -> dict[str, tuple[EventRef, ...]]:
+    """The ``section.name`` mapping of the table: key (lower-cased when ``lower``) -> its
+    event kinds."""
+    rows = (doc.get(section) or {}).get(name) or {}
+    return {str(k).lower() if lower else str(k): _refs(v, f"{section}.{name}.{k}", aliases)
+            for k, v in rows.items()}
+
+
 def _elastic_indexes(rows: Any, aliases: Mapping[str, str]) -> tuple[ElasticIndex, ...]:
     out: list[ElasticIndex] = []
     for i, row in enumerate(rows or ()):
@@ -140,7 +149,6 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
         aliases[str(canon).lower()] = str(canon)
         for sp in spellings or ():
             aliases[str(sp).lower()] = str(canon)
-    sigma = doc.get("sigma") or {}
     splunk = doc.get("splunk") or {}
     patterns = []
     for i, entry in enumerate(splunk.get("data_sources") or ()):
@@ -153,18 +161,9 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
         str(k): {str(a): str(b) for a, b in (v or {}).items()}
         for k, v in (doc.get("field_maps") or {}).items()
     }
-    sigma_categories = {
-        str(k).lower(): _refs(v, f"sigma.categories.{k}", aliases)
-        for k, v in (sigma.get("categories") or {}).items()
-    }
-    sigma_services = {
-        str(k).lower(): _refs(v, f"sigma.services.{k}", aliases)
-        for k, v in (sigma.get("services") or {}).items()
-    }
-    datamodels = {
-        str(k): _refs(v, f"splunk.datamodels.{k}", aliases)
-        for k, v in (splunk.get("datamodels") or {}).items()
-    }
+    sigma_categories = _ref_table(doc, "sigma", "categories", aliases, lower=True)
+    sigma_services = _ref_table(doc, "sigma", "services", aliases, lower=True)
+    datamodels = _ref_table(doc, "splunk", "datamodels", aliases)
     # Every channel the table names is also its own spelling, in any letter case, so that an
     # event's "microsoft-windows-windows defender/operational" meets the table's spelling.
     for refs in (*sigma_categories.values(), *sigma_services.values(), *datamodels.values()):
@@ -172,14 +171,8 @@ def compile_table(doc: Mapping[str, Any]) -> Table:
             aliases.setdefault(r.channel.lower(), r.channel)
     elastic = doc.get("elastic") or {}
     elastic_indexes = _elastic_indexes(elastic.get("indexes"), aliases)
-    elastic_categories = {
-        str(k).lower(): _refs(v, f"elastic.categories.{k}", aliases)
-        for k, v in (elastic.get("categories") or {}).items()
-    }
-    elastic_fields = {
-        str(k): _refs(v, f"elastic.fields.{k}", aliases)
-        for k, v in (elastic.get("fields") or {}).items()
-    }
+    elastic_categories = _ref_table(doc, "elastic", "categories", aliases, lower=True)
+    elastic_fields = _ref_table(doc, "elastic", "fields", aliases)
     for refs in (*elastic_categories.values(), *elastic_fields.values(),
                  *(e.events for e in elastic_indexes)):
         for r in refs:

@@ -1,7 +1,8 @@
 """SPL aggregations the engine runs: ``stats`` and ``eventstats`` with ``by``, followed by
 ``where``/``search`` on the result (threshold rules: ``| stats dc(dest) as n by src | where n>9``).
 
-A stage's text is parsed once into :class:`AggSpec` (functions, output names, group-by fields);
+The lowering's typed :class:`~ruleatlas.model.Aggregate` step becomes an :class:`AggSpec`
+(canonical functions, output names, group-by fields);
 :class:`Aggregator` then keeps one small state per group while events stream in, so memory is
 per group, not per event (``eventstats`` must keep the matching events of each group, as Splunk
 does). Functions are a dict (house rule 4); an unknown one makes the rule not runnable.
@@ -9,25 +10,17 @@ does). Functions are a dict (house rule 4); an unknown one makes the rule not ru
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ruleatlas.engine.compile import Matcher, NotRunnable
 from ruleatlas.engine.sigma_semantics import as_number, to_text
+from ruleatlas.model import Aggregate
 
 # --------------------------------------------------------------------------------------------
-# Parsing the stage text
+# The aggregation of a typed step
 # --------------------------------------------------------------------------------------------
-
-_FUNC = re.compile(
-    r"""(?P<fn>[A-Za-z_][\w]*)\s*(?:\(\s*(?P<arg>[^()]*?)\s*\))?
-        (?:\s*\bas\s+(?P<alias>"[^"]+"|[\w.:{}-]+))?\s*,?\s*""",
-    re.X | re.I,
-)
-_BY = re.compile(r"\s+by\s+", re.I)
-_OPTION = re.compile(r"^\w+\s*=\s*\S+\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,50 +41,35 @@ ALIASES = {"distinct_count": "dc", "c": "count", "first": "earliest", "last": "l
            "mean": "avg"}
 
 
-def parse_stats(command: str, text: str, by: tuple[str, ...] = ()) -> AggSpec:
-    """``stats count min(_time) as firstTime dc(x) by a, b`` -> :class:`AggSpec`.
+def agg_spec(step: Aggregate, command: str | None = None) -> AggSpec:
+    """The lowering's :class:`~ruleatlas.model.Aggregate` (``stats count min(_time) as
+    firstTime dc(x) by a, b``) as the engine computes it: canonical function names and output
+    names (``command``: the semantics, ``stats`` for a tstats step).
 
     Raises :class:`NotRunnable` for functions or forms the engine does not compute."""
-    body = text.strip()
-    if body.startswith("|"):
-        body = body[1:].strip()
-    if body.lower().startswith(command.lower()):
-        body = body[len(command):]
-    body = body.strip()
-    while _OPTION.match(body):  # allnum=true, dedup_splitvals=...
-        body = _OPTION.sub("", body, count=1)
-    parts = _BY.split(body, maxsplit=1)
-    funcs_text = parts[0]
-    if len(parts) == 2 and not by:
-        by = tuple(x for x in re.split(r"[\s,]+", parts[1].strip()) if x)
+    command = command or step.command
+    if step.problem:
+        raise NotRunnable(f"{command} {step.problem}")
     funcs: list[AggFunc] = []
-    pos = 0
-    while pos < len(funcs_text):
-        m = _FUNC.match(funcs_text, pos)
-        if not m or m.end() == pos:
-            raise NotRunnable(f"{command}: cannot read {funcs_text[pos:]!r}")
-        pos = m.end()
-        fn = ALIASES.get(m.group("fn").lower(), m.group("fn").lower())
-        arg = m.group("arg")
-        after = funcs_text[m.start("fn") + len(m.group("fn")):].lstrip()
-        if arg is None and after.startswith("("):
-            raise NotRunnable(f"{command} {m.group('fn')}() with a nested expression "
-                              "(eval(...)) is not supported")
+    for f in step.functions:
+        fn = ALIASES.get(f.name.lower(), f.name.lower())
+        arg = f.field
         if fn not in AGG_FUNCS:
-            raise NotRunnable(f"{command} function {m.group('fn')}() is not supported")
+            raise NotRunnable(f"{command} function {f.name}() is not supported")
         if arg is not None and (("*" in arg and arg != "*") or "eval(" in arg):
             raise NotRunnable(f"{command} {fn}({arg}) with wildcards/eval is not supported")
+        if f.alias is not None and "*" in f.alias:
+            raise NotRunnable(f"{command} {f.name}({arg or ''}) as {f.alias}: wildcard output "
+                              "names are not supported")
         if fn != "count" and not arg:
             raise NotRunnable(f"{command} {fn} needs a field")
-        default = fn if arg is None else f"{m.group('fn')}({arg})"
-        alias = m.group("alias")
-        name = alias.strip('"') if alias else default
-        funcs.append(AggFunc(fn, arg if arg not in (None, "*") else None, name))
+        default = fn if arg is None else f"{f.name}({arg})"
+        funcs.append(AggFunc(fn, arg if arg not in (None, "*") else None, f.alias or default))
     if not funcs:
         funcs.append(AggFunc("count", None, "count"))
-    if any("*" in b for b in by):
+    if any("*" in b for b in step.by):
         raise NotRunnable(f"{command} by wildcard fields is not supported")
-    return AggSpec(command.lower(), tuple(funcs), tuple(by))
+    return AggSpec(command.lower(), tuple(funcs), tuple(step.by))
 
 
 # --------------------------------------------------------------------------------------------

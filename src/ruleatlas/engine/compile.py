@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from ruleatlas import model as M
 from ruleatlas.caching import VALUE_TESTS, BoundedCache
@@ -42,6 +42,7 @@ from ruleatlas.model import Op
 
 Fields = Mapping[str, Any]
 Matcher = Callable[[Fields], bool]
+T = TypeVar("T")  # what a test is applied to: an event (Matcher) or a string (StrTest)
 
 _MISSING = object()
 
@@ -75,14 +76,21 @@ def _text_test(op: Op, v: M.Value, cased: bool) -> StrTest:
     raise NotRunnable(f"value {v!r} cannot be used with {op.value}")
 
 
-def _any(tests: list[StrTest]) -> StrTest:
+def _any(tests: Sequence[Callable[[T], bool]]) -> Callable[[T], bool]:
+    """True where one of ``tests`` is (tried in order): the test of an Or and of a value list;
+    none is never true."""
+    if not tests:
+        return lambda _: False
     if len(tests) == 1:
         return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return lambda x: a(x) or b(x)
     tt = tuple(tests)
 
-    def f(s: str) -> bool:
+    def f(x: T) -> bool:
         for t in tt:
-            if t(s):
+            if t(x):
                 return True
         return False
 
@@ -164,15 +172,27 @@ def _any_value(op: Op, values: list[M.Value], cased: bool) -> StrTest:
 
         checks.append(any_in)
     checks.extend(others)
-    return _any(checks) if checks else (lambda s: False)
+    return _any(checks)
 
 
-def _all(groups: list[StrTest]) -> StrTest:
-    gg = tuple(groups)
+def _all(tests: Sequence[Callable[[T], bool]]) -> Callable[[T], bool]:
+    """True where every one of ``tests`` is (tried in order): the test of an And and of a
+    value's pattern groups; none is always true."""
+    if not tests:
+        return lambda _: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return lambda x: a(x) and b(x)
+    if len(tests) == 3:
+        a, b, c = tests
+        return lambda x: a(x) and b(x) and c(x)
+    tt = tuple(tests)
 
-    def f(s: str) -> bool:
-        for g in gg:
-            if not g(s):
+    def f(x: T) -> bool:
+        for t in tt:
+            if not t(x):
                 return False
         return True
 
@@ -466,47 +486,6 @@ def _predicate(p: M.Predicate, fm: Mapping[str, str]) -> Matcher:
 # --------------------------------------------------------------------------------------------
 
 
-def _and(fs: list[Matcher]) -> Matcher:
-    if not fs:
-        return _true
-    if len(fs) == 1:
-        return fs[0]
-    if len(fs) == 2:
-        a, b = fs
-        return lambda ev: a(ev) and b(ev)
-    if len(fs) == 3:
-        a, b, c = fs
-        return lambda ev: a(ev) and b(ev) and c(ev)
-    t = tuple(fs)
-
-    def f(ev: Fields) -> bool:
-        for g in t:
-            if not g(ev):
-                return False
-        return True
-
-    return f
-
-
-def _or(fs: list[Matcher]) -> Matcher:
-    if not fs:
-        return _false
-    if len(fs) == 1:
-        return fs[0]
-    if len(fs) == 2:
-        a, b = fs
-        return lambda ev: a(ev) or b(ev)
-    t = tuple(fs)
-
-    def f(ev: Fields) -> bool:
-        for g in t:
-            if g(ev):
-                return True
-        return False
-
-    return f
-
-
 TermCompiler = Callable[[M.Term, Mapping[str, str]], Callable[[Fields], Any]]
 
 
@@ -523,9 +502,9 @@ def compile_node(node: M.Node | None, field_map: Mapping[str, str] | None = None
     if isinstance(node, M.Predicate):
         return compile_predicate(node, fm)
     if isinstance(node, M.And):
-        return _and([compile_node(a, fm, terms=terms) for a in node.args])
+        return _all([compile_node(a, fm, terms=terms) for a in node.args])
     if isinstance(node, M.Or):
-        return _or([compile_node(a, fm, terms=terms) for a in node.args])
+        return _any([compile_node(a, fm, terms=terms) for a in node.args])
     if isinstance(node, M.Not):
         inner = compile_node(node.arg, fm, terms=terms)
         return lambda ev: not inner(ev)

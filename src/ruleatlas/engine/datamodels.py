@@ -28,8 +28,7 @@ from typing import Any
 import yaml
 
 from ruleatlas.coverage.routing import Route
-from ruleatlas.engine.aggregate import AggSpec, parse_stats
-from ruleatlas.model import And, Const, Node, Not, Or, Predicate
+from ruleatlas.model import Aggregate, And, Const, Node, Not, Or, Predicate
 
 HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKU": "HKEY_USERS", "HKCU": "HKEY_CURRENT_USER",
          "HKCR": "HKEY_CLASSES_ROOT", "HKCC": "HKEY_CURRENT_CONFIG"}
@@ -191,30 +190,6 @@ def anchor_view(node: Node | None, dm: str) -> Node | None:
     return node
 
 
-_OPTION = re.compile(r"^\s*\w+\s*=\s*\S+")
-_FROM = re.compile(r"\sfrom\s", re.I)
-_BY_SPAN = re.compile(r"\sby\s.*?\bspan\s*=\s*(\S+)", re.I | re.S)
-
-
-def tstats_functions(text: str) -> str:
-    """The aggregation functions of a tstats stage: ``| tstats summariesonly=false count
-    min(_time) as firstTime from datamodel=... where ... by ...`` -> ``count min(_time) as
-    firstTime``."""
-    body = text.strip().lstrip("|").strip()
-    if body.lower().startswith("tstats"):
-        body = body[len("tstats"):]
-    while (m := _OPTION.match(body)) is not None:
-        body = body[m.end():]
-    m = _FROM.search(" " + body)
-    return (body[: m.start()] if m else body).strip()
-
-
-def tstats_spec(text: str, by: tuple[str, ...]) -> AggSpec:
-    """The aggregation of a tstats stage, as ``stats`` would compute it (raises
-    ``NotRunnable`` for functions the engine does not compute)."""
-    return parse_stats("stats", "stats " + tstats_functions(text), by)
-
-
 def route(r: Route, dm: str) -> Route:
     """``r`` narrowed to the event kinds that are rows of ``dm``: a rule whose data sources
     name Sysmon 1 and 13 (for a join) still reads only Sysmon 1 for Endpoint.Processes; a
@@ -225,22 +200,15 @@ def route(r: Route, dm: str) -> Route:
     return replace(r, keys=keep)
 
 
-def tstats_span(text: str) -> str | None:
-    """``... by _time span=1h`` -> ``1h``."""
-    m = _BY_SPAN.search(text)
-    return m.group(1) if m else None
-
-
-def tstats_problem(info: Mapping[str, Any], where_fields: list[str],
-                   by: tuple[str, ...]) -> str | None:
-    """Why a tstats stage cannot run on raw events, or None."""
-    dm = str(info.get("datamodel") or "")
+def tstats_problem(step: Aggregate, where_fields: list[str]) -> str | None:
+    """Why a tstats step cannot run on raw events, or None."""
+    dm = step.datamodel or ""
     if dm not in table():
         return (f"tstats on datamodel {dm or '(none)'}: the engine computes only "
                 + ", ".join(sorted(table())) + " from raw events")
-    if info.get("nodename"):
-        return f"tstats nodename={info['nodename']} is not computed from raw events"
-    opts = {str(k).lower(): str(v).lower() for k, v in (info.get("options") or {}).items()}
+    if step.nodename:
+        return f"tstats nodename={step.nodename} is not computed from raw events"
+    opts = {k.lower(): v.lower() for k, v in step.options}
     if opts.get("prestats") in ("t", "true", "1") or opts.get("append") in ("t", "true", "1"):
         return "tstats prestats/append is not supported"
     bad = missing(where_fields, dm)
@@ -248,7 +216,7 @@ def tstats_problem(info: Mapping[str, Any], where_fields: list[str],
         return (f"tstats where reads {', '.join(bad)}, which the engine does not compute "
                 "from raw events")
     if "fillnull_value" not in opts:
-        bad_by = missing(list(by), dm)
+        bad_by = missing(list(step.by), dm)
         if bad_by:
             return (f"tstats by {', '.join(bad_by)}: not computed from raw events, and no "
                     "fillnull_value (tstats would drop every row)")

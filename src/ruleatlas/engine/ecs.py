@@ -136,24 +136,26 @@ _LONG = re.compile(r"([+-]?)(?:(0[xX]|#)([0-9a-fA-F]{1,16})|(0[0-7]+)|(\d{1,19})
 _MAPPED_V4 = re.compile(r"::ffff:(\d+\.\d+\.\d+\.\d+)")
 
 
-def _int(v: Value) -> int | None:
+def _int_or_text(v: Value) -> int | str | None:
+    """``v`` itself when an int (not a bool), else its text stripped (None without one)."""
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     s = _text(v)
-    if s is None:
-        return None
-    s = s.strip()
+    return None if s is None else s.strip()
+
+
+def _int(v: Value) -> int | None:
+    s = _int_or_text(v)
+    if not isinstance(s, str):
+        return s
     return int(s) if _INT.fullmatch(s) else None
 
 
 def _long(v: Value) -> int | None:
     """Java's Long.decode: decimal, ``0x``/``#`` hex, leading ``0`` octal."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    s = _text(v)
-    if s is None:
-        return None
-    s = s.strip()
+    s = _int_or_text(v)
+    if not isinstance(s, str):
+        return s
     m = _LONG.fullmatch(s)
     if m is None:
         return None
@@ -685,22 +687,11 @@ def _expand(text: str, style: str) -> dict[str, str]:
 
 def _first(sources: tuple[str, ...], skip: frozenset[str]) -> Callable[..., Any]:
     """The first of ``sources`` present (an ECS field already computed, else a raw one)."""
-
-    if not any(_is_ecs(s) for s in sources):
-
-        def get_raw(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
-            for s in sources:
-                v = f.get(s)
-                if v is None or (v.__class__ is str and v in skip):
-                    continue
-                return v
-            return None
-
-        return get_raw
+    raw_only = not any(_is_ecs(s) for s in sources)  # then ``out`` cannot hold any of them
 
     def get(f: Mapping[str, Any], out: Mapping[str, Any]) -> Any:
         for s in sources:
-            v = out.get(s)
+            v = None if raw_only else out.get(s)
             if v is None:
                 v = f.get(s)
             if v is None or (v.__class__ is str and v in skip):

@@ -19,7 +19,7 @@ script helpers (the functions run as a script query):
   this module (the smallest value; numbers before text).
 * ``==``/``!=``/``in``/``like``/``regex`` and functions are case-sensitive; ``:``, ``in~``,
   ``like~``, ``regex~`` and ``fn~`` are not. ``:`` and ``like`` take ``*``/``?`` wildcards and
-  no escape; ``regex`` is Lucene's dialect, anchored (``languages/eql/regex.py``).
+  no escape; ``regex`` is Lucene's dialect, anchored (``languages/lucene_regex.py``).
 * Numbers: ``divide`` of two integers rounds down (Java integer division, toward zero);
   ``modulo`` is Java's ``%`` (the sign of the dividend).
 """
@@ -36,7 +36,7 @@ from typing import Any
 from ruleatlas.caching import SPL_REGEXES
 from ruleatlas.engine.functions import UnknownFunction
 from ruleatlas.engine.sigma_semantics import as_number, to_text
-from ruleatlas.languages.eql.regex import RegexUnsupported, to_regex
+from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.model import Call, FieldRef, Term
 
 Fields = Mapping[str, Any]
@@ -109,7 +109,7 @@ def wildcard_regex(pattern: str, insensitive: bool) -> re.Pattern[str]:
 
 @lru_cache(maxsize=SPL_REGEXES)
 def _lucene(pattern: str, insensitive: bool) -> re.Pattern[str]:
-    rx = to_regex(pattern, insensitive)
+    rx = lucene_regex(pattern, insensitive)
     flags = re.S | (re.I if "i" in rx.flags else 0)
     return re.compile(rx.pattern, flags)
 

@@ -328,19 +328,39 @@ WINLOG_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def flatten_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A Winlogbeat/ECS document: ``winlog.event_data`` / ``winlog.user_data`` entries at the
-    top level, ``winlog.channel`` -> ``Channel``, ``winlog.event_id`` -> ``EventID`` (an int
-    when numeric), ``winlog.process.pid`` -> ``ProcessID``, ``@timestamp`` -> ``TimeCreated``."""
-    w = obj["winlog"]
+def _system_fields(src: Mapping[str, Any],
+                   table: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The fields of ``table`` present in ``src``, under their canonical names; ``EventID`` an
+    int when numeric; ``user.identifier`` (the SID) as ``Security_UserID``."""
     out: dict[str, Any] = {}
-    for src, dst in WINLOG_FIELDS:
-        v = w.get(src)
+    for name, dst in table:
+        v = src.get(name)
         if v is not None:
             out[dst] = v
     eid = out.get("EventID")
     if isinstance(eid, str) and eid.isdigit():
         out["EventID"] = int(eid)
+    user = src.get("user")
+    if isinstance(user, dict) and user.get("identifier"):
+        out["Security_UserID"] = user["identifier"]
+    return out
+
+
+def _with_data(out: dict[str, Any], src: Mapping[str, Any]) -> dict[str, Any]:
+    """``out`` with the entries of ``src``'s ``event_data`` and ``user_data`` at the top."""
+    for part in ("event_data", "user_data"):
+        data = src.get(part)
+        if isinstance(data, dict):
+            out.update(data)
+    return out
+
+
+def flatten_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Winlogbeat/ECS document: ``winlog.event_data`` / ``winlog.user_data`` entries at the
+    top level, ``winlog.channel`` -> ``Channel``, ``winlog.event_id`` -> ``EventID`` (an int
+    when numeric), ``winlog.process.pid`` -> ``ProcessID``, ``@timestamp`` -> ``TimeCreated``."""
+    w = obj["winlog"]
+    out = _system_fields(w, WINLOG_FIELDS)
     proc = w.get("process")
     if isinstance(proc, dict):
         pid = proc.get("pid")
@@ -349,17 +369,10 @@ def flatten_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
         thread = proc.get("thread")
         if isinstance(thread, dict) and thread.get("id") is not None:
             out["ThreadID"] = thread["id"]
-    user = w.get("user")
-    if isinstance(user, dict) and user.get("identifier"):
-        out["Security_UserID"] = user["identifier"]
     ts = obj.get("@timestamp")
     if ts is not None:
         out["TimeCreated"] = ts
-    for part in ("event_data", "user_data"):
-        data = w.get(part)
-        if isinstance(data, dict):
-            for k, v in data.items():
-                out[k] = v
+    _with_data(out, w)
     msg = obj.get("message")
     if msg is not None:
         out.setdefault("Message", msg)
@@ -389,22 +402,7 @@ LEGACY_WINLOG_FIELDS: tuple[tuple[str, str], ...] = (
 
 def flatten_legacy_winlog(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A Winlogbeat 6.x document (``log_name``, ``event_id``, ``event_data``, ...)."""
-    out: dict[str, Any] = {}
-    for src, dst in LEGACY_WINLOG_FIELDS:
-        v = obj.get(src)
-        if v is not None:
-            out[dst] = v
-    eid = out.get("EventID")
-    if isinstance(eid, str) and eid.isdigit():
-        out["EventID"] = int(eid)
-    user = obj.get("user")
-    if isinstance(user, dict) and user.get("identifier"):
-        out["Security_UserID"] = user["identifier"]
-    for part in ("event_data", "user_data"):
-        data = obj.get(part)
-        if isinstance(data, dict):
-            out.update(data)
-    return out
+    return _with_data(_system_fields(obj, LEGACY_WINLOG_FIELDS), obj)
 
 
 def flatten(obj: Any) -> dict[str, Any] | None:

@@ -108,33 +108,53 @@ def from_plans(plans: LoadedPlans, report: HuntReport,
 
 def hunt(rules: Sequence[LoadedRule], paths: Sequence[str], report: HuntReport,
          on_event: Callable[[Event], None] | None = None,
-         limits: Limits | None = None) -> Iterator[Finding]:
+         limits: Limits | None = None, jobs: int = 1,
+         progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
     """Findings of ``rules`` over the events of ``paths`` (files, folders, archives), read
-    within ``limits`` (default: :meth:`Limits.from_env`)."""
+    within ``limits`` (default: :meth:`Limits.from_env`), on ``jobs`` processes (see
+    :func:`run`)."""
     t0 = time.perf_counter()
-    yield from run(prepare_all(rules, report), paths, report, on_event, t0, limits)
+    yield from run(prepare_all(rules, report), paths, report, on_event, t0, limits, jobs,
+                   progress)
 
 
 def hunt_plans(plans: LoadedPlans, heads: Sequence[PlanHead] | None, paths: Sequence[str],
                report: HuntReport, on_event: Callable[[Event], None] | None = None,
-               limits: Limits | None = None) -> Iterator[Finding]:
+               limits: Limits | None = None, jobs: int = 1,
+               progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
     """:func:`hunt` with the rules' plans from the catalog's cache (same findings)."""
     t0 = time.perf_counter()
-    yield from run(from_plans(plans, report, heads), paths, report, on_event, t0, limits)
+    yield from run(from_plans(plans, report, heads), paths, report, on_event, t0, limits, jobs,
+                   progress)
 
 
 def run(rules: Sequence[EngineRule], paths: Sequence[str], report: HuntReport,
         on_event: Callable[[Event], None] | None = None, t0: float | None = None,
-        limits: Limits | None = None) -> Iterator[Finding]:
-    """Prepared rules over the events of ``paths``, read within ``limits``."""
+        limits: Limits | None = None, jobs: int = 1,
+        progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
+    """Prepared rules over the events of ``paths``, read within ``limits``.
+
+    ``jobs`` > 1 shares the inputs out to that many worker processes (``engine.jobs``): same
+    findings in the same order, same report; ``on_event`` is then not called (the events stay
+    in the workers) but ``progress`` gets each input's event count as it is merged. With one
+    job ``progress`` gets 1 per event."""
     from ruleatlas.engine.readers import read_events
 
     t0 = time.perf_counter() if t0 is None else t0
+    limits = limits or Limits.from_env()
+    if jobs > 1:
+        from ruleatlas.engine.jobs import run_jobs
+
+        yield from run_jobs(rules, paths, jobs, report, limits, progress)
+        report.seconds = time.perf_counter() - t0
+        return
     engine = Engine(rules)
     for ev in read_events(list(paths), report.errors, limits, report.inputs):
         report.events += 1
         if on_event is not None:
             on_event(ev)
+        if progress is not None:
+            progress(1)
         for f in engine.match(ev):
             report.add(f)
             yield f

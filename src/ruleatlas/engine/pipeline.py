@@ -1,9 +1,10 @@
 """SPL searches that compute a field, then filter on it: ``eval`` and ``rex`` replayed in order.
 
 ``... | rex field=Message "(?<user>\\S+)@" | eval u=lower(user) | search u=admin*`` cannot be one
-predicate tree over the raw event: ``u`` does not exist before the ``eval``. The SPL analyzer
-records such searches' event-phase commands in order (``Analysis.extra["event_pipeline"]``, see
-``languages.spl.lower.pipeline_step``); :func:`plan` splits them into
+predicate tree over the raw event: ``u`` does not exist before the ``eval``. The SPL lowering
+records every command as a typed step (``Analysis.steps``, ``model.Step``, see
+``languages.spl.lower.pipeline_step``); :func:`plan` splits the ones before the first
+aggregation into
 
 * the *head*: every filter that reads no field an earlier ``eval``/``rex`` writes. Filters
   commute with commands that do not write what they read, so the head is the rule's condition
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
+from ruleatlas import model as mdl
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.functions import UnknownFunction, compile_term
@@ -40,9 +42,7 @@ from ruleatlas.model import (
     Predicate,
     Term,
     conjoin,
-    node_from_dict,
     term_fields,
-    term_from_json,
     walk,
 )
 
@@ -71,7 +71,7 @@ class Step:
     totals: Mapping[str, Any] | None = None  # addtotals: fieldname, fields, row
     spath: Mapping[str, Any] | None = None  # spath: input, output, path
     derive: Mapping[str, Any] | None = None  # tstats: datamodel, names, fill (datamodels.py)
-    join: Mapping[str, Any] | None = None  # join: fields, type, max, overwrite, analysis
+    join: mdl.Join | None = None  # join: fields, kind, max, overwrite, subsearch
 
     def writes(self) -> set[str]:
         if self.kind == "derive" and self.derive is not None:
@@ -111,7 +111,7 @@ class Step:
 
     def reads(self) -> set[str]:
         if self.kind == "join" and self.join is not None:
-            return {str(f) for f in self.join.get("fields") or ()}
+            return set(self.join.fields)
         if self.kind == "filter":
             return node_fields(self.node)
         if self.kind == "eval":
@@ -158,48 +158,62 @@ def node_fields(node: Node | None) -> set[str]:
     return set(fields_of(node))
 
 
-def plan(analysis: Analysis, key: str = "event_pipeline") -> Plan | None:
-    """The head and steps of a search that computes fields before filtering (None: it does
-    not, the analysis condition is the whole event filter). ``key="result_pipeline"``: the
-    commands after the last aggregation, run on its rows (see :func:`result_plan`)."""
-    raw = analysis.extra.get(key) if analysis.extra else None
-    if not isinstance(raw, list):
+def plan(analysis: Analysis) -> Plan | None:
+    """The head and steps of the commands before the first aggregation (None: the language
+    records no pipeline steps, the analysis condition is the whole event filter)."""
+    if not analysis.steps:
         return None
-    return _split(_steps(raw), with_head=key == "event_pipeline")
+    first = next((i for i, x in enumerate(analysis.steps) if isinstance(x, mdl.Aggregate)),
+                 len(analysis.steps))
+    return _split(_steps(analysis.steps[:first], joins=False), with_head=True)
 
 
 def result_plan(analysis: Analysis) -> Plan | None:
     """The steps after the last aggregation (``| stats ... | eval z=(x-avg)/stdev | where z >
-    3``), all in order, no head: rows are few, and a row filter has no literals to anchor."""
-    return plan(analysis, "result_pipeline")
+    3``), all in order, no head: rows are few, and a row filter has no literals to anchor.
+    None when they compute nothing (only filters: the result condition is the row filter)."""
+    last = max((i for i, x in enumerate(analysis.steps) if isinstance(x, mdl.Aggregate)),
+               default=None)
+    if last is None:
+        return None
+    after = analysis.steps[last + 1:]
+    if not any(isinstance(x, RESULT_COMPUTING) and not (
+            isinstance(x, mdl.Join) and x.subsearch is None) for x in after):
+        return None
+    return _split(_steps(after, joins=True), with_head=False)
 
 
-def _steps(raw: list[Any]) -> list[Step]:
+RESULT_COMPUTING = (mdl.Eval, mdl.Rex, mdl.Rename, mdl.AddTotals, mdl.Spath, mdl.Join)
+
+
+def _steps(raw: Sequence[mdl.Step], joins: bool) -> list[Step]:
+    """The model's typed steps as the engine's (``joins``: a join runs its subsearch; before
+    the aggregation it does not, runnability judges it by the fields it writes)."""
     steps: list[Step] = []
     for d in raw:
-        if not isinstance(d, Mapping):
-            continue
-        stage = int(d.get("stage") or 0)
-        if "filter" in d:
-            node = route_channel_terms(node_from_dict(d["filter"]))
-            steps.append(Step("filter", stage, node=node))
-        elif "eval" in d:
-            steps.append(Step("eval", stage, assigns=tuple(
-                (str(name), term_from_json(t)) for name, t in d["eval"])))
-        elif "rex" in d:
-            steps.append(Step("rex", stage, rex=dict(d["rex"])))
-        elif "rename" in d:
-            steps.append(Step("rename", stage, renames=tuple(
-                (str(a), str(b)) for a, b in d["rename"])))
-        elif "addtotals" in d:
-            steps.append(Step("addtotals", stage, totals=dict(d["addtotals"])))
-        elif "spath" in d:
-            steps.append(Step("spath", stage, spath=dict(d["spath"])))
-        elif "join" in d and isinstance(d["join"].get("analysis"), Mapping):
-            steps.append(Step("join", stage, join=dict(d["join"])))
-        elif "command" in d:
-            steps.append(Step("command", stage, command=str(d["command"]),
-                              outputs=tuple(str(x) for x in d.get("outputs") or ())))
+        stage = d.stage
+        if isinstance(d, mdl.Filter):
+            steps.append(Step("filter", stage, node=route_channel_terms(d.node)))
+        elif isinstance(d, mdl.Eval):
+            steps.append(Step("eval", stage, assigns=d.assigns))
+        elif isinstance(d, mdl.Rex):
+            steps.append(Step("rex", stage, rex={"field": d.field, "pattern": d.pattern,
+                                                 "max_match": d.max_match, "mode": d.mode}))
+        elif isinstance(d, mdl.Rename):
+            steps.append(Step("rename", stage, renames=d.pairs))
+        elif isinstance(d, mdl.AddTotals):
+            steps.append(Step("addtotals", stage, totals={
+                "fieldname": d.fieldname, "fields": list(d.fields), "row": d.row}))
+        elif isinstance(d, mdl.Spath):
+            steps.append(Step("spath", stage, spath={"input": d.input, "output": d.output,
+                                                     "path": d.path}))
+        elif isinstance(d, mdl.Join) and d.subsearch is not None:
+            if joins:
+                steps.append(Step("join", stage, join=d))
+        elif isinstance(d, mdl.Join | mdl.Bin):  # writes nothing the plan tracks
+            steps.append(Step("command", stage, command=type(d).__name__.lower()))
+        elif isinstance(d, mdl.OtherCommand):
+            steps.append(Step("command", stage, command=d.command, outputs=d.outputs))
     return steps
 
 
@@ -515,12 +529,12 @@ def join_key(row: Mapping[str, Any], fields: Sequence[str]) -> tuple[str, ...] |
     return tuple(out)
 
 
-def join_op(spec: Mapping[str, Any], rows: JoinRows) -> Callable[[dict[str, Any]], bool]:
+def join_op(spec: mdl.Join, rows: JoinRows) -> Callable[[dict[str, Any]], bool]:
     """``join type=inner|outer f1, f2 [sub]`` on one row: the subsearch's first row with the
     same values is merged in (its fields overwrite, unless ``overwrite=false``); an inner join
     drops a row without one."""
-    inner = str(spec.get("type") or "inner") == "inner"
-    overwrite = bool(spec.get("overwrite", True))
+    inner = spec.kind == "inner"
+    overwrite = spec.overwrite
 
     def op(f: dict[str, Any]) -> bool:
         sub = rows.first(f)

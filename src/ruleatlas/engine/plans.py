@@ -67,7 +67,7 @@ from ruleatlas.model import Analysis, Node, Problem, Rule, analysis_from_dict
 
 # Bump when what a plan means changes without its classes changing (the code hash below
 # catches edits of the engine's files; this is the explicit, reviewable part of the key).
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 # The code a plan is computed by: any change to these files makes every stored plan stale.
 ENGINE_PARTS = ("model.py", "engine", "coverage")
 
@@ -96,7 +96,7 @@ class JoinPlan:
     type, max, overwrite) and the subsearch's own plan (run hidden beside the rule)."""
 
     stage: int
-    spec: Mapping[str, Any]
+    spec: model.Join  # without its subsearch (``sub`` is its plan)
     sub: RulePlan
 
 
@@ -157,7 +157,8 @@ def plan_of(er: EngineRule) -> RulePlan:
         steps = [st for st in rp.steps if st.kind == "join" and st.join is not None]
         for st, (sub, _rows) in zip(steps, er.joins, strict=False):
             assert st.join is not None
-            joins.append(JoinPlan(st.stage, dict(st.join), plan_of(sub)))
+            spec = dataclasses.replace(st.join, subsearch=None)
+            joins.append(JoinPlan(st.stage, spec, plan_of(sub)))
     return RulePlan(
         rule=rule_head(er.rule), route=er.route, reason=er.reason,
         condition=er.analysis.condition, result_condition=er.analysis.result_condition,
@@ -208,7 +209,7 @@ def engine_rule(p: RulePlan) -> EngineRule:
     if p.result_plan is not None:
         ops: dict[int, Callable[[dict[str, Any]], bool]] = {}
         for j in p.joins:
-            rows = JoinRows([str(f) for f in j.spec.get("fields") or ()])
+            rows = JoinRows(j.spec.fields)
             er.joins.append((engine_rule(j.sub), rows))
             ops[j.stage] = join_op(j.spec, rows)
         er.result_steps = _lazy_steps(p.result_plan.steps, ops)

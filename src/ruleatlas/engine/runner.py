@@ -25,7 +25,7 @@ from typing import Any
 
 from ruleatlas.coverage.routing import Key, Route, event_key, route_for
 from ruleatlas.engine import datamodels
-from ruleatlas.engine.aggregate import Aggregator, AggSpec, parse_stats
+from ruleatlas.engine.aggregate import Aggregator, AggSpec, agg_spec
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
@@ -44,7 +44,10 @@ from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.languages import language
 from ruleatlas.model import (
+    Aggregate,
     Analysis,
+    Bin,
+    Join,
     Node,
     Op,
     Opaque,
@@ -52,7 +55,6 @@ from ruleatlas.model import (
     Phase,
     Rule,
     StageKind,
-    analysis_from_dict,
     predicates,
     walk,
 )
@@ -218,7 +220,7 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
                         if s.index > st.index)):
             return "a filter between two aggregations is not supported"
         if cmd in ("bin", "bucket"):
-            if parse_bin(st.expanded or st.text) is None:
+            if _bin_of(analysis, st.index) is None:
                 return f"{st.command} stage {st.text[:60]!r} is not supported"
             continue
         if (pl is not None and st.kind is StageKind.TRANSFORM and st.phase is Phase.EVENT
@@ -231,7 +233,7 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
                                         for s in rp.steps)
         if joined:
             continue  # run beside the rule, joined on its rows (engine.pipeline.join_op)
-        if cmd == "join" and _join_type(st.expanded or st.text) == "inner":
+        if cmd == "join" and _join_kind(analysis, st.index) == "inner":
             return ("join (inner, the default) keeps only the rows another search also "
                     "returns: not supported")
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
@@ -249,18 +251,29 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
     if rp is not None and rp.uncomputed:
         return ("the result filter reads fields the engine does not compute: " + ", ".join(
             f"{f} ({cmd})" for f, cmd in sorted(rp.uncomputed.items())))
+    if (lang is not None and lang.pipeline and not analysis.steps
+            and any(s.kind in (StageKind.AGGREGATE, StageKind.TRANSFORM)
+                    for s in analysis.stages)):
+        return ("the analysis has no pipeline steps (stored by an older Rule Atlas): rebuild "
+                "the catalog")
     return None
 
 
-_JOIN_TYPE = re.compile(r"\btype\s*=\s*\"?(\w+)", re.I)
+def _join_kind(analysis: Analysis, stage: int) -> str:
+    """``join type=outer x [...]`` -> ``outer`` (``left`` is ``outer``); Splunk's default is
+    ``inner``."""
+    j = next((x for x in analysis.steps if isinstance(x, Join) and x.stage == stage), None)
+    return "inner" if j is None else j.kind
 
 
-def _join_type(text: str) -> str:
-    """``join type=outer x [...]`` -> ``outer``; Splunk's default is ``inner``. Only the
-    options before the subsearch count."""
-    m = _JOIN_TYPE.search(text.split("[", 1)[0])
-    t = m.group(1).lower() if m else "inner"
-    return "outer" if t == "left" else t
+def _bin_of(analysis: Analysis, stage: int) -> tuple[str, float] | None:
+    """``bucket span=5m _time`` at ``stage`` -> ``("_time", 300.0)``; None for other forms
+    (``bins=``, ``start=``, several fields, no span)."""
+    b = next((x for x in analysis.steps if isinstance(x, Bin) and x.stage == stage), None)
+    if b is None or b.span is None or len(b.fields) != 1:
+        return None
+    secs = span_seconds(b.span)
+    return None if secs is None else (b.fields[0], secs)
 
 
 def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[int, Any]:
@@ -271,44 +284,53 @@ def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[i
         if st.kind != "join" or st.join is None:
             continue
         j = st.join
-        if str(j.get("max", "1")) != "1":
-            raise NotRunnable(f"join max={j.get('max')}: only max=1 (the default) is run")
+        if j.max != "1":
+            raise NotRunnable(f"join max={j.max}: only max=1 (the default) is run")
+        if j.subsearch is None:
+            raise NotRunnable(f"join (stage {st.stage + 1}) without a subsearch")
         sub_rule = dataclasses.replace(er.rule, id=f"{er.rule.id}#join{st.stage + 1}")
-        sub = prepare(sub_rule, analysis_from_dict(j["analysis"]), tactics)
+        sub = prepare(sub_rule, j.subsearch, tactics)
         if not sub.runnable:
             raise NotRunnable(f"join subsearch (stage {st.stage + 1}): {sub.reason}")
         sub.hidden = True
-        rows = JoinRows([str(f) for f in j.get("fields") or ()])
+        rows = JoinRows(j.fields)
         er.joins.append((sub, rows))
         ops[st.stage] = join_op(j, rows)
     return ops
 
 
+def _tstats_step(analysis: Analysis) -> Aggregate | None:
+    """The search's one tstats (or mstats) step; None when there are several or none."""
+    found = [x for x in analysis.steps
+             if isinstance(x, Aggregate) and x.command in ("tstats", "mstats")]
+    return found[0] if len(found) == 1 else None
+
+
 def _tstats_problem(analysis: Analysis, st: Any) -> str | None:
-    infos = analysis.extra.get("tstats") or []
-    if st.index != 0 or len(infos) != 1:
+    step = _tstats_step(analysis)
+    if st.index != 0 or step is None:
         return "tstats after other commands, or more than one tstats, is not supported"
-    return datamodels.tstats_problem(infos[0], fields_of(st.condition), tuple(st.by))
+    return datamodels.tstats_problem(step, fields_of(st.condition))
 
 
 def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
     """A runnable tstats search: datamodel fields computed, then its ``where``, on the routed
     events; the pre-filter anchors on the raw fields (``datamodels.anchor_view``)."""
     st = analysis.stages[0]
-    info = (analysis.extra.get("tstats") or [{}])[0]
-    dm = str(info["datamodel"])
+    step = _tstats_step(analysis)
+    assert step is not None and step.datamodel is not None  # checked by _why_not
+    dm = step.datamodel
     where = st.condition
     try:  # what the aggregation functions read (values(Processes.dest)) is computed too
-        er.agg = datamodels.tstats_spec(st.expanded or st.text, st.by)
+        er.agg = agg_spec(step, "stats")
         args = [f.arg for f in er.agg.funcs if f.arg and f.arg != "_time"]
     except NotRunnable:
         args = []  # prepare reports it when it builds the aggregation
     names = list(dict.fromkeys([*fields_of(where), *(b for b in st.by if b != "_time"),
                                 *args]))
-    opts = info.get("options") or {}
     fill: tuple[tuple[str, Any], ...] = ()
-    if "fillnull_value" in {str(k).lower() for k in opts}:
-        value = next(v for k, v in opts.items() if str(k).lower() == "fillnull_value")
+    value = next((v for k, v in step.options if k.lower() == "fillnull_value"), None)
+    if value is not None:
         fill = tuple((b, value) for b in st.by if b != "_time")
     derive = {"datamodel": dm, "names": names, "fill": fill}
     steps = (Step("derive", 0, derive=derive), Step("filter", 0, node=where))
@@ -362,22 +384,20 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
     try:
         er.compiled(route.common_map)
         er.steps(route.common_map)
-        agg = [s for s in analysis.stages if s.kind is StageKind.AGGREGATE]
+        agg = [x for x in analysis.steps if isinstance(x, Aggregate)]
         if agg:
-            specs = [(er.agg or datamodels.tstats_spec(a.expanded or a.text, a.by))
-                     if a.command == "tstats"  # built by _prepare_tstats when it could be
-                     else parse_stats(a.command, a.expanded or a.text, a.by) for a in agg]
-            span = datamodels.tstats_span(agg[0].expanded or agg[0].text) if (
-                agg[0].command == "tstats") else None
+            specs = [(er.agg or agg_spec(a, "stats"))  # built by _prepare_tstats if it could
+                     if a.command == "tstats" else agg_spec(a) for a in agg]
+            span = agg[0].span if agg[0].command == "tstats" else None
             if span is not None:
-                b = parse_bin(f"bin span={span} _time")
-                if b is None:
+                secs = span_seconds(span)
+                if secs is None:
                     raise NotRunnable(f"tstats span={span} is not supported")
-                er.bins = (*er.bins, b)
+                er.bins = (*er.bins, ("_time", secs))
             for st in analysis.stages:
-                b = parse_bin(st.expanded or st.text) if st.command.lower() in (
+                b = _bin_of(analysis, st.index) if st.command.lower() in (
                     "bin", "bucket") else None
-                if b and st.index < agg[0].index:
+                if b and st.index < agg[0].stage:
                     er.bins = (*er.bins, b)
             er.agg, er.chain = specs[0], tuple(specs[1:])
             if er.plan is not None and er.plan.unrun:
@@ -675,20 +695,18 @@ def _space_aliases(g: _Group, fields: dict[str, Any]) -> None:
             fields.setdefault(k.replace(" ", ""), fields[k])
 
 
-_SPAN = re.compile(r"\bspan\s*=\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
 _UNITS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
           "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
           "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+_SPAN_VALUE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
 
 
-def parse_bin(text: str) -> tuple[str, float] | None:
-    """``bucket span=5m _time`` -> ``("_time", 300.0)``; None for other forms (bins=, start=)."""
-    m = _SPAN.search(text)
-    words = [w for w in re.split(r"\s+", text.strip().lstrip("|").strip())[1:]
-             if "=" not in w]
-    if not m or len(words) != 1 or m.group(2).lower() not in _UNITS:
+def span_seconds(value: str) -> float | None:
+    """A span as written (``5m``, ``1h``, ``30``) in seconds; None for other units."""
+    m = _SPAN_VALUE.match(value)
+    if m is None or m.group(2).lower() not in _UNITS:
         return None
-    return words[0].split(" as ")[0], float(m.group(1)) * _UNITS[m.group(2).lower()]
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def epoch(v: Any) -> float | None:

@@ -13,13 +13,13 @@ over ``Limits.rule_file_bytes`` is a load error (kind ``limit``) and is never re
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ruleatlas.limits import LimitError, Limits, fmt_size
-from ruleatlas.model import FileResult, LoadError, Macro
+from ruleatlas.model import FileResult, LoadError, Macro, Rule
 from ruleatlas.sources import yamlutil
 
 
@@ -32,13 +32,31 @@ def rel_path(root: Path, path: Path) -> str:
 
 
 def strings(v: Any) -> tuple[str, ...]:
-    """A YAML str or list of scalars as a tuple of non-empty strings."""
-    if v is None:
-        return ()
-    if isinstance(v, (list, tuple)):
-        return tuple(str(x) for x in v if x is not None and str(x) != "")
-    s = str(v)
-    return (s,) if s else ()
+    """A YAML/TOML scalar or list of scalars as a tuple of non-empty strings (a mapping or a
+    nested list is no string: left out)."""
+    items = v if isinstance(v, (list, tuple)) else [v]
+    return tuple(str(x) for x in items
+                 if x is not None and not isinstance(x, (dict, list, tuple)) and str(x) != "")
+
+
+def files_under(folder: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """The files below ``folder`` whose suffix is one of ``suffixes``."""
+    for p in folder.rglob("*"):
+        if p.suffix in suffixes and not p.is_dir():
+            yield p
+
+
+def load_guarded(source: str, load: Callable[[Path, Path, bytes | None], FileResult],
+                 root: Path, path: Path, data: bytes | None) -> FileResult:
+    """``load(root, path, data)``; an exception it lets out is recorded as an ``internal`` load
+    error of the file (a reader's ``load_file`` never raises)."""
+    try:
+        return load(root, path, data)
+    except Exception as e:  # recorded: an internal load error
+        rel = rel_path(root, path)
+        return FileResult(source, rel, "", errors=(
+            LoadError(source, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
+        ))
 
 
 def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
@@ -64,17 +82,30 @@ def read_rule_file(source: str, rel: str, path: Path, data: bytes | None = None,
 
 @dataclass(frozen=True, slots=True)
 class RuleText:
-    """A rule file read and decoded: its path relative to the repository, the digest of its
-    bytes and its text (never empty)."""
+    """A rule file read and decoded: its source, path relative to the repository, the digest of
+    its bytes and its text (never empty)."""
 
+    source: str
     rel: str
     digest: str
     text: str
 
+    def fail(self, reason: str, line: int | None = None, col: int | None = None, *,
+             kind: str) -> FileResult:
+        """This file as one located load error."""
+        err = LoadError(self.source, self.rel, reason, line, col, kind)
+        return FileResult(self.source, self.rel, self.digest, errors=(err,))
+
+    def result(self, rule: Rule | LoadError) -> FileResult:
+        """This file holding one rule, or the load error that stands for it."""
+        if isinstance(rule, LoadError):
+            return FileResult(self.source, self.rel, self.digest, errors=(rule,))
+        return FileResult(self.source, self.rel, self.digest, rules=(rule,))
+
 
 def read_rule_text(source: str, root: Path, path: Path,
                    data: bytes | None = None) -> RuleText | FileResult:
-    """Read one YAML rule file (through :func:`read_rule_file`) and decode it; a file that is
+    """Read one rule file (through :func:`read_rule_file`) and decode it; a file that is
     too large, unreadable, not text or empty is a :class:`FileResult` holding the located
     error."""
     rel = rel_path(root, path)
@@ -89,7 +120,7 @@ def read_rule_text(source: str, root: Path, path: Path,
     if not text.strip():
         return FileResult(source, rel, digest, errors=(
             LoadError(source, rel, "empty file", kind="empty"),))
-    return RuleText(rel, digest, text)
+    return RuleText(source, rel, digest, text)
 
 
 def _over(source: str, rel: str, cap: int, size: int) -> LoadError:

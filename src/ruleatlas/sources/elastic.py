@@ -113,13 +113,19 @@ import datetime as _dt
 import re
 import textwrap
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Rule
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file
+from ruleatlas.sources.base import (
+    SideTables,
+    files_under,
+    load_guarded,
+    read_rule_text,
+    strings,
+)
 
 NAME = "elastic"
 UPSTREAM = "https://github.com/elastic/detection-rules"
@@ -171,13 +177,6 @@ _HUNT_MAPPED = frozenset({"uuid", "name", "description", "references", "author",
 # --------------------------------------------------------------------------------------------
 
 
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def source_url(root: Path, rel: str) -> str:
     return f"{yamlutil.github_remote(str(root), UPSTREAM)}/blob/{BRANCH}/{rel}"
 
@@ -191,15 +190,6 @@ def _plain(v: Any) -> Any:
     if isinstance(v, (_dt.date, _dt.time)):
         return v.isoformat()
     return v
-
-
-def _strs(v: Any) -> tuple[str, ...]:
-    """A str or list of scalars as a tuple of non-empty strings."""
-    if v is None:
-        return ()
-    items = v if isinstance(v, list) else [v]
-    return tuple(str(x) for x in items if x is not None and not isinstance(x, (dict, list))
-                 and str(x) != "")
 
 
 def _opt(v: Any) -> str | None:
@@ -308,7 +298,7 @@ def _threshold(v: Any) -> Any:
     if not isinstance(v, Mapping):
         return v
     out = dict(v)
-    out["field"] = list(_strs(v.get("field")))
+    out["field"] = list(strings(v.get("field")))
     return out
 
 
@@ -318,7 +308,7 @@ def _new_terms(v: Any) -> Any:
     if not isinstance(v, Mapping):
         return v
     out = {k: x for k, x in v.items() if k not in ("field", "value", "history_window_start")}
-    out["fields"] = list(_strs(v.get("value")))
+    out["fields"] = list(strings(v.get("value")))
     hws = v.get("history_window_start")
     for item in hws if isinstance(hws, list) else [hws]:
         if isinstance(item, Mapping) and item.get("field") == "history_window_start":
@@ -331,7 +321,7 @@ def _new_terms(v: Any) -> Any:
 _NORMALISE: dict[str, Any] = {
     "threshold": _threshold,
     "new_terms": _new_terms,
-    "machine_learning_job_id": lambda v: list(_strs(v)),
+    "machine_learning_job_id": lambda v: list(strings(v)),
     "threat_language": lambda v: LANGUAGES.get(str(v).lower(), str(v).lower()),
 }
 
@@ -367,11 +357,11 @@ def _rule_extra(doc: Mapping[str, Any], rule: Mapping[str, Any], meta: Mapping[s
 
 
 def _data_sources(rule: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[str, ...]:
-    out = dict.fromkeys(_strs(meta.get("integration")))
+    out = dict.fromkeys(strings(meta.get("integration")))
     for ri in rule.get("related_integrations") or []:
         if isinstance(ri, Mapping) and _opt(ri.get("package")):
             out[str(ri["package"])] = None
-    return tuple(out) or _strs(rule.get("index"))
+    return tuple(out) or strings(rule.get("index"))
 
 
 def _rule_schema(rule: Mapping[str, Any], text: str) -> tuple[str, int] | None:
@@ -382,7 +372,7 @@ def _rule_schema(rule: Mapping[str, Any], text: str) -> tuple[str, int] | None:
         if not isinstance(rule[key], str) or not rule[key].strip():
             return f"rule.{key} is not a non-empty string", _key_line(text, "rule", key)
     if rule["type"] == ML_TYPE:
-        if not _strs(rule.get("machine_learning_job_id")):
+        if not strings(rule.get("machine_learning_job_id")):
             return ("missing required key: rule.machine_learning_job_id",
                     _key_line(text, "rule", "machine_learning_job_id"))
     elif "query" not in rule:
@@ -431,16 +421,16 @@ def rule_from_toml(doc: Mapping[str, Any], rel: str, text: str, url: str) -> Rul
         source_url=url,
         status=_opt(meta.get("maturity")),
         severity=_opt(rule.get("severity")),
-        author=", ".join(_strs(rule.get("author"))) or None,
+        author=", ".join(strings(rule.get("author"))) or None,
         date=_date(meta.get("creation_date")),
         modified=_date(meta.get("updated_date")),
         version=_opt(rule.get("version")),
         type=rule["type"].strip(),
         description=(_opt(rule.get("description")) or "").strip(),
-        references=_strs(rule.get("references")),
-        falsepositives=tuple(textwrap.dedent(f).strip() for f in _strs(fps)),
+        references=strings(rule.get("references")),
+        falsepositives=tuple(textwrap.dedent(f).strip() for f in strings(fps)),
         attack=attack_of(threat),
-        tags=_strs(rule.get("tags")),
+        tags=strings(rule.get("tags")),
         data_sources=_data_sources(rule, meta),
         line=1,
         extra=extra,
@@ -502,7 +492,7 @@ def hunt_from_toml(doc: Mapping[str, Any], rel: str, text: str, url: str) -> Rul
     if problem:
         return LoadError(NAME, rel, problem[0], problem[1], kind="schema")
     declared = tuple(HUNT_LANGUAGES.get(x.strip().lower(), x.strip().lower())
-                     for x in _strs(hunt.get("language")))
+                     for x in strings(hunt.get("language")))
     queries = _hunt_queries(hunt["query"], declared)
     extra: dict[str, Any] = {k: _plain(v) for k, v in hunt.items() if k not in _HUNT_MAPPED}
     extra.update({k: _plain(v) for k, v in doc.items() if k != "hunt"})
@@ -521,12 +511,12 @@ def hunt_from_toml(doc: Mapping[str, Any], rel: str, text: str, url: str) -> Rul
         query=raw[0] if len(raw) == 1 else HUNT_QUERY_SEPARATOR.join(q.rstrip() for q in raw),
         body=text,
         source_url=url,
-        author=", ".join(_strs(hunt.get("author"))) or None,
+        author=", ".join(strings(hunt.get("author"))) or None,
         type=HUNT_TYPE,
         description=(_opt(hunt.get("description")) or "").strip(),
-        references=_strs(hunt.get("references")),
-        attack=attack_ids(_strs(hunt.get("mitre"))),
-        data_sources=_strs(hunt.get("integration")),
+        references=strings(hunt.get("references")),
+        attack=attack_ids(strings(hunt.get("mitre"))),
+        data_sources=strings(hunt.get("integration")),
         line=1,
         extra=extra,
     )
@@ -540,45 +530,21 @@ def hunt_from_toml(doc: Mapping[str, Any], rel: str, text: str, url: str) -> Rul
 def load_elastic_file(root: Path, path: Path, data: bytes | None = None) -> FileResult:
     """One TOML file into a FileResult (one rule or one located error); never raises for bad
     input."""
-    rel = _rel(root, path)
-    got = read_rule_file(NAME, rel, path, data)
-    if isinstance(got, LoadError):
-        return FileResult(NAME, rel, "", errors=(got,))
-    data = got
-    digest = yamlutil.sha256(data)
-
-    def fail(reason: str, line: int | None = None, col: int | None = None,
-             kind: str = "toml") -> FileResult:
-        return FileResult(NAME, rel, digest, errors=(LoadError(NAME, rel, reason, line, col,
-                                                               kind),))
-
-    text = yamlutil.decode(data)
-    if isinstance(text, yamlutil.YamlProblem):
-        return fail(text.reason, text.line, text.col, text.kind)
-    if not text.strip():
-        return fail("empty file", kind="empty")
+    got = read_rule_text(NAME, root, path, data)
+    if isinstance(got, FileResult):
+        return got
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(got.text)
     except tomllib.TOMLDecodeError as e:
-        return fail(*toml_problem(e, text))
+        return got.fail(*toml_problem(e, got.text), kind="toml")
     if not doc:
-        return fail("no TOML content (only comments)", kind="empty")
-    url = source_url(root, rel)
+        return got.fail("no TOML content (only comments)", kind="empty")
+    url = source_url(root, got.rel)
     if isinstance(doc.get("rule"), Mapping):
-        res = rule_from_toml(doc, rel, text, url)
-    elif isinstance(doc.get("hunt"), Mapping):
-        res = hunt_from_toml(doc, rel, text, url)
-    else:
-        return fail("no [rule] or [hunt] table", 1, kind="schema")
-    if isinstance(res, LoadError):
-        return FileResult(NAME, rel, digest, errors=(res,))
-    return FileResult(NAME, rel, digest, rules=(res,))
-
-
-def _toml_under(folder: Path) -> Iterator[Path]:
-    for p in folder.rglob("*.toml"):
-        if not p.is_dir():
-            yield p
+        return got.result(rule_from_toml(doc, got.rel, got.text, url))
+    if isinstance(doc.get("hunt"), Mapping):
+        return got.result(hunt_from_toml(doc, got.rel, got.text, url))
+    return got.fail("no [rule] or [hunt] table", 1, kind="schema")
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,23 +562,17 @@ class ElasticSource:
     def detect(self, root: Path) -> bool:
         """A ``rules/`` folder holding ``.toml`` files."""
         rules = root / "rules"
-        return rules.is_dir() and next(_toml_under(rules), None) is not None
+        return rules.is_dir() and next(files_under(rules, (".toml",)), None) is not None
 
     def rule_files(self, root: Path) -> Iterable[Path]:
         out: list[Path] = []
         for folder in RULE_FOLDERS:
             if (root / folder).is_dir():
-                out.extend(_toml_under(root / folder))
+                out.extend(files_under(root / folder, (".toml",)))
         return sorted(out)
 
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
-        try:
-            return load_elastic_file(root, path, data)
-        except Exception as e:  # last resort: load_file never raises
-            rel = _rel(root, path)
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
-            ))
+        return load_guarded(NAME, load_elastic_file, root, path, data)
 
     def side_tables(self, root: Path) -> SideTables:
         """detection-rules has no side tables the catalog needs; the digest stays stable."""

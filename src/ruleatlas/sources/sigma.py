@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,9 +28,16 @@ from typing import Any
 from ruleatlas.caching import CONDITION_SYNTAX
 from ruleatlas.model import FileResult, LoadError, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_text, rel_path, strings
+from ruleatlas.sources.base import (
+    SideTables,
+    files_under,
+    load_guarded,
+    read_rule_text,
+    strings,
+)
 
 NAME = "sigma"
+YAML_SUFFIXES = (".yml", ".yaml")
 UPSTREAM = "https://github.com/SigmaHQ/sigma"
 BRANCH = "master"
 
@@ -393,8 +400,7 @@ def load_sigma_file(root: Path, path: Path, data: bytes | None = None) -> FileRe
     url = source_url(root, rel)
     docs = list(yamlutil.load_documents(text))
     if not docs:
-        return FileResult(NAME, rel, digest, errors=(
-            LoadError(NAME, rel, "no YAML content (only comments or markers)", kind="empty"),))
+        return got.fail("no YAML content (only comments or markers)", kind="empty")
 
     rules: list[Rule] = []
     errors: list[LoadError] = []
@@ -486,31 +492,19 @@ class SigmaSource:
 
     def detect(self, root: Path) -> bool:
         for p in rule_folders(root):
-            if p.name.startswith("rules") and next(_yaml_under(p), None) is not None:
+            if p.name.startswith("rules") and next(files_under(p, YAML_SUFFIXES), None):
                 return True
         return False
 
     def rule_files(self, root: Path) -> Iterable[Path]:
         out: list[Path] = []
         for folder in rule_folders(root):
-            out.extend(_yaml_under(folder))
+            out.extend(files_under(folder, YAML_SUFFIXES))
         return sorted(out)
 
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
-        try:
-            return load_sigma_file(root, path, data)
-        except Exception as e:  # recorded: an internal load error (load_file never raises)
-            rel = rel_path(root, path)
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
-            ))
+        return load_guarded(NAME, load_sigma_file, root, path, data)
 
     def side_tables(self, root: Path) -> SideTables:
         """Sigma has no macros/stories; the digest covers nothing so it stays stable."""
         return SideTables()
-
-
-def _yaml_under(folder: Path) -> Iterator[Path]:
-    for p in folder.rglob("*"):
-        if p.suffix in (".yml", ".yaml") and not p.is_dir():
-            yield p

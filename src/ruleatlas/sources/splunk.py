@@ -20,7 +20,14 @@ from typing import Any
 
 from ruleatlas.model import FileResult, LoadError, Macro, Rule, TestRef
 from ruleatlas.sources import yamlutil
-from ruleatlas.sources.base import SideTables, read_rule_file, read_rule_text, rel_path, strings
+from ruleatlas.sources.base import (
+    SideTables,
+    load_guarded,
+    read_rule_file,
+    read_rule_text,
+    rel_path,
+    strings,
+)
 
 NAME = "splunk"
 UPSTREAM = "https://github.com/splunk/security_content"
@@ -199,24 +206,14 @@ def load_detection(root: Path, path: Path, data: bytes | None = None) -> FileRes
     got = read_rule_text(NAME, root, path, data)
     if isinstance(got, FileResult):
         return got
-    rel, digest, text = got.rel, got.digest, got.text
-
-    def fail(reason: str, line: int | None = None, col: int | None = None,
-             kind: str = "yaml") -> FileResult:
-        err = LoadError(NAME, rel, reason, line, col, kind)
-        return FileResult(NAME, rel, digest, errors=(err,))
-
-    doc, err = yamlutil.load_one(text)
+    doc, err = yamlutil.load_one(got.text)
     if err is not None:
-        return fail(err.reason, err.line, err.col, err.kind)
+        return got.fail(err.reason, err.line, err.col, kind=err.kind)
     if doc is None:
-        return fail("no YAML content (only comments or markers)", kind="empty")
+        return got.fail("no YAML content (only comments or markers)", kind="empty")
     if not isinstance(doc, dict):
-        return fail(f"document is a {type(doc).__name__}, not a mapping", 1, kind="schema")
-    rule = detection_from_doc(doc, rel, text, source_url(root, rel))
-    if isinstance(rule, LoadError):
-        return FileResult(NAME, rel, digest, errors=(rule,))
-    return FileResult(NAME, rel, digest, rules=(rule,))
+        return got.fail(f"document is a {type(doc).__name__}, not a mapping", 1, kind="schema")
+    return got.result(detection_from_doc(doc, got.rel, got.text, source_url(root, got.rel)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,13 +340,7 @@ class SplunkSource:
         return _yml_files(root / "detections")
 
     def load_file(self, root: Path, path: Path, data: bytes | None = None) -> FileResult:
-        try:
-            return load_detection(root, path, data)
-        except Exception as e:  # recorded: an internal load error (load_file never raises)
-            rel = rel_path(root, path)
-            return FileResult(NAME, rel, "", errors=(
-                LoadError(NAME, rel, f"internal error: {type(e).__name__}: {e}", kind="internal"),
-            ))
+        return load_guarded(NAME, load_detection, root, path, data)
 
     def side_tables(self, root: Path) -> SideTables:
         return side_tables(root)

@@ -167,6 +167,16 @@ def catalog_generation(path: str | Path) -> int:
         conn.close()
 
 
+def with_connection(path: str | Path, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` over a read-only connection of its own to ``path``, closed afterwards: what a cache
+    keyed on :func:`connection_stamp` computes from (it must not keep the caller's connection)."""
+    conn = connect(path)
+    try:
+        return fn(conn)
+    finally:
+        conn.close()
+
+
 def connection_stamp(conn: sqlite3.Connection) -> tuple[str, tuple[int, ...]]:
     """``(path, (generation,))`` of the file behind ``conn``: the key of caches of
     whole-catalog facts computed from that connection."""
@@ -280,4 +290,4 @@ def wal_checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
 __all__ = ["BUSY_TIMEOUT_MS", "GENERATION_KEY", "AtlasConnection", "CatalogError",
            "QueryTimeout", "ReadPool", "bump_generation", "catalog_generation", "connect",
            "connection_stamp", "database_path", "generation", "query_deadline",
-           "read_generation", "table_exists", "wal_checkpoint"]
+           "read_generation", "table_exists", "wal_checkpoint", "with_connection"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ruleatlas.model import Indicator
 from ruleatlas.sources import SOURCES
-from ruleatlas.store.connection import connect, connection_stamp
+from ruleatlas.store.connection import connection_stamp, with_connection
 
 COUNT_CACHE_SIZE = 2  # catalog states whose indexed-rule count is kept
 
@@ -206,11 +206,7 @@ def _count_indexed(conn: sqlite3.Connection) -> int:
 
 @lru_cache(maxsize=COUNT_CACHE_SIZE)
 def _indexed_rules(path: str, stamp: tuple[int, ...]) -> int:
-    conn = connect(path)
-    try:
-        return _count_indexed(conn)
-    finally:
-        conn.close()
+    return with_connection(path, _count_indexed)
 
 
 def idf(total_rules: int, df: int) -> float:

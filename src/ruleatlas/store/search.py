@@ -38,7 +38,7 @@ from typing import Any
 
 from ruleatlas.limits import Limits
 from ruleatlas.store.codec import loads
-from ruleatlas.store.connection import connect, connection_stamp, table_exists
+from ruleatlas.store.connection import connection_stamp, table_exists, with_connection
 
 # Markers around matched words in snippets; front ends replace them (after escaping the rest).
 HL_START = "\x02"
@@ -283,11 +283,7 @@ def _load_facts(conn: sqlite3.Connection) -> _Index:
 
 @lru_cache(maxsize=FACTS_CACHE_SIZE)
 def _index_of(path: str, stamp: tuple[int, ...]) -> _Index:
-    conn = connect(path)
-    try:
-        return _load_facts(conn)
-    finally:
-        conn.close()
+    return with_connection(path, _load_facts)
 
 
 def _index(conn: sqlite3.Connection) -> _Index:

@@ -28,7 +28,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import IO
+from typing import IO, TypeVar
 
 from ruleatlas.engine.events import Event, ReadError
 from ruleatlas.engine.readers.evtx import read_evtx
@@ -38,6 +38,11 @@ from ruleatlas.model import AtlasError
 Report = Callable[[ReadError], None]
 SPOOL = 16 << 20
 BUFFER = 1 << 20
+A = TypeVar("A", zipfile.ZipFile, tarfile.TarFile)
+# What opening a damaged archive raises (fuzzing found "zip file version 6.4": NotImplemented).
+ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, OSError, EOFError,
+                                           NotImplementedError, RuntimeError, ValueError)
+TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, OSError, EOFError)
 
 
 class Budget:
@@ -149,23 +154,32 @@ def _owned(name: str, nest: Nesting, report: Report,
         report(ReadError(name, 0, e.message, "file"))
 
 
-def read_zip(fh: IO[bytes], name: str, report: Report,
-             nest: Nesting = Nesting()) -> Iterator[Event]:
+def _read_archive(name: str, report: Report, nest: Nesting, open_archive: Callable[[], A],
+                  bad: tuple[type[Exception], ...], kind: str,
+                  members: Callable[[A, str, Report, Nesting], Iterator[Event]]
+                  ) -> Iterator[Event]:
+    """Events of the members of one zip or tar archive: one nesting level deeper, opened (an
+    archive that does not open is reported as ``bad <kind> archive``), its members owned."""
     inner = _enter(name, report, nest)
     if inner is None:
         return
     try:
-        if not fh.seekable():
-            fh = _spool(fh)
-        zf = zipfile.ZipFile(fh)
+        arc = open_archive()
     except AtlasError:  # the member cap, while spooling a nested zip
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError,
-            ValueError) as e:  # found by fuzzing: "zip file version 6.4"
-        report(ReadError(name, 0, f"bad zip archive: {e}", "file"))
+    except bad as e:
+        report(ReadError(name, 0, f"bad {kind} archive: {e}", "file"))
         return
-    with zf:
-        yield from _owned(name, nest, report, _zip_members(zf, name, report, inner))
+    with arc:
+        yield from _owned(name, nest, report, members(arc, name, report, inner))
+
+
+def read_zip(fh: IO[bytes], name: str, report: Report,
+             nest: Nesting = Nesting()) -> Iterator[Event]:
+    def open_zip() -> zipfile.ZipFile:
+        return zipfile.ZipFile(fh if fh.seekable() else _spool(fh))
+
+    yield from _read_archive(name, report, nest, open_zip, ZIP_ERRORS, "zip", _zip_members)
 
 
 def _zip_members(zf: zipfile.ZipFile, name: str, report: Report,
@@ -188,16 +202,10 @@ def _zip_members(zf: zipfile.ZipFile, name: str, report: Report,
 
 def read_tar(fh: IO[bytes], name: str, report: Report,
              nest: Nesting = Nesting()) -> Iterator[Event]:
-    inner = _enter(name, report, nest)
-    if inner is None:
-        return
-    try:
-        tf = tarfile.open(fileobj=fh, mode="r|*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        report(ReadError(name, 0, f"bad tar archive: {e}", "file"))
-        return
-    with tf:
-        yield from _owned(name, nest, report, _tar_members(tf, name, report, inner))
+    def open_tar() -> tarfile.TarFile:
+        return tarfile.open(fileobj=fh, mode="r|*")
+
+    yield from _read_archive(name, report, nest, open_tar, TAR_ERRORS, "tar", _tar_members)
 
 
 def _tar_members(tf: tarfile.TarFile, name: str, report: Report,

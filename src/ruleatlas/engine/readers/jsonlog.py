@@ -40,12 +40,14 @@ _SEP = re.compile(r"[ \t\r\n,]*")  # between values
 Report = Callable[[ReadError], None]
 
 
-def _skip_line(readline: Callable[[int], bytes], cap: int) -> None:
-    """Consume the rest of an over-long line, ``cap`` bytes at a time."""
+def _skip_line(readline: Callable[[int], bytes], cap: int, name: str, lineno: int,
+               report: Report) -> None:
+    """Consume the rest of an over-long line, ``cap`` bytes at a time, and report it."""
     while True:
         rest = readline(cap)
         if not rest or rest[-1:] == b"\n":
-            return
+            break
+    report(ReadError(name, lineno, f"JSON line exceeds {fmt_size(cap)}; skipped", "line"))
 
 
 def _long(raw: bytes, cap: int) -> bool:
@@ -77,9 +79,7 @@ def read_json(stream: IO[bytes], name: str, report: Report,
             yield from _read_stream(raw, stream, name, report, lineno, cap)
             return
         if _long(raw, cap):
-            _skip_line(readline, cap)
-            report(ReadError(name, lineno, f"JSON line exceeds {fmt_size(cap)}; skipped",
-                             "line"))
+            _skip_line(readline, cap, name, lineno, report)
             break
         try:
             obj = _loads(s)
@@ -121,9 +121,7 @@ def _read_lines(stream: IO[bytes], name: str, report: Report, lineno: int,
             return
         lineno += 1
         if len(raw) == limit and raw[-1:] != b"\n":
-            _skip_line(readline, cap)
-            report(ReadError(name, lineno, f"JSON line exceeds {fmt_size(cap)}; skipped",
-                             "line"))
+            _skip_line(readline, cap, name, lineno, report)
             continue
         try:
             obj = _loads(raw)

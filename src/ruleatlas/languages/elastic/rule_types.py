@@ -30,26 +30,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ruleatlas import model as M
 from ruleatlas.languages import QueryAnalyzer
 from ruleatlas.languages.elastic.toml_text import key_text, table_text
-from ruleatlas.model import (
-    Analysis,
-    Call,
-    Condition,
-    FieldRef,
-    Op,
-    Phase,
-    Predicate,
-    Problem,
-    Rule,
-    Span,
-    Stage,
-    StageKind,
-    Term,
-    conjoin,
-)
 
-TypeHandler = Callable[[Rule, Analysis, QueryAnalyzer], Analysis]
+TypeHandler = Callable[[M.Rule, M.Analysis, QueryAnalyzer], M.Analysis]
 
 COUNT_FIELD = "count"
 ML_LANGUAGE = "ml"
@@ -72,7 +57,7 @@ def window_seconds(text: Any) -> int | None:
     return int(m.group(1)) * DATE_MATH_UNITS[m.group(2)] if m else None
 
 
-def _section(rule: Rule, table: str, fallback: str) -> tuple[str, Span | None]:
+def _section(rule: M.Rule, table: str, fallback: str) -> tuple[str, M.Span | None]:
     found = table_text(rule.body, table)
     return found if found is not None else (fallback, None)
 
@@ -82,35 +67,35 @@ def _section(rule: Rule, table: str, fallback: str) -> tuple[str, Span | None]:
 # --------------------------------------------------------------------------------------------
 
 
-def _threshold_predicates(th: Mapping[str, Any], stage: int) -> list[Predicate]:
-    preds = [Predicate(COUNT_FIELD, Op.GE, (th["value"],), phase=Phase.RESULT, stage=stage,
-                       text=f"{COUNT_FIELD} >= {th['value']}")]
+def _threshold_predicates(th: Mapping[str, Any], stage: int) -> list[M.Predicate]:
+    preds = [M.Predicate(COUNT_FIELD, M.Op.GE, (th["value"],), phase=M.Phase.RESULT, stage=stage,
+                         text=f"{COUNT_FIELD} >= {th['value']}")]
     for c in th.get("cardinality") or ():
         name = cardinality_field(str(c.get("field")))
-        preds.append(Predicate(name, Op.GE, (c.get("value"),), phase=Phase.RESULT, stage=stage,
-                               text=f"{name} >= {c.get('value')}"))
+        preds.append(M.Predicate(name, M.Op.GE, (c.get("value"),), phase=M.Phase.RESULT,
+                                 stage=stage, text=f"{name} >= {c.get('value')}"))
     return preds
 
 
-def threshold(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analysis:
+def threshold(rule: M.Rule, base: M.Analysis, analyze_query: QueryAnalyzer) -> M.Analysis:
     th = rule.extra.get("threshold")
     if not isinstance(th, Mapping) or not isinstance(th.get("value"), int):
-        why = Problem("threshold rule without a numeric threshold value", "error",
-                      code="threshold")
+        why = M.Problem("threshold rule without a numeric threshold value", "error",
+                        code="threshold")
         return replace(base, problems=(*base.problems, why))
     idx = len(base.stages)
     fields = tuple(str(f) for f in th.get("field") or ())
     preds = _threshold_predicates(th, idx)
-    cond = conjoin(list(preds))
+    cond = M.conjoin(list(preds))
     group = "by " + ", ".join(fields) if fields else "over all matching events (no group-by)"
     notes = [f"one alert per group {group} with at least {th['value']} events"]
     for c in th.get("cardinality") or ():
         notes.append(f"and at least {c.get('value')} distinct values of {c.get('field')}")
     text, span = _section(rule, "rule.threshold", "; ".join(p.text or "" for p in preds))
-    stage = Stage(idx, "threshold", text, StageKind.AGGREGATE, condition=cond,
-                  phase=Phase.RESULT, by=fields, notes=tuple(notes), span=span)
+    stage = M.Stage(idx, "threshold", text, M.StageKind.AGGREGATE, condition=cond,
+                    phase=M.Phase.RESULT, by=fields, notes=tuple(notes), span=span)
     return replace(base, stages=(*base.stages, stage),
-                   result_condition=conjoin([base.result_condition, cond]), group_by=fields,
+                   result_condition=M.conjoin([base.result_condition, cond]), group_by=fields,
                    extra={**base.extra, "threshold": dict(th)})
 
 
@@ -119,10 +104,10 @@ def threshold(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analy
 # --------------------------------------------------------------------------------------------
 
 
-def new_terms(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analysis:
+def new_terms(rule: M.Rule, base: M.Analysis, analyze_query: QueryAnalyzer) -> M.Analysis:
     nt = rule.extra.get("new_terms")
     if not isinstance(nt, Mapping) or not nt.get("fields"):
-        why = Problem("new_terms rule without new-terms fields", "error", code="new-terms")
+        why = M.Problem("new_terms rule without new-terms fields", "error", code="new-terms")
         return replace(base, problems=(*base.problems, why))
     idx = len(base.stages)
     fields = tuple(str(f) for f in nt["fields"])
@@ -138,8 +123,8 @@ def new_terms(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analy
     )
     text, span = _section(rule, "rule.new_terms",
                           f"new_terms_fields = {list(fields)}; history_window_start = {start}")
-    stage = Stage(idx, "new_terms", text, StageKind.AGGREGATE, phase=Phase.RESULT, by=fields,
-                  notes=notes, span=span)
+    stage = M.Stage(idx, "new_terms", text, M.StageKind.AGGREGATE, phase=M.Phase.RESULT, by=fields,
+                    notes=notes, span=span)
     info = {"fields": list(fields), "history_window_start": start,
             "history_window_seconds": seconds}
     return replace(base, stages=(*base.stages, stage), group_by=fields,
@@ -163,20 +148,20 @@ def _mapping_groups(raw: Any) -> list[list[tuple[str, str]]]:
     return groups
 
 
-def _mapping_term(groups: list[list[tuple[str, str]]]) -> Term:
-    ors: list[Term] = []
+def _mapping_term(groups: list[list[tuple[str, str]]]) -> M.Term:
+    ors: list[M.Term] = []
     for g in groups:
-        ands: list[Term] = [Call("==", (FieldRef(f), FieldRef(v))) for f, v in g]
-        ors.append(ands[0] if len(ands) == 1 else Call("AND", tuple(ands)))
-    return Call(THREAT_MATCH_FUNCTION, tuple(ors))
+        ands: list[M.Term] = [M.Call("==", (M.FieldRef(f), M.FieldRef(v))) for f, v in g]
+        ors.append(ands[0] if len(ands) == 1 else M.Call("AND", tuple(ands)))
+    return M.Call(THREAT_MATCH_FUNCTION, tuple(ors))
 
 
-def threat_match(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> Analysis:
+def threat_match(rule: M.Rule, base: M.Analysis, analyze_query: QueryAnalyzer) -> M.Analysis:
     groups = _mapping_groups(rule.extra.get("threat_mapping"))
     problems = list(base.problems)
     if not groups:
-        problems.append(Problem("threat_match rule without a threat mapping", "error",
-                                code="threat-match"))
+        problems.append(M.Problem("threat_match rule without a threat mapping", "error",
+                                  code="threat-match"))
         return replace(base, problems=tuple(problems))
     idx = len(base.stages)
     fields = tuple(dict.fromkeys(f for g in groups for f, _ in g))
@@ -195,14 +180,14 @@ def threat_match(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> An
         for p in analyze_query(tlang, tquery).problems:
             problems.append(replace(p, message="threat query: " + p.message, location=None))
     text, span = _section(rule, "rule.threat_mapping", mapping)
-    cond = Condition(_mapping_term(groups), f"threat_match: {mapping}", fields, stage=idx,
-                     span=span)
-    stage = Stage(idx, THREAT_MATCH_FUNCTION, text, StageKind.FILTER, condition=cond, by=fields,
-                  notes=tuple(notes), span=span)
+    cond = M.Condition(_mapping_term(groups), f"threat_match: {mapping}", fields, stage=idx,
+                       span=span)
+    stage = M.Stage(idx, THREAT_MATCH_FUNCTION, text, M.StageKind.FILTER, condition=cond, by=fields,
+                    notes=tuple(notes), span=span)
     info = {"index": list(map(str, index)), "query": tquery, "language": tlang,
             "mapping": [[{"field": f, "value": v} for f, v in g] for g in groups],
             "indicator_path": rule.extra.get("threat_indicator_path")}
-    return replace(base, stages=(*base.stages, stage), condition=conjoin([base.condition, cond]),
+    return replace(base, stages=(*base.stages, stage), condition=M.conjoin([base.condition, cond]),
                    problems=tuple(problems), extra={**base.extra, "threat_match": info})
 
 
@@ -211,7 +196,7 @@ def threat_match(rule: Rule, base: Analysis, analyze_query: QueryAnalyzer) -> An
 # --------------------------------------------------------------------------------------------
 
 
-def machine_learning(rule: Rule) -> Analysis:
+def machine_learning(rule: M.Rule) -> M.Analysis:
     """A machine-learning rule: one stage naming its jobs and anomaly threshold, no predicate."""
     jobs = [str(j) for j in rule.extra.get("machine_learning_job_id") or ()]
     score = rule.extra.get("anomaly_threshold")
@@ -221,13 +206,13 @@ def machine_learning(rule: Rule) -> Analysis:
     span = parts[0][1] if parts else None
     note = (f"alerts on anomaly records of {', '.join(jobs) or 'no job'} with an anomaly score "
             f">= {score}")
-    stage = Stage(0, "machine_learning", text, StageKind.GENERATE, notes=(note,), span=span)
-    problem = Problem(
+    stage = M.Stage(0, "machine_learning", text, M.StageKind.GENERATE, notes=(note,), span=span)
+    problem = M.Problem(
         f"a machine-learning job has no query: the rule reads the anomaly results of "
         f"{', '.join(jobs) or 'its job'} (anomaly score >= {score})", "unsupported", span,
         "machine-learning")
-    return Analysis(language=ML_LANGUAGE, stages=(stage,), problems=(problem,),
-                    extra={"machine_learning": {"job_ids": jobs, "anomaly_threshold": score}})
+    return M.Analysis(language=ML_LANGUAGE, stages=(stage,), problems=(problem,),
+                      extra={"machine_learning": {"job_ids": jobs, "anomaly_threshold": score}})
 
 
 RULE_TYPES: dict[str, TypeHandler] = {

@@ -11,38 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from ruleatlas.model import (
-    And,
-    Condition,
-    Node,
-    Not,
-    Opaque,
-    Or,
-    Predicate,
-    Problem,
-    Sequence,
-    SequenceStep,
-    Span,
-    Stage,
-)
+from ruleatlas import model as M
 
-Leaf = Predicate | Condition | Opaque
+Leaf = M.Predicate | M.Condition | M.Opaque
 
 
-def map_leaves(node: Node | None, fn: Callable[[Leaf], Node]) -> Node | None:
+def map_leaves(node: M.Node | None, fn: Callable[[Leaf], M.Node]) -> M.Node | None:
     """``node`` with every predicate, condition and opaque leaf replaced by ``fn(leaf)``."""
     if node is None:
         return None
-    if isinstance(node, (Predicate, Condition, Opaque)):
+    if isinstance(node, (M.Predicate, M.Condition, M.Opaque)):
         return fn(node)
-    if isinstance(node, (And, Or)):
-        args: list[Node] = []
+    if isinstance(node, (M.And, M.Or)):
+        args: list[M.Node] = []
         for a in node.args:
             m = map_leaves(a, fn) or a
             args.extend(m.args if type(m) is type(node) else (m,))  # type: ignore[union-attr]
         return type(node)(tuple(args))
-    if isinstance(node, Not):
-        return Not(map_leaves(node.arg, fn) or node.arg)
+    if isinstance(node, M.Not):
+        return M.Not(map_leaves(node.arg, fn) or node.arg)
     return node
 
 
@@ -53,7 +40,7 @@ def line_col_shift(text: str, offset: int) -> tuple[int, int]:
     return lines, col
 
 
-def shift_span(span: Span | None, text: str, offset: int) -> Span | None:
+def shift_span(span: M.Span | None, text: str, offset: int) -> M.Span | None:
     """A span of a text that starts at ``offset`` of ``text``, as a span of ``text``."""
     if span is None or offset == 0:
         return span
@@ -67,13 +54,13 @@ def shift_span(span: Span | None, text: str, offset: int) -> Span | None:
     )
 
 
-def _move_leaf(leaf: Leaf, stage_offset: int, text: str, offset: int) -> Node:
+def _move_leaf(leaf: Leaf, stage_offset: int, text: str, offset: int) -> M.Node:
     stage = None if leaf.stage is None else leaf.stage + stage_offset
     return replace(leaf, stage=stage, span=shift_span(leaf.span, text, offset))
 
 
-def move_tree(node: Node | None, stage_offset: int, text: str = "", offset: int = 0
-              ) -> Node | None:
+def move_tree(node: M.Node | None, stage_offset: int, text: str = "", offset: int = 0
+              ) -> M.Node | None:
     """``node`` with stage numbers moved by ``stage_offset`` and spans by ``offset`` in
     ``text``."""
     if stage_offset == 0 and offset == 0:
@@ -81,7 +68,7 @@ def move_tree(node: Node | None, stage_offset: int, text: str = "", offset: int 
     return map_leaves(node, lambda leaf: _move_leaf(leaf, stage_offset, text, offset))
 
 
-def move_stage(st: Stage, stage_offset: int, text: str = "", offset: int = 0) -> Stage:
+def move_stage(st: M.Stage, stage_offset: int, text: str = "", offset: int = 0) -> M.Stage:
     return replace(
         st,
         index=st.index + stage_offset,
@@ -90,17 +77,17 @@ def move_stage(st: Stage, stage_offset: int, text: str = "", offset: int = 0) ->
     )
 
 
-def move_problem(p: Problem, prefix: str, text: str = "", offset: int = 0) -> Problem:
+def move_problem(p: M.Problem, prefix: str, text: str = "", offset: int = 0) -> M.Problem:
     return replace(p, message=prefix + p.message, location=shift_span(p.location, text, offset))
 
 
-def move_sequence(seq: Sequence | None, text: str, offset: int) -> Sequence | None:
+def move_sequence(seq: M.Sequence | None, text: str, offset: int) -> M.Sequence | None:
     """A sequence's member conditions and spans moved into ``text`` (stages are not numbered
     in a :class:`Sequence`)."""
     if seq is None or offset == 0:
         return seq
 
-    def step(s: SequenceStep) -> SequenceStep:
+    def step(s: M.SequenceStep) -> M.SequenceStep:
         return replace(s, condition=move_tree(s.condition, 0, text, offset),
                        span=shift_span(s.span, text, offset))
 

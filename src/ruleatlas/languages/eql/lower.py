@@ -10,8 +10,9 @@ Semantics (Elasticsearch EQL; docs/eql.md has the table):
 * ``==``/``!=`` are case-sensitive ``eq``/``ne``; their ``*``/``?`` are plain characters.
   ``f == null`` is ``exists`` negated, ``f != null`` is ``exists``.
 * ``like``/``like~``: ``wildcard`` (a list: ``in`` of patterns), ``cased`` for ``like``.
-* ``regex``/``regex~``: ``regex`` with the Lucene pattern converted (:mod:`.regex`), flag ``i``
-  for ``regex~``; several patterns are several values (any matches).
+* ``regex``/``regex~``: ``regex`` with the Lucene pattern converted
+  (:mod:`ruleatlas.languages.lucene_regex`), flag ``i`` for ``regex~``; several patterns are
+  several values (any matches).
 * ``in``/``in~``/``not in``: ``in`` (``cased`` unless ``~``; ``negated`` for ``not in``).
 * ``< <= > >=``: ``lt le gt ge``.
 * ``startsWith endsWith stringContains`` (``~``: case-insensitive) on a field with string
@@ -33,7 +34,7 @@ from typing import Any
 from ruleatlas import model as M
 from ruleatlas.languages.eql import ast as E
 from ruleatlas.languages.eql.generator import expr as expr_text
-from ruleatlas.languages.eql.regex import RegexUnsupported, to_regex
+from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import Op
 
@@ -153,7 +154,7 @@ def _lower_match(e: E.Match, ctx: LowerCtx) -> M.Node | None:
         if not all(isinstance(v, str) for v in values):
             return None
         try:
-            rx = tuple(to_regex(str(v), not cased) for v in values)
+            rx = tuple(lucene_regex(str(v), not cased) for v in values)
         except RegexUnsupported as exc:
             return M.Opaque(ctx.query[e.start : e.end], f"regex: {exc}", stage=ctx.stage,
                           span=span_of(ctx.query, e.start, e.end))

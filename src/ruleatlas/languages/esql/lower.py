@@ -11,7 +11,8 @@ or compared with ``=~``):
   with a :class:`FieldRef`;
 * ``f like "p"`` ``wildcard`` (``*`` any run, ``?`` one character, ``\\`` escapes the next),
   ``f like ("a", "b")`` one predicate with two patterns; ``f rlike "re"`` ``regex`` (Lucene,
-  anchored: see :mod:`.regex`); ``f in (...)`` ``in``; ``not like``/``not in``: ``Not(...)``;
+  anchored: see :mod:`ruleatlas.languages.lucene_regex`); ``f in (...)`` ``in``;
+  ``not like``/``not in``: ``Not(...)``;
 * ``f is not null`` ``exists``, ``f is null`` ``Not(exists)``;
 * ``starts_with(f, "x")`` ``startswith``, ``ends_with`` ``endswith``, ``contains``
   ``contains``, ``mv_contains(f, "x")`` ``eq`` (any value of a multi-valued field),
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruleatlas.languages.esql import ast as A
-from ruleatlas.languages.esql.regex import Untranslatable, lucene_regex
+from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import (
     And,
@@ -276,7 +277,7 @@ def _like(e: A.Like, ctx: Ctx) -> Node | None:
         return _negate(node, e.negated)
     try:
         rx = tuple(lucene_regex(p, ignore_case=not f[1]) for p in pats)
-    except Untranslatable as exc:
+    except RegexUnsupported as exc:
         ctx.problems.append(Problem(f"rlike pattern kept as a condition: {exc}", "warning",
                                     ctx.span(e), "regex-untranslatable"))
         return None

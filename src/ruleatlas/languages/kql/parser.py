@@ -68,6 +68,14 @@ class Parser(DepthGuard):
             return self._advance()
         return None
 
+    def _parenthesized(self, inner: Callable[[], N]) -> N:
+        """``( inner )`` at the current ``(``, one nesting level deeper."""
+        self.enter(self._advance().start)
+        node = inner()
+        self._expect(T.RPAREN, "')'")
+        self.depth -= 1
+        return node
+
     def _expect(self, kind: T, what: str) -> Token:
         t = self._match(kind)
         if t is None:
@@ -122,11 +130,7 @@ class Parser(DepthGuard):
     def _parse_sub(self) -> K.Expr:
         t = self.cur
         if t.kind is T.LPAREN:
-            self.enter(self._advance().start)
-            q = self._parse_or()
-            self._expect(T.RPAREN, "')'")
-            self.depth -= 1
-            return q
+            return self._parenthesized(self._parse_or)
         if t.kind not in (T.WORD, T.STRING):
             raise self._unexpected("expected a field, a value or '('")
         value = self._literal()
@@ -164,11 +168,7 @@ class Parser(DepthGuard):
     def _parse_values(self) -> K.ValueExpr:
         t = self.cur
         if t.kind is T.LPAREN:
-            self.enter(self._advance().start)
-            v = self._parse_vor()
-            self._expect(T.RPAREN, "')'")
-            self.depth -= 1
-            return v
+            return self._parenthesized(self._parse_vor)
         if t.kind in (T.WORD, T.STRING):
             return self._literal()
         raise self._unexpected("expected a value or '(' after ':'")

@@ -16,9 +16,10 @@ from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.languages.spl.ast import Command
 from ruleatlas.languages.spl.lower import (
     AGGREGATING,
+    JoinSpec,
     _Ctx,
+    aggregate_step,
     apply_rename,
-    join_spec,
     lower_command,
     pipeline_step,
     rename_pairs,
@@ -35,7 +36,7 @@ from ruleatlas.model import (
     Span,
     Stage,
     StageKind,
-    analysis_to_dict,
+    Step,
     conjoin,
     problem_to_dict,
     stage_to_dict,
@@ -66,9 +67,7 @@ class _Search:
     used: list[str] = field(default_factory=list)  # macro keys, in the order met
     filters: list[str] = field(default_factory=list)  # filter macros met
     expanded_parts: list[str] = field(default_factory=list)  # the search after expansion
-    pipeline: list[dict[str, Any]] = field(default_factory=list)  # event-phase commands
-    after_last_agg: list[dict[str, Any]] = field(default_factory=list)  # after the last stats
-    subsearches: list[dict[str, Any]] = field(default_factory=list)  # joins' analyses (JSON)
+    steps: list[Step] = field(default_factory=list)  # every command, in order
 
 
 @dataclass
@@ -119,6 +118,7 @@ def analyze_query(query: str, macros: Mapping[str, Macro], language: str = "spl"
         group_by=s.group_by,
         problems=tuple(s.problems),
         extra=_extra(s, with_drilldowns),
+        steps=tuple(s.steps),
     )
 
 
@@ -179,18 +179,13 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
         ctx.cmd_text = st.source[c.start : c.end]
         if c.name == "rename" and s.group_by:
             s.group_by = apply_rename(s.group_by, rename_pairs(c.items))
-        in_event_phase = ctx.phase is Phase.EVENT
-        if not in_event_phase and not carried:
+        if ctx.phase is Phase.RESULT and not carried:
             carried = tuple(ctx.carried or ())
         res = lower_command(c, ctx)
-        if c.name == "join":
-            _subsearch(s, st, c)
         if c.name in AGGREGATING:
-            s.after_last_agg.clear()
-        elif in_event_phase:
-            s.pipeline.append(pipeline_step(c, res.condition, st.idx))
+            s.steps.append(aggregate_step(c, res.by, st.idx, ctx))
         else:
-            s.after_last_agg.append(_result_step(s, st, c, res.condition))
+            s.steps.append(_step(s, st, c, res.condition))
         kinds.append(res.kind)
         if res.condition is not None:
             conds.append(res.condition)
@@ -208,26 +203,14 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
     )
 
 
-def _result_step(s: _Search, st: _StageText, c: Command, cond: Node | None) -> dict[str, Any]:
-    """A result-phase command as a pipeline step; a join's subsearch is analyzed like a search
-    of its own."""
+def _step(s: _Search, st: _StageText, c: Command, cond: Node | None) -> Step:
+    """A command as a pipeline step; a join's subsearch is analyzed like a search of its
+    own."""
     step = pipeline_step(c, cond, st.idx)
-    if "join" in step:
-        j = step["join"]
-        j.pop("start")
-        j.pop("end")
-        j["analysis"] = s.subsearches[-1]["analysis"]
+    if isinstance(step, JoinSpec):
+        sub = analyze_query(st.source[step.start + 1 : step.end - 1], s.macros)
+        return replace(step.step, subsearch=sub)
     return step
-
-
-def _subsearch(s: _Search, st: _StageText, c: Command) -> None:
-    """A ``join``'s subsearch analyzed like a search of its own (``model.sub_analyses`` reads
-    them: their predicates are the rule's too)."""
-    j = join_spec(c)
-    if j is not None:
-        sub = analyze_query(st.source[j["start"] + 1 : j["end"] - 1], s.macros)
-        s.subsearches.append({"stage": st.idx, "command": c.name,
-                              "analysis": analysis_to_dict(sub)})
 
 
 def _stage_kind(st: _StageText, commands: tuple[Command, ...],
@@ -261,15 +244,6 @@ def _extra(s: _Search, with_drilldowns: list[Any] | None) -> dict[str, Any]:
     }
     if s.used:
         extra["expanded_search"] = "\n".join(s.expanded_parts)
-    if ctx.computed or ctx.renamed or any("filter" not in st and st.get("outputs") != []
-                                           for st in s.pipeline):
-        # a command writes a field: the engine needs the order of writes and filters
-        extra["event_pipeline"] = s.pipeline
-    if any(k in st for st in s.after_last_agg
-           for k in ("eval", "rex", "rename", "addtotals", "spath", "join")):
-        extra["result_pipeline"] = s.after_last_agg
-    if s.subsearches:
-        extra["subsearches"] = s.subsearches
     if with_drilldowns:
         extra["drilldowns"] = [_drilldown(d, s.macros) for d in with_drilldowns
                                if isinstance(d, Mapping)]

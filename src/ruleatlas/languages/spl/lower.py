@@ -604,79 +604,162 @@ def _text(x: S.Item) -> str | None:
     return x.raw if isinstance(x, S.Word) else x.value if isinstance(x, S.Str) else None
 
 
-def rex_spec(cmd: S.Command) -> dict[str, Any]:
-    """A ``rex`` command's options and pattern as data: ``field`` (default ``_raw``),
-    ``pattern`` (SPL escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
+def rex_step(cmd: S.Command, stage: int) -> M.Rex:
+    """A ``rex`` command's options and pattern: ``field`` (default ``_raw``), ``pattern`` (SPL
+    escapes resolved), ``max_match``, ``mode`` (``sed`` rewrites the field)."""
     opts, rest = options(cmd.items)
     most: int | str = opts.get("max_match", "1")
     try:
         most = int(most)
     except ValueError:
         pass
-    return {"field": opts.get("field", "_raw"),
-            "pattern": next((x.value for x in rest if isinstance(x, S.Str)), None),
-            "max_match": most, "mode": opts.get("mode")}
+    return M.Rex(stage, opts.get("field", "_raw"),
+               next((x.value for x in rest if isinstance(x, S.Str)), None), most, opts.get("mode"))
 
 
-def spath_spec(cmd: S.Command) -> dict[str, Any]:
-    """``spath [input=F] [output=O] [path=P | P]`` -> ``{"input", "output", "path"}`` (input
-    defaults to ``_raw``; no path: every field of the JSON or XML document)."""
+def spath_step(cmd: S.Command, stage: int) -> M.Spath:
+    """``spath [input=F] [output=O] [path=P | P]`` (input defaults to ``_raw``; no path: every
+    field of the JSON or XML document)."""
     opts, rest = options(cmd.items)
     positional = next((t for t in map(_text, rest) if t is not None), None)
-    return {"input": opts.get("input", "_raw"), "output": opts.get("output"),
-            "path": opts.get("path", positional)}
+    return M.Spath(stage, opts.get("input", "_raw"), opts.get("output"),
+                 opts.get("path", positional))
 
 
-def join_spec(cmd: S.Command) -> dict[str, Any] | None:
-    """``join [type=inner|outer|left] [max=N] [overwrite=t] f1, f2 [subsearch]`` -> its fields
-    and options, with the subsearch's offsets (``start``, ``end``, brackets included) for the
-    analyzer to analyze it; None without a subsearch."""
+@dataclass(frozen=True, slots=True)
+class JoinSpec:
+    """``join [type=inner|outer|left] [max=N] [overwrite=t] f1, f2 [subsearch]``: the step
+    without its subsearch, and the subsearch's offsets in the stage's text (brackets included)
+    for the analyzer to analyze it."""
+
+    step: M.Join
+    start: int
+    end: int
+
+
+def join_spec(cmd: S.Command, stage: int) -> JoinSpec | M.Join:
+    """A ``join``'s fields and options, with the offsets of its subsearch; a :class:`M.Join`
+    without subsearch when it has not exactly one."""
     subs = [x for x in cmd.items if isinstance(x, S.Sub)]
-    if len(subs) != 1:
-        return None
     opts, rest = options(tuple(x for x in cmd.items if not isinstance(x, S.Sub)))
-    fields = [t for x in rest if (t := _text(x)) is not None and t != ","]
+    fields = tuple(t for x in rest if (t := _text(x)) is not None and t != ",")
     kind = opts.get("type", "inner").lower()
-    return {"fields": fields, "type": "outer" if kind == "left" else kind,
-            "max": opts.get("max", "1"), "overwrite": opts.get("overwrite", "t").lower()
-            not in ("f", "false", "0"), "start": subs[0].start, "end": subs[0].end}
+    step = M.Join(stage, fields, "outer" if kind == "left" else kind, opts.get("max", "1"),
+                opts.get("overwrite", "t").lower() not in ("f", "false", "0"))
+    return JoinSpec(step, subs[0].start, subs[0].end) if len(subs) == 1 else step
 
 
-def addtotals_spec(cmd: S.Command) -> dict[str, Any]:
-    """``addtotals fieldname=Score a, b, c`` -> ``{"fieldname": "Score", "fields": [a, b, c],
-    "row": True}`` (no fields: every numeric field; ``fieldname`` defaults to ``Total``)."""
+def bin_step(cmd: S.Command, stage: int) -> M.Bin:
+    """``bin span=5m _time`` / ``bucket _time span=1h``: the fields and the span."""
     opts, rest = options(cmd.items)
-    return {"fieldname": opts.get("fieldname", "Total"),
-            "fields": [t for t in map(_text, rest) if t is not None],
-            "row": opts.get("row", "t").lower() not in ("f", "false", "0")}
+    span = opts.pop("span", None)
+    return M.Bin(stage, tuple(t for t in map(_text, rest) if t is not None), span,
+               tuple(opts.items()))
 
 
-def pipeline_step(cmd: S.Command, condition: M.Node | None, stage: int) -> dict[str, Any]:
-    """One event-phase command as the engine can replay it in order: a filter (its lowered
-    condition), an ``eval`` (assignments as terms), a ``rex`` (see :func:`rex_spec`), a
-    ``rename`` (its pairs), an ``addtotals``, a ``spath``, or any other command with the fields
-    it writes. Recorded for searches that compute or rename
-    fields, so a filter on an ``eval``/``rex`` output can run after it, and a filter before a
-    command that writes its field reads the field as the event has it."""
+def addtotals_step(cmd: S.Command, stage: int) -> M.AddTotals:
+    """``addtotals fieldname=Score a, b, c`` (no fields: every numeric field; ``fieldname``
+    defaults to ``Total``)."""
+    opts, rest = options(cmd.items)
+    return M.AddTotals(stage, opts.get("fieldname", "Total"),
+                     tuple(t for t in map(_text, rest) if t is not None),
+                     opts.get("row", "t").lower() not in ("f", "false", "0"))
+
+
+def pipeline_step(cmd: S.Command, condition: M.Node | None, stage: int) -> M.Step | JoinSpec:
+    """One command as a typed pipeline step (``model.Step``): a filter (its lowered
+    condition), an ``eval`` (assignments as terms), a ``rex``, a ``rename`` (its pairs), an
+    ``addtotals``, a ``spath``, a ``join`` (a :class:`JoinSpec`: the analyzer adds the
+    subsearch), an aggregation, or any other command with the fields it writes."""
     if condition is not None:
-        return {"stage": stage, "filter": M.node_to_dict(condition)}
+        return M.Filter(stage, condition)
     if cmd.name == "eval" and cmd.assignments:
-        return {"stage": stage,
-                "eval": [[f, M.term_to_json(term(e))] for f, e in cmd.assignments]}
+        return M.Eval(stage, tuple((f, term(e)) for f, e in cmd.assignments))
     if cmd.name == "rex":
-        return {"stage": stage, "rex": rex_spec(cmd)}
+        return rex_step(cmd, stage)
     if cmd.name == "rename":
-        return {"stage": stage, "rename": [list(p) for p in rename_pairs(cmd.items)]}
+        return M.Rename(stage, tuple(rename_pairs(cmd.items)))
     if cmd.name == "addtotals":
-        return {"stage": stage, "addtotals": addtotals_spec(cmd)}
+        return addtotals_step(cmd, stage)
     if cmd.name == "spath":
-        return {"stage": stage, "spath": spath_spec(cmd)}
+        return spath_step(cmd, stage)
     if cmd.name == "join":
-        spec = join_spec(cmd)
-        if spec is not None:
-            return {"stage": stage, "join": spec}
-    outputs = computed_by(cmd)
-    return {"stage": stage, "command": cmd.name, "outputs": outputs}
+        return join_spec(cmd, stage)
+    if cmd.name in ("bin", "bucket"):
+        return bin_step(cmd, stage)
+    return M.OtherCommand(stage, cmd.name, tuple(computed_by(cmd)))
+
+
+def _item_text(x: S.Item) -> str:
+    return x.raw if isinstance(x, S.Word) else x.value if isinstance(x, S.Str) else \
+        x.text if isinstance(x, S.Sym) else ""
+
+
+def agg_functions(items: tuple[S.Item, ...]) -> tuple[tuple[M.AggFunc, ...], str | None]:
+    """The functions of an aggregation as written (``count``, ``dc(user) as n``), up to its
+    ``by``/``where``/``from``; ``k=v`` options skipped. The second value names a form that is
+    not read (a nested ``eval(...)``, an item that is no function)."""
+    out: list[M.AggFunc] = []
+    i, n = 0, len(items)
+    while i < n:
+        it = items[i]
+        if it == S.Sym(","):
+            i += 1
+            continue
+        if not isinstance(it, S.Word):
+            return tuple(out), f"cannot read {_item_text(it)!r}"
+        if it.raw.lower() in ("by", "where", "from"):
+            break
+        if i + 1 < n and items[i + 1] == S.Sym("="):
+            i += 3
+            continue
+        arg: str | None = None
+        j = i + 1
+        if j < n and items[j] == S.Sym("("):
+            depth, parts = 1, []
+            j += 1
+            while j < n and depth:
+                t = items[j]
+                depth += 1 if t == S.Sym("(") else -1 if t == S.Sym(")") else 0
+                if depth > 1:
+                    return tuple(out), (f"{it.raw}() with a nested expression (eval(...)) is "
+                                        "not supported")
+                if depth:
+                    parts.append(_item_text(t))
+                j += 1
+            arg = " ".join(parts)
+        alias: str | None = None
+        if j + 1 < n and isinstance(items[j], S.Word) and _item_text(items[j]).lower() == "as":
+            alias = _item_text(items[j + 1])
+            j += 2
+        out.append(M.AggFunc(it.raw, arg, alias))
+        i = j
+    return tuple(out), None
+
+
+def by_span(items: tuple[S.Item, ...]) -> str | None:
+    """``... by _time span=1h`` -> ``1h`` (a ``span`` option after ``by``)."""
+    words = [_item_text(x) for x in items]
+    low = [w.lower() for w in words]
+    start = next((k for k, w in enumerate(low) if w in ("by", "groupby")), None)
+    if start is None:
+        return None
+    for k in range(start + 1, len(words) - 2):
+        if low[k] == "span" and words[k + 1] == "=":
+            return words[k + 2]
+    return None
+
+
+def aggregate_step(cmd: S.Command, by: tuple[str, ...], stage: int, ctx: _Ctx) -> M.Aggregate:
+    """An aggregating command as a typed step (functions, ``by``, span; tstats' datamodel,
+    nodename and options)."""
+    funcs, problem = agg_functions(cmd.items)
+    tail = cmd.tail if cmd.search is not None else cmd.items
+    tstats = cmd.name in ("tstats", "mstats")
+    return M.Aggregate(stage, cmd.name, by, funcs, by_span(tail),
+                     datamodel_of(cmd.items) if tstats else None,
+                     ctx.nodename if tstats else None,
+                     tuple(tstats_options(cmd.items).items()) if tstats else (), problem)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from ruleatlas.languages.parsing import ParseError
 from ruleatlas.languages.spl import ast as S
@@ -22,6 +23,7 @@ from ruleatlas.languages.spl.tokens import T, Token, Tokenizer
 COMPARE_TOKENS = {T.EQ: "=", T.EQEQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
                   T.GE: ">="}
 MAX_DEPTH = 200
+X = TypeVar("X")  # what a parenthesized parse returns
 # Commands that may open a search (or a subsearch ``[tstats ...]``) without a leading pipe.
 LEADING_COMMANDS = frozenset({
     "search", "tstats", "mstats", "inputlookup", "from", "rest", "makeresults", "datamodel",
@@ -279,6 +281,15 @@ class _Cursor:
             return False
         return (t.text if case else t.text.upper()) in words
 
+    def parenthesized(self, inner: Callable[[], X]) -> X:
+        """``( inner )`` at the current ``(``; a missing ``)`` is a located error."""
+        self.advance()
+        node = inner()
+        if self.peek().kind is not T.RPAREN:
+            raise self.p.error("missing ')'", self.peek().start)
+        self.advance()
+        return node
+
 
 class _SearchParser(_Cursor):
     """Search syntax: AND (implicit) < OR < NOT < primary."""
@@ -332,11 +343,7 @@ class _SearchParser(_Cursor):
     def parse_primary(self) -> S.SNode:
         t = self.peek()
         if t.kind is T.LPAREN:
-            self.advance()
-            node = self.parse_and()
-            if self.peek().kind is not T.RPAREN:
-                raise self.p.error("missing ')'", self.peek().start)
-            self.advance()
+            node = self.parenthesized(self.parse_and)
             if node is None:
                 raise self.p.error("empty parentheses", t.start)
             return node
@@ -462,10 +469,7 @@ class _EvalParser(_Cursor):
         return left
 
     def parse_not(self) -> S.ENode:
-        if self.word_is("NOT", case=False) and self.peek(1).kind is not T.LPAREN:
-            self.advance()
-            return S.EUnary("NOT", self.parse_not())
-        if self.word_is("NOT", case=False):
+        if self.word_is("NOT", case=False):  # NOT x and NOT(x) alike
             self.advance()
             return S.EUnary("NOT", self.parse_not())
         return self.parse_cmp()
@@ -486,19 +490,19 @@ class _EvalParser(_Cursor):
             return S.ECall("in", (left, *args))
         return left
 
-    def parse_add(self) -> S.ENode:
-        left = self.parse_mul()
-        while self.peek().kind in (T.PLUS, T.MINUS, T.DOT):
+    def _left_assoc(self, ops: tuple[T, ...], operand: Callable[[], S.ENode]) -> S.ENode:
+        """``operand (op operand)*`` for the operator tokens ``ops``, grouped to the left."""
+        left = operand()
+        while self.peek().kind in ops:
             op = self.advance().text
-            left = S.EBin(op, left, self.parse_mul())
+            left = S.EBin(op, left, operand())
         return left
 
+    def parse_add(self) -> S.ENode:
+        return self._left_assoc((T.PLUS, T.MINUS, T.DOT), self.parse_mul)
+
     def parse_mul(self) -> S.ENode:
-        left = self.parse_unary()
-        while self.peek().kind in (T.STAR, T.SLASH, T.PERCENT):
-            op = self.advance().text
-            left = S.EBin(op, left, self.parse_unary())
-        return left
+        return self._left_assoc((T.STAR, T.SLASH, T.PERCENT), self.parse_unary)
 
     def parse_unary(self) -> S.ENode:
         if self.peek().kind is T.MINUS:
@@ -533,12 +537,7 @@ class _EvalParser(_Cursor):
     def parse_primary(self) -> S.ENode:
         t = self.peek()
         if t.kind is T.LPAREN:
-            self.advance()
-            node = self.parse_or()
-            if self.peek().kind is not T.RPAREN:
-                raise self.p.error("missing ')'", self.peek().start)
-            self.advance()
-            return node
+            return self.parenthesized(self.parse_or)
         if t.kind is T.NUMBER:
             self.advance()
             return S.ENum(t.text)

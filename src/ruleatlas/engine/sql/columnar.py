@@ -1,0 +1,208 @@
+"""Flattened events as columns: the table the SQL backends read (``ruleatlas convert``).
+
+One row per event, the field names the local engine sees (the readers' ``Event.fields``), plus
+
+* ``_file`` (string) and ``_position`` (int64): where the event was read, what a finding names;
+* ``_kind``: the event kind as ``coverage.routing.event_key`` names it, ``channel|event id``
+  (``Microsoft-Windows-Sysmon/Operational|1``; an absent part is empty), the Hive partition
+  directory ``_kind=<url-quoted>`` of the Parquet layout.
+
+Every field column is a **string**: the engine's own text of the value
+(``sigma_semantics.to_text``: ``4104`` and ``"4104"`` both ``'4104'``, booleans
+``'true'``/``'false'``, objects as sorted JSON). The matcher compares text for everything but
+``gt/ge/lt/le``, and there it parses the text back (``as_number(to_text(v)) == as_number(v)``
+for every int, float, bool and str), so no typed column is needed; typed columns would clash
+across files anyway (``EventID`` is an int in EVTX, a string in XML). A field whose value is a
+list in an event (unnamed ``<Data>`` entries) gets a ``<name>[]`` column (``list<string>``, the
+non-null items' texts) and NULL in its scalar column for that event.
+
+Windows Defender's spaced EventData names (``Threat Name``) get their spaceless alias added, as
+the local engine does for event kinds that carry them.
+
+Parquet is written in batches (``BATCH`` events, one file per kind per batch), so memory stays
+bounded whatever the input size; each file has the columns of its own rows, and readers merge
+the schemas (Spark ``mergeSchema``, DuckDB ``union_by_name``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ruleatlas.coverage.routing import Key, event_key
+from ruleatlas.engine.events import Event
+from ruleatlas.engine.sigma_semantics import to_text
+from ruleatlas.engine.sql.compiler import LIST_SUFFIX
+
+BATCH = 20_000  # events held in memory before a flush
+KIND_COLUMN = "_kind"
+
+
+def kind_text(key: Key) -> str:
+    """``(channel, event id)`` -> ``channel|event id`` (absent parts empty)."""
+    ch, eid = key
+    return f"{ch or ''}|{eid or ''}"
+
+
+def kind_key(text: str) -> Key:
+    """The inverse of :func:`kind_text`."""
+    ch, _, eid = text.rpartition("|")
+    return (ch or None, eid or None)
+
+
+def kind_dir(text: str) -> str:
+    """The Hive partition directory of a kind (``/`` and ``|`` url-quoted, as Spark does)."""
+    return f"{KIND_COLUMN}={quote(text, safe='')}"
+
+
+@dataclass(slots=True)
+class Row:
+    """One event as columns: scalar texts and list items."""
+
+    kind: str
+    file: str
+    position: int
+    values: dict[str, str | None]
+    lists: dict[str, list[str]]
+
+
+_KINDS: dict[tuple[Any, Any], str] = {}  # (Channel, EventID) as read -> kind, as Engine caches
+KIND_CACHE = 4096
+
+
+def event_kind(fields: dict[str, Any]) -> str:
+    """``kind_text(event_key(fields))``, remembered per (Channel, EventID) as read."""
+    ck = (fields.get("Channel"), fields.get("EventID"))
+    cacheable = type(ck[0]) is str and type(ck[1]) in (int, str)
+    got = _KINDS.get(ck) if cacheable else None
+    if got is None:
+        got = kind_text(event_key(fields))
+        if cacheable and len(_KINDS) < KIND_CACHE:
+            _KINDS[ck] = got
+    return got
+
+
+def event_row(ev: Event) -> Row:
+    fields = ev.fields
+    if any(" " in k for k in fields):  # Defender: ``Threat Name`` is also ``ThreatName``
+        fields = dict(fields)
+        for k in [k for k in fields if " " in k]:
+            fields.setdefault(k.replace(" ", ""), fields[k])
+    values: dict[str, str | None] = {}
+    lists: dict[str, list[str]] = {}
+    for k, v in fields.items():
+        if isinstance(v, list):
+            values[k] = None
+            lists[k] = [to_text(x) for x in v if x is not None]
+        else:
+            values[k] = None if v is None else to_text(v)
+    return Row(event_kind(ev.fields), ev.file, ev.position, values, lists)
+
+
+def rows_table(rows: list[Row]) -> pa.Table:
+    """Rows (of one kind, or any) as an Arrow table: ``_file``, ``_position``, fields sorted,
+    then the ``name[]`` list columns."""
+    names = sorted({k for r in rows for k in r.values})
+    list_names = sorted({k for r in rows for k in r.lists})
+    cols: dict[str, pa.Array] = {
+        "_file": pa.array([r.file for r in rows], pa.string()),
+        "_position": pa.array([r.position for r in rows], pa.int64()),
+    }
+    for n in names:
+        if n in ("_file", "_position", KIND_COLUMN):
+            continue
+        cols[n] = pa.array([r.values.get(n) for r in rows], pa.string())
+    for n in list_names:
+        cols[n + LIST_SUFFIX] = pa.array([r.lists.get(n) for r in rows], pa.list_(pa.string()))
+    return pa.table(cols)
+
+
+def by_kind(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r.kind, []).append(r)
+    return out
+
+
+@dataclass(slots=True)
+class ConvertReport:
+    events: int = 0
+    files: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+
+
+class ParquetSink:
+    """Writes rows to ``out/_kind=<kind>/part-NNNNN.parquet``, one file per kind per batch."""
+
+    def __init__(self, out: str | Path, batch: int = BATCH, fmt: str = "parquet") -> None:
+        self.out = Path(out)
+        self.batch = batch
+        self.fmt = fmt
+        self.pending: list[Row] = []
+        self.report = ConvertReport()
+        self.seq = 0
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: Row) -> None:
+        self.pending.append(row)
+        self.report.events += 1
+        self.report.kinds[row.kind] = self.report.kinds.get(row.kind, 0) + 1
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        for kind, rows in by_kind(self.pending).items():
+            d = self.out / kind_dir(kind)
+            d.mkdir(parents=True, exist_ok=True)
+            if self.fmt == "jsonl":
+                path = d / f"part-{self.seq:05d}.jsonl"
+                with path.open("w", encoding="utf-8") as fh:
+                    for r in rows:
+                        fh.write(json.dumps(jsonl_row(r), ensure_ascii=False) + "\n")
+            else:
+                path = d / f"part-{self.seq:05d}.parquet"
+                pq.write_table(rows_table(rows), path, compression="zstd")
+            self.report.files += 1
+            self.report.bytes += path.stat().st_size
+            self.seq += 1
+        self.pending = []
+
+    def close(self) -> ConvertReport:
+        self.flush()
+        return self.report
+
+
+def jsonl_row(r: Row) -> dict[str, Any]:
+    """A row as one JSON object (the same columns; ``_kind`` kept in the object too)."""
+    d: dict[str, Any] = {"_file": r.file, "_position": r.position, KIND_COLUMN: r.kind}
+    d.update({k: v for k, v in r.values.items() if v is not None})
+    d.update({k + LIST_SUFFIX: v for k, v in r.lists.items()})
+    return d
+
+
+def convert(paths: list[str], out: str | Path, fmt: str = "parquet",
+            errors: list[Any] | None = None, batch: int = BATCH,
+            on_event: Callable[[Event], None] | None = None) -> ConvertReport:
+    """Read every event of ``paths`` (files, folders, archives) and write them as columns."""
+    from ruleatlas.engine.readers import read_events
+
+    sink = ParquetSink(out, batch, fmt)
+    for ev in read_events(list(paths), errors if errors is not None else []):
+        sink.add(event_row(ev))
+        if on_event is not None:
+            on_event(ev)
+    return sink.close()
+
+
+def kinds_tables(events: Iterable[Event]) -> Iterator[tuple[str, pa.Table]]:
+    """In memory: each kind's rows as one Arrow table (tests, small inputs)."""
+    for kind, rows in by_kind(event_row(e) for e in events).items():
+        yield kind, rows_table(rows)
