@@ -88,10 +88,10 @@ def test_rule_indicators_document_shape_and_counts(db: Path):
     doc = store.rule_indicators(conn, "s1")
     assert doc == [
         {"field": "EventCode", "op": "eq", "negated": False, "field_key": "EventID",
-         "values": [{"value": '"4104"' if False else "4104", "key": "4104",
+         "phase": "event", "values": [{"value": '"4104"' if False else "4104", "key": "4104",
                      "corpus": {"total": 3, "elastic": 0, "sigma": 0, "splunk": 3}}]},
         {"field": "ScriptBlockText", "op": "in", "negated": False, "field_key": "ScriptBlockText",
-         "values": [{"value": '"*invoke-wmiexec*"', "key": "*invoke-wmiexec*",
+         "phase": "event", "values": [{"value": '"*invoke-wmiexec*"', "key": "*invoke-wmiexec*",
                      "corpus": {"total": 2, "elastic": 0, "sigma": 1, "splunk": 1}}]},
     ]
     neg = store.rule_indicators(conn, "g1")[1]

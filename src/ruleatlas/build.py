@@ -173,7 +173,8 @@ def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> RuleRecord:
         events=tuple(dict.fromkeys(EventRow(e.channel, e.event_id or "") for e in evs)),
         macros=tuple(_macros_used(rule, a)),
         indicators=tuple(
-            IndicatorRow(i, ind.field, ind.op, ind.negated, v.value, ind.field_key, v.key)
+            IndicatorRow(i, ind.field, ind.op, ind.negated, v.value, ind.field_key, v.key,
+                         ind.phase.value)
             for i, ind in enumerate(inds) for v in ind.values),
     )
 

@@ -425,7 +425,11 @@ class Stage:
 
     ``text`` is the stage as written; ``expanded`` the text after macro expansion (None when
     the same); ``condition`` the filter tree it contributes (None for non-filtering stages);
-    ``by`` the group-by fields of an aggregation; ``name`` a Sigma selection identifier.
+    ``by`` the group-by fields of an aggregation; ``name`` a Sigma selection identifier;
+    ``carried`` (result-phase stages) the fields whose values the rows reaching this stage carry
+    unchanged from events (the last aggregation's group-by fields and its ``values()``,
+    ``latest()``, ``min()``... outputs, through renames, minus what a command rewrote): a
+    result-phase predicate on one of them still tests event content (docs/indicators.md).
     """
 
     index: int
@@ -438,6 +442,7 @@ class Stage:
     by: tuple[str, ...] = ()
     name: str | None = None
     notes: tuple[str, ...] = ()
+    carried: tuple[str, ...] = ()
     span: Span | None = dc_field(default=None, compare=False)
 
 
@@ -635,6 +640,23 @@ class Analysis:
             yield from predicates(st.condition)
 
 
+@dataclass(frozen=True, slots=True)
+class SubSearch:
+    """A search nested in a rule's query whose rows feed it (SPL ``join [ ... ]``): the stage
+    of the command holding it (0-based), the command, and the nested search's own analysis."""
+
+    stage: int
+    command: str
+    analysis: Analysis
+
+
+def sub_analyses(a: Analysis) -> tuple[SubSearch, ...]:
+    """The nested searches of an analysis, in query order (the one place that knows where an
+    analysis keeps them: the :class:`Join` steps' subsearches)."""
+    return tuple(SubSearch(x.stage, "join", x.subsearch) for x in a.steps
+                 if isinstance(x, Join) and x.subsearch is not None)
+
+
 # --------------------------------------------------------------------------------------------
 # Indicators and event coverage
 # --------------------------------------------------------------------------------------------
@@ -653,7 +675,9 @@ class Indicator:
     """One row of a rule's indicator table: a field and operator, and the values it matches.
 
     ``field_key`` is the canonical field name (through the alias table) used for counting;
-    ``negated`` is True for values a rule excludes (filters).
+    ``negated`` is True for values a rule excludes (filters); ``phase`` is ``result`` for a
+    test on event content made after an aggregation (``| regex process_name="..."`` on a
+    group-by field).
     """
 
     field: str
@@ -661,6 +685,20 @@ class Indicator:
     values: tuple[IndicatorValue, ...]
     field_key: str
     negated: bool = False
+    phase: Phase = Phase.EVENT
+
+
+def indicator_to_dict(i: Indicator) -> dict[str, Any]:
+    return {"field": i.field, "op": i.op, "negated": i.negated, "field_key": i.field_key,
+            "phase": i.phase.value,
+            "values": [{"value": v.value, "key": v.key} for v in i.values]}
+
+
+def indicator_from_dict(d: Mapping[str, Any]) -> Indicator:
+    return Indicator(field=d["field"], op=d["op"], field_key=d["field_key"],
+                     negated=bool(d.get("negated", False)),
+                     phase=Phase(d.get("phase", "event")),
+                     values=tuple(IndicatorValue(v["value"], v["key"]) for v in d["values"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -935,6 +973,7 @@ def stage_to_dict(s: Stage) -> dict[str, Any]:
         "by": list(s.by),
         "name": s.name,
         "notes": list(s.notes),
+        **({"carried": list(s.carried)} if s.carried else {}),
         "span": s.span.to_dict() if s.span else None,
     }
 
@@ -951,6 +990,7 @@ def stage_from_dict(d: Mapping[str, Any]) -> Stage:
         by=tuple(d.get("by", ())),
         name=d.get("name"),
         notes=tuple(d.get("notes", ())),
+        carried=tuple(d.get("carried", ())),
         span=Span.from_dict(d["span"]) if d.get("span") else None,
     )
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruleatlas.model import Pattern, Wild, value_from_json, value_text
+from ruleatlas.model import (
+    Pattern,
+    Wild,
+    analysis_from_dict,
+    node_to_dict,
+    sub_analyses,
+    value_from_json,
+    value_text,
+)
 from ruleatlas.store.catalog import Catalog
 from ruleatlas.store.indicators import rule_indicators
 
@@ -122,8 +130,23 @@ def expression(tree: Any) -> str:
     return ""
 
 
+def _subsearch_predicates(analysis: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """Predicates of the nested searches (``model.sub_analyses``: a ``join``'s subsearch) by the
+    stage of the command holding them, each marked ``"subsearch": True``."""
+    if not analysis.get("stages"):
+        return {}
+    out: dict[int, list[dict[str, Any]]] = {}
+    for sub in sub_analyses(analysis_from_dict(analysis)):
+        rows = out.setdefault(sub.stage, [])
+        for st in sub.analysis.stages:
+            rows.extend({**p, "subsearch": True}
+                        for p in flat_predicates(node_to_dict(st.condition)))
+    return out
+
+
 def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
     out = []
+    subs = _subsearch_predicates(analysis or {})
     for s in (analysis or {}).get("stages", []):
         tree = s.get("condition")
         out.append({
@@ -136,7 +159,7 @@ def _stages(analysis: dict[str, Any] | None) -> list[dict[str, Any]]:
             "phase": s.get("phase", "event"),
             "by": list(s.get("by", [])),
             "notes": list(s.get("notes", [])),
-            "predicates": flat_predicates(tree),
+            "predicates": flat_predicates(tree) + subs.get(s.get("index", -1), []),
             "expression": expression(tree),
             "tree": tree,
         })

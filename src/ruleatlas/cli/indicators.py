@@ -32,7 +32,8 @@ def indicators_cmd(
     """Show a rule's indicators with normalised keys and corpus counts.
 
     One row per field and operator; each value as written, its normalised key, and how many
-    rules of the catalog hold it (total and by source)."""
+    rules of the catalog hold it (total and by source). A test made after an aggregation
+    (phase ``result``) is marked "(after aggregation)"."""
     with common.open_catalog(db) as cat:
         rid = common.resolve(cat, rule)
         rows = store.rule_indicators(cat.conn, rid)
@@ -44,6 +45,8 @@ def indicators_cmd(
         t.add_column(col, overflow="fold")
     for r in rows:
         kind = ("not " if r["negated"] else "") + r["op"]
+        if r.get("phase") == "result":
+            kind += " (after aggregation)"
         for i, v in enumerate(r["values"]):
             field = f"{r['field']} [{r['field_key']}]" if i == 0 else ""
             t.add_row(field, kind if i == 0 else "", v["value"], v["key"],

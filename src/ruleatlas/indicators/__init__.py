@@ -23,7 +23,7 @@ What is an indicator (docs/indicators.md says the same for users):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ruleatlas.indicators.normalize import display_op, field_key_of, predicate_keys
 from ruleatlas.languages import language as plugin
@@ -37,7 +37,9 @@ from ruleatlas.model import (
     Phase,
     Predicate,
     Rule,
+    Stage,
     predicates,
+    sub_analyses,
     walk,
 )
 
@@ -76,18 +78,36 @@ def _skip_expr(n: Node, stage: int | None) -> Skipped | None:
     return None
 
 
-def _event_predicates(
-    analysis: Analysis, skipped: list[Skipped]
-) -> list[tuple[Predicate, bool]]:
-    """Event-phase predicates with polarity: the whole-rule condition first (it carries the
-    true polarity of Sigma filters), then any stage predicate it does not already hold."""
-    out: list[tuple[Predicate, bool]] = []
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A predicate taken as an indicator: its effective polarity and its phase."""
+
+    pred: Predicate
+    positive: bool
+    phase: Phase = Phase.EVENT
+
+
+def _result_predicate(p: Predicate, pos: bool, st: Stage, out: list[_Taken],
+                      skipped: list[Skipped]) -> None:
+    """A result-phase predicate is an indicator when its field is carried unchanged from events
+    to this stage (``Stage.carried``); a test of a computed aggregate is not."""
+    if p.field is not None and p.field in st.carried:
+        out.append(_Taken(p, pos, Phase.RESULT))
+    else:
+        skipped.append(Skipped("result phase", p.field, p.op.value, p.text, st.index))
+
+
+def _taken_predicates(analysis: Analysis, skipped: list[Skipped]) -> list[_Taken]:
+    """Predicates with polarity and phase: the whole-rule condition first (it carries the
+    true polarity of Sigma filters), then any stage predicate it does not already hold, then
+    the predicates of the nested searches (``model.sub_analyses``), at their command's stage."""
+    out: list[_Taken] = []
     seen: set[Predicate] = set()
     for p, pos in predicates(analysis.condition):
         if p.phase is Phase.RESULT:
             skipped.append(Skipped("result phase", p.field, p.op.value, p.text, p.stage))
             continue
-        out.append((p, pos))
+        out.append(_Taken(p, pos))
         seen.add(p)
     for n in walk(analysis.condition):
         s = _skip_expr(n, getattr(n, "stage", None))
@@ -99,20 +119,25 @@ def _event_predicates(
             if p in seen:
                 continue
             if p.phase is Phase.RESULT or st.phase is Phase.RESULT:
-                skipped.append(Skipped("result phase", p.field, p.op.value, p.text, st.index))
+                _result_predicate(p, pos, st, out, skipped)
             elif has_condition and st.name is not None and _has_selections(analysis.language):
                 skipped.append(
                     Skipped(f"selection {st.name} not used by the condition", p.field,
                             p.op.value, p.text, st.index)
                 )
             else:
-                out.append((p, pos))
+                out.append(_Taken(p, pos))
                 seen.add(p)
         if not has_condition or st.phase is Phase.RESULT:
             for n in walk(st.condition):
                 s = _skip_expr(n, st.index)
                 if s is not None:
                     skipped.append(s)
+    for sub in sub_analyses(analysis):
+        inner: list[Skipped] = []
+        for t in _taken_predicates(sub.analysis, inner):
+            out.append(_Taken(replace(t.pred, stage=sub.stage), t.positive, t.phase))
+        skipped.extend(replace(k, stage=sub.stage) for k in inner)
     return out
 
 
@@ -120,8 +145,10 @@ def explain(rule: Rule, analysis: Analysis) -> tuple[tuple[Indicator, ...], tupl
     """Indicator rows of one rule, and what was not taken as an indicator (with reasons)."""
     language = analysis.language or rule.language
     skipped: list[Skipped] = []
-    rows: dict[tuple[str, str, bool], tuple[str, list[IndicatorValue], set[tuple[str, str]]]] = {}
-    for pred, positive in _event_predicates(analysis, skipped):
+    rows: dict[tuple[str, str, bool, Phase],
+               tuple[str, list[IndicatorValue], set[tuple[str, str]]]] = {}
+    for taken in _taken_predicates(analysis, skipped):
+        pred, positive = taken.pred, taken.positive
         if _is_routing(pred, language):
             skipped.append(Skipped("routing field", pred.field, pred.op.value, pred.text,
                                    pred.stage))
@@ -132,7 +159,7 @@ def explain(rule: Rule, analysis: Analysis) -> tuple[tuple[Indicator, ...], tupl
         if not pairs:
             skipped.append(Skipped("no values", pred.field, pred.op.value, pred.text, pred.stage))
             continue
-        row_id = (field, display_op(pred, language), negated)
+        row_id = (field, display_op(pred, language), negated, taken.phase)
         row = rows.setdefault(row_id, (info.key, [], set()))
         for shown, key in pairs:
             if (shown, key) in row[2]:
@@ -140,8 +167,8 @@ def explain(rule: Rule, analysis: Analysis) -> tuple[tuple[Indicator, ...], tupl
             row[2].add((shown, key))
             row[1].append(IndicatorValue(shown, key))
     inds = tuple(
-        Indicator(field=f, op=op, values=tuple(vals), field_key=fk, negated=neg)
-        for (f, op, neg), (fk, vals, _) in rows.items()
+        Indicator(field=f, op=op, values=tuple(vals), field_key=fk, negated=neg, phase=ph)
+        for (f, op, neg, ph), (fk, vals, _) in rows.items()
     )
     return inds, tuple(skipped)
 

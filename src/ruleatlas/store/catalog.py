@@ -29,7 +29,7 @@ from ruleatlas.store.connection import (
 from ruleatlas.store.resolve import RuleNotFound, resolve_rule
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION = 3  # 3: engine_plans, engine_plans_state (new tables, created by schema.sql)
+SCHEMA_VERSION = 4  # 3: engine_plans, engine_plans_state (new tables); 4: indicators.phase
 WAL_SIZE_LIMIT = 64 << 20  # bytes a writer leaves of the WAL file after a checkpoint reset it
 
 
@@ -41,6 +41,7 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
         ("files", "mtime_ns", "INTEGER NOT NULL DEFAULT -1"),
         ("load_errors", "side", "INTEGER NOT NULL DEFAULT 0"),
     ),
+    4: (("indicators", "phase", "TEXT NOT NULL DEFAULT 'event'"),),
 }
 
 
@@ -194,7 +195,7 @@ class Catalog:
                 for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
                     for table, col, decl in _MIGRATIONS.get(v, ()):
                         cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-                        if col not in cols:
+                        if cols and col not in cols:  # no table: schema.sql creates it
                             conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
             for stmt in _statements(SCHEMA_PATH.read_text()):
                 conn.execute(stmt)

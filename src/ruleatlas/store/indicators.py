@@ -21,8 +21,8 @@ from ruleatlas.store.connection import connection_stamp, with_connection
 COUNT_CACHE_SIZE = 2  # catalog states whose indexed-rule count is kept
 
 _INSERT = (
-    "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key, "
+    "phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -35,7 +35,8 @@ def write_indicators(
     """
     conn.execute("DELETE FROM indicators WHERE rule_id = ?", (rule_id,))
     rows = [
-        (rule_id, source, i, ind.field, ind.op, int(ind.negated), v.value, ind.field_key, v.key)
+        (rule_id, source, i, ind.field, ind.op, int(ind.negated), v.value, ind.field_key, v.key,
+         ind.phase.value)
         for i, ind in enumerate(indicators)
         for v in ind.values
     ]
@@ -85,14 +86,16 @@ def _corpus(total: int | None, by_source: str | None, sources: Iterable[str]) ->
 def rule_indicators(conn: sqlite3.Connection, rule_id: str) -> list[dict[str, Any]]:
     """The document shape of a rule's indicators, with corpus counts per value:
 
-    ``[{"field", "op", "negated", "field_key", "values": [{"value", "key",
+    ``[{"field", "op", "negated", "field_key", "phase", "values": [{"value", "key",
     "corpus": {"total": N, "elastic": n1, "sigma": n2, "splunk": n3}}]}]`` (every source,
-    :func:`catalog_sources`)
+    :func:`catalog_sources`; ``phase``: ``event``, or ``result`` for a test made after an
+    aggregation)
     """
     sources = catalog_sources(conn)
     cur = conn.execute(
         """
-        SELECT i.row, i.field, i.op, i.negated, i.field_key, i.value, i.key, c.total, c.by_source
+        SELECT i.row, i.field, i.op, i.negated, i.field_key, i.phase, i.value, i.key, c.total,
+               c.by_source
         FROM indicators i
         LEFT JOIN indicator_counts c ON c.field_key = i.field_key AND c.key = i.key
         WHERE i.rule_id = ?
@@ -102,11 +105,11 @@ def rule_indicators(conn: sqlite3.Connection, rule_id: str) -> list[dict[str, An
     )
     out: list[dict[str, Any]] = []
     last: int | None = None
-    for row, field, op, negated, field_key, value, key, total, by_source in cur:
+    for row, field, op, negated, field_key, phase, value, key, total, by_source in cur:
         if row != last:
             out.append(
                 {"field": field, "op": op, "negated": bool(negated), "field_key": field_key,
-                 "values": []}
+                 "phase": phase, "values": []}
             )
             last = row
         out[-1]["values"].append(

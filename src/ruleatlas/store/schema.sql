@@ -116,7 +116,8 @@ CREATE TABLE IF NOT EXISTS indicators (
     negated   INTEGER NOT NULL DEFAULT 0,
     value     TEXT NOT NULL,               -- as written
     field_key TEXT NOT NULL,               -- canonical field (alias table)
-    key       TEXT NOT NULL                -- normalised value key
+    key       TEXT NOT NULL,               -- normalised value key
+    phase     TEXT NOT NULL DEFAULT 'event' -- 'result': tested after an aggregation
 );
 CREATE INDEX IF NOT EXISTS indicators_rule ON indicators(rule_id);
 CREATE INDEX IF NOT EXISTS indicators_key ON indicators(field_key, key);

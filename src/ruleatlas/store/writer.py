@@ -66,6 +66,7 @@ class IndicatorRow:
     value: str
     field_key: str
     key: str
+    phase: str = "event"  # "result": tested after an aggregation
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +113,8 @@ class FileRecord:
 _INSERT_RULE = (f"INSERT INTO rules (rowid, {', '.join(RULE_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * (1 + len(RULE_COLUMNS)))})")
 _INSERT_IND = (
-    "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO indicators (rule_id, source, row, field, op, negated, value, field_key, key, "
+    "phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _BUFFERED = (
     ("INSERT INTO rules_fts (rowid, id, title, description, query) VALUES (?, ?, ?, ?, ?)",
@@ -393,7 +394,7 @@ class Writer:
         b["events"].extend((rid, e.channel, e.event_id) for e in rec.events)
         b["macros"].extend((rid, m) for m in rec.macros)
         b["ind"].extend((rid, source, i.row, i.field, i.op, int(i.negated), i.value, i.field_key,
-                         i.key) for i in rec.indicators)
+                         i.key, i.phase) for i in rec.indicators)
         self.written_rules.add(rid)
         if len(b["rules"]) >= 1000:
             self.flush()

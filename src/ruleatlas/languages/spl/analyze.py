@@ -173,11 +173,14 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
     kinds: list[StageKind] = []
     by: tuple[str, ...] = ()
     stage_phase = ctx.phase
+    carried: tuple[str, ...] = ()
     for c in commands:
         ctx.source = st.source
         ctx.cmd_text = st.source[c.start : c.end]
         if c.name == "rename" and s.group_by:
             s.group_by = apply_rename(s.group_by, rename_pairs(c.items))
+        if ctx.phase is Phase.RESULT and not carried:
+            carried = tuple(ctx.carried or ())
         res = lower_command(c, ctx)
         if c.name in AGGREGATING:
             s.steps.append(aggregate_step(c, res.by, st.idx, ctx))
@@ -196,7 +199,7 @@ def _lower_stage(s: _Search, st: _StageText, commands: tuple[Command, ...]) -> S
     return Stage(
         index=st.idx, command=commands[0].name if commands else st.first.text.lower(),
         text=st.text, kind=kind, expanded=st.expanded_text, condition=conjoin(conds),
-        phase=stage_phase, by=by, notes=notes, span=ctx.span,
+        phase=stage_phase, by=by, notes=notes, carried=carried, span=ctx.span,
     )
 
 

@@ -84,6 +84,9 @@ class _Ctx:
     problems: list[M.Problem] = field(default_factory=list)
     query: str = ""  # the whole search as written (spans refer to it)
     tstats: list[dict[str, Any]] = field(default_factory=list)
+    # fields the rows carry unchanged from events after an aggregation (None: before any, every
+    # field but the computed ones); see carry()
+    carried: list[str] | None = None
 
     def dm_for(self, name: str | None) -> str | None:
         if not name or not self.datamodel or "." not in name:
@@ -504,6 +507,81 @@ def agg_outputs(items: tuple[S.Item, ...]) -> list[str]:
     return out
 
 
+# Aggregation functions whose output is one of the values the events had (not a number computed
+# from them): a later filter on their output tests event content.
+CARRYING_FUNCTIONS = frozenset({
+    "values", "list", "latest", "earliest", "first", "last", "min", "max", "mode",
+})
+# Aggregating commands that keep every row (or every event's fields) and only add columns.
+ADDING_AGGREGATIONS = frozenset({"eventstats", "streamstats", "transaction"})
+
+
+def agg_calls(items: tuple[S.Item, ...]) -> list[tuple[str, str | None, str]]:
+    """``(function, argument, output column)`` of each function of an aggregation
+    (``values(x) as y`` -> ``("values", "x", "y")``, ``count`` -> ``("count", None, "count")``);
+    the same columns as :func:`agg_outputs`."""
+    out: list[tuple[str, str | None, str]] = []
+    names = agg_outputs(items)
+    k = 0
+    i, n = 0, len(items)
+    while i < n and k < len(names):
+        it = items[i]
+        if not isinstance(it, S.Word) or it.raw.lower() in ("by", "where", "from", "as"):
+            i += 1
+            continue
+        if i + 1 < n and items[i + 1] == S.Sym("="):
+            i += 3
+            continue
+        arg: str | None = None
+        j = i + 1
+        if j < n and items[j] == S.Sym("("):
+            inner = items[j + 1 : j + 3]
+            if len(inner) == 2 and inner[1] == S.Sym(")") and isinstance(inner[0], S.Word | S.Str):
+                arg = _text(inner[0])
+            depth = 0
+            while j < n:
+                depth += 1 if items[j] == S.Sym("(") else -1 if items[j] == S.Sym(")") else 0
+                j += 1
+                if depth == 0:
+                    break
+        nxt = items[j] if j < n else None
+        if j + 1 < n and isinstance(nxt, S.Word) and nxt.raw.lower() == "as":
+            j += 2
+        out.append((it.raw.lower(), arg, names[k]))
+        k += 1
+        i = j
+    return out
+
+
+def _carried(f: str, ctx: _Ctx) -> bool:
+    """Whether ``f`` holds event values here; ``_time`` never does for this purpose: ``by _time
+    span=1h`` buckets it, and a test of it (or of ``min(_time)``) is a time bound."""
+    if f == "_time":
+        return False
+    return f not in ctx.computed if ctx.carried is None else f in ctx.carried
+
+
+def carry(cmd: S.Command, by: tuple[str, ...], ctx: _Ctx) -> None:
+    """Follow the fields whose values stay as the events had them (``ctx.carried``), before
+    ``cmd``'s outputs are recorded as computed: an aggregation keeps its carried ``by`` fields
+    and the outputs of :data:`CARRYING_FUNCTIONS` over carried fields (never ``_time``);
+    ``rename`` renames them; a command that writes a field drops it."""
+    name = cmd.name
+    if name in AGGREGATING and name not in ADDING_AGGREGATIONS:
+        keep = [f for f in by if _carried(f, ctx)]
+        keep += [col for fn, arg, col in agg_calls(cmd.items)
+                 if fn in CARRYING_FUNCTIONS and arg is not None and _carried(arg, ctx)]
+        ctx.carried = list(dict.fromkeys(keep))
+        return
+    if ctx.carried is None:
+        return
+    if name == "rename":
+        ctx.carried = list(apply_rename(tuple(ctx.carried), rename_pairs(cmd.items)))
+        return
+    written = set(computed_by(cmd))
+    ctx.carried = [f for f in ctx.carried if f not in written]
+
+
 def options(items: tuple[S.Item, ...]) -> tuple[dict[str, str], list[S.Item]]:
     """A command's ``key=value`` options (keys lowered) and its other items, in order."""
     opts: dict[str, str] = {}
@@ -723,6 +801,7 @@ def lower_command(cmd: S.Command, ctx: _Ctx) -> CommandResult:
         ctx.tstats.append({"stage": ctx.stage, "command": name,
                            "datamodel": datamodel_of(cmd.items), "nodename": ctx.nodename,
                            "options": tstats_options(cmd.items)})
+    carry(cmd, res.by, ctx)
     for f in computed_by(cmd):
         if f not in ctx.computed:
             ctx.computed.append(f)

@@ -143,7 +143,7 @@ def _stage(st: Any) -> dict[str, Any]:
 
 
 def _indicator_row(row: Any) -> dict[str, Any]:
-    d = {"field": "", "op": "", "negated": False, "values": [], **dict(row)}
+    d = {"field": "", "op": "", "negated": False, "phase": "event", "values": [], **dict(row)}
     d.setdefault("field_key", d["field"])
     d["values"] = [{"value": "", "key": "", "corpus": None, **dict(v)} for v in d["values"]]
     return d
