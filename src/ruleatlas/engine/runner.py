@@ -475,13 +475,11 @@ def is_windows_key(key: Key) -> bool:
 
 
 def product_ok(er: EngineRule, key: Key) -> bool:
-    """The Sigma ``product`` gate for rules the routing table cannot narrow (route "any"): a
-    ``product: cisco`` keyword rule must not run on Windows events, nor a ``product: windows``
-    rule on CloudTrail records."""
+    """The logsource ``product`` gate for rules the routing table cannot narrow (route "any"):
+    a Sigma ``product: cisco`` keyword rule must not run on Windows events, nor a ``product:
+    windows`` rule on CloudTrail records. Any rule that declares a logsource product is gated
+    (Sigma's do; the other sources declare none)."""
     if not er.route.any:
-        return True
-    lang = language(er.rule.language)
-    if lang is None or not lang.product_gate:
         return True
     product = str(er.rule.logsource.get("product") or "").lower()
     if not product:

@@ -65,8 +65,6 @@ class Language:
     * ``pipeline``: the engine replays the language's field-writing steps (SPL eval, rex, ...);
     * ``field_map``: a coverage field map applied to every event kind for this language's rules
       (``Splunk``: CIM-style names the Splunk add-ons extract);
-    * ``product_gate``: a rule the routing table cannot narrow still checks its logsource
-      product against the event (Sigma);
     * ``not_runnable``: a language-specific reason why a rule cannot run on single events.
     """
 
@@ -82,7 +80,6 @@ class Language:
     macro_calls: Callable[[str], list[str]] | None = None
     pipeline: bool = False
     field_map: str | None = None
-    product_gate: bool = False
     not_runnable: Callable[[Rule, Analysis], str | None] | None = None
 
 

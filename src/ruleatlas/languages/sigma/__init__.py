@@ -67,7 +67,7 @@ def _not_runnable(rule: Rule, analysis: Analysis) -> str | None:
 
 
 @register("sigma", "Sigma", fold_case=True, exists_text="true", display_value=display_value,
-          display_op=display_op, selections=True, product_gate=True,
+          display_op=display_op, selections=True,
           not_runnable=_not_runnable)
 def analyze_sigma(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """Analyze one Sigma rule document; never raises for bad input (problems say why)."""
