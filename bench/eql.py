@@ -11,9 +11,7 @@ analysis (parse + lowering into the model), with ratios to the baseline.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ELASTIC = ROOT.parent / "shared" / "corpus" / "elastic"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from parsebench import report  # noqa: E402
 from ruleatlas.languages.eql import analyze_eql_query, generate, parse  # noqa: E402
 from ruleatlas.languages.eql.tokens import tokenize  # noqa: E402
 
@@ -40,21 +40,6 @@ def queries() -> list[str]:
     return out
 
 
-def measure(fn: Callable[[str], object], qs: list[str], repeat: int) -> tuple[float, list[float]]:
-    best_total = float("inf")
-    best_each: list[float] = []
-    for _ in range(repeat):
-        each = []
-        t0 = time.perf_counter()
-        for q in qs:
-            t = time.perf_counter()
-            fn(q)
-            each.append(time.perf_counter() - t)
-        total = time.perf_counter() - t0
-        if total < best_total:
-            best_total, best_each = total, each
-    return best_total, best_each
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -69,13 +54,7 @@ def main() -> None:
         ("analyze (parse+lower)", analyze_eql_query),
     ]
     print(f"{len(qs)} EQL queries ({sum(len(q) for q in qs):,} characters)")
-    base = None
-    for name, fn in rows:
-        total, each = measure(fn, qs, args.repeat)
-        base = base or total
-        print(f"{name:26s} {len(qs) / total:8.0f} queries/s  total {total:6.3f} s  "
-              f"median {statistics.median(each) * 1e3:6.3f} ms  worst {max(each) * 1e3:7.2f} ms"
-              f"  x{total / base:4.1f} of baseline")
+    report(rows, qs, args.repeat)
 
 
 if __name__ == "__main__":
