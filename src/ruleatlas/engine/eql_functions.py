@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from ruleatlas.caching import SPL_REGEXES
-from ruleatlas.engine.functions import UnknownFunction
+from ruleatlas.engine.functions import UnknownFunction, strict
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.model import Call, FieldRef, Term
@@ -254,17 +254,8 @@ def _cidr(ip: Any, *nets: Any) -> Any:
     return False
 
 
-def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapped(*args: Any) -> Any:
-        if any(a is None for a in args):
-            return None
-        return fn(*args)
-
-    return wrapped
-
-
 def _string_fn(test: Callable[[str, str], bool], ci: bool) -> Callable[..., Any]:
-    return _strict(lambda s, x: test(_text(s, ci), _text(x, ci)))
+    return strict(lambda s, x: test(_text(s, ci), _text(x, ci)))
 
 
 def _contains(s: str, x: str) -> bool:
@@ -283,9 +274,9 @@ def _table() -> dict[str, Callable[..., Any]]:
         "add": _arith("+"), "subtract": _arith("-"), "multiply": _arith("*"),
         "divide": _arith("/"), "modulo": _arith("%"),
         "+": _arith("+"), "-": _arith("-"), "*": _arith("*"), "/": _arith("/"), "%": _arith("%"),
-        "length": _strict(lambda s: len(to_text(s))),
-        "string": _strict(to_text),
-        "concat": _strict(lambda *a: "".join(to_text(x) for x in a)),
+        "length": strict(lambda s: len(to_text(s))),
+        "string": strict(to_text),
+        "concat": strict(lambda *a: "".join(to_text(x) for x in a)),
         "substring": _substring,
         "number": _number,
         "cidrMatch": _cidr,

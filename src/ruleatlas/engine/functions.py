@@ -134,7 +134,7 @@ def _arith(op: str) -> Callable[[Any, Any], Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
+def strict(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Null in any argument gives null (SPL's rule for most eval functions)."""
 
     def wrapped(*args: Any) -> Any:
@@ -226,36 +226,36 @@ def _mvfind(v: Any, rx: Any) -> Any:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "len": _strict(_len),
-    "lower": _strict(lambda s: to_text(s).lower()),
-    "upper": _strict(lambda s: to_text(s).upper()),
-    "like": _strict(lambda s, p: like_regex(to_text(p)).fullmatch(to_text(s)) is not None),
-    "match": _strict(lambda s, rx: _regex(to_text(rx)).search(to_text(s)) is not None),
+    "len": strict(_len),
+    "lower": strict(lambda s: to_text(s).lower()),
+    "upper": strict(lambda s: to_text(s).upper()),
+    "like": strict(lambda s, p: like_regex(to_text(p)).fullmatch(to_text(s)) is not None),
+    "match": strict(lambda s, rx: _regex(to_text(rx)).search(to_text(s)) is not None),
     "searchmatch": None,  # type: ignore[dict-item]  # needs the search language: not runnable
-    "tonumber": _strict(_tonumber),
-    "tostring": _strict(lambda v, fmt=None: to_text(v)),
-    "replace": _strict(_replace),
-    "substr": _strict(_substr),
-    "trim": _strict(_trim(None, "b")),
-    "ltrim": _strict(_trim(None, "l")),
-    "rtrim": _strict(_trim(None, "r")),
+    "tonumber": strict(_tonumber),
+    "tostring": strict(lambda v, fmt=None: to_text(v)),
+    "replace": strict(_replace),
+    "substr": strict(_substr),
+    "trim": strict(_trim(None, "b")),
+    "ltrim": strict(_trim(None, "l")),
+    "rtrim": strict(_trim(None, "r")),
     "isnull": lambda v: v is None,
     "isnotnull": lambda v: v is not None,
     "isnum": lambda v: _num(v) is not None and not isinstance(v, bool),
     "isint": lambda v: (n := _num(v)) is not None and n.is_integer(),
     "isstr": lambda v: isinstance(v, str) and _num(v) is None,
-    "cidrmatch": _strict(_cidrmatch),
+    "cidrmatch": strict(_cidrmatch),
     "mvcount": lambda v: None if v is None else len(_mv(v)),
-    "mvindex": _strict(_mvindex),
-    "mvjoin": _strict(lambda v, d: to_text(d).join(to_text(x) for x in _mv(v))),
-    "mvfind": _strict(_mvfind),
-    "split": _strict(_split),
-    "abs": _strict(lambda v: None if (n := _num(v)) is None else _out_num(abs(n))),
-    "round": _strict(_round),
-    "floor": _strict(lambda v: None if (n := _num(v)) is None else math.floor(n)),
-    "ceil": _strict(lambda v: None if (n := _num(v)) is None else math.ceil(n)),
-    "ceiling": _strict(lambda v: None if (n := _num(v)) is None else math.ceil(n)),
-    "urldecode": _strict(lambda s: unquote_plus(to_text(s))),
+    "mvindex": strict(_mvindex),
+    "mvjoin": strict(lambda v, d: to_text(d).join(to_text(x) for x in _mv(v))),
+    "mvfind": strict(_mvfind),
+    "split": strict(_split),
+    "abs": strict(lambda v: None if (n := _num(v)) is None else _out_num(abs(n))),
+    "round": strict(_round),
+    "floor": strict(lambda v: None if (n := _num(v)) is None else math.floor(n)),
+    "ceil": strict(lambda v: None if (n := _num(v)) is None else math.ceil(n)),
+    "ceiling": strict(lambda v: None if (n := _num(v)) is None else math.ceil(n)),
+    "urldecode": strict(lambda s: unquote_plus(to_text(s))),
     "in": _in,
     "null": lambda: None,
     "true": lambda: True,
