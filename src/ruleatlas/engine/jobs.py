@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
-from ruleatlas.engine.aggregate import Aggregator, AggSpec
+from ruleatlas.engine.aggregate import AggSpec
 from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.pipeline import JoinRows
 from ruleatlas.engine.runner import Engine, EngineRule, Finding
@@ -403,19 +403,9 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
 
 def _replay(engine: Engine, rows: dict[int, JoinRows], state: list[StateRecord]) -> None:
     """A unit's state records into the parent's aggregators and join rows, in order."""
-    aggs = engine.aggregators
     for s in state:
         if s.join:
             rows[s.rule].rows.append(s.row)
             continue
-        agg = aggs.get(s.rule)
-        if agg is None:
-            er = engine.rules[s.rule].ready()
-            assert er.agg is not None
-            # as Engine.match makes it: the result condition waits for the last aggregation
-            agg = aggs[s.rule] = Aggregator(er.agg, _true if er.chain else (er.result or _true))
-        agg.add(s.row, s.event)
+        engine.aggregator(s.rule).add(s.row, s.event)
 
-
-def _true(_fields: Mapping[str, Any]) -> bool:
-    return True

@@ -69,6 +69,9 @@ AGGREGATES = frozenset({"stats", "eventstats"})
 REPLAYED = frozenset({"eval", "rex", "rename", "addtotals", "spath"})
 
 
+# (Channel, EventID) pairs whose event kind the engine remembers (a log has a few dozen).
+EVENT_KEY_CACHE = 4096
+
 @dataclass(slots=True)
 class EngineRule:
     """One rule made ready to run (or the reason it cannot)."""
@@ -595,6 +598,17 @@ class Engine:
             g = self._groups[key] = _Group(key, chosen, 1 if self.use_prefilter else 10**9)
         return g
 
+    def aggregator(self, idx: int) -> Aggregator:
+        """Rule ``idx``'s aggregator, made on its first row (the result condition waits for
+        the last aggregation of a chain)."""
+        agg = self.aggregators.get(idx)
+        if agg is None:
+            er = self.rules[idx].ready()
+            assert er.agg is not None
+            agg = self.aggregators[idx] = Aggregator(
+                er.agg, _true if er.chain else (er.result or _true))
+        return agg
+
     def match(self, event: Event) -> Iterator[Finding]:
         """Findings of the stateless rules on one event; feeds the aggregating ones."""
         self.events += 1
@@ -605,7 +619,7 @@ class Engine:
             key = self._keys.get(ck) if cacheable else None
             if key is None:
                 key = event_key(fields)
-                if cacheable and len(self._keys) < 4096:
+                if cacheable and len(self._keys) < EVENT_KEY_CACHE:
                     self._keys[ck] = key
         else:
             key = (None, None)
@@ -623,11 +637,7 @@ class Engine:
                 idx = g.slots[s]
                 er = self.rules[idx]
                 if er.agg is not None:
-                    agg = self.aggregators.get(idx)
-                    if agg is None:
-                        agg = self.aggregators[idx] = Aggregator(
-                            er.agg, _true if er.chain else (er.result or _true))
-                    agg.add(_agg_input(er, event, g.names[s], fs), event)
+                    self.aggregator(idx).add(_agg_input(er, event, g.names[s], fs), event)
                     continue
                 if er.result is not None and not er.result(fs):
                     continue
