@@ -497,3 +497,25 @@ def test_convert_command_writes_kinds_and_is_documented(tmp_path):
         for opt in getattr(p, "opts", ()):
             if opt.startswith("--") and opt != "--help":
                 assert opt in docs, opt
+
+
+def test_convert_exit_codes_say_what_was_read(tmp_path):
+    """Like `hunt`: 0 every input read, 1 some skipped (the rest written), 2 nothing read."""
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.evtx"
+    junk.write_bytes(bytes(range(256)) * 64)
+    good = str(sorted((SIGMA / "regression_data").rglob("*.evtx"))[0])
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["convert", str(empty), str(junk), str(tmp_path / "a")])
+    assert nothing.exit_code == 2, nothing.output
+    assert '"read_errors": 2' in nothing.output
+    partly = runner.invoke(app, ["convert", good, str(empty), str(tmp_path / "b")])
+    assert partly.exit_code == 1, partly.output
+    assert list((tmp_path / "b").iterdir())
+    whole = runner.invoke(app, ["convert", good, str(tmp_path / "c")])
+    assert whole.exit_code == 0, whole.output

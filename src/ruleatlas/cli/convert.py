@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ruleatlas.cli.app import app
+from ruleatlas.cli.common import fail
 
 
 class ConvertFormat(StrEnum):
@@ -35,20 +36,23 @@ def convert_cmd(
                               help="Events held in memory before a write."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty output folder."),
 ) -> None:
-    """Write events as columns (Parquet or JSON lines) partitioned by event kind, for
-    `--engine spark|duckdb` and any SQL engine: the field names the local engine sees."""
+    """Write events as columns (Parquet or JSON lines) partitioned by event kind, for the
+    Spark and DuckDB backends and any SQL engine: the field names the local engine sees.
+
+    Exit code as `hunt`'s: 0 every input read, 1 some inputs or records skipped (listed on
+    stderr), 2 nothing could be read."""
     from ruleatlas.engine.events import ReadError
     from ruleatlas.engine.sql.columnar import convert
 
     if len(paths) < 2:
-        raise _fail("give at least one log path and the output folder")
+        raise fail("give at least one log path and the output folder", 2)
     *logs, out = paths
     missing = [p for p in logs if not Path(p).exists()]
     if missing:
-        raise _fail(f"no such file or folder: {', '.join(missing)}")
+        raise fail(f"no such file or folder: {', '.join(missing)}", 2)
     outp = Path(out)
     if outp.exists() and (not outp.is_dir() or (any(outp.iterdir()) and not force)):
-        raise _fail(f"{out} exists and is not an empty folder (use --force to add to it)")
+        raise fail(f"{out} exists and is not an empty folder (use --force to add to it)", 2)
     errors: list[ReadError] = []
     con = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("converting"),
@@ -71,8 +75,5 @@ def convert_cmd(
     typer.echo(json.dumps({"events": report.events, "files": report.files,
                            "bytes": report.bytes, "read_errors": len(errors),
                            "kinds": dict(sorted(report.kinds.items()))}, indent=2))
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+    if errors:
+        raise typer.Exit(1 if report.events else 2)

@@ -11,8 +11,8 @@ means (docs/elastic.md).
   (:data:`.rule_types.RULE_TYPES`: threshold, new_terms, threat_match; ``query``, ``eql`` and
   ``esql`` rules add nothing).
 
-``analyze_query`` is the registry's "analyze this text in this language" (the lead passes the
-registry's; tests pass a dict of the three analyzers). Never raises for bad input.
+``analyze_query`` is the registry's "analyze this text in this language" (``languages.analyze``
+passes ``analyze_text``; tests pass a dict of the three analyzers). Never raises for bad input.
 """
 
 from __future__ import annotations
