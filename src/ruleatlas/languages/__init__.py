@@ -20,6 +20,7 @@ a located ``crash`` problem.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -145,8 +146,6 @@ def analyze_text(rule: Rule, ctx: AnalysisContext, lang_name: str, text: str) ->
     if lang is None:
         return _opaque(rule, text, Problem(f"no analyzer for language {lang_name!r}",
                                            "unsupported", code="no-analyzer"))
-    import dataclasses
-
     return lang.analyzer(dataclasses.replace(rule, language=lang_name, query=text), ctx)
 
 

@@ -65,7 +65,7 @@ from ruleatlas.store import (
 from ruleatlas.store.connection import query_deadline
 
 if TYPE_CHECKING:
-    from ruleatlas.engine.catalog import LoadedRule
+    from ruleatlas.engine.plans import LoadedPlans
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +130,14 @@ def _highlight(snippet: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=HUNT_CATALOGS)
-def _hunt_rules(db: str, generation: int) -> tuple[LoadedRule, ...]:
-    """Every rule of the catalog as the engine loads it (``engine.catalog.from_db``);
-    ``generation`` (``store.catalog_generation``) is part of the key only, so a catalog a build
-    committed to since is loaded again."""
-    from ruleatlas.engine.catalog import from_db
+def _hunt_plans(db: str, generation: int) -> LoadedPlans:
+    """The catalog's rules as the plans ``ruleatlas hunt`` starts from (``engine.plans``: the
+    build stored them; a stale one is prepared here and not written back, the server being
+    read-only); ``generation`` (``store.catalog_generation``) is part of the key only, so a
+    catalog a build committed to since is loaded again."""
+    from ruleatlas.engine.plans import load
 
-    return tuple(from_db(db))
+    return load(db, store_back=False)
 
 
 Query = Annotated[str, Field(description="words to find in title, description and query; all "
@@ -359,21 +360,21 @@ class Atlas:
         deprecated and unsupported rules left out) and return the findings: rule, file,
         record and the fields it matched, with a summary by rule and what was skipped."""
         from ruleatlas.engine.catalog import is_retired, select
-        from ruleatlas.engine.hunt import HuntReport, hunt
+        from ruleatlas.engine.hunt import HuntReport, hunt_plans
 
         log = self._log_file(path)
         filters = self._rule_filters(rules)
         try:
-            loaded = _hunt_rules(str(self.db), catalog_generation(self.db))
+            cached = _hunt_plans(str(self.db), catalog_generation(self.db))
         except CatalogError as e:
             raise ToolError(str(e)) from None
-        chosen = select(loaded, filters)
+        chosen = select(cached.plans, filters)
         if filters and not chosen:
             raise ToolError(f"no rule matches {', '.join(filters)}")
         active = [lr for lr in chosen if not is_retired(lr.rule)]
         report = HuntReport()
         found: list[HuntFinding] = []
-        for f in hunt(active, [str(log)], report):
+        for f in hunt_plans(cached, active, [str(log)], report):
             if len(found) < limit:
                 found.append(_finding(f.to_dict()))
         errors = [str(e) for e in report.errors]
