@@ -282,6 +282,10 @@ def narrow(
             kept = [r for r in refs if r.channel in chans]
             refs = kept or refs
     out: list[EventRef] = []
+    # the condition's ids on the declared channels, for a condition that names none of the
+    # declared kinds (EQL ``process where event.code == "10"``: the category says Sysmon 1,
+    # the id says Sysmon 10, and only Sysmon 10 events can match)
+    named: list[EventRef] = []
     cache: dict[tuple[str, ...], frozenset[str] | None] = {}
     for r in refs:
         fields = t.id_fields_for(r.channel)
@@ -294,7 +298,9 @@ def narrow(
             out.extend(EventRef(r.channel, i) for i in sorted(ids, key=_id_sort))
         elif r.event_id in ids:
             out.append(r)
-    return tuple(dict.fromkeys(out or refs))
+        else:
+            named.extend(EventRef(r.channel, i) for i in sorted(ids, key=_id_sort))
+    return tuple(dict.fromkeys(out or named or refs))
 
 
 def _id_sort(i: str) -> tuple[int, int | str]:
