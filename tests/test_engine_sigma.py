@@ -39,12 +39,12 @@ def sel(body: str, cond: str = "selection") -> str:
 
 def test_a_routing_failure_makes_the_rule_not_runnable_with_the_reason(monkeypatch):
     """A bug in routing must not run the rule on every event: the rule is refused, and says why."""
-    from ruleatlas.engine import runner
+    from ruleatlas.engine import plan
 
     def broken(rule, analysis):
         raise KeyError("no table")
 
-    monkeypatch.setattr(runner, "route_for", broken)
+    monkeypatch.setattr(plan, "route_for", broken)
     er = _rule(sel("Image|endswith: '\\cmd.exe'"))
     assert not er.runnable
     assert er.reason == "its events could not be routed: KeyError: 'no table'"

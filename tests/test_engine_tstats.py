@@ -113,8 +113,8 @@ def test_escu_tstats_rules_fire_on_sigma_regression_data(corpus_db: Path):
     rules = [lr for lr in from_db(corpus_db) if lr.rule.source == "splunk"]
     prepared = {lr.rule.title: prepare(lr.rule, lr.analysis) for lr in rules}
     assert sum(p.runnable for p in prepared.values()) >= 1365
-    tstats = [p for p in prepared.values() if p.runnable
-              and p.analysis.stages and p.analysis.stages[0].command == "tstats"]
+    tstats = [lr for lr in rules if prepared[lr.rule.title].runnable
+              and lr.analysis.stages and lr.analysis.stages[0].command == "tstats"]
     assert len(tstats) >= 650
     pc = SIGMA / "regression_data" / "rules" / "windows" / "process_creation"
     for title, folder in [("BITSAdmin Download File", "proc_creation_win_bitsadmin_download"),

@@ -1,12 +1,13 @@
-"""Prepared rules kept in the catalog, so that ``hunt`` starts without preparing every rule.
+"""Rule plans kept in the catalog, so that ``hunt`` starts without planning every rule.
 
-:func:`~.runner.prepare` works out, once per rule, everything that does not depend on events:
-the route, whether the rule can run (and why not), the SPL steps and aggregation, the fields a
-finding shows. Doing that for the whole catalog (decoding every analysis, routing, compiling
-every tree to find what cannot run) took 6-7 s before the first event was read. A
-:class:`RulePlan` is that work as data (never closures): :func:`plan_of` takes it from a
-prepared :class:`~.runner.EngineRule`, :func:`engine_rule` turns it back into one, whose
-matchers are compiled later, per event kind and only for the rules a kind's events reach.
+:func:`~.plan.plan_rule` works out, once per rule, everything that does not depend on events:
+the route, whether the rule can run (and why not), the steps and aggregations, the fields a
+finding shows; :func:`~.runner.checked` then has the local compiler compile every tree once.
+Doing that for the whole catalog (decoding every analysis, routing, compiling every tree to
+find what cannot run) took 6-7 s before the first event was read. The :class:`~.plan.RulePlan`
+is that work as data (never closures); :func:`~.runner.engine_rule` turns it into a runnable
+rule whose matchers are compiled later, per event kind and only for the rules a kind's events
+reach.
 
 Plans live in the catalog (``store/plans.py``, table ``engine_plans``), one row per rule, keyed
 by
@@ -51,20 +52,11 @@ from typing import Any, TypeVar
 from ruleatlas import model
 from ruleatlas.coverage.routing import Route
 from ruleatlas.engine.aggregate import AggFunc, AggSpec
-from ruleatlas.engine.compile import Matcher, compile_node
 from ruleatlas.engine.elastic_rules import Cardinality, RuleType
-from ruleatlas.engine.pipeline import (
-    Fields,
-    JoinRows,
-    Plan,
-    Step,
-    Steps,
-    compile_steps,
-    join_op,
-    result_plan,
-)
-from ruleatlas.engine.runner import EngineRule, prepare
-from ruleatlas.model import Analysis, Node, Problem, Rule, analysis_from_dict
+from ruleatlas.engine.pipeline import Plan, Step
+from ruleatlas.engine.plan import JoinPlan, RulePlan, plan_rule
+from ruleatlas.engine.runner import EngineRule, checked, engine_rule
+from ruleatlas.model import Analysis, Problem, Rule, analysis_from_dict
 
 # Bump when what a plan means changes without its classes changing (the code hash below
 # catches edits of the engine's files; this is the explicit, reviewable part of the key).
@@ -89,141 +81,6 @@ def engine_key() -> str:
                 continue  # a file that vanished is not part of the engine any more
             h.update(f.relative_to(base).as_posix().encode() + b"\0" + data + b"\0")
     return f"v{ENGINE_VERSION}-{h.hexdigest()}"
-
-
-@dataclass(frozen=True, slots=True)
-class JoinPlan:
-    """A ``join [subsearch]`` after the aggregation: its stage, the join's options (fields,
-    type, max, overwrite) and the subsearch's own plan (run hidden beside the rule)."""
-
-    stage: int
-    spec: model.Join  # without its subsearch (``sub`` is its plan)
-    sub: RulePlan
-
-
-@dataclass(frozen=True, slots=True)
-class RulePlan:
-    """Everything :func:`~.runner.prepare` decides about a rule, as data.
-
-    ``rule`` keeps the fields a finding, a filter or a report reads (id, title, source, path,
-    status, severity, language, logsource, ATT&CK ids); the query, body and description stay in
-    ``rules.rule_json``. ``condition`` is the event-phase tree the matcher is compiled from
-    (for SPL the head of the search, for tstats None), ``result_condition`` and
-    ``has_result`` the row filter of a rule that has one, ``result_plan`` the steps after the
-    last aggregation (compiled, with the joins' operations, on first use).
-    """
-
-    rule: Rule
-    route: Route
-    reason: str | None
-    condition: Node | None = None
-    result_condition: Node | None = None
-    has_result: bool = False
-    agg: AggSpec | None = None
-    chain: tuple[AggSpec, ...] = ()
-    bins: tuple[tuple[str, float], ...] = ()
-    plan: Plan | None = None
-    later: frozenset[str] = frozenset()
-    result_plan: Plan | None = None
-    anchor_node: Node | None = None
-    joins: tuple[JoinPlan, ...] = ()
-    fields: tuple[str, ...] = ()
-    tactics: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    hidden: bool = False
-    # the pre-filter's anchors under the route's common field map (most event kinds use it)
-    anchors: frozenset[tuple[str, str]] | None = None
-    has_anchors: bool = False
-    view: str = "raw"
-    semantics: str = "default"
-    sequence: model.Sequence | None = None
-    optional: frozenset[str] = frozenset()
-    rule_type: RuleType | None = None
-
-    @property
-    def runnable(self) -> bool:
-        return self.reason is None
-
-
-def rule_head(rule: Rule) -> Rule:
-    """The rule without the text a hunt never reads (query, body, description, references)."""
-    return dataclasses.replace(rule, query="", body="", description="", references=(),
-                               falsepositives=(), how_to_implement=None, tests=(), extra={})
-
-
-def plan_of(er: EngineRule) -> RulePlan:
-    """The data of a prepared rule (closures left out: they are rebuilt by :func:`engine_rule`)."""
-    rp = result_plan(er.analysis) if er.result_steps is not None else None
-    anchors = None
-    if er.runnable:
-        got = er.anchors(er.route.common_map)
-        anchors = None if got is None else frozenset(got)
-    joins: list[JoinPlan] = []
-    if rp is not None:
-        steps = [st for st in rp.steps if st.kind == "join" and st.join is not None]
-        for st, (sub, _rows) in zip(steps, er.joins, strict=False):
-            assert st.join is not None
-            spec = dataclasses.replace(st.join, subsearch=None)
-            joins.append(JoinPlan(st.stage, spec, plan_of(sub)))
-    return RulePlan(
-        rule=rule_head(er.rule), route=er.route, reason=er.reason,
-        condition=er.analysis.condition, result_condition=er.analysis.result_condition,
-        has_result=er.result is not None, agg=er.agg, chain=er.chain, bins=er.bins,
-        plan=er.plan, later=er.later, result_plan=rp, anchor_node=er.anchor_node,
-        joins=tuple(joins), fields=er.fields, tactics=er.tactics, keywords=er.keywords,
-        hidden=er.hidden, anchors=anchors, has_anchors=er.runnable, view=er.view,
-        semantics=er.semantics, sequence=er.sequence, optional=er.optional,
-        rule_type=er.rule_type)
-
-
-def _lazy_matcher(node: Node | None) -> Matcher:
-    """``compile_node(node)`` on first call (the plan says it compiles: it did when made)."""
-    compiled: list[Matcher] = []
-
-    def run(fields: Fields) -> bool:
-        if not compiled:
-            compiled.append(compile_node(node))
-        return compiled[0](fields)
-
-    return run
-
-
-def _lazy_steps(steps: tuple[Step, ...], joins: Mapping[int, Callable[[dict[str, Any]], bool]]
-                ) -> Steps:
-    compiled: list[Steps | None] = []
-
-    def run(fields: Fields) -> dict[str, Any] | None:
-        if not compiled:
-            compiled.append(compile_steps(steps, joins=joins))
-        fn = compiled[0]
-        return dict(fields) if fn is None else fn(fields)
-
-    return run
-
-
-def engine_rule(p: RulePlan) -> EngineRule:
-    """A runnable :class:`~.runner.EngineRule` from its plan; the row filter and the steps after
-    the aggregation compile on first use, the event matchers per event kind (``Engine``)."""
-    rule = p.rule
-    er = EngineRule(rule, Analysis(rule.language, condition=p.condition,
-                                   result_condition=p.result_condition),
-                    p.route, reason=p.reason, agg=p.agg, fields=p.fields, tactics=p.tactics,
-                    keywords=p.keywords, chain=p.chain, bins=p.bins, plan=p.plan,
-                    later=p.later, anchor_node=p.anchor_node, hidden=p.hidden, view=p.view,
-                    semantics=p.semantics, sequence=p.sequence, optional=p.optional,
-                    rule_type=p.rule_type)
-    if p.has_anchors:
-        er.seed_anchors(p.route.common_map, None if p.anchors is None else set(p.anchors))
-    if p.has_result:
-        er.result = _lazy_matcher(p.result_condition)
-    if p.result_plan is not None:
-        ops: dict[int, Callable[[dict[str, Any]], bool]] = {}
-        for j in p.joins:
-            rows = JoinRows(j.spec.fields)
-            er.joins.append((engine_rule(j.sub), rows))
-            ops[j.stage] = join_op(j.spec, rows)
-        er.result_steps = _lazy_steps(p.result_plan.steps, ops)
-    return er
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,7 +249,7 @@ def compute(rule_json: str, analysis_json: str | None, tactics: tuple[str, ...])
         from ruleatlas.languages import analyze
 
         analysis = analyze(rule)
-    return plan_of(prepare(rule, analysis, tactics or tactics_of(rule)))
+    return checked(plan_rule(rule, analysis, tactics or tactics_of(rule)))
 
 
 def _compute_row(task: tuple[str, str, str | None, tuple[str, ...]]) -> tuple[str, bytes, bytes]:

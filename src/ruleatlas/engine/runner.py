@@ -1,35 +1,33 @@
-"""Run many rules over a stream of events: routing, pre-filtering, matching, aggregation.
+"""The local backend: run many rules' plans over a stream of events on this machine.
 
-Per rule, once (:func:`prepare`): its route (``coverage.routing.route_for``: event kinds plus
-field maps), whether it can run at all (an ``Opaque`` node, a generating or unknown command, a
-filter on a field a command the engine does not replay writes -> "not runnable: reason"), its
-aggregation plan, and for SPL the ``eval``/``rex``/... steps replayed in search order
-(``engine.pipeline``).
+Per rule, once: its :class:`~.plan.RulePlan` (``engine.plan.plan_rule``: route, runnability,
+head predicate, steps, aggregations, sequence, rule type), checked by compiling its trees once
+(:func:`checked`) and turned into an :class:`EngineRule` (:func:`engine_rule`; :func:`prepare`
+does the three).
 
 Per event kind ``(channel, event id)``, once (:class:`Engine` group cache): the rules whose route
-accepts it, each compiled with that kind's field map, and a :class:`~.matcher.Prefilter` over
-their literal anchors.
+accepts it, each compiled with that kind's field map (Elastic's languages: on the kind's ECS
+view, ``engine.ecs``), and a :class:`~.matcher.Prefilter` over their literal anchors.
 
 Per event: :func:`event_key`, a dict lookup for the group, one automaton scan per anchored field,
-then the full matcher of the few candidate rules.
+then the full matcher of the few candidate rules; the SPL steps after the head, aggregations fed,
+sequence and rule-type events collected for :meth:`Engine.finish`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ruleatlas.coverage.routing import Key, Route, event_key, route_for
-from ruleatlas.engine import datamodels
-from ruleatlas.engine.aggregate import Aggregator, AggSpec, agg_spec
+from ruleatlas.coverage.routing import Key, Route, event_key
+from ruleatlas.engine.aggregate import Aggregator, AggSpec
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
-from ruleatlas.engine.ecs import ecs_view, non_windows
-from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
-from ruleatlas.engine.elastic_semantics import compile_elastic, elastic_tree
+from ruleatlas.engine.ecs import ecs_view
+from ruleatlas.engine.elastic_rules import RuleType
+from ruleatlas.engine.elastic_semantics import compile_elastic
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
 from ruleatlas.engine.pipeline import (
@@ -38,52 +36,28 @@ from ruleatlas.engine.pipeline import (
     Step,
     Steps,
     compile_steps,
-    fields_of,
     join_op,
-    plan,
-    result_plan,
 )
+from ruleatlas.engine.plan import RulePlan, plan_rule, span_seconds
 from ruleatlas.engine.sequence import TIME_FIELDS, build_runner, run_sequence
 from ruleatlas.engine.sigma_semantics import as_number
-from ruleatlas.engine.spl_semantics import route_channel_terms
-from ruleatlas.languages import language
-from ruleatlas.languages.elastic.rule_types import window_seconds
 from ruleatlas.model import (
-    Aggregate,
     Analysis,
-    Bin,
-    Join,
     Node,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Phase,
     Problem,
     Rule,
     Sequence,
-    StageKind,
     predicates,
-    walk,
 )
 
-# Commands that change nothing a filter or an aggregation reads (display, ordering, macros).
-BENIGN = frozenset({
-    "table", "fields", "sort", "head", "tail", "dedup", "fillnull", "convert", "search",
-    "where", "regex", "rename", "macro", "detection", "condition", "reverse", "eval_time",
-})
-AGGREGATES = frozenset({"stats", "eventstats"})
-# Commands that write fields and that engine.pipeline replays in search order.
-REPLAYED = frozenset({"eval", "rex", "rename", "addtotals", "spath"})
-
+__all__ = ["COMPILERS", "Engine", "EngineRule", "Finding", "checked", "engine_rule", "epoch",
+           "prepare", "product_ok", "span_seconds"]
 
 # (Channel, EventID) pairs whose event kind the engine remembers (a log has a few dozen).
 EVENT_KEY_CACHE = 4096
 # Events one sequence, threshold or new-terms rule may hold until the end of a hunt (their
 # ECS fields only); past it the rule stops, with a problem in the hunt's report.
 MAX_COLLECTED = 1_000_000
-# Elastic rule types the engine runs over the events their query matched (engine.elastic_rules)
-RULE_TYPES = frozenset({"threshold", "new_terms"})
 
 # The compilers of predicate trees, by ``Language.semantics``.
 COMPILERS: Mapping[str, Callable[[Node | None, Mapping[str, str]], Matcher]] = {
@@ -178,357 +152,90 @@ class EngineRule:
         return self._steps[k]
 
 
-def _keywords_of(node: Node | None) -> tuple[str, ...]:
-    """Lowered literals of the positive keyword predicates (shown as ``matched.keywords``)."""
-    out: list[str] = []
-    for p, positive in predicates(node):
-        if positive and (p.op is Op.KEYWORD or p.field is None):
-            for v in p.values:
-                lit = v.literal() if isinstance(v, Pattern) else v
-                if isinstance(v, Pattern) and lit is None:
-                    lit = max((x for x in v.parts if isinstance(x, str)), key=len, default="")
-                if isinstance(lit, str) and lit:
-                    out.append(lit.lower())
-    return tuple(dict.fromkeys(out))
-
-
-def _computed(analysis: Analysis) -> set[str]:
-    c = analysis.extra.get("computed_fields") if analysis.extra else None
-    if isinstance(c, Mapping):
-        return {str(k) for k in c}
-    if isinstance(c, (list, tuple, set)):
-        return {str(x) for x in c}
-    return set()
-
-
-def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None,
-             ecs: bool = False) -> str | None:
-    """The reason a rule cannot run faithfully on single events (given the search's plans,
-    ``engine.pipeline``), or None. ``ecs``: an Elastic language's rule (its sequences and rule
-    types run over the events they collect)."""
-    if rule.source == "elastic" and rule.type and rule.type in NOT_RUNNABLE_TYPES:
-        return NOT_RUNNABLE_TYPES[rule.type]
-    lang = language(rule.language)
-    why = lang.not_runnable(rule, analysis) if lang and lang.not_runnable else None
-    if why:
-        return why
-    if analysis.sequence is not None and not ecs:
-        return (f"{analysis.sequence.kind} queries (ordered events joined by keys) are run for "
-                "the Elastic languages only")
-    for p in analysis.problems:
-        if p.severity == "error":
-            return f"analysis error: {p.message}"
-    for n in walk(analysis.condition):
-        if isinstance(n, Opaque):
-            return f"cannot run {n.text!r}: {n.reason}"
-    for n in walk(analysis.result_condition):
-        if isinstance(n, Opaque):
-            return f"cannot run {n.text!r}: {n.reason}"
-    if analysis.condition is None and not analysis.stages:
-        return "the rule has no condition"
-    computed = _computed(analysis)
-    used = set(fields_of(analysis.condition))
-    if pl is not None:  # in search order: eval/rex outputs are computed, others are not
-        if pl.uncomputed:
-            return ("filters on fields the engine does not compute: " + ", ".join(
-                f"{f} ({cmd})" for f, cmd in sorted(pl.uncomputed.items())))
-    elif computed & used:
-        return ("filters on fields computed by eval/rex the engine does not compute: "
-                + ", ".join(sorted(computed & used)))
-    last_agg = max((s.index for s in analysis.stages if s.kind is StageKind.AGGREGATE),
-                   default=-1)
-    aggs = 0
-    for st in analysis.stages:
-        cmd = st.command.lower()
-        if st.kind is StageKind.OPAQUE:
-            return f"stage {st.index} ({st.command}) cannot be run: {st.text[:80]!r}"
-        if st.kind is StageKind.GENERATE:
-            return f"generating command {st.command} (datamodel/lookup search) cannot run on events"
-        if st.kind is StageKind.AGGREGATE:
-            if ecs and cmd in RULE_TYPES:
-                continue  # run over the matched events (engine.elastic_rules)
-            if cmd == "tstats":
-                why = _tstats_problem(analysis, st)
-                if why:
-                    return why
-            elif cmd not in AGGREGATES:
-                return f"aggregation {st.command} is not supported"
-            aggs += 1
-        if (aggs and st.kind is StageKind.FILTER and st.condition is not None
-                and any(s.kind is StageKind.AGGREGATE for s in analysis.stages
-                        if s.index > st.index)):
-            return "a filter between two aggregations is not supported"
-        if cmd in ("bin", "bucket"):
-            if _bin_of(analysis, st.index) is None:
-                return f"{st.command} stage {st.text[:60]!r} is not supported"
-            continue
-        if (pl is not None and st.kind is StageKind.TRANSFORM and st.phase is Phase.EVENT
-                and cmd in REPLAYED):
-            continue  # replayed in order by the pipeline steps
-        if (rp is not None and st.kind is StageKind.TRANSFORM and st.index > last_agg
-                and cmd in REPLAYED):
-            continue  # replayed on the last aggregation's rows
-        joined = rp is not None and any(s.kind == "join" and s.stage == st.index
-                                        for s in rp.steps)
-        if joined:
-            continue  # run beside the rule, joined on its rows (engine.pipeline.join_op)
-        if cmd == "join" and _join_kind(analysis, st.index) == "inner":
-            return ("join (inner, the default) keeps only the rows another search also "
-                    "returns: not supported")
-        if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
-            outs = set(st.by) | _stage_outputs(st.text)
-            later = set(fields_of(analysis.result_condition))
-            later |= {f for s in analysis.stages if s.index > st.index
-                      for f in fields_of(s.condition)}
-            if cmd in ("lookup", "inputlookup", "join", "append", "rex", "eval", "spath",
-                       "transaction", "streamstats", "makemv", "mvexpand", "iplocation",
-                       "appendpipe", "foreach", "map", "xmlkv", "extract"):
-                if outs & later or not outs:
-                    return f"{st.command} stage output is used by a later filter"
-            elif later:
-                return f"command {st.command} is not supported before a filter"
-    if rp is not None and rp.uncomputed:
-        return ("the result filter reads fields the engine does not compute: " + ", ".join(
-            f"{f} ({cmd})" for f, cmd in sorted(rp.uncomputed.items())))
-    if (lang is not None and lang.pipeline and not analysis.steps
-            and any(s.kind in (StageKind.AGGREGATE, StageKind.TRANSFORM)
-                    for s in analysis.stages)):
-        return ("the analysis has no pipeline steps (stored by an older Rule Atlas): rebuild "
-                "the catalog")
-    return None
-
-
-def _join_kind(analysis: Analysis, stage: int) -> str:
-    """``join type=outer x [...]`` -> ``outer`` (``left`` is ``outer``); Splunk's default is
-    ``inner``."""
-    j = next((x for x in analysis.steps if isinstance(x, Join) and x.stage == stage), None)
-    return "inner" if j is None else j.kind
-
-
-def _bin_of(analysis: Analysis, stage: int) -> tuple[str, float] | None:
-    """``bucket span=5m _time`` at ``stage`` -> ``("_time", 300.0)``; None for other forms
-    (``bins=``, ``start=``, several fields, no span)."""
-    b = next((x for x in analysis.steps if isinstance(x, Bin) and x.stage == stage), None)
-    if b is None or b.span is None or len(b.fields) != 1:
-        return None
-    secs = span_seconds(b.span)
-    return None if secs is None else (b.fields[0], secs)
-
-
-def _prepare_joins(er: EngineRule, rp: Plan, tactics: tuple[str, ...]) -> dict[int, Any]:
-    """Each ``join [subsearch]`` after the aggregation: the subsearch prepared as a hidden rule
-    the engine runs over the same events, and the join operation reading its rows."""
-    ops: dict[int, Any] = {}
-    for st in rp.steps:
-        if st.kind != "join" or st.join is None:
-            continue
-        j = st.join
-        if j.max != "1":
-            raise NotRunnable(f"join max={j.max}: only max=1 (the default) is run")
-        if j.subsearch is None:
-            raise NotRunnable(f"join (stage {st.stage + 1}) without a subsearch")
-        sub_rule = dataclasses.replace(er.rule, id=f"{er.rule.id}#join{st.stage + 1}")
-        sub = prepare(sub_rule, j.subsearch, tactics)
-        if not sub.runnable:
-            raise NotRunnable(f"join subsearch (stage {st.stage + 1}): {sub.reason}")
-        sub.hidden = True
-        rows = JoinRows(j.fields)
-        er.joins.append((sub, rows))
-        ops[st.stage] = join_op(j, rows)
-    return ops
-
-
-def _tstats_step(analysis: Analysis) -> Aggregate | None:
-    """The search's one tstats (or mstats) step; None when there are several or none."""
-    found = [x for x in analysis.steps
-             if isinstance(x, Aggregate) and x.command in ("tstats", "mstats")]
-    return found[0] if len(found) == 1 else None
-
-
-def _tstats_problem(analysis: Analysis, st: Any) -> str | None:
-    step = _tstats_step(analysis)
-    if st.index != 0 or step is None:
-        return "tstats after other commands, or more than one tstats, is not supported"
-    return datamodels.tstats_problem(step, fields_of(st.condition))
-
-
-def _prepare_tstats(er: EngineRule, analysis: Analysis) -> None:
-    """A runnable tstats search: datamodel fields computed, then its ``where``, on the routed
-    events; the pre-filter anchors on the raw fields (``datamodels.anchor_view``)."""
-    st = analysis.stages[0]
-    step = _tstats_step(analysis)
-    assert step is not None and step.datamodel is not None  # checked by _why_not
-    dm = step.datamodel
-    where = st.condition
-    try:  # what the aggregation functions read (values(Processes.dest)) is computed too
-        er.agg = agg_spec(step, "stats")
-        args = [f.arg for f in er.agg.funcs if f.arg and f.arg != "_time"]
-    except NotRunnable:
-        args = []  # prepare reports it when it builds the aggregation
-    names = list(dict.fromkeys([*fields_of(where), *(b for b in st.by if b != "_time"),
-                                *args]))
-    fill: tuple[tuple[str, Any], ...] = ()
-    value = next((v for k, v in step.options if k.lower() == "fillnull_value"), None)
-    if value is not None:
-        fill = tuple((b, value) for b in st.by if b != "_time")
-    derive = {"datamodel": dm, "names": names, "fill": fill}
-    steps = (Step("derive", 0, derive=derive), Step("filter", 0, node=where))
-    er.plan = Plan(None, steps, {}, {})
-    er.analysis = dataclasses.replace(analysis, condition=None)
-    er.anchor_node = datamodels.anchor_view(where, dm)
-    er.route = datamodels.route(er.route, dm)
-
-
-def _stage_outputs(text: str) -> set[str]:
-    """Field names an ``eval x=...``/``rex "(?<x>...)"`` stage writes (best effort)."""
-    import re
-
-    outs = set(re.findall(r"(?:^|[,|\s])([A-Za-z_][\w.]*)\s*=(?!=)", text))
-    outs |= set(re.findall(r"\(\?P?<([A-Za-z_]\w*)>", text))
-    outs |= set(re.findall(r"\bas\s+([A-Za-z_][\w.]*)", text, re.I))
-    return outs
-
-
-def _windows_channel(channel: str | None) -> bool:
-    """A Windows event log channel (the ECS view's input), not a sourcetype or another OS."""
-    return (channel is not None and ":" not in channel
-            and not channel.lower().startswith("linux") and channel not in non_windows())
-
-
-def _every_member(seq: Sequence) -> Node | None:
-    """What an event must satisfy to take any part in a sequence (a member, a missing member,
-    the until condition); None when a member takes every event."""
-    members: list[Node] = []
-    for s in (*seq.steps, *((seq.until,) if seq.until is not None else ())):
-        if s.condition is None:
-            return None
-        if s.condition not in members:
-            members.append(s.condition)
-    return members[0] if len(members) == 1 else Or(tuple(members))
-
-
-def _prepare_ecs(er: EngineRule, semantics: str) -> str | None:
-    """An Elastic language's rule: matched on the ECS view of Windows events, with its
-    sequence or rule type run over the events it collects; the reason it cannot run, or None."""
-    er.view, er.semantics = "ecs", semantics
-    rule, analysis = er.rule, er.analysis
-    keys = er.route.keys
-    if keys is not None:
-        win = frozenset(k for k in keys if _windows_channel(k[0]))
-        if not win:
-            data = ", ".join(sorted({str(k[0]) for k in keys}))
-            return (f"reads {data} data: the engine's ECS view is of Windows event logs only "
-                    "(docs/ecs.md)")
-        er.route = Route(win, events=er.route.events)
-    else:
-        er.route = Route(None, events=er.route.events)
-    cond = analysis.condition
-    if analysis.sequence is not None:
-        er.sequence = analysis.sequence
-        er.optional = frozenset(str(x) for x in analysis.extra.get("optional_fields") or ())
-        cond = _every_member(analysis.sequence)
-    for st in analysis.stages:
-        if st.kind is StageKind.AGGREGATE and st.command in RULE_TYPES:
-            got = rule_type_of(st.command, analysis.extra,
-                               window_seconds(rule.extra.get("from")))
-            if isinstance(got, str):
-                return got
-            er.rule_type = got
-    if semantics == "elastic":
-        cond = elastic_tree(cond)
-    # a threshold's result predicates (count >= value) are the rule type's own test
-    result = None if er.rule_type is not None else analysis.result_condition
-    er.analysis = dataclasses.replace(analysis, condition=cond, result_condition=result)
-    return None
-
-
-def _view_fields(er: EngineRule) -> tuple[str, ...]:
-    """The ECS fields a rule reads beyond its condition's: sequence join keys, the rule
-    type's fields, the event time (sequences and new terms are ordered in time)."""
-    out: list[str] = []
-    seq = er.sequence
-    if seq is not None:
-        for s in (*seq.steps, *((seq.until,) if seq.until is not None else ())):
-            out.extend((*seq.by, *s.by))
-    if er.rule_type is not None:
-        out.extend(er.rule_type.reads)
-    return tuple(f for f in dict.fromkeys(out) if f not in er.fields)
-
-
-def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> EngineRule:
-    """Everything about a rule that does not depend on events (route, plan, runnability)."""
-    routing_error: str | None = None
-    try:
-        route = route_for(rule, analysis)
-    except Exception as exc:  # recorded: the rule is not runnable, and the reason says why
-        route = Route(None)
-        routing_error = f"its events could not be routed: {type(exc).__name__}: {exc}"
-    er = EngineRule(rule, analysis, route, tactics=tactics)
-    lang = language(rule.language)
-    spl = lang is not None and lang.pipeline
-    ecs = lang is not None and lang.view == "ecs"
-    pl = plan(analysis) if spl else None
-    rp = result_plan(analysis) if spl else None
-    er.reason = routing_error or _why_not(rule, analysis, pl, rp, ecs)
-    if ecs and lang is not None and not er.reason:
-        er.reason = _prepare_ecs(er, lang.semantics)
-        analysis = er.analysis
-    if spl and not er.reason:
-        er.plan = pl
-        head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
-        er.analysis = dataclasses.replace(analysis, condition=head)
-        if analysis.stages and analysis.stages[0].command == "tstats":
-            _prepare_tstats(er, analysis)
-        er.later = frozenset(
-            {f for s in analysis.stages if s.kind is StageKind.AGGREGATE for f in s.by}
-            | set(fields_of(analysis.result_condition)))
-    er.fields = tuple(fields_of(analysis.condition))
-    if er.view == "ecs":
-        er.fields += _view_fields(er)
-    if er.plan is not None:  # what the eval/rex steps read is part of why an event matched
-        extra_fields = [f for st in er.plan.steps if st.kind != "filter"
-                        for f in sorted(st.reads()) if f not in er.fields]
-        er.fields += tuple(dict.fromkeys(extra_fields))
-    er.keywords = _keywords_of(analysis.condition)
-    if er.reason:
-        return er
-    try:
-        er.compiled(er.route.common_map)
-        er.steps(er.route.common_map)
-        agg = [x for x in analysis.steps if isinstance(x, Aggregate)]
-        if agg:
-            specs = [(er.agg or agg_spec(a, "stats"))  # built by _prepare_tstats if it could
-                     if a.command == "tstats" else agg_spec(a) for a in agg]
-            span = agg[0].span if agg[0].command == "tstats" else None
-            if span is not None:
-                secs = span_seconds(span)
-                if secs is None:
-                    raise NotRunnable(f"tstats span={span} is not supported")
-                er.bins = (*er.bins, ("_time", secs))
-            for st in analysis.stages:
-                b = _bin_of(analysis, st.index) if st.command.lower() in (
-                    "bin", "bucket") else None
-                if b and st.index < agg[0].stage:
-                    er.bins = (*er.bins, b)
-            er.agg, er.chain = specs[0], tuple(specs[1:])
-            if er.plan is not None and er.plan.unrun:
-                reads = set(er.agg.by) | {f.arg for f in er.agg.funcs if f.arg}
-                bad = sorted(reads & er.plan.unrun.keys())
-                if bad:
-                    raise NotRunnable("the aggregation reads fields the engine does not "
-                                      "compute: " + ", ".join(
-                                          f"{f} ({er.plan.unrun[f]})" for f in bad))
-            er.result = compile_node(analysis.result_condition)
-        elif analysis.result_condition is not None:
-            er.result = compile_node(analysis.result_condition)
-        if agg and rp is not None:  # the result filters run among the steps, in search order
-            er.result_steps = compile_steps(rp.steps, joins=_prepare_joins(er, rp, tactics))
-            er.result = None
-    except NotRunnable as exc:
-        er.reason = exc.message
+def engine_rule(p: RulePlan) -> EngineRule:
+    """The local backend's form of a plan: an :class:`EngineRule` whose event matchers are
+    compiled per event kind by the :class:`Engine`; the row filter and the steps after the
+    aggregation compile on first use."""
+    rule = p.rule
+    er = EngineRule(rule, Analysis(rule.language, condition=p.condition,
+                                   result_condition=p.result_condition),
+                    p.route, reason=p.reason, agg=p.agg, fields=p.fields, tactics=p.tactics,
+                    keywords=p.keywords, chain=p.chain, bins=p.bins, plan=p.plan,
+                    later=p.later, anchor_node=p.anchor_node, hidden=p.hidden, view=p.view,
+                    semantics=p.semantics, sequence=p.sequence, optional=p.optional,
+                    rule_type=p.rule_type)
+    if p.has_anchors:
+        er.seed_anchors(p.route.common_map, None if p.anchors is None else set(p.anchors))
+    if p.has_result:
+        er.result = _lazy_matcher(p.result_condition)
+    if p.result_plan is not None:
+        ops: dict[int, Callable[[dict[str, Any]], bool]] = {}
+        for j in p.joins:
+            rows = JoinRows(j.spec.fields)
+            er.joins.append((engine_rule(j.sub), rows))
+            ops[j.stage] = join_op(j.spec, rows)
+        er.result_steps = _lazy_steps(p.result_plan.steps, ops)
     return er
 
 
+def _lazy_matcher(node: Node | None) -> Matcher:
+    """``compile_node(node)`` on first call (the plan says it compiles: it did when made)."""
+    compiled: list[Matcher] = []
+
+    def run(fields: Mapping[str, Any]) -> bool:
+        if not compiled:
+            compiled.append(compile_node(node))
+        return compiled[0](fields)
+
+    return run
+
+
+def _lazy_steps(steps: tuple[Step, ...], joins: Mapping[int, Callable[[dict[str, Any]], bool]]
+                ) -> Steps:
+    compiled: list[Steps | None] = []
+
+    def run(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        if not compiled:
+            compiled.append(compile_steps(steps, joins=joins))
+        fn = compiled[0]
+        return dict(fields) if fn is None else fn(fields)
+
+    return run
+
+
+def checked(p: RulePlan) -> RulePlan:
+    """The plan once the local backend has compiled every tree and step of it (a tree it cannot
+    run makes the plan not runnable, with the reason), with the pre-filter's anchors under the
+    route's common field map (most event kinds use it)."""
+    if not p.runnable:
+        return p
+    joins = tuple(dataclasses.replace(j, sub=checked(j.sub)) for j in p.joins)
+    p = dataclasses.replace(p, joins=joins)
+    fmap = p.route.common_map
+    try:
+        for j in joins:
+            if not j.sub.runnable:
+                raise NotRunnable(f"join subsearch (stage {j.stage + 1}): {j.sub.reason}")
+        er = engine_rule(p)
+        er.matcher(fmap)
+        er.steps(fmap)
+        if p.has_result:
+            compile_node(p.result_condition)
+        if p.result_plan is not None:
+            compile_steps(p.result_plan.steps, joins={j.stage: _true for j in joins})
+    except NotRunnable as exc:
+        return dataclasses.replace(p, reason=exc.message)
+    got = er.anchors(fmap)
+    return dataclasses.replace(p, anchors=None if got is None else frozenset(got),
+                               has_anchors=True)
+
+
+def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> EngineRule:
+    """A rule made ready to run on this machine: its plan (``engine.plan.plan_rule``), checked
+    by the local compiler (:func:`checked`), as an :class:`EngineRule` holding the whole rule."""
+    er = engine_rule(checked(plan_rule(rule, analysis, tactics)))
+    er.rule = rule
+    return er
 # --------------------------------------------------------------------------------------------
 # Findings
 # --------------------------------------------------------------------------------------------
@@ -811,7 +518,7 @@ class Engine:
     def _collected_findings(self, idx: int) -> Iterator[Finding]:
         """A sequence's matches, or a threshold / new-terms rule's alerts, over what the rule
         collected: one finding each, on its first event."""
-        er = self.rules[idx]
+        er = self.rules[idx].ready()  # (a --jobs parent replays events it never routed)
         got = self.collected.get(idx) or []
         if er.reason is not None or not got:
             return
@@ -889,20 +596,6 @@ def _space_aliases(g: _Group, fields: dict[str, Any]) -> None:
         g.spaced = True
         for k in spaced:
             fields.setdefault(k.replace(" ", ""), fields[k])
-
-
-_UNITS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
-          "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
-          "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
-_SPAN_VALUE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)", re.I)
-
-
-def span_seconds(value: str) -> float | None:
-    """A span as written (``5m``, ``1h``, ``30``) in seconds; None for other units."""
-    m = _SPAN_VALUE.match(value)
-    if m is None or m.group(2).lower() not in _UNITS:
-        return None
-    return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def epoch(v: Any) -> float | None:
