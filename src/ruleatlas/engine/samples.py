@@ -160,7 +160,8 @@ class _Reader:
                 self.problem(f"{rid}: unknown key {name or _kind(key)!r} in a sample "
                              f"(known: {', '.join(KEYS)})", key)
         if files is None:
-            if not any(isinstance(k, ScalarNode) and k.value == "files" for k, _ in node.value):
+            named = any(isinstance(k, ScalarNode) and k.value == "files" for k, _ in node.value)
+            if ok and not named:  # (an unknown key's message already lists the known ones)
                 self.problem(f"{rid}: a sample mapping needs files: PATH or a list", node)
             return None
         if not ok or not files:
