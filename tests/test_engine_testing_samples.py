@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, SIGMA
+from conftest import ELASTIC, ROOT, SIGMA
 from ruleatlas.cli import app
 from ruleatlas.engine.samples import Sample, SamplesError, load_samples
 from ruleatlas.limits import Limits
@@ -158,7 +158,9 @@ def test_wrong_types_each_located(tmp_path: Path) -> None:
     assert problems(p) == [
         f"{EL_DSQUERY}: a log file path must be text, got nothing (null) ({p}:1:38)",
         f"{EL_CERTUTIL}: a sample is a path or a mapping {{files, fire}}, got a list ({p}:3:5)",
-        f"{EL_CERTUTIL}: fire must be true or false, got text 'maybe' ({p}:4:{len(str(ENCODE)) + 21})",
+        # "  - {files: " is 12 characters, then the path, then ", fire: " (8): col len + 21
+        f"{EL_CERTUTIL}: fire must be true or false, got text 'maybe' "
+        f"({p}:4:{len(str(ENCODE)) + 21})",
         f"{EL_CERTUTIL}: unknown key 'file' in a sample (known: files, fire) ({p}:5:6)",
         f"{EL_CERTUTIL}: a sample mapping needs files: PATH or a list ({p}:6:5)",
         f"{EL_GPRESULT}: empty list of samples ({p}:7:39)",
@@ -310,3 +312,12 @@ def test_results_are_stored_with_their_files(corpus_db: Path, tmp_path: Path) ->
     assert Path(detail["samples_file"]) == DOC_SAMPLES
     assert [(Path(e["files"][0]).resolve(), e["fire"], e["ok"], e["matched"])
             for e in detail["samples"]] == [(ENCODE, True, True, 1), (ADDSTORE, False, True, 0)]
+
+
+@pytest.mark.slow
+def test_samples_with_rules_read_from_a_clone() -> None:
+    """--repo: ids are checked against the rules read from the clone (here Elastic's)."""
+    res = run(["--samples", str(DOC_SAMPLES), "--repo", str(ELASTIC), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert {k: r["status"] for k, r in rows(res).items()} == {
+        EL_DSQUERY: "pass", EL_CERTUTIL: "pass", EL_GPRESULT: "pass"}
