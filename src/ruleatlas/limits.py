@@ -83,6 +83,9 @@ class Limits:
     record_bytes: int = field(default=16 * MB, metadata=_meta(
         "bytes", "one record read in one piece: a JSON line, a JSON value, an XML <Event>",
         "read error `JSON line exceeds 16 MB` (or value, record); the next one is read"))
+    samples_file_bytes: int = field(default=1 * MB, metadata=_meta(
+        "bytes", "a samples file given to `ruleatlas test --samples` (YAML, read in one piece)",
+        "error `samples file exceeds 1 MB (N bytes); not read`, exit code 2"))
     skipped_records: int = field(default=10_000, metadata=_meta(
         "records", "unreadable records of one input file before the rest of it is skipped",
         "read error `too many unreadable records (10000): rest of file skipped`"))

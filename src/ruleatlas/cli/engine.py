@@ -112,23 +112,27 @@ def test_cmd(
     repo: list[str] = typer.Option(None, "--repo", help="Read rules from this clone (repeat)."),
     attack_data: Path = typer.Option(None, "--attack-data",
                                      help="Local copy of splunk/attack_data for Splunk tests."),
+    samples: Path = typer.Option(None, "--samples",
+                                 help="YAML of rule id -> log files to test those rules on "
+                                      "(docs/testing.md)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json"),
     only_with_tests: bool = typer.Option(True, "--with-tests/--all",
-                                         help="Only rules that name test data."),
+                                         help="Only rules that name test data (or, with "
+                                              "--samples, the rules it names)."),
     store: bool = typer.Option(True, "--store/--no-store",
                                help="Write results into the catalog's test_results."),
 ) -> None:
     """Run each rule on its own test data: pass, fail, no-data or not-runnable.
 
     Sigma: regression_tests_path -> info.yml -> .evtx (match_count is a lower bound). Splunk:
-    the attack_data files of its tests section, found under --attack-data DIR."""
-    from ruleatlas.engine.testing import run_test, summary
+    the attack_data files of its tests section, found under --attack-data DIR. Elastic ships no
+    per-rule samples: no-data. --samples FILE maps rules of any source to your own log files
+    (each must make the rule fire, or not with fire: false). Exit code: 0 all good, 1 a rule
+    failed or some test data could not be read, 2 a broken samples file or bad option."""
+    from ruleatlas.engine.testing import run_one
 
-    loaded = _load(db, repo, rules)
-    if only_with_tests and not rules:
-        loaded = [lr for lr in loaded if lr.rule.tests]
-    if rules and not loaded:
-        raise fail(f"no rule matches {' '.join(rules)}", 2)
+    limits = _test_limits()
+    loaded, sf = _test_rules(db, repo, rules, samples, only_with_tests, limits)
     results = []
     con = _err()
     with Progress(TextColumn("testing"), BarColumn(), MofNCompleteColumn(),
@@ -136,29 +140,106 @@ def test_cmd(
                   transient=True) as prog:
         task = prog.add_task("test", total=len(loaded))
         for lr in loaded:
-            results.append(run_test(lr, attack_data))
+            results.append(run_one(lr, attack_data, sf, limits))
             prog.advance(task)
     if store and Path(db).is_file() and not repo:
         from ruleatlas.store.results import write_results
 
         write_results(db, [r.to_dict() for r in results])
+    _print_results(results, fmt)
+    unread = _read_problems(con, results)
+    if any(r.status == "fail" for r in results) or unread:
+        raise typer.Exit(1)
+
+
+def _test_limits() -> Any:
+    from ruleatlas.limits import LimitError, Limits
+
+    try:
+        return Limits.from_env()
+    except LimitError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def _test_rules(db: str, repo: list[str] | None, rules: list[str] | None,
+                samples: Path | None, only_with_tests: bool,
+                limits: Any) -> tuple[list[Any], Any]:
+    """The rules ``test`` runs, and the samples file (None without ``--samples``). With a
+    samples file and no RULE, the rules it names (all rules with ``--all``)."""
+    from ruleatlas.engine.catalog import from_db, select
+    from ruleatlas.engine.samples import SamplesError, load_samples
+
+    every: list[Any] | None = None
+    if samples is not None and repo:
+        every = _load(db, repo, None)
+    elif samples is not None and not Path(db).is_file():
+        raise fail(f"no catalog at {db}: run `ruleatlas build` first, or pass --repo DIR", 2)
+    sf = None
+    if samples is not None:
+        try:
+            sf = load_samples(samples, _known_ids(db, every), limits)
+        except SamplesError as exc:
+            raise fail(str(exc), 2) from None
+    if sf is not None and not rules and only_with_tests:
+        wanted = set(sf.rule_ids())
+        loaded = ([lr for lr in every if lr.rule.id in wanted] if every is not None
+                  else from_db(db, list(sf.rule_ids())))
+        return loaded, sf
+    loaded = select(every, rules) if every is not None else _load(db, repo, rules)
+    if only_with_tests and not rules:
+        loaded = [lr for lr in loaded if lr.rule.tests]
+    if rules and not loaded:
+        raise fail(f"no rule matches {' '.join(rules)}", 2)
+    return loaded, sf
+
+
+def _known_ids(db: str, every: list[Any] | None) -> Any:
+    """Which of a list of ids name a rule: of the ``--repo`` rules, or in the catalog."""
+    if every is not None:
+        have = {lr.rule.id for lr in every}
+        return lambda ids: have.intersection(ids)
+
+    def in_catalog(ids: Sequence[str]) -> set[str]:
+        with open_catalog(db) as cat:
+            return {r["id"] for r in listings.rule_titles(cat.conn, ids)}
+
+    return in_catalog
+
+
+def _print_results(results: Sequence[Any], fmt: Format) -> None:
+    from ruleatlas.engine.testing import summary
+
     if fmt is Format.json:
         typer.echo(json.dumps([{k: v for k, v in r.to_dict().items() if k != "detail"}
                                for r in results], indent=2, ensure_ascii=False))
-    else:
-        t = Table(title="Rule tests")
-        for col in ("Status", "Rule", "Matched", "Expected", "Reason"):
-            t.add_column(col, overflow="fold")
-        style = {"pass": "green", "fail": "red", "no-data": "yellow", "not-runnable": "magenta"}
-        for r in results:
-            t.add_row(f"[{style[r.status]}]{r.status}[/]", f"{r.title}\n[dim]{r.id}[/]",
-                      str(r.matched), "" if r.expected is None else str(r.expected),
-                      r.reason or "")
-        Console().print(t)
-        s = summary(results)
-        typer.echo(", ".join(f"{k} {v}" for k, v in s.items()))
-    if any(r.status == "fail" for r in results):
-        raise typer.Exit(1)
+        return
+    t = Table(title="Rule tests")
+    for col in ("Status", "Rule", "Matched", "Expected", "Reason"):
+        t.add_column(col, overflow="fold")
+    style = {"pass": "green", "fail": "red", "no-data": "yellow", "not-runnable": "magenta"}
+    for r in results:
+        t.add_row(f"[{style[r.status]}]{r.status}[/]", f"{r.title}\n[dim]{r.id}[/]",
+                  str(r.matched), "" if r.expected is None else str(r.expected),
+                  r.reason or "")
+    Console().print(t)
+    s = summary(results)
+    typer.echo(", ".join(f"{k} {v}" for k, v in s.items()))
+
+
+def _read_problems(con: Console, results: Sequence[Any]) -> int:
+    """Print (stderr) the read errors met in the rules' test data; how many there were."""
+    from rich.markup import escape
+
+    total = 0
+    for r in results:
+        if not r.read_errors:
+            continue
+        total += r.read_errors
+        entries = r.detail.get("samples") or r.detail.get("files") or []
+        first = next((e["read_errors"][0] for e in entries if e.get("read_errors")), "")
+        con.print(f"[yellow]read errors[/]: {escape(r.id)}: {r.read_errors} "
+                  f"(first: {escape(first)})", soft_wrap=True, highlight=False)
+    return total
 
 
 @app.command("hunt")
