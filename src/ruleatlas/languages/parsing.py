@@ -7,7 +7,9 @@
 * Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum.
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
-* Syntax trees: :class:`Node` (the offsets every node carries); :func:`declare_arg_types`,
+* Syntax trees: :class:`Node` (the offsets every node carries); the nodes every language has
+  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`);
+  :func:`declare_arg_types`,
   :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
   nodes of a language's ``ast.py``.
 """
@@ -117,6 +119,45 @@ class Node:
     start: int = dc_field(default=0, compare=False, kw_only=True)
     end: int = dc_field(default=0, compare=False, kw_only=True)
 
+
+# The nodes every language's tree has in the same form: one class each, generic over the
+# language's expression type (``And[Expr]``), so a language's ``ast.py`` names them in its
+# ``Expr`` union and its parser, generator and lowering use them like its own nodes.
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class Bool(Node):
+    """``true`` or ``false``."""
+
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Null(Node):
+    """``null``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node, Generic[E]):
+    """``not arg``."""
+
+    arg: E
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node, Generic[E]):
+    """``a and b and ...``."""
+
+    args: tuple[E, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node, Generic[E]):
+    """``a or b or ...``."""
+
+    args: tuple[E, ...]
 
 
 def declare_arg_types(node_types: tuple[type, ...]) -> None:
