@@ -114,14 +114,14 @@ class _Ctx:
 
 
 def lower_search(n: S.SNode, ctx: _Ctx) -> M.Node | None:
-    if isinstance(n, S.SAnd):
+    if isinstance(n, S.And):
         return M.conjoin([lower_search(a, ctx) for a in n.args]) or M.Const(True)
-    if isinstance(n, S.SOr):
+    if isinstance(n, S.Or):
         args = [lower_search(a, ctx) for a in n.args]
         if any(a is None or a == M.Const(True) for a in args):
             return M.Const(True)
         return M.Or(tuple(a for a in args if a is not None))
-    if isinstance(n, S.SNot):
+    if isinstance(n, S.Not):
         inner = lower_search(n.arg, ctx)
         return M.Not(inner) if inner is not None else None
     if isinstance(n, S.SCompare):

@@ -152,8 +152,8 @@ class Parser:
         head = self.search_tokens(text, start)
         first = head[0]
         if first.kind is T.MACRO and head[1].kind is T.EOF:
-            return S.Command("macro", (S.Macro(first.text, first.start, first.end),), start=start,
-                           end=end)
+            macro = S.Macro(first.text, start=first.start, end=first.end)
+            return S.Command("macro", (macro,), start=start, end=end)
         if first.kind is not T.WORD:
             raise ParseError(f"expected a command name, got {first.raw!r}", self.full,
                              first.start)
@@ -191,11 +191,11 @@ class Parser:
 
     def item(self, t: Token) -> S.Item:
         if t.kind is T.STRING:
-            return S.Str(t.text, t.start)
+            return S.Str(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
-            return S.Macro(t.text, t.start, t.end)
+            return S.Macro(t.text, start=t.start, end=t.end)
         if t.kind in (T.WORD, T.NUMBER, T.QFIELD):
-            return S.Word(t.raw, t.start)
+            return S.Word(t.raw, start=t.start, end=t.end)
         return S.Sym(t.text)
 
     def _match_bracket(self, toks: list[Token], i: int) -> int:
@@ -218,7 +218,7 @@ class Parser:
             pipe = sub.parse()
         except ParseError as e:
             raise self.error(e.description, lb.end + e.pos) from None
-        return S.Sub(pipe, lb.start, rb.end)
+        return S.Sub(pipe, start=lb.start, end=rb.end)
 
     # ---- search expressions ---------------------------------------------------------------
     def search_expr(self, toks: list[Token]) -> S.SNode | None:
@@ -307,13 +307,13 @@ class _SearchParser(_Cursor):
                     raise self.p.error("AND without a right operand", self.peek().start)
                 continue
             node = self.parse_or()
-            if isinstance(node, S.SAnd):
+            if isinstance(node, S.And):
                 args.extend(node.args)
             else:
                 args.append(node)
         if not args:
             return None
-        return args[0] if len(args) == 1 else S.SAnd(tuple(args))
+        return args[0] if len(args) == 1 else S.And(tuple(args))
 
     def parse_or(self) -> S.SNode:
         if self.word_is("OR"):
@@ -324,20 +324,20 @@ class _SearchParser(_Cursor):
             if self.peek().kind in self.STOP or self.word_is("OR", "AND"):
                 raise self.p.error("OR without a right operand", t.start)
             node = self.parse_not()
-            args.extend(node.args if isinstance(node, S.SOr) else (node,))
+            args.extend(node.args if isinstance(node, S.Or) else (node,))
         if len(args) == 1:
             return args[0]
         flat: list[S.SNode] = []
         for a in args:
-            flat.extend(a.args if isinstance(a, S.SOr) else (a,))
-        return S.SOr(tuple(flat))
+            flat.extend(a.args if isinstance(a, S.Or) else (a,))
+        return S.Or(tuple(flat))
 
     def parse_not(self) -> S.SNode:
         if self.word_is("NOT"):
             t = self.advance()
             if self.peek().kind in self.STOP:
                 raise self.p.error("NOT without an operand", t.start)
-            return S.SNot(self.parse_not())
+            return S.Not(self.parse_not())
         return self.parse_primary()
 
     def parse_primary(self) -> S.SNode:
@@ -354,7 +354,7 @@ class _SearchParser(_Cursor):
             return S.SSub(sub)
         if t.kind is T.MACRO:
             self.advance()
-            return S.SMacro(S.Macro(t.text, t.start, t.end))
+            return S.SMacro(S.Macro(t.text, start=t.start, end=t.end))
         if t.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD):
             nxt = self.peek(1)
             if nxt.kind in COMPARE_TOKENS:
@@ -365,12 +365,13 @@ class _SearchParser(_Cursor):
                     raise self.p.error(f"missing value after {t.text}{op.text}", v.start)
                 self.advance()
                 if v.kind is T.STRING:
-                    value: S.Word | S.Str = S.Str(v.text, v.start)
+                    value: S.Word | S.Str = S.Str(v.text, start=v.start, end=v.end)
                     end = v.end
                 else:
                     end = self.glue(v)
-                    value = S.Word(self.p.full[v.start:end], v.start)
-                return S.SCompare(t.text, COMPARE_TOKENS[op.kind], value, t.start, end)
+                    value = S.Word(self.p.full[v.start:end], start=v.start, end=end)
+                return S.SCompare(t.text, COMPARE_TOKENS[op.kind], value, start=t.start,
+                                  end=end)
             if (nxt.kind is T.WORD and nxt.text.upper() == "IN"
                     and self.peek(2).kind is T.LPAREN):
                 return self.parse_in(t)
@@ -378,8 +379,8 @@ class _SearchParser(_Cursor):
                     and nxt.kind is T.LPAREN):
                 return self.parse_func_term(t)
             self.advance()
-            value = S.Str(t.text, t.start) if t.kind is T.STRING else S.Word(t.raw, t.start)
-            return S.STerm(value, None, t.start, t.end)
+            value = _value(t)
+            return S.STerm(value, None, start=t.start, end=t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of search'!r}", t.start)
 
     def glue(self, v: Token) -> int:
@@ -426,11 +427,10 @@ class _SearchParser(_Cursor):
                 continue
             if v.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD, T.MACRO):
                 self.advance()
-                values.append(S.Str(v.text, v.start) if v.kind is T.STRING else S.Word(v.raw,
-                                                                                   v.start))
+                values.append(_value(v))
                 continue
             raise self.p.error("expected a value or ')' in IN list", v.start)
-        return S.SIn(field_tok.text, tuple(values), field_tok.start, end)
+        return S.SIn(field_tok.text, tuple(values), start=field_tok.start, end=end)
 
     def parse_func_term(self, t: Token) -> S.SNode:
         self.advance()
@@ -442,8 +442,8 @@ class _SearchParser(_Cursor):
         if self.peek().kind is not T.RPAREN:
             raise self.p.error(f"missing ')' after {t.text}(", self.peek().start)
         end = self.advance().end
-        value = S.Str(v.text, v.start) if v.kind is T.STRING else S.Word(v.raw, v.start)
-        return S.STerm(value, t.text.upper(), t.start, end)
+        value = _value(v)
+        return S.STerm(value, t.text.upper(), start=t.start, end=end)
 
 
 class _EvalParser(_Cursor):
@@ -546,22 +546,29 @@ class _EvalParser(_Cursor):
             return S.EStr(t.text)
         if t.kind is T.QFIELD:
             self.advance()
-            return S.EField(t.text, t.start)
+            return S.EField(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
             self.advance()
-            return S.EMacro(S.Macro(t.text, t.start, t.end))
+            return S.EMacro(S.Macro(t.text, start=t.start, end=t.end))
         if t.kind is T.WORD:
             self.advance()
             if self.peek().kind is T.LPAREN and t.text[0].isalpha():
                 self.advance()
                 return S.ECall(t.text.lower(), self.parse_args())
-            return S.EField(t.text, t.start)
+            return S.EField(t.text, start=t.start, end=t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of expression'!r} in expression", t.start)
 
 
 # ---- command parsers ----------------------------------------------------------------------
 
 CommandParser = Callable[[Parser, str, int, str], S.Command]
+
+
+def _value(t: Token) -> S.Word | S.Str:
+    """A search value token as an item: a string's value, else the word as written."""
+    if t.kind is T.STRING:
+        return S.Str(t.text, start=t.start, end=t.end)
+    return S.Word(t.raw, start=t.start, end=t.end)
 
 
 def parse_generic(p: Parser, text: str, offset: int, name: str) -> S.Command:
