@@ -13,7 +13,7 @@ Errors raise :class:`ParseError` with the offset, line/col and a caret line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from ruleatlas.languages.parsing import ParseError
@@ -90,12 +90,32 @@ class Parser:
         """Tokenize once and split into stages without parsing them: leading pipe, and per
         stage (start, end, first token). Stages can then be parsed with :meth:`command`,
         reusing the tokens."""
-        text = self.full
-        toks = Tokenizer(text).tokenize()
+        toks = self._tokenize()
+        leading = toks[0].kind is T.PIPE
+        return leading, list(self._stages(toks, leading))
+
+    def command(self, start: int, end: int, implicit: bool) -> S.Command:
+        """Parse the stage ``text[start:end]`` (after :meth:`split`)."""
+        return self._command(start, end, implicit)
+
+    def parse(self) -> S.Pipeline:
+        toks = self._tokenize()
+        leading = toks[0].kind is T.PIPE
+        commands = [self._command(start, end, not leading and not i)
+                    for i, (start, end, _first) in enumerate(self._stages(toks, leading))]
+        return S.Pipeline(tuple(commands), leading)
+
+    def _tokenize(self) -> list[Token]:
+        toks = Tokenizer(self.full).tokenize()
         self._all = toks
         self._index = {t.start: i for i, t in enumerate(toks)}
-        leading = toks[0].kind is T.PIPE
-        out: list[tuple[int, int, Token]] = []
+        return toks
+
+    def _stages(self, toks: list[Token], leading: bool) -> Iterator[tuple[int, int, Token]]:
+        """The stages of the pipeline, one by one (start, end, first token), each error raised
+        where it is met; none for an empty search (nothing to filter)."""
+        text = self.full
+        found = False
         for n, (a, b, _s) in enumerate(_split_stages(toks, text)):
             if n == 0 and leading:
                 if a != b:
@@ -103,41 +123,12 @@ class Parser:
                 continue
             if a == b:
                 if n == 0 and len(toks) == 1:
-                    return leading, []
+                    return
                 raise ParseError("empty pipeline stage", text, toks[b].start)
-            out.append((toks[a].start, toks[b - 1].end, toks[a]))
-        if leading and not out:
+            found = True
+            yield toks[a].start, toks[b - 1].end, toks[a]
+        if leading and not found:
             raise ParseError("nothing after '|'", text, len(text))
-        return leading, out
-
-    def command(self, start: int, end: int, implicit: bool) -> S.Command:
-        """Parse the stage ``text[start:end]`` (after :meth:`split`)."""
-        return self._command(start, end, implicit)
-
-    def parse(self) -> S.Pipeline:
-        text = self.full
-        toks = Tokenizer(text).tokenize()
-        self._all = toks
-        self._index = {t.start: i for i, t in enumerate(toks)}
-        bounds = _split_stages(toks, text)
-        leading = bool(toks) and toks[0].kind is T.PIPE
-        commands: list[S.Command] = []
-        for n, (a, b, _start) in enumerate(bounds):
-            if n == 0 and leading:
-                if a != b:
-                    raise ParseError("text before the leading '|'", text, toks[a].start)
-                continue
-            if a == b:
-                if n == 0 and len(bounds) == 1:
-                    # an empty search: nothing to filter
-                    return S.Pipeline((), leading)
-                pos = toks[b].start
-                raise ParseError("empty pipeline stage", text, pos)
-            implicit = n == 0 and not leading
-            commands.append(self._command(toks[a].start, toks[b - 1].end, implicit))
-        if leading and not commands:
-            raise ParseError("nothing after '|'", text, len(text))
-        return S.Pipeline(tuple(commands), leading)
 
     def _command(self, start: int, end: int, implicit: bool) -> S.Command:
         text = self.full[start:end]
