@@ -4,7 +4,8 @@
   (a bisect over cached line starts, so a query with many predicates stays linear).
 * Errors: :class:`ParseError` (sqlglot's shape: a description, the offset, line/col and a
   caret line under the offending character).
-* Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum.
+* Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum;
+  :func:`unescape` (the backslash-escape loop; each language says what its escapes mean).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
 * Syntax trees: :class:`Node` (the offsets every node carries); the nodes every language has
@@ -17,7 +18,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, fields
 from dataclasses import field as dc_field
 from enum import Enum
@@ -87,6 +88,23 @@ class DepthGuard:
 
 
 # ---- tokens ------------------------------------------------------------------------------
+
+
+def unescape(body: str, escape_at: Callable[[str, int], tuple[str, int]]) -> str:
+    """``body`` (a string literal's text between its quotes) with each backslash escape
+    resolved: ``escape_at(body, i)``, for the backslash at ``i``, gives the escape's value and
+    the offset after it (a language's own escapes, and what it does with the others)."""
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while (j := body.find("\\", i)) >= 0:
+        out.append(body[i:j])
+        value, i = escape_at(body, j)
+        out.append(value)
+    out.append(body[i:])
+    return "".join(out)
+
 
 K = TypeVar("K", bound=Enum)
 
