@@ -14,6 +14,7 @@ import yaml
 
 from conftest import SPLUNK
 from ruleatlas.languages.spl import analyze_query, parse
+from ruleatlas.languages.spl import ast as S
 from ruleatlas.model import (
     Analysis,
     Condition,
@@ -285,7 +286,7 @@ def test_or_binds_tighter_than_and_in_search() -> None:
     assert {p.values[0] for p in verbs} == {"create", "update"}
     # objectRef.resource=pods verb=create OR verb=update X  ==  pods AND (create OR update) AND X
     tree = parse("a=1 b=2 OR b=3 c=4").commands[0].search
-    assert type(tree).__name__ == "SAnd" and len(tree.args) == 3  # type: ignore[union-attr]
+    assert isinstance(tree, S.And) and len(tree.args) == 3
 
 
 def test_quoted_field_in_list_with_comma_inside_value() -> None:

@@ -35,14 +35,13 @@ from typing import Any, TypeVar
 
 from ruleatlas import coverage, indicators
 from ruleatlas.languages import AnalysisContext, analyze, language
-from ruleatlas.model import Analysis, FileResult, Problem, Rule, Span, analysis_to_dict
+from ruleatlas.model import Analysis, EventRef, FileResult, Problem, Rule, Span, analysis_to_dict
 from ruleatlas.sources import SOURCES, detect
 from ruleatlas.sources.base import SideTables, Source
 from ruleatlas.store import writer
 from ruleatlas.store.catalog import Catalog
 from ruleatlas.store.codec import dumps, rule_from_json, rule_to_json
 from ruleatlas.store.writer import (
-    EventRow,
     FileError,
     FileRecord,
     IndicatorRow,
@@ -170,7 +169,7 @@ def _pack_rule(root: str, rule: Rule, ctx: AnalysisContext) -> RuleRecord:
         techniques=tuple(dict.fromkeys(_technique(t) for t in rule.attack)),
         data_sources=tuple(dict.fromkeys(rule.data_sources)),
         stories=tuple(dict.fromkeys(rule.stories)),
-        events=tuple(dict.fromkeys(EventRow(e.channel, e.event_id or "") for e in evs)),
+        events=tuple(dict.fromkeys(EventRef(e.channel, e.event_id or None) for e in evs)),
         macros=tuple(_macros_used(rule, a)),
         indicators=tuple(
             IndicatorRow(i, ind.field, ind.op, ind.negated, v.value, ind.field_key, v.key,

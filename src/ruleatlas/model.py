@@ -846,9 +846,7 @@ def value_from_json(d: Any) -> Value:
 def term_to_json(t: Term) -> Any:
     if isinstance(t, Call):
         return {"call": t.name, "args": [term_to_json(a) for a in t.args]}
-    if isinstance(t, FieldRef):
-        return {"fieldref": t.name}
-    return t
+    return value_to_json(t)  # a field reference or a constant: written as a value is
 
 
 def term_from_json(d: Any) -> Term:

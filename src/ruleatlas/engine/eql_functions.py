@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from ruleatlas.caching import SPL_REGEXES
-from ruleatlas.engine.functions import UnknownFunction, strict
+from ruleatlas.engine.functions import UnknownFunction, call_closure, strict
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.model import Call, FieldRef, Term
@@ -311,28 +311,17 @@ def _as_bool(v: Any) -> bool | None:
     return None if v is None else bool(v)
 
 
-def _and(args: tuple[Eval, ...]) -> Eval:
+def _connective(args: tuple[Eval, ...], decisive: bool) -> Eval:
+    """AND (``decisive`` False) or OR (True) in three-valued logic: the decisive value as soon as
+    an argument has it; else null when an argument is null; else the other value."""
     def f(ev: Fields) -> Any:
         unknown = False
         for a in args:
             v = _as_bool(a(ev))
-            if v is False:
-                return False
+            if v is decisive:
+                return decisive
             unknown = unknown or v is None
-        return None if unknown else True
-
-    return f
-
-
-def _or(args: tuple[Eval, ...]) -> Eval:
-    def f(ev: Fields) -> Any:
-        unknown = False
-        for a in args:
-            v = _as_bool(a(ev))
-            if v is True:
-                return True
-            unknown = unknown or v is None
-        return None if unknown else False
+        return None if unknown else not decisive
 
     return f
 
@@ -368,7 +357,7 @@ def compile_eql_term(t: Term, field_map: Mapping[str, str] | None = None) -> Eva
         return lambda ev: const
     args = tuple(compile_eql_term(a, fm) for a in t.args)
     if t.name in ("AND", "OR"):
-        return _and(args) if t.name == "AND" else _or(args)
+        return _connective(args, decisive=t.name == "OR")
     if t.name == "NOT":
         return _not(args[0])
     null_test = _null_test(t, fm)
@@ -380,10 +369,4 @@ def compile_eql_term(t: Term, field_map: Mapping[str, str] | None = None) -> Eva
     fn = EQL_FUNCTIONS.get(t.name) or _BY_LOWER.get(t.name.lower())
     if fn is None:
         raise UnknownFunction(f"EQL function {t.name}() is not supported by the engine")
-    if len(args) == 1:
-        (b0,) = args
-        return lambda ev: fn(b0(ev))
-    if len(args) == 2:
-        b0, b1 = args
-        return lambda ev: fn(b0(ev), b1(ev))
-    return lambda ev: fn(*(a(ev) for a in args))
+    return call_closure(fn, args)

@@ -357,15 +357,20 @@ def compile_term(t: Term, field_map: Mapping[str, str] | None = None) -> Eval:
         fn = FUNCTIONS.get(t.name) or FUNCTIONS.get(t.name.lower())
         if fn is None:
             raise UnknownFunction(f"SPL function {t.name}() is not supported by the engine")
-        args = tuple(compile_term(a, fm) for a in t.args)
-        if len(args) == 1:
-            (a0,) = args
-            return lambda ev: fn(a0(ev))
-        if len(args) == 2:
-            a0, a1 = args
-            return lambda ev: fn(a0(ev), a1(ev))
-        return lambda ev: fn(*(a(ev) for a in args))
+        return call_closure(fn, tuple(compile_term(a, fm) for a in t.args))
     const = t
     return lambda ev: const
+
+
+def call_closure(fn: Callable[..., Any], args: tuple[Eval, ...]) -> Eval:
+    """A closure calling ``fn`` on the values of ``args`` on an event (one and two arguments
+    without building a tuple: the common calls, on the hot path)."""
+    if len(args) == 1:
+        (a0,) = args
+        return lambda ev: fn(a0(ev))
+    if len(args) == 2:
+        a0, a1 = args
+        return lambda ev: fn(a0(ev), a1(ev))
+    return lambda ev: fn(*(a(ev) for a in args))
 
 

@@ -4,10 +4,13 @@
   (a bisect over cached line starts, so a query with many predicates stays linear).
 * Errors: :class:`ParseError` (sqlglot's shape: a description, the offset, line/col and a
   caret line under the offending character).
-* Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum.
+* Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum;
+  :func:`unescape` (the backslash-escape loop; each language says what its escapes mean).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
-* Syntax trees: :class:`Node` (the offsets every node carries); :func:`declare_arg_types`,
+* Syntax trees: :class:`Node` (the offsets every node carries); the nodes every language has
+  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`);
+  :func:`declare_arg_types`,
   :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
   nodes of a language's ``ast.py``.
 """
@@ -15,7 +18,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, fields
 from dataclasses import field as dc_field
 from enum import Enum
@@ -86,6 +89,23 @@ class DepthGuard:
 
 # ---- tokens ------------------------------------------------------------------------------
 
+
+def unescape(body: str, escape_at: Callable[[str, int], tuple[str, int]]) -> str:
+    """``body`` (a string literal's text between its quotes) with each backslash escape
+    resolved: ``escape_at(body, i)``, for the backslash at ``i``, gives the escape's value and
+    the offset after it (a language's own escapes, and what it does with the others)."""
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while (j := body.find("\\", i)) >= 0:
+        out.append(body[i:j])
+        value, i = escape_at(body, j)
+        out.append(value)
+    out.append(body[i:])
+    return "".join(out)
+
+
 K = TypeVar("K", bound=Enum)
 
 
@@ -117,6 +137,45 @@ class Node:
     start: int = dc_field(default=0, compare=False, kw_only=True)
     end: int = dc_field(default=0, compare=False, kw_only=True)
 
+
+# The nodes every language's tree has in the same form: one class each, generic over the
+# language's expression type (``And[Expr]``), so a language's ``ast.py`` names them in its
+# ``Expr`` union and its parser, generator and lowering use them like its own nodes.
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class Bool(Node):
+    """``true`` or ``false``."""
+
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Null(Node):
+    """``null``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node, Generic[E]):
+    """``not arg``."""
+
+    arg: E
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node, Generic[E]):
+    """``a and b and ...``."""
+
+    args: tuple[E, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node, Generic[E]):
+    """``a or b or ...``."""
+
+    args: tuple[E, ...]
 
 
 def declare_arg_types(node_types: tuple[type, ...]) -> None:

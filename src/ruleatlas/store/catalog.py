@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,19 +119,23 @@ class MacroRow:
 
 
 @dataclass(frozen=True, slots=True)
-class StoryRow:
+class DocRow:
+    """A row of a table of named documents (``stories``, ``data_sources``); ``source`` "" and
+    ``doc`` {} for a name the rules give that has no file of its own."""
+
     name: str
     source: str
     doc: dict[str, Any]
-    rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class DataSourceRow:
-    name: str
-    source: str
-    doc: dict[str, Any]
-    rules: int = 0
+class StoryRow(DocRow):
+    rules: tuple[str, ...] = ()  # the member rules' ids
+
+
+@dataclass(frozen=True, slots=True)
+class DataSourceRow(DocRow):
+    rules: int = 0  # how many rules name it
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,12 +455,8 @@ class Catalog:
         members: dict[str, list[str]] = {}
         for rid, s in self.conn.execute("SELECT rule_id, story FROM rule_stories ORDER BY 1"):
             members.setdefault(s, []).append(rid)
-        out = [StoryRow(n, s, loads(d, {}), tuple(members.pop(n, ())))
-               for n, s, d in self.conn.execute("SELECT name, source, doc FROM stories "
-                                                "ORDER BY name")]
-        # Stories a rule names that have no file of their own are still listed.
-        out.extend(StoryRow(n, "", {}, tuple(m)) for n, m in sorted(members.items()))
-        return out
+        return [StoryRow(d.name, d.source, d.doc, tuple(members.pop(d.name, ())))
+                for d in self._docs("stories", members)]
 
     def story(self, name: str) -> StoryRow:
         for s in self.stories():
@@ -467,10 +467,16 @@ class Catalog:
     def data_sources(self) -> list[DataSourceRow]:
         counts = dict(self.conn.execute(
             "SELECT data_source, count(*) FROM rule_data_sources GROUP BY 1").fetchall())
-        out = [DataSourceRow(n, s, loads(d, {}), counts.pop(n, 0))
-               for n, s, d in self.conn.execute("SELECT name, source, doc FROM data_sources "
-                                                "ORDER BY name")]
-        out.extend(DataSourceRow(n, "", {}, c) for n, c in sorted(counts.items()))
+        return [DataSourceRow(d.name, d.source, d.doc, counts.pop(d.name, 0))
+                for d in self._docs("data_sources", counts)]
+
+    def _docs(self, table: str, named: Mapping[str, object]) -> list[DocRow]:
+        """The documents of ``table`` by name, then the names in ``named`` (what the rules
+        give) that have no document of their own."""
+        out = [DocRow(n, s, loads(d, {})) for n, s, d in self.conn.execute(
+            f"SELECT name, source, doc FROM {table} ORDER BY name")]
+        have = {d.name for d in out}
+        out.extend(DocRow(n, "", {}) for n in sorted(named) if n not in have)
         return out
 
     def test_results(self, rule_id: str | None = None) -> list[TestResultRow]:

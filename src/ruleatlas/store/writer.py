@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from ruleatlas.limits import Limits
+from ruleatlas.model import EventRef
 from ruleatlas.sources.base import SideTables
 from ruleatlas.store.codec import dumps, loads
 from ruleatlas.store.indicators import recount
@@ -70,14 +71,6 @@ class IndicatorRow:
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
-    """An event kind a rule covers (``event_id`` "" when the rule names only the channel)."""
-
-    channel: str
-    event_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class RuleRecord:
     """One rule analyzed and flattened: its ``rules`` row and the rows derived from it."""
 
@@ -85,7 +78,7 @@ class RuleRecord:
     techniques: tuple[str, ...]  # ATT&CK ids, upper case, without ``attack.``
     data_sources: tuple[str, ...]
     stories: tuple[str, ...]
-    events: tuple[EventRow, ...]
+    events: tuple[EventRef, ...]  # stored with event_id '' for None
     macros: tuple[str, ...]  # macro keys the rule calls (``name`` or ``name(n)``)
     indicators: tuple[IndicatorRow, ...]
 
@@ -391,7 +384,7 @@ class Writer:
         b["attack"].extend((rid, t) for t in rec.techniques)
         b["ds"].extend((rid, d) for d in rec.data_sources)
         b["stories"].extend((rid, s) for s in rec.stories)
-        b["events"].extend((rid, e.channel, e.event_id) for e in rec.events)
+        b["events"].extend((rid, e.channel, e.event_id or "") for e in rec.events)
         b["macros"].extend((rid, m) for m in rec.macros)
         b["ind"].extend((rid, source, i.row, i.field, i.op, int(i.negated), i.value, i.field_key,
                          i.key, i.phase) for i in rec.indicators)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import TypeAlias
 
-from ruleatlas.languages.parsing import Node
+from ruleatlas.languages.parsing import And, Bool, Node, Not, Null, Or
 
 # ---- expressions -------------------------------------------------------------------------
 
@@ -40,16 +40,6 @@ class Num(Node):
 
     value: int | float
     text: str = dc_field(default="", compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Bool(Node):
-    value: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Null(Node):
-    """``null``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,31 +99,16 @@ class Neg(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class Not(Node):
-    arg: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class And(Node):
-    """``a and b and ...``; a nested And only comes from parentheses."""
-
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or(Node):
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Paren(Node):
     """Parentheses written around an expression (kept: ``(a or b) and c`` needs them)."""
 
     arg: Expr
 
 
+# Bool, Null, Not, And and Or are the shared nodes of ``languages.parsing``; an And nested in
+# an And only comes from parentheses.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | Compare | Match | In | Arith | Neg
-                   | Not | And | Or | Paren)
+                   | Not["Expr"] | And["Expr"] | Or["Expr"] | Paren)
 
 # ---- queries -----------------------------------------------------------------------------
 

@@ -86,30 +86,19 @@ _UNICODE = re.compile(r"\\u\{([0-9A-Fa-f]+)\}")
 
 def unescape(body: str, text: str, pos: int) -> str:
     """The value of a double-quoted string's body (``pos``: offset of the body in ``text``)."""
-    if "\\" not in body:
-        return body
-    out: list[str] = []
-    i, n = 0, len(body)
-    while i < n:
-        ch = body[i]
-        if ch != "\\":
-            out.append(ch)
-            i += 1
-            continue
-        nxt = body[i + 1]
-        if nxt == "u":
-            m = _UNICODE.match(body, i)
-            assert m is not None  # the scanner only accepts well-formed escapes
-            digits = m.group(1)
-            if not 2 <= len(digits) <= 8 or int(digits, 16) > 0x10FFFF:
-                raise ParseError("unicode escape must be 2 to 8 hex digits of a code point",
-                                 text, pos + i)
-            out.append(chr(int(digits, 16)))
-            i = m.end()
-            continue
-        out.append(ESCAPES[nxt])
-        i += 2
-    return "".join(out)
+
+    def escape_at(b: str, i: int) -> tuple[str, int]:
+        if b[i + 1] != "u":
+            return ESCAPES[b[i + 1]], i + 2
+        m = _UNICODE.match(b, i)
+        assert m is not None  # the scanner only accepts well-formed escapes
+        digits = m.group(1)
+        if not 2 <= len(digits) <= 8 or int(digits, 16) > 0x10FFFF:
+            raise ParseError("unicode escape must be 2 to 8 hex digits of a code point",
+                             text, pos + i)
+        return chr(int(digits, 16)), m.end()
+
+    return parsing.unescape(body, escape_at)
 
 
 def escape(value: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import field as dc_field
 from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import Node, declare_arg_types
+from ruleatlas.languages.parsing import And, Bool, Node, Not, Null, Or, declare_arg_types
 
 # ---- expressions ---------------------------------------------------------------------------
 
@@ -46,16 +46,6 @@ class Num(Node):
             return int(self.text)
         except ValueError:
             return float(self.text)
-
-
-@dataclass(frozen=True, slots=True)
-class Bool(Node):
-    value: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Null(Node):
-    """``null``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,21 +111,6 @@ class Cast(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class And(Node):
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or(Node):
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not(Node):
-    arg: Expr
-
-
-@dataclass(frozen=True, slots=True)
 class Like(Node):
     """``value [not] like|rlike pattern`` or ``... like ("p1", "p2")``."""
 
@@ -171,8 +146,10 @@ class Match(Node):
     query: Expr
 
 
+# Bool, Null, And, Or and Not are the shared nodes of ``languages.parsing``.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
-                   | FuncCall | BinOp | Neg | Cast | And | Or | Not | Like | In | IsNull | Match)
+                   | FuncCall | BinOp | Neg | Cast | And["Expr"] | Or["Expr"] | Not["Expr"] | Like
+                   | In | IsNull | Match)
 
 # ---- command parts -------------------------------------------------------------------------
 

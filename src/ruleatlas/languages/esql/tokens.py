@@ -92,25 +92,16 @@ _SCAN = re.compile(
 _OPEN_ERRORS = {"`": "unterminated quoted identifier (`)", '"': "unterminated string"}
 
 
+def _escape_at(body: str, i: int) -> tuple[str, int]:
+    nxt = body[i + 1 : i + 2]
+    if nxt not in ESCAPES:  # Elasticsearch rejects it; kept as written (see docs)
+        return "\\" + nxt, i + 2
+    return ESCAPES[nxt], i + 2
+
+
 def unescape(body: str) -> str:
     """The value of a ``"..."`` string body."""
-    if "\\" not in body:
-        return body
-    out: list[str] = []
-    i, n = 0, len(body)
-    while i < n:
-        ch = body[i]
-        if ch == "\\":
-            nxt = body[i + 1] if i + 1 < n else ""
-            if nxt not in ESCAPES:  # Elasticsearch rejects it; kept as written (see docs)
-                out.append(ch + nxt)
-            else:
-                out.append(ESCAPES[nxt])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+    return parsing.unescape(body, _escape_at)
 
 
 def escape(value: str) -> str:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ruleatlas.languages.parsing import Node
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import And, Node, Not, Or, declare_arg_types
 from ruleatlas.model import Pattern, Wild
 
 
@@ -104,38 +105,25 @@ class Nested(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class Or(Node):
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class And(Node):
-    args: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not(Node):
-    arg: Expr
-
-
-@dataclass(frozen=True, slots=True)
 class Empty(Node):
     """An empty query (only whitespace): Kibana matches every document."""
 
 
+# Or, And and Not are the shared nodes of ``languages.parsing``.
+Expr: TypeAlias = (FieldValue | Range | FreeText | Nested | Or["Expr"] | And["Expr"] | Not["Expr"]
+                   | Empty)
 
-Expr: TypeAlias = FieldValue | Range | FreeText | Nested | Or | And | Not | Empty
+
+# ---- sqlglot-style introspection ----------------------------------------------------------
+# Every node declares ``arg_types``; :func:`walk` follows the query nodes only, not the values
+# (and value lists) inside them.
+
+QUERY_TYPES: tuple[type, ...] = (FieldValue, Range, FreeText, Nested, Or, And, Not, Empty)
+VALUE_TYPES: tuple[type, ...] = (Quoted, Unquoted, VOr, VAnd, VNot)
+
+declare_arg_types(QUERY_TYPES + VALUE_TYPES)
 
 
-def walk(tree: Expr) -> Iterator[Expr]:
+def walk(tree: Expr) -> Iterator[object]:
     """Every query node of a tree (not the values inside lists), parents first."""
-    stack: list[Expr] = [tree]
-    while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, (Or, And)):
-            stack.extend(reversed(n.args))
-        elif isinstance(n, Not):
-            stack.append(n.arg)
-        elif isinstance(n, Nested):
-            stack.append(n.query)
+    return parsing.walk(tree, QUERY_TYPES)

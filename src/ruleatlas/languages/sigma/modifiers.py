@@ -85,13 +85,20 @@ class All(Modifier):
         spec.match_all = True
 
 
-class Re(Modifier):
-    name, pysigma = "re", "re"
-    maps_to = "op `regex`; value `Regex(pattern as written, flags)`; case-sensitive unless `i`"
+class _Kind(Modifier):
+    """A modifier that says what kind of value the item holds and the operator on it."""
+
+    kind: ClassVar[str]
+    op: ClassVar[Op]
 
     def apply(self, spec: ItemSpec) -> None:
-        spec.kind = "regex"
-        spec.set_op(Op.REGEX, self.name)
+        spec.kind = self.kind
+        spec.set_op(self.op, self.name)
+
+
+class Re(_Kind):
+    name, pysigma, kind, op = "re", "re", "regex", Op.REGEX
+    maps_to = "op `regex`; value `Regex(pattern as written, flags)`; case-sensitive unless `i`"
 
 
 class _RegexFlag(Modifier):
@@ -134,21 +141,13 @@ class DotAllLong(_RegexFlag):
     maps_to = "regex flag `s`"
 
 
-class Cidr(Modifier):
-    name, pysigma = "cidr", "cidr"
+class Cidr(_Kind):
+    name, pysigma, kind, op = "cidr", "cidr", "cidr", Op.CIDR
     maps_to = "op `cidr`; value the network as written (str)"
 
-    def apply(self, spec: ItemSpec) -> None:
-        spec.kind = "cidr"
-        spec.set_op(Op.CIDR, self.name)
 
-
-class _Compare(Modifier):
-    op: ClassVar[Op]
-
-    def apply(self, spec: ItemSpec) -> None:
-        spec.kind = "compare"
-        spec.set_op(self.op, self.name)
+class _Compare(_Kind):
+    kind = "compare"
 
 
 class Gt(_Compare):
@@ -179,13 +178,9 @@ class Neq(Modifier):
         spec.negated = not spec.negated
 
 
-class Exists(Modifier):
-    name, pysigma = "exists", "exists"
+class Exists(_Kind):
+    name, pysigma, kind, op = "exists", "exists", "exists", Op.EXISTS
     maps_to = "op `exists`, no values; `exists: false` is negated"
-
-    def apply(self, spec: ItemSpec) -> None:
-        spec.kind = "exists"
-        spec.set_op(Op.EXISTS, self.name)
 
 
 class FieldRefMod(Modifier):
@@ -259,32 +254,34 @@ class Expand(_Transform):
 class _TimestampPart(Modifier):
     """``minute``/``hour``/... compare a part of a timestamp field; no predicate form yet."""
 
+    maps_to = "unsupported: kept as Opaque with a problem"
+
     def apply(self, spec: ItemSpec) -> None:
         spec.unsupported.append(f"timestamp part modifier '{self.name}' is not represented")
 
 
 class Minute(_TimestampPart):
-    name, pysigma, maps_to = "minute", "minute", "unsupported: kept as Opaque with a problem"
+    name, pysigma = "minute", "minute"
 
 
 class Hour(_TimestampPart):
-    name, pysigma, maps_to = "hour", "hour", "unsupported: kept as Opaque with a problem"
+    name, pysigma = "hour", "hour"
 
 
 class Day(_TimestampPart):
-    name, pysigma, maps_to = "day", "day", "unsupported: kept as Opaque with a problem"
+    name, pysigma = "day", "day"
 
 
 class Week(_TimestampPart):
-    name, pysigma, maps_to = "week", "week", "unsupported: kept as Opaque with a problem"
+    name, pysigma = "week", "week"
 
 
 class Month(_TimestampPart):
-    name, pysigma, maps_to = "month", "month", "unsupported: kept as Opaque with a problem"
+    name, pysigma = "month", "month"
 
 
 class Year(_TimestampPart):
-    name, pysigma, maps_to = "year", "year", "unsupported: kept as Opaque with a problem"
+    name, pysigma = "year", "year"
 
 
 MODIFIERS: dict[str, Modifier] = {

@@ -1,6 +1,7 @@
 """The SPL syntax tree: a pipeline of commands; search and eval expressions as typed nodes.
 
-Nodes are frozen dataclasses; spans (offsets into the parsed text) never take part in equality,
+Nodes are frozen dataclasses; spans (offsets into the parsed text, :class:`~.parsing.Node`)
+never take part in equality,
 so ``parse(generate(tree)) == tree`` is the round-trip check. Each node class declares
 sqlglot-style ``arg_types`` (see the end of the module). Commands whose arguments the
 lowering reads by shape (stats, rename, rex, lookup, ...) keep their arguments as a flat tuple of
@@ -12,29 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from dataclasses import field as dc_field
 from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import declare_arg_types
+from ruleatlas.languages.parsing import And, Node, Not, Or, declare_arg_types
 
 # ---- generic items -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Word:
+class Word(Node):
     """A bare word as written (``*.exe``, ``datamodel=Endpoint.Processes`` is Word Sym Word)."""
 
     raw: str
-    start: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Str:
+class Str(Node):
     """A double-quoted string; ``value`` has the SPL escapes resolved."""
 
     value: str
-    start: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +43,10 @@ class Sym:
 
 
 @dataclass(frozen=True, slots=True)
-class Macro:
+class Macro(Node):
     """A macro call as written: body ``name`` or ``name(arg, "arg 2")``."""
 
     body: str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
     @property
     def name(self) -> str:
@@ -58,12 +54,10 @@ class Macro:
 
 
 @dataclass(frozen=True, slots=True)
-class Sub:
+class Sub(Node):
     """A subsearch ``[ ... ]``: a nested pipeline."""
 
     pipeline: Pipeline
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 Item: TypeAlias = Word | Str | Sym | Macro | Sub
@@ -72,35 +66,29 @@ Item: TypeAlias = Word | Str | Sym | Macro | Sub
 
 
 @dataclass(frozen=True, slots=True)
-class SCompare:
+class SCompare(Node):
     """``field op value`` in search syntax; op one of ``= != < <= > >= ==``."""
 
     field: str
     op: str
     value: Word | Str
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class SIn:
+class SIn(Node):
     """``field IN (v1, v2, ...)``."""
 
     field: str
     values: tuple[Word | Str, ...]
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class STerm:
+class STerm(Node):
     """A bare search term (matched against the raw event): word, string, ``TERM(x)``,
     ``CASE(x)``; ``func`` is ``TERM``/``CASE`` or None."""
 
     value: Word | Str
     func: str | None = None
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,30 +105,17 @@ class SSub:
     sub: Sub
 
 
-@dataclass(frozen=True, slots=True)
-class SNot:
-    arg: SNode
-
-
-@dataclass(frozen=True, slots=True)
-class SAnd:
-    args: tuple[SNode, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SOr:
-    args: tuple[SNode, ...]
-
-
-SNode: TypeAlias = SCompare | SIn | STerm | SMacro | SSub | SNot | SAnd | SOr
+# Not, And and Or are the shared nodes of ``languages.parsing`` (in SPL, OR binds tighter than
+# AND, and terms side by side are an And).
+SNode: TypeAlias = (SCompare | SIn | STerm | SMacro | SSub | Not["SNode"] | And["SNode"]
+                    | Or["SNode"])
 
 # ---- eval expressions --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class EField:
+class EField(Node):
     name: str
-    start: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +173,7 @@ ENode: TypeAlias = EField | EStr | ENum | ECall | EBin | EUnary | EMacro | EOpaq
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class Command(Node):
     """One pipeline stage.
 
     ``name`` is the command (``search`` for the implicit leading search, ``macro`` for a stage
@@ -215,8 +190,6 @@ class Command:
     assignments: tuple[tuple[str, ENode], ...] = ()
     tail: tuple[Item, ...] = ()
     explicit: bool = True  # False for the implicit leading search
-    start: int = dc_field(default=0, compare=False)
-    end: int = dc_field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +205,7 @@ class Pipeline:
 # ``walk``, ``find_all``) can traverse any tree without knowing each node type.
 
 NODE_TYPES: tuple[type, ...] = (
-    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, SMacro, SSub, SNot, SAnd, SOr,
+    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, SMacro, SSub, Not, And, Or,
     EField, EStr, ENum, ECall, EBin, EUnary, EMacro, EOpaque, Command, Pipeline,
 )
 

@@ -106,8 +106,8 @@ def search(n: S.SNode) -> str:
     return SEARCH_GENERATORS[type(n)](n)
 
 
-def _and(n: S.SAnd) -> str:
-    parts = [f"({search(a)})" if isinstance(a, S.SAnd) else search(a) for a in n.args]
+def _and(n: S.And) -> str:
+    parts = [f"({search(a)})" if isinstance(a, S.And) else search(a) for a in n.args]
     for k, a in enumerate(n.args[:-1]):  # a bare IN term before "(" would read as `f IN (...)`
         if isinstance(a, S.STerm) and not a.func and isinstance(a.value, S.Word) \
                 and a.value.raw.upper() == "IN" and parts[k + 1].startswith("("):
@@ -115,14 +115,14 @@ def _and(n: S.SAnd) -> str:
     return " ".join(parts)
 
 
-def _or(n: S.SOr) -> str:
-    return " OR ".join(f"({search(a)})" if isinstance(a, S.SAnd | S.SOr) else search(a)
+def _or(n: S.Or) -> str:
+    return " OR ".join(f"({search(a)})" if isinstance(a, S.And | S.Or) else search(a)
                        for a in n.args)
 
 
-def _not(n: S.SNot) -> str:
+def _not(n: S.Not) -> str:
     inner = search(n.arg)
-    return f"NOT ({inner})" if isinstance(n.arg, S.SAnd | S.SOr) else f"NOT {inner}"
+    return f"NOT ({inner})" if isinstance(n.arg, S.And | S.Or) else f"NOT {inner}"
 
 
 def _compare(n: S.SCompare) -> str:
@@ -143,9 +143,9 @@ def _term(n: S.STerm) -> str:
 
 
 SEARCH_GENERATORS.update({
-    S.SAnd: _and,
-    S.SOr: _or,
-    S.SNot: _not,
+    S.And: _and,
+    S.Or: _or,
+    S.Not: _not,
     S.SCompare: _compare,
     S.SIn: _in,
     S.STerm: _term,

@@ -17,6 +17,7 @@ a bare term -> ``keyword``. ``where`` (eval syntax) is case-sensitive (``cased``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,14 +114,14 @@ class _Ctx:
 
 
 def lower_search(n: S.SNode, ctx: _Ctx) -> M.Node | None:
-    if isinstance(n, S.SAnd):
+    if isinstance(n, S.And):
         return M.conjoin([lower_search(a, ctx) for a in n.args]) or M.Const(True)
-    if isinstance(n, S.SOr):
+    if isinstance(n, S.Or):
         args = [lower_search(a, ctx) for a in n.args]
         if any(a is None or a == M.Const(True) for a in args):
             return M.Const(True)
         return M.Or(tuple(a for a in args if a is not None))
-    if isinstance(n, S.SNot):
+    if isinstance(n, S.Not):
         inner = lower_search(n.arg, ctx)
         return M.Not(inner) if inner is not None else None
     if isinstance(n, S.SCompare):
@@ -463,48 +464,69 @@ def computed_by(cmd: S.Command) -> list[str]:
     return []
 
 
-def agg_outputs(items: tuple[S.Item, ...]) -> list[str]:
-    """The columns an aggregation creates: each function's ``as`` alias, else its own text
-    (``count``, ``dc(user)``); options (``k=v``), ``from``/``where`` clauses and the ``by``
-    list are skipped."""
-    out: list[str] = []
+@dataclass(frozen=True, slots=True)
+class AggCall:
+    """One function of an aggregation as written (``dc(user) as n``): its word, the items
+    inside its parentheses (None without; ``closed`` False when the ``)`` is missing) and the
+    item after ``as``."""
+
+    word: S.Word
+    args: tuple[S.Item, ...] | None = None
+    closed: bool = True
+    alias: S.Item | None = None
+
+    @property
+    def column(self) -> str:
+        """The column it creates: the ``as`` alias, else its own text (``dc(user)``)."""
+        if isinstance(self.alias, S.Word | S.Str):
+            return self.alias.raw if isinstance(self.alias, S.Word) else self.alias.value
+        if self.args is None:
+            return self.word.raw
+        inner = "".join(_item_text(t) for t in self.args)
+        return f"{self.word.raw}({inner}{')' if self.closed else ''}"
+
+
+def agg_items(items: tuple[S.Item, ...]) -> Iterator[AggCall | S.Item]:
+    """The functions of an aggregation in order, up to its ``by``/``where``/``from``, with
+    ``k=v`` options skipped; an item that cannot start a function (a comma, a string) comes
+    as itself, for the caller to skip or report. The one reading of a function list behind
+    :func:`agg_outputs`, :func:`agg_calls` and :func:`agg_functions`."""
     i, n = 0, len(items)
     while i < n:
         it = items[i]
         if not isinstance(it, S.Word):
+            yield it
             i += 1
             continue
-        low = it.raw.lower()
-        if low in ("by", "where", "from"):
-            break
+        if it.raw.lower() in ("by", "where", "from"):
+            return
         if i + 1 < n and items[i + 1] == S.Sym("="):
             i += 3
             continue
-        text, j = it.raw, i + 1
+        call = AggCall(it)
+        j = i + 1
         if j < n and items[j] == S.Sym("("):
-            depth, parts = 0, []
+            depth = 0
             while j < n:
-                t = items[j]
-                if t == S.Sym("("):
-                    depth += 1
-                elif t == S.Sym(")"):
-                    depth -= 1
-                parts.append(t.raw if isinstance(t, S.Word) else t.value if isinstance(t, S.Str)
-                             else t.text if isinstance(t, S.Sym) else "")
+                depth += 1 if items[j] == S.Sym("(") else -1 if items[j] == S.Sym(")") else 0
                 j += 1
                 if depth == 0:
                     break
-            text += "".join(parts)
+            call = AggCall(it, items[i + 2 : j - 1 if depth == 0 else j], depth == 0)
         nxt = items[j] if j < n else None
         if j + 1 < n and isinstance(nxt, S.Word) and nxt.raw.lower() == "as":
-            alias = items[j + 1]
-            text = alias.raw if isinstance(alias, S.Word) else alias.value \
-                if isinstance(alias, S.Str) else text
+            call = AggCall(it, call.args, call.closed, items[j + 1])
             j += 2
-        if text.lower() != "as":
-            out.append(text)
+        yield call
         i = j
-    return out
+
+
+def agg_outputs(items: tuple[S.Item, ...]) -> list[str]:
+    """The columns an aggregation creates: each function's ``as`` alias, else its own text
+    (``count``, ``dc(user)``); options (``k=v``), ``from``/``where`` clauses and the ``by``
+    list are skipped."""
+    return [c.column for c in agg_items(items)
+            if isinstance(c, AggCall) and c.column.lower() != "as"]
 
 
 # Aggregation functions whose output is one of the values the events had (not a number computed
@@ -519,37 +541,13 @@ ADDING_AGGREGATIONS = frozenset({"eventstats", "streamstats", "transaction"})
 def agg_calls(items: tuple[S.Item, ...]) -> list[tuple[str, str | None, str]]:
     """``(function, argument, output column)`` of each function of an aggregation
     (``values(x) as y`` -> ``("values", "x", "y")``, ``count`` -> ``("count", None, "count")``);
-    the same columns as :func:`agg_outputs`."""
+    the argument only when it is one field; the same columns as :func:`agg_outputs`."""
     out: list[tuple[str, str | None, str]] = []
-    names = agg_outputs(items)
-    k = 0
-    i, n = 0, len(items)
-    while i < n and k < len(names):
-        it = items[i]
-        if not isinstance(it, S.Word) or it.raw.lower() in ("by", "where", "from", "as"):
-            i += 1
+    for c in agg_items(items):
+        if not isinstance(c, AggCall) or c.column.lower() == "as":
             continue
-        if i + 1 < n and items[i + 1] == S.Sym("="):
-            i += 3
-            continue
-        arg: str | None = None
-        j = i + 1
-        if j < n and items[j] == S.Sym("("):
-            inner = items[j + 1 : j + 3]
-            if len(inner) == 2 and inner[1] == S.Sym(")") and isinstance(inner[0], S.Word | S.Str):
-                arg = _text(inner[0])
-            depth = 0
-            while j < n:
-                depth += 1 if items[j] == S.Sym("(") else -1 if items[j] == S.Sym(")") else 0
-                j += 1
-                if depth == 0:
-                    break
-        nxt = items[j] if j < n else None
-        if j + 1 < n and isinstance(nxt, S.Word) and nxt.raw.lower() == "as":
-            j += 2
-        out.append((it.raw.lower(), arg, names[k]))
-        k += 1
-        i = j
+        one = c.args[0] if c.args is not None and len(c.args) == 1 and c.closed else None
+        out.append((c.word.raw.lower(), _text(one) if one is not None else None, c.column))
     return out
 
 
@@ -700,40 +698,17 @@ def agg_functions(items: tuple[S.Item, ...]) -> tuple[tuple[M.AggFunc, ...], str
     ``by``/``where``/``from``; ``k=v`` options skipped. The second value names a form that is
     not read (a nested ``eval(...)``, an item that is no function)."""
     out: list[M.AggFunc] = []
-    i, n = 0, len(items)
-    while i < n:
-        it = items[i]
-        if it == S.Sym(","):
-            i += 1
-            continue
-        if not isinstance(it, S.Word):
-            return tuple(out), f"cannot read {_item_text(it)!r}"
-        if it.raw.lower() in ("by", "where", "from"):
-            break
-        if i + 1 < n and items[i + 1] == S.Sym("="):
-            i += 3
-            continue
-        arg: str | None = None
-        j = i + 1
-        if j < n and items[j] == S.Sym("("):
-            depth, parts = 1, []
-            j += 1
-            while j < n and depth:
-                t = items[j]
-                depth += 1 if t == S.Sym("(") else -1 if t == S.Sym(")") else 0
-                if depth > 1:
-                    return tuple(out), (f"{it.raw}() with a nested expression (eval(...)) is "
-                                        "not supported")
-                if depth:
-                    parts.append(_item_text(t))
-                j += 1
-            arg = " ".join(parts)
-        alias: str | None = None
-        if j + 1 < n and isinstance(items[j], S.Word) and _item_text(items[j]).lower() == "as":
-            alias = _item_text(items[j + 1])
-            j += 2
-        out.append(M.AggFunc(it.raw, arg, alias))
-        i = j
+    for c in agg_items(items):
+        if not isinstance(c, AggCall):
+            if c == S.Sym(","):
+                continue
+            return tuple(out), f"cannot read {_item_text(c)!r}"
+        if c.args is not None and S.Sym("(") in c.args:
+            return tuple(out), (f"{c.word.raw}() with a nested expression (eval(...)) is "
+                                "not supported")
+        arg = " ".join(_item_text(t) for t in c.args) if c.args is not None else None
+        alias = _item_text(c.alias) if c.alias is not None else None
+        out.append(M.AggFunc(c.word.raw, arg, alias))
     return tuple(out), None
 
 

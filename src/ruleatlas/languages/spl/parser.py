@@ -13,7 +13,7 @@ Errors raise :class:`ParseError` with the offset, line/col and a caret line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from ruleatlas.languages.parsing import ParseError
@@ -90,12 +90,32 @@ class Parser:
         """Tokenize once and split into stages without parsing them: leading pipe, and per
         stage (start, end, first token). Stages can then be parsed with :meth:`command`,
         reusing the tokens."""
-        text = self.full
-        toks = Tokenizer(text).tokenize()
+        toks = self._tokenize()
+        leading = toks[0].kind is T.PIPE
+        return leading, list(self._stages(toks, leading))
+
+    def command(self, start: int, end: int, implicit: bool) -> S.Command:
+        """Parse the stage ``text[start:end]`` (after :meth:`split`)."""
+        return self._command(start, end, implicit)
+
+    def parse(self) -> S.Pipeline:
+        toks = self._tokenize()
+        leading = toks[0].kind is T.PIPE
+        commands = [self._command(start, end, not leading and not i)
+                    for i, (start, end, _first) in enumerate(self._stages(toks, leading))]
+        return S.Pipeline(tuple(commands), leading)
+
+    def _tokenize(self) -> list[Token]:
+        toks = Tokenizer(self.full).tokenize()
         self._all = toks
         self._index = {t.start: i for i, t in enumerate(toks)}
-        leading = toks[0].kind is T.PIPE
-        out: list[tuple[int, int, Token]] = []
+        return toks
+
+    def _stages(self, toks: list[Token], leading: bool) -> Iterator[tuple[int, int, Token]]:
+        """The stages of the pipeline, one by one (start, end, first token), each error raised
+        where it is met; none for an empty search (nothing to filter)."""
+        text = self.full
+        found = False
         for n, (a, b, _s) in enumerate(_split_stages(toks, text)):
             if n == 0 and leading:
                 if a != b:
@@ -103,41 +123,12 @@ class Parser:
                 continue
             if a == b:
                 if n == 0 and len(toks) == 1:
-                    return leading, []
+                    return
                 raise ParseError("empty pipeline stage", text, toks[b].start)
-            out.append((toks[a].start, toks[b - 1].end, toks[a]))
-        if leading and not out:
+            found = True
+            yield toks[a].start, toks[b - 1].end, toks[a]
+        if leading and not found:
             raise ParseError("nothing after '|'", text, len(text))
-        return leading, out
-
-    def command(self, start: int, end: int, implicit: bool) -> S.Command:
-        """Parse the stage ``text[start:end]`` (after :meth:`split`)."""
-        return self._command(start, end, implicit)
-
-    def parse(self) -> S.Pipeline:
-        text = self.full
-        toks = Tokenizer(text).tokenize()
-        self._all = toks
-        self._index = {t.start: i for i, t in enumerate(toks)}
-        bounds = _split_stages(toks, text)
-        leading = bool(toks) and toks[0].kind is T.PIPE
-        commands: list[S.Command] = []
-        for n, (a, b, _start) in enumerate(bounds):
-            if n == 0 and leading:
-                if a != b:
-                    raise ParseError("text before the leading '|'", text, toks[a].start)
-                continue
-            if a == b:
-                if n == 0 and len(bounds) == 1:
-                    # an empty search: nothing to filter
-                    return S.Pipeline((), leading)
-                pos = toks[b].start
-                raise ParseError("empty pipeline stage", text, pos)
-            implicit = n == 0 and not leading
-            commands.append(self._command(toks[a].start, toks[b - 1].end, implicit))
-        if leading and not commands:
-            raise ParseError("nothing after '|'", text, len(text))
-        return S.Pipeline(tuple(commands), leading)
 
     def _command(self, start: int, end: int, implicit: bool) -> S.Command:
         text = self.full[start:end]
@@ -152,8 +143,8 @@ class Parser:
         head = self.search_tokens(text, start)
         first = head[0]
         if first.kind is T.MACRO and head[1].kind is T.EOF:
-            return S.Command("macro", (S.Macro(first.text, first.start, first.end),), start=start,
-                           end=end)
+            macro = S.Macro(first.text, start=first.start, end=first.end)
+            return S.Command("macro", (macro,), start=start, end=end)
         if first.kind is not T.WORD:
             raise ParseError(f"expected a command name, got {first.raw!r}", self.full,
                              first.start)
@@ -191,11 +182,11 @@ class Parser:
 
     def item(self, t: Token) -> S.Item:
         if t.kind is T.STRING:
-            return S.Str(t.text, t.start)
+            return S.Str(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
-            return S.Macro(t.text, t.start, t.end)
+            return S.Macro(t.text, start=t.start, end=t.end)
         if t.kind in (T.WORD, T.NUMBER, T.QFIELD):
-            return S.Word(t.raw, t.start)
+            return S.Word(t.raw, start=t.start, end=t.end)
         return S.Sym(t.text)
 
     def _match_bracket(self, toks: list[Token], i: int) -> int:
@@ -218,7 +209,7 @@ class Parser:
             pipe = sub.parse()
         except ParseError as e:
             raise self.error(e.description, lb.end + e.pos) from None
-        return S.Sub(pipe, lb.start, rb.end)
+        return S.Sub(pipe, start=lb.start, end=rb.end)
 
     # ---- search expressions ---------------------------------------------------------------
     def search_expr(self, toks: list[Token]) -> S.SNode | None:
@@ -307,13 +298,13 @@ class _SearchParser(_Cursor):
                     raise self.p.error("AND without a right operand", self.peek().start)
                 continue
             node = self.parse_or()
-            if isinstance(node, S.SAnd):
+            if isinstance(node, S.And):
                 args.extend(node.args)
             else:
                 args.append(node)
         if not args:
             return None
-        return args[0] if len(args) == 1 else S.SAnd(tuple(args))
+        return args[0] if len(args) == 1 else S.And(tuple(args))
 
     def parse_or(self) -> S.SNode:
         if self.word_is("OR"):
@@ -324,20 +315,20 @@ class _SearchParser(_Cursor):
             if self.peek().kind in self.STOP or self.word_is("OR", "AND"):
                 raise self.p.error("OR without a right operand", t.start)
             node = self.parse_not()
-            args.extend(node.args if isinstance(node, S.SOr) else (node,))
+            args.extend(node.args if isinstance(node, S.Or) else (node,))
         if len(args) == 1:
             return args[0]
         flat: list[S.SNode] = []
         for a in args:
-            flat.extend(a.args if isinstance(a, S.SOr) else (a,))
-        return S.SOr(tuple(flat))
+            flat.extend(a.args if isinstance(a, S.Or) else (a,))
+        return S.Or(tuple(flat))
 
     def parse_not(self) -> S.SNode:
         if self.word_is("NOT"):
             t = self.advance()
             if self.peek().kind in self.STOP:
                 raise self.p.error("NOT without an operand", t.start)
-            return S.SNot(self.parse_not())
+            return S.Not(self.parse_not())
         return self.parse_primary()
 
     def parse_primary(self) -> S.SNode:
@@ -354,7 +345,7 @@ class _SearchParser(_Cursor):
             return S.SSub(sub)
         if t.kind is T.MACRO:
             self.advance()
-            return S.SMacro(S.Macro(t.text, t.start, t.end))
+            return S.SMacro(S.Macro(t.text, start=t.start, end=t.end))
         if t.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD):
             nxt = self.peek(1)
             if nxt.kind in COMPARE_TOKENS:
@@ -365,12 +356,13 @@ class _SearchParser(_Cursor):
                     raise self.p.error(f"missing value after {t.text}{op.text}", v.start)
                 self.advance()
                 if v.kind is T.STRING:
-                    value: S.Word | S.Str = S.Str(v.text, v.start)
+                    value: S.Word | S.Str = S.Str(v.text, start=v.start, end=v.end)
                     end = v.end
                 else:
                     end = self.glue(v)
-                    value = S.Word(self.p.full[v.start:end], v.start)
-                return S.SCompare(t.text, COMPARE_TOKENS[op.kind], value, t.start, end)
+                    value = S.Word(self.p.full[v.start:end], start=v.start, end=end)
+                return S.SCompare(t.text, COMPARE_TOKENS[op.kind], value, start=t.start,
+                                  end=end)
             if (nxt.kind is T.WORD and nxt.text.upper() == "IN"
                     and self.peek(2).kind is T.LPAREN):
                 return self.parse_in(t)
@@ -378,8 +370,8 @@ class _SearchParser(_Cursor):
                     and nxt.kind is T.LPAREN):
                 return self.parse_func_term(t)
             self.advance()
-            value = S.Str(t.text, t.start) if t.kind is T.STRING else S.Word(t.raw, t.start)
-            return S.STerm(value, None, t.start, t.end)
+            value = _value(t)
+            return S.STerm(value, None, start=t.start, end=t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of search'!r}", t.start)
 
     def glue(self, v: Token) -> int:
@@ -426,11 +418,10 @@ class _SearchParser(_Cursor):
                 continue
             if v.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD, T.MACRO):
                 self.advance()
-                values.append(S.Str(v.text, v.start) if v.kind is T.STRING else S.Word(v.raw,
-                                                                                   v.start))
+                values.append(_value(v))
                 continue
             raise self.p.error("expected a value or ')' in IN list", v.start)
-        return S.SIn(field_tok.text, tuple(values), field_tok.start, end)
+        return S.SIn(field_tok.text, tuple(values), start=field_tok.start, end=end)
 
     def parse_func_term(self, t: Token) -> S.SNode:
         self.advance()
@@ -442,8 +433,8 @@ class _SearchParser(_Cursor):
         if self.peek().kind is not T.RPAREN:
             raise self.p.error(f"missing ')' after {t.text}(", self.peek().start)
         end = self.advance().end
-        value = S.Str(v.text, v.start) if v.kind is T.STRING else S.Word(v.raw, v.start)
-        return S.STerm(value, t.text.upper(), t.start, end)
+        value = _value(v)
+        return S.STerm(value, t.text.upper(), start=t.start, end=end)
 
 
 class _EvalParser(_Cursor):
@@ -546,22 +537,29 @@ class _EvalParser(_Cursor):
             return S.EStr(t.text)
         if t.kind is T.QFIELD:
             self.advance()
-            return S.EField(t.text, t.start)
+            return S.EField(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
             self.advance()
-            return S.EMacro(S.Macro(t.text, t.start, t.end))
+            return S.EMacro(S.Macro(t.text, start=t.start, end=t.end))
         if t.kind is T.WORD:
             self.advance()
             if self.peek().kind is T.LPAREN and t.text[0].isalpha():
                 self.advance()
                 return S.ECall(t.text.lower(), self.parse_args())
-            return S.EField(t.text, t.start)
+            return S.EField(t.text, start=t.start, end=t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of expression'!r} in expression", t.start)
 
 
 # ---- command parsers ----------------------------------------------------------------------
 
 CommandParser = Callable[[Parser, str, int, str], S.Command]
+
+
+def _value(t: Token) -> S.Word | S.Str:
+    """A search value token as an item: a string's value, else the word as written."""
+    if t.kind is T.STRING:
+        return S.Str(t.text, start=t.start, end=t.end)
+    return S.Word(t.raw, start=t.start, end=t.end)
 
 
 def parse_generic(p: Parser, text: str, offset: int, name: str) -> S.Command:

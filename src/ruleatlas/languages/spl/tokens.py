@@ -77,20 +77,14 @@ ARITHMETIC: dict[str, T] = {"+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH
 
 
 def unescape(body: str, quotes: str = '\\"') -> str:
-    """SPL string escapes: ``\\\\`` is one backslash, ``\\"`` a quote; others stay as written."""
-    if "\\" not in body:
-        return body
-    out: list[str] = []
-    i, n = 0, len(body)
-    while i < n:
-        ch = body[i]
-        if ch == "\\" and i + 1 < n and body[i + 1] in quotes:
-            out.append(body[i + 1])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+    """SPL string escapes: ``\\\\`` is one backslash, ``\\"`` a quote (the characters of
+    ``quotes`` stand for themselves after a backslash); others stay as written."""
+
+    def escape_at(b: str, i: int) -> tuple[str, int]:
+        nxt = b[i + 1 : i + 2]
+        return (nxt, i + 2) if nxt and nxt in quotes else ("\\", i + 1)
+
+    return parsing.unescape(body, escape_at)
 
 
 def escape(value: str) -> str:
