@@ -186,6 +186,13 @@ def result_plan(analysis: Analysis) -> Plan | None:
 RESULT_COMPUTING = (mdl.Eval, mdl.Rex, mdl.Rename, mdl.AddTotals, mdl.Spath, mdl.Join)
 
 
+def stage_writes(analysis: Analysis, stage: int) -> set[str]:
+    """The fields the typed steps of one stage write (``eval`` names, ``rex`` groups, an
+    unreplayed command's declared outputs, ...)."""
+    return {f for st in _steps([s for s in analysis.steps if s.stage == stage], joins=True)
+            for f in st.writes()}
+
+
 def _steps(raw: Sequence[mdl.Step], joins: bool) -> list[Step]:
     """The model's typed steps as the engine's (``joins``: a join runs its subsearch; before
     the aggregation it does not, runnability judges it by the fields it writes)."""

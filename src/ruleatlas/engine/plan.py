@@ -42,7 +42,7 @@ from ruleatlas.engine.compile import NotRunnable
 from ruleatlas.engine.ecs import non_windows
 from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
 from ruleatlas.engine.elastic_semantics import elastic_tree
-from ruleatlas.engine.pipeline import Plan, Step, fields_of, plan, result_plan
+from ruleatlas.engine.pipeline import Plan, Step, fields_of, plan, result_plan, stage_writes
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.languages import language
 from ruleatlas.languages.elastic.rule_types import window_seconds
@@ -241,7 +241,7 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None,
             return ("join (inner, the default) keeps only the rows another search also "
                     "returns: not supported")
         if st.kind is StageKind.TRANSFORM and cmd not in BENIGN:
-            outs = set(st.by) | _stage_outputs(st.text)
+            outs = set(st.by) | stage_writes(analysis, st.index)
             later = set(fields_of(analysis.result_condition))
             later |= {f for s in analysis.stages if s.index > st.index
                       for f in fields_of(s.condition)}
@@ -337,16 +337,6 @@ def _plan_tstats(p: RulePlan, analysis: Analysis) -> RulePlan:
     return dataclasses.replace(
         p, agg=agg, plan=Plan(None, steps, {}, {}), condition=None,
         anchor_node=datamodels.anchor_view(where, dm), route=datamodels.route(p.route, dm))
-
-
-def _stage_outputs(text: str) -> set[str]:
-    """Field names an ``eval x=...``/``rex "(?<x>...)"`` stage writes (best effort)."""
-    import re
-
-    outs = set(re.findall(r"(?:^|[,|\s])([A-Za-z_][\w.]*)\s*=(?!=)", text))
-    outs |= set(re.findall(r"\(\?P?<([A-Za-z_]\w*)>", text))
-    outs |= set(re.findall(r"\bas\s+([A-Za-z_][\w.]*)", text, re.I))
-    return outs
 
 
 def _windows_channel(channel: str | None) -> bool:
