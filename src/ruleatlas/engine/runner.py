@@ -30,6 +30,7 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.ecs import ecs_view, non_windows
 from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
 from ruleatlas.engine.elastic_semantics import compile_elastic, elastic_tree
+from ruleatlas.engine.esql_semantics import ESQL, PipelineSemantics, compile_esql
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
 from ruleatlas.engine.pipeline import (
@@ -89,7 +90,11 @@ RULE_TYPES = frozenset({"threshold", "new_terms"})
 COMPILERS: Mapping[str, Callable[[Node | None, Mapping[str, str]], Matcher]] = {
     "default": compile_node,
     "elastic": compile_elastic,
+    "esql": compile_esql,
 }
+# Languages whose pipelines the engine replays with their own semantics (prepared, event steps
+# and aggregation), by ``Language.semantics``: ES|QL (engine.esql_semantics).
+PIPELINES: Mapping[str, PipelineSemantics] = {"esql": ESQL}
 
 @dataclass(slots=True)
 class EngineRule:
@@ -174,7 +179,9 @@ class EngineRule:
             return None
         k = tuple(sorted(fmap.items()))
         if k not in self._steps:
-            self._steps[k] = compile_steps(self.plan.steps, fmap, self.later)
+            own = PIPELINES.get(self.semantics)
+            self._steps[k] = (own.steps if own else compile_steps)(self.plan.steps, fmap,
+                                                                  self.later)
         return self._steps[k]
 
 
@@ -226,6 +233,8 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None,
             return f"cannot run {n.text!r}: {n.reason}"
     if analysis.condition is None and not analysis.stages:
         return "the rule has no condition"
+    if ecs and lang is not None and lang.semantics in PIPELINES:
+        return None  # the rest is judged by the language's own pipeline (_prepare_ecs)
     computed = _computed(analysis)
     used = set(fields_of(analysis.condition))
     if pl is not None:  # in search order: eval/rex outputs are computed, others are not
@@ -434,6 +443,8 @@ def _prepare_ecs(er: EngineRule, semantics: str) -> str | None:
             if isinstance(got, str):
                 return got
             er.rule_type = got
+    if semantics in PIPELINES:
+        return PIPELINES[semantics].prepare(er)
     if semantics == "elastic":
         cond = elastic_tree(cond)
     # a threshold's result predicates (count >= value) are the rule type's own test
@@ -452,6 +463,7 @@ def _view_fields(er: EngineRule) -> tuple[str, ...]:
             out.extend((*seq.by, *s.by))
     if er.rule_type is not None:
         out.extend(er.rule_type.reads)
+    out.extend(sorted(er.later))  # read by an ES|QL rule's steps and aggregation
     return tuple(f for f in dict.fromkeys(out) if f not in er.fields)
 
 
@@ -737,7 +749,8 @@ class Engine:
         if agg is None:
             er = self.rules[idx].ready()
             assert er.agg is not None
-            agg = self.aggregators[idx] = Aggregator(
+            own = PIPELINES.get(er.semantics)
+            agg = self.aggregators[idx] = own.aggregator(er.agg, er.plan) if own else Aggregator(
                 er.agg, _true if er.chain else (er.result or _true))
         return agg
 
