@@ -88,16 +88,16 @@ def compile_esql(node: Node | None, field_map: Mapping[str, str] | None = None) 
     condition is true (a null drops the row). Raises :class:`NotRunnable`."""
     if node is None:
         return lambda _f: True
-    fn = _tri(node)
+    try:
+        fn = _tri(node)
+    except UnknownFunction as exc:
+        raise NotRunnable(exc.message) from None
     return lambda f: fn(f) is True
 
 
 def _tri(node: Node) -> Callable[[Mapping[str, Any]], bool | None]:
     if isinstance(node, Condition):
-        try:
-            return compile_esql_term(node.expr)
-        except UnknownFunction as exc:
-            raise NotRunnable(exc.message) from None
+        return compile_esql_term(node.expr)
     if isinstance(node, Const):
         v = node.value
         return lambda _f: v
@@ -285,7 +285,10 @@ def _step_op(st: Step, after: bool) -> RowOp | None:
     if st.kind == "rename":
         return _rename(st.renames)
     if st.kind == "rex" and st.rex is not None:
-        return esql_extract.compile_extract(st.rex)
+        try:
+            return esql_extract.compile_extract(st.rex)
+        except UnknownFunction as exc:
+            raise NotRunnable(exc.message) from None
     if st.kind == "aggregate" and st.command:
         spec = esql_agg_spec(st.command, st.rex or {})
         return lambda rows: aggregate_rows(spec, rows)
@@ -567,6 +570,9 @@ def prepare_esql(er: Any) -> str | None:
     """An ES|QL rule made ready (head, anchors, steps, aggregation, the columns its view
     must carry), or the reason it cannot run. ``er`` is the runner's ``EngineRule``."""
     analysis = er.analysis
+    if len(analysis.extra.get("queries") or ()) > 1:
+        return ("a hunting file with several queries: each is its own pipeline, not replayed "
+                "as one rule")
     if not analysis.steps:
         return ("the analysis has no pipeline steps (stored by an older Rule Atlas): rebuild "
                 "the catalog")
