@@ -319,3 +319,44 @@ def corpus_findings(rule_path: str, data: Path) -> list[runner.Finding]:
     evs = list(read_events([str(data)], errors=errors))
     assert not errors
     return list(runner.Engine([er]).run(evs))
+
+
+OTRF_WIN = OTRF / "datasets" / "atomic" / "windows"
+
+
+def test_hunt_rundll32_by_command_line_on_comsvcs_minidump() -> None:
+    """psh_lsass_memory_dump_comsvcs: powershell runs ``rundll32.exe comsvcs.dll MiniDump 756
+    C:\\Users\\wardog\\...\\lsass-comsvcs.dmp full`` (Sysmon 1 #107 and Security 4688 #17, host
+    WORKSTATION5); no exclusion of the hunt's rlike applies. The two ``replace`` calls make
+    the user folder ``C:\\users\\user\\`` (Java replacement: ``\\\\`` is one backslash) and drop
+    runs of 3+ digits/dots (``32.`` of rundll32.exe, ``756``): one group, 2 events, 1 host."""
+    got = corpus_findings("hunting/windows/queries/rundll32_execution_aggregated_by_cmdline.toml",
+                          OTRF_WIN / "credential_access/host/psh_lsass_memory_dump_comsvcs.zip")
+    assert [dict(f.matched) for f in got] == [{
+        "cmdline": ('"C:\\Windows\\System32\\rundllexe" C:\\windows\\System32\\comsvcs.dll '
+                    "MiniDump  C:\\users\\user\\AppData\\Local\\Temp\\lsass-comsvcs.dmp full"),
+        "process.parent.name": "powershell.exe", "hosts": 1, "total": 2}]
+
+
+def test_hunt_interpreter_from_unusual_parent_on_psexec() -> None:
+    """empire_psexec_dcerpc_tcp_svcctl: services.exe -> cmd.exe -> powershell.exe ->
+    conhost.exe, each in Sysmon 1 and Security 4688 (host WORKSTATION6), every parent under
+    C:\\Windows\\System32: three parents, 2 events each (cc <= 10), one host."""
+    got = corpus_findings(
+        "hunting/windows/queries/windows_command_and_scripting_interpreter_from_unusual_parent"
+        ".toml", OTRF_WIN / "lateral_movement/host/empire_psexec_dcerpc_tcp_svcctl.zip")
+    assert sorted((f.matched["process.parent.name"], f.matched["cc"], f.matched["hosts"])
+                  for f in got) == [("cmd.exe", 2, 1), ("powershell.exe", 2, 1),
+                                    ("services.exe", 2, 1)]
+
+
+def test_hunt_lolbin_dns_lookups_on_schtask_modification() -> None:
+    """schtask_modification: powershell.exe resolves raw.githubusercontent.com twice (Sysmon 22
+    #1921, #1924) and WORKSTATION6 twice; the rlike ``.+\\.[a-z-A-Z]{2,3}`` matches the whole
+    value, so the dotless host name is out: one row, 2 occurrences, 1 host."""
+    got = corpus_findings(
+        "hunting/windows/queries/domain_names_queried_via_lolbins_and_with_low_occurrence_"
+        "frequency.toml", OTRF_WIN / "lateral_movement/host/schtask_modification.zip")
+    assert [dict(f.matched) for f in got] == [{
+        "process.name": "powershell.exe", "dns.question.name": "raw.githubusercontent.com",
+        "occurrences": 2, "hosts": 1}]

@@ -392,10 +392,35 @@ def _locate(s: Any, sub: Any, start: Any = None) -> Any:
 
 
 def _replace(s: Any, regex: Any, repl: Any) -> Any:
+    """``replace(s, regex, replacement)``: Java's ``String.replaceAll`` (the replacement's
+    ``$n`` / ``${name}`` are groups, ``\\x`` is a literal x)."""
     if s is None or regex is None or repl is None:
         return None
-    py = re.sub(r"\$(\d)", r"\\g<\1>", str(repl).replace("\\", "\\\\"))
-    return re.sub(_java_regex(str(regex)), py, str(s))
+    return re.sub(_java_regex(str(regex)), _java_replacement(str(repl)), str(s))
+
+
+_JAVA_REPL = re.compile(r"\\(.)|\$(\d+)|\$\{(\w+)\}|([\\$])", re.S)
+
+
+def _java_replacement(repl: str) -> Callable[[re.Match[str]], str]:
+    parts: list[str | int | tuple[str]] = []
+    pos = 0
+    for m in _JAVA_REPL.finditer(repl):
+        parts.append(repl[pos:m.start()])
+        if m.group(1) is not None:
+            parts.append(m.group(1))
+        elif m.group(2) is not None:
+            parts.append(int(m.group(2)))
+        elif m.group(3) is not None:
+            parts.append((m.group(3),))  # a named group
+        pos = m.end()
+    parts.append(repl[pos:])
+
+    def sub(m: re.Match[str]) -> str:
+        return "".join(p if isinstance(p, str) else (m.group(p if isinstance(p, int) else p[0])
+                                                      or "") for p in parts)
+
+    return sub
 
 
 def _java_regex(p: str) -> str:
