@@ -18,11 +18,17 @@ row (a dict of columns). Values follow Elastic's ES|QL reference
   ``rlike`` a Lucene regular expression on the whole value (``languages/lucene_regex``).
 * Numbers written as text in the event (``event.code: "4104"``) meet numbers in the query.
 
+``now()`` reads the row's ``_esql_now`` column, which only the rows after an aggregation have
+(the time of the last event the rule matched); elsewhere it is refused when the rule is
+prepared. ``from_base64`` decodes to UTF-8 text (null when the text is not base64).
+
 An unknown function raises :class:`UnknownFunction` with its name: the rule is not runnable.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import math
 import re
@@ -37,6 +43,8 @@ from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_to_python
 from ruleatlas.model import Call, FieldRef, Pattern, Term, Wild
 
 Row = Mapping[str, Any]
+# The column ``now()`` reads: set on the rows after an aggregation (engine/esql_semantics.py).
+NOW = "_esql_now"
 Fn = Callable[[Row], Any]
 
 __all__ = ["UnknownFunction", "compile_esql_term", "single"]
@@ -186,7 +194,7 @@ def _scalar(f: Callable[..., Any], vals: list[Any]) -> Any:
         return None
     try:
         return f(*vals)
-    except (TypeError, ValueError, ArithmeticError, re.error):
+    except (TypeError, ValueError, ArithmeticError, re.error, binascii.Error):
         return None  # ES|QL: a function error is null (with a warning)
 
 
@@ -334,6 +342,26 @@ CASTS = {"string": "to_string", "keyword": "to_string", "text": "to_string", "lo
          "datetime": "to_datetime", "boolean": "to_boolean", "bool": "to_boolean"}
 
 
+def _kql(t: Call) -> Fn:
+    """``kql("query")``: the KQL query's tree (``languages/kql``) matched with Elasticsearch's
+    semantics (``engine.elastic_semantics``); true or false, never null."""
+    from ruleatlas.engine.compile import NotRunnable
+    from ruleatlas.engine.elastic_semantics import compile_elastic
+    from ruleatlas.languages.kql import analyze_kql_query
+
+    if len(t.args) != 1 or not isinstance(t.args[0], str):
+        raise UnknownFunction("kql() with a query that is not one literal")
+    got = analyze_kql_query(t.args[0])
+    bad = [p.message for p in got.problems if p.severity == "error"]
+    if bad:
+        raise UnknownFunction(f"kql(): {bad[0]}")
+    try:
+        m = compile_elastic(got.condition)
+    except NotRunnable as exc:
+        raise UnknownFunction(f"kql(): {exc.message}") from None
+    return lambda r: m(r)
+
+
 def _unsupported(why: str) -> Callable[[Call], Fn]:
     def f(t: Call) -> Fn:
         raise UnknownFunction(f"{t.name}: {why}")
@@ -348,9 +376,9 @@ SPECIAL: dict[str, Callable[[Call], Fn]] = {
     ":": _unsupported("full-text search (the match operator) needs Elasticsearch's analyzers"),
     "match": _unsupported("full-text search needs Elasticsearch's analyzers"),
     "qstr": _unsupported("a Lucene query string needs Elasticsearch's analyzers"),
-    "kql": _unsupported("an embedded KQL query is not run inside ES|QL yet"),
+    "kql": lambda t: _kql(t),
     "param": _unsupported("a query parameter has no value on a log file"),
-    "now": _unsupported("now() outside a look-back window on @timestamp"),
+    "now": lambda _t: lambda r: r.get(NOW),
 }
 
 
@@ -543,6 +571,8 @@ SCALAR: dict[str, Callable[..., Any]] = {
     "to_ip": _nullsafe(_to_ip), "to_datetime": _nullsafe(to_datetime),
     "date_trunc": _nullsafe(_date_trunc), "date_diff": _nullsafe(_date_diff),
     "round": _round, "abs": _nullsafe(lambda x: abs(as_number(x) or 0)),
+    "from_base64": _nullsafe(lambda s: base64.b64decode(str(s), validate=True).decode()),
+    "to_base64": _nullsafe(lambda s: base64.b64encode(str(s).encode()).decode()),
     "url_decode": _nullsafe(lambda s: urllib.parse.unquote_plus(str(s))),
     "split": _nullsafe(lambda s, d: (lambda xs: xs[0] if len(xs) == 1 else xs)(
         str(s).split(str(d)))),

@@ -43,6 +43,7 @@ from ruleatlas.engine import esql_extract
 from ruleatlas.engine.aggregate import AggFunc, Aggregator, AggSpec, _State, _update
 from ruleatlas.engine.compile import Matcher, NotRunnable
 from ruleatlas.engine.esql_functions import (
+    NOW,
     UnknownFunction,
     compile_esql_term,
     single,
@@ -437,13 +438,21 @@ class EsqlAggregator(Aggregator):
         first = next((i for i, s in enumerate(steps) if s.kind == "aggregate"), len(steps))
         self.after = compile_rows(steps[first + 1:], after=True)
         self.grouped = Groups(spec)
+        self.now: datetime | None = None  # the last matched event's time: now() after it
 
     def add(self, fields: Mapping[str, Any], payload: Any) -> None:
+        t = to_datetime(single(fields.get("@timestamp")) or getattr(payload, "time", None))
+        if t is not None and (self.now is None or t > self.now):
+            self.now = t
         for r in fields.get(ROWS) or [fields]:
             self.grouped.add({**r, PAYLOAD: payload})
 
     def rows(self) -> Iterator[tuple[dict[str, Any], Any]]:
-        for r in self.after(self.grouped.rows()):
+        got = self.grouped.rows()
+        if self.now is not None:
+            for r in got:
+                r[NOW] = self.now
+        for r in self.after(got):
             yield ({k: _plain(v) for k, v in r.items() if not k.startswith("_esql_")},
                    r.get(PAYLOAD))
 
@@ -485,9 +494,12 @@ def _writes(st: Any) -> set[str]:
 
 def _reads(st: Any) -> set[str]:
     if isinstance(st, Filter):
-        return set(fields_of(st.node))
+        out = set(fields_of(st.node))
+        if isinstance(st.node, Condition):
+            out |= _kql_fields(st.node.expr)
+        return out
     if isinstance(st, Eval):
-        return {f for _, t in st.assigns for f in term_fields(t)}
+        return {f for _, t in st.assigns for f in (*term_fields(t), *_kql_fields(t))}
     if isinstance(st, Rename):
         return {a for a, _ in st.pairs}
     if isinstance(st, Rex):
@@ -497,6 +509,20 @@ def _reads(st: Any) -> set[str]:
     if isinstance(st, OtherCommand) and st.command == "mv_expand":
         return set(st.outputs)
     return set()
+
+
+def _kql_fields(t: Term) -> set[str]:
+    """The fields the ``kql("...")`` calls of a term read (their queries' own fields)."""
+    if not isinstance(t, Call):
+        return set()
+    out: set[str] = set()
+    if t.name == "kql" and len(t.args) == 1 and isinstance(t.args[0], str):
+        from ruleatlas.languages.kql import analyze_kql_query
+
+        out.update(fields_of(analyze_kql_query(t.args[0]).condition))
+    for a in t.args:
+        out |= _kql_fields(a)
+    return out
 
 
 def plan_esql(analysis: Any) -> EsqlPlan:
@@ -511,6 +537,9 @@ def plan_esql(analysis: Any) -> EsqlPlan:
     reads: set[str] = set()
     for st in analysis.steps:
         reads |= _reads(st)
+        if agg is None and _step_reads_now(st):
+            raise NotRunnable(f"stage {st.stage + 1}: now() before an aggregation (other than "
+                              "a look-back window on @timestamp) has no time on a log file")
         if isinstance(st, Filter):
             node = _window_node(st.node)
             if not blocked and not (set(fields_of(node)) & written):
@@ -527,6 +556,14 @@ def plan_esql(analysis: Any) -> EsqlPlan:
         if isinstance(st, Aggregate) and agg is None:
             agg = esql_agg_spec(st.command, steps[-1].rex or {})
     return EsqlPlan(conjoin(head), conjoin(anchors), tuple(steps), agg, frozenset(reads))
+
+
+def _step_reads_now(st: Any) -> bool:
+    if isinstance(st, Filter) and isinstance(st.node, Condition):
+        return _reads_now(_window(st.node.expr))
+    if isinstance(st, Eval):
+        return any(_reads_now(t) for _, t in st.assigns)
+    return False
 
 
 def _window_node(node: Node | None) -> Node:
