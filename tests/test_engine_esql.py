@@ -380,3 +380,9 @@ def test_now_after_stats_is_the_last_matched_event_time(rows_view: None) -> None
     assert run(q, rows) == [{"s": "new"}]
     er = esql_rule('from logs-* | eval d = date_diff("minute", @timestamp, now())')
     assert er.reason is not None and "now()" in er.reason
+
+
+def test_kql_inside_esql_is_case_insensitive(rows_view: None) -> None:
+    """ES|QL's kql() compares keywords case-insensitively (docs/elastic-engine.md)."""
+    assert hits('from logs-* | where kql("process.name: CMD.EXE")',
+                [{"process.name": "cmd.exe"}]) == [1]

@@ -34,13 +34,14 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import replace as dc_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ruleatlas.engine.functions import UnknownFunction
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_to_python
-from ruleatlas.model import Call, FieldRef, Pattern, Term, Wild
+from ruleatlas.model import And, Call, FieldRef, Node, Not, Or, Pattern, Predicate, Term, Wild
 
 Row = Mapping[str, Any]
 # The column ``now()`` reads: set on the rows after an aggregation (engine/esql_semantics.py).
@@ -344,7 +345,9 @@ CASTS = {"string": "to_string", "keyword": "to_string", "text": "to_string", "lo
 
 def _kql(t: Call) -> Fn:
     """``kql("query")``: the KQL query's tree (``languages/kql``) matched with Elasticsearch's
-    semantics (``engine.elastic_semantics``); true or false, never null."""
+    semantics (``engine.elastic_semantics``), every comparison case-insensitive (ES|QL's
+    ``kql()`` compares keywords case-insensitively, elastic/elasticsearch#135772; see
+    docs/elastic-engine.md); true or false, never null."""
     from ruleatlas.engine.compile import NotRunnable
     from ruleatlas.engine.elastic_semantics import compile_elastic
     from ruleatlas.languages.kql import analyze_kql_query
@@ -356,10 +359,21 @@ def _kql(t: Call) -> Fn:
     if bad:
         raise UnknownFunction(f"kql(): {bad[0]}")
     try:
-        m = compile_elastic(got.condition)
+        m = compile_elastic(_uncased(got.condition))
     except NotRunnable as exc:
         raise UnknownFunction(f"kql(): {exc.message}") from None
     return lambda r: m(r)
+
+
+def _uncased(node: Node | None) -> Node | None:
+    if isinstance(node, Predicate):
+        return dc_replace(node, cased=False)
+    if isinstance(node, And | Or):
+        return type(node)(tuple(_uncased(a) for a in node.args))  # type: ignore[misc]
+    if isinstance(node, Not):
+        inner = _uncased(node.arg)
+        return node if inner is None else Not(inner)
+    return node
 
 
 def _unsupported(why: str) -> Callable[[Call], Fn]:
