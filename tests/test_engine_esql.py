@@ -386,3 +386,14 @@ def test_kql_inside_esql_is_case_insensitive(rows_view: None) -> None:
     """ES|QL's kql() compares keywords case-insensitively (docs/elastic-engine.md)."""
     assert hits('from logs-* | where kql("process.name: CMD.EXE")',
                 [{"process.name": "cmd.exe"}]) == [1]
+
+
+def test_sort_puts_nulls_last_ascending_and_first_descending(rows_view: None) -> None:
+    """ES|QL's SORT: a null is larger than any value, unless NULLS FIRST/LAST says."""
+    rows = [{"k": "a", "v": 2}, {"k": "b"}, {"k": "c", "v": 1}]
+    base = "from logs-* | stats m = max(v) by k | sort m"
+    keys = [r["k"] for r in run(base, rows)]
+    assert keys == ["c", "a", "b"]
+    assert [r["k"] for r in run(base + " desc", rows)] == ["b", "a", "c"]
+    assert [r["k"] for r in run(base + " desc nulls last", rows)] == ["a", "c", "b"]
+    assert [r["k"] for r in run(base + " nulls first", rows)] == ["b", "c", "a"]

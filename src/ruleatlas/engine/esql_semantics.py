@@ -221,17 +221,25 @@ def _key_of(name: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
 
 
 def _sort(keys: Sequence[str]) -> RowOp:
-    """``sort a, b desc``: nulls last (ES|QL's default for ascending and descending alike)."""
-    parsed = [(k[:-5].strip(), True) if k.endswith(" desc") else (k.strip(), False)
-              for k in keys]
+    """``sort a, b desc nulls last``: a null is larger than any value (ascending: nulls last,
+    descending: first) unless ``nulls first|last`` says otherwise (ES|QL's ``SORT``)."""
+    parsed: list[tuple[str, bool, bool]] = []
+    for k in keys:
+        name, nulls = k, ""
+        for tail in (" nulls first", " nulls last"):
+            if name.endswith(tail):
+                name, nulls = name[: -len(tail)], tail.split()[-1]
+        desc = name.endswith(" desc")
+        name = name.removesuffix(" desc").removesuffix(" asc").strip()
+        parsed.append((name, desc, nulls == "first" or (not nulls and desc)))
 
     def op(rows: Rows) -> Rows:
         out = list(rows)
-        for name, desc in reversed(parsed):
+        for name, desc, nulls_first in reversed(parsed):
             have = [r for r in out if single(r.get(name)) is not None]
             none = [r for r in out if single(r.get(name)) is None]
             have.sort(key=_key_of(name), reverse=desc)
-            out = have + none
+            out = none + have if nulls_first else have + none
         return out
 
     return op

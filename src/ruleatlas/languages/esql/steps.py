@@ -19,8 +19,9 @@ One step (sometimes two) per command, in query order, each with its stage index:
   ``append_separator``'s value);
 * ``keep``, ``drop``, ``mv_expand``, ``sort``, ``limit`` and every other command:
   :class:`OtherCommand` whose ``outputs`` are the command's arguments as written (the column
-  names or patterns of ``keep``/``drop``/``mv_expand``, ``sort``'s keys as ``field`` /
-  ``field desc``, ``limit``'s count); the engine refuses the commands it does not replay.
+  names or patterns of ``keep``/``drop``/``mv_expand``, ``sort``'s keys as ``field``,
+  ``field desc``, ``field desc nulls last``, ``limit``'s count); the engine refuses the
+  commands it does not replay.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def command_steps(c: A.Command, idx: int, ctx: Ctx) -> list[Step]:
     if c.name in ("dissect", "grok"):
         return _extract(c, idx, ctx)
     if c.name == "sort":
-        keys = tuple(ctx.text(k.expr) + (" desc" if k.order == "desc" else "") for k in c.keys)
+        keys = tuple(ctx.text(k.expr) + (" desc" if k.order == "desc" else "")
+                     + (f" nulls {k.nulls}" if k.nulls else "") for k in c.keys)
         return [OtherCommand(idx, "sort", keys)]
     if c.name in ("limit", "sample"):
         return [OtherCommand(idx, c.name, tuple(ctx.text(a) for a in c.args))]
