@@ -298,8 +298,8 @@ def _step_op(st: Step, after: bool) -> RowOp | None:
             return esql_extract.compile_extract(st.rex)
         except UnknownFunction as exc:
             raise NotRunnable(exc.message) from None
-    if st.kind == "aggregate" and st.command:
-        spec = esql_agg_spec(st.command, st.rex or {})
+    if st.kind == "aggregate" and st.aggregate is not None:
+        spec = esql_agg_spec(st.aggregate)
         return lambda rows: aggregate_rows(spec, rows)
     if st.kind == "command":
         return _command(st, after)
@@ -337,14 +337,9 @@ AGG_NAMES: dict[str, str] = {
 }
 
 
-def esql_agg_spec(command: str, data: Mapping[str, Any]) -> AggSpec:
-    """The :class:`AggSpec` of an aggregate step's data (``by``, ``funcs``)."""
-    funcs = tuple(AggFunc(*f) for f in data.get("funcs", ()))
-    return AggSpec(command, funcs, tuple(data.get("by", ())))
-
-
-def agg_step(a: Aggregate) -> Step:
-    """A lowered :class:`Aggregate` as a plan step; raises :class:`NotRunnable`."""
+def esql_agg_spec(a: Aggregate) -> AggSpec:
+    """A lowered ES|QL aggregation as the engine computes it (``engine/aggregate.py``'s
+    functions, under ES|QL's names: :data:`AGG_NAMES`); raises :class:`NotRunnable`."""
     if a.problem:
         raise NotRunnable(f"stage {a.stage + 1} ({a.command}): {a.problem}")
     funcs = []
@@ -354,11 +349,8 @@ def agg_step(a: Aggregate) -> Step:
             raise NotRunnable(f"stage {a.stage + 1}: ES|QL aggregation {f.name}() is not "
                               "supported")
         arg = None if f.field in (None, "*") else f.field
-        funcs.append((fn, arg, f.alias or f.name))
-    if not funcs:  # ``stats by x``: the distinct groups
-        funcs = []
-    return Step("aggregate", a.stage, command=a.command,
-                rex={"by": list(a.by), "funcs": funcs})
+        funcs.append(AggFunc(fn, arg, f.alias or f.name))
+    return AggSpec(a.command, tuple(funcs), tuple(a.by))
 
 
 def _keys(spec: AggSpec, row: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
@@ -562,7 +554,7 @@ def plan_esql(analysis: Any) -> EsqlPlan:
         if isinstance(st, OtherCommand | Aggregate):
             blocked = True
         if isinstance(st, Aggregate) and agg is None:
-            agg = esql_agg_spec(st.command, steps[-1].rex or {})
+            agg = esql_agg_spec(st)
     return EsqlPlan(conjoin(head), conjoin(anchors), tuple(steps), agg, frozenset(reads))
 
 
@@ -591,7 +583,8 @@ def _plan_step(st: Any) -> Step:
         return Step("rex", st.stage, rex={"field": st.field, "pattern": st.pattern,
                                           "mode": st.mode, "separator": st.max_match})
     if isinstance(st, Aggregate):
-        return agg_step(st)
+        esql_agg_spec(st)  # refused here when the engine cannot compute it
+        return Step("aggregate", st.stage, command=st.command, aggregate=st)
     if isinstance(st, OtherCommand):
         if st.command not in REPLAYED:
             raise NotRunnable(f"stage {st.stage + 1} ({st.command}) cannot run on events: "
