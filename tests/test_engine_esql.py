@@ -397,3 +397,23 @@ def test_sort_puts_nulls_last_ascending_and_first_descending(rows_view: None) ->
     assert [r["k"] for r in run(base + " desc", rows)] == ["b", "a", "c"]
     assert [r["k"] for r in run(base + " desc nulls last", rows)] == ["a", "c", "b"]
     assert [r["k"] for r in run(base + " nulls first", rows)] == ["b", "c", "a"]
+
+
+def test_prefilter_anchors_keep_every_finding_of_the_windows_rules() -> None:
+    """The head's anchors come from the lowered predicate trees: a necessary condition of the
+    ES|QL condition, so the pre-filter changes no finding (every runnable Windows rule and
+    hunting file, on one recording, with and without it)."""
+    ers = [er for p, er in corpus_prepared().items() if "/windows/" in p and er.runnable]
+    assert len(ers) >= 41
+    errors: list[Any] = []
+    evs = list(read_events([str(OTRF_WIN / "lateral_movement/host/"
+                                "empire_psexec_dcerpc_tcp_svcctl.zip")], errors=errors))
+
+    def found(prefilter: bool) -> list[tuple[str, Any, str]]:
+        fresh = [runner.prepare(er.rule, analyze(er.rule)) for er in ers]
+        return sorted((f.rule.rule.id, f.event.position, repr(sorted(f.matched.items())))
+                      for f in runner.Engine(fresh, prefilter=prefilter).run(evs))
+
+    with_anchors = found(True)
+    assert with_anchors == found(False)
+    assert len(with_anchors) >= 3
