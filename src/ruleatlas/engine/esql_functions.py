@@ -343,6 +343,47 @@ CASTS = {"string": "to_string", "keyword": "to_string", "text": "to_string", "lo
          "datetime": "to_datetime", "boolean": "to_boolean", "bool": "to_boolean"}
 
 
+# Analysers of text fields: the Windows integration's ``powershell_script_analyzer`` (a
+# ``pattern`` analyzer, pattern ``[\W&&[^-]]+``: tokens are ASCII word characters and hyphens,
+# lower-cased) for PowerShell script text; the standard analyzer (approximated by Unicode word
+# runs, lower-cased) for the other analysed text fields (languages/kql TEXT_FIELDS).
+_PS_TOKENS = re.compile(r"[A-Za-z0-9_-]+")
+_WORD_TOKENS = re.compile(r"\w+")
+_PS_TEXT = frozenset({"powershell.file.script_block_text", "powershell.command.value",
+                      "powershell.command.invocation_details.value"})
+
+
+def _tokens(field: str, text: str) -> set[str]:
+    rx = _PS_TOKENS if field in _PS_TEXT else _WORD_TOKENS
+    return {x.lower() for x in rx.findall(text)}
+
+
+def _match(t: Call) -> Fn:
+    """The match operator ``f : "q"`` and ``match(f, "q")``: on an analysed text field, true when
+    one of the query's tokens is a token of the field (a match query's default operator is
+    ``OR``); on another field, the whole value equals the query. Options (``fuzziness``, ...)
+    are refused; a null field gives null."""
+    from ruleatlas.languages.kql.lower import is_text_field
+
+    if len(t.args) != 2 or not isinstance(t.args[0], FieldRef) or not isinstance(
+            t.args[1], str):
+        raise UnknownFunction(f"{t.name}: only a field against a literal query is run "
+                              "(options such as fuzziness are not)")
+    field, query = t.args[0].name, t.args[1]
+    if not is_text_field(field):
+        return compile_esql_term(Call("==", (t.args[0], query)))
+    want = _tokens(field, query)
+
+    def f(r: Row) -> bool | None:
+        v = r.get(field)
+        if v is None:
+            return None
+        texts = v if isinstance(v, list) else [v]
+        return any(not want.isdisjoint(_tokens(field, str(x))) for x in texts)
+
+    return f
+
+
 def _kql(t: Call) -> Fn:
     """``kql("query")``: the KQL query's tree (``languages/kql``) matched with Elasticsearch's
     semantics (``engine.elastic_semantics``), every comparison case-insensitive (ES|QL's
@@ -387,8 +428,8 @@ SPECIAL: dict[str, Callable[[Call], Fn]] = {
     "AND": _and, "OR": _or, "NOT": _not, "like": _like, "rlike": _like, "in": _in,
     "is null": _is_null, "is not null": _is_null,
     "case": _case, "coalesce": _coalesce, "duration": _duration, "::": _cast,
-    ":": _unsupported("full-text search (the match operator) needs Elasticsearch's analyzers"),
-    "match": _unsupported("full-text search needs Elasticsearch's analyzers"),
+    ":": lambda t: _match(t),
+    "match": lambda t: _match(t),
     "qstr": _unsupported("a Lucene query string needs Elasticsearch's analyzers"),
     "kql": lambda t: _kql(t),
     "param": _unsupported("a query parameter has no value on a log file"),
