@@ -72,6 +72,7 @@ class Step:
     spath: Mapping[str, Any] | None = None  # spath: input, output, path
     derive: Mapping[str, Any] | None = None  # tstats: datamodel, names, fill (datamodels.py)
     join: mdl.Join | None = None  # join: fields, kind, max, overwrite, subsearch
+    aggregate: mdl.Aggregate | None = None  # aggregate (ES|QL's replay: esql_semantics.py)
 
     def writes(self) -> set[str]:
         if self.kind == "derive" and self.derive is not None:

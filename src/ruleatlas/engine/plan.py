@@ -42,6 +42,7 @@ from ruleatlas.engine.compile import NotRunnable
 from ruleatlas.engine.ecs import non_windows
 from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
 from ruleatlas.engine.elastic_semantics import elastic_tree
+from ruleatlas.engine.esql_semantics import ESQL, PipelineSemantics
 from ruleatlas.engine.pipeline import Plan, Step, fields_of, plan, result_plan, stage_writes
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.languages import language
@@ -74,6 +75,9 @@ AGGREGATES = frozenset({"stats", "eventstats"})
 REPLAYED = frozenset({"eval", "rex", "rename", "addtotals", "spath"})
 # Elastic rule types the engine runs over the events their query matched (engine.elastic_rules)
 RULE_TYPES = frozenset({"threshold", "new_terms"})
+# Languages whose pipelines the engine replays with their own semantics (plan, event steps and
+# aggregation), by ``Language.semantics``: ES|QL (engine.esql_semantics).
+PIPELINES: Mapping[str, PipelineSemantics] = {"esql": ESQL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,8 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None,
             return f"cannot run {n.text!r}: {n.reason}"
     if analysis.condition is None and not analysis.stages:
         return "the rule has no condition"
+    if ecs and lang is not None and lang.semantics in PIPELINES:
+        return None  # the rest is judged by the language's own pipeline (_plan_ecs)
     computed = _computed(analysis)
     used = set(fields_of(analysis.condition))
     if pl is not None:  # in search order: eval/rex outputs are computed, others are not
@@ -383,6 +389,14 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
             if isinstance(got, str):
                 return dataclasses.replace(p, reason=got)
             p = dataclasses.replace(p, rule_type=got)
+    own = PIPELINES.get(semantics)
+    if own is not None:
+        esql = own.prepare(analysis)
+        if isinstance(esql, str):
+            return dataclasses.replace(p, reason=esql)
+        return dataclasses.replace(p, plan=Plan(None, esql.steps, {}, {}), agg=esql.agg,
+                                   later=esql.reads, anchor_node=esql.anchors,
+                                   condition=esql.head, result_condition=None)
     if semantics == "elastic":
         cond = elastic_tree(cond)
     # a threshold's result predicates (count >= value) are the rule type's own test
@@ -400,6 +414,7 @@ def _view_fields(p: RulePlan, fields: tuple[str, ...]) -> tuple[str, ...]:
             out.extend((*seq.by, *s.by))
     if p.rule_type is not None:
         out.extend(p.rule_type.reads)
+    out.extend(sorted(p.later))  # read by an ES|QL rule's steps and aggregation
     return tuple(f for f in dict.fromkeys(out) if f not in fields)
 
 
@@ -423,6 +438,9 @@ def plan_rule(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> 
     p = dataclasses.replace(p, reason=routing_error or _why_not(rule, analysis, pl, rp, ecs))
     if ecs and lang is not None and p.runnable:
         p = _plan_ecs(p, analysis, lang.semantics)
+        if lang.semantics in PIPELINES:  # its own steps and aggregation are in the plan
+            analysis = dataclasses.replace(analysis, condition=p.condition,
+                                           result_condition=None, steps=())
     if spl and p.runnable:
         head = pl.head if pl is not None else route_channel_terms(analysis.condition)
         p = dataclasses.replace(p, plan=pl, condition=head, later=frozenset(

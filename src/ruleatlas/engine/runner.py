@@ -28,6 +28,7 @@ from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.ecs import ecs_view
 from ruleatlas.engine.elastic_rules import RuleType
 from ruleatlas.engine.elastic_semantics import compile_elastic
+from ruleatlas.engine.esql_semantics import compile_esql
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
 from ruleatlas.engine.pipeline import (
@@ -38,7 +39,7 @@ from ruleatlas.engine.pipeline import (
     compile_steps,
     join_op,
 )
-from ruleatlas.engine.plan import RulePlan, plan_rule, span_seconds
+from ruleatlas.engine.plan import PIPELINES, RulePlan, plan_rule, span_seconds
 from ruleatlas.engine.sequence import TIME_FIELDS, build_runner, run_sequence
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.model import (
@@ -63,6 +64,7 @@ MAX_COLLECTED = 1_000_000
 COMPILERS: Mapping[str, Callable[[Node | None, Mapping[str, str]], Matcher]] = {
     "default": compile_node,
     "elastic": compile_elastic,
+    "esql": compile_esql,
 }
 
 @dataclass(slots=True)
@@ -148,7 +150,9 @@ class EngineRule:
             return None
         k = tuple(sorted(fmap.items()))
         if k not in self._steps:
-            self._steps[k] = compile_steps(self.plan.steps, fmap, self.later)
+            own = PIPELINES.get(self.semantics)
+            self._steps[k] = (own.steps if own else compile_steps)(self.plan.steps, fmap,
+                                                                  self.later)
         return self._steps[k]
 
 
@@ -444,7 +448,8 @@ class Engine:
         if agg is None:
             er = self.rules[idx].ready()
             assert er.agg is not None
-            agg = self.aggregators[idx] = Aggregator(
+            own = PIPELINES.get(er.semantics)
+            agg = self.aggregators[idx] = own.aggregator(er.agg, er.plan) if own else Aggregator(
                 er.agg, _true if er.chain else (er.result or _true))
         return agg
 

@@ -71,8 +71,9 @@ class Language:
       flattened event, read through the route's field maps) or ``ecs`` (``engine.ecs.ecs_view``:
       the document Elastic's Windows integrations would index for that event);
     * ``semantics``: which of the engine's compilers runs its trees: ``default``
-      (``engine.compile``) or ``elastic`` (Elasticsearch's ``!=`` on a missing field and the EQL
-      functions, ``engine.elastic_semantics``).
+      (``engine.compile``), ``elastic`` (Elasticsearch's ``!=`` on a missing field and the EQL
+      functions, ``engine.elastic_semantics``) or ``esql`` (the query's pipeline replayed with
+      ES|QL's semantics, ``engine.esql_semantics``).
     """
 
     name: str

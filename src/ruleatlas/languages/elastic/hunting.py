@@ -9,7 +9,8 @@ Each query is analyzed in its own language (``analyze_query(language, text)``; E
 * ``condition``: the Or of the queries' event conditions (an event is of interest when one query
   looks at it); None when one query has no event filter;
 * ``result_condition`` and ``group_by``: none for the file (each query's own result filter and
-  group-by stay in its stages); ``sequence``: the query's own when the file has one query;
+  group-by stay in its stages); ``sequence`` and ``steps`` (pipeline steps): the query's own
+  when the file has one query;
 * ``problems``: each query's, prefixed ``query N: ``;
 * ``extra["queries"]``: per query its language, its first and last stage, and its own extra.
 
@@ -24,7 +25,17 @@ from typing import Any
 
 from ruleatlas.languages import QueryAnalyzer
 from ruleatlas.languages.elastic.trees import move_problem, move_sequence, move_stage, move_tree
-from ruleatlas.model import Analysis, Node, Or, Problem, Rule, Sequence, Stage, StageKind
+from ruleatlas.model import (
+    Analysis,
+    Node,
+    Or,
+    Problem,
+    Rule,
+    Sequence,
+    Stage,
+    StageKind,
+    Step,
+)
 
 SQL_LANGUAGE = "sql"
 SQL_REASON = "SQL hunting query (osquery): no analyzer"
@@ -63,6 +74,7 @@ def analyze_hunt(rule: Rule, analyze: QueryAnalyzer) -> Analysis:
     unfiltered = False
     queries: list[dict[str, Any]] = []
     sequence: Sequence | None = None
+    steps: tuple[Step, ...] = ()
     pos = 0
     for n, entry in enumerate(entries, 1):
         lang, text = str(entry.get("language") or rule.language), str(entry.get("query") or "")
@@ -83,6 +95,7 @@ def analyze_hunt(rule: Rule, analyze: QueryAnalyzer) -> Analysis:
                 conditions.append(cond)
         if len(entries) == 1:
             sequence = move_sequence(sub.sequence, rule.query, offset)
+            steps = sub.steps
         queries.append({"index": n, "language": lang, "stages": [first, len(stages) - 1],
                         "extra": dict(sub.extra)})
     condition = None if unfiltered else _or(conditions)
@@ -93,5 +106,6 @@ def analyze_hunt(rule: Rule, analyze: QueryAnalyzer) -> Analysis:
         problems=tuple(problems),
         extra={"queries": queries},
         sequence=sequence,
+        steps=steps,
     )
 

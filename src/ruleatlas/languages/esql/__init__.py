@@ -17,7 +17,7 @@ from ruleatlas.model import Analysis, Rule
 
 
 @register("esql", "ES|QL", fold_case=True, routing_fields=ROUTING_FIELDS,
-          view="ecs")
+          view="ecs", semantics="esql")
 def analyze_esql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's ES|QL query as stages, predicates and group-by."""
     return analyze_esql_query(rule.query)

@@ -17,6 +17,7 @@ from typing import Any
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.lower import AGGREGATING, Ctx, lower_command
 from ruleatlas.languages.esql.parser import SOURCE_COMMANDS, TIME_UNITS, Parser
+from ruleatlas.languages.esql.steps import query_steps
 from ruleatlas.languages.parsing import ParseError, span_of
 from ruleatlas.languages.spl.lower import apply_rename
 from ruleatlas.model import Analysis, Node, Phase, Problem, Span, Stage, StageKind, conjoin
@@ -117,4 +118,4 @@ def lower_query(tree: A.Query, text: str, fenced: bool = False) -> Analysis:
         extra["inline_stats"] = True
     return Analysis(language=LANGUAGE, stages=tuple(stages), condition=conjoin(event_conds),
                     result_condition=conjoin(result_conds), group_by=group_by,
-                    problems=tuple(ctx.problems), extra=extra)
+                    problems=tuple(ctx.problems), extra=extra, steps=query_steps(tree, ctx))
