@@ -610,6 +610,22 @@ def _steps_for(t: KindTable, names: tuple[str, ...]) -> tuple[Step, ...]:
                  if need is None or not need.isdisjoint(present))
 
 
+@lru_cache(maxsize=64)
+def described_ids(channel: str | None) -> tuple[str, ...]:
+    """The event ids of a channel the mapping categorises (``Sysmon``: 1-29, 255)."""
+    ch = (_raw().get("channels") or {}).get(channel) or {}
+    return tuple(str(e) for e in ch.get("events") or () if str(e) != "*")
+
+
+def constants(key: Key) -> dict[str, Any]:
+    """The ECS fields every event of a kind has with the same value (categorisation, dataset,
+    ``event.code``): what routing can test before any event is read."""
+    out: dict[str, Any] = dict(kind_table(key).consts)
+    if key[1] is not None:
+        out["event.code"] = out["winlog.event_id"] = key[1]
+    return out
+
+
 @lru_cache(maxsize=4096)
 def kind_table(key: Key, only: frozenset[str] | None = None) -> KindTable:
     """The compiled table of one event kind ``(channel, event id)``; with ``only``, just the

@@ -35,13 +35,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ruleatlas.coverage.routing import Route, route_for
+from ruleatlas.coverage.routing import Key, Route, route_for
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import AggSpec, agg_spec
-from ruleatlas.engine.compile import NotRunnable
-from ruleatlas.engine.ecs import non_windows
+from ruleatlas.engine.compile import NotRunnable, compile_node
+from ruleatlas.engine.ecs import constants, described_ids, non_windows
 from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
-from ruleatlas.engine.elastic_semantics import elastic_tree
+from ruleatlas.engine.elastic_semantics import compile_elastic, elastic_tree
 from ruleatlas.engine.esql_semantics import ESQL, PipelineSemantics
 from ruleatlas.engine.pipeline import Plan, Step, fields_of, plan, result_plan, stage_writes
 from ruleatlas.engine.spl_semantics import route_channel_terms
@@ -50,14 +50,18 @@ from ruleatlas.languages.elastic.rule_types import window_seconds
 from ruleatlas.model import (
     Aggregate,
     Analysis,
+    And,
     Bin,
+    Const,
     Join,
     Node,
+    Not,
     Op,
     Opaque,
     Or,
     Pattern,
     Phase,
+    Predicate,
     Rule,
     Sequence,
     StageKind,
@@ -363,6 +367,53 @@ def _every_member(seq: Sequence) -> Node | None:
     return members[0] if len(members) == 1 else Or(tuple(members))
 
 
+Verdict = bool | None  # three-valued: None when the kind's constants cannot tell
+
+
+def _verdict(node: Node | None, consts: Mapping[str, Any], semantics: str) -> Verdict:
+    """Whether ``node`` can be true of an event of a kind whose ECS constants are ``consts``
+    (a predicate on another field: unknown)."""
+    if node is None:
+        return True
+    if isinstance(node, Predicate):
+        if node.field is None or node.field not in consts:
+            return None
+        try:
+            test = (compile_elastic if semantics == "elastic" else compile_node)(node, {})
+        except NotRunnable:
+            return None
+        return test({node.field: consts[node.field]})
+    if isinstance(node, Not):
+        v = _verdict(node.arg, consts, semantics)
+        return None if v is None else not v
+    if isinstance(node, (And, Or)):
+        vs = [_verdict(a, consts, semantics) for a in node.args]
+        decisive = isinstance(node, Or)  # True decides an Or, False an And
+        if decisive in vs:
+            return decisive
+        return None if None in vs else not decisive
+    if isinstance(node, Const):
+        return bool(node.value)
+    return None
+
+
+def _ecs_kinds(cond: Node | None, keys: frozenset[Key], semantics: str) -> frozenset[Key]:
+    """The event kinds of ``keys``' channels whose ECS constants (``event.category``,
+    ``event.type``, ``event.action``, ``event.code``, the dataset) do not rule ``cond`` out.
+    A category names more kinds in Elastic's pipelines than the coverage table lists
+    (``process where event.action == "CreateRemoteThread"`` is Sysmon 8)."""
+    out: set[Key] = set()
+    for ch in {k[0] for k in keys}:
+        mine = {k for k in keys if k[0] == ch}
+        if (ch, None) in mine or not described_ids(ch):
+            out |= mine
+            continue
+        for k in mine | {(ch, e) for e in described_ids(ch)}:
+            if _verdict(cond, constants(k), semantics) is not False:
+                out.add(k)
+    return frozenset(out) or keys
+
+
 def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
     """An Elastic language's rule: matched on the ECS view of Windows events, with its
     sequence or rule type run over the events it collects (or the reason it cannot run)."""
@@ -399,6 +450,9 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
                                    condition=esql.head, result_condition=None)
     if semantics == "elastic":
         cond = elastic_tree(cond)
+    if keys is not None:
+        p = dataclasses.replace(p, route=Route(_ecs_kinds(cond, keys, semantics),
+                                               events=p.route.events))
     # a threshold's result predicates (count >= value) are the rule type's own test
     result = None if p.rule_type is not None else analysis.result_condition
     return dataclasses.replace(p, condition=cond, result_condition=result)
