@@ -509,10 +509,13 @@ class Engine:
         """Keep an event a collecting rule matched, for :meth:`finish` (at most
         :data:`MAX_COLLECTED` per rule: past it the rule stops, with a problem)."""
         got = self.collected.setdefault(idx, [])
-        if len(got) < MAX_COLLECTED:
-            got.append((fields, event))
-            return
         er = self.rules[idx]
+        if len(got) < MAX_COLLECTED:  # only what the rule reads and what a finding shows
+            keep = (*er.fields, *TIME_FIELDS)
+            got.append(({k: fields[k] for k in keep if k in fields}, Event(
+                {k: event.fields[k] for k in _EVENT_KEYS if k in event.fields}, event.file,
+                event.position)))
+            return
         if er.reason is None:
             er.reason = (f"stopped: more than {MAX_COLLECTED:,} events matched its query "
                          "(engine.runner.MAX_COLLECTED)")
@@ -579,6 +582,11 @@ class Engine:
         for ev in events:
             yield from self.match(ev)
         yield from self.finish()
+
+
+# What a finding reads of its event (Event.record_id, time, host, channel, event_id)
+_EVENT_KEYS = ("EventRecordID", "TimeCreated", "UtcTime", "@timestamp", "EventTime", "timestamp",
+               "_time", "Computer", "Channel", "EventID")
 
 
 def _member(ev: Event) -> dict[str, Any]:
