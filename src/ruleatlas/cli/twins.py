@@ -7,12 +7,16 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ruleatlas.cli import common
 from ruleatlas.cli.app import app
-from ruleatlas.engine.twins import MIN_SHARE, SIMILAR_LIMIT, TwinReport, Verdict
+from ruleatlas.engine.twins import MIN_SHARE, SIMILAR_LIMIT, TwinReport, TwinResult, Verdict
 
+# Column headers of the counts table, by verdict.
+SHORT = {Verdict.SAME: "same", Verdict.OVERLAP: "overlap", Verdict.DISJOINT: "disjoint",
+         Verdict.ONLY_A: "only a", Verdict.ONLY_B: "only b", Verdict.NEITHER: "neither"}
 # Rows of the pairs table in the table format (--format json lists every pair).
 SHOWN_PAIRS = 200
 
@@ -74,20 +78,34 @@ def _tables(report: TwinReport) -> None:
     t = Table(title="Twin pairs by sources")
     t.add_column("Sources", no_wrap=True)
     for v in Verdict:
-        t.add_column(v.value, justify="right")
+        t.add_column(SHORT[v], justify="right")
     for k, counts in sorted(report.by_sources().items()):
         t.add_row(k, *(str(counts[v.value]) for v in Verdict))
     c.print(t)
+    c.print("same: both fired on the same events; overlap: on some of the same; disjoint: "
+            "both fired, on no common event", highlight=False)
     p = Table(title=f"Twin pairs ({len(report.results)})")
-    for col in ("Verdict", "Rule a", "Rule b", "Share a/b", "Events a/b/both"):
+    for col in ("Verdict", "Rule a", "Rule b", "Share a/b", "Events a/b/both",
+                "First event only one fired on"):
         p.add_column(col, overflow="fold")
     shown = sorted(report.results, key=lambda r: (r.verdict is Verdict.NEITHER,
                                                    list(Verdict).index(r.verdict)))
     for r in shown[:SHOWN_PAIRS]:
-        p.add_row(r.verdict.value, f"[{r.pair.a.source}] {r.pair.a.title}",
-                  f"[{r.pair.b.source}] {r.pair.b.title}",
+        p.add_row(r.verdict.value, escape(f"[{r.pair.a.source}] {r.pair.a.title}"),
+                  escape(f"[{r.pair.b.source}] {r.pair.b.title}"),
                   f"{r.pair.share_a:.0%}/{r.pair.share_b:.0%}",
-                  f"{r.a_events}/{r.b_events}/{r.shared}")
+                  f"{r.a_events}/{r.b_events}/{r.shared}", _first_missed(r))
     c.print(p)
     if len(report.results) > SHOWN_PAIRS:
         c.print(f"... {len(report.results) - SHOWN_PAIRS} more pairs (--format json)")
+
+
+def _first_missed(r: TwinResult) -> str:
+    """``a: file:position (+n more)`` for the first event one rule fired on and not the other."""
+    for side, only, n in (("a", r.only_a, r.a_events - r.shared),
+                          ("b", r.only_b, r.b_events - r.shared)):
+        if only:
+            name = only[0].file.replace("\\", "/").rsplit("/", 1)[-1]
+            more = f" (+{n - 1})" if n > 1 else ""
+            return escape(f"{side}: {name}:{only[0].position}{more}")
+    return ""
