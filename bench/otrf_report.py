@@ -12,7 +12,8 @@ Reads the plans of a built catalog (``--db``, built from the three vendors' repo
   per rule type.
 
 ``--save F`` writes the findings as JSON lines (``ruleatlas hunt --format jsonl``'s shape), for
-checking findings by hand. ``--no-hunt`` prints the runnability tables only.
+checking findings by hand; ``--findings F`` prints the tables from such a file instead of
+hunting again. ``--no-hunt`` prints the runnability tables only.
 
 Usage: ``.venv/bin/python bench/otrf_report.py --db F [--jobs N] [--save F] [--no-hunt]``
 """
@@ -29,9 +30,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ruleatlas.engine.catalog import is_retired
+from ruleatlas.engine.catalog import from_db, is_retired
 from ruleatlas.engine.hunt import HuntReport, hunt_plans
-from ruleatlas.engine.plans import PlanHead, load
+from ruleatlas.engine.plans import LoadedPlans, PlanHead, load
+from ruleatlas.model import Rule
 
 ROOT = Path(__file__).resolve().parent.parent
 OTRF = (ROOT.parent / "shared" / "corpus" / "otrf").resolve()
@@ -46,6 +48,19 @@ PLATFORMS = {
     "suricata": "network (Suricata)",
 }
 _READS = re.compile(r"reads (.+?) data: ")
+# Index patterns of the data Winlogbeat and Elastic's Windows / System integrations write (what
+# the ECS view imitates); a rule naming none of them reads EDR data only (Elastic Defend,
+# Endgame, SentinelOne, CrowdStrike, Microsoft Defender XDR).
+WINDOWS_LOGS = ("winlogbeat-", "logs-windows.", "logs-system.")
+
+
+def scope(rule: Rule) -> str:
+    """Which data a rule is written for: ``Windows logs`` or ``EDR only``; ``+sig`` when its
+    query reads a ``code_signature`` field (Sysmon 1/3/11/22... have none)."""
+    index = rule.extra.get("index") or ()
+    logs = any(str(i).startswith(WINDOWS_LOGS) for i in index)
+    sig = "code_signature" in (rule.query or "")
+    return ("Windows logs" if logs else "EDR only") + (" +sig" if sig else "")
 
 
 def group(h: PlanHead) -> str:
@@ -89,15 +104,25 @@ def runnability(heads: Sequence[PlanHead]) -> None:
         print(f"  {n} x {why[:140]}")
 
 
-def findings_tables(heads: Sequence[PlanHead], report: HuntReport,
-                    types: Counter[str]) -> None:
+def findings_tables(heads: Sequence[PlanHead], report: HuntReport, types: Counter[str],
+                    full: dict[str, Rule]) -> None:
     by_id = {h.rule.id: h for h in heads}
     print(f"\n{report.events:,} events, {report.rules_run} rules run, {report.findings:,} "
           f"findings from {len(report.by_rule)} rules in {report.seconds:.0f} s")
-    print("\n| findings | rule | type | severity |\n| ---: | --- | --- | --- |")
+    print("\n| findings | rule | type | data |\n| ---: | --- | --- | --- |")
     for rid, n in report.by_rule.most_common():
         r = by_id[rid].rule
-        print(f"| {n:,} | {r.title} | {r.language}/{r.type} | {r.severity or ''} |")
+        print(f"| {n:,} | {r.title} | {r.language}/{r.type} | {scope(full[rid])} |")
+    by_scope: Counter[str] = Counter()
+    ran: Counter[str] = Counter(scope(full[h.rule.id]) for h in heads if h.runnable)
+    fired_scope: Counter[str] = Counter()
+    for rid, n in report.by_rule.items():
+        by_scope[scope(full[rid])] += n
+        fired_scope[scope(full[rid])] += 1
+    print("\n| data the rule is written for | rules run | rules that fired | findings |")
+    print("| --- | ---: | ---: | ---: |")
+    for k, n in ran.most_common():
+        print(f"| {k} | {n} | {fired_scope[k]} | {by_scope[k]:,} |")
     print("\n| tactic | findings |\n| --- | ---: |")
     for t, n in report.by_tactic.most_common():
         print(f"| {t} | {n:,} |")
@@ -112,12 +137,46 @@ def findings_tables(heads: Sequence[PlanHead], report: HuntReport,
         print(f"| {k} | {n} | {fired[k]} | {found[k]:,} |")
 
 
+def hunt(plans: LoadedPlans, heads: Sequence[PlanHead], report: HuntReport, jobs: int,
+         save: str | None) -> None:
+    """``ruleatlas hunt --rules elastic`` over OTRF, the findings written to ``save``."""
+    out = open(save, "w", encoding="utf-8") if save else None
+    t = time.perf_counter()
+    try:
+        for f in hunt_plans(plans, heads, [str(OTRF)], report, jobs=jobs):
+            if out is not None:
+                out.write(json.dumps(f.to_dict(), ensure_ascii=False, default=str) + "\n")
+    finally:
+        if out is not None:
+            out.close()
+    print(f"hunt: {time.perf_counter() - t:.0f} s, {len(report.errors)} read errors")
+
+
+def saved(path: str, heads: Sequence[PlanHead]) -> HuntReport:
+    """The counts of a :class:`HuntReport` from findings saved by ``--save``."""
+    report = HuntReport()
+    titles = {h.rule.id: h.rule for h in heads}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            r = titles[d["rule_id"]]
+            report.findings += 1
+            report.by_rule[r.id] += 1
+            report.titles[r.id] = (r.title, r.severity, r.source)
+            for t in d["tactics"] or ("(no tactic)",):
+                report.by_tactic[t] += 1
+    report.rules_run = sum(h.runnable for h in heads)
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", required=True, help="a catalog built from the three vendors")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--save", default=None, help="write the findings here (JSON lines)")
     ap.add_argument("--no-hunt", action="store_true")
+    ap.add_argument("--findings", default=None,
+                    help="tables from findings saved by --save instead of a new hunt")
     args = ap.parse_args()
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -128,19 +187,13 @@ def main() -> None:
     runnability(heads)
     if args.no_hunt:
         return
-    report = HuntReport()
-    out = open(args.save, "w", encoding="utf-8") if args.save else None
-    t = time.perf_counter()
-    try:
-        for f in hunt_plans(plans, heads, [str(OTRF)], report, jobs=args.jobs):
-            if out is not None:
-                out.write(json.dumps(f.to_dict(), ensure_ascii=False, default=str) + "\n")
-    finally:
-        if out is not None:
-            out.close()
-    print(f"hunt: {time.perf_counter() - t:.0f} s, {len(report.errors)} read errors")
+    report = HuntReport() if args.findings is None else saved(args.findings, heads)
+    if args.findings is None:
+        hunt(plans, heads, report, args.jobs, args.save)
     types = Counter(f"{h.rule.language}/{h.rule.type}" for h in heads if h.runnable)
-    findings_tables(heads, report, types)
+    full = {lr.rule.id: lr.rule for lr in from_db(args.db, [h.rule.id for h in heads
+                                                             if h.runnable])}
+    findings_tables(heads, report, types, full)
 
 
 if __name__ == "__main__":
