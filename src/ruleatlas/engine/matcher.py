@@ -127,11 +127,22 @@ def _pred_anchors(p: Predicate, fm: Mapping[str, str]) -> set[Anchor] | None:
     return set().union(*sets)  # type: ignore[arg-type]
 
 
+# Fields of the ECS view whose value the event kind (nearly) decides: ``host.os.type`` is
+# "windows" in every view, ``event.category`` / ``type`` / ``action`` / ``code`` and the dataset
+# follow from the channel and event id. Anchors on them rank below any other literal (score 1)
+# but still count, for the rules routed to several kinds (``any where``).
+WEAK_FIELDS = frozenset({"host.os.type", "event.category", "event.type", "event.action",
+                         "event.code", "event.provider", "event.module", "event.dataset",
+                         "data_stream.dataset", "winlog.channel"})
+
+
 def score(s: set[Anchor] | None) -> int:
-    """How selective an anchor set is: its shortest literal, 0 for route-decided fields."""
+    """How selective an anchor set is: its shortest literal, 0 for route-decided fields, 1
+    for the ECS fields the event kind decides (:data:`WEAK_FIELDS`)."""
     if not s:
         return -1 if s is None else 1000  # empty set: the rule can never match
-    return min(0 if f in ROUTE_FIELDS else len(lit) for f, lit in s)
+    return min(0 if f in ROUTE_FIELDS else 1 if f in WEAK_FIELDS else len(lit)
+               for f, lit in s)
 
 
 def anchors(node: Node | None, fm: Mapping[str, str] | None = None) -> set[Anchor] | None:
