@@ -50,17 +50,17 @@ PLATFORMS = {
 _READS = re.compile(r"reads (.+?) data: ")
 # Index patterns of the data Winlogbeat and Elastic's Windows / System integrations write (what
 # the ECS view imitates); a rule naming none of them reads EDR data only (Elastic Defend,
-# Endgame, SentinelOne, CrowdStrike, Microsoft Defender XDR).
+# Endgame, SentinelOne, CrowdStrike, Microsoft Defender XDR) or network data (Zeek, PAN-OS).
 WINDOWS_LOGS = ("winlogbeat-", "logs-windows.", "logs-system.")
 
 
 def scope(rule: Rule) -> str:
-    """Which data a rule is written for: ``Windows logs`` or ``EDR only``; ``+sig`` when its
-    query reads a ``code_signature`` field (Sysmon 1/3/11/22... have none)."""
+    """Which data a rule is written for: ``Windows logs`` or ``EDR / network only``; ``+sig``
+    when its query reads a ``code_signature`` field (Sysmon 1/3/11/22... have none)."""
     index = rule.extra.get("index") or ()
     logs = any(str(i).startswith(WINDOWS_LOGS) for i in index)
     sig = "code_signature" in (rule.query or "")
-    return ("Windows logs" if logs else "EDR only") + (" +sig" if sig else "")
+    return ("Windows logs" if logs else "EDR / network only") + (" +sig" if sig else "")
 
 
 def group(h: PlanHead) -> str:
