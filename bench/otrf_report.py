@@ -97,7 +97,8 @@ def runnability(heads: Sequence[PlanHead]) -> None:
     keys = sorted({k for k, _ in rows}, key=lambda k: (k != "runs", -rows[(k, False)]
                                                         - rows[(k, True)], k))
     for k in keys:
-        print(f"| {k} | {rows[(k, False)]} | {rows[(k, True)]} |")
+        label = k.replace("|", "\\|")  # ES|QL inside a Markdown table cell
+        print(f"| {label} | {rows[(k, False)]} | {rows[(k, True)]} |")
     detail: Counter[str] = Counter(h.reason or "" for h in heads if not h.runnable
                                    and group(h).startswith(("ES|QL: other", "analysis")))
     for why, n in detail.most_common():

@@ -31,3 +31,14 @@ def test_category_still_anchors_a_rule_with_nothing_else() -> None:
     pf = Prefilter([got])
     assert pf.candidates({"event.category": ["registry"], "host.os.type": "windows"}) == [0]
     assert pf.candidates({"event.category": ["process"], "host.os.type": "windows"}) == []
+
+
+def test_a_value_the_view_never_gives_is_the_best_anchor() -> None:
+    # every ECS view of a Windows event has host.os.type "windows" and event.kind "event"
+    t = tree('iam where host.os.type == "linux" and event.outcome == "success"')
+    assert anchors(t) == {("host.os.type", "linux")}
+    from ruleatlas.languages.kql import analyze_kql_query
+
+    k = elastic_tree(analyze_kql_query(
+        "event.kind: event and data_stream.dataset: sentinel_one.alert").condition)
+    assert anchors(k) == {("data_stream.dataset", "sentinel_one.alert")}

@@ -127,13 +127,25 @@ def _pred_anchors(p: Predicate, fm: Mapping[str, str]) -> set[Anchor] | None:
     return set().union(*sets)  # type: ignore[arg-type]
 
 
-# Fields of the ECS view whose value the event kind (nearly) decides: ``host.os.type`` is
-# "windows" in every view, ``event.category`` / ``type`` / ``action`` / ``code`` and the dataset
-# follow from the channel and event id. Anchors on them rank below any other literal (score 1)
-# but still count, for the rules routed to several kinds (``any where``).
-WEAK_FIELDS = frozenset({"host.os.type", "event.category", "event.type", "event.action",
-                         "event.code", "event.provider", "event.module", "event.dataset",
-                         "data_stream.dataset", "winlog.channel"})
+# Fields of the ECS view (engine/ecs.py) whose value the event kind decides. Anchors on them
+# filter little: they rank below any other literal (score 1), but still count, for the rules
+# routed to several kinds (``any where``). Where the view gives every event one value
+# (``host.os.type`` "windows", ``event.kind`` "event"), an anchor on another value is one no
+# event of the view has: the best anchor there is (score UNMET_SCORE).
+WEAK_FIELDS: Mapping[str, frozenset[str] | None] = {
+    "host.os.type": frozenset({"windows"}), "event.kind": frozenset({"event"}),
+    "event.category": None, "event.type": None, "event.action": None, "event.code": None,
+}
+UNMET_SCORE = 100
+
+
+def _anchor_score(f: str, lit: str) -> int:
+    if f in ROUTE_FIELDS:
+        return 0
+    if f not in WEAK_FIELDS:
+        return len(lit)
+    every = WEAK_FIELDS[f]
+    return 1 if every is None or lit in every else UNMET_SCORE
 
 
 def score(s: set[Anchor] | None) -> int:
@@ -141,8 +153,7 @@ def score(s: set[Anchor] | None) -> int:
     for the ECS fields the event kind decides (:data:`WEAK_FIELDS`)."""
     if not s:
         return -1 if s is None else 1000  # empty set: the rule can never match
-    return min(0 if f in ROUTE_FIELDS else 1 if f in WEAK_FIELDS else len(lit)
-               for f, lit in s)
+    return min(_anchor_score(f, lit) for f, lit in s)
 
 
 def anchors(node: Node | None, fm: Mapping[str, str] | None = None) -> set[Anchor] | None:
