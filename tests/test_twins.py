@@ -35,13 +35,13 @@ SOURCE = {"s1": "sigma", "s2": "sigma", "p1": "splunk", "e1": "elastic"}
 
 def similar(rid: str, limit: int) -> list[dict[str, Any]]:
     """``store.indicators.similar_rules``' shape over the table above, best first."""
-    out = []
+    out: list[tuple[float, str]] = []
     for (a, b), score in SHARED.items():
         if rid in (a, b):
-            other = b if rid == a else a
-            out.append({"id": other, "source": SOURCE[other], "score": score,
-                        "share": round(score / OWN[rid], 4)})
-    return sorted(out, key=lambda e: (-e["score"], e["id"]))[:limit]
+            out.append((score, b if rid == a else a))
+    return [{"id": other, "source": SOURCE[other], "score": score,
+             "share": round(score / OWN[rid], 4)}
+            for score, other in sorted(out, key=lambda t: (-t[0], t[1]))[:limit]]
 
 
 def test_pairs_need_both_shares() -> None:
