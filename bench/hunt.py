@@ -27,8 +27,14 @@ processes sharing out the input files) on the OTRF archives, with the read floor
 the CPU time of the parent and of the workers, and the load average (issue 15: ``--jobs 2`` at
 least 1.7x ``--jobs 1``; the findings of both are compared too).
 
+``--vendors --db F`` measures instead, in one process and one run, the read floor and the hunt
+of the OTRF archives with each vendor's rules alone (Sigma, Splunk, Elastic) and with all three,
+from a catalog built from the three repositories (its plan cache, as ``ruleatlas hunt`` loads
+them): wall and CPU time (the machine is shared: CPU time is the steadier figure), findings,
+candidate rules per event, ratios to the floor (issue 14: all three within 5x of the floor).
+
 Usage: ``.venv/bin/python bench/hunt.py [--sample N] [--limit-files N] [--startup [--db F]]
-[--jobs]``
+[--jobs] [--vendors --db F]``
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ruleatlas.engine.catalog import from_repos
 from ruleatlas.engine.compile import interpret
@@ -221,6 +228,50 @@ def jobs_figures(runnable: list, paths: list[str]) -> None:
           f"; same findings in the same order: {got[1][1] == got[2][1]}")
 
 
+def timed_run(label: str, fn: Any) -> tuple[Any, float, float]:
+    """(result, wall seconds, CPU seconds of this process) of ``fn()``."""
+    gc.collect()
+    w, c = time.perf_counter(), time.process_time()
+    got = fn()
+    return got, time.perf_counter() - w, time.process_time() - c
+
+
+def vendors(db: str, paths: list[str]) -> None:
+    """The ``--vendors`` figures (see the module docstring)."""
+    import dataclasses
+
+    from ruleatlas.engine.catalog import is_retired
+    from ruleatlas.engine.plans import load
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    plans = load(db)
+    heads = [h for h in plans.plans if not is_retired(h.rule)]
+    (n_read, _), w1, c1 = timed_run("floor", lambda: read_floor(paths))
+    print(f"read floor       : {n_read:>8} events {w1:7.1f}s wall {c1:7.1f}s CPU "
+          f"{n_read / w1:>9.0f} ev/s")
+    rows = []
+    for label in ("sigma", "splunk", "elastic", "all three"):
+        chosen = tuple(h for h in heads if label == "all three" or h.rule.source == label)
+        rules = dataclasses.replace(plans, plans=chosen).engine_rules([])
+        engine = Engine(rules)
+        (n, found, _), w, c = timed_run(label, lambda e=engine: run_engine(e, paths))
+        rows.append((label, len(rules), n, found, engine.candidates / max(n, 1), w, c))
+        print(f"{label:17}: {len(rules):>5} rules {n:>8} events {w:7.1f}s wall {c:7.1f}s CPU "
+              f"{n / w:>9.0f} ev/s {found:>6} findings "
+              f"{engine.candidates / max(n, 1):5.1f} cand/ev  -> {w / w1:.2f}x wall, "
+              f"{c / c1:.2f}x CPU of the floor (load now {os.getloadavg()[0]:.2f})")
+        sys.stdout.flush()
+    (_, _), w2, c2 = timed_run("floor", lambda: read_floor(paths))
+    wf, cf = min(w1, w2), min(c1, c2)
+    print(f"read floor again : {w2:7.1f}s wall {c2:7.1f}s CPU; floor used: {wf:.1f}s wall, "
+          f"{cf:.1f}s CPU ({n_read / wf:.0f} ev/s)")
+    print("\n| rules | rules run | events/s | findings | candidates/event | wall / floor "
+          "| CPU / floor |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, k, n, found, cand, w, c in rows:
+        print(f"| {label} | {k:,} | {n / w:,.0f} | {found:,} | {cand:.1f} | {w / wf:.2f}x "
+              f"| {c / cf:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sample", type=int, default=300, help="events for the slow baselines")
@@ -229,7 +280,14 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="--startup: an existing full catalog")
     ap.add_argument("--repeat", type=int, default=5, help="--startup: best of N warm runs")
     ap.add_argument("--jobs", action="store_true", help="--jobs 1 vs 2 figures (issue 15)")
+    ap.add_argument("--vendors", action="store_true",
+                    help="each vendor alone and all three, with --db (issue 14)")
     args = ap.parse_args()
+    if args.vendors:
+        if not args.db:
+            ap.error("--vendors needs --db (a catalog of the three vendors)")
+        vendors(args.db, inputs(args.limit_files)[0][1])
+        return
     if args.startup:
         startup(args.db, args.repeat)
         return

@@ -104,16 +104,23 @@ R = TypeVar("R", bound=HasRule)
 
 def select(rules: Sequence[R], filters: Sequence[str] | None) -> list[R]:
     """Rules whose id, title, path or source matches any filter (exact id, or a glob on
-    title/path, case-insensitive; ``sigma``/``splunk`` pick a source). Works on anything with
-    a ``rule`` (:class:`LoadedRule`, ``engine.plans.RulePlan``)."""
+    title/path, case-insensitive; a source name, ``sigma``/``splunk``/``elastic``, picks that
+    source and nothing else). Works on anything with a ``rule`` (:class:`LoadedRule`,
+    ``engine.plans.RulePlan``)."""
     if not filters:
         return list(rules)
+    sources = {lr.rule.source for lr in rules}
     out = []
     for lr in rules:
         r = lr.rule
         for f in filters:
             fl = f.lower()
-            if (r.id == f or r.source == fl or fnmatch.fnmatch(r.title.lower(), fl)
+            if fl in sources:  # a source name selects that source only (not "AWS ElastiCache")
+                if r.source == fl:
+                    out.append(lr)
+                    break
+                continue
+            if (r.id == f or fnmatch.fnmatch(r.title.lower(), fl)
                     or fnmatch.fnmatch(r.path.lower(), fl) or fl in r.title.lower()
                     or r.path.lower().endswith(fl)):
                 out.append(lr)

@@ -127,11 +127,33 @@ def _pred_anchors(p: Predicate, fm: Mapping[str, str]) -> set[Anchor] | None:
     return set().union(*sets)  # type: ignore[arg-type]
 
 
+# Fields of the ECS view (engine/ecs.py) whose value the event kind decides. Anchors on them
+# filter little: they rank below any other literal (score 1), but still count, for the rules
+# routed to several kinds (``any where``). Where the view gives every event one value
+# (``host.os.type`` "windows", ``event.kind`` "event"), an anchor on another value is one no
+# event of the view has: the best anchor there is (score UNMET_SCORE).
+WEAK_FIELDS: Mapping[str, frozenset[str] | None] = {
+    "host.os.type": frozenset({"windows"}), "event.kind": frozenset({"event"}),
+    "event.category": None, "event.type": None, "event.action": None, "event.code": None,
+}
+UNMET_SCORE = 100
+
+
+def _anchor_score(f: str, lit: str) -> int:
+    if f in ROUTE_FIELDS:
+        return 0
+    if f not in WEAK_FIELDS:
+        return len(lit)
+    every = WEAK_FIELDS[f]
+    return 1 if every is None or lit in every else UNMET_SCORE
+
+
 def score(s: set[Anchor] | None) -> int:
-    """How selective an anchor set is: its shortest literal, 0 for route-decided fields."""
+    """How selective an anchor set is: its shortest literal, 0 for route-decided fields, 1
+    for the ECS fields the event kind decides (:data:`WEAK_FIELDS`)."""
     if not s:
         return -1 if s is None else 1000  # empty set: the rule can never match
-    return min(0 if f in ROUTE_FIELDS else len(lit) for f, lit in s)
+    return min(_anchor_score(f, lit) for f, lit in s)
 
 
 def anchors(node: Node | None, fm: Mapping[str, str] | None = None) -> set[Anchor] | None:

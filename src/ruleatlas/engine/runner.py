@@ -525,8 +525,9 @@ class Engine:
 
     def _collected_findings(self, idx: int) -> Iterator[Finding]:
         """A sequence's matches, or a threshold / new-terms rule's alerts, over what the rule
-        collected: one finding each, on its first event."""
-        er = self.rules[idx].ready()  # (a --jobs parent replays events it never routed)
+        collected: one finding each, on its first event (the rule filled in first: with
+        worker processes the parent never routed an event to it)."""
+        er = self.rules[idx].ready()
         got = self.collected.get(idx) or []
         if er.reason is not None or not got:
             return
