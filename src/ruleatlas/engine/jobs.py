@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ruleatlas.engine.aggregate import AggSpec
 from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.pipeline import JoinRows
+from ruleatlas.engine.plan import PIPELINES
 from ruleatlas.engine.runner import Engine, EngineRule, Finding
 from ruleatlas.engine.sigma_semantics import to_text
 from ruleatlas.limits import Limits
@@ -129,20 +130,22 @@ class _Recorder:
     :class:`Aggregator` reads is kept: the ``by`` fields and the functions' arguments, and the
     event only for a group's first row in this unit (no later row can be a group's first in
     the parent); a row without every ``by`` value is dropped, as the aggregator drops it.
-    ``eventstats`` rows (kept whole by the aggregator) travel whole."""
+    ``eventstats`` rows (kept whole by the aggregator) and the rows of a language with its own
+    aggregator (ES|QL) travel whole."""
 
-    __slots__ = ("idx", "keep", "seen", "sink", "spec")
+    __slots__ = ("idx", "keep", "seen", "sink", "spec", "whole")
 
-    def __init__(self, idx: int, spec: AggSpec, sink: _Sink) -> None:
+    def __init__(self, idx: int, spec: AggSpec, sink: _Sink, whole: bool = False) -> None:
         self.idx = idx
         self.spec = spec
+        self.whole = whole or spec.command != "stats"
         self.sink = sink
         self.seen: set[tuple[str, ...]] = set()
         self.keep = tuple(dict.fromkeys(
             [*spec.by, *(f.arg for f in spec.funcs if f.arg is not None)]))
 
     def add(self, fields: Mapping[str, Any], payload: Any) -> None:
-        if self.spec.command != "stats":
+        if self.whole:
             self.sink.records.append(StateRecord(self.idx, dict(fields), payload))
             return
         key = []
@@ -170,9 +173,10 @@ class _RecordingAggregators(dict[int, Any]):
     def get(self, key: int, default: Any = None) -> Any:  # type: ignore[override]
         got = dict.get(self, key)
         if got is None:
-            spec = self.engine.rules[key].agg
-            assert spec is not None
-            got = self[key] = _Recorder(key, spec, self.sink)
+            er = self.engine.rules[key]
+            assert er.agg is not None
+            # a language with its own aggregator (ES|QL) may read any field of a row
+            got = self[key] = _Recorder(key, er.agg, self.sink, er.semantics in PIPELINES)
         return got
 
     def new_unit(self) -> None:

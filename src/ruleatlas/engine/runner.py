@@ -509,7 +509,7 @@ class Engine:
         """Keep an event a collecting rule matched, for :meth:`finish` (at most
         :data:`MAX_COLLECTED` per rule: past it the rule stops, with a problem)."""
         got = self.collected.setdefault(idx, [])
-        er = self.rules[idx]
+        er = self.rules[idx].ready()  # (a --jobs parent replays events it never routed)
         if len(got) < MAX_COLLECTED:  # only what the rule reads and what a finding shows
             keep = (*er.fields, *TIME_FIELDS)
             got.append(({k: fields[k] for k in keep if k in fields}, Event(
