@@ -284,3 +284,19 @@ def test_cli_hunt_reports_elastic_findings_with_their_source(tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     out = json.loads(res.output[res.output.index("{"):])
     assert [(f["rule_id"], f["source"]) for f in out["findings"]] == [(rule.id, "elastic")]
+
+
+def test_index_patterns_of_other_data_are_not_run_on_windows_events() -> None:
+    """A rule the routing table cannot place (its index patterns are unknown to it) still
+    names its data: ``logs-aws_bedrock.invocation-*`` holds no Windows document, so the rule
+    is not runnable (its ``IS NULL`` tests would otherwise be true of every Windows event);
+    ``logs-*`` may hold them."""
+    q = "from logs-aws_bedrock.invocation-* | where gen_ai.guardrail_id is null"
+    er = prepared(elastic_rule(q, language="esql", rtype="esql", index=()))
+    assert er.reason is not None and "not Windows event logs" in er.reason
+    kql = 'process.name:"certutil.exe"'
+    assert prepared(elastic_rule(kql, language="kuery", rtype="query",
+                                 index=("logs-*",))).runnable
+    other = prepared(elastic_rule(kql, language="kuery", rtype="query",
+                                  index=("logs-nginx.access-*",)))
+    assert other.reason is not None and "logs-nginx.access-*" in other.reason

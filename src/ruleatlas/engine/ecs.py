@@ -21,8 +21,9 @@ CommandLineToArgvW rules, the Sysmon and PowerShell pipelines' "SplitCommandLine
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -608,6 +609,31 @@ def _steps_for(t: KindTable, names: tuple[str, ...]) -> tuple[Step, ...]:
     present = frozenset(names)
     return tuple(s for s, need in zip(t.steps, t.needs, strict=True)
                  if need is None or not need.isdisjoint(present))
+
+
+# Index names the view's documents would have in Elasticsearch (Winlogbeat, the Windows and
+# System integrations, Elastic Defend, which the view partly stands in for): a rule whose index
+# patterns match none of them reads other data.
+WINDOWS_INDICES = (
+    "winlogbeat-8.0.0", "logs-windows.sysmon_operational-default",
+    "logs-windows.powershell-default", "logs-windows.powershell_operational-default",
+    "logs-windows.forwarded-default", "logs-system.security-default",
+    "logs-system.system-default", "logs-system.application-default",
+    "logs-endpoint.events.process-default", "logs-endpoint.events.file-default",
+    "logs-endpoint.events.registry-default", "logs-endpoint.events.network-default",
+    "logs-endpoint.events.library-default", "logs-endpoint.events.api-default",
+)
+
+
+def reads_windows(patterns: Iterable[str]) -> bool:
+    """Whether some of a rule's index patterns (``logs-windows.*``, ``winlogbeat-*``,
+    ``logs-*``) take the view's documents; a remote cluster prefix (``remote:logs-*``) is
+    ignored."""
+    for pat in patterns:
+        pat = str(pat).rsplit(":", 1)[-1].strip()
+        if any(fnmatch.fnmatchcase(name, pat) for name in WINDOWS_INDICES):
+            return True
+    return False
 
 
 @lru_cache(maxsize=64)

@@ -39,7 +39,7 @@ from ruleatlas.coverage.routing import Key, Route, route_for
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import AggSpec, agg_spec
 from ruleatlas.engine.compile import NotRunnable, compile_node
-from ruleatlas.engine.ecs import constants, described_ids, non_windows
+from ruleatlas.engine.ecs import constants, described_ids, non_windows, reads_windows
 from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
 from ruleatlas.engine.elastic_semantics import compile_elastic, elastic_tree
 from ruleatlas.engine.esql_semantics import ESQL, PipelineSemantics
@@ -427,6 +427,12 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
                 f"reads {data} data: the engine's ECS view is of Windows event logs only "
                 "(docs/ecs.md)"))
         keys = win
+    else:
+        indices = _indices(rule, analysis)
+        if indices and not reads_windows(indices):
+            return dataclasses.replace(p, reason=(
+                f"reads {', '.join(indices)}: not Windows event logs, the engine's ECS view is "
+                "of Windows event logs only (docs/ecs.md)"))
     p = dataclasses.replace(p, route=Route(keys, events=p.route.events))
     cond = analysis.condition
     if analysis.sequence is not None:
@@ -456,6 +462,12 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
     # a threshold's result predicates (count >= value) are the rule type's own test
     result = None if p.rule_type is not None else analysis.result_condition
     return dataclasses.replace(p, condition=cond, result_condition=result)
+
+
+def _indices(rule: Rule, analysis: Analysis) -> tuple[str, ...]:
+    """The index patterns a rule searches (``index`` of the rule; ES|QL's ``FROM``)."""
+    raw = rule.extra.get("index") or analysis.extra.get("indices") or ()
+    return tuple(str(x) for x in ([raw] if isinstance(raw, str) else raw))
 
 
 def _view_fields(p: RulePlan, fields: tuple[str, ...]) -> tuple[str, ...]:
