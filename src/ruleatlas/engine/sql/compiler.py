@@ -73,7 +73,7 @@ from ruleatlas.model import (
 )
 
 LIST_SUFFIX = "[]"  # column of a field's list values: ``Data[]``
-META_COLUMNS = frozenset({"_file", "_position", "_kind"})
+META_COLUMNS = frozenset({"_file", "_position", "_kind", "_seq", "_epoch", "_types"})
 LIKE_ESCAPE = "!"
 ITEM = "_item"  # the lambda variable over a list column's items
 TEXT_COLUMN = "_text"  # the joined values, computed per kind when a keyword rule needs them

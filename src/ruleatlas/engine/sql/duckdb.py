@@ -6,7 +6,7 @@ directory)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from ruleatlas.engine.runner import EngineRule
 from ruleatlas.engine.sql.backend import VIEW, SqlFinding, SqlPlan, findings, plan_queries
-from ruleatlas.engine.sql.columnar import KIND_COLUMN
+from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ
 
 
 @dataclass(slots=True)
@@ -37,12 +37,29 @@ def connect(threads: int | None = None) -> Any:
     return con
 
 
-def attach(con: Any, root: str | Path) -> list[str]:
-    """The view ``events`` over ``root/_kind=*/*.parquet``; returns its column names."""
+def _json_source(con: Any, root: str | Path) -> str:
+    """``read_json`` over the JSON lines layout, every field a string (or a list of strings),
+    as Spark reads it: the columns are given, so DuckDB detects no dates or numbers."""
+    src = exp.Literal.string(str(Path(root) / "**" / "*.jsonl")).sql("duckdb")
+    opts = "format = 'newline_delimited', union_by_name = true, hive_partitioning = true"
+    desc = con.execute(f"DESCRIBE SELECT * FROM read_json({src}, {opts}, sample_size = -1)"
+                       ).fetchall()
+    typed = {"_position": "BIGINT", SEQ: "BIGINT", EPOCH: "DOUBLE"}
+    cols = {name: typed.get(name, "VARCHAR[]" if typ.endswith("[]") else "VARCHAR")
+            for name, typ, *_ in desc if name != KIND_COLUMN}
+    spec = "{" + ", ".join(f"{exp.Literal.string(n).sql('duckdb')}: '{t}'"
+                           for n, t in cols.items()) + "}"
+    return f"read_json({src}, {opts}, columns = {spec})"
+
+
+def attach(con: Any, root: str | Path, fmt: str = "parquet") -> list[str]:
+    """The view ``events`` over ``root/_kind=*/*.parquet`` (or ``*.jsonl``); returns its
+    column names."""
     glob = str(Path(root) / "**" / "*.parquet")
     src = exp.Literal.string(glob).sql("duckdb")
-    con.execute(f"CREATE OR REPLACE VIEW {VIEW}_raw AS SELECT * FROM read_parquet({src}, "
-                "hive_partitioning = true, union_by_name = true, hive_types_autocast = false)")
+    reader = (f"read_parquet({src}, hive_partitioning = true, union_by_name = true, "
+              "hive_types_autocast = false)" if fmt != "jsonl" else _json_source(con, root))
+    con.execute(f"CREATE OR REPLACE VIEW {VIEW}_raw AS SELECT * FROM {reader}")
     # partition values come url-quoted (``%2F``, ``%7C``): decode them once, in Python
     kinds = [r[0] for r in con.execute(f"SELECT DISTINCT {KIND_COLUMN} FROM {VIEW}_raw")
              .fetchall()]
@@ -70,3 +87,53 @@ def hunt(con: Any, rules: Sequence[EngineRule], root: str | Path) -> DuckRun:
         run.findings.extend(findings(run.plan, rows))
     run.run_seconds = time.perf_counter() - t2
     return run
+
+
+class DuckDBBackend:
+    """The runner :mod:`.hunt` drives: the layout at ``root`` as the view ``events``."""
+
+    name = "duckdb"
+    dialect = "duckdb"
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def attach(self, root: str | Sequence[str], fmt: str) -> tuple[list[str], dict[str, int]]:
+        if not isinstance(root, (str, Path)):
+            if len(root) != 1:
+                raise ValueError("DuckDB reads one converted folder at a time")
+            root = root[0]
+        cols = attach(self.con, root, fmt)
+        counts = self.con.execute(f"SELECT {KIND_COLUMN}, COUNT(*) FROM {VIEW} "
+                                  f"GROUP BY {KIND_COLUMN}").fetchall()
+        return cols, {k: int(n) for k, n in counts}
+
+    def event_rows(self, queries: Sequence[str]) -> list[tuple[str, int, int, int]]:
+        out: list[tuple[str, int, int, int]] = []
+        for q in queries:
+            out.extend(self.con.execute(q).fetchall())
+        return out
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def fetch(self, kinds: Sequence[str],
+              keys: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]:
+        """The rows of ``kinds`` and the rows at ``keys`` (file, position), by ``_seq``."""
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _want (_file VARCHAR, _position BIGINT)")
+        if keys:
+            self.con.executemany("INSERT INTO _want VALUES (?, ?)", list(keys))
+        kind_list = ", ".join(exp.Literal.string(k).sql("duckdb") for k in kinds) or "NULL"
+        cur = self.con.execute(
+            f"SELECT * FROM {VIEW} e WHERE e.{KIND_COLUMN} IN ({kind_list}) OR EXISTS ("
+            f"SELECT 1 FROM _want w WHERE w._file = e._file AND w._position = e._position) "
+            f"ORDER BY e.{SEQ}")
+        names = [d[0] for d in cur.description]
+        while True:
+            batch = cur.fetchmany(2000)
+            if not batch:
+                return
+            for r in batch:
+                yield dict(zip(names, r, strict=True))

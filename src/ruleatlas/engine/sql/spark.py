@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruleatlas.engine.runner import EngineRule
 from ruleatlas.engine.sql.backend import VIEW, SqlFinding, SqlPlan, findings, plan_queries
-from ruleatlas.engine.sql.columnar import KIND_COLUMN
+from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ
 
 DEFAULT_MASTER = "local[*]"
 CONF: dict[str, str] = {
@@ -64,11 +64,19 @@ def start(master: str | None = None, conf: dict[str, str] | None = None) -> tupl
 
 def read(spark: Any, uri: str | Sequence[str], fmt: str = "parquet") -> Any:
     """The events DataFrame: Parquet (schemas merged across files) or JSON lines (every value
-    read as a string, lists as arrays), both in the ``_kind=...`` partition layout."""
+    read as a string, lists as arrays; the typed meta columns cast back), both in the
+    ``_kind=...`` partition layout."""
     paths = [uri] if isinstance(uri, str) else list(uri)
     if fmt == "jsonl":
-        return spark.read.option("primitivesAsString", "true").json(paths)
+        df = spark.read.option("primitivesAsString", "true").json(paths)
+        for name, typ in JSON_TYPES.items():
+            if name in df.columns:
+                df = df.withColumn(name, df[name].cast(typ))
+        return df
     return spark.read.option("mergeSchema", "true").parquet(*paths)
+
+
+JSON_TYPES = {"_position": "bigint", SEQ: "bigint", EPOCH: "double"}
 
 
 def hunt(spark: Any, rules: Sequence[EngineRule], uri: str | Sequence[str],
@@ -97,6 +105,55 @@ def hunt_df(spark: Any, rules: Sequence[EngineRule], df: Any, run: SparkRun | No
         for f in frames[1:]:
             df_all = df_all.unionAll(f)
         rows = df_all.collect()
-        run.findings.extend(findings(run.plan, ((r[0], r[1], r[2]) for r in rows)))
+        run.findings.extend(findings(run.plan, ((r[0], r[1], r[2], r[3]) for r in rows)))
     run.run_seconds = time.perf_counter() - t2
     return run
+
+
+class SparkBackend:
+    """The runner :mod:`.hunt` drives: the events at ``uri`` as the view ``events``."""
+
+    name = "spark"
+    dialect = "spark"
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self.df: Any = None
+
+    def attach(self, uri: str | Sequence[str], fmt: str) -> tuple[list[str], dict[str, int]]:
+        """The table's columns and its events per kind (one small job)."""
+        self.df = read(self.spark, uri, fmt)
+        self.df.createOrReplaceTempView(VIEW)
+        counts = self.df.groupBy(KIND_COLUMN).count().collect()
+        return list(self.df.columns), {r[0]: int(r[1]) for r in counts}
+
+    def event_rows(self, queries: Sequence[str]) -> list[tuple[str, int, int, int]]:
+        """Every event query's rows, as one union: one job."""
+        if not queries:
+            return []
+        frames = [self.spark.sql(q) for q in queries]
+        df_all = frames[0]
+        for f in frames[1:]:
+            df_all = df_all.unionAll(f)
+        return [(r[0], r[1], r[2], r[3]) for r in df_all.collect()]
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return [r.asDict() for r in self.spark.sql(sql).collect()]
+
+    def fetch(self, kinds: Sequence[str],
+              keys: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]:
+        """The rows of ``kinds`` and the rows at ``keys`` (file, position), in ``_seq`` order,
+        streamed to the driver."""
+        from pyspark.sql import functions as F
+
+        parts = []
+        if kinds:
+            parts.append(self.df.where(F.col(KIND_COLUMN).isin(list(kinds))))
+        if keys:
+            want = self.spark.createDataFrame(list(keys), "_file string, _position bigint")
+            parts.append(self.df.join(F.broadcast(want), ["_file", "_position"], "left_semi"))
+        if not parts:
+            return iter(())
+        df = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1]).dropDuplicates(
+            ["_file", "_position"])
+        return (r.asDict(recursive=True) for r in df.orderBy(SEQ).toLocalIterator())
