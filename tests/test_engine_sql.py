@@ -656,10 +656,10 @@ def test_hunt_engine_flag_gives_the_local_findings(spark, tmp_path):
     """Sigma + Splunk rules over the regression EVTX files and four OTRF archives, through the
     command: ``--engine spark`` (the logs staged) and ``--engine duckdb`` (a folder ``convert``
     wrote) find what ``--engine local`` finds, finding by finding; Spark's JSON is the same."""
+    from tests.conftest import OTRF, SPLUNK
     from typer.testing import CliRunner
 
     from ruleatlas.cli import app
-    from tests.conftest import OTRF, SPLUNK
 
     windows = OTRF / "datasets" / "atomic" / "windows"
     logs = sorted(str(p) for p in (SIGMA / "regression_data").rglob("*.evtx"))

@@ -114,6 +114,9 @@ class DuckDBBackend:
             out.extend(self.con.execute(q).fetchall())
         return out
 
+    def agg_rows(self, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
+        return [self.rows(q) for q in queries]
+
     def rows(self, sql: str) -> list[dict[str, Any]]:
         cur = self.con.execute(sql)
         names = [d[0] for d in cur.description]

@@ -70,7 +70,7 @@ class Backend(Protocol):
 
     def event_rows(self, queries: Sequence[str]) -> list[tuple[str, int, int, int]]: ...
 
-    def rows(self, sql: str) -> list[dict[str, Any]]: ...
+    def agg_rows(self, queries: Sequence[str]) -> list[list[dict[str, Any]]]: ...
 
     def fetch(self, kinds: Sequence[str],
               keys: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]: ...
@@ -224,7 +224,8 @@ def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntRep
     summary.seconds["plan"] = t2 - t
     found = [SqlFinding(plan.rules[r].rule.id, f, int(p), int(s))
              for f, p, s, r in be.event_rows(plan.queries)]
-    groups = [(q, be.rows(q.sql)) for q in plan.aggregations]
+    groups = list(zip(plan.aggregations, be.agg_rows([q.sql for q in plan.aggregations]),
+                      strict=True))
     t3 = time.perf_counter()
     summary.seconds["sql"] = t3 - t2
     out = _collect(rules, plan, found, groups, counts, be)

@@ -44,6 +44,12 @@ class SparkRun:
     run_seconds: float = 0.0
 
 
+def under_spark_submit() -> bool:
+    """Launched by ``spark-submit`` (or a notebook's gateway): the JVM, its master and its
+    configuration are already given."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT")) and not os.environ.get("SPARK_MASTER")
+
+
 def master_url(master: str | None = None) -> str:
     return master or os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
 
@@ -53,7 +59,9 @@ def start(master: str | None = None, conf: dict[str, str] | None = None) -> tupl
     from pyspark.sql import SparkSession
 
     t0 = time.perf_counter()
-    b = SparkSession.builder.master(master_url(master)).appName("ruleatlas")
+    b = SparkSession.builder.appName("ruleatlas")
+    if master or not under_spark_submit():  # spark-submit's --master stands unless overridden
+        b = b.master(master_url(master))
     quiet = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"}
     for k, v in {**CONF, **quiet, **(conf or {})}.items():
         b = b.config(k, v)
@@ -128,14 +136,46 @@ class SparkBackend:
         return list(self.df.columns), {r[0]: int(r[1]) for r in counts}
 
     def event_rows(self, queries: Sequence[str]) -> list[tuple[str, int, int, int]]:
-        """Every event query's rows, as one union: one job."""
-        if not queries:
-            return []
+        """Every event query's rows: the queries in ``threads()`` unions, each one job, planned
+        and run side by side (the driver plans a query on one core; Catalyst's planning of
+        the wide selects is most of the time)."""
+        rows = self._parallel([self._union(part) for part in self._split(queries)])
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def agg_rows(self, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Each aggregation query's rows; all of them as one union of ``(query number, row as
+        JSON)`` (one job per thread instead of one per rule)."""
+        import json
+
+        wrapped = [f"SELECT {i} AS _q, TO_JSON(STRUCT(*)) AS _row FROM ({q}) AS _a"
+                   for i, q in enumerate(queries)]
+        out: list[list[dict[str, Any]]] = [[] for _ in queries]
+        frames = [self._union(part) for part in self._split(wrapped)]
+        for r in self._parallel(frames):
+            out[r[0]].append(json.loads(r[1]))
+        return out
+
+    def threads(self) -> int:
+        return max(1, int(self.spark.sparkContext.defaultParallelism))
+
+    def _split(self, queries: Sequence[str]) -> list[list[str]]:
+        n = min(self.threads(), len(queries))
+        return [list(queries[i::n]) for i in range(n)] if n else []
+
+    def _union(self, queries: Sequence[str]) -> Any:
         frames = [self.spark.sql(q) for q in queries]
-        df_all = frames[0]
+        df = frames[0]
         for f in frames[1:]:
-            df_all = df_all.unionAll(f)
-        return [(r[0], r[1], r[2], r[3]) for r in df_all.collect()]
+            df = df.unionAll(f)
+        return df
+
+    def _parallel(self, frames: Sequence[Any]) -> list[Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(frames) <= 1:
+            return [r for f in frames for r in f.collect()]
+        with ThreadPoolExecutor(len(frames)) as pool:
+            return [r for rows in pool.map(lambda f: f.collect(), frames) for r in rows]
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         return [r.asDict() for r in self.spark.sql(sql).collect()]
