@@ -31,7 +31,7 @@ least 1.7x ``--jobs 1``; the findings of both are compared too).
 run on the OTRF archives: the read floor; ``ruleatlas convert`` of the corpus to Parquet (time,
 size); the local engine ``--jobs 1`` and ``--jobs 2`` on the archives; Spark ``local[1]`` and
 ``local[2]`` (each in its own process, as a JVM's master is fixed: JVM start, attach, planning,
-SQL, fallback reported apart) and DuckDB (1 and 2 threads) on the Parquet folder; the findings
+SQL, fallback reported apart) and DuckDB (2 threads) on the Parquet folder; the findings
 of each compared with ``--jobs 1``'s (rule, file, position, in order). Spark's goals: ``local[2]``
 at least 1.7x ``local[1]`` and, JVM start apart, at least as fast as ``--jobs 1``.
 
@@ -307,7 +307,7 @@ def backends_figures(runnable: list, paths: list[str], keep: str | None) -> None
                          f"{got['in_sql']} in SQL, {got['fell_back']} fell back; {sec}; same "
                          f"findings: {[tuple(x) for x in got['found']] == base}"))
             print(rows[-1], got["reasons"], flush=True)
-        for threads in (1, 2):
+        for threads in (2,):
             got = _sql_run("duckdb", runnable, pq, threads=threads)
             walls[f"duck{threads}"] = got["wall"]
             sec = ", ".join(f"{k} {v:.1f}" for k, v in got["seconds"].items())

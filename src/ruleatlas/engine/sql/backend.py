@@ -34,6 +34,7 @@ from ruleatlas.model import StageKind
 # a third of the time of 25 per select, whose many union branches cost more to plan)
 CHUNKS: dict[str, int] = {"spark": 200, "duckdb": 200}
 VIEW = "events"
+STEP_NAMES = {"derive": "tstats datamodel", "command": "other command"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ def needs_plan(er: EngineRule) -> str | None:
     if a.sequence is not None:
         return "falls back: needs the plan (sequence)"
     if er.plan is not None and er.plan.steps:
-        return "falls back: needs the plan (eval/rex/rename steps)"
+        kinds = sorted({STEP_NAMES.get(st.kind, st.kind) for st in er.plan.steps
+                        if st.kind != "filter"} or {"filter"})
+        return f"falls back: needs the plan ({'/'.join(kinds)} steps before the filter)"
     if er.joins:
         return "falls back: needs the plan (join)"
     if er.agg is not None:
