@@ -29,6 +29,7 @@ from typing import Any
 
 from ruleatlas.coverage.ecs import ecs_events
 from ruleatlas.coverage.table import Table, load_table, parse_ref
+from ruleatlas.languages import language
 from ruleatlas.model import (
     Analysis,
     And,
@@ -267,9 +268,15 @@ def tree_ids(
 
 
 def narrow(
-    declared: tuple[EventRef, ...], condition: Node | None, table: Table | None = None
+    declared: tuple[EventRef, ...], condition: Node | None, table: Table | None = None,
+    by_ids: bool = False,
 ) -> tuple[EventRef, ...]:
-    """Narrow declared event kinds by the channel and id constraints of ``condition``."""
+    """Narrow declared event kinds by the channel and id constraints of ``condition``.
+
+    A condition whose ids name none of the declared kinds keeps them (a Sigma category is part
+    of the rule's meaning), unless ``by_ids``: then it covers those ids on the declared channels
+    (an ECS category is broad: EQL ``process where event.code == "10"`` is Sysmon 10, though
+    ``process`` declares Sysmon 1 and Security 4688)."""
     t = table or load_table()
     refs = list(declared)
     if condition is None:
@@ -282,6 +289,7 @@ def narrow(
             kept = [r for r in refs if r.channel in chans]
             refs = kept or refs
     out: list[EventRef] = []
+    named: list[EventRef] = []  # the condition's ids on the declared channels (by_ids)
     cache: dict[tuple[str, ...], frozenset[str] | None] = {}
     for r in refs:
         fields = t.id_fields_for(r.channel)
@@ -294,7 +302,9 @@ def narrow(
             out.extend(EventRef(r.channel, i) for i in sorted(ids, key=_id_sort))
         elif r.event_id in ids:
             out.append(r)
-    return tuple(dict.fromkeys(out or refs))
+        elif by_ids:
+            named.extend(EventRef(r.channel, i) for i in sorted(ids, key=_id_sort))
+    return tuple(dict.fromkeys(out or named or refs))
 
 
 def _id_sort(i: str) -> tuple[int, int | str]:
@@ -307,4 +317,5 @@ def events_for(rule: Rule, analysis: Analysis | None) -> tuple[EventRef, ...]:
     t = load_table()
     declared = declared_events(rule, analysis, t)
     condition = analysis.condition if analysis is not None else None
-    return narrow(declared, condition, t)
+    lang = language(rule.language)
+    return narrow(declared, condition, t, by_ids=lang is not None and lang.view == "ecs")

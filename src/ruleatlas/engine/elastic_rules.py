@@ -184,3 +184,76 @@ def new_terms_in_input(events: Sequence[Fields], fields: Sequence[str], *,
         return [], None
     return new_terms(events, fields, history_start=w.history_start, window_start=w.window_start,
                      window_end=w.window_end), w
+
+
+# --------------------------------------------------------------------------------------------
+# The rule types as the engine runs them
+# --------------------------------------------------------------------------------------------
+
+# Elastic rule types with no query to run on a log file, and why (``ruleatlas hunt`` reports
+# them as not runnable with this reason).
+NOT_RUNNABLE_TYPES: Mapping[str, str] = {
+    "machine_learning": "machine-learning rule: Elastic alerts on the anomaly scores of an ML "
+                        "job, there is no query to run on events",
+    "threat_match": "threat-match rule: it joins events with the documents of an indicator "
+                    "index (threat_index), which a log file does not have",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleType:
+    """What a threshold or new-terms rule does with the events its query matched (see the
+    module doc): ``kind`` ``threshold`` (``fields``, ``value``, ``cardinality``) or
+    ``new_terms`` (``fields``, the rule's look-back ``window`` and ``history`` in seconds)."""
+
+    kind: str
+    fields: tuple[str, ...]
+    value: int = 1
+    cardinality: tuple[Cardinality, ...] = ()
+    window: float | None = None
+    history: float | None = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The fields the alerts are computed from."""
+        return (*self.fields, *(c.field for c in self.cardinality))
+
+    def alerts(self, events: Sequence[Fields]) -> list[tuple[Fields, dict[str, Any]]]:
+        """(the alert's first event, what the alert says) per alert, in Elastic's order."""
+        if self.kind == "threshold":
+            out = []
+            for a in threshold(events, self.fields, self.value, self.cardinality):
+                said: dict[str, Any] = dict(zip(self.fields, a.group, strict=True))
+                said["count"] = a.count
+                said.update({f"cardinality({k})": v for k, v in a.distinct.items()})
+                out.append((a.events[0], said))
+            return out
+        found, _ = new_terms_in_input(events, self.fields, window=self.window,
+                                      history=self.history)
+        return [(a.event, dict(zip(self.fields, a.term, strict=True))) for a in found]
+
+
+def rule_type_of(kind: str, extra: Mapping[str, Any],
+                 window: float | None) -> RuleType | str:
+    """The :class:`RuleType` of a threshold or new-terms rule from its analysis' ``extra``
+    (``languages/elastic/rule_types``), or the reason it cannot run."""
+    spec = extra.get(kind)
+    if not isinstance(spec, Mapping):
+        return f"{kind} rule without its {kind} settings"
+    raw = spec.get("fields" if kind == "new_terms" else "field")
+    names = [raw] if isinstance(raw, str) else list(raw or ())
+    if not all(isinstance(n, str) and n for n in names):
+        return f"{kind} fields {raw!r} are not field names"
+    if kind == "new_terms":
+        if not names:
+            return "new_terms rule without fields"
+        hist = spec.get("history_window_seconds")
+        return RuleType(kind, tuple(names), window=window,
+                        history=float(hist) if isinstance(hist, (int, float)) else None)
+    try:
+        value = int(spec.get("value", 1))
+        card = tuple(Cardinality(str(c["field"]), int(c["value"]))
+                     for c in spec.get("cardinality") or ())
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"threshold settings cannot be read: {exc}"
+    return RuleType(kind, tuple(names), value=value, cardinality=card)

@@ -163,4 +163,5 @@ def run(rules: Sequence[EngineRule], paths: Sequence[str], report: HuntReport,
     for f in engine.finish():
         report.add(f)
         yield f
+    report.problems.extend(engine.problems)
     report.seconds = time.perf_counter() - t0

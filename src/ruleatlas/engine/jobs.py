@@ -73,12 +73,14 @@ class WireFinding:
 
 @dataclass(frozen=True, slots=True)
 class StateRecord:
-    """A row fed to an aggregating rule (``join=False``) or to a join's subsearch rows."""
+    """A row fed to an aggregating rule (``join=False``), to a join's subsearch rows, or an
+    event a sequence / threshold / new-terms rule collected (``collect``: its ECS fields)."""
 
     rule: int
     row: dict[str, Any]
     event: Event | None
     join: bool = False
+    collect: bool = False
 
 
 @dataclass(slots=True)
@@ -239,6 +241,9 @@ def _worker(conn: Any) -> None:
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             out.errors.append(ReadError(path or "?", 0, f"worker failed: {tb}", "file"))
             out.inputs[:] = [InputRead(path or "?", out.events, len(out.errors))]
+        for idx, got in engine.collected.items():  # what the unit's events gave, as replayed
+            out.state.extend(StateRecord(idx, dict(f), ev, collect=True) for f, ev in got)
+        engine.collected.clear()
         conn.send(out)
 
 
@@ -399,6 +404,7 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
     for f in engine.finish():
         report.add(f)
         yield f
+    report.problems.extend(engine.problems)
 
 
 def _replay(engine: Engine, rows: dict[int, JoinRows], state: list[StateRecord]) -> None:
@@ -406,6 +412,9 @@ def _replay(engine: Engine, rows: dict[int, JoinRows], state: list[StateRecord])
     for s in state:
         if s.join:
             rows[s.rule].rows.append(s.row)
-            continue
-        engine.aggregator(s.rule).add(s.row, s.event)
+        elif s.collect:
+            assert s.event is not None
+            engine.collect(s.rule, s.row, s.event)
+        else:
+            engine.aggregator(s.rule).add(s.row, s.event)
 

@@ -52,6 +52,7 @@ from ruleatlas import model
 from ruleatlas.coverage.routing import Route
 from ruleatlas.engine.aggregate import AggFunc, AggSpec
 from ruleatlas.engine.compile import Matcher, compile_node
+from ruleatlas.engine.elastic_rules import Cardinality, RuleType
 from ruleatlas.engine.pipeline import (
     Fields,
     JoinRows,
@@ -67,7 +68,7 @@ from ruleatlas.model import Analysis, Node, Problem, Rule, analysis_from_dict
 
 # Bump when what a plan means changes without its classes changing (the code hash below
 # catches edits of the engine's files; this is the explicit, reviewable part of the key).
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 # The code a plan is computed by: any change to these files makes every stored plan stale.
 ENGINE_PARTS = ("model.py", "engine", "coverage")
 
@@ -133,6 +134,11 @@ class RulePlan:
     # the pre-filter's anchors under the route's common field map (most event kinds use it)
     anchors: frozenset[tuple[str, str]] | None = None
     has_anchors: bool = False
+    view: str = "raw"
+    semantics: str = "default"
+    sequence: model.Sequence | None = None
+    optional: frozenset[str] = frozenset()
+    rule_type: RuleType | None = None
 
     @property
     def runnable(self) -> bool:
@@ -165,7 +171,9 @@ def plan_of(er: EngineRule) -> RulePlan:
         has_result=er.result is not None, agg=er.agg, chain=er.chain, bins=er.bins,
         plan=er.plan, later=er.later, result_plan=rp, anchor_node=er.anchor_node,
         joins=tuple(joins), fields=er.fields, tactics=er.tactics, keywords=er.keywords,
-        hidden=er.hidden, anchors=anchors, has_anchors=er.runnable)
+        hidden=er.hidden, anchors=anchors, has_anchors=er.runnable, view=er.view,
+        semantics=er.semantics, sequence=er.sequence, optional=er.optional,
+        rule_type=er.rule_type)
 
 
 def _lazy_matcher(node: Node | None) -> Matcher:
@@ -201,7 +209,9 @@ def engine_rule(p: RulePlan) -> EngineRule:
                                    result_condition=p.result_condition),
                     p.route, reason=p.reason, agg=p.agg, fields=p.fields, tactics=p.tactics,
                     keywords=p.keywords, chain=p.chain, bins=p.bins, plan=p.plan,
-                    later=p.later, anchor_node=p.anchor_node, hidden=p.hidden)
+                    later=p.later, anchor_node=p.anchor_node, hidden=p.hidden, view=p.view,
+                    semantics=p.semantics, sequence=p.sequence, optional=p.optional,
+                    rule_type=p.rule_type)
     if p.has_anchors:
         er.seed_anchors(p.route.common_map, None if p.anchors is None else set(p.anchors))
     if p.has_result:
@@ -299,7 +309,7 @@ def _body(h: PlanHead, fallback: Callable[[PlanHead, PlanError], RulePlan]) -> R
 _MODEL = [v for v in vars(model).values()
           if isinstance(v, type) and v.__module__ == model.__name__]
 _CLASSES: tuple[type, ...] = (
-    PlanHead, RulePlan, JoinPlan, Route, Plan, Step, AggSpec, AggFunc,
+    PlanHead, RulePlan, JoinPlan, Route, Plan, Step, AggSpec, AggFunc, RuleType, Cardinality,
     *(c for c in _MODEL if dataclasses.is_dataclass(c)),
 )
 _ENUMS: tuple[type, ...] = tuple(c for c in _MODEL if issubclass(c, Enum))

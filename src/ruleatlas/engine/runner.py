@@ -27,6 +27,9 @@ from ruleatlas.coverage.routing import Key, Route, event_key, route_for
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import Aggregator, AggSpec, agg_spec
 from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
+from ruleatlas.engine.ecs import ecs_view, non_windows
+from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
+from ruleatlas.engine.elastic_semantics import compile_elastic, elastic_tree
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.matcher import Anchor, Prefilter, anchors, text_values
 from ruleatlas.engine.pipeline import (
@@ -40,9 +43,11 @@ from ruleatlas.engine.pipeline import (
     plan,
     result_plan,
 )
+from ruleatlas.engine.sequence import TIME_FIELDS, build_runner, run_sequence
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.engine.spl_semantics import route_channel_terms
 from ruleatlas.languages import language
+from ruleatlas.languages.elastic.rule_types import window_seconds
 from ruleatlas.model import (
     Aggregate,
     Analysis,
@@ -51,9 +56,12 @@ from ruleatlas.model import (
     Node,
     Op,
     Opaque,
+    Or,
     Pattern,
     Phase,
+    Problem,
     Rule,
+    Sequence,
     StageKind,
     predicates,
     walk,
@@ -71,6 +79,17 @@ REPLAYED = frozenset({"eval", "rex", "rename", "addtotals", "spath"})
 
 # (Channel, EventID) pairs whose event kind the engine remembers (a log has a few dozen).
 EVENT_KEY_CACHE = 4096
+# Events one sequence, threshold or new-terms rule may hold until the end of a hunt (their
+# ECS fields only); past it the rule stops, with a problem in the hunt's report.
+MAX_COLLECTED = 1_000_000
+# Elastic rule types the engine runs over the events their query matched (engine.elastic_rules)
+RULE_TYPES = frozenset({"threshold", "new_terms"})
+
+# The compilers of predicate trees, by ``Language.semantics``.
+COMPILERS: Mapping[str, Callable[[Node | None, Mapping[str, str]], Matcher]] = {
+    "default": compile_node,
+    "elastic": compile_elastic,
+}
 
 @dataclass(slots=True)
 class EngineRule:
@@ -93,6 +112,11 @@ class EngineRule:
     anchor_node: Node | None = None  # tstats: what the pre-filter anchors on (datamodels.py)
     joins: list[tuple[EngineRule, JoinRows]] = field(default_factory=list)  # subsearches
     hidden: bool = False  # a join's subsearch: its rows feed the rule, they are no findings
+    view: str = "raw"  # "ecs": matched against engine.ecs.ecs_view of each event, no field map
+    semantics: str = "default"  # which of COMPILERS runs the trees
+    sequence: Sequence | None = None  # EQL sequence/sample: run over the collected events
+    optional: frozenset[str] = frozenset()  # ?fields: join keys that may be null
+    rule_type: RuleType | None = None  # Elastic threshold/new_terms over the matched events
     # the rest of the rule, filled in by ready() when the engine first routes an event to it
     # (engine.plans: a hunt reads a cached plan's body only for the event kinds it sees)
     pending: Callable[[EngineRule], None] | None = None
@@ -104,6 +128,12 @@ class EngineRule:
     @property
     def runnable(self) -> bool:
         return self.reason is None
+
+    @property
+    def collects(self) -> bool:
+        """The rule's findings come from the events it matched, after the last event
+        (a sequence or an Elastic threshold/new-terms rule)."""
+        return self.sequence is not None or self.rule_type is not None
 
     def ready(self) -> EngineRule:
         """The rule with every field filled in (see ``pending``)."""
@@ -122,7 +152,7 @@ class EngineRule:
         k = tuple(sorted(fmap.items()))
         got = self._compiled.get(k)
         if got is None:
-            got = self._compiled[k] = compile_node(self.analysis.condition, fmap)
+            got = self._compiled[k] = COMPILERS[self.semantics](self.analysis.condition, fmap)
         return got
 
     def anchors(self, fmap: Mapping[str, str]) -> set[Anchor] | None:
@@ -171,16 +201,20 @@ def _computed(analysis: Analysis) -> set[str]:
     return set()
 
 
-def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -> str | None:
+def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None,
+             ecs: bool = False) -> str | None:
     """The reason a rule cannot run faithfully on single events (given the search's plans,
-    ``engine.pipeline``), or None."""
+    ``engine.pipeline``), or None. ``ecs``: an Elastic language's rule (its sequences and rule
+    types run over the events they collect)."""
+    if rule.source == "elastic" and rule.type and rule.type in NOT_RUNNABLE_TYPES:
+        return NOT_RUNNABLE_TYPES[rule.type]
     lang = language(rule.language)
     why = lang.not_runnable(rule, analysis) if lang and lang.not_runnable else None
     if why:
         return why
-    if analysis.sequence is not None:
-        return (f"{analysis.sequence.kind} queries (ordered events joined by keys) are not run "
-                "by the engine yet")
+    if analysis.sequence is not None and not ecs:
+        return (f"{analysis.sequence.kind} queries (ordered events joined by keys) are run for "
+                "the Elastic languages only")
     for p in analysis.problems:
         if p.severity == "error":
             return f"analysis error: {p.message}"
@@ -211,6 +245,8 @@ def _why_not(rule: Rule, analysis: Analysis, pl: Plan | None, rp: Plan | None) -
         if st.kind is StageKind.GENERATE:
             return f"generating command {st.command} (datamodel/lookup search) cannot run on events"
         if st.kind is StageKind.AGGREGATE:
+            if ecs and cmd in RULE_TYPES:
+                continue  # run over the matched events (engine.elastic_rules)
             if cmd == "tstats":
                 why = _tstats_problem(analysis, st)
                 if why:
@@ -353,6 +389,72 @@ def _stage_outputs(text: str) -> set[str]:
     return outs
 
 
+def _windows_channel(channel: str | None) -> bool:
+    """A Windows event log channel (the ECS view's input), not a sourcetype or another OS."""
+    return (channel is not None and ":" not in channel
+            and not channel.lower().startswith("linux") and channel not in non_windows())
+
+
+def _every_member(seq: Sequence) -> Node | None:
+    """What an event must satisfy to take any part in a sequence (a member, a missing member,
+    the until condition); None when a member takes every event."""
+    members: list[Node] = []
+    for s in (*seq.steps, *((seq.until,) if seq.until is not None else ())):
+        if s.condition is None:
+            return None
+        if s.condition not in members:
+            members.append(s.condition)
+    return members[0] if len(members) == 1 else Or(tuple(members))
+
+
+def _prepare_ecs(er: EngineRule, semantics: str) -> str | None:
+    """An Elastic language's rule: matched on the ECS view of Windows events, with its
+    sequence or rule type run over the events it collects; the reason it cannot run, or None."""
+    er.view, er.semantics = "ecs", semantics
+    rule, analysis = er.rule, er.analysis
+    keys = er.route.keys
+    if keys is not None:
+        win = frozenset(k for k in keys if _windows_channel(k[0]))
+        if not win:
+            data = ", ".join(sorted({str(k[0]) for k in keys}))
+            return (f"reads {data} data: the engine's ECS view is of Windows event logs only "
+                    "(docs/ecs.md)")
+        er.route = Route(win, events=er.route.events)
+    else:
+        er.route = Route(None, events=er.route.events)
+    cond = analysis.condition
+    if analysis.sequence is not None:
+        er.sequence = analysis.sequence
+        er.optional = frozenset(str(x) for x in analysis.extra.get("optional_fields") or ())
+        cond = _every_member(analysis.sequence)
+    for st in analysis.stages:
+        if st.kind is StageKind.AGGREGATE and st.command in RULE_TYPES:
+            got = rule_type_of(st.command, analysis.extra,
+                               window_seconds(rule.extra.get("from")))
+            if isinstance(got, str):
+                return got
+            er.rule_type = got
+    if semantics == "elastic":
+        cond = elastic_tree(cond)
+    # a threshold's result predicates (count >= value) are the rule type's own test
+    result = None if er.rule_type is not None else analysis.result_condition
+    er.analysis = dataclasses.replace(analysis, condition=cond, result_condition=result)
+    return None
+
+
+def _view_fields(er: EngineRule) -> tuple[str, ...]:
+    """The ECS fields a rule reads beyond its condition's: sequence join keys, the rule
+    type's fields, the event time (sequences and new terms are ordered in time)."""
+    out: list[str] = []
+    seq = er.sequence
+    if seq is not None:
+        for s in (*seq.steps, *((seq.until,) if seq.until is not None else ())):
+            out.extend((*seq.by, *s.by))
+    if er.rule_type is not None:
+        out.extend(er.rule_type.reads)
+    return tuple(f for f in dict.fromkeys(out) if f not in er.fields)
+
+
 def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> EngineRule:
     """Everything about a rule that does not depend on events (route, plan, runnability)."""
     routing_error: str | None = None
@@ -364,9 +466,13 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
     er = EngineRule(rule, analysis, route, tactics=tactics)
     lang = language(rule.language)
     spl = lang is not None and lang.pipeline
+    ecs = lang is not None and lang.view == "ecs"
     pl = plan(analysis) if spl else None
     rp = result_plan(analysis) if spl else None
-    er.reason = routing_error or _why_not(rule, analysis, pl, rp)
+    er.reason = routing_error or _why_not(rule, analysis, pl, rp, ecs)
+    if ecs and lang is not None and not er.reason:
+        er.reason = _prepare_ecs(er, lang.semantics)
+        analysis = er.analysis
     if spl and not er.reason:
         er.plan = pl
         head = er.plan.head if er.plan is not None else route_channel_terms(analysis.condition)
@@ -377,6 +483,8 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
             {f for s in analysis.stages if s.kind is StageKind.AGGREGATE for f in s.by}
             | set(fields_of(analysis.result_condition)))
     er.fields = tuple(fields_of(analysis.condition))
+    if er.view == "ecs":
+        er.fields += _view_fields(er)
     if er.plan is not None:  # what the eval/rex steps read is part of why an event matched
         extra_fields = [f for st in er.plan.steps if st.kind != "filter"
                         for f in sorted(st.reads()) if f not in er.fields]
@@ -385,8 +493,8 @@ def prepare(rule: Rule, analysis: Analysis, tactics: tuple[str, ...] = ()) -> En
     if er.reason:
         return er
     try:
-        er.compiled(route.common_map)
-        er.steps(route.common_map)
+        er.compiled(er.route.common_map)
+        er.steps(er.route.common_map)
         agg = [x for x in analysis.steps if isinstance(x, Aggregate)]
         if agg:
             specs = [(er.agg or agg_spec(a, "stats"))  # built by _prepare_tstats if it could
@@ -494,15 +602,36 @@ def _never(_fields: Mapping[str, Any]) -> bool:
     return False
 
 
+def _view_only(rules: list[EngineRule]) -> frozenset[str] | None:
+    """The ECS fields some rule of ``rules`` reads (and the event time); None when a rule
+    searches every field (a keyword)."""
+    out: set[str] = set(TIME_FIELDS)
+    for er in rules:
+        if er.keywords or any(p.field is None for p, _ in predicates(er.analysis.condition)):
+            return None
+        out.update(er.fields)
+    return frozenset(out)
+
+
 class _Group:
     """The rules one event kind reaches: their anchors in one :class:`Prefilter`; each rule's
     matcher (and SPL steps) compiled the first time the pre-filter names it a candidate, so a
     kind with 2,000 routed rules compiles the few its events can match, not all of them."""
 
-    __slots__ = ("fmaps", "matchers", "names", "prefilter", "probe", "rules", "slots", "spaced",
-                 "steps")
+    __slots__ = ("ecs", "fmaps", "matchers", "names", "only", "prefilter", "probe", "rules",
+                 "slots", "spaced", "steps")
 
-    def __init__(self, key: Key, rules: list[tuple[int, EngineRule]], min_score: int) -> None:
+    def __init__(self, key: Key, rules: list[tuple[int, EngineRule]], min_score: int,
+                 view: str = "raw") -> None:
+        self.ecs: _Group | None = None  # the rules matched on the ECS view of the events
+        self.only: frozenset[str] | None = None  # the ECS fields they read (None: all)
+        if view == "raw":
+            ecs = [(i, r) for i, r in rules if r.view == "ecs"]
+            if ecs:
+                rules = [(i, r) for i, r in rules if r.view != "ecs"]
+                self.ecs = _Group(key, ecs, min_score, "ecs")
+        else:
+            self.only = _view_only([r for _, r in rules])
         self.slots: list[int] = []
         self.rules: list[EngineRule] = []
         self.fmaps: list[Mapping[str, str]] = []
@@ -511,7 +640,7 @@ class _Group:
         self.names: list[tuple[tuple[str, str], ...]] = []
         entries: list[set[Anchor] | None] = []
         for idx, er in rules:
-            fmap = er.route.field_map(key)
+            fmap = er.route.field_map(key) if er.view != "ecs" else {}
             self.slots.append(idx)
             self.rules.append(er)
             self.fmaps.append(fmap)
@@ -569,6 +698,9 @@ class Engine:
         self.aggregators: dict[int, Aggregator] = {}
         self.events = 0
         self.candidates = 0
+        # the events each sequence / threshold / new-terms rule matched (their ECS fields)
+        self.collected: dict[int, list[tuple[Mapping[str, Any], Event]]] = {}
+        self.problems: list[Problem] = []
 
     def _routed(self, key: Key) -> list[int]:
         """Indexes of the rules whose route accepts ``key``, in rule order: the index by route
@@ -626,6 +758,14 @@ class Engine:
         g = self._groups.get(key) or self._group(key)
         if g.spaced or g.probe:
             _space_aliases(g, fields)
+        if g.slots:
+            yield from self._match_group(g, fields, event)
+        if g.ecs is not None:
+            yield from self._match_group(g.ecs, ecs_view(fields, key, g.ecs.only), event)
+
+    def _match_group(self, g: _Group, fields: dict[str, Any], event: Event
+                     ) -> Iterator[Finding]:
+        """Findings of one group's rules on one event's fields (raw, or its ECS view)."""
         slots = g.prefilter.candidates(fields)
         self.candidates += len(slots)
         for s in slots:
@@ -636,6 +776,9 @@ class Engine:
                     continue
                 idx = g.slots[s]
                 er = self.rules[idx]
+                if er.collects:
+                    self.collect(idx, fs, event)
+                    continue
                 if er.agg is not None:
                     self.aggregator(idx).add(_agg_input(er, event, g.names[s], fs), event)
                     continue
@@ -650,6 +793,44 @@ class Engine:
                     found["keywords"] = [k for k in er.keywords if k in text]
                 yield Finding(er, event, found)
 
+    def collect(self, idx: int, fields: Mapping[str, Any], event: Event) -> None:
+        """Keep an event a collecting rule matched, for :meth:`finish` (at most
+        :data:`MAX_COLLECTED` per rule: past it the rule stops, with a problem)."""
+        got = self.collected.setdefault(idx, [])
+        if len(got) < MAX_COLLECTED:
+            got.append((fields, event))
+            return
+        er = self.rules[idx]
+        if er.reason is None:
+            er.reason = (f"stopped: more than {MAX_COLLECTED:,} events matched its query "
+                         "(engine.runner.MAX_COLLECTED)")
+            self.problems.append(Problem(f"rule {er.rule.id}: {er.reason}", "warning",
+                                         code="collect-limit"))
+            got.clear()
+
+    def _collected_findings(self, idx: int) -> Iterator[Finding]:
+        """A sequence's matches, or a threshold / new-terms rule's alerts, over what the rule
+        collected: one finding each, on its first event."""
+        er = self.rules[idx]
+        got = self.collected.get(idx) or []
+        if er.reason is not None or not got:
+            return
+        event_of = {id(f): ev for f, ev in got}
+        if er.rule_type is not None:
+            for head, said in er.rule_type.alerts([f for f, _ in got]):
+                said.update({k: _short(v) for k, v in head.items()
+                             if k in er.fields and k not in said})
+                yield Finding(er, event_of[id(head)], said)
+            return
+        assert er.sequence is not None
+        compiler = COMPILERS[er.semantics]
+        runner = build_runner(er.sequence, lambda node: compiler(node, {}),
+                              optional=er.optional)
+        for m in run_sequence(runner, [f for f, _ in got]):
+            said = {"sequence.by": list(m.key),
+                    "sequence.events": [_member(event_of[id(f)]) for f in m.events]}
+            yield Finding(er, event_of[id(m.events[0])], said)
+
     def finish(self) -> Iterator[Finding]:
         """Findings of the aggregating rules, once every event has been seen (joins'
         subsearches first: their rows are what the joining rules read)."""
@@ -660,6 +841,8 @@ class Engine:
         for idx in sorted(self.aggregators):  # rule order, whichever saw events first
             if idx not in self._join_rows:
                 yield from self._finish_one(idx)
+        for idx in sorted(self.collected):
+            yield from self._collected_findings(idx)
 
     def _finish_one(self, idx: int, raw: bool = False) -> Iterator[Finding]:
         er = self.rules[idx]
@@ -684,6 +867,11 @@ class Engine:
         for ev in events:
             yield from self.match(ev)
         yield from self.finish()
+
+
+def _member(ev: Event) -> dict[str, Any]:
+    """One event of a sequence as a finding names it."""
+    return {"file": ev.file, "record_id": ev.record_id, "time": ev.time}
 
 
 def _true(_fields: Mapping[str, Any]) -> bool:

@@ -66,7 +66,13 @@ class Language:
     * ``pipeline``: the engine replays the language's field-writing steps (SPL eval, rex, ...);
     * ``field_map``: a coverage field map applied to every event kind for this language's rules
       (``Splunk``: CIM-style names the Splunk add-ons extract);
-    * ``not_runnable``: a language-specific reason why a rule cannot run on single events.
+    * ``not_runnable``: a language-specific reason why a rule cannot run on single events;
+    * ``view``: what the engine matches the language's rules against: ``raw`` (the reader's
+      flattened event, read through the route's field maps) or ``ecs`` (``engine.ecs.ecs_view``:
+      the document Elastic's Windows integrations would index for that event);
+    * ``semantics``: which of the engine's compilers runs its trees: ``default``
+      (``engine.compile``) or ``elastic`` (Elasticsearch's ``!=`` on a missing field and the EQL
+      functions, ``engine.elastic_semantics``).
     """
 
     name: str
@@ -82,6 +88,8 @@ class Language:
     pipeline: bool = False
     field_map: str | None = None
     not_runnable: Callable[[Rule, Analysis], str | None] | None = None
+    view: str = "raw"
+    semantics: str = "default"
 
 
 LANGUAGES: dict[str, Language] = {}

@@ -17,7 +17,8 @@ from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Analysis, Rule
 
 
-@register("eql", "EQL", fold_case=True, routing_fields=ROUTING_FIELDS)
+@register("eql", "EQL", fold_case=True, routing_fields=ROUTING_FIELDS,
+          view="ecs", semantics="elastic")
 def analyze_eql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's EQL query as stages and predicates (a sequence also as ``Analysis.sequence``)."""
     return analyze_eql_query(rule.query)

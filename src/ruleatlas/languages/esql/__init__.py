@@ -16,7 +16,8 @@ from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Analysis, Rule
 
 
-@register("esql", "ES|QL", fold_case=True, routing_fields=ROUTING_FIELDS)
+@register("esql", "ES|QL", fold_case=True, routing_fields=ROUTING_FIELDS,
+          view="ecs")
 def analyze_esql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's ES|QL query as stages, predicates and group-by."""
     return analyze_esql_query(rule.query)

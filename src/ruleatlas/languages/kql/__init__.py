@@ -19,7 +19,8 @@ from ruleatlas.languages.parsing import ParseError
 from ruleatlas.model import Analysis, Rule
 
 
-@register("kql", "KQL", fold_case=True, routing_fields=ROUTING_FIELDS)
+@register("kql", "KQL", fold_case=True, routing_fields=ROUTING_FIELDS,
+          view="ecs", semantics="elastic")
 def analyze_kql(rule: Rule, ctx: AnalysisContext) -> Analysis:
     """The rule's KQL query as one filter stage."""
     return analyze_kql_query(rule.query)
