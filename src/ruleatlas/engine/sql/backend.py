@@ -69,6 +69,11 @@ def needs_plan(er: EngineRule) -> str | None:
     reason: it runs in Python on the rows SQL returns (the rebuilt event, or the group's
     row), as the local engine runs it."""
     a = er.analysis
+    if er.view != "raw" or er.semantics != "default":
+        return ("falls back: Elastic rule (the ECS view and Elasticsearch semantics are not "
+                "compiled to SQL yet)")
+    if er.collects:
+        return "falls back: needs the plan (sequence, threshold or new terms over events)"
     if a.sequence is not None:
         return "falls back: needs the plan (sequence)"
     if er.plan is not None and er.plan.steps:

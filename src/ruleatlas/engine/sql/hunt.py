@@ -266,15 +266,17 @@ def _collect(rules: Sequence[EngineRule], plan: SqlPlan, found: list[SqlFinding]
             if got is not None:
                 events.append(((seq, order[rid]), got))
     events.sort(key=lambda x: x[0])
-    aggs: list[tuple[int, int, Finding]] = [(order[f.rule.rule.id], 0, f)
-                                            for f in engine.finish()]
+    # the local engine's finish(): aggregations in rule order, then the collecting rules'
+    # (sequences, Elastic thresholds and new terms), which only fall back
+    aggs: list[tuple[tuple[int, int], int, Finding]] = [
+        ((int(f.rule.collects), order[f.rule.rule.id]), 0, f) for f in engine.finish()]
     for q, rows in groups:
         for row in sorted((r for r in rows if r.get(FIRST_SEQ) is not None),
                           key=lambda r: int(r[FIRST_SEQ])):
             ev = first_event[(row[FIRST_FILE], int(row[FIRST_POSITION]))]
             got = _agg_finding(q, row, ev)
             if got is not None:
-                aggs.append((order[q.rule.rule.id], int(row[FIRST_SEQ]), got))
+                aggs.append(((0, order[q.rule.rule.id]), int(row[FIRST_SEQ]), got))
     aggs.sort(key=lambda x: (x[0], x[1]))
     return [f for _, f in events] + [f for _, _, f in aggs]
 
