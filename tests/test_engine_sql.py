@@ -653,8 +653,8 @@ def _key(d: dict[str, Any]) -> tuple[str, str, Any]:
 
 @pytest.mark.slow
 def test_hunt_engine_flag_gives_the_local_findings(spark, tmp_path):
-    """Sigma + Splunk rules over the regression EVTX files and four OTRF archives, through the
-    command: ``--engine spark`` (the logs staged) and ``--engine duckdb`` (a folder ``convert``
+    """Sigma, Splunk and Elastic rules over the regression EVTX files and four OTRF archives,
+    through the command: ``--engine spark`` (the logs staged) and ``--engine duckdb`` (a folder ``convert``
     wrote) find what ``--engine local`` finds, finding by finding; Spark's JSON is the same."""
     from tests.conftest import OTRF, SPLUNK
     from typer.testing import CliRunner
@@ -664,10 +664,10 @@ def test_hunt_engine_flag_gives_the_local_findings(spark, tmp_path):
     windows = OTRF / "datasets" / "atomic" / "windows"
     logs = sorted(str(p) for p in (SIGMA / "regression_data").rglob("*.evtx"))
     logs += [str(next(windows.rglob(n))) for n in OTRF_PICKS]
-    repos = ["--repo", str(SIGMA), "--repo", str(SPLUNK)]
+    repos = ["--repo", str(SIGMA), "--repo", str(SPLUNK), "--repo", str(ELASTIC)]
     code, local, _ = _hunt([*repos, "--engine", "local", "--jobs", "1", *logs])
     assert code == 0 and len(local) > 400
-    assert {d["source"] for d in local} == {"sigma", "splunk"}
+    assert {d["source"] for d in local} >= {"sigma", "splunk"}
     code, on_spark, err = _hunt([*repos, "--engine", "spark", "--spark-master", "local[2]",
                                  *logs])
     assert code == 0, err
@@ -729,3 +729,38 @@ def test_hunt_engine_options_are_documented():
     for opt in ("--engine", "--spark-master"):
         assert any(opt in getattr(p, "opts", ()) for p in cmd.params)
         assert opt in docs, opt
+
+
+def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_finds(tmp_path):
+    """Elastic rules run locally on the ECS view; SQL does not compile that view yet: they fall
+    back, say why, and run on the same events (read back from the table)."""
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    def eql(rid: str, query: str) -> EngineRule:
+        r = Rule(id=rid, source="elastic", path="rules/windows/x.toml", title=rid,
+                 language="eql", query=query, body="b")
+        er = prepare(r, analyze(r))
+        assert er.runnable, er.reason
+        return er
+
+    rules = [eql("eql_one", 'process where process.name == "cmd.exe"'),
+             eql("eql_seq", 'sequence by host.id [process where process.name == "a.exe"] '
+                            '[process where process.name == "b.exe"]')]
+    names = ["a.exe", "cmd.exe", "b.exe", "CMD.EXE"]
+    sink = ParquetSink(tmp_path)
+    for i, n in enumerate(names, 1):
+        sink.add(event_row(Event({"Channel": SYSMON, "EventID": 1, "Image": f"C:\\x\\{n}",
+                                  "Computer": "h1", "TimeCreated": f"2024-01-01T00:00:0{i}Z"},
+                                 "el", i)))
+    sink.close()
+    summary = SqlSummary("duckdb")
+    got = [(f.rule.rule.id, f.event.position) for f in hunt_sql(
+        rules, [str(tmp_path)], HuntReport(), summary, backend=duck.DuckDBBackend(
+            duck.connect()))]
+    # EQL == is case-sensitive (CMD.EXE is no match); the sequence a.exe then b.exe on host
+    # h1 is found at its first event
+    assert got == [("eql_one", 2), ("eql_seq", 1)]
+    assert summary.in_sql == 0
+    assert all("Elastic rule" in why for why in summary.fallback.values())
+    assert set(summary.fallback) == {"eql_one", "eql_seq"}
