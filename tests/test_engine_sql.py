@@ -654,9 +654,10 @@ def _key(d: dict[str, Any]) -> tuple[str, str, Any]:
 @pytest.mark.slow
 def test_hunt_engine_flag_gives_the_local_findings(spark, tmp_path):
     """Sigma, Splunk and Elastic rules over the regression EVTX files and four OTRF archives,
-    through the command: ``--engine spark`` (the logs staged) and ``--engine duckdb`` (a folder ``convert``
-    wrote) find what ``--engine local`` finds, finding by finding; Spark's JSON is the same."""
-    from tests.conftest import OTRF, SPLUNK
+    through the command: ``--engine spark`` (the logs staged) and ``--engine duckdb`` (a folder
+    ``convert`` wrote) find what ``--engine local`` finds, finding by finding; Spark's JSON is
+    the same."""
+    from tests.conftest import ELASTIC, OTRF, SPLUNK
     from typer.testing import CliRunner
 
     from ruleatlas.cli import app

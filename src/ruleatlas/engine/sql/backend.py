@@ -1,19 +1,18 @@
-"""What every SQL backend shares: which rules run as SQL, routing by event kind, one query
-per kind with one boolean per rule, findings back as (rule id, file, position).
+"""What every SQL backend shares: which rules run as SQL, routing by event kind, the event
+queries (one boolean per rule) and the aggregation queries.
 
 A backend (:mod:`.spark`, :mod:`.duckdb`) gives the table's column names, its event kinds and a
-way to run one SQL text; :func:`plan_queries` does the rest:
+way to run SQL; :func:`plan_queries` does the rest:
 
-1. each prepared rule (``engine.runner.prepare``) is **event-level** or falls back: aggregations,
-   SPL ``eval``/``rex`` pipeline steps, result filters and sequences need the backend-neutral
-   plan (``engine/plan.py``, not built yet) and are reported as "falls back: needs the plan
-   (...)";
-2. per event kind present in the data, the rules the local engine would route there (route
-   keys, the Sigma ``product`` gate) are compiled under that kind's field map; a rule that
-   cannot be compiled for some kind falls back as a whole, with the compiler's reasons;
-3. per kind, one ``SELECT _file, _position, EXPLODE(ARRAY_COMPACT(ARRAY(IF(rule_0, 0, NULL),
-   ...)))`` over the kind's rows (``CHUNKS`` rules per select, all selects one ``UNION ALL``), so
-   the whole catalog is one job.
+1. each prepared rule (``engine.runner.prepare``) runs as SQL or falls back (:func:`needs_plan`:
+   SPL ``eval``/``rex``/``tstats`` steps before the filter, sequences, joins, Elastic rules on
+   the ECS view, aggregations :mod:`.aggregate` cannot map); not-runnable rules are listed apart;
+2. per rule, the kinds present that the local engine would route to it (route keys, the Sigma
+   ``product`` gate), grouped by the field map each kind gives: one compile per map; a rule that
+   cannot be compiled under some map falls back as a whole, with the compiler's reasons;
+3. rules sharing kinds share selects: ``SELECT _file, _position, _seq,
+   EXPLODE(ARRAY_COMPACT(ARRAY(CASE WHEN rule_0 THEN 0 END, ...)))`` over those kinds' rows
+   (``CHUNKS`` rules per select); each aggregating rule gets its own ``GROUP BY`` query.
 """
 
 from __future__ import annotations
