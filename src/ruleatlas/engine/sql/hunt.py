@@ -113,10 +113,13 @@ class SqlSummary:
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
+IPV6 = r"(?:\b[0-9A-Fa-f]{1,4})?(?::[0-9A-Fa-f]{0,4}){2,}(?:/\d+)?"
+
+
 def reason_group(reason: str) -> str:
     first = reason.split("; ")[0]
     first = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", first)
-    return re.sub(r"[0-9A-Fa-f]*[:/.][0-9A-Fa-f:./]+|\b\d+\b", "...", first)
+    return re.sub(IPV6 + r"|\b\d+(?:\.\d+)*(?:/\d+)?\b", "...", first)
 
 
 # ------------------------------------------------------------------------------ inputs
