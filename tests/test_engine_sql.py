@@ -366,6 +366,36 @@ def test_json_lines_layout_gives_the_same_findings(spark, tmp_path):
     assert _own(run.findings) == _expected(CASES, "spark")
 
 
+@pytest.mark.parametrize(("backend", "fmt"), [("spark", "parquet"), ("duckdb", "parquet"),
+                                           ("duckdb", "jsonl")])
+def test_hunt_sql_with_fallback_gives_every_hand_checked_answer(backend, fmt, spark, case_data,
+                                                                tmp_path):
+    """Through the orchestration (engine.sql.hunt): the rules SQL runs and the ones that fall
+    back (run by the local engine on the rows read back) together give every expected answer,
+    in the local engine's order."""
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    root = case_data
+    if fmt == "jsonl":
+        root = tmp_path / "jsonl"
+        sink = ParquetSink(root, fmt="jsonl", batch=7)
+        for ev in _events(CASES):
+            sink.add(event_row(ev))
+        sink.close()
+    be: Any = sp.SparkBackend(spark) if backend == "spark" else duck.DuckDBBackend(
+        duck.connect())
+    rules = [c.rule for c in CASES]
+    summary = SqlSummary(backend)
+    found = list(hunt_sql(rules, [str(root)], HuntReport(), summary, backend=be))
+    keys = [(f.rule.rule.id, f.event.file, f.event.position) for f in found]
+    assert {k for k in keys if k[0] == k[1]} == _expected(CASES, None)
+    local = [(f.rule.rule.id, f.event.file, f.event.position, f.to_dict())
+             for f in Engine(rules).run(_events(CASES))]
+    assert [(*k, f.to_dict()) for k, f in zip(keys, found, strict=True)] == local
+    assert set(summary.fallback) == {c.name for c in CASES if backend in c.fallback}
+
+
 def test_sigma_pipe_aggregations_are_not_runnable_and_said_so():
     text = ("title: t\nid: agg\nstatus: test\nlogsource:\n    product: windows\n"
             "    service: security\ndetection:\n    selection:\n        EventID: 4625\n"

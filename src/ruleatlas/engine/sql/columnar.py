@@ -13,7 +13,7 @@ One row per event, the field names the local engine sees (the readers' ``Event.f
   when it is a number, else its time as seconds since 1970, ``runner.epoch``), NULL when none;
 * ``_types`` (string, NULL when every value is a string): a JSON object naming the fields whose
   value was not a string (``i`` int, ``f`` float, ``b`` bool, ``n`` None, ``j`` object, ``a``
-  an alias the converter added; a list field: one code per non-null item), so
+  an alias the converter added; a list field: one code per item, None items included), so
   :func:`row_event` gives back the event the readers gave, and findings print the same values.
 
 Every field column is a **string**: the engine's own text of the value
@@ -36,7 +36,7 @@ the schemas (Spark ``mergeSchema``, DuckDB ``union_by_name``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,9 +126,8 @@ def event_row(ev: Event) -> Row:
     for k, v in fields.items():
         if isinstance(v, list):
             values[k] = None
-            items = [x for x in v if x is not None]
-            lists[k] = [to_text(x) for x in items]
-            item_codes = [_code(x) or "" for x in items]
+            lists[k] = [to_text(x) for x in v if x is not None]
+            item_codes = [_code(x) or "" for x in v]  # None items: "n", kept in their place
             if any(item_codes):
                 codes[k] = item_codes
         else:
@@ -162,9 +161,14 @@ def _typed(text: Any, code: str) -> Any:
     return text
 
 
+def _items(texts: Sequence[str], codes: Sequence[str]) -> list[Any]:
+    """A list field's items back: the non-null texts typed, the None items in their place."""
+    it = iter(texts)
+    return [None if c == "n" else _typed(next(it), c) if c else next(it) for c in codes]
+
+
 def row_event(row: Mapping[str, Any]) -> Event:
-    """The event a row was made from (the inverse of :func:`event_row`; a list field's None
-    items are not kept by the layout)."""
+    """The event a row was made from (the inverse of :func:`event_row`)."""
     codes: dict[str, Any] = json.loads(row[TYPES]) if row.get(TYPES) else {}
     fields: dict[str, Any] = {}
     for k, v in row.items():
@@ -173,9 +177,8 @@ def row_event(row: Mapping[str, Any]) -> Event:
         if k.endswith(LIST_SUFFIX):
             name = k[: -len(LIST_SUFFIX)]
             item_codes = codes.get(name)
-            fields[name] = ([_typed(x, c) if c else x for x, c in zip(v, item_codes,
-                                                                     strict=False)]
-                            if isinstance(item_codes, list) else list(v))
+            fields[name] = (_items(v, item_codes) if isinstance(item_codes, list)
+                            else list(v))
             continue
         c = codes.get(k)
         if c == "a":
