@@ -225,12 +225,7 @@ def hunt_cmd(
         loaded = [lr for lr in loaded if not is_retired(lr.rule)]
     report = HuntReport()
     findings: list[dict[str, Any]] = []
-    out = sys.stdout
-    writer = None
-    if fmt is HuntFormat.csv:
-        writer = csv.writer(out)
-        writer.writerow(["rule_id", "rule_title", "source", "severity", "file", "record_id",
-                         "time", "host", "matched"])
+    emit = _emitter(fmt, findings)
     with Progress(TextColumn("hunting"), TextColumn("{task.completed} events"),
                   TextColumn("{task.fields[found]} findings"), TimeElapsedColumn(),
                   console=con, disable=not con.is_terminal, transient=True) as prog:
@@ -246,15 +241,7 @@ def hunt_cmd(
         found, summary = _found(engine, spark_master, cached, loaded, logs, report, limits, jobs,
                                 tick)
         for f in found:
-            d = f.to_dict()
-            if fmt is HuntFormat.jsonl:
-                out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
-            elif writer is not None:
-                writer.writerow([d["rule_id"], d["rule_title"], d["source"], d["severity"],
-                                 d["file"], d["record_id"], d["time"], d["host"],
-                                 json.dumps(d["matched"], ensure_ascii=False, default=str)])
-            else:
-                findings.append(d)
+            emit(f.to_dict())
     for p in report.problems[:20]:
         con.print(f"[yellow]plan cache[/]: {p}", highlight=False)
     if summary is not None:
@@ -273,6 +260,22 @@ def hunt_cmd(
     code = report.exit_code()
     if code:
         raise typer.Exit(code)
+
+
+def _emitter(fmt: HuntFormat, findings: list[dict[str, Any]]) -> Any:
+    """What prints one finding as it comes (jsonl, csv) or keeps it for the end (json, table)."""
+    out = sys.stdout
+    if fmt is HuntFormat.jsonl:
+        return lambda d: out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
+    if fmt is HuntFormat.csv:
+        writer = csv.writer(out)
+        writer.writerow(["rule_id", "rule_title", "source", "severity", "file", "record_id",
+                         "time", "host", "matched"])
+        return lambda d: writer.writerow([
+            d["rule_id"], d["rule_title"], d["source"], d["severity"], d["file"],
+            d["record_id"], d["time"], d["host"],
+            json.dumps(d["matched"], ensure_ascii=False, default=str)])
+    return findings.append
 
 
 def _found(engine: HuntEngine, master: str | None, cached: Any, loaded: list[Any],
