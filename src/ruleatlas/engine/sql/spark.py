@@ -31,6 +31,10 @@ CONF: dict[str, str] = {
     # 64 KB and falls back (a first bench run spent minutes compiling classes it then threw
     # away); per-expression codegen splits long projections into methods
     "spark.sql.codegen.wholeStage": "false",
+    # every task deserialises its select's plan (thousands of rule expressions): a profile of
+    # the first corpus run showed the executor spending its time in ObjectInputStream, one task
+    # per 128 MB of (mostly small) files. Bigger splits: about one task per core per select
+    "spark.sql.files.maxPartitionBytes": "1g",
 }
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
