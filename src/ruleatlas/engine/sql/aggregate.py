@@ -93,7 +93,7 @@ def agg_problem(er: EngineRule) -> str | None:
 
 def _col(name: str, table: Table) -> exp.Expr:
     if name in table.columns:
-        return exp.column(name, quoted=True)
+        return table.col(name)
     return exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR"))
 
 
@@ -102,7 +102,7 @@ def _input(er: EngineRule, name: str, fmap: Mapping[str, str], table: Table) -> 
     mapped name when the event has it)."""
     mapped = fmap.get(name, name)
     if name in er.fields and mapped != name and mapped in table.columns:
-        return exp.Coalesce(this=exp.column(mapped, quoted=True),
+        return exp.Coalesce(this=table.col(mapped),
                             expressions=[_col(name, table)])
     return _col(name, table)
 

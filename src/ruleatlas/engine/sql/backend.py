@@ -17,7 +17,7 @@ way to run SQL; :func:`plan_queries` does the rest:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -109,14 +109,15 @@ def branches(rules: Sequence[EngineRule], kinds: Iterable[str]) -> list[dict[FMa
 
 
 def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Iterable[str],
-                 dialect: str, chunk: int | None = None) -> SqlPlan:
+                 dialect: str, chunk: int | None = None,
+                 aliases: Mapping[str, str] | None = None) -> SqlPlan:
     """Compile the SQL-able rules for the kinds present; the event-level SQL texts (one per
     chunk of rules sharing their kinds; a runner may run them as one ``UNION ALL``) and one
     aggregation query per aggregating rule."""
     out = SqlPlan()
     chunk = chunk or CHUNKS[dialect]
     sqlable = _sqlable(rules, out)
-    table = Table.from_names(columns)
+    table = Table.from_names(columns, aliases)
     comp_cls = COMPILERS[dialect]
     kinds = sorted(kinds)
     out.kinds = len(kinds)

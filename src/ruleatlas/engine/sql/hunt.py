@@ -220,7 +220,8 @@ def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntRep
                              for u in uris)
     else:
         report.events = sum(counts.values())
-    plan = plan_queries(rules, columns, counts, be.dialect)
+    plan = plan_queries(rules, columns, counts, be.dialect,
+                        aliases=getattr(be, "aliases", None))
     summary.in_sql, summary.aggregations = plan.in_sql, len(plan.aggregations)
     summary.fallback, summary.kinds = dict(plan.fallback), plan.kinds
     t2 = time.perf_counter()
