@@ -266,7 +266,9 @@ def _spark_figures(master: str, pq: str) -> dict:
 
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     p = subprocess.run([sys.executable, __file__, "--spark-run", master, "--parquet", pq],
-                       env=env, capture_output=True, text=True, check=True)
+                       env=env, capture_output=True, text=True, check=False)
+    if p.returncode:
+        raise RuntimeError(f"Spark {master} run failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
