@@ -33,8 +33,16 @@ from a catalog built from the three repositories (its plan cache, as ``ruleatlas
 them): wall and CPU time (the machine is shared: CPU time is the steadier figure), findings,
 candidate rules per event, ratios to the floor (issue 14: all three within 5x of the floor).
 
+``--backends`` measures instead the SQL backends against the local engine (issue 15), in one
+run on the OTRF archives: the read floor; ``ruleatlas convert`` of the corpus to Parquet (time,
+size); the local engine ``--jobs 1`` and ``--jobs 2`` on the archives; Spark ``local[1]`` and
+``local[2]`` (each in its own process, as a JVM's master is fixed: JVM start, attach, planning,
+SQL, fallback reported apart) and DuckDB (2 threads) on the Parquet folder; the findings
+of each compared with ``--jobs 1``'s (rule, file, position, in order). Spark's goals: ``local[2]``
+at least 1.7x ``local[1]`` and, JVM start apart, at least as fast as ``--jobs 1``.
+
 Usage: ``.venv/bin/python bench/hunt.py [--sample N] [--limit-files N] [--startup [--db F]]
-[--jobs] [--vendors --db F]``
+[--jobs] [--vendors --db F] [--backends [--keep DIR]]``
 """
 
 from __future__ import annotations
@@ -272,6 +280,107 @@ def vendors(db: str, paths: list[str]) -> None:
               f"| {c / cf:.2f}x |")
 
 
+def _sql_run(engine: str, runnable: list, pq: str, master: str | None = None,
+             threads: int | None = None) -> dict:
+    """One SQL hunt of the Parquet folder: timings, counts and the findings' keys."""
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql import duckdb as duck
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql, start_backend
+
+    summary = SqlSummary(engine, master)
+    be = (start_backend(engine, master, summary) if engine == "spark"
+          else duck.DuckDBBackend(duck.connect(threads)))
+    rep = HuntReport()
+    t = time.perf_counter()
+    found = [(f.rule.rule.id, f.event.file, f.event.position)
+             for f in hunt_sql(runnable, [pq], rep, summary, backend=be)]
+    wall = time.perf_counter() - t
+    return {"wall": wall, "events": rep.events, "found": found, "in_sql": summary.in_sql,
+            "fell_back": len(summary.fallback), "seconds": summary.seconds,
+            "jvm": summary.seconds.get("jvm start", 0.0),
+            "reasons": dict(summary.reasons().most_common(8))}
+
+
+def spark_child(master: str, pq: str) -> None:
+    """``--spark-run MASTER --parquet DIR``: one Spark run, its figures as JSON on stdout."""
+    import json
+
+    loaded = [lr for lr in from_repos([SIGMA], languages=["sigma"])
+              if lr.rule.logsource.get("product") == "windows"]
+    runnable = [p for p in (prepare(lr.rule, lr.analysis) for lr in loaded) if p.runnable]
+    got = _sql_run("spark", runnable, pq, master)
+    print(json.dumps(got))
+
+
+def _spark_figures(master: str, pq: str) -> dict:
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    p = subprocess.run([sys.executable, __file__, "--spark-run", master, "--parquet", pq],
+                       env=env, capture_output=True, text=True, check=False)
+    if p.returncode:
+        raise RuntimeError(f"Spark {master} run failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def backends_figures(runnable: list, paths: list[str], keep: str | None) -> None:
+    """The ``--backends`` figures (see the module docstring)."""
+    from ruleatlas.engine.hunt import HuntReport, run
+    from ruleatlas.engine.sql.columnar import convert
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    n_read, t_read = read_floor(paths)
+    tmp = keep or tempfile.mkdtemp(prefix="bench-backends-")
+    pq = str(Path(tmp) / "pq")
+    try:
+        t = time.perf_counter()
+        rep = convert(paths, pq)
+        t_conv = time.perf_counter() - t
+        rows: list[tuple[str, float, int, str]] = [("read floor", t_read, n_read, "")]
+        rows.append(("convert to Parquet", t_conv, rep.events,
+                     f"{rep.files} files, {rep.bytes / 1e6:.1f} MB, {len(rep.kinds)} kinds"))
+        base: list = []
+        walls: dict[str, float] = {}
+        for jobs in (1, 2):
+            gc.collect()
+            r = HuntReport()
+            t = time.perf_counter()
+            found = [(f.rule.rule.id, f.event.file, f.event.position)
+                     for f in run(runnable, paths, r, jobs=jobs)]
+            walls[f"jobs{jobs}"] = wall = time.perf_counter() - t
+            base = base or found
+            rows.append((f"local --jobs {jobs}", wall, r.events,
+                         f"{len(found)} findings, same: {found == base}"))
+            print(rows[-1], flush=True)
+        for master in ("local[1]", "local[2]"):
+            got = _spark_figures(master, pq)
+            walls[master] = got["wall"] - got["jvm"]
+            sec = ", ".join(f"{k} {v:.1f}" for k, v in got["seconds"].items())
+            rows.append((f"Spark {master} (JVM start apart)", walls[master], got["events"],
+                         f"{got['in_sql']} in SQL, {got['fell_back']} fell back; {sec}; same "
+                         f"findings: {[tuple(x) for x in got['found']] == base}"))
+            print(rows[-1], got["reasons"], flush=True)
+        for threads in (2,):
+            got = _sql_run("duckdb", runnable, pq, threads=threads)
+            walls[f"duck{threads}"] = got["wall"]
+            sec = ", ".join(f"{k} {v:.1f}" for k, v in got["seconds"].items())
+            rows.append((f"DuckDB, {threads} thread(s)", got["wall"], got["events"],
+                         f"{got['in_sql']} in SQL, {got['fell_back']} fell back; {sec}; same "
+                         f"findings: {got['found'] == base}"))
+            print(rows[-1], flush=True)
+        print(f"\n{'figure':34} {'seconds':>9} {'events/s':>10}  notes")
+        for label, secs, n, note in rows:
+            print(f"{label:34} {secs:9.1f} {n / secs:10.0f}  {note}")
+        print(f"--jobs 2 / --jobs 1: {walls['jobs1'] / walls['jobs2']:.2f}x (goal >= 1.7x)")
+        print(f"Spark local[2] / local[1]: {walls['local[1]'] / walls['local[2]']:.2f}x "
+              f"(goal >= 1.7x); Spark local[2] / --jobs 1: "
+              f"{walls['jobs1'] / walls['local[2]']:.2f}x (goal >= 1x)")
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sample", type=int, default=300, help="events for the slow baselines")
@@ -282,7 +391,15 @@ def main() -> None:
     ap.add_argument("--jobs", action="store_true", help="--jobs 1 vs 2 figures (issue 15)")
     ap.add_argument("--vendors", action="store_true",
                     help="each vendor alone and all three, with --db (issue 14)")
+    ap.add_argument("--backends", action="store_true",
+                    help="local vs Spark vs DuckDB on the converted corpus (issue 15)")
+    ap.add_argument("--keep", default=None, help="--backends: keep the Parquet folder here")
+    ap.add_argument("--spark-run", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--parquet", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.spark_run:
+        spark_child(args.spark_run, args.parquet)
+        return
     if args.vendors:
         if not args.db:
             ap.error("--vendors needs --db (a catalog of the three vendors)")
@@ -302,6 +419,10 @@ def main() -> None:
     if args.jobs:
         gc.freeze()  # as the CLI does: the workers inherit the rules copy-on-write
         jobs_figures(runnable, inputs(args.limit_files)[0][1])
+        return
+    if args.backends:
+        gc.freeze()
+        backends_figures(runnable, inputs(args.limit_files)[0][1], args.keep)
         return
 
     for label, paths in inputs(args.limit_files):

@@ -52,8 +52,10 @@ from ruleatlas.model import (
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
+    """One Spark session (local[2]) for the whole test run; the CLI tests reuse it (the
+    command's ``getOrCreate`` returns the active session)."""
     session, _ = sp.start("local[2]")
     yield session
 
@@ -364,7 +366,37 @@ def test_json_lines_layout_gives_the_same_findings(spark, tmp_path):
     assert _own(run.findings) == _expected(CASES, "spark")
 
 
-def test_aggregations_fall_back_with_the_reason():
+@pytest.mark.parametrize(("backend", "fmt"), [("spark", "parquet"), ("duckdb", "parquet"),
+                                           ("duckdb", "jsonl")])
+def test_hunt_sql_with_fallback_gives_every_hand_checked_answer(backend, fmt, spark, case_data,
+                                                                tmp_path):
+    """Through the orchestration (engine.sql.hunt): the rules SQL runs and the ones that fall
+    back (run by the local engine on the rows read back) together give every expected answer,
+    in the local engine's order."""
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    root = case_data
+    if fmt == "jsonl":
+        root = tmp_path / "jsonl"
+        sink = ParquetSink(root, fmt="jsonl", batch=7)
+        for ev in _events(CASES):
+            sink.add(event_row(ev))
+        sink.close()
+    be: Any = sp.SparkBackend(spark) if backend == "spark" else duck.DuckDBBackend(
+        duck.connect())
+    rules = [c.rule for c in CASES]
+    summary = SqlSummary(backend)
+    found = list(hunt_sql(rules, [str(root)], HuntReport(), summary, backend=be))
+    keys = [(f.rule.rule.id, f.event.file, f.event.position) for f in found]
+    assert {k for k in keys if k[0] == k[1]} == _expected(CASES, None)
+    local = [(f.rule.rule.id, f.event.file, f.event.position, f.to_dict())
+             for f in Engine(rules).run(_events(CASES))]
+    assert [(*k, f.to_dict()) for k, f in zip(keys, found, strict=True)] == local
+    assert set(summary.fallback) == {c.name for c in CASES if backend in c.fallback}
+
+
+def test_sigma_pipe_aggregations_are_not_runnable_and_said_so():
     text = ("title: t\nid: agg\nstatus: test\nlogsource:\n    product: windows\n"
             "    service: security\ndetection:\n    selection:\n        EventID: 4625\n"
             "    condition: selection | count() by IpAddress > 10\nlevel: high\n")
@@ -373,17 +405,120 @@ def test_aggregations_fall_back_with_the_reason():
 
     er = prepare(rule, analyze(rule))
     p = plan_queries([er], ["EventID"], ["Security|4625"], "spark")
-    assert er.rule.id in p.fallback and not p.queries
-    assert needs_plan(er) is None or "plan" in p.fallback[er.rule.id] or "not runnable" in (
-        p.fallback[er.rule.id])
+    assert "aggregation (pipe syntax)" in p.not_runnable["agg"]
+    assert not p.queries and not p.aggregations and not p.fallback
 
 
-def test_spl_stats_fall_back_needing_the_plan():
+def test_spl_stats_run_as_sql_or_fall_back_with_the_reason():
     from tests.conftest import spl_rule
 
-    er = spl_rule("index=x EventCode=4625 | stats count by src | where count > 5")
-    assert er.runnable, er.reason
-    assert needs_plan(er) == "falls back: needs the plan (aggregation)"
+    assert needs_plan(spl_rule("index=x EventCode=4625 | stats count by src | where count > 5")
+                      ) is None
+    why = needs_plan(spl_rule("index=x EventCode=4625 | stats avg(n) as a by src"))
+    assert why is not None and "avg(n)" in why
+    why = needs_plan(spl_rule("index=x EventCode=4625 | stats count by src | stats count"))
+    assert why is not None and "chain" in why
+
+
+# ------------------------------------------------------------------------------ aggregations
+
+SEC = "Security"
+AGG_ROWS: list[dict[str, Any]] = [
+    {"Channel": SEC, "EventID": 4625, "EventCode": "4625", "src": "a", "user": "u1",
+     "TimeCreated": "2024-01-01T00:00:01Z"},
+    {"Channel": SEC, "EventID": 4625, "EventCode": "4625", "src": "b", "user": "u1",
+     "TimeCreated": "2024-01-01T00:00:02Z"},
+    {"Channel": SEC, "EventID": 4625, "EventCode": "4625", "src": "a", "user": "u2",
+     "TimeCreated": "2024-01-01T00:00:03Z"},
+    {"Channel": SEC, "EventID": 4625, "EventCode": "4625", "src": "a", "user": "u1",
+     "TimeCreated": "2024-01-01T00:00:04.5Z"},
+    {"Channel": SEC, "EventID": 4625, "EventCode": "4625", "user": "u3",  # no src: dropped
+     "TimeCreated": "2024-01-01T00:00:05Z"},
+    {"Channel": SEC, "EventID": 4624, "EventCode": "4624", "src": "b", "user": "u2",
+     "TimeCreated": "2024-01-01T00:00:06Z"},
+]
+HEAD = "index=x EventCode=4625 | "
+# (name, search, [(first event's position, matched row)], runs in SQL): read off AGG_ROWS
+AGG_CASES: list[tuple[str, str, list[tuple[int, dict[str, Any]]], bool]] = [
+    ("agg_threshold", "stats count by src | where count > 2", [(1, {"src": "a", "count": 3})],
+     True),
+    ("agg_dc", "stats dc(user) as users by src | where users >= 2",
+     [(1, {"src": "a", "users": 2})], True),
+    ("agg_values", "stats values(user) as users count by src",
+     [(1, {"src": "a", "users": ["u1", "u2"], "count": 3}),
+      (2, {"src": "b", "users": ["u1"], "count": 1})], True),
+    ("agg_no_by", "stats count", [(1, {"count": 5})], True),
+    ("agg_time", "stats min(_time) as firstTime max(_time) as lastTime count by src "
+                 "| where count > 1",
+     [(1, {"src": "a", "firstTime": 1704067201.0, "lastTime": 1704067204.5, "count": 3})],
+     True),
+    ("agg_rename", "stats count by src | rename src as source | where count > 2",
+     [(1, {"count": 3, "source": "a"})], True),
+    ("agg_where_cased", 'stats count by src | where src="A"', [], True),
+    ("agg_avg_falls_back", "stats avg(EventID) as a by src",
+     [(1, {"src": "a", "a": 4625.0}), (2, {"src": "b", "a": 4625.0})], False),
+]
+
+
+def _agg_rules() -> list[EngineRule]:
+    from tests.conftest import spl_rule
+
+    out = []
+    for name, search, _, _ in AGG_CASES:
+        er = spl_rule(HEAD + search)
+        assert er.runnable, (name, er.reason)
+        er.rule = dataclasses.replace(er.rule, id=name, title=name)
+        out.append(er)
+    return out
+
+
+@pytest.fixture(scope="module")
+def agg_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("agg")
+    sink = ParquetSink(out, batch=4)
+    for i, fields in enumerate(AGG_ROWS, 1):
+        sink.add(event_row(Event(dict(fields), "agg", i)))
+    sink.close()
+    return out
+
+
+def _agg_expected() -> list[tuple[str, int, dict[str, Any]]]:
+    return [(name, pos, row) for name, _, found, _ in AGG_CASES for pos, row in found]
+
+
+def test_local_engine_aggregates_as_read_off_the_rows():
+    events = [Event(dict(f), "agg", i) for i, f in enumerate(AGG_ROWS, 1)]
+    got = [(f.rule.rule.id, f.event.position, dict(f.matched))
+           for f in Engine(_agg_rules()).run(events)]
+    assert got == _agg_expected()
+
+
+@pytest.mark.parametrize("backend", ["spark", "duckdb"])
+def test_aggregations_on_sql_backends(backend, spark, agg_data):
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    be: Any = sp.SparkBackend(spark) if backend == "spark" else duck.DuckDBBackend(
+        duck.connect())
+    summary = SqlSummary(backend)
+    got = [(f.rule.rule.id, f.event.position, dict(f.matched))
+           for f in hunt_sql(_agg_rules(), [str(agg_data)], HuntReport(), summary, backend=be)]
+    assert got == _agg_expected()
+    assert set(summary.fallback) == {n for n, _, _, sql in AGG_CASES if not sql}
+    assert "avg(EventID)" in summary.fallback["agg_avg_falls_back"]
+    assert summary.aggregations == sum(sql for *_, sql in AGG_CASES)
+
+
+def test_threshold_runs_as_having_in_sql():
+    from ruleatlas.engine.sql.backend import plan_queries
+
+    rules = _agg_rules()
+    for dialect in ("spark", "duckdb"):
+        p = plan_queries(rules, ["EventCode", "src", "user", "_seq", "_epoch"],
+                         ["Security|4625"], dialect)
+        q = {a.rule.rule.id: a for a in p.aggregations}
+        assert q["agg_threshold"].having and "GROUP BY" in q["agg_threshold"].sql
+        assert not q["agg_rename"].having  # rename then where: Python runs the steps
 
 
 # ------------------------------------------------------------------------------ units
@@ -519,3 +654,143 @@ def test_convert_exit_codes_say_what_was_read(tmp_path):
     assert list((tmp_path / "b").iterdir())
     whole = runner.invoke(app, ["convert", good, str(tmp_path / "c")])
     assert whole.exit_code == 0, whole.output
+
+
+# ------------------------------------------------------------------------------ hunt --engine
+
+OTRF_PICKS = ("cmd_psexec_lsa_secrets_dump.zip",
+              "mimikatz_CVE-2020-1472_Unauthenticated_NetrServerAuthenticate2.zip",
+              "schtask_create.zip", "covenant_persistwmi.tar.gz")
+
+
+def _hunt(args: list[str]) -> tuple[int, list[dict[str, Any]], str]:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    res = CliRunner().invoke(app, ["hunt", "--format", "jsonl", *args])
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    found = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+    return res.exit_code, found, res.stderr
+
+
+def _key(d: dict[str, Any]) -> tuple[str, str, Any]:
+    return (d["rule_id"], d["file"], d["record_id"])
+
+
+@pytest.mark.slow
+def test_hunt_engine_flag_gives_the_local_findings(spark, tmp_path):
+    """Sigma, Splunk and Elastic rules over the regression EVTX files and four OTRF archives,
+    through the command: ``--engine spark`` (the logs staged) and ``--engine duckdb`` (a folder
+    ``convert`` wrote) print what ``--engine local`` prints, finding by finding, the same JSON
+    in the same order."""
+    from tests.conftest import ELASTIC, OTRF, SPLUNK
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    windows = OTRF / "datasets" / "atomic" / "windows"
+    logs = sorted(str(p) for p in (SIGMA / "regression_data").rglob("*.evtx"))
+    logs += [str(next(windows.rglob(n))) for n in OTRF_PICKS]
+    repos = ["--repo", str(SIGMA), "--repo", str(SPLUNK), "--repo", str(ELASTIC)]
+    code, local, _ = _hunt([*repos, "--engine", "local", "--jobs", "1", *logs])
+    assert code == 0 and len(local) > 400
+    assert {d["source"] for d in local} >= {"sigma", "splunk"}
+    code, on_spark, err = _hunt([*repos, "--engine", "spark", "--spark-master", "local[2]",
+                                 *logs])
+    assert code == 0, err
+    assert on_spark == local  # the same JSON, in the same order
+    assert "rules ran as SQL" in err and "fell back" in err
+    pq = tmp_path / "pq"
+    conv = CliRunner().invoke(app, ["convert", *logs, str(pq)])
+    assert conv.exit_code == 0, conv.output
+    code, on_duck, err = _hunt([*repos, "--engine", "duckdb", str(pq)])
+    assert code == 0, err
+    # DuckDB's names are case-insensitive: Sysmon's ProcessID and ProcessId stay apart anyway
+    assert on_duck == local
+
+
+def test_hunt_engine_exit_codes_and_summary(tmp_path):
+    """As `hunt`'s: 0 read whole, 1 some inputs skipped, 2 nothing read; the JSON summary says
+    what ran as SQL and what fell back, by reason."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ruleatlas.cli import app
+
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    good = str(sorted((SIGMA / "regression_data").rglob("*.evtx"))[0])
+    rule = ("title: Any process\nid: any-proc\nstatus: test\nlogsource:\n"
+            "    category: process_creation\n    product: windows\ndetection:\n"
+            "    selection:\n        Image|endswith: '.exe'\n    condition: selection\n"
+            "level: low\n")
+    repo = tmp_path / "repo" / "rules"
+    repo.mkdir(parents=True)
+    (repo / "r.yml").write_text(rule)
+    base = ["--repo", str(tmp_path / "repo"), "--engine", "duckdb"]
+    assert _hunt([*base, str(empty)])[0] == 2
+    assert _hunt([*base, good, str(empty)])[0] == 1
+    res = CliRunner().invoke(app, ["hunt", *base, "--format", "json", good])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)["summary"]
+    assert summary["engine"]["engine"] == "duckdb"
+    assert summary["engine"]["rules_in_sql"] + summary["engine"]["fell_back"] == summary[
+        "rules_run"]
+    layout = tmp_path / "converted"
+    (layout / "_kind=x").mkdir(parents=True)
+    code, _, err = _hunt([*base, good, str(layout)])  # a converted folder and logs: refused
+    assert code == 2 and "not both" in err
+
+
+def test_hunt_engine_options_are_documented():
+    import typer.main
+
+    from ruleatlas.cli import app
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "spark.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "ruleatlas hunt LOGS --engine spark" in readme
+    cmd = typer.main.get_command(app).commands["hunt"]  # type: ignore[attr-defined]
+    for opt in ("--engine", "--spark-master"):
+        assert any(opt in getattr(p, "opts", ()) for p in cmd.params)
+        assert opt in docs, opt
+
+
+def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_finds(tmp_path):
+    """Elastic rules run locally on the ECS view; SQL does not compile that view yet: they fall
+    back, say why, and run on the same events (read back from the table)."""
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    def eql(rid: str, query: str) -> EngineRule:
+        r = Rule(id=rid, source="elastic", path="rules/windows/x.toml", title=rid,
+                 language="eql", query=query, body="b")
+        er = prepare(r, analyze(r))
+        assert er.runnable, er.reason
+        return er
+
+    rules = [eql("eql_one", 'process where process.name == "cmd.exe"'),
+             eql("eql_seq", 'sequence by host.id [process where process.name == "a.exe"] '
+                            '[process where process.name == "b.exe"]')]
+    names = ["a.exe", "cmd.exe", "b.exe", "CMD.EXE"]
+    sink = ParquetSink(tmp_path)
+    for i, n in enumerate(names, 1):
+        sink.add(event_row(Event({"Channel": SYSMON, "EventID": 1, "Image": f"C:\\x\\{n}",
+                                  "Computer": "h1", "TimeCreated": f"2024-01-01T00:00:0{i}Z"},
+                                 "el", i)))
+    sink.close()
+    summary = SqlSummary("duckdb")
+    got = [(f.rule.rule.id, f.event.position) for f in hunt_sql(
+        rules, [str(tmp_path)], HuntReport(), summary, backend=duck.DuckDBBackend(
+            duck.connect()))]
+    # EQL == is case-sensitive (CMD.EXE is no match); the sequence a.exe then b.exe on host
+    # h1 is found at its first event
+    assert got == [("eql_one", 2), ("eql_seq", 1)]
+    assert summary.in_sql == 0
+    assert all("Elastic rule" in why for why in summary.fallback.values())
+    assert set(summary.fallback) == {"eql_one", "eql_seq"}

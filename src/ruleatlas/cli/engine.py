@@ -29,6 +29,12 @@ from ruleatlas.store import listings
 GLOB_CHARS = frozenset("*?[")
 
 
+class HuntEngine(StrEnum):
+    local = "local"
+    spark = "spark"
+    duckdb = "duckdb"
+
+
 class HuntFormat(StrEnum):
     table = "table"
     json = "json"
@@ -261,6 +267,11 @@ def hunt_cmd(
     jobs: int = typer.Option(0, "--jobs", "-j", min=0,
                              help="Worker processes (default 0: every core; 1: in process). "
                                   "Inputs are shared out by file; same findings, same order."),
+    engine: HuntEngine = typer.Option(HuntEngine.local, "--engine",
+                                      help="local (in process), spark or duckdb: the same "
+                                           "findings (docs/spark.md)."),
+    spark_master: str = typer.Option(None, "--spark-master", envvar="SPARK_MASTER",
+                                     help="Spark master URL (default local[*])."),
 ) -> None:
     """Run every applicable rule over the logs; findings plus a summary by rule and tactic.
 
@@ -268,10 +279,11 @@ def hunt_cmd(
     deprecated/unsupported) are left out unless --include-retired. --jobs N runs N worker
     processes (default: every core), each on a share of the input files. Exit code: 0 every input
     was read, 1 some inputs or records were skipped (summary on stderr), 2 nothing could be
-    read."""
+    read. --engine spark|duckdb runs the rules as SQL over converted folders (`ruleatlas
+    convert`; Spark: any URI it reads) or over the logs staged into Parquet; rules SQL cannot run
+    fall back to the local engine on the same events (summary on stderr)."""
     from ruleatlas.engine.catalog import is_retired
-    from ruleatlas.engine.hunt import HuntReport, hunt, hunt_plans
-    from ruleatlas.engine.jobs import default_jobs
+    from ruleatlas.engine.hunt import HuntReport
     from ruleatlas.limits import LimitError, Limits
 
     try:
@@ -279,7 +291,8 @@ def hunt_cmd(
     except LimitError as exc:
         raise fail(str(exc), 2) from None
 
-    missing = [p for p in logs if not Path(p).exists()]
+    missing = [p for p in logs if not Path(p).exists()
+               and not (engine is HuntEngine.spark and "://" in p)]
     if missing:
         raise fail(f"no such file or folder: {', '.join(missing)}", 2)
     con = _err()
@@ -293,12 +306,7 @@ def hunt_cmd(
         loaded = [lr for lr in loaded if not is_retired(lr.rule)]
     report = HuntReport()
     findings: list[dict[str, Any]] = []
-    out = sys.stdout
-    writer = None
-    if fmt is HuntFormat.csv:
-        writer = csv.writer(out)
-        writer.writerow(["rule_id", "rule_title", "source", "severity", "file", "record_id",
-                         "time", "host", "matched"])
+    emit = _emitter(fmt, findings)
     with Progress(TextColumn("hunting"), TextColumn("{task.completed} events"),
                   TextColumn("{task.fields[found]} findings"), TimeElapsedColumn(),
                   console=con, disable=not con.is_terminal, transient=True) as prog:
@@ -311,23 +319,16 @@ def hunt_cmd(
             if n % 2000 < k:
                 prog.update(task, completed=n, found=report.findings)
 
-        njobs = jobs or default_jobs()
-        found = (hunt(loaded, logs, report, limits=limits, jobs=njobs, progress=tick)
-                 if cached is None else
-                 hunt_plans(cached, loaded, logs, report, limits=limits, jobs=njobs,
-                            progress=tick))
+        found, summary = _found(engine, spark_master, cached, loaded, logs, report, limits, jobs,
+                                tick)
         for f in found:
-            d = f.to_dict()
-            if fmt is HuntFormat.jsonl:
-                out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
-            elif writer is not None:
-                writer.writerow([d["rule_id"], d["rule_title"], d["source"], d["severity"],
-                                 d["file"], d["record_id"], d["time"], d["host"],
-                                 json.dumps(d["matched"], ensure_ascii=False, default=str)])
-            else:
-                findings.append(d)
+            emit(f.to_dict())
     for p in report.problems[:20]:
         con.print(f"[yellow]plan cache[/]: {p}", highlight=False)
+    if summary is not None:
+        report.engine = summary.to_dict()
+        for line in summary.lines():
+            con.print(line, highlight=False, markup=False)
     con.print(f"{report.events} events, {report.rules_run} rules run "
               f"({len(report.not_runnable)} not runnable), {report.findings} findings "
               f"in {report.seconds:.1f}s")
@@ -340,6 +341,49 @@ def hunt_cmd(
     code = report.exit_code()
     if code:
         raise typer.Exit(code)
+
+
+def _emitter(fmt: HuntFormat, findings: list[dict[str, Any]]) -> Any:
+    """What prints one finding as it comes (jsonl, csv) or keeps it for the end (json, table)."""
+    out = sys.stdout
+    if fmt is HuntFormat.jsonl:
+        return lambda d: out.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
+    if fmt is HuntFormat.csv:
+        writer = csv.writer(out)
+        writer.writerow(["rule_id", "rule_title", "source", "severity", "file", "record_id",
+                         "time", "host", "matched"])
+        return lambda d: writer.writerow([
+            d["rule_id"], d["rule_title"], d["source"], d["severity"], d["file"],
+            d["record_id"], d["time"], d["host"],
+            json.dumps(d["matched"], ensure_ascii=False, default=str)])
+    return findings.append
+
+
+def _found(engine: HuntEngine, master: str | None, cached: Any, loaded: list[Any],
+           logs: list[str], report: Any, limits: Any, jobs: int,
+           tick: Any) -> tuple[Any, Any]:
+    """The findings' iterator of the chosen engine, and the SQL summary (None: local)."""
+    from ruleatlas.engine.hunt import from_plans, hunt, hunt_plans, prepare_all
+    from ruleatlas.engine.jobs import default_jobs
+
+    if engine is HuntEngine.local:
+        njobs = jobs or default_jobs()
+        return (hunt(loaded, logs, report, limits=limits, jobs=njobs, progress=tick)
+                if cached is None else
+                hunt_plans(cached, loaded, logs, report, limits=limits, jobs=njobs,
+                           progress=tick)), None
+    from ruleatlas.engine.sql.hunt import SqlHuntError, SqlSummary, hunt_sql
+
+    rules = prepare_all(loaded, report) if cached is None else from_plans(cached, report, loaded)
+    summary = SqlSummary(engine.value, master)
+
+    def run() -> Any:
+        try:
+            yield from hunt_sql(rules, logs, report, summary, limits, tick)
+        except SqlHuntError as exc:
+            raise fail(str(exc), 2) from None
+
+    return run(), summary
 
 
 def _skipped_summary(con: Console, report: Any) -> None:

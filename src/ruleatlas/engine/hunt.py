@@ -43,6 +43,7 @@ class HuntReport:
     errors: list[ReadError] = field(default_factory=list)
     inputs: list[InputRead] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # the plan cache's (engine.plans)
+    engine: dict[str, Any] | None = None  # --engine spark|duckdb: what ran as SQL, fell back
 
     def add(self, f: Finding) -> None:
         r = f.rule.rule
@@ -77,6 +78,7 @@ class HuntReport:
             "inputs": [{"file": i.file, "events": i.events, "errors": i.errors,
                         "status": i.status} for i in self.inputs],
             "exit_code": self.exit_code(),
+            **({"engine": self.engine} if self.engine is not None else {}),
         }
 
 

@@ -1,19 +1,18 @@
-"""What every SQL backend shares: which rules run as SQL, routing by event kind, one query
-per kind with one boolean per rule, findings back as (rule id, file, position).
+"""What every SQL backend shares: which rules run as SQL, routing by event kind, the event
+queries (one boolean per rule) and the aggregation queries.
 
 A backend (:mod:`.spark`, :mod:`.duckdb`) gives the table's column names, its event kinds and a
-way to run one SQL text; :func:`plan_queries` does the rest:
+way to run SQL; :func:`plan_queries` does the rest:
 
-1. each prepared rule (``engine.runner.prepare``) is **event-level** or falls back: aggregations,
-   SPL ``eval``/``rex`` pipeline steps, result filters and sequences need the backend-neutral
-   plan (``engine/plan.py``, not built yet) and are reported as "falls back: needs the plan
-   (...)";
-2. per event kind present in the data, the rules the local engine would route there (route
-   keys, the Sigma ``product`` gate) are compiled under that kind's field map; a rule that
-   cannot be compiled for some kind falls back as a whole, with the compiler's reasons;
-3. per kind, one ``SELECT _file, _position, EXPLODE(ARRAY_COMPACT(ARRAY(IF(rule_0, 0, NULL),
-   ...)))`` over the kind's rows (``CHUNKS`` rules per select, all selects one ``UNION ALL``), so
-   the whole catalog is one job.
+1. each prepared rule (``engine.runner.prepare``) runs as SQL or falls back (:func:`needs_plan`:
+   SPL ``eval``/``rex``/``tstats`` steps before the filter, sequences, joins, Elastic rules on
+   the ECS view, aggregations :mod:`.aggregate` cannot map); not-runnable rules are listed apart;
+2. per rule, the kinds present that the local engine would route to it (route keys, the Sigma
+   ``product`` gate), grouped by the field map each kind gives: one compile per map; a rule that
+   cannot be compiled under some map falls back as a whole, with the compiler's reasons;
+3. rules sharing kinds share selects: ``SELECT _file, _position, _seq,
+   EXPLODE(ARRAY_COMPACT(ARRAY(CASE WHEN rule_0 THEN 0 END, ...)))`` over those kinds' rows
+   (``CHUNKS`` rules per select); each aggregating rule gets its own ``GROUP BY`` query.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ from sqlglot import exp
 
 from ruleatlas.coverage.routing import Key
 from ruleatlas.engine.runner import EngineRule, product_ok
-from ruleatlas.engine.sql.columnar import KIND_COLUMN, kind_key
+from ruleatlas.engine.sql.aggregate import AggQuery, Branch, FMap, agg_problem, agg_query
+from ruleatlas.engine.sql.columnar import KIND_COLUMN, SEQ, kind_key
 from ruleatlas.engine.sql.compiler import COMPILERS, TEXT_COLUMN, PredicateCompiler, Table
 from ruleatlas.model import StageKind
 
@@ -33,6 +33,7 @@ from ruleatlas.model import StageKind
 # a third of the time of 25 per select, whose many union branches cost more to plan)
 CHUNKS: dict[str, int] = {"spark": 200, "duckdb": 200}
 VIEW = "events"
+STEP_NAMES = {"derive": "tstats datamodel", "command": "other command"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class SqlFinding:
     rule_id: str
     file: str
     position: int
+    seq: int = 0  # the event's ``_seq``: the order the local engine reads it in
 
 
 @dataclass(slots=True)
@@ -48,24 +50,43 @@ class SqlPlan:
 
     queries: list[str] = field(default_factory=list)
     rules: list[EngineRule] = field(default_factory=list)  # index = the query's rule number
+    aggregations: list[AggQuery] = field(default_factory=list)  # one query per rule
     fallback: dict[str, str] = field(default_factory=dict)  # rule id -> reason
+    not_runnable: dict[str, str] = field(default_factory=dict)  # by the local engine either
     kinds: int = 0
-    compiled: int = 0  # (rule, kind) pairs compiled
+    compiled: int = 0  # (rule, field map) pairs compiled
+
+    @property
+    def in_sql(self) -> int:
+        """Rules that run as SQL."""
+        return len(self.rules) + len(self.aggregations)
 
 
 def needs_plan(er: EngineRule) -> str | None:
-    """Why a runnable rule is not event-level (the backend-neutral plan would run it)."""
+    """Why a runnable rule cannot run as SQL at all (whatever the table): SPL steps, sequences,
+    joins, and aggregations :func:`.aggregate.agg_problem` refuses. A result filter is no
+    reason: it runs in Python on the rows SQL returns (the rebuilt event, or the group's
+    row), as the local engine runs it."""
     a = er.analysis
-    if er.agg is not None or any(s.kind is StageKind.AGGREGATE for s in a.stages):
-        return "falls back: needs the plan (aggregation)"
+    if er.view != "raw" or er.semantics != "default":
+        return ("falls back: Elastic rule (the ECS view and Elasticsearch semantics are not "
+                "compiled to SQL yet)")
+    if er.collects:
+        return "falls back: no SQL form yet (sequence, threshold or new terms over events)"
     if a.sequence is not None:
-        return "falls back: needs the plan (sequence)"
+        return "falls back: no SQL form yet (sequence)"
     if er.plan is not None and er.plan.steps:
-        return "falls back: needs the plan (eval/rex/rename steps)"
-    if er.result is not None or er.result_steps is not None or a.result_condition is not None:
-        return "falls back: needs the plan (result filter)"
+        kinds = sorted({STEP_NAMES.get(st.kind, st.kind) for st in er.plan.steps
+                        if st.kind != "filter"} or {"filter"})
+        return f"falls back: no SQL form yet ({'/'.join(kinds)} steps before the filter)"
     if er.joins:
-        return "falls back: needs the plan (join)"
+        return "falls back: no SQL form yet (join)"
+    if er.agg is not None:
+        return agg_problem(er)
+    if any(s.kind is StageKind.AGGREGATE for s in a.stages):
+        return "falls back: no SQL form yet (aggregation)"
+    if er.result_steps is not None:
+        return "falls back: no SQL form yet (result steps)"
     return None
 
 
@@ -75,79 +96,89 @@ def routed(rules: Sequence[EngineRule], key: Key) -> list[int]:
     return [i for i, er in enumerate(rules) if er.route.accepts(key) and product_ok(er, key)]
 
 
+def branches(rules: Sequence[EngineRule], kinds: Iterable[str]) -> list[dict[FMap, list[str]]]:
+    """Per rule, its field maps and the kinds (present in the data) each applies to: a rule
+    compiles once per field map and runs in one select over all that map's kinds."""
+    out: list[dict[FMap, list[str]]] = [{} for _ in rules]
+    for kind in sorted(kinds):
+        key = kind_key(kind)
+        for i in routed(rules, key):
+            fmap = tuple(sorted(rules[i].route.field_map(key).items()))
+            out[i].setdefault(fmap, []).append(kind)
+    return out
+
+
 def plan_queries(rules: Iterable[EngineRule], columns: Sequence[str], kinds: Iterable[str],
-                 dialect: str, chunk: int | None = None) -> SqlPlan:
-    """Compile the event-level rules for every kind; the SQL texts to run (one per chunk of a
-    kind's rules; a runner may run them as one ``UNION ALL``)."""
+                 dialect: str, chunk: int | None = None,
+                 aliases: Mapping[str, str] | None = None) -> SqlPlan:
+    """Compile the SQL-able rules for the kinds present; the event-level SQL texts (one per
+    chunk of rules sharing their kinds; a runner may run them as one ``UNION ALL``) and one
+    aggregation query per aggregating rule."""
     out = SqlPlan()
     chunk = chunk or CHUNKS[dialect]
-    event_level = _event_level(rules, out)
-    table = Table.from_names(columns)
+    sqlable = _sqlable(rules, out)
+    table = Table.from_names(columns, aliases)
     comp_cls = COMPILERS[dialect]
-    cache: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[str, bool] | None] = {}
+    kinds = sorted(kinds)
+    out.kinds = len(kinds)
+    per_rule = branches(sqlable, kinds)
     groups: dict[tuple[str, ...], list[tuple[int, str, bool]]] = {}
-    shared: dict[int, list[str]] = {}  # rules routed everywhere with one field map: their kinds
-
-    def compiled(i: int, fmap: Mapping[str, str]) -> tuple[str, bool] | None:
-        er = event_level[i]
-        ck = (i, tuple(sorted(fmap.items())))
-        if ck not in cache:  # a rule compiles once per field map, not once per kind
-            c: PredicateCompiler = comp_cls(table, fmap)
+    aggs: dict[int, list[Branch]] = {}
+    for i, er in enumerate(sqlable):
+        compiled: list[Branch] = []
+        for fmap, ks in per_rule[i].items():
+            c: PredicateCompiler = comp_cls(table, dict(fmap))
             got = c.compile(er.analysis.condition)
             out.compiled += 1
             if not got.ok:
                 out.fallback[er.rule.id] = "; ".join(got.unsupported)
-            cache[ck] = (c.sql(got.expression), got.uses_text) if got.ok else None
-        return cache[ck]
-
-    for kind in sorted(kinds):
-        key = kind_key(kind)
-        out.kinds += 1
-        for i in routed(event_level, key):
-            er = event_level[i]
-            if er.rule.id in out.fallback:
-                continue
-            if er.route.any and not er.route.field_maps:
-                shared.setdefault(i, []).append(kind)  # one select over all its kinds
-                continue
-            hit = compiled(i, er.route.field_map(key))
-            if hit is not None:
-                groups.setdefault((kind,), []).append((i, *hit))
-    for i, ks in shared.items():
-        hit = compiled(i, event_level[i].route.common_map)
-        if hit is not None:
-            groups.setdefault(tuple(ks), []).append((i, *hit))
+                break
+            compiled.append(Branch(tuple(ks), dict(fmap), c.sql(got.expression), got.uses_text))
+        if er.rule.id in out.fallback or not compiled:
+            continue
+        if er.agg is not None:
+            aggs[i] = compiled
+            continue
+        for b in compiled:
+            groups.setdefault(b.kinds, []).append((i, b.sql, b.uses_text))
     index: dict[int, int] = {}
     text = comp_cls(table).text_expression()
     wrap = _wrapper(dialect)
     for group_kinds, items in groups.items():
-        items = [x for x in items if event_level[x[0]].rule.id not in out.fallback]
         for i, _, _ in items:
             if i not in index:
                 index[i] = len(out.rules)
-                out.rules.append(event_level[i])
+                out.rules.append(sqlable[i])
         for start in range(0, len(items), chunk):
             part = items[start:start + chunk]
             source = _source(group_kinds, text if any(u for _, _, u in part) else None,
                              dialect)
             cases = ", ".join(f"CASE WHEN {sql} THEN {index[i]} END" for i, sql, _ in part)
-            out.queries.append(f"SELECT _file, _position, {wrap.replace(HOLE, cases)} AS _rule "
-                               f"FROM {source}")
+            out.queries.append(f"SELECT _file, _position, {SEQ}, {wrap.replace(HOLE, cases)} "
+                               f"AS _rule FROM {source}")
+    for i, bs in aggs.items():
+        q = agg_query(sqlable[i], bs, table, dialect,
+                      lambda ks, u: _source(ks, text if u else None, dialect))
+        if isinstance(q, str):
+            out.fallback[sqlable[i].rule.id] = q
+        else:
+            out.aggregations.append(q)
     return out
 
 
-def _event_level(rules: Iterable[EngineRule], out: SqlPlan) -> list[EngineRule]:
-    event_level: list[EngineRule] = []
+def _sqlable(rules: Iterable[EngineRule], out: SqlPlan) -> list[EngineRule]:
+    sqlable: list[EngineRule] = []
     for er in rules:
         if not er.runnable:
-            out.fallback[er.rule.id] = f"not runnable: {er.reason}"
+            out.not_runnable[er.rule.id] = er.reason or ""
             continue
+        er.ready()
         why = needs_plan(er)
         if why:
             out.fallback[er.rule.id] = why
         else:
-            event_level.append(er)
-    return event_level
+            sqlable.append(er)
+    return sqlable
 
 
 HOLE = "__RULES__"
@@ -172,5 +203,6 @@ def _source(kinds: Sequence[str], text: exp.Expr | None, dialect: str) -> str:
     return f"(SELECT *, {t} FROM {VIEW} WHERE {where}) AS _k"
 
 
-def findings(plan: SqlPlan, rows: Iterable[tuple[str, int, int]]) -> list[SqlFinding]:
-    return [SqlFinding(plan.rules[r].rule.id, f, int(p)) for f, p, r in rows]
+def findings(plan: SqlPlan, rows: Iterable[tuple[str, int, int, int]]) -> list[SqlFinding]:
+    """The event queries' rows ``(_file, _position, _seq, _rule)`` as findings."""
+    return [SqlFinding(plan.rules[r].rule.id, f, int(p), int(s)) for f, p, s, r in rows]

@@ -5,7 +5,16 @@ One row per event, the field names the local engine sees (the readers' ``Event.f
 * ``_file`` (string) and ``_position`` (int64): where the event was read, what a finding names;
 * ``_kind``: the event kind as ``coverage.routing.event_key`` names it, ``channel|event id``
   (``Microsoft-Windows-Sysmon/Operational|1``; an absent part is empty), the Hive partition
-  directory ``_kind=<url-quoted>`` of the Parquet layout.
+  directory ``_kind=<url-quoted>`` of the Parquet layout;
+* ``_seq`` (int64): the event's number in the order the converter read it, which is the order
+  the local engine reads the same inputs (findings are ordered by it, and an aggregation's
+  first event is the one with the smallest);
+* ``_epoch`` (double): what an SPL aggregation reads as ``_time`` (the event's ``_time`` field
+  when it is a number, else its time as seconds since 1970, ``runner.epoch``), NULL when none;
+* ``_types`` (string, NULL when every value is a string): a JSON object naming the fields whose
+  value was not a string (``i`` int, ``f`` float, ``b`` bool, ``n`` None, ``j`` object, ``a``
+  an alias the converter added; a list field: one code per item, None items included), so
+  :func:`row_event` gives back the event the readers gave, and findings print the same values.
 
 Every field column is a **string**: the engine's own text of the value
 (``sigma_semantics.to_text``: ``4104`` and ``"4104"`` both ``'4104'``, booleans
@@ -27,7 +36,7 @@ the schemas (Spark ``mergeSchema``, DuckDB ``union_by_name``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +47,17 @@ import pyarrow.parquet as pq
 
 from ruleatlas.coverage.routing import Key, event_key
 from ruleatlas.engine.events import Event
-from ruleatlas.engine.sigma_semantics import to_text
-from ruleatlas.engine.sql.compiler import LIST_SUFFIX
+from ruleatlas.engine.sigma_semantics import as_number, to_text
+from ruleatlas.engine.sql.compiler import LIST_SUFFIX, META_COLUMNS
 
 BATCH = 20_000  # events held in memory before a flush
 KIND_COLUMN = "_kind"
+SEQ, EPOCH, TYPES = "_seq", "_epoch", "_types"
+# a value's type -> its code in ``_types`` (str has none); anything else keeps its text ("s")
+TYPE_CODES: dict[type, str] = {int: "i", float: "f", bool: "b", type(None): "n", dict: "j"}
+
+
+META = META_COLUMNS  # _file _position _kind _seq _epoch _types: not event fields
 
 
 def kind_text(key: Key) -> str:
@@ -71,6 +86,9 @@ class Row:
     position: int
     values: dict[str, str | None]
     lists: dict[str, list[str]]
+    epoch: float | None = None
+    types: str | None = None  # the ``_types`` JSON
+    seq: int = 0  # set by the sink
 
 
 _KINDS: dict[tuple[Any, Any], str] = {}  # (Channel, EventID) as read -> kind, as Engine caches
@@ -89,21 +107,84 @@ def event_kind(fields: dict[str, Any]) -> str:
     return got
 
 
+def _code(v: Any) -> str | None:
+    return None if type(v) is str else TYPE_CODES.get(type(v), "s")
+
+
 def event_row(ev: Event) -> Row:
     fields = ev.fields
+    codes: dict[str, Any] = {}
     if any(" " in k for k in fields):  # Defender: ``Threat Name`` is also ``ThreatName``
         fields = dict(fields)
         for k in [k for k in fields if " " in k]:
-            fields.setdefault(k.replace(" ", ""), fields[k])
+            alias = k.replace(" ", "")
+            if alias not in fields:
+                fields[alias] = fields[k]
+                codes[alias] = "a"
     values: dict[str, str | None] = {}
     lists: dict[str, list[str]] = {}
     for k, v in fields.items():
         if isinstance(v, list):
             values[k] = None
             lists[k] = [to_text(x) for x in v if x is not None]
+            item_codes = [_code(x) or "" for x in v]  # None items: "n", kept in their place
+            if any(item_codes):
+                codes[k] = item_codes
         else:
             values[k] = None if v is None else to_text(v)
-    return Row(event_kind(ev.fields), ev.file, ev.position, values, lists)
+            c = _code(v)
+            if c is not None and k not in codes:
+                codes[k] = c
+    types = json.dumps(codes, separators=(",", ":"), ensure_ascii=False) if codes else None
+    return Row(event_kind(ev.fields), ev.file, ev.position, values, lists, agg_time(ev),
+               types)
+
+
+def agg_time(ev: Event) -> float | None:
+    """``_time`` as an SPL aggregation of the local engine reads it (``runner._agg_input``)."""
+    from ruleatlas.engine.runner import epoch
+
+    if "_time" in ev.fields:
+        return as_number(ev.fields["_time"])
+    return epoch(ev.time)
+
+
+def _typed(text: Any, code: str) -> Any:
+    if code == "i":
+        return int(text)
+    if code == "f":
+        return float(text)
+    if code == "b":
+        return text == "true"
+    if code == "j":
+        return json.loads(text)
+    return text
+
+
+def _items(texts: Sequence[str], codes: Sequence[str]) -> list[Any]:
+    """A list field's items back: the non-null texts typed, the None items in their place."""
+    it = iter(texts)
+    return [None if c == "n" else _typed(next(it), c) if c else next(it) for c in codes]
+
+
+def row_event(row: Mapping[str, Any]) -> Event:
+    """The event a row was made from (the inverse of :func:`event_row`)."""
+    codes: dict[str, Any] = json.loads(row[TYPES]) if row.get(TYPES) else {}
+    fields: dict[str, Any] = {}
+    for k, v in row.items():
+        if k in META or (v is None and codes.get(k) != "n"):
+            continue
+        if k.endswith(LIST_SUFFIX):
+            name = k[: -len(LIST_SUFFIX)]
+            item_codes = codes.get(name)
+            fields[name] = (_items(v, item_codes) if isinstance(item_codes, list)
+                            else list(v))
+            continue
+        c = codes.get(k)
+        if c == "a":
+            continue
+        fields[k] = None if c == "n" else _typed(v, c) if c else v
+    return Event(fields, row["_file"], int(row["_position"]))
 
 
 def rows_table(rows: list[Row]) -> pa.Table:
@@ -114,9 +195,12 @@ def rows_table(rows: list[Row]) -> pa.Table:
     cols: dict[str, pa.Array] = {
         "_file": pa.array([r.file for r in rows], pa.string()),
         "_position": pa.array([r.position for r in rows], pa.int64()),
+        SEQ: pa.array([r.seq for r in rows], pa.int64()),
+        EPOCH: pa.array([r.epoch for r in rows], pa.float64()),
+        TYPES: pa.array([r.types for r in rows], pa.string()),
     }
     for n in names:
-        if n in ("_file", "_position", KIND_COLUMN):
+        if n in META:
             continue
         cols[n] = pa.array([r.values.get(n) for r in rows], pa.string())
     for n in list_names:
@@ -152,6 +236,7 @@ class ParquetSink:
         self.out.mkdir(parents=True, exist_ok=True)
 
     def add(self, row: Row) -> None:
+        row.seq = self.report.events
         self.pending.append(row)
         self.report.events += 1
         self.report.kinds[row.kind] = self.report.kinds.get(row.kind, 0) + 1
@@ -182,8 +267,9 @@ class ParquetSink:
 
 def jsonl_row(r: Row) -> dict[str, Any]:
     """A row as one JSON object (the same columns; ``_kind`` kept in the object too)."""
-    d: dict[str, Any] = {"_file": r.file, "_position": r.position, KIND_COLUMN: r.kind}
-    d.update({k: v for k, v in r.values.items() if v is not None})
+    d: dict[str, Any] = {"_file": r.file, "_position": r.position, KIND_COLUMN: r.kind,
+                         SEQ: r.seq, EPOCH: r.epoch, TYPES: r.types}
+    d.update({k: v for k, v in r.values.items() if v is not None and k not in META})
     d.update({k + LIST_SUFFIX: v for k, v in r.lists.items()})
     return d
 

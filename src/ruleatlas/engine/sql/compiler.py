@@ -73,7 +73,7 @@ from ruleatlas.model import (
 )
 
 LIST_SUFFIX = "[]"  # column of a field's list values: ``Data[]``
-META_COLUMNS = frozenset({"_file", "_position", "_kind"})
+META_COLUMNS = frozenset({"_file", "_position", "_kind", "_seq", "_epoch", "_types"})
 LIKE_ESCAPE = "!"
 ITEM = "_item"  # the lambda variable over a list column's items
 TEXT_COLUMN = "_text"  # the joined values, computed per kind when a keyword rule needs them
@@ -92,12 +92,21 @@ class Table:
 
     columns: frozenset[str]
     lists: frozenset[str] = frozenset()
+    # column name -> the name the table has it under, when they differ (DuckDB: case-variant
+    # field names such as ProcessID / ProcessId get distinct aliases, see duckdb.attach)
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_names(cls, names: Sequence[str]) -> Table:
+    def from_names(cls, names: Sequence[str],
+                   aliases: Mapping[str, str] | None = None) -> Table:
         cols = {n for n in names if not n.endswith(LIST_SUFFIX) and n not in META_COLUMNS}
         lists = {n[: -len(LIST_SUFFIX)] for n in names if n.endswith(LIST_SUFFIX)}
-        return cls(frozenset(cols), frozenset(lists))
+        return cls(frozenset(cols), frozenset(lists), tuple(sorted((aliases or {}).items())))
+
+    def col(self, name: str) -> exp.Column:
+        """The quoted column of a (scalar or ``name[]``) column name, through the aliases."""
+        return exp.column(dict(self.aliases).get(name, name), quoted=True) if self.aliases \
+            else exp.column(name, quoted=True)
 
     @property
     def fields(self) -> list[str]:
@@ -269,12 +278,12 @@ class PredicateCompiler:
 
     def column(self, name: str) -> exp.Expr | None:
         """The scalar column of a field, None when the table has no such column."""
-        return exp.column(name, quoted=True) if name in self.table.columns else None
+        return self.table.col(name) if name in self.table.columns else None
 
     def list_column(self, name: str) -> exp.Expr | None:
         if name not in self.table.lists:
             return None
-        return exp.column(name + LIST_SUFFIX, quoted=True)
+        return self.table.col(name + LIST_SUFFIX)
 
     def present(self, name: str) -> exp.Expr:
         """The field is there and not null (scalar or list)."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruleatlas.engine.runner import EngineRule
 from ruleatlas.engine.sql.backend import VIEW, SqlFinding, SqlPlan, findings, plan_queries
-from ruleatlas.engine.sql.columnar import KIND_COLUMN
+from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ
 
 DEFAULT_MASTER = "local[*]"
 CONF: dict[str, str] = {
@@ -31,6 +31,10 @@ CONF: dict[str, str] = {
     # 64 KB and falls back (a first bench run spent minutes compiling classes it then threw
     # away); per-expression codegen splits long projections into methods
     "spark.sql.codegen.wholeStage": "false",
+    # every task deserialises its select's plan (thousands of rule expressions): a profile of
+    # the first corpus run showed the executor spending its time in ObjectInputStream, one task
+    # per 128 MB of (mostly small) files. Bigger splits: about one task per core per select
+    "spark.sql.files.maxPartitionBytes": "1g",
 }
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
@@ -44,6 +48,12 @@ class SparkRun:
     run_seconds: float = 0.0
 
 
+def under_spark_submit() -> bool:
+    """Launched by ``spark-submit`` (or a notebook's gateway): the JVM, its master and its
+    configuration are already given."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT")) and not os.environ.get("SPARK_MASTER")
+
+
 def master_url(master: str | None = None) -> str:
     return master or os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
 
@@ -53,7 +63,9 @@ def start(master: str | None = None, conf: dict[str, str] | None = None) -> tupl
     from pyspark.sql import SparkSession
 
     t0 = time.perf_counter()
-    b = SparkSession.builder.master(master_url(master)).appName("ruleatlas")
+    b = SparkSession.builder.appName("ruleatlas")
+    if master or not under_spark_submit():  # spark-submit's --master stands unless overridden
+        b = b.master(master_url(master))
     quiet = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"}
     for k, v in {**CONF, **quiet, **(conf or {})}.items():
         b = b.config(k, v)
@@ -64,11 +76,19 @@ def start(master: str | None = None, conf: dict[str, str] | None = None) -> tupl
 
 def read(spark: Any, uri: str | Sequence[str], fmt: str = "parquet") -> Any:
     """The events DataFrame: Parquet (schemas merged across files) or JSON lines (every value
-    read as a string, lists as arrays), both in the ``_kind=...`` partition layout."""
+    read as a string, lists as arrays; the typed meta columns cast back), both in the
+    ``_kind=...`` partition layout."""
     paths = [uri] if isinstance(uri, str) else list(uri)
     if fmt == "jsonl":
-        return spark.read.option("primitivesAsString", "true").json(paths)
+        df = spark.read.option("primitivesAsString", "true").json(paths)
+        for name, typ in JSON_TYPES.items():
+            if name in df.columns:
+                df = df.withColumn(name, df[name].cast(typ))
+        return df
     return spark.read.option("mergeSchema", "true").parquet(*paths)
+
+
+JSON_TYPES = {"_position": "bigint", SEQ: "bigint", EPOCH: "double"}
 
 
 def hunt(spark: Any, rules: Sequence[EngineRule], uri: str | Sequence[str],
@@ -97,6 +117,87 @@ def hunt_df(spark: Any, rules: Sequence[EngineRule], df: Any, run: SparkRun | No
         for f in frames[1:]:
             df_all = df_all.unionAll(f)
         rows = df_all.collect()
-        run.findings.extend(findings(run.plan, ((r[0], r[1], r[2]) for r in rows)))
+        run.findings.extend(findings(run.plan, ((r[0], r[1], r[2], r[3]) for r in rows)))
     run.run_seconds = time.perf_counter() - t2
     return run
+
+
+class SparkBackend:
+    """The runner :mod:`.hunt` drives: the events at ``uri`` as the view ``events``."""
+
+    name = "spark"
+    dialect = "spark"
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self.df: Any = None
+
+    def attach(self, uri: str | Sequence[str], fmt: str) -> tuple[list[str], dict[str, int]]:
+        """The table's columns and its events per kind (one small job)."""
+        self.df = read(self.spark, uri, fmt)
+        self.df.createOrReplaceTempView(VIEW)
+        counts = self.df.groupBy(KIND_COLUMN).count().collect()
+        return list(self.df.columns), {r[0]: int(r[1]) for r in counts}
+
+    def event_rows(self, queries: Sequence[str]) -> list[tuple[str, int, int, int]]:
+        """Every event query's rows: the queries in ``threads()`` unions, each one job, planned
+        and run side by side (the driver plans a query on one core; Catalyst's planning of
+        the wide selects is most of the time)."""
+        rows = self._parallel([self._union(part) for part in self._split(queries)])
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def agg_rows(self, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Each aggregation query's rows; all of them as one union of ``(query number, row as
+        JSON)`` (one job per thread instead of one per rule)."""
+        import json
+
+        wrapped = [f"SELECT {i} AS _q, TO_JSON(STRUCT(*)) AS _row FROM ({q}) AS _a"
+                   for i, q in enumerate(queries)]
+        out: list[list[dict[str, Any]]] = [[] for _ in queries]
+        frames = [self._union(part) for part in self._split(wrapped)]
+        for r in self._parallel(frames):
+            out[r[0]].append(json.loads(r[1]))
+        return out
+
+    def threads(self) -> int:
+        return max(1, int(self.spark.sparkContext.defaultParallelism))
+
+    def _split(self, queries: Sequence[str]) -> list[list[str]]:
+        n = min(self.threads(), len(queries))
+        return [list(queries[i::n]) for i in range(n)] if n else []
+
+    def _union(self, queries: Sequence[str]) -> Any:
+        frames = [self.spark.sql(q) for q in queries]
+        df = frames[0]
+        for f in frames[1:]:
+            df = df.unionAll(f)
+        return df
+
+    def _parallel(self, frames: Sequence[Any]) -> list[Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(frames) <= 1:
+            return [r for f in frames for r in f.collect()]
+        with ThreadPoolExecutor(len(frames)) as pool:
+            return [r for rows in pool.map(lambda f: f.collect(), frames) for r in rows]
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return [r.asDict() for r in self.spark.sql(sql).collect()]
+
+    def fetch(self, kinds: Sequence[str],
+              keys: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]:
+        """The rows of ``kinds`` and the rows at ``keys`` (file, position), in ``_seq`` order,
+        streamed to the driver."""
+        from pyspark.sql import functions as F
+
+        parts = []
+        if kinds:
+            parts.append(self.df.where(F.col(KIND_COLUMN).isin(list(kinds))))
+        if keys:
+            want = self.spark.createDataFrame(list(keys), "_file string, _position bigint")
+            parts.append(self.df.join(F.broadcast(want), ["_file", "_position"], "left_semi"))
+        if not parts:
+            return iter(())
+        df = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1]).dropDuplicates(
+            ["_file", "_position"])
+        return (r.asDict(recursive=True) for r in df.orderBy(SEQ).toLocalIterator())
