@@ -9,8 +9,9 @@ import tomllib
 from pathlib import Path
 
 from ruleatlas.engine.hunt import HuntReport, run
-from ruleatlas.engine.plans import PlanError, RulePlan, head_of, lazy_engine_rule, plan_of
-from ruleatlas.engine.runner import EngineRule, prepare
+from ruleatlas.engine.plan import RulePlan, plan_rule
+from ruleatlas.engine.plans import PlanError, head_of, lazy_engine_rule
+from ruleatlas.engine.runner import EngineRule, checked
 from ruleatlas.languages import analyze
 from ruleatlas.model import Rule
 from ruleatlas.sources.elastic import rule_from_toml
@@ -43,7 +44,7 @@ def lazy_sequence_rule() -> EngineRule:
     """The sequence rule as a hunt gets it from the plan cache: a head, filled in later."""
     rule = rule_from_toml(tomllib.loads(TOML), "rules/windows/t.toml", TOML, "https://x")
     assert isinstance(rule, Rule), rule
-    head = head_of(plan_of(prepare(rule, analyze(rule))))
+    head = head_of(checked(plan_rule(rule, analyze(rule))))
 
     def fallback(_h: object, exc: PlanError) -> RulePlan:
         raise exc
