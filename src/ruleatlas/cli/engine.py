@@ -255,7 +255,7 @@ def hunt_cmd(
     db: str = typer.Option(DEFAULT_DB, "--db", help="Catalog database file."),
     repo: list[str] = typer.Option(None, "--repo", help="Read rules from this clone (repeat)."),
     rules: list[str] = typer.Option(None, "--rules",
-                                    help="Rule filter: id, source (sigma/splunk), title or "
+                                    help="Rule filter: id, source (sigma/splunk/elastic), title or "
                                          "path glob (repeat)."),
     fmt: HuntFormat = typer.Option(HuntFormat.table, "--format",
                                    help="table, json, jsonl or csv"),
