@@ -300,3 +300,19 @@ def test_index_patterns_of_other_data_are_not_run_on_windows_events() -> None:
     other = prepared(elastic_rule(kql, language="kuery", rtype="query",
                                   index=("logs-nginx.access-*",)))
     assert other.reason is not None and "logs-nginx.access-*" in other.reason
+
+
+def test_rules_the_windows_view_can_never_satisfy_are_not_runnable() -> None:
+    """Elastic Defend's own values and fields: ``event.action == "start"`` (Sysmon 1 says
+    "Process creation", Security 4688 "created-process") and an ML pipeline's score field, which
+    no Windows event's view has, can never be true: not runnable, with the reason, instead of
+    a rule that runs on every event and never fires."""
+    defend = prepared(elastic_rule('process where event.action == "start" and '
+                                   'process.name : "ping.exe"'))
+    assert defend.reason is not None and defend.reason.startswith("cannot match the ECS view")
+    ml = prepared(elastic_rule("ml_is_dga.malicious_prediction > 0.98", language="kuery",
+                               rtype="query", index=("logs-*",)))
+    assert ml.reason is not None and "any Windows event" in ml.reason
+    sysmon = prepared(elastic_rule('process where event.action == "Process creation" and '
+                                   'process.name : "ping.exe"'))
+    assert sysmon.runnable and sysmon.route.keys == frozenset({("Sysmon", "1")})

@@ -636,11 +636,26 @@ def reads_windows(patterns: Iterable[str]) -> bool:
     return False
 
 
+def described_channels() -> tuple[str, ...]:
+    """The channels the mapping describes (Sysmon, Security, System, PowerShell, ...)."""
+    return tuple((_raw().get("channels") or {}).keys())
+
+
 @lru_cache(maxsize=64)
 def described_ids(channel: str | None) -> tuple[str, ...]:
     """The event ids of a channel the mapping categorises (``Sysmon``: 1-29, 255)."""
     ch = (_raw().get("channels") or {}).get(channel) or {}
     return tuple(str(e) for e in ch.get("events") or () if str(e) != "*")
+
+
+@lru_cache(maxsize=65536)
+def may_have(key: Key, name: str) -> bool:
+    """Whether the view of an event of kind ``key`` can hold the ECS field ``name`` (some row,
+    constant or ``winlog.event_data.*`` of the kind gives it); False: never."""
+    if name.startswith(EVENT_DATA):
+        return True
+    t = kind_table(key)
+    return any(k == name for k, _ in t.consts) or any(r.produces(name) for r in t.rows)
 
 
 def constants(key: Key) -> dict[str, Any]:

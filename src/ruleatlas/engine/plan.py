@@ -39,7 +39,14 @@ from ruleatlas.coverage.routing import Key, Route, route_for
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import AggSpec, agg_spec
 from ruleatlas.engine.compile import NotRunnable, compile_node
-from ruleatlas.engine.ecs import constants, described_ids, non_windows, reads_windows
+from ruleatlas.engine.ecs import (
+    constants,
+    described_channels,
+    described_ids,
+    may_have,
+    non_windows,
+    reads_windows,
+)
 from ruleatlas.engine.elastic_rules import NOT_RUNNABLE_TYPES, RuleType, rule_type_of
 from ruleatlas.engine.elastic_semantics import compile_elastic, elastic_tree
 from ruleatlas.engine.esql_semantics import ESQL, PipelineSemantics
@@ -370,24 +377,32 @@ def _every_member(seq: Sequence) -> Node | None:
 Verdict = bool | None  # three-valued: None when the kind's constants cannot tell
 
 
-def _verdict(node: Node | None, consts: Mapping[str, Any], semantics: str) -> Verdict:
-    """Whether ``node`` can be true of an event of a kind whose ECS constants are ``consts``
-    (a predicate on another field: unknown)."""
+def _verdict(node: Node | None, key: Key, consts: Mapping[str, Any],
+             semantics: str) -> Verdict:
+    """Whether ``node`` can be true of an event of kind ``key``, whose ECS constants are
+    ``consts``: a predicate on a constant is decided by its value, one on a field the kind's
+    view never has as on a missing field; on another field it is unknown."""
     if node is None:
         return True
     if isinstance(node, Predicate):
-        if node.field is None or node.field not in consts:
+        if node.field is None:
+            return None
+        if node.field in consts:
+            event: dict[str, Any] = {node.field: consts[node.field]}
+        elif not may_have(key, node.field):
+            event = {}
+        else:
             return None
         try:
             test = (compile_elastic if semantics == "elastic" else compile_node)(node, {})
         except NotRunnable:
             return None
-        return test({node.field: consts[node.field]})
+        return test(event)
     if isinstance(node, Not):
-        v = _verdict(node.arg, consts, semantics)
+        v = _verdict(node.arg, key, consts, semantics)
         return None if v is None else not v
     if isinstance(node, (And, Or)):
-        vs = [_verdict(a, consts, semantics) for a in node.args]
+        vs = [_verdict(a, key, consts, semantics) for a in node.args]
         decisive = isinstance(node, Or)  # True decides an Or, False an And
         if decisive in vs:
             return decisive
@@ -409,9 +424,18 @@ def _ecs_kinds(cond: Node | None, keys: frozenset[Key], semantics: str) -> froze
             out |= mine
             continue
         for k in mine | {(ch, e) for e in described_ids(ch)}:
-            if _verdict(cond, constants(k), semantics) is not False:
+            if _verdict(cond, k, constants(k), semantics) is not False:
                 out.add(k)
-    return frozenset(out) or keys
+    return frozenset(out)
+
+
+def _never_windows(cond: Node | None, semantics: str) -> bool:
+    """Whether a rule routed to any event can match no Windows event's view: every kind the
+    mapping describes, and an event of a channel it does not describe (the common fields
+    only), rules the condition out."""
+    kinds: list[Key] = [(ch, e) for ch in described_channels() for e in described_ids(ch)]
+    kinds.append(("(a channel the mapping does not describe)", None))
+    return all(_verdict(cond, k, constants(k), semantics) is False for k in kinds)
 
 
 def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
@@ -433,6 +457,10 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
             return dataclasses.replace(p, reason=(
                 f"reads {', '.join(indices)}: not Windows event logs, the engine's ECS view is "
                 "of Windows event logs only (docs/ecs.md)"))
+        if semantics not in PIPELINES and _never_windows(analysis.condition, semantics):
+            return dataclasses.replace(p, reason=(
+                "cannot match the ECS view of any Windows event: it needs values or fields "
+                "the Windows integrations never give (docs/ecs.md)"))
     p = dataclasses.replace(p, route=Route(keys, events=p.route.events))
     cond = analysis.condition
     if analysis.sequence is not None:
@@ -457,8 +485,12 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
     if semantics == "elastic":
         cond = elastic_tree(cond)
     if keys is not None:
-        p = dataclasses.replace(p, route=Route(_ecs_kinds(cond, keys, semantics),
-                                               events=p.route.events))
+        kinds = _ecs_kinds(cond, keys, semantics)
+        if not kinds:
+            return dataclasses.replace(p, reason=(
+                "cannot match the ECS view of its event kinds: it needs values or fields the "
+                "Windows integrations never give those events (docs/ecs.md)"))
+        p = dataclasses.replace(p, route=Route(kinds, events=p.route.events))
     # a threshold's result predicates (count >= value) are the rule type's own test
     result = None if p.rule_type is not None else analysis.result_condition
     return dataclasses.replace(p, condition=cond, result_condition=result)
