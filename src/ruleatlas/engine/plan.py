@@ -497,9 +497,14 @@ def _plan_ecs(p: RulePlan, analysis: Analysis, semantics: str) -> RulePlan:
 
 
 def _indices(rule: Rule, analysis: Analysis) -> tuple[str, ...]:
-    """The index patterns a rule searches (``index`` of the rule; ES|QL's ``FROM``)."""
+    """The index patterns a rule searches (``index`` of the rule; ES|QL's ``FROM``, also of
+    each query of a hunting file)."""
     raw = rule.extra.get("index") or analysis.extra.get("indices") or ()
-    return tuple(str(x) for x in ([raw] if isinstance(raw, str) else raw))
+    out = [str(x) for x in ([raw] if isinstance(raw, str) else raw)]
+    for q in analysis.extra.get("queries") or ():
+        got = (q.get("extra") or {}).get("indices") if isinstance(q, Mapping) else None
+        out.extend(str(x) for x in got or ())
+    return tuple(dict.fromkeys(out))
 
 
 def _view_fields(p: RulePlan, fields: tuple[str, ...]) -> tuple[str, ...]:
