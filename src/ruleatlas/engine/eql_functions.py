@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from ruleatlas.caching import SPL_REGEXES
-from ruleatlas.engine.functions import UnknownFunction, call_closure, strict
+from ruleatlas.engine.functions import UnknownFunction, call_closure, connective, strict
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.model import Call, FieldRef, Term
@@ -311,21 +311,6 @@ def _as_bool(v: Any) -> bool | None:
     return None if v is None else bool(v)
 
 
-def _connective(args: tuple[Eval, ...], decisive: bool) -> Eval:
-    """AND (``decisive`` False) or OR (True) in three-valued logic: the decisive value as soon as
-    an argument has it; else null when an argument is null; else the other value."""
-    def f(ev: Fields) -> Any:
-        unknown = False
-        for a in args:
-            v = _as_bool(a(ev))
-            if v is decisive:
-                return decisive
-            unknown = unknown or v is None
-        return None if unknown else not decisive
-
-    return f
-
-
 def _not(a: Eval) -> Eval:
     def f(ev: Fields) -> Any:
         v = _as_bool(a(ev))
@@ -357,7 +342,7 @@ def compile_eql_term(t: Term, field_map: Mapping[str, str] | None = None) -> Eva
         return lambda ev: const
     args = tuple(compile_eql_term(a, fm) for a in t.args)
     if t.name in ("AND", "OR"):
-        return _connective(args, decisive=t.name == "OR")
+        return connective(args, decisive=t.name == "OR")
     if t.name == "NOT":
         return _not(args[0])
     null_test = _null_test(t, fm)

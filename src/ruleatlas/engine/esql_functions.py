@@ -38,7 +38,7 @@ from dataclasses import replace as dc_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ruleatlas.engine.functions import UnknownFunction
+from ruleatlas.engine.functions import UnknownFunction, connective
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_to_python
 from ruleatlas.model import And, Call, FieldRef, Node, Not, Or, Pattern, Predicate, Term, Wild
@@ -200,35 +200,11 @@ def _scalar(f: Callable[..., Any], vals: list[Any]) -> Any:
 
 
 def _and(t: Call) -> Fn:
-    parts = [compile_esql_term(a) for a in t.args]
-
-    def f(r: Row) -> bool | None:
-        unknown = False
-        for p in parts:
-            v = p(r)
-            if v is False:
-                return False
-            if v is None:
-                unknown = True
-        return None if unknown else True
-
-    return f
+    return connective([compile_esql_term(a) for a in t.args], decisive=False)
 
 
 def _or(t: Call) -> Fn:
-    parts = [compile_esql_term(a) for a in t.args]
-
-    def f(r: Row) -> bool | None:
-        unknown = False
-        for p in parts:
-            v = p(r)
-            if v is True:
-                return True
-            if v is None:
-                unknown = True
-        return None if unknown else False
-
-    return f
+    return connective([compile_esql_term(a) for a in t.args], decisive=True)
 
 
 def _not(t: Call) -> Fn:

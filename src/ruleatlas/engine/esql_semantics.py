@@ -49,7 +49,7 @@ from ruleatlas.engine.esql_functions import (
     single,
     to_datetime,
 )
-from ruleatlas.engine.pipeline import Plan, Step, Steps, fields_of
+from ruleatlas.engine.pipeline import Plan, Step, Steps, fields_of, put
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.model import (
     Aggregate,
@@ -155,11 +155,7 @@ def _eval(assigns: tuple[tuple[str, Term], ...]) -> RowOp:
     def op(rows: Rows) -> Rows:
         for r in rows:
             for name, fn in compiled:
-                v = fn(r)
-                if v is None:
-                    r.pop(name, None)
-                else:
-                    r[name] = v
+                put(r, name, fn(r))
         return rows
 
     return op
@@ -169,11 +165,7 @@ def _rename(pairs: tuple[tuple[str, str], ...]) -> RowOp:
     def op(rows: Rows) -> Rows:
         for r in rows:
             for a, b in pairs:
-                v = r.pop(a, None)
-                if v is None:
-                    r.pop(b, None)
-                else:
-                    r[b] = v
+                put(r, b, r.pop(a, None))
         return rows
 
     return op

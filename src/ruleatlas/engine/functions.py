@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -374,3 +374,18 @@ def call_closure(fn: Callable[..., Any], args: tuple[Eval, ...]) -> Eval:
     return lambda ev: fn(*(a(ev) for a in args))
 
 
+def connective(args: Sequence[Eval], decisive: bool) -> Eval:
+    """AND (``decisive`` False) or OR (True) in three-valued logic, as EQL and ES|QL define
+    them: the decisive value as soon as an argument has it; else null when an argument is
+    null; else the other value."""
+    def f(ev: Fields) -> Any:
+        unknown = False
+        for a in args:
+            v = a(ev)
+            v = None if v is None else bool(v)
+            if v is decisive:
+                return decisive
+            unknown = unknown or v is None
+        return None if unknown else not decisive
+
+    return f

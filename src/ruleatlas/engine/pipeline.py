@@ -346,13 +346,19 @@ def _compile_eval(assigns: tuple[tuple[str, Term], ...],
                 v = fn(f)
             except (TypeError, ValueError, ArithmeticError, re.error):
                 v = None  # Splunk: an eval error leaves the field null
-            if v is None:
-                f.pop(name, None)
-            else:
-                f[name] = v
+            put(f, name, v)
         return True
 
     return op
+
+
+def put(row: dict[str, Any], name: str, value: Any) -> None:
+    """Set a field, or remove it when the value is null (eval's and rename's rule in SPL and
+    ES|QL: a null field is absent)."""
+    if value is None:
+        row.pop(name, None)
+    else:
+        row[name] = value
 
 
 def _compile_rename(pairs: tuple[tuple[str, str], ...],

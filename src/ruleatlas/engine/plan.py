@@ -33,12 +33,13 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ruleatlas.coverage.routing import Key, Route, route_for
 from ruleatlas.engine import datamodels
 from ruleatlas.engine.aggregate import AggSpec, agg_spec
-from ruleatlas.engine.compile import NotRunnable, compile_node
+from ruleatlas.engine.compile import Matcher, NotRunnable, compile_node
 from ruleatlas.engine.ecs import (
     constants,
     described_channels,
@@ -393,11 +394,8 @@ def _verdict(node: Node | None, key: Key, consts: Mapping[str, Any],
             event = {}
         else:
             return None
-        try:
-            test = (compile_elastic if semantics == "elastic" else compile_node)(node, {})
-        except NotRunnable:
-            return None
-        return test(event)
+        test = _predicate_test(node, semantics)
+        return None if test is None else test(event)
     if isinstance(node, Not):
         v = _verdict(node.arg, key, consts, semantics)
         return None if v is None else not v
@@ -410,6 +408,15 @@ def _verdict(node: Node | None, key: Key, consts: Mapping[str, Any],
     if isinstance(node, Const):
         return bool(node.value)
     return None
+
+
+@lru_cache(maxsize=16384)
+def _predicate_test(node: Predicate, semantics: str) -> Matcher | None:
+    """A predicate compiled once for :func:`_verdict` (every kind tests the same ones)."""
+    try:
+        return (compile_elastic if semantics == "elastic" else compile_node)(node, {})
+    except NotRunnable:
+        return None
 
 
 def _ecs_kinds(cond: Node | None, keys: frozenset[Key], semantics: str) -> frozenset[Key]:
