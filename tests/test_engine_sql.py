@@ -703,6 +703,11 @@ def test_hunt_engine_flag_gives_the_local_findings(spark, tmp_path):
                                  *logs])
     assert code == 0, err
     assert on_spark == local  # the same JSON, in the same order
+    assert "rules ran as plans in Spark's Python workers" in err
+    code, in_sql, err = _hunt([*repos, "--engine", "spark", "--spark-master", "local[2]",
+                               "--spark-mode", "sql", *logs])
+    assert code == 0, err
+    assert in_sql == local
     assert "rules ran as SQL" in err and "fell back" in err
     pq = tmp_path / "pq"
     conv = CliRunner().invoke(app, ["convert", *logs, str(pq)])
@@ -756,7 +761,7 @@ def test_hunt_engine_options_are_documented():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "ruleatlas hunt LOGS --engine spark" in readme
     cmd = typer.main.get_command(app).commands["hunt"]  # type: ignore[attr-defined]
-    for opt in ("--engine", "--spark-master"):
+    for opt in ("--engine", "--spark-master", "--spark-mode"):
         assert any(opt in getattr(p, "opts", ()) for p in cmd.params)
         assert opt in docs, opt
 
@@ -794,3 +799,150 @@ def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_
     assert summary.in_sql == 0
     assert all("Elastic rule" in why for why in summary.fallback.values())
     assert set(summary.fallback) == {"eql_one", "eql_seq"}
+
+
+# ------------------------------------------------------- plans in Spark's Python workers
+
+
+def _plans_hunt(spark: Any, rules: list[EngineRule], root: Path, fmt: str = "parquet"
+                ) -> tuple[list[Any], Any, Any]:
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    summary = SqlSummary("spark", mode="plans")
+    report = HuntReport()
+    found = list(hunt_sql(rules, [str(root)], report, summary, backend=sp.SparkBackend(spark)))
+    return found, summary, report
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_plans_on_spark_give_every_hand_checked_answer_in_order(fmt, spark, case_data,
+                                                                tmp_path):
+    """Every case, the ones Spark SQL cannot express too: the plans run by the local matcher
+    in Spark's workers give the local engine's findings, the same JSON in the same order."""
+    root = case_data
+    if fmt == "jsonl":
+        root = tmp_path / "jsonl"
+        sink = ParquetSink(root, fmt="jsonl", batch=7)
+        for ev in _events(CASES):
+            sink.add(event_row(ev))
+        sink.close()
+    rules = [c.rule for c in CASES]
+    found, summary, report = _plans_hunt(spark, rules, root, fmt)
+    keys = [(f.rule.rule.id, f.event.file, f.event.position) for f in found]
+    assert {k for k in keys if k[0] == k[1]} == _expected(CASES, None)
+    local = [(f.rule.rule.id, f.event.file, f.event.position, f.to_dict())
+             for f in Engine(rules).run(_events(CASES))]
+    assert [(*k, f.to_dict()) for k, f in zip(keys, found, strict=True)] == local
+    assert summary.on_workers == len(rules) and not summary.fallback
+    assert report.events == len(_events(CASES))
+    assert report.inputs and all(i.errors == 0 for i in report.inputs)  # one per file
+    assert "rules ran as plans in Spark's Python workers" in summary.lines()[0]
+
+
+def test_aggregations_as_plans_on_spark(spark, agg_data):
+    """SPL stats over rows spread over several files (tasks): the groups, their values and
+    their first events are the local engine's, the one SQL cannot run (avg) too."""
+    found, _, _ = _plans_hunt(spark, _agg_rules(), agg_data)
+    assert [(f.rule.rule.id, f.event.position, dict(f.matched)) for f in found] == (
+        _agg_expected())
+
+
+def test_a_group_takes_its_earliest_event_whatever_order_the_rows_come_in():
+    """A task's rows come in any order: a recorded group's first event is its earliest row's
+    (the smallest number), as with one process reading in order."""
+    from ruleatlas.engine.jobs import UnitResult, UnitWorker
+    from ruleatlas.engine.sql.tasks import merge
+
+    rules = _agg_rules()
+    events = [Event(dict(f), "agg", i) for i, f in enumerate(AGG_ROWS, 1)]
+    worker = UnitWorker(rules)
+    late, early = UnitResult(1), UnitResult(0)
+    worker.run([(i, ev) for i, ev in enumerate(events) if i >= 3][::-1], late)  # 5, 4, 3
+    worker.run([(i, ev) for i, ev in enumerate(events) if i < 3][::-1], early)  # 2, 1, 0
+    got = [(f.rule.rule.id, f.event.position, dict(f.matched))
+           for f in merge(rules, [late, early], [])]
+    assert got == _agg_expected()
+
+
+def test_elastic_rules_run_as_plans_on_spark(tmp_path, spark):
+    """EQL rules (the ECS view, a sequence across files) in Spark's workers."""
+    def eql(rid: str, query: str) -> EngineRule:
+        r = Rule(id=rid, source="elastic", path="rules/windows/x.toml", title=rid,
+                 language="eql", query=query, body="b")
+        er = prepare(r, analyze(r))
+        assert er.runnable, er.reason
+        return er
+
+    rules = [eql("eql_one", 'process where process.name == "cmd.exe"'),
+             eql("eql_seq", 'sequence by host.id [process where process.name == "a.exe"] '
+                            '[process where process.name == "b.exe"]')]
+    sink = ParquetSink(tmp_path, batch=1)  # one event per file: the sequence spans tasks
+    for i, n in enumerate(["a.exe", "cmd.exe", "b.exe", "CMD.EXE"], 1):
+        sink.add(event_row(Event({"Channel": SYSMON, "EventID": 1, "Image": f"C:\\x\\{n}",
+                                  "Computer": "h1", "TimeCreated": f"2024-01-01T00:00:0{i}Z"},
+                                 "el", i)))
+    sink.close()
+    found, summary, _ = _plans_hunt(spark, rules, tmp_path)
+    assert [(f.rule.rule.id, f.event.position) for f in found] == [("eql_one", 2),
+                                                                    ("eql_seq", 1)]
+    assert summary.on_workers == 2
+
+
+def test_a_broken_file_is_a_located_read_error_and_the_rest_is_hunted(spark, case_data,
+                                                                      tmp_path):
+    import shutil
+
+    root = tmp_path / "pq"
+    shutil.copytree(case_data, root)
+    victim = sorted(root.rglob("*.parquet"))[0]
+    victim.write_bytes(b"PAR1 this is not parquet")
+    rules = [c.rule for c in CASES]
+    found, _, report = _plans_hunt(spark, rules, root)
+    assert [e.file for e in report.errors] == [str(victim)]
+    assert "columnar layout" in report.errors[0].reason
+    assert report.exit_code() == 1
+    bad = [i for i in report.inputs if i.errors]
+    assert [(i.file, i.events) for i in bad] == [(str(victim), 0)]
+    assert len(report.inputs) == len(list(root.rglob("*.parquet")))  # every file accounted
+    assert found  # the other files were hunted
+
+
+def test_batch_events_is_row_event_for_every_row(tmp_path):
+    """The column-wise rebuild of a batch gives what row_event gives row by row: the regression
+    EVTX files, and hand-made rows with typed values, None, lists with typed items and an
+    alias the converter added."""
+    import pyarrow.parquet as pq
+
+    from ruleatlas.engine.readers import read_events
+    from ruleatlas.engine.sql.columnar import batch_events, row_event
+
+    files = sorted(str(p) for p in (SIGMA / "regression_data").rglob("*.evtx"))
+    events = list(read_events(files, []))
+    events += [Event({"Channel": "x", "EventID": 7, "Flag": True, "Ratio": 0.5, "Gone": None,
+                      "Items": ["a", 2, None], "Obj": {"k": 1}}, "hand", 1),
+               Event({"Channel": "x", "EventID": "7", "Names": ["a", "b"]}, "hand", 2),
+               Event({"Channel": "Microsoft-Windows-Windows Defender/Operational",
+                      "EventID": 1116, "Threat Name": "EICAR"}, "hand", 3)]
+    sink = ParquetSink(tmp_path, batch=50)
+    for ev in events:
+        sink.add(event_row(ev))
+    sink.close()
+    n = 0
+    for path in sorted(tmp_path.rglob("*.parquet")):
+        table = pq.read_table(path)
+        for b in table.to_batches():
+            for (seq, ev), row in zip(batch_events(b), b.to_pylist(), strict=True):
+                want = row_event(row)
+                assert seq == row["_seq"]
+                assert (ev.file, ev.position) == (want.file, want.position)
+                assert list(ev.fields.items()) == list(want.fields.items())
+                n += 1
+    assert n == len(events)
+    hand = {e.position: e for e in events if e.file == "hand"}
+    got = {}
+    for path in sorted(tmp_path.rglob("*.parquet")):
+        for b in pq.read_table(path).to_batches():
+            got.update({ev.position: ev for _, ev in batch_events(b) if ev.file == "hand"})
+    assert got[1].fields == hand[1].fields  # typed values, None and list items come back
+    assert got[2].fields == hand[2].fields

@@ -32,6 +32,7 @@ KEYWORD_GATES = 256  # distinct keyword sets whose pre-filter gates were chosen
 LINE_STARTS = 16  # texts whose line offsets are kept (one search gives many spans)
 GIT_REMOTES = 32  # clones whose GitHub remote was read
 ATTACK_BUNDLES = 4  # ATT&CK data sets loaded (the bundled one, and STIX files by path)
+SPARK_TASK_ENGINES = 2  # shipped catalogs whose engine one Spark Python worker keeps built
 
 
 class BoundedCache(dict[K, V]):

@@ -35,6 +35,11 @@ class HuntEngine(StrEnum):
     duckdb = "duckdb"
 
 
+class SparkMode(StrEnum):
+    plans = "plans"
+    sql = "sql"
+
+
 class HuntFormat(StrEnum):
     table = "table"
     json = "json"
@@ -272,6 +277,11 @@ def hunt_cmd(
                                            "findings (docs/spark.md)."),
     spark_master: str = typer.Option(None, "--spark-master", envvar="SPARK_MASTER",
                                      help="Spark master URL (default local[*])."),
+    spark_mode: SparkMode = typer.Option(SparkMode.plans, "--spark-mode",
+                                         help="plans: the rules' plans run by Spark's Python "
+                                              "workers (every rule); sql: the rules compiled "
+                                              "to Spark SQL, the rest falling back "
+                                              "(docs/spark.md)."),
 ) -> None:
     """Run every applicable rule over the logs; findings plus a summary by rule and tactic.
 
@@ -319,8 +329,8 @@ def hunt_cmd(
             if n % 2000 < k:
                 prog.update(task, completed=n, found=report.findings)
 
-        found, summary = _found(engine, spark_master, cached, loaded, logs, report, limits, jobs,
-                                tick)
+        found, summary = _found(engine, (spark_master, spark_mode.value), cached, loaded, logs,
+                                report, limits, jobs, tick)
         for f in found:
             emit(f.to_dict())
     for p in report.problems[:20]:
@@ -359,7 +369,7 @@ def _emitter(fmt: HuntFormat, findings: list[dict[str, Any]]) -> Any:
     return findings.append
 
 
-def _found(engine: HuntEngine, master: str | None, cached: Any, loaded: list[Any],
+def _found(engine: HuntEngine, spark: tuple[str | None, str], cached: Any, loaded: list[Any],
            logs: list[str], report: Any, limits: Any, jobs: int,
            tick: Any) -> tuple[Any, Any]:
     """The findings' iterator of the chosen engine, and the SQL summary (None: local)."""
@@ -375,7 +385,8 @@ def _found(engine: HuntEngine, master: str | None, cached: Any, loaded: list[Any
     from ruleatlas.engine.sql.hunt import SqlHuntError, SqlSummary, hunt_sql
 
     rules = prepare_all(loaded, report) if cached is None else from_plans(cached, report, loaded)
-    summary = SqlSummary(engine.value, master)
+    master, mode = spark
+    summary = SqlSummary(engine.value, master, mode if engine is HuntEngine.spark else "sql")
 
     def run() -> Any:
         try:

@@ -7,7 +7,8 @@ worker runs one :class:`~.runner.Engine` over its units and sends back, per unit
 (rule index, event, matched fields), its read errors and its :class:`~.events.InputRead`, and
 the *state records* of the aggregating rules: each row an aggregation was fed (and each row of
 a join's subsearch) with its event. The parent prints the units in input order (a unit that
-finishes early waits in a window of at most ``2 * N`` units, so memory stays bounded), then
+finishes early waits, at most ``AHEAD * N`` units and ``BUFFERED`` records, so memory stays
+bounded), then
 replays the state records, in input order, into its own Engine's aggregators and join rows and
 yields :meth:`Engine.finish`'s findings: aggregations see every event of their groups, in the
 same order as with one process, so the findings and their order are those of ``--jobs 1``.
@@ -24,7 +25,7 @@ import signal
 import sys
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,14 @@ from ruleatlas.limits import Limits
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
-WINDOW = 2  # units dispatched ahead per worker (bounds the parent's buffer)
+NO_EVENT = float("inf")  # the number of no event: every event's is smaller
+WINDOW = 2  # units queued in each worker's pipe
+# Units finished out of order wait in the parent until every earlier unit is printed. A worker
+# may run ahead of the next unit to print by up to AHEAD units per worker, while the waiting
+# units hold fewer than BUFFERED findings and state records (a big archive at the head of the
+# queue no longer leaves the other workers idle; the parent's memory stays bounded).
+AHEAD = 16
+BUFFERED = 200_000
 
 
 def default_jobs() -> int:
@@ -70,6 +78,7 @@ class WireFinding:
     rule: int
     event: Event
     matched: dict[str, Any]
+    seq: int = 0  # the event's number in its input (a Spark task's rows come out of order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,7 @@ class StateRecord:
     event: Event | None
     join: bool = False
     collect: bool = False
+    seq: int = 0  # the number of the event that fed it (see WireFinding.seq)
 
 
 @dataclass(slots=True)
@@ -117,21 +127,23 @@ def units_of(paths: Sequence[str]) -> list[Unit]:
 
 
 class _Sink:
-    """Where the current unit's state records go."""
+    """Where the current unit's state records go, and the number of the event being read."""
 
-    __slots__ = ("records",)
+    __slots__ = ("records", "seq")
 
     def __init__(self) -> None:
         self.records: list[StateRecord] = []
+        self.seq = 0
 
 
 class _Recorder:
     """Stands for an aggregator in a worker: records what it is fed. For ``stats`` only what
     :class:`Aggregator` reads is kept: the ``by`` fields and the functions' arguments, and the
-    event only for a group's first row in this unit (no later row can be a group's first in
-    the parent); a row without every ``by`` value is dropped, as the aggregator drops it.
-    ``eventstats`` rows (kept whole by the aggregator) and the rows of a language with its own
-    aggregator (ES|QL) travel whole."""
+    event only for a row earlier than every row of its group before it in this unit (a Spark
+    task's rows come in any order; no later row can be a group's first in the parent); a row
+    without every ``by`` value is dropped, as the aggregator drops it. ``eventstats`` rows
+    (kept whole by the aggregator) and the rows of a language with its own aggregator (ES|QL)
+    travel whole."""
 
     __slots__ = ("idx", "keep", "seen", "sink", "spec", "whole")
 
@@ -140,13 +152,14 @@ class _Recorder:
         self.spec = spec
         self.whole = whole or spec.command != "stats"
         self.sink = sink
-        self.seen: set[tuple[str, ...]] = set()
+        self.seen: dict[tuple[str, ...], int] = {}  # group -> its earliest row's number
         self.keep = tuple(dict.fromkeys(
             [*spec.by, *(f.arg for f in spec.funcs if f.arg is not None)]))
 
     def add(self, fields: Mapping[str, Any], payload: Any) -> None:
         if self.whole:
-            self.sink.records.append(StateRecord(self.idx, dict(fields), payload))
+            self.sink.records.append(StateRecord(self.idx, dict(fields), payload,
+                                                 seq=self.sink.seq))
             return
         key = []
         for b in self.spec.by:
@@ -155,11 +168,13 @@ class _Recorder:
                 return
             key.append(to_text(v))
         k = tuple(key)
-        first = k not in self.seen
+        seq = self.sink.seq
+        first = seq < self.seen.get(k, NO_EVENT)  # the earliest row of its group so far
         if first:
-            self.seen.add(k)
+            self.seen[k] = seq
         row = {n: fields[n] for n in self.keep if n in fields}
-        self.sink.records.append(StateRecord(self.idx, row, payload if first else None))
+        self.sink.records.append(StateRecord(self.idx, row, payload if first else None,
+                                             seq=self.sink.seq))
 
 
 class _RecordingAggregators(dict[int, Any]):
@@ -193,7 +208,8 @@ class _RecordingRows(list[dict[str, Any]]):
         self.sink = sink
 
     def append(self, row: dict[str, Any]) -> None:
-        self.sink.records.append(StateRecord(self.idx, row, None, join=True))
+        self.sink.records.append(StateRecord(self.idx, row, None, join=True,
+                                             seq=self.sink.seq))
 
 
 def join_rows(engine: Engine) -> dict[int, JoinRows]:
@@ -215,39 +231,61 @@ class _Shared:
 _SHARED: list[_Shared] = []  # set by the parent just before forking, read by the workers
 
 
+class UnitWorker:
+    """An :class:`~.runner.Engine` whose aggregating rules record what they are fed instead of
+    aggregating it: what a ``--jobs`` worker process, or a Spark task (``engine.sql.tasks``),
+    runs over its share of the events. :meth:`run` matches a unit's events into a
+    :class:`UnitResult` the parent replays (:func:`replay`)."""
+
+    def __init__(self, rules: Sequence[EngineRule]) -> None:
+        self.sink = _Sink()
+        self.engine = Engine(rules)
+        self.recording = _RecordingAggregators(self.engine, self.sink)
+        self.engine.aggregators = self.recording
+        for idx, jr in join_rows(self.engine).items():
+            jr.rows = _RecordingRows(idx, self.sink)
+        self.index = {id(r): i for i, r in enumerate(self.engine.rules)}
+
+    def run(self, events: Iterable[tuple[int, Event]], out: UnitResult) -> None:
+        """Findings and state records of ``(number, event)`` pairs, appended to ``out``."""
+        engine, index, sink = self.engine, self.index, self.sink
+        sink.records = out.state
+        self.recording.new_unit()
+        collected = engine.collected
+        for seq, ev in events:
+            out.events += 1
+            sink.seq = seq
+            for f in engine.match(ev):
+                out.findings.append(WireFinding(index[id(f.rule)], f.event, dict(f.matched),
+                                                seq))
+            if collected:  # what the event gave a sequence / threshold / new-terms rule
+                for idx, got in collected.items():
+                    out.state.extend(StateRecord(idx, dict(fl), e, collect=True, seq=seq)
+                                     for fl, e in got)
+                collected.clear()
+
+
 def _worker(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers on Ctrl-C
     from ruleatlas.engine.readers import read_events
 
     shared = _SHARED[0]
-    sink = _Sink()
-    engine = Engine(shared.rules)
-    recording = engine.aggregators = _RecordingAggregators(engine, sink)
-    for idx, jr in join_rows(engine).items():
-        jr.rows = _RecordingRows(idx, sink)
-    index = {id(r): i for i, r in enumerate(engine.rules)}
+    worker = UnitWorker(shared.rules)
     while True:
         u = conn.recv()
         if u is None:
             return
         out = UnitResult(u)
-        sink.records = out.state
-        recording.new_unit()
+        path = shared.units[u].path
         try:
-            path = shared.units[u].path
             assert path is not None
-            for ev in read_events([path], out.errors, shared.limits, out.inputs):
-                out.events += 1
-                for f in engine.match(ev):
-                    out.findings.append(WireFinding(index[id(f.rule)], f.event,
-                                                    dict(f.matched)))
+            worker.run(enumerate(read_events([path], out.errors, shared.limits, out.inputs)),
+                       out)
         except Exception as exc:  # reported as this input's error, never lost
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             out.errors.append(ReadError(path or "?", 0, f"worker failed: {tb}", "file"))
             out.inputs[:] = [InputRead(path or "?", out.events, len(out.errors))]
-        for idx, got in engine.collected.items():  # what the unit's events gave, as replayed
-            out.state.extend(StateRecord(idx, dict(f), ev, collect=True) for f, ev in got)
-        engine.collected.clear()
+            worker.engine.collected.clear()
         conn.send(out)
 
 
@@ -363,6 +401,7 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
         jobs = 0
     pool = _Pool(min(jobs, len(todo)), _Shared(rules, units, limits)) if jobs else None
     done: dict[int, UnitResult] = {}
+    held = 0  # findings and state records in ``done``
     sent = 0
     retry: list[int] = []
     try:
@@ -373,8 +412,8 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
                 continue
             while nxt not in done:
                 assert pool is not None
-                while retry or (sent < len(todo)
-                                and todo[sent] < nxt + WINDOW * len(pool.procs) + 1):
+                while retry or (sent < len(todo) and (todo[sent] <= nxt or (
+                        held < BUFFERED and todo[sent] <= nxt + AHEAD * len(pool.procs)))):
                     u = retry[0] if retry else todo[sent]
                     if not pool.send(u):
                         break
@@ -391,7 +430,9 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
                 retry.extend(again)
                 for r in got:
                     done[r.unit] = r
+                    held += len(r.findings) + len(r.state)
             r = done.pop(nxt)
+            held -= len(r.findings) + len(r.state)
             report.events += r.events
             report.errors.extend(r.errors)
             report.inputs.extend(r.inputs)
@@ -401,7 +442,7 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
                 f = Finding(engine.rules[w.rule], w.event, w.matched)
                 report.add(f)
                 yield f
-            _replay(engine, rows, r.state)
+            replay(engine, rows, r.state)
     finally:
         if pool is not None:
             pool.stop()
@@ -411,7 +452,7 @@ def run_jobs(rules: Sequence[EngineRule], paths: Sequence[str], jobs: int,
     report.problems.extend(engine.problems)
 
 
-def _replay(engine: Engine, rows: dict[int, JoinRows], state: list[StateRecord]) -> None:
+def replay(engine: Engine, rows: dict[int, JoinRows], state: list[StateRecord]) -> None:
     """A unit's state records into the parent's aggregators and join rows, in order."""
     for s in state:
         if s.join:

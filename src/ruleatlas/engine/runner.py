@@ -93,6 +93,7 @@ class EngineRule:
     sequence: Sequence | None = None  # EQL sequence/sample: run over the collected events
     optional: frozenset[str] = frozenset()  # ?fields: join keys that may be null
     rule_type: RuleType | None = None  # Elastic threshold/new_terms over the matched events
+    source: RulePlan | None = None  # the plan it was made from (shipped to Spark's workers)
     # the rest of the rule, filled in by ready() when the engine first routes an event to it
     # (engine.plans: a hunt reads a cached plan's body only for the event kinds it sees)
     pending: Callable[[EngineRule], None] | None = None
@@ -167,7 +168,7 @@ def engine_rule(p: RulePlan) -> EngineRule:
                     keywords=p.keywords, chain=p.chain, bins=p.bins, plan=p.plan,
                     later=p.later, anchor_node=p.anchor_node, hidden=p.hidden, view=p.view,
                     semantics=p.semantics, sequence=p.sequence, optional=p.optional,
-                    rule_type=p.rule_type)
+                    rule_type=p.rule_type, source=p)
     if p.has_anchors:
         er.seed_anchors(p.route.common_map, None if p.anchors is None else set(p.anchors))
     if p.has_result:

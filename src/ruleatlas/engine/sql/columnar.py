@@ -28,7 +28,7 @@ non-null items' texts) and NULL in its scalar column for that event.
 Windows Defender's spaced EventData names (``Threat Name``) get their spaceless alias added, as
 the local engine does for event kinds that carry them.
 
-Parquet is written in batches (``BATCH`` events, one file per kind per batch), so memory stays
+At most ``BATCH`` events are held in memory, by kind (:class:`ParquetSink`), so memory stays
 bounded whatever the input size; each file has the columns of its own rows, and readers merge
 the schemas (Spark ``mergeSchema``, DuckDB ``union_by_name``).
 """
@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ruleatlas.coverage.routing import Key, event_key
@@ -187,6 +188,113 @@ def row_event(row: Mapping[str, Any]) -> Event:
     return Event(fields, row["_file"], int(row["_position"]))
 
 
+SCALAR_CODES = frozenset("ifbj")  # codes a value is typed back from in place
+
+
+def batch_events(batch: pa.RecordBatch) -> Iterator[tuple[int, Event]]:
+    """``(_seq, event)`` of each row of an Arrow batch of the events table: what
+    :func:`row_event` gives for each row, column by column. The columns null in the whole
+    batch are skipped (a merged schema has every kind's fields). When each typed field has one
+    type wherever it has a value (a file of one event kind, mostly), the typed columns are cast
+    by Arrow and the rows zipped from the column lists; otherwise a row whose values are
+    strings, typed scalars or lists of strings is rebuilt from the lists with its codes, any
+    other (a None value, a list with typed items) by :func:`row_event` from its whole row."""
+    keep = [i for i, c in enumerate(batch.columns) if c.null_count < len(c)]
+    names = [batch.schema.names[i] for i in keep]
+    at = {n: j for j, n in enumerate(names)}
+    fnames = [n for n in names if n not in META]
+    arrays = {n: batch.column(keep[at[n]]) for n in names}
+    typed = _cast_uniform(arrays, fnames, batch.num_rows)
+    source = {**arrays, **typed} if typed is not None else arrays
+    cols = {n: source[n].to_pylist() for n in names}
+    seqs, files, places = cols[SEQ], cols["_file"], cols["_position"]
+    # a list column ``name[]`` gives the field ``name`` (its scalar column is NULL there)
+    targets = [n[: -len(LIST_SUFFIX)] if n.endswith(LIST_SUFFIX) else n for n in fnames]
+    rows = zip(*(cols[n] for n in fnames), strict=True)
+    if typed is not None:
+        dense = all(arrays[n].null_count == 0 for n in fnames)
+        for i, vals in enumerate(rows):
+            fields = (dict(zip(targets, vals, strict=True)) if dense else
+                      {k: v for k, v in zip(targets, vals, strict=True) if v is not None})
+            yield seqs[i], Event(fields, files[i], places[i])
+        return
+    types: list[Any] = cols[TYPES] if TYPES in cols else [None] * batch.num_rows
+    parsed: dict[str, tuple[tuple[str, str], ...] | None] = {}  # _types text -> its codes
+    for i, vals in enumerate(rows):
+        text = types[i]
+        codes = _codes(text, parsed) if text else ()
+        if codes is None:
+            yield int(seqs[i]), row_event(batch.slice(i, 1).to_pylist()[0])
+            continue
+        fields = {k: v for k, v in zip(targets, vals, strict=True) if v is not None}
+        for k, c in codes:
+            if k in fields:
+                fields[k] = _typed(fields[k], c)
+        yield seqs[i], Event(fields, files[i], places[i])
+
+
+def _codes(text: str, parsed: dict[str, tuple[tuple[str, str], ...] | None]
+           ) -> tuple[tuple[str, str], ...] | None:
+    """A row's ``_types`` as (field, code) pairs; None when a code is not a scalar's."""
+    if text not in parsed:
+        got: dict[str, Any] = json.loads(text)
+        parsed[text] = (None if any(type(c) is not str or c not in SCALAR_CODES
+                                    for c in got.values()) else tuple(got.items()))
+    return parsed[text]
+
+
+ARROW_CASTS: dict[str, Callable[[pa.Array], pa.Array]] = {
+    "i": lambda a: pc.cast(a, pa.int64()),
+    "f": lambda a: pc.cast(a, pa.float64()),
+    "b": lambda a: pc.equal(a, "true"),
+}
+
+
+def _cast_uniform(arrays: Mapping[str, pa.Array], fnames: Sequence[str], n: int
+                  ) -> dict[str, pa.Array] | None:
+    """The field columns with the typed ones cast by Arrow, when each typed field has one code
+    (int, float or boolean) on every row it has a value in; else None (the rows are typed one
+    by one). Read off the distinct ``_types`` texts and their counts: a field coded ``c`` on
+    as many rows as it has values has no untyped value."""
+    types = arrays.get(TYPES)
+    tally: dict[str, dict[str, int]] = {}
+    if types is not None:
+        for item in pc.value_counts(types).to_pylist():
+            if item["values"] is None:
+                continue
+            for f, c in json.loads(item["values"]).items():
+                if type(c) is not str or c not in ARROW_CASTS:
+                    return None
+                by = tally.setdefault(f, {})
+                by[c] = by.get(c, 0) + item["counts"]
+    out = {f: arrays[f] for f in fnames}
+    try:
+        for f, by in tally.items():
+            col = out.get(f)
+            if col is None or len(by) != 1:
+                return None
+            c, k = next(iter(by.items()))
+            if k != len(col) - col.null_count:
+                return None
+            out[f] = ARROW_CASTS[c](col)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # a number Arrow does not take as Python does (past 64 bits)
+    return out if n else None
+
+
+def file_events(path: str, content: pa.Buffer | bytes) -> Iterator[tuple[int, Event]]:
+    """``(_seq, event)`` of each row of one file of the layout (``.jsonl``: JSON lines, else
+    Parquet) given as its bytes."""
+    if path.endswith((".jsonl", ".json")):
+        for line in bytes(content).splitlines():
+            if line.strip():
+                row = json.loads(line)
+                yield int(row[SEQ]), row_event(row)
+        return
+    for b in pq.ParquetFile(pa.BufferReader(content)).read().to_batches():
+        yield from batch_events(b)
+
+
 def rows_table(rows: list[Row]) -> pa.Table:
     """Rows (of one kind, or any) as an Arrow table: ``_file``, ``_position``, fields sorted,
     then the ``name[]`` list columns."""
@@ -224,41 +332,56 @@ class ConvertReport:
 
 
 class ParquetSink:
-    """Writes rows to ``out/_kind=<kind>/part-NNNNN.parquet``, one file per kind per batch."""
+    """Writes rows to ``out/_kind=<kind>/part-NNNNN.parquet`` (or ``.jsonl``): at most
+    ``batch`` rows are held, by kind; when full, the kinds holding the most rows are written,
+    one file each, until half is free. A rare kind's rows wait for more (one file at the end),
+    so a corpus of hundreds of kinds gives a few files per kind, not one per kind per batch
+    (the OTRF corpus: 2,048 small files before, each costing every reader an open and a
+    footer)."""
 
     def __init__(self, out: str | Path, batch: int = BATCH, fmt: str = "parquet") -> None:
         self.out = Path(out)
         self.batch = batch
         self.fmt = fmt
-        self.pending: list[Row] = []
+        self.pending: dict[str, list[Row]] = {}
+        self.held = 0
         self.report = ConvertReport()
         self.seq = 0
         self.out.mkdir(parents=True, exist_ok=True)
 
     def add(self, row: Row) -> None:
         row.seq = self.report.events
-        self.pending.append(row)
+        self.pending.setdefault(row.kind, []).append(row)
+        self.held += 1
         self.report.events += 1
         self.report.kinds[row.kind] = self.report.kinds.get(row.kind, 0) + 1
-        if len(self.pending) >= self.batch:
-            self.flush()
+        if self.held >= self.batch:
+            for kind in sorted(self.pending, key=lambda k: -len(self.pending[k])):
+                if self.held <= self.batch // 2:
+                    break
+                self._write(kind)
+
+    def _write(self, kind: str) -> None:
+        rows = self.pending.pop(kind)
+        self.held -= len(rows)
+        d = self.out / kind_dir(kind)
+        d.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "jsonl":
+            path = d / f"part-{self.seq:05d}.jsonl"
+            with path.open("w", encoding="utf-8") as fh:
+                for r in rows:
+                    fh.write(json.dumps(jsonl_row(r), ensure_ascii=False) + "\n")
+        else:
+            path = d / f"part-{self.seq:05d}.parquet"
+            pq.write_table(rows_table(rows), path, compression="zstd")
+        self.report.files += 1
+        self.report.bytes += path.stat().st_size
+        self.seq += 1
 
     def flush(self) -> None:
-        for kind, rows in by_kind(self.pending).items():
-            d = self.out / kind_dir(kind)
-            d.mkdir(parents=True, exist_ok=True)
-            if self.fmt == "jsonl":
-                path = d / f"part-{self.seq:05d}.jsonl"
-                with path.open("w", encoding="utf-8") as fh:
-                    for r in rows:
-                        fh.write(json.dumps(jsonl_row(r), ensure_ascii=False) + "\n")
-            else:
-                path = d / f"part-{self.seq:05d}.parquet"
-                pq.write_table(rows_table(rows), path, compression="zstd")
-            self.report.files += 1
-            self.report.bytes += path.stat().st_size
-            self.seq += 1
-        self.pending = []
+        """Write every kind's rows."""
+        for kind in list(self.pending):
+            self._write(kind)
 
     def close(self) -> ConvertReport:
         self.flush()

@@ -82,6 +82,8 @@ class SqlSummary:
 
     engine: str
     master: str | None = None
+    mode: str = "sql"  # Spark: "plans" (the local matcher in Spark's workers) or "sql"
+    on_workers: int = 0  # rules run by the local matcher in Spark's Python workers
     in_sql: int = 0
     aggregations: int = 0  # of in_sql
     fallback: dict[str, str] = field(default_factory=dict)
@@ -97,6 +99,9 @@ class SqlSummary:
     def lines(self) -> list[str]:
         where = f"{self.engine} ({self.master})" if self.master else self.engine
         t = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        if self.mode == "plans":
+            return [f"{where}: {self.on_workers} rules ran as plans in Spark's Python workers "
+                    f"(the local matcher), none fell back; {self.kinds} event kinds; {t}"]
         out = [f"{where}: {self.in_sql} rules ran as SQL ({self.aggregations} aggregations), "
                f"{len(self.fallback)} fell back to the local engine on the same events; "
                f"{self.kinds} event kinds; {t}"]
@@ -104,7 +109,8 @@ class SqlSummary:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "master": self.master, "rules_in_sql": self.in_sql,
+        return {"engine": self.engine, "master": self.master, "mode": self.mode,
+                "rules_on_workers": self.on_workers, "rules_in_sql": self.in_sql,
                 "aggregations_in_sql": self.aggregations,
                 "fell_back": len(self.fallback),
                 "fell_back_by_reason": dict(self.reasons().most_common()),
@@ -163,6 +169,12 @@ def start_backend(engine: str, master: str | None, summary: SqlSummary) -> Backe
         session, _ = sp.start(master)
         summary.master = sp.master_url(master)
         summary.seconds["jvm start"] = time.perf_counter() - t
+        if summary.mode == "plans":
+            from ruleatlas.engine.sql.tasks import start_workers
+
+            t = time.perf_counter()
+            start_workers(session)
+            summary.seconds["workers start"] = time.perf_counter() - t
         return sp.SparkBackend(session)
     if engine == "duckdb":
         from ruleatlas.engine.sql import duckdb as duck
@@ -210,6 +222,9 @@ def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntRep
          summary: SqlSummary, backend: Backend | None) -> Iterator[Finding]:
     be = backend or start_backend(summary.engine, summary.master, summary)
     t = time.perf_counter()
+    if summary.mode == "plans":
+        yield from _run_plans(rules, uris, fmt, be, report, summary)
+        return
     db_uri: str | list[str] = uris if summary.engine == "spark" else uris[0]
     if summary.engine == "duckdb" and len(uris) > 1:
         raise SqlHuntError("--engine duckdb reads one converted folder at a time")
@@ -235,6 +250,34 @@ def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntRep
     out = _collect(rules, plan, found, groups, counts, be)
     summary.seconds["fallback and findings"] = time.perf_counter() - t3
     for f in out:
+        report.add(f)
+        yield f
+
+
+def _run_plans(rules: Sequence[EngineRule], uris: Sequence[str], fmt: str, be: Backend,
+               report: HuntReport, summary: SqlSummary) -> Iterator[Finding]:
+    """Every rule's plan run by Spark's Python workers over the files at ``uris``
+    (:mod:`.tasks`); each file is an input of the report (when the logs were not staged)."""
+    from ruleatlas.engine.sql.spark import SparkBackend
+    from ruleatlas.engine.sql.tasks import merge, run_on_spark
+
+    if not isinstance(be, SparkBackend):
+        raise SqlHuntError(f"plans run on Spark's workers, not on {be.name}")
+    runnable = [er for er in rules if er.runnable]
+    summary.on_workers = len(runnable)
+    t = time.perf_counter()
+    files = run_on_spark(be.spark, uris, fmt, runnable)
+    t2 = time.perf_counter()
+    summary.seconds["tasks"] = t2 - t
+    summary.kinds = len({f.kind for f in files})
+    report.events = sum(f.result.events for f in files)
+    for fr in sorted(files, key=lambda fr: fr.path):
+        report.errors.extend(fr.result.errors)
+        if not summary.staged:
+            report.inputs.extend(fr.result.inputs)
+    found = list(merge(runnable, [fr.result for fr in files], report.problems))
+    summary.seconds["merge"] = time.perf_counter() - t2
+    for f in found:
         report.add(f)
         yield f
 

@@ -10,6 +10,7 @@ partition values kept as strings. :func:`start` reports the JVM start apart from
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,15 @@ def start(master: str | None = None, conf: dict[str, str] | None = None) -> tupl
     if master or not under_spark_submit():  # spark-submit's --master stands unless overridden
         b = b.master(master_url(master))
     quiet = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"}
+    if master_url(master).startswith("local"):
+        # one machine: list a converted folder's kind directories on the driver, not in a
+        # listing job (2 s of the OTRF corpus's 319; a cluster on object storage keeps it)
+        quiet["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "100000"
+    if master_url(master).startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+        # local mode: the Python workers (``--spark-mode plans``) run this interpreter, which
+        # has ruleatlas (PySpark reads the variable when it starts the context); on a cluster
+        # the executors' Python is the cluster's (docs/spark.md)
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     for k, v in {**CONF, **quiet, **(conf or {})}.items():
         b = b.config(k, v)
     spark = b.getOrCreate()
