@@ -5,6 +5,7 @@
 * Errors: :class:`ParseError` (sqlglot's shape: a description, the offset, line/col and a
   caret line under the offending character).
 * Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum;
+  :class:`Operator`, the operator kinds every language spells alike (``!= < + * ...``);
   :func:`unescape` (the backslash-escape loop; each language says what its escapes mean).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
@@ -105,6 +106,31 @@ def unescape(body: str, escape_at: Callable[[str, int], tuple[str, int]]) -> str
     out.append(body[i:])
     return "".join(out)
 
+
+class Operator(Enum):
+    """The operator tokens the languages spell alike; a language's own token enum ``T`` holds
+    its other kinds (``=`` and ``==`` among them: their meaning differs), and its tokens' kind
+    is ``T | Operator``."""
+
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    PLUS = "+"
+    MINUS = "-"
+    STAR = "*"
+    SLASH = "/"
+    PERCENT = "%"
+
+
+OPERATORS: dict[str, Operator] = {op.value: op for op in Operator}
+# The parsers' operator tables (a language adds its own ``==``, ``=``, ``=~``).
+COMPARISONS: dict[Operator, str] = {Operator.NE: "!=", Operator.LT: "<", Operator.LE: "<=",
+                                    Operator.GT: ">", Operator.GE: ">="}
+ADDITIVE: dict[Operator, str] = {Operator.PLUS: "+", Operator.MINUS: "-"}
+MULTIPLICATIVE: dict[Operator, str] = {Operator.STAR: "*", Operator.SLASH: "/",
+                                       Operator.PERCENT: "%"}
 
 K = TypeVar("K", bound=Enum)
 

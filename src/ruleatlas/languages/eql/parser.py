@@ -27,8 +27,14 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from ruleatlas.languages.eql import ast as E
-from ruleatlas.languages.eql.tokens import T, Token, tokenize
-from ruleatlas.languages.parsing import DepthGuard, ParseError
+from ruleatlas.languages.eql.tokens import Kind, T, Token, tokenize
+from ruleatlas.languages.parsing import (
+    ADDITIVE,
+    COMPARISONS,
+    MULTIPLICATIVE,
+    DepthGuard,
+    ParseError,
+)
 
 MAX_DEPTH = 100
 KEYWORDS = frozenset({
@@ -38,20 +44,17 @@ KEYWORDS = frozenset({
 # Precedence ladder, loosest first: or < and < not < comparison < + - < * / % < unary.
 OR_PREC, AND_PREC, NOT_PREC, COMPARE_PREC, ADD_PREC, MUL_PREC, UNARY_PREC = 1, 2, 3, 4, 5, 6, 7
 BOOLEAN: dict[str, tuple[int, str]] = {"or": (OR_PREC, "or"), "and": (AND_PREC, "and")}
-COMPARE_OPS: dict[T, str] = {T.EQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
-                             T.GE: ">="}
-ADDITIVE: dict[T, str] = {T.PLUS: "+", T.MINUS: "-"}
-MULTIPLICATIVE: dict[T, str] = {T.STAR: "*", T.SLASH: "/", T.PERCENT: "%"}
-BINARY: dict[T, tuple[int, str]] = {
+COMPARE_OPS: dict[Kind, str] = {T.EQ: "=="} | COMPARISONS
+BINARY: dict[Kind, tuple[int, str]] = {
     **{k: (COMPARE_PREC, v) for k, v in COMPARE_OPS.items()},
     **{k: (ADD_PREC, v) for k, v in ADDITIVE.items()},
     **{k: (MUL_PREC, v) for k, v in MULTIPLICATIVE.items()},
 }
-MATCH_OPS: dict[tuple[T, str], str] = {
+MATCH_OPS: dict[tuple[Kind, str], str] = {
     (T.COLON, ":"): ":", (T.NAME, "like"): "like", (T.TILDE, "like~"): "like~",
     (T.NAME, "regex"): "regex", (T.TILDE, "regex~"): "regex~",
 }
-IN_OPS: dict[tuple[T, str], bool] = {(T.NAME, "in"): False, (T.TILDE, "in~"): True}
+IN_OPS: dict[tuple[Kind, str], bool] = {(T.NAME, "in"): False, (T.TILDE, "in~"): True}
 TIME_UNITS = frozenset({"ms", "s", "m", "h", "d", "micros", "nanos"})
 
 

@@ -16,12 +16,11 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import COMPARISONS, Operator, ParseError
 from ruleatlas.languages.spl import ast as S
-from ruleatlas.languages.spl.tokens import T, Token, Tokenizer
+from ruleatlas.languages.spl.tokens import Kind, T, Token, Tokenizer
 
-COMPARE_TOKENS = {T.EQ: "=", T.EQEQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
-                  T.GE: ">="}
+COMPARE_TOKENS: dict[Kind, str] = {T.EQ: "=", T.EQEQ: "=="} | COMPARISONS
 MAX_DEPTH = 200
 X = TypeVar("X")  # what a parenthesized parse returns
 # Commands that may open a search (or a subsearch ``[tstats ...]``) without a leading pipe.
@@ -481,7 +480,7 @@ class _EvalParser(_Cursor):
             return S.ECall("in", (left, *args))
         return left
 
-    def _left_assoc(self, ops: tuple[T, ...], operand: Callable[[], S.ENode]) -> S.ENode:
+    def _left_assoc(self, ops: tuple[Kind, ...], operand: Callable[[], S.ENode]) -> S.ENode:
         """``operand (op operand)*`` for the operator tokens ``ops``, grouped to the left."""
         left = operand()
         while self.peek().kind in ops:
@@ -490,16 +489,16 @@ class _EvalParser(_Cursor):
         return left
 
     def parse_add(self) -> S.ENode:
-        return self._left_assoc((T.PLUS, T.MINUS, T.DOT), self.parse_mul)
+        return self._left_assoc((Operator.PLUS, Operator.MINUS, T.DOT), self.parse_mul)
 
     def parse_mul(self) -> S.ENode:
-        return self._left_assoc((T.STAR, T.SLASH, T.PERCENT), self.parse_unary)
+        return self._left_assoc((Operator.STAR, Operator.SLASH, Operator.PERCENT), self.parse_unary)
 
     def parse_unary(self) -> S.ENode:
-        if self.peek().kind is T.MINUS:
+        if self.peek().kind is Operator.MINUS:
             self.advance()
             return S.EUnary("-", self.parse_unary())
-        if self.peek().kind is T.PLUS:
+        if self.peek().kind is Operator.PLUS:
             self.advance()
             return self.parse_unary()
         return self.parse_primary()
@@ -511,7 +510,7 @@ class _EvalParser(_Cursor):
             self.advance()
             return ()
         while True:
-            if self.peek().kind is T.STAR and self.peek(1).kind in (T.RPAREN, T.COMMA):
+            if self.peek().kind is Operator.STAR and self.peek(1).kind in (T.RPAREN, T.COMMA):
                 self.advance()
                 args.append(S.EOpaque("*"))
             else:
