@@ -9,8 +9,9 @@
   :func:`unescape` (the backslash-escape loop; each language says what its escapes mean).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
-* Syntax trees: :class:`Node` (the offsets every node carries); the nodes every language has
-  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`);
+* Syntax trees: :class:`Node` (the offsets every node carries); the nodes the languages have
+  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`, :class:`Field`,
+  :class:`Call`, :class:`BinOp`, :class:`Unary`);
   :func:`declare_arg_types`,
   :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
   nodes of a language's ``ast.py``.
@@ -164,7 +165,7 @@ class Node:
     end: int = dc_field(default=0, compare=False, kw_only=True)
 
 
-# The nodes every language's tree has in the same form: one class each, generic over the
+# The nodes the languages' trees have in the same form: one class each, generic over the
 # language's expression type (``And[Expr]``), so a language's ``ast.py`` names them in its
 # ``Expr`` union and its parser, generator and lowering use them like its own nodes.
 
@@ -202,6 +203,39 @@ class Or(Node, Generic[E]):
     """``a or b or ...``."""
 
     args: tuple[E, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Node):
+    """A field (column) an expression reads: its name, quoting resolved (``process.name``)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node, Generic[E]):
+    """A function call ``name(args)``; a language that keeps more (a ``~`` suffix, ``*``)
+    subclasses it."""
+
+    name: str
+    args: tuple[E, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp(Node, Generic[E]):
+    """``left op right``: arithmetic or comparison, ``op`` as the language spells it."""
+
+    op: str
+    left: E
+    right: E
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Node, Generic[E]):
+    """A prefix operator and its operand: ``-x``, ``+x``, ``NOT x``."""
+
+    op: str
+    arg: E
 
 
 def declare_arg_types(node_types: tuple[type, ...]) -> None:

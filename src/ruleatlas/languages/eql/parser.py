@@ -287,9 +287,7 @@ class Parser(DepthGuard):
                 nxt = self._binary_op()
                 if nxt is not None and nxt[0] == COMPARE_PREC:
                     raise self._error("comparisons do not chain (write 'a < b and b < c')")
-                left = E.Compare(name, left, right, start=_start(left), end=_end(right))
-            else:
-                left = E.Arith(name, left, right, start=_start(left), end=_end(right))
+            left = E.BinOp(name, left, right, start=_start(left), end=_end(right))
 
     def _parse_prefix(self, min_prec: int) -> E.Expr:
         t = self.cur
@@ -304,7 +302,7 @@ class Parser(DepthGuard):
             self.enter(t.start)
             arg = self._parse_prefix(UNARY_PREC)
             self.depth -= 1
-            return E.Neg(ADDITIVE[t.kind], arg, start=t.start, end=_end(arg))
+            return E.Unary(ADDITIVE[t.kind], arg, start=t.start, end=_end(arg))
         if self._is_kw("not"):
             raise self._error("'not' cannot stand here; put the negated part in parentheses")
         return self._parse_suffix(self._parse_primary())
@@ -355,7 +353,7 @@ class Parser(DepthGuard):
             self._advance()
             n = self._advance()
             num = E.Num(_number(n.text), n.text, start=n.start, end=n.end)
-            return E.Neg(ADDITIVE[t.kind], num, start=t.start, end=n.end)
+            return E.Unary(ADDITIVE[t.kind], num, start=t.start, end=n.end)
         if t.kind is T.NAME and t.text in ("true", "false"):
             self._advance()
             return E.Bool(t.text == "true", start=t.start, end=t.end)

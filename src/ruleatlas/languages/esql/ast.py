@@ -13,16 +13,20 @@ from dataclasses import field as dc_field
 from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import And, Bool, Node, Not, Null, Or, declare_arg_types
+from ruleatlas.languages.parsing import (
+    And,
+    BinOp,
+    Bool,
+    Call,
+    Field,
+    Node,
+    Not,
+    Null,
+    Or,
+    declare_arg_types,
+)
 
 # ---- expressions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Field(Node):
-    """A field (column) name, dotted parts joined: ``process.name``, ``@timestamp``."""
-
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,21 +82,10 @@ class MapLit(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class FuncCall(Node):
+class FuncCall(Call["Expr"]):
     """``name(args)``; ``star`` for ``count(*)``."""
 
-    name: str
-    args: tuple[Expr, ...] = ()
     star: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BinOp(Node):
-    """Arithmetic ``+ - * / %`` or comparison ``== != =~ < <= > >=``."""
-
-    op: str
-    left: Expr
-    right: Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +139,12 @@ class Match(Node):
     query: Expr
 
 
-# Bool, Null, And, Or and Not are the shared nodes of ``languages.parsing``.
+# Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not and
+# BinOp (arithmetic ``+ - * / %`` or comparison ``== != =~ < <= > >=``) are the shared nodes of
+# ``languages.parsing``.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
-                   | FuncCall | BinOp | Neg | Cast | And["Expr"] | Or["Expr"] | Not["Expr"] | Like
-                   | In | IsNull | Match)
+                   | FuncCall | BinOp["Expr"] | Neg | Cast | And["Expr"] | Or["Expr"]
+                   | Not["Expr"] | Like | In | IsNull | Match)
 
 # ---- command parts -------------------------------------------------------------------------
 

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import And, Node, Not, Or, declare_arg_types
+from ruleatlas.languages.parsing import (
+    And,
+    BinOp,
+    Call,
+    Field,
+    Node,
+    Not,
+    Or,
+    Unary,
+    declare_arg_types,
+)
 
 # ---- generic items -----------------------------------------------------------------------
 
@@ -114,11 +124,6 @@ SNode: TypeAlias = (SCompare | SIn | STerm | SMacro | SSub | Not["SNode"] | And[
 
 
 @dataclass(frozen=True, slots=True)
-class EField(Node):
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
 class EStr:
     value: str
 
@@ -126,31 +131,6 @@ class EStr:
 @dataclass(frozen=True, slots=True)
 class ENum:
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ECall:
-    """A function call; ``name`` lower-cased (SPL function names are case-insensitive)."""
-
-    name: str
-    args: tuple[ENode, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class EBin:
-    """A binary operator: ``AND OR XOR = == != < <= > >= LIKE + - * / % .``."""
-
-    op: str
-    left: ENode
-    right: ENode
-
-
-@dataclass(frozen=True, slots=True)
-class EUnary:
-    """``NOT x`` or ``-x``."""
-
-    op: str
-    arg: ENode
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +147,11 @@ class EOpaque:
     text: str
 
 
-ENode: TypeAlias = EField | EStr | ENum | ECall | EBin | EUnary | EMacro | EOpaque
+# Field, Call (``name`` lower-cased: SPL function names are case-insensitive), BinOp (``AND OR
+# XOR = == != < <= > >= LIKE + - * / % .``) and Unary (``NOT x``, ``-x``) are the shared nodes
+# of ``languages.parsing``.
+ENode: TypeAlias = (Field | EStr | ENum | Call["ENode"] | BinOp["ENode"] | Unary["ENode"] | EMacro
+                    | EOpaque)
 
 # ---- commands and pipelines --------------------------------------------------------------
 
@@ -206,7 +190,7 @@ class Pipeline:
 
 NODE_TYPES: tuple[type, ...] = (
     Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, SMacro, SSub, Not, And, Or,
-    EField, EStr, ENum, ECall, EBin, EUnary, EMacro, EOpaque, Command, Pipeline,
+    Field, EStr, ENum, Call, BinOp, Unary, EMacro, EOpaque, Command, Pipeline,
 )
 
 

@@ -448,20 +448,20 @@ class _EvalParser(_Cursor):
         left = self.parse_and()
         while self.word_is("OR", "XOR", case=False):
             op = self.advance().text.upper()
-            left = S.EBin(op, left, self.parse_and())
+            left = S.BinOp(op, left, self.parse_and())
         return left
 
     def parse_and(self) -> S.ENode:
         left = self.parse_not()
         while self.word_is("AND", case=False):
             self.advance()
-            left = S.EBin("AND", left, self.parse_not())
+            left = S.BinOp("AND", left, self.parse_not())
         return left
 
     def parse_not(self) -> S.ENode:
         if self.word_is("NOT", case=False):  # NOT x and NOT(x) alike
             self.advance()
-            return S.EUnary("NOT", self.parse_not())
+            return S.Unary("NOT", self.parse_not())
         return self.parse_cmp()
 
     def parse_cmp(self) -> S.ENode:
@@ -469,15 +469,15 @@ class _EvalParser(_Cursor):
         t = self.peek()
         if t.kind in COMPARE_TOKENS:
             self.advance()
-            return S.EBin(COMPARE_TOKENS[t.kind], left, self.parse_add())
+            return S.BinOp(COMPARE_TOKENS[t.kind], left, self.parse_add())
         if self.word_is("LIKE", case=False):
             self.advance()
-            return S.EBin("LIKE", left, self.parse_add())
+            return S.BinOp("LIKE", left, self.parse_add())
         if self.word_is("IN", case=False) and self.peek(1).kind is T.LPAREN:
             self.advance()
             self.advance()
             args = self.parse_args()
-            return S.ECall("in", (left, *args))
+            return S.Call("in", (left, *args))
         return left
 
     def _left_assoc(self, ops: tuple[Kind, ...], operand: Callable[[], S.ENode]) -> S.ENode:
@@ -485,7 +485,7 @@ class _EvalParser(_Cursor):
         left = operand()
         while self.peek().kind in ops:
             op = self.advance().text
-            left = S.EBin(op, left, operand())
+            left = S.BinOp(op, left, operand())
         return left
 
     def parse_add(self) -> S.ENode:
@@ -497,7 +497,7 @@ class _EvalParser(_Cursor):
     def parse_unary(self) -> S.ENode:
         if self.peek().kind is Operator.MINUS:
             self.advance()
-            return S.EUnary("-", self.parse_unary())
+            return S.Unary("-", self.parse_unary())
         if self.peek().kind is Operator.PLUS:
             self.advance()
             return self.parse_unary()
@@ -536,7 +536,7 @@ class _EvalParser(_Cursor):
             return S.EStr(t.text)
         if t.kind is T.QFIELD:
             self.advance()
-            return S.EField(t.text, start=t.start, end=t.end)
+            return S.Field(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
             self.advance()
             return S.EMacro(S.Macro(t.text, start=t.start, end=t.end))
@@ -544,8 +544,8 @@ class _EvalParser(_Cursor):
             self.advance()
             if self.peek().kind is T.LPAREN and t.text[0].isalpha():
                 self.advance()
-                return S.ECall(t.text.lower(), self.parse_args())
-            return S.EField(t.text, start=t.start, end=t.end)
+                return S.Call(t.text.lower(), self.parse_args())
+            return S.Field(t.text, start=t.start, end=t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of expression'!r} in expression", t.start)
 
 
