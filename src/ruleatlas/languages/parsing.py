@@ -11,7 +11,7 @@
   ``ParseError``, never a ``RecursionError``.
 * Syntax trees: :class:`Node` (the offsets every node carries); the nodes the languages have
   alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`, :class:`Field`,
-  :class:`Call`, :class:`BinOp`, :class:`Unary`);
+  :class:`Call`, :class:`BinOp`, :class:`In`, :class:`Unary`);
   :func:`declare_arg_types`,
   :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
   nodes of a language's ``ast.py``.
@@ -228,6 +228,15 @@ class BinOp(Node, Generic[E]):
     op: str
     left: E
     right: E
+
+
+@dataclass(frozen=True, slots=True)
+class In(Node, Generic[E]):
+    """``value in (items...)``; ``negated`` for ``not in``."""
+
+    value: E
+    items: tuple[E, ...]
+    negated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,12 +61,9 @@ class Match(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class In(Node):
-    """``left in (...)``, ``in~`` (``insensitive``), ``not in`` (``negated``)."""
+class In(parsing.In["Expr"]):
+    """``value in (...)``, ``in~`` (``insensitive``), ``not in`` (``negated``)."""
 
-    left: Expr
-    values: tuple[Expr, ...]
-    negated: bool = False
     insensitive: bool = False
 
 

@@ -111,7 +111,7 @@ def match(m: E.Match) -> str:
 
 def in_(i: E.In) -> str:
     op = ("not in" if i.negated else "in") + ("~" if i.insensitive else "")
-    return f"{expr(i.left)} {op} ({', '.join(expr(v) for v in i.values)})"
+    return f"{expr(i.value)} {op} ({', '.join(expr(v) for v in i.items)})"
 
 
 GENERATORS: dict[type, Callable[[Any], str]] = {

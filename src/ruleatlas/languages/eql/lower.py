@@ -173,8 +173,8 @@ def _lower_match(e: E.Match, ctx: LowerCtx) -> M.Node | None:
 
 
 def _lower_in(e: E.In, ctx: LowerCtx) -> M.Node | None:
-    fld = _field(e.left, ctx)
-    values = [constant(v) for v in e.values]
+    fld = _field(e.value, ctx)
+    values = [constant(v) for v in e.items]
     if fld is None or any(isinstance(v, E.EXPR_TYPES) for v in values):
         return None
     return _pred(ctx, e, fld, Op.IN, tuple(values), not e.insensitive,  # type: ignore[arg-type]
@@ -265,7 +265,7 @@ def to_term(e: E.Expr, fields: list[str], ctx: LowerCtx) -> M.Term:
         return M.Call(e.op, sub((e.left, *e.values)))
     if isinstance(e, E.In):
         op = ("not in" if e.negated else "in") + ("~" if e.insensitive else "")
-        return M.Call(op, sub((e.left, *e.values)))
+        return M.Call(op, sub((e.value, *e.items)))
     if isinstance(e, E.Unary):
         return M.Call(e.op, sub((e.arg,)))
     if isinstance(e, E.Not):

@@ -19,6 +19,7 @@ from ruleatlas.languages.parsing import (
     Bool,
     Call,
     Field,
+    In,
     Node,
     Not,
     Null,
@@ -115,15 +116,6 @@ class Like(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class In(Node):
-    """``value [not] in (a, b, ...)``."""
-
-    value: Expr
-    items: tuple[Expr, ...]
-    negated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class IsNull(Node):
     """``value is [not] null``."""
 
@@ -139,12 +131,12 @@ class Match(Node):
     query: Expr
 
 
-# Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not and
-# BinOp (arithmetic ``+ - * / %`` or comparison ``== != =~ < <= > >=``) are the shared nodes of
-# ``languages.parsing``.
+# Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not, In
+# (``value [not] in (a, b, ...)``) and BinOp (arithmetic ``+ - * / %`` or comparison
+# ``== != =~ < <= > >=``) are the shared nodes of ``languages.parsing``.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
                    | FuncCall | BinOp["Expr"] | Neg | Cast | And["Expr"] | Or["Expr"]
-                   | Not["Expr"] | Like | In | IsNull | Match)
+                   | Not["Expr"] | Like | In["Expr"] | IsNull | Match)
 
 # ---- command parts -------------------------------------------------------------------------
 
