@@ -5,7 +5,8 @@ never take part in equality,
 so ``parse(generate(tree)) == tree`` is the round-trip check. Each node class declares
 sqlglot-style ``arg_types`` (see the end of the module). Commands whose arguments the
 lowering reads by shape (stats, rename, rex, lookup, ...) keep their arguments as a flat tuple of
-items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`); ``search``,
+items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`; a macro or a
+subsearch inside an expression is the same node); ``search``,
 ``where``, ``eval`` and the ``where`` clause of ``tstats`` get expression trees.
 """
 
@@ -101,23 +102,10 @@ class STerm(Node):
     func: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SMacro:
-    """A macro left unexpanded inside a search expression (unknown macro)."""
-
-    macro: Macro
-
-
-@dataclass(frozen=True, slots=True)
-class SSub:
-    """A subsearch used as a search term."""
-
-    sub: Sub
-
-
 # Not, And and Or are the shared nodes of ``languages.parsing`` (in SPL, OR binds tighter than
-# AND, and terms side by side are an And).
-SNode: TypeAlias = (SCompare | SIn | STerm | SMacro | SSub | Not["SNode"] | And["SNode"]
+# AND, and terms side by side are an And); a :class:`Macro` is one left unexpanded (unknown), a
+# :class:`Sub` a subsearch used as a search term.
+SNode: TypeAlias = (SCompare | SIn | STerm | Macro | Sub | Not["SNode"] | And["SNode"]
                     | Or["SNode"])
 
 # ---- eval expressions --------------------------------------------------------------------
@@ -134,13 +122,6 @@ class ENum:
 
 
 @dataclass(frozen=True, slots=True)
-class EMacro:
-    """A macro left unexpanded inside an eval expression."""
-
-    macro: Macro
-
-
-@dataclass(frozen=True, slots=True)
 class EOpaque:
     """Eval-context text the expression grammar does not cover (``*`` in ``count(*)``)."""
 
@@ -149,8 +130,8 @@ class EOpaque:
 
 # Field, Call (``name`` lower-cased: SPL function names are case-insensitive), BinOp (``AND OR
 # XOR = == != < <= > >= LIKE + - * / % .``) and Unary (``NOT x``, ``-x``) are the shared nodes
-# of ``languages.parsing``.
-ENode: TypeAlias = (Field | EStr | ENum | Call["ENode"] | BinOp["ENode"] | Unary["ENode"] | EMacro
+# of ``languages.parsing``; a :class:`Macro` is one left unexpanded.
+ENode: TypeAlias = (Field | EStr | ENum | Call["ENode"] | BinOp["ENode"] | Unary["ENode"] | Macro
                     | EOpaque)
 
 # ---- commands and pipelines --------------------------------------------------------------
@@ -189,8 +170,8 @@ class Pipeline:
 # ``walk``, ``find_all``) can traverse any tree without knowing each node type.
 
 NODE_TYPES: tuple[type, ...] = (
-    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, SMacro, SSub, Not, And, Or,
-    Field, EStr, ENum, Call, BinOp, Unary, EMacro, EOpaque, Command, Pipeline,
+    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, Not, And, Or,
+    Field, EStr, ENum, Call, BinOp, Unary, EOpaque, Command, Pipeline,
 )
 
 

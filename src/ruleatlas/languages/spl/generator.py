@@ -149,8 +149,8 @@ SEARCH_GENERATORS.update({
     S.SCompare: _compare,
     S.SIn: _in,
     S.STerm: _term,
-    S.SMacro: lambda n: f"`{n.macro.body}`",
-    S.SSub: lambda n: item(n.sub),
+    S.Macro: item,
+    S.Sub: item,
 })
 
 
@@ -175,6 +175,6 @@ EXPR_GENERATORS: dict[type, Callable[[Any], str]] = {
     S.Call: lambda e: f"{e.name}({', '.join(expr(a) for a in e.args)})",
     S.BinOp: lambda e: f"({expr(e.left)} {e.op} {expr(e.right)})",
     S.Unary: lambda e: f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})",
-    S.EMacro: lambda e: f"`{e.macro.body}`",
+    S.Macro: item,
     S.EOpaque: lambda e: e.text,
 }

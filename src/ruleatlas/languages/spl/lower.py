@@ -137,10 +137,10 @@ def lower_search(n: S.SNode, ctx: _Ctx) -> M.Node | None:
         return M.Predicate(None, Op.KEYWORD, (val,), cased=n.func == "CASE", phase=ctx.phase,
                          stage=ctx.stage, text=ctx.text(n.start, n.end),
                          span=ctx.span_for(n.start, n.end))
-    if isinstance(n, S.SMacro):
-        return M.Opaque(f"`{n.macro.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
-    if isinstance(n, S.SSub):
-        return M.Opaque(ctx.text(n.sub.start, n.sub.end),
+    if isinstance(n, S.Macro):
+        return M.Opaque(f"`{n.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
+    if isinstance(n, S.Sub):
+        return M.Opaque(ctx.text(n.start, n.end),
                       "subsearch: the filter depends on the results of another search",
                       stage=ctx.stage, span=ctx.span)
     raise TypeError(n)
@@ -199,8 +199,8 @@ def term(e: S.ENode) -> M.Term:
         return M.Call(e.op, (term(e.left), term(e.right)))
     if isinstance(e, S.Unary):
         return M.Call(e.op, (term(e.arg),))
-    if isinstance(e, S.EMacro):
-        return M.Call("macro", (e.macro.body,))
+    if isinstance(e, S.Macro):
+        return M.Call("macro", (e.body,))
     if isinstance(e, S.EOpaque):
         return M.Call(e.text, ())
     raise TypeError(e)

@@ -341,10 +341,10 @@ class _SearchParser(_Cursor):
             j = self.p._match_bracket(self.toks, self.i)
             sub = self.p.subsearch(self.toks[self.i], self.toks[j])
             self.i = j + 1
-            return S.SSub(sub)
+            return sub
         if t.kind is T.MACRO:
             self.advance()
-            return S.SMacro(S.Macro(t.text, start=t.start, end=t.end))
+            return S.Macro(t.text, start=t.start, end=t.end)
         if t.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD):
             nxt = self.peek(1)
             if nxt.kind in COMPARE_TOKENS:
@@ -539,7 +539,7 @@ class _EvalParser(_Cursor):
             return S.Field(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
             self.advance()
-            return S.EMacro(S.Macro(t.text, start=t.start, end=t.end))
+            return S.Macro(t.text, start=t.start, end=t.end)
         if t.kind is T.WORD:
             self.advance()
             if self.peek().kind is T.LPAREN and t.text[0].isalpha():
