@@ -24,6 +24,7 @@ from ruleatlas.languages.parsing import (
     Not,
     Null,
     Or,
+    Unary,
     declare_arg_types,
 )
 
@@ -90,13 +91,6 @@ class FuncCall(Call["Expr"]):
 
 
 @dataclass(frozen=True, slots=True)
-class Neg(Node):
-    """Unary minus."""
-
-    arg: Expr
-
-
-@dataclass(frozen=True, slots=True)
 class Cast(Node):
     """``expr::type``."""
 
@@ -132,10 +126,10 @@ class Match(Node):
 
 
 # Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not, In
-# (``value [not] in (a, b, ...)``) and BinOp (arithmetic ``+ - * / %`` or comparison
-# ``== != =~ < <= > >=``) are the shared nodes of ``languages.parsing``.
+# (``value [not] in (a, b, ...)``), BinOp (arithmetic ``+ - * / %`` or comparison
+# ``== != =~ < <= > >=``) and Unary (minus: ``-x``) are the shared nodes of ``languages.parsing``.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
-                   | FuncCall | BinOp["Expr"] | Neg | Cast | And["Expr"] | Or["Expr"]
+                   | FuncCall | BinOp["Expr"] | Unary["Expr"] | Cast | And["Expr"] | Or["Expr"]
                    | Not["Expr"] | Like | In["Expr"] | IsNull | Match)
 
 # ---- command parts -------------------------------------------------------------------------
@@ -225,7 +219,7 @@ class Query:
 # ---- sqlglot-style introspection ------------------------------------------------------------
 
 NODE_TYPES: tuple[type, ...] = (
-    Field, Str, Num, Bool, Null, Param, Duration, ListLit, MapLit, FuncCall, BinOp, Neg, Cast,
+    Field, Str, Num, Bool, Null, Param, Duration, ListLit, MapLit, FuncCall, BinOp, Unary, Cast,
     And, Or, Not, Like, In, IsNull, Match, Assign, SortKey, RenamePair, Source, Command, Query,
 )
 

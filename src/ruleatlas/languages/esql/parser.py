@@ -312,7 +312,7 @@ class Parser(DepthGuard):
         node = self._cast(self.primary())
         for t in reversed(signs):
             if t.kind is Operator.MINUS:
-                node = A.Neg(node, start=t.start, end=_end(node))
+                node = A.Unary("-", node, start=t.start, end=_end(node))
         self.depth -= len(signs)
         return node
 
