@@ -10,8 +10,8 @@
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
 * Syntax trees: :class:`Node` (the offsets every node carries); the nodes the languages have
-  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`, :class:`Field`,
-  :class:`Call`, :class:`BinOp`, :class:`In`, :class:`Unary`);
+  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`, :class:`Str`,
+  :class:`Num`, :class:`Field`, :class:`Call`, :class:`BinOp`, :class:`In`, :class:`Unary`);
   :func:`declare_arg_types`,
   :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
   nodes of a language's ``ast.py``.
@@ -203,6 +203,28 @@ class Or(Node, Generic[E]):
     """``a or b or ...``."""
 
     args: tuple[E, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Node):
+    """A string literal: ``value`` with its escapes resolved (a language that keeps how it was
+    quoted subclasses it)."""
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Num(Node):
+    """A number as written: ``10``, ``1.5``, ``1e3``; ``value`` is its int or float."""
+
+    text: str
+
+    @property
+    def value(self) -> int | float:
+        try:
+            return int(self.text)
+        except ValueError:
+            return float(self.text)
 
 
 @dataclass(frozen=True, slots=True)

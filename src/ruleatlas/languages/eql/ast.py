@@ -27,10 +27,9 @@ class Field(parsing.Field):
 
 
 @dataclass(frozen=True, slots=True)
-class Str(Node):
+class Str(parsing.Str):
     """A string constant, escapes resolved. ``raw`` records a ``\"\"\"raw\"\"\"`` spelling."""
 
-    value: str
     raw: bool = dc_field(default=False, compare=False)
 
 

@@ -23,6 +23,7 @@ from ruleatlas.languages.parsing import (
     Node,
     Not,
     Null,
+    Num,
     Or,
     Unary,
     declare_arg_types,
@@ -32,26 +33,11 @@ from ruleatlas.languages.parsing import (
 
 
 @dataclass(frozen=True, slots=True)
-class Str(Node):
+class Str(parsing.Str):
     """A string literal; ``value`` has the escapes resolved; ``triple`` for ``\"\"\"...\"\"\"``
     (kept for display only)."""
 
-    value: str
     triple: bool = dc_field(default=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Num(Node):
-    """A number as written: ``10``, ``1.5``, ``1e3``."""
-
-    text: str
-
-    @property
-    def value(self) -> int | float:
-        try:
-            return int(self.text)
-        except ValueError:
-            return float(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +111,7 @@ class Match(Node):
     query: Expr
 
 
-# Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not, In
+# Num, Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not, In
 # (``value [not] in (a, b, ...)``), BinOp (arithmetic ``+ - * / %`` or comparison
 # ``== != =~ < <= > >=``) and Unary (minus: ``-x``) are the shared nodes of ``languages.parsing``.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit

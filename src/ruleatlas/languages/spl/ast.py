@@ -24,7 +24,9 @@ from ruleatlas.languages.parsing import (
     Field,
     Node,
     Not,
+    Num,
     Or,
+    Str,
     Unary,
     declare_arg_types,
 )
@@ -37,13 +39,6 @@ class Word(Node):
     """A bare word as written (``*.exe``, ``datamodel=Endpoint.Processes`` is Word Sym Word)."""
 
     raw: str
-
-
-@dataclass(frozen=True, slots=True)
-class Str(Node):
-    """A double-quoted string; ``value`` has the SPL escapes resolved."""
-
-    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +66,8 @@ class Sub(Node):
     pipeline: Pipeline
 
 
+# Str (a double-quoted string, the SPL escapes resolved) is the shared node of
+# ``languages.parsing``.
 Item: TypeAlias = Word | Str | Sym | Macro | Sub
 
 # ---- search expressions ------------------------------------------------------------------
@@ -112,26 +109,16 @@ SNode: TypeAlias = (SCompare | SIn | STerm | Macro | Sub | Not["SNode"] | And["S
 
 
 @dataclass(frozen=True, slots=True)
-class EStr:
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class ENum:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class EOpaque:
     """Eval-context text the expression grammar does not cover (``*`` in ``count(*)``)."""
 
     text: str
 
 
-# Field, Call (``name`` lower-cased: SPL function names are case-insensitive), BinOp (``AND OR
-# XOR = == != < <= > >= LIKE + - * / % .``) and Unary (``NOT x``, ``-x``) are the shared nodes
-# of ``languages.parsing``; a :class:`Macro` is one left unexpanded.
-ENode: TypeAlias = (Field | EStr | ENum | Call["ENode"] | BinOp["ENode"] | Unary["ENode"] | Macro
+# Field, Str, Num, Call (``name`` lower-cased: SPL function names are case-insensitive), BinOp
+# (``AND OR XOR = == != < <= > >= LIKE + - * / % .``) and Unary (``NOT x``, ``-x``) are the
+# shared nodes of ``languages.parsing``; a :class:`Macro` is one left unexpanded.
+ENode: TypeAlias = (Field | Str | Num | Call["ENode"] | BinOp["ENode"] | Unary["ENode"] | Macro
                     | EOpaque)
 
 # ---- commands and pipelines --------------------------------------------------------------
@@ -171,7 +158,7 @@ class Pipeline:
 
 NODE_TYPES: tuple[type, ...] = (
     Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, Not, And, Or,
-    Field, EStr, ENum, Call, BinOp, Unary, EOpaque, Command, Pipeline,
+    Field, Num, Call, BinOp, Unary, EOpaque, Command, Pipeline,
 )
 
 

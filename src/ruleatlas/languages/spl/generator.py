@@ -170,8 +170,8 @@ def _efield(e: S.Field) -> str:
 
 EXPR_GENERATORS: dict[type, Callable[[Any], str]] = {
     S.Field: _efield,
-    S.EStr: lambda e: f'"{escape(e.value)}"',
-    S.ENum: lambda e: e.text,
+    S.Str: item,
+    S.Num: lambda e: e.text,
     S.Call: lambda e: f"{e.name}({', '.join(expr(a) for a in e.args)})",
     S.BinOp: lambda e: f"({expr(e.left)} {e.op} {expr(e.right)})",
     S.Unary: lambda e: f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})",

@@ -186,13 +186,8 @@ def _compare(n: S.SCompare, ctx: _Ctx) -> M.Node | None:
 def term(e: S.ENode) -> M.Term:
     if isinstance(e, S.Field):
         return M.FieldRef(e.name)
-    if isinstance(e, S.EStr):
+    if isinstance(e, S.Str | S.Num):
         return e.value
-    if isinstance(e, S.ENum):
-        try:
-            return int(e.text)
-        except ValueError:
-            return float(e.text)
     if isinstance(e, S.Call):
         return M.Call(e.name, tuple(term(a) for a in e.args))
     if isinstance(e, S.BinOp):
@@ -207,9 +202,9 @@ def term(e: S.ENode) -> M.Term:
 
 
 def _literal(e: S.ENode) -> str | None:
-    if isinstance(e, S.EStr):
+    if isinstance(e, S.Str):
         return e.value
-    if isinstance(e, S.ENum):
+    if isinstance(e, S.Num):
         return e.text
     return None
 
@@ -313,7 +308,7 @@ def _lower_call(e: S.Call, ctx: _Ctx, text: str, common: dict[str, Any]) -> M.No
     if e.name == "in" and f and len(a) >= 2 and all(_literal(x) is not None for x in a[1:]):
         return M.Predicate(f, Op.IN, tuple(_literal(x) or "" for x in a[1:]), datamodel=dm,
                          **common)
-    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], S.EStr):
+    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], S.Str):
         try:
             p = Parser(a[0].value)
             node = p.search_expr(p.search_tokens(a[0].value, 0))

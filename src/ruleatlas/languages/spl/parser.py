@@ -530,10 +530,10 @@ class _EvalParser(_Cursor):
             return self.parenthesized(self.parse_or)
         if t.kind is T.NUMBER:
             self.advance()
-            return S.ENum(t.text)
+            return S.Num(t.text)
         if t.kind is T.STRING:
             self.advance()
-            return S.EStr(t.text)
+            return S.Str(t.text)
         if t.kind is T.QFIELD:
             self.advance()
             return S.Field(t.text, start=t.start, end=t.end)
