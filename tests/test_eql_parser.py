@@ -63,8 +63,8 @@ def cond(q: str) -> E.Expr:
 
 def test_not_binds_tighter_than_and_and_looser_than_comparison() -> None:
     c = cond("process where not a == 1 and b == 2")
-    assert c == E.And((E.Not(E.Compare("==", E.Field("a"), E.Num(1))),
-                       E.Compare("==", E.Field("b"), E.Num(2))))
+    assert c == E.And((E.Not(E.BinOp("==", E.Field("a"), E.Num(1))),
+                       E.BinOp("==", E.Field("b"), E.Num(2))))
 
 
 def test_and_binds_tighter_than_or() -> None:
@@ -74,8 +74,8 @@ def test_and_binds_tighter_than_or() -> None:
 
 def test_arithmetic_precedence_and_unary_minus() -> None:
     c = cond("process where a + 2 * -b > 1")
-    assert c == E.Compare(">", E.Arith("+", E.Field("a"), E.Arith("*", E.Num(2),
-                                                                   E.Neg("-", E.Field("b")))),
+    assert c == E.BinOp(">", E.BinOp("+", E.Field("a"), E.BinOp("*", E.Num(2),
+                                                                   E.Unary("-", E.Field("b")))),
                           E.Num(1))
 
 
@@ -83,20 +83,20 @@ def test_strings_escapes_raw_and_unicode() -> None:
     c = cond('process where a == "q\\" b\\\\ t\\t n\\n \\u{41}\\u{1F600}" and b == """C:\\x\\"""')
     assert isinstance(c, E.And)
     first, second = c.args
-    assert isinstance(first, E.Compare) and first.right == E.Str('q" b\\ t\t n\n A\U0001F600')
-    assert isinstance(second, E.Compare) and second.right == E.Str("C:\\x\\")
+    assert isinstance(first, E.BinOp) and first.right == E.Str('q" b\\ t\t n\n A\U0001F600')
+    assert isinstance(second, E.BinOp) and second.right == E.Str("C:\\x\\")
 
 
 def test_raw_string_keeps_up_to_two_trailing_quotes() -> None:
     c = cond('process where a == """x""""')
-    assert isinstance(c, E.Compare) and c.right == E.Str('x"')
+    assert isinstance(c, E.BinOp) and c.right == E.Str('x"')
 
 
 def test_fields_backquotes_optional_and_at() -> None:
     c = cond("any where ?`a``b`.c == 1 and @timestamp > 0 and `x.y-z` : \"q\"")
     assert isinstance(c, E.And)
     names = [(a.left.name, a.left.optional) for a in c.args
-             if isinstance(a, (E.Compare, E.Match)) and isinstance(a.left, E.Field)]
+             if isinstance(a, (E.BinOp, E.Match)) and isinstance(a.left, E.Field)]
     assert names == [("a`b.c", True), ("@timestamp", False), ("x.y-z", False)]
 
 

@@ -20,6 +20,7 @@ from ruleatlas.languages.esql import (
 )
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.esql.tokens import T, tokenize
+from ruleatlas.languages.parsing import Operator
 
 FIXTURES = ROOT / "tests" / "fixtures" / "esql_identity.txt"
 # Hunting queries that are not valid ES|QL (Elasticsearch rejects them too), with where.
@@ -170,7 +171,7 @@ def test_unknown_command_is_kept_opaque() -> None:
 def test_tokens_have_offsets() -> None:
     toks = tokenize('from a-* | where x == "y"')
     assert [(t.kind, t.start, t.end) for t in toks[:4]] == [
-        (T.NAME, 0, 4), (T.NAME, 5, 6), (T.MINUS, 6, 7), (T.STAR, 7, 8)]
+        (T.NAME, 0, 4), (T.NAME, 5, 6), (Operator.MINUS, 6, 7), (Operator.STAR, 7, 8)]
 
 
 # ---- located errors -------------------------------------------------------------------------

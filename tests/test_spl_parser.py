@@ -189,7 +189,7 @@ def test_nodes_declare_arg_types_and_walk() -> None:
     assert "start" not in A.Command.arg_types and A.Command.arg_types["name"] is True
     tree = parse("a=1 [search b=2 | where len(x) > 1] | stats count by y")
     assert [n.field for n in A.find_all(tree, A.SCompare)] == ["a", "b"]
-    assert [n.name for n in A.find_all(tree, A.ECall)] == ["len"]
+    assert [n.name for n in A.find_all(tree, A.Call)] == ["len"]
     assert sum(1 for _ in A.find_all(tree, A.Pipeline)) == 2
 
 

@@ -38,7 +38,7 @@ from dataclasses import replace as dc_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ruleatlas.engine.functions import UnknownFunction, connective
+from ruleatlas.engine.functions import UnknownFunction, connective, strict
 from ruleatlas.engine.sigma_semantics import as_number
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_to_python
 from ruleatlas.model import And, Call, FieldRef, Node, Not, Or, Pattern, Predicate, Term, Wild
@@ -569,43 +569,34 @@ def _to_ip(v: Any) -> Any:
         return None
 
 
-def _nullsafe(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``f`` with ES|QL's rule: a null argument makes the result null."""
-    def g(*args: Any) -> Any:
-        if any(a is None for a in args):
-            return None
-        return f(*args)
-
-    return g
-
-
+# ``strict``: ES|QL's rule too, a null argument makes the result null.
 SCALAR: dict[str, Callable[..., Any]] = {
-    "to_lower": _nullsafe(lambda s: str(s).lower()),
-    "to_upper": _nullsafe(lambda s: str(s).upper()),
-    "length": _nullsafe(lambda s: len(str(s))),
+    "to_lower": strict(lambda s: str(s).lower()),
+    "to_upper": strict(lambda s: str(s).upper()),
+    "length": strict(lambda s: len(str(s))),
     "substring": _substring,
-    "starts_with": _nullsafe(lambda s, p: str(s).startswith(str(p))),
-    "ends_with": _nullsafe(lambda s, p: str(s).endswith(str(p))),
-    "contains": _nullsafe(lambda s, p: str(p) in str(s)),
-    "concat": _nullsafe(lambda *xs: "".join(_text(x) for x in xs)),
-    "trim": _nullsafe(lambda s: str(s).strip()),
-    "ltrim": _nullsafe(lambda s: str(s).lstrip()),
-    "rtrim": _nullsafe(lambda s: str(s).rstrip()),
-    "space": _nullsafe(lambda n: " " * int(n)),
+    "starts_with": strict(lambda s, p: str(s).startswith(str(p))),
+    "ends_with": strict(lambda s, p: str(s).endswith(str(p))),
+    "contains": strict(lambda s, p: str(p) in str(s)),
+    "concat": strict(lambda *xs: "".join(_text(x) for x in xs)),
+    "trim": strict(lambda s: str(s).strip()),
+    "ltrim": strict(lambda s: str(s).lstrip()),
+    "rtrim": strict(lambda s: str(s).rstrip()),
+    "space": strict(lambda n: " " * int(n)),
     "locate": _locate,
     "replace": _replace,
     "cidr_match": _cidr_match,
-    "to_string": _nullsafe(_text), "to_str": _nullsafe(_text),
-    "to_long": _nullsafe(_to_long), "to_integer": _nullsafe(_to_long),
-    "to_int": _nullsafe(_to_long), "to_double": _nullsafe(_to_double),
-    "to_dbl": _nullsafe(_to_double), "to_boolean": _nullsafe(_to_boolean),
-    "to_ip": _nullsafe(_to_ip), "to_datetime": _nullsafe(to_datetime),
-    "date_trunc": _nullsafe(_date_trunc), "date_diff": _nullsafe(_date_diff),
-    "round": _round, "abs": _nullsafe(lambda x: abs(as_number(x) or 0)),
-    "from_base64": _nullsafe(lambda s: base64.b64decode(str(s), validate=True).decode()),
-    "to_base64": _nullsafe(lambda s: base64.b64encode(str(s).encode()).decode()),
-    "url_decode": _nullsafe(lambda s: urllib.parse.unquote_plus(str(s))),
-    "split": _nullsafe(lambda s, d: (lambda xs: xs[0] if len(xs) == 1 else xs)(
+    "to_string": strict(_text), "to_str": strict(_text),
+    "to_long": strict(_to_long), "to_integer": strict(_to_long),
+    "to_int": strict(_to_long), "to_double": strict(_to_double),
+    "to_dbl": strict(_to_double), "to_boolean": strict(_to_boolean),
+    "to_ip": strict(_to_ip), "to_datetime": strict(to_datetime),
+    "date_trunc": strict(_date_trunc), "date_diff": strict(_date_diff),
+    "round": _round, "abs": strict(lambda x: abs(as_number(x) or 0)),
+    "from_base64": strict(lambda s: base64.b64decode(str(s), validate=True).decode()),
+    "to_base64": strict(lambda s: base64.b64encode(str(s).encode()).decode()),
+    "url_decode": strict(lambda s: urllib.parse.unquote_plus(str(s))),
+    "split": strict(lambda s, d: (lambda xs: xs[0] if len(xs) == 1 else xs)(
         str(s).split(str(d)))),
 }
 

@@ -135,7 +135,8 @@ def _arith(op: str) -> Callable[[Any, Any], Any]:
 
 
 def strict(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Null in any argument gives null (SPL's rule for most eval functions)."""
+    """Null in any argument gives null (SPL's rule for most eval functions; EQL's and ES|QL's
+    too)."""
 
     def wrapped(*args: Any) -> Any:
         if any(a is None for a in args):

@@ -5,11 +5,13 @@
 * Errors: :class:`ParseError` (sqlglot's shape: a description, the offset, line/col and a
   caret line under the offending character).
 * Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum;
+  :class:`Operator`, the operator kinds every language spells alike (``!= < + * ...``);
   :func:`unescape` (the backslash-escape loop; each language says what its escapes mean).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
-* Syntax trees: :class:`Node` (the offsets every node carries); the nodes every language has
-  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`);
+* Syntax trees: :class:`Node` (the offsets every node carries); the nodes the languages have
+  alike (:class:`And`, :class:`Or`, :class:`Not`, :class:`Bool`, :class:`Null`, :class:`Str`,
+  :class:`Num`, :class:`Field`, :class:`Call`, :class:`BinOp`, :class:`In`, :class:`Unary`);
   :func:`declare_arg_types`,
   :func:`children` and :func:`walk` give sqlglot-style introspection to the frozen dataclass
   nodes of a language's ``ast.py``.
@@ -106,6 +108,31 @@ def unescape(body: str, escape_at: Callable[[str, int], tuple[str, int]]) -> str
     return "".join(out)
 
 
+class Operator(Enum):
+    """The operator tokens the languages spell alike; a language's own token enum ``T`` holds
+    its other kinds (``=`` and ``==`` among them: their meaning differs), and its tokens' kind
+    is ``T | Operator``."""
+
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    PLUS = "+"
+    MINUS = "-"
+    STAR = "*"
+    SLASH = "/"
+    PERCENT = "%"
+
+
+OPERATORS: dict[str, Operator] = {op.value: op for op in Operator}
+# The parsers' operator tables (a language adds its own ``==``, ``=``, ``=~``).
+COMPARISONS: dict[Operator, str] = {Operator.NE: "!=", Operator.LT: "<", Operator.LE: "<=",
+                                    Operator.GT: ">", Operator.GE: ">="}
+ADDITIVE: dict[Operator, str] = {Operator.PLUS: "+", Operator.MINUS: "-"}
+MULTIPLICATIVE: dict[Operator, str] = {Operator.STAR: "*", Operator.SLASH: "/",
+                                       Operator.PERCENT: "%"}
+
 K = TypeVar("K", bound=Enum)
 
 
@@ -138,7 +165,7 @@ class Node:
     end: int = dc_field(default=0, compare=False, kw_only=True)
 
 
-# The nodes every language's tree has in the same form: one class each, generic over the
+# The nodes the languages' trees have in the same form: one class each, generic over the
 # language's expression type (``And[Expr]``), so a language's ``ast.py`` names them in its
 # ``Expr`` union and its parser, generator and lowering use them like its own nodes.
 
@@ -176,6 +203,70 @@ class Or(Node, Generic[E]):
     """``a or b or ...``."""
 
     args: tuple[E, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Node):
+    """A string literal: ``value`` with its escapes resolved (a language that keeps how it was
+    quoted subclasses it)."""
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Num(Node):
+    """A number as written: ``10``, ``1.5``, ``1e3``; ``value`` is its int or float."""
+
+    text: str
+
+    @property
+    def value(self) -> int | float:
+        try:
+            return int(self.text)
+        except ValueError:
+            return float(self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Node):
+    """A field (column) an expression reads: its name, quoting resolved (``process.name``)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node, Generic[E]):
+    """A function call ``name(args)``; a language that keeps more (a ``~`` suffix, ``*``)
+    subclasses it."""
+
+    name: str
+    args: tuple[E, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp(Node, Generic[E]):
+    """``left op right``: arithmetic or comparison, ``op`` as the language spells it."""
+
+    op: str
+    left: E
+    right: E
+
+
+@dataclass(frozen=True, slots=True)
+class In(Node, Generic[E]):
+    """``value in (items...)``; ``negated`` for ``not in``."""
+
+    value: E
+    items: tuple[E, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Node, Generic[E]):
+    """A prefix operator and its operand: ``-x``, ``+x``, ``NOT x``."""
+
+    op: str
+    arg: E
 
 
 def declare_arg_types(node_types: tuple[type, ...]) -> None:

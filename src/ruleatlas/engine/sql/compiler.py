@@ -139,22 +139,25 @@ def _is_const(e: exp.Expr, value: bool) -> bool:
     return isinstance(e, exp.Boolean) and e.this is value
 
 
-def _and(args: Sequence[exp.Expr]) -> exp.Expr:
-    if any(_is_const(a, False) for a in args):
-        return _false()
-    args = [a for a in args if not _is_const(a, True)]
+def _connective(args: Sequence[exp.Expr], is_or: bool) -> exp.Expr:
+    """AND (``is_or`` False) or OR of ``args`` with the constants folded: ``FALSE`` decides an
+    AND and ``TRUE`` an OR; the other constant drops out (none left: it is the result)."""
+    if any(_is_const(a, is_or) for a in args):
+        return exp.Boolean(this=is_or)
+    args = [a for a in args if not _is_const(a, not is_or)]
     if not args:
-        return _true()
-    return args[0] if len(args) == 1 else exp.and_(*args, copy=False)
+        return exp.Boolean(this=not is_or)
+    if len(args) == 1:
+        return args[0]
+    return exp.or_(*args, copy=False) if is_or else exp.and_(*args, copy=False)
+
+
+def _and(args: Sequence[exp.Expr]) -> exp.Expr:
+    return _connective(args, False)
 
 
 def _or(args: Sequence[exp.Expr]) -> exp.Expr:
-    if any(_is_const(a, True) for a in args):
-        return _true()
-    args = [a for a in args if not _is_const(a, False)]
-    if not args:
-        return _false()
-    return args[0] if len(args) == 1 else exp.or_(*args, copy=False)
+    return _connective(args, True)
 
 
 def _not(a: exp.Expr) -> exp.Expr:

@@ -12,25 +12,24 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import TypeAlias
 
-from ruleatlas.languages.parsing import And, Bool, Node, Not, Null, Or
+from ruleatlas.languages import parsing
+from ruleatlas.languages.parsing import And, BinOp, Bool, Call, Node, Not, Null, Or, Unary
 
 # ---- expressions -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Field(Node):
+class Field(parsing.Field):
     """A field: ``name`` is the dotted name with backquotes resolved; ``optional`` for
     ``?field`` (a field that may be missing from the mapping)."""
 
-    name: str
     optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class Str(Node):
+class Str(parsing.Str):
     """A string constant, escapes resolved. ``raw`` records a ``\"\"\"raw\"\"\"`` spelling."""
 
-    value: str
     raw: bool = dc_field(default=False, compare=False)
 
 
@@ -43,21 +42,10 @@ class Num(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class FuncCall(Node):
+class FuncCall(Call["Expr"]):
     """``name(args)``; ``name`` as written, ``insensitive`` for ``name~(...)``."""
 
-    name: str
-    args: tuple[Expr, ...]
     insensitive: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Compare(Node):
-    """``left op right`` with op one of ``== != < <= > >=``."""
-
-    op: str
-    left: Expr
-    right: Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,30 +60,10 @@ class Match(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class In(Node):
-    """``left in (...)``, ``in~`` (``insensitive``), ``not in`` (``negated``)."""
+class In(parsing.In["Expr"]):
+    """``value in (...)``, ``in~`` (``insensitive``), ``not in`` (``negated``)."""
 
-    left: Expr
-    values: tuple[Expr, ...]
-    negated: bool = False
     insensitive: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Arith(Node):
-    """``left op right`` with op one of ``+ - * / %``."""
-
-    op: str
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Neg(Node):
-    """Unary ``-`` or ``+``."""
-
-    op: str
-    arg: Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +73,11 @@ class Paren(Node):
     arg: Expr
 
 
-# Bool, Null, Not, And and Or are the shared nodes of ``languages.parsing``; an And nested in
-# an And only comes from parentheses.
-Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | Compare | Match | In | Arith | Neg
-                   | Not["Expr"] | And["Expr"] | Or["Expr"] | Paren)
+# Bool, Null, Not, And, Or, BinOp (a comparison ``== != < <= > >=`` or arithmetic ``+ - * / %``)
+# and Unary (``-``, ``+``) are the shared nodes of ``languages.parsing``; an And nested in an And
+# only comes from parentheses.
+Expr: TypeAlias = (Field | Str | Num | Bool | Null | FuncCall | BinOp["Expr"] | Match | In
+                   | Unary["Expr"] | Not["Expr"] | And["Expr"] | Or["Expr"] | Paren)
 
 # ---- queries -----------------------------------------------------------------------------
 
@@ -175,5 +144,4 @@ class Query:
     body: Body
     pipes: tuple[Pipe, ...] = ()
 
-EXPR_TYPES = (Field, Str, Num, Bool, Null, FuncCall, Compare, Match, In, Arith, Neg, Not, And, Or,
-              Paren)
+EXPR_TYPES = (Field, Str, Num, Bool, Null, FuncCall, BinOp, Match, In, Unary, Not, And, Or, Paren)

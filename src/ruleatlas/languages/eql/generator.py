@@ -111,7 +111,7 @@ def match(m: E.Match) -> str:
 
 def in_(i: E.In) -> str:
     op = ("not in" if i.negated else "in") + ("~" if i.insensitive else "")
-    return f"{expr(i.left)} {op} ({', '.join(expr(v) for v in i.values)})"
+    return f"{expr(i.value)} {op} ({', '.join(expr(v) for v in i.items)})"
 
 
 GENERATORS: dict[type, Callable[[Any], str]] = {
@@ -121,11 +121,10 @@ GENERATORS: dict[type, Callable[[Any], str]] = {
     E.Bool: lambda b: "true" if b.value else "false",
     E.Null: lambda _n: "null",
     E.FuncCall: call,
-    E.Compare: lambda c: f"{expr(c.left)} {c.op} {expr(c.right)}",
+    E.BinOp: lambda b: f"{expr(b.left)} {b.op} {expr(b.right)}",
     E.Match: match,
     E.In: in_,
-    E.Arith: lambda a: f"{expr(a.left)} {a.op} {expr(a.right)}",
-    E.Neg: lambda n: f"{n.op}{expr(n.arg)}",
+    E.Unary: lambda u: f"{u.op}{expr(u.arg)}",
     E.Not: lambda n: f"not {expr(n.arg)}",
     E.And: lambda a: " and ".join(expr(x) for x in a.args),
     E.Or: lambda o: " or ".join(expr(x) for x in o.args),

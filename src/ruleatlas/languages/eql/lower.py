@@ -84,7 +84,7 @@ def constant(e: E.Expr) -> M.Value | E.Expr:
         return e.value
     if isinstance(e, E.Null):
         return None
-    if isinstance(e, E.Neg) and isinstance(e.arg, E.Num):
+    if isinstance(e, E.Unary) and isinstance(e.arg, E.Num):
         return -e.arg.value if e.op == "-" else e.arg.value
     if isinstance(e, E.Paren):
         return constant(e.arg)
@@ -173,15 +173,17 @@ def _lower_match(e: E.Match, ctx: LowerCtx) -> M.Node | None:
 
 
 def _lower_in(e: E.In, ctx: LowerCtx) -> M.Node | None:
-    fld = _field(e.left, ctx)
-    values = [constant(v) for v in e.values]
+    fld = _field(e.value, ctx)
+    values = [constant(v) for v in e.items]
     if fld is None or any(isinstance(v, E.EXPR_TYPES) for v in values):
         return None
     return _pred(ctx, e, fld, Op.IN, tuple(values), not e.insensitive,  # type: ignore[arg-type]
                  negated=e.negated)
 
 
-def _lower_compare(e: E.Compare, ctx: LowerCtx) -> M.Node | None:
+def _lower_compare(e: E.BinOp[E.Expr], ctx: LowerCtx) -> M.Node | None:
+    if e.op not in COMPARE_OPS:  # arithmetic: a generic condition
+        return None
     left, right, op = _unparen(e.left), _unparen(e.right), e.op
     if _is_const(left) and not _is_const(right):
         left, right, op = right, left, FLIPPED[op]
@@ -230,7 +232,7 @@ def _lower_const(e: E.Bool, ctx: LowerCtx) -> M.Node:
 
 LOWERERS: dict[type, Callable[[Any, LowerCtx], M.Node | None]] = {
     E.And: _lower_bool, E.Or: _lower_bool, E.Not: _lower_not, E.Match: _lower_match,
-    E.In: _lower_in, E.Compare: _lower_compare, E.FuncCall: _lower_call, E.Paren: _lower_paren,
+    E.In: _lower_in, E.BinOp: _lower_compare, E.FuncCall: _lower_call, E.Paren: _lower_paren,
     E.Field: _lower_field, E.Bool: _lower_const,
 }
 
@@ -257,14 +259,14 @@ def to_term(e: E.Expr, fields: list[str], ctx: LowerCtx) -> M.Term:
 
     if isinstance(e, E.FuncCall):
         return M.Call(function_name(e), sub(e.args))
-    if isinstance(e, (E.Compare, E.Arith)):
+    if isinstance(e, E.BinOp):
         return M.Call(e.op, sub((e.left, e.right)))
     if isinstance(e, E.Match):
         return M.Call(e.op, sub((e.left, *e.values)))
     if isinstance(e, E.In):
         op = ("not in" if e.negated else "in") + ("~" if e.insensitive else "")
-        return M.Call(op, sub((e.left, *e.values)))
-    if isinstance(e, E.Neg):
+        return M.Call(op, sub((e.value, *e.items)))
+    if isinstance(e, E.Unary):
         return M.Call(e.op, sub((e.arg,)))
     if isinstance(e, E.Not):
         return M.Call("NOT", sub((e.arg,)))

@@ -27,8 +27,14 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from ruleatlas.languages.eql import ast as E
-from ruleatlas.languages.eql.tokens import T, Token, tokenize
-from ruleatlas.languages.parsing import DepthGuard, ParseError
+from ruleatlas.languages.eql.tokens import Kind, T, Token, tokenize
+from ruleatlas.languages.parsing import (
+    ADDITIVE,
+    COMPARISONS,
+    MULTIPLICATIVE,
+    DepthGuard,
+    ParseError,
+)
 
 MAX_DEPTH = 100
 KEYWORDS = frozenset({
@@ -38,20 +44,17 @@ KEYWORDS = frozenset({
 # Precedence ladder, loosest first: or < and < not < comparison < + - < * / % < unary.
 OR_PREC, AND_PREC, NOT_PREC, COMPARE_PREC, ADD_PREC, MUL_PREC, UNARY_PREC = 1, 2, 3, 4, 5, 6, 7
 BOOLEAN: dict[str, tuple[int, str]] = {"or": (OR_PREC, "or"), "and": (AND_PREC, "and")}
-COMPARE_OPS: dict[T, str] = {T.EQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
-                             T.GE: ">="}
-ADDITIVE: dict[T, str] = {T.PLUS: "+", T.MINUS: "-"}
-MULTIPLICATIVE: dict[T, str] = {T.STAR: "*", T.SLASH: "/", T.PERCENT: "%"}
-BINARY: dict[T, tuple[int, str]] = {
+COMPARE_OPS: dict[Kind, str] = {T.EQ: "=="} | COMPARISONS
+BINARY: dict[Kind, tuple[int, str]] = {
     **{k: (COMPARE_PREC, v) for k, v in COMPARE_OPS.items()},
     **{k: (ADD_PREC, v) for k, v in ADDITIVE.items()},
     **{k: (MUL_PREC, v) for k, v in MULTIPLICATIVE.items()},
 }
-MATCH_OPS: dict[tuple[T, str], str] = {
+MATCH_OPS: dict[tuple[Kind, str], str] = {
     (T.COLON, ":"): ":", (T.NAME, "like"): "like", (T.TILDE, "like~"): "like~",
     (T.NAME, "regex"): "regex", (T.TILDE, "regex~"): "regex~",
 }
-IN_OPS: dict[tuple[T, str], bool] = {(T.NAME, "in"): False, (T.TILDE, "in~"): True}
+IN_OPS: dict[tuple[Kind, str], bool] = {(T.NAME, "in"): False, (T.TILDE, "in~"): True}
 TIME_UNITS = frozenset({"ms", "s", "m", "h", "d", "micros", "nanos"})
 
 
@@ -284,9 +287,7 @@ class Parser(DepthGuard):
                 nxt = self._binary_op()
                 if nxt is not None and nxt[0] == COMPARE_PREC:
                     raise self._error("comparisons do not chain (write 'a < b and b < c')")
-                left = E.Compare(name, left, right, start=_start(left), end=_end(right))
-            else:
-                left = E.Arith(name, left, right, start=_start(left), end=_end(right))
+            left = E.BinOp(name, left, right, start=_start(left), end=_end(right))
 
     def _parse_prefix(self, min_prec: int) -> E.Expr:
         t = self.cur
@@ -301,7 +302,7 @@ class Parser(DepthGuard):
             self.enter(t.start)
             arg = self._parse_prefix(UNARY_PREC)
             self.depth -= 1
-            return E.Neg(ADDITIVE[t.kind], arg, start=t.start, end=_end(arg))
+            return E.Unary(ADDITIVE[t.kind], arg, start=t.start, end=_end(arg))
         if self._is_kw("not"):
             raise self._error("'not' cannot stand here; put the negated part in parentheses")
         return self._parse_suffix(self._parse_primary())
@@ -352,7 +353,7 @@ class Parser(DepthGuard):
             self._advance()
             n = self._advance()
             num = E.Num(_number(n.text), n.text, start=n.start, end=n.end)
-            return E.Neg(ADDITIVE[t.kind], num, start=t.start, end=n.end)
+            return E.Unary(ADDITIVE[t.kind], num, start=t.start, end=n.end)
         if t.kind is T.NAME and t.text in ("true", "false"):
             self._advance()
             return E.Bool(t.text == "true", start=t.start, end=t.end)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import OPERATORS, Operator, ParseError
 
 
 class T(Enum):
@@ -31,16 +32,6 @@ class T(Enum):
     COLON = ":"
     ASSIGN = "="
     EQ = "=="
-    NE = "!="
-    LT = "<"
-    LE = "<="
-    GT = ">"
-    GE = ">="
-    PLUS = "+"
-    MINUS = "-"
-    STAR = "*"
-    SLASH = "/"
-    PERCENT = "%"
     STRING = "string"
     NUMBER = "number"
     NAME = "name"  # identifier or field (dotted, backquoted, optional ``?``); keywords too
@@ -48,19 +39,20 @@ class T(Enum):
     EOF = "eof"
 
 
+Kind: TypeAlias = T | Operator  # the operators are the kinds every language shares
+
+
 @dataclass(frozen=True, slots=True, repr=False)
-class Token(parsing.Token[T]):
+class Token(parsing.Token[Kind]):
     """One EQL token; ``raw_string`` is True for a triple-quoted string (kept so the generator
     can write the same form back)."""
 
     raw_string: bool = False
 
 
-PUNCTUATION: dict[str, T] = {
+PUNCTUATION: dict[str, Kind] = {
     "![": T.MISSING, "[": T.LBRACKET, "]": T.RBRACKET, "(": T.LPAREN, ")": T.RPAREN,
-    ",": T.COMMA, "|": T.PIPE, ":": T.COLON, "==": T.EQ, "!=": T.NE, "<=": T.LE, ">=": T.GE,
-    "<": T.LT, ">": T.GT, "=": T.ASSIGN, "+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH,
-    "%": T.PERCENT,
+    ",": T.COMMA, "|": T.PIPE, ":": T.COLON, "==": T.EQ, "=": T.ASSIGN, **OPERATORS,
 }
 # Escapes of a double-quoted string (Elasticsearch's STRING_ESCAPE fragment).
 ESCAPES: dict[str, str] = {

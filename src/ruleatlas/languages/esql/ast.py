@@ -13,39 +13,31 @@ from dataclasses import field as dc_field
 from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import And, Bool, Node, Not, Null, Or, declare_arg_types
+from ruleatlas.languages.parsing import (
+    And,
+    BinOp,
+    Bool,
+    Call,
+    Field,
+    In,
+    Node,
+    Not,
+    Null,
+    Num,
+    Or,
+    Unary,
+    declare_arg_types,
+)
 
 # ---- expressions ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Field(Node):
-    """A field (column) name, dotted parts joined: ``process.name``, ``@timestamp``."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Str(Node):
+class Str(parsing.Str):
     """A string literal; ``value`` has the escapes resolved; ``triple`` for ``\"\"\"...\"\"\"``
     (kept for display only)."""
 
-    value: str
     triple: bool = dc_field(default=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Num(Node):
-    """A number as written: ``10``, ``1.5``, ``1e3``."""
-
-    text: str
-
-    @property
-    def value(self) -> int | float:
-        try:
-            return int(self.text)
-        except ValueError:
-            return float(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,28 +70,10 @@ class MapLit(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class FuncCall(Node):
+class FuncCall(Call["Expr"]):
     """``name(args)``; ``star`` for ``count(*)``."""
 
-    name: str
-    args: tuple[Expr, ...] = ()
     star: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BinOp(Node):
-    """Arithmetic ``+ - * / %`` or comparison ``== != =~ < <= > >=``."""
-
-    op: str
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Neg(Node):
-    """Unary minus."""
-
-    arg: Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +96,6 @@ class Like(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class In(Node):
-    """``value [not] in (a, b, ...)``."""
-
-    value: Expr
-    items: tuple[Expr, ...]
-    negated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class IsNull(Node):
     """``value is [not] null``."""
 
@@ -146,10 +111,12 @@ class Match(Node):
     query: Expr
 
 
-# Bool, Null, And, Or and Not are the shared nodes of ``languages.parsing``.
+# Num, Field (dotted parts joined: ``process.name``, ``@timestamp``), Bool, Null, And, Or, Not, In
+# (``value [not] in (a, b, ...)``), BinOp (arithmetic ``+ - * / %`` or comparison
+# ``== != =~ < <= > >=``) and Unary (minus: ``-x``) are the shared nodes of ``languages.parsing``.
 Expr: TypeAlias = (Field | Str | Num | Bool | Null | Param | Duration | ListLit | MapLit
-                   | FuncCall | BinOp | Neg | Cast | And["Expr"] | Or["Expr"] | Not["Expr"] | Like
-                   | In | IsNull | Match)
+                   | FuncCall | BinOp["Expr"] | Unary["Expr"] | Cast | And["Expr"] | Or["Expr"]
+                   | Not["Expr"] | Like | In["Expr"] | IsNull | Match)
 
 # ---- command parts -------------------------------------------------------------------------
 
@@ -238,7 +205,7 @@ class Query:
 # ---- sqlglot-style introspection ------------------------------------------------------------
 
 NODE_TYPES: tuple[type, ...] = (
-    Field, Str, Num, Bool, Null, Param, Duration, ListLit, MapLit, FuncCall, BinOp, Neg, Cast,
+    Field, Str, Num, Bool, Null, Param, Duration, ListLit, MapLit, FuncCall, BinOp, Unary, Cast,
     And, Or, Not, Like, In, IsNull, Match, Assign, SortKey, RenamePair, Source, Command, Query,
 )
 

@@ -23,7 +23,7 @@ _NAME_PATTERN = re.compile(r"[A-Za-z_@*][\w@*]*(?:\.[A-Za-z_@*][\w@*]*)*")
 # is parenthesised.
 OR, AND, NOT, PRED, CMP, ADD, MUL, NEG, CAST, ATOM = range(1, 11)
 LEVELS: dict[type, int] = {A.Or: OR, A.And: AND, A.Not: NOT, A.Like: PRED, A.In: PRED,
-                           A.IsNull: PRED, A.Match: PRED, A.Neg: NEG, A.Cast: CAST}
+                           A.IsNull: PRED, A.Match: PRED, A.Unary: NEG, A.Cast: CAST}
 _MUL_OPS = frozenset({"*", "/", "%"})
 _ADD_OPS = frozenset({"+", "-"})
 
@@ -93,7 +93,7 @@ EXPR_GENERATORS: dict[type, Callable[[Any], str]] = {
     A.MapLit: _map,
     A.FuncCall: _call,
     A.BinOp: _binop,
-    A.Neg: lambda e: f"-{sub(e.arg, NEG)}",
+    A.Unary: lambda e: f"{e.op}{sub(e.arg, NEG)}",
     A.Cast: lambda e: f"{sub(e.arg, CAST)}::{e.type}",
     A.And: lambda e: " and ".join(sub(a, NOT) for a in e.args),
     A.Or: lambda e: " or ".join(sub(a, AND) for a in e.args),

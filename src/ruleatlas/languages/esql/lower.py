@@ -112,8 +112,8 @@ def term(e: A.Expr) -> Term:
         return Call(e.name, (Call("*"),) if e.star else tuple(term(a) for a in e.args))
     if isinstance(e, A.BinOp):
         return Call(e.op, (term(e.left), term(e.right)))
-    if isinstance(e, A.Neg):
-        return Call("-", (term(e.arg),))
+    if isinstance(e, A.Unary):
+        return Call(e.op, (term(e.arg),))
     if isinstance(e, A.Cast):
         return Call("::", (term(e.arg), e.type))
     if isinstance(e, A.And | A.Or):
@@ -158,7 +158,7 @@ def literal(e: A.Expr) -> Scalar | _NotLiteral:
         return e.value
     if isinstance(e, A.Null):
         return None
-    if isinstance(e, A.Neg) and isinstance(e.arg, A.Num):
+    if isinstance(e, A.Unary) and e.op == "-" and isinstance(e.arg, A.Num):
         return -e.arg.value
     return _NOT_LITERAL
 

@@ -22,16 +22,20 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ruleatlas.languages.esql import ast as A
-from ruleatlas.languages.esql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.parsing import DepthGuard, ParseError
+from ruleatlas.languages.esql.tokens import Kind, T, Token, Tokenizer
+from ruleatlas.languages.parsing import (
+    ADDITIVE,
+    COMPARISONS,
+    MULTIPLICATIVE,
+    DepthGuard,
+    Operator,
+    ParseError,
+)
 
 X = TypeVar("X")
 MAX_NESTING = 100
 SOURCE_COMMANDS = frozenset({"from", "ts", "row", "show"})
-COMPARISONS: dict[T, str] = {T.EQ: "==", T.NE: "!=", T.CIEQ: "=~", T.LT: "<", T.LE: "<=",
-                             T.GT: ">", T.GE: ">="}
-ADDITIVE: dict[T, str] = {T.PLUS: "+", T.MINUS: "-"}
-MULTIPLICATIVE: dict[T, str] = {T.STAR: "*", T.SLASH: "/", T.PERCENT: "%"}
+COMPARE_OPS: dict[Kind, str] = {T.EQ: "==", T.CIEQ: "=~"} | COMPARISONS
 # The units Elasticsearch knows (``1 hour``, ``7 days``); the grammar takes any word after an
 # integer (``5m``), and the lowering notes a unit not listed here.
 TIME_UNITS = frozenset({
@@ -46,10 +50,11 @@ RESERVED = frozenset({
     "asc", "desc", "nulls", "on", "with", "metadata", "where",
 })
 # Tokens an unquoted index pattern / enrich policy / lookup index may be glued from.
-PATTERN_TOKENS = frozenset({T.NAME, T.INTEGER, T.DECIMAL, T.MINUS, T.STAR, T.DOT, T.COLON,
-                            T.CAST, T.LT, T.GT, T.LBRACE, T.RBRACE, T.SLASH, T.PLUS,
-                            T.PERCENT})
-NAME_PATTERN_TOKENS = frozenset({T.NAME, T.QNAME, T.STAR, T.DOT})
+PATTERN_TOKENS: frozenset[Kind] = frozenset({
+    T.NAME, T.INTEGER, T.DECIMAL, T.DOT, T.COLON, T.CAST, T.LBRACE, T.RBRACE, Operator.MINUS,
+    Operator.STAR, Operator.LT, Operator.GT, Operator.SLASH, Operator.PLUS, Operator.PERCENT,
+})
+NAME_PATTERN_TOKENS: frozenset[Kind] = frozenset({T.NAME, T.QNAME, Operator.STAR, T.DOT})
 
 
 class Parser(DepthGuard):
@@ -157,7 +162,7 @@ class Parser(DepthGuard):
         end = self.prev_end()
         return A.Command(name, raw=self.text[start:end] if end > start else "")
 
-    def glued(self, kinds: frozenset[T], what: str) -> tuple[str, Token]:
+    def glued(self, kinds: frozenset[Kind], what: str) -> tuple[str, Token]:
         """Adjacent tokens of ``kinds`` read as one word (index patterns, policy names); the
         value of a backquoted part, the raw text of the others."""
         first = self.peek()
@@ -235,7 +240,7 @@ class Parser(DepthGuard):
 
     def predicate(self) -> A.Expr:
         left = self.arith()
-        op = COMPARISONS.get(self.peek().kind)
+        op = COMPARE_OPS.get(self.peek().kind)
         if op is not None:
             self.advance()
             right = self.arith()
@@ -300,14 +305,14 @@ class Parser(DepthGuard):
     def unary(self) -> A.Expr:
         """Unary ``-``/``+`` prefixes (a loop), then a primary and its ``::`` casts."""
         signs: list[Token] = []
-        while self.peek().kind in (T.MINUS, T.PLUS):
+        while self.peek().kind in (Operator.MINUS, Operator.PLUS):
             t = self.advance()
             self.enter(t.start)
             signs.append(t)
         node = self._cast(self.primary())
         for t in reversed(signs):
-            if t.kind is T.MINUS:
-                node = A.Neg(node, start=t.start, end=_end(node))
+            if t.kind is Operator.MINUS:
+                node = A.Unary("-", node, start=t.start, end=_end(node))
         self.depth -= len(signs)
         return node
 
@@ -368,7 +373,7 @@ class Parser(DepthGuard):
         self.enter(lp.start)
         args: list[A.Expr] = []
         star = False
-        if self.peek().kind is T.STAR and self.peek(1).kind is T.RPAREN:
+        if self.peek().kind is Operator.STAR and self.peek(1).kind is T.RPAREN:
             self.advance()
             star = True
         elif self.peek().kind is not T.RPAREN:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import OPERATORS, Operator, ParseError
 
 
 class T(Enum):
@@ -38,16 +39,6 @@ class T(Enum):
     ASSIGN = "="
     EQ = "=="
     CIEQ = "=~"
-    NE = "!="
-    LT = "<"
-    LE = "<="
-    GT = ">"
-    GE = ">="
-    PLUS = "+"
-    MINUS = "-"
-    STAR = "*"
-    SLASH = "/"
-    PERCENT = "%"
     STRING = "string"
     NAME = "name"  # a word or a dotted name
     QNAME = "qname"  # a `backquoted` identifier
@@ -57,19 +48,21 @@ class T(Enum):
     EOF = "eof"
 
 
+Kind: TypeAlias = T | Operator  # the operators are the kinds every language shares
+
+
 @dataclass(frozen=True, slots=True, repr=False)
-class Token(parsing.Token[T]):
+class Token(parsing.Token[Kind]):
     """One ES|QL token (``text``: unescaped for strings and backquoted names); ``triple`` marks a
     triple-quoted string."""
 
     triple: bool = False
 
 
-SYMBOLS: dict[str, T] = {
-    "::": T.CAST, "==": T.EQ, "=~": T.CIEQ, "!=": T.NE, "<=": T.LE, ">=": T.GE,
-    "|": T.PIPE, "(": T.LPAREN, ")": T.RPAREN, "[": T.LBRACKET, "]": T.RBRACKET,
-    "{": T.LBRACE, "}": T.RBRACE, ",": T.COMMA, ".": T.DOT, ":": T.COLON, "=": T.ASSIGN,
-    "<": T.LT, ">": T.GT, "+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH, "%": T.PERCENT,
+SYMBOLS: dict[str, Kind] = {
+    "::": T.CAST, "==": T.EQ, "=~": T.CIEQ, "|": T.PIPE, "(": T.LPAREN, ")": T.RPAREN,
+    "[": T.LBRACKET, "]": T.RBRACKET, "{": T.LBRACE, "}": T.RBRACE, ",": T.COMMA, ".": T.DOT,
+    ":": T.COLON, "=": T.ASSIGN, **OPERATORS,
 }
 ESCAPES: dict[str, str] = {"t": "\t", "n": "\n", "r": "\r", '"': '"', "\\": "\\"}
 UNESCAPES: dict[str, str] = {v: "\\" + k for k, v in ESCAPES.items()}

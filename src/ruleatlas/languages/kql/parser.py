@@ -22,16 +22,16 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from ruleatlas.languages.kql import ast as K
-from ruleatlas.languages.kql.tokens import T, Token, Tokenizer
-from ruleatlas.languages.parsing import DepthGuard, ParseError
+from ruleatlas.languages.kql.tokens import Kind, T, Token, Tokenizer
+from ruleatlas.languages.parsing import COMPARISONS, DepthGuard, Operator, ParseError
 
 MAX_DEPTH = 100
 N = TypeVar("N", K.Expr, K.ValueExpr)
-RANGE_OPS: dict[T, str] = {T.LT: "<", T.LE: "<=", T.GT: ">", T.GE: ">="}
+RANGE_OPS: dict[Kind, str] = {k: v for k, v in COMPARISONS.items() if k is not Operator.NE}
 # The precedence ladders: token -> node class, one tiny loop each (sqlglot's DISJUNCTION...).
 QUERY_CONNECTORS: dict[T, Callable[..., K.Expr]] = {T.OR: K.Or, T.AND: K.And}
 VALUE_CONNECTORS: dict[T, Callable[..., K.ValueExpr]] = {T.OR: K.VOr, T.AND: K.VAnd}
-DESCRIBE: dict[T, str] = {
+DESCRIBE: dict[Kind, str] = {
     T.EOF: "end of query", T.WORD: "value", T.STRING: "string", T.OR: "'or'", T.AND: "'and'",
     T.NOT: "'not'",
 }

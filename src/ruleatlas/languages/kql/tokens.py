@@ -24,8 +24,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import OPERATORS, Operator, ParseError
 from ruleatlas.model import Pattern, Wild
 
 
@@ -35,10 +36,6 @@ class T(Enum):
     LBRACE = "{"
     RBRACE = "}"
     COLON = ":"
-    LT = "<"
-    LE = "<="
-    GT = ">"
-    GE = ">="
     OR = "or"
     AND = "and"
     NOT = "not"
@@ -47,12 +44,15 @@ class T(Enum):
     EOF = "eof"
 
 
+Kind: TypeAlias = T | Operator  # the range operators are kinds every language shares
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """One token: kind, raw source text, offsets; ``value`` is the decoded string of a STRING,
     ``pattern`` the decoded parts of a WORD (wildcards as :class:`Wild`)."""
 
-    kind: T
+    kind: Kind
     raw: str
     start: int
     end: int
@@ -75,7 +75,7 @@ SINGLE_TOKENS: dict[str, T] = {
     "}": T.RBRACE,
     ":": T.COLON,
 }
-RANGE_TOKENS: dict[str, T] = {"<=": T.LE, ">=": T.GE, "<": T.LT, ">": T.GT}
+RANGE_TOKENS: dict[str, Kind] = {op: OPERATORS[op] for op in ("<=", ">=", "<", ">")}
 KEYWORDS: dict[str, T] = {"or": T.OR, "and": T.AND}
 ESCAPED_WHITESPACE: dict[str, str] = {"t": "\t", "r": "\r", "n": "\n"}
 # Tokens after which ``or``/``and`` between whitespace are operators.
@@ -132,7 +132,7 @@ class Tokenizer:
         text, n = self.text, len(self.text)
         toks: list[Token] = []
         i = 0
-        prev = T.EOF
+        prev: Kind = T.EOF
         while True:
             j = _SPACES.match(text, i).end()  # type: ignore[union-attr]
             spaced = j > i

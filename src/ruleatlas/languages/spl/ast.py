@@ -5,7 +5,8 @@ never take part in equality,
 so ``parse(generate(tree)) == tree`` is the round-trip check. Each node class declares
 sqlglot-style ``arg_types`` (see the end of the module). Commands whose arguments the
 lowering reads by shape (stats, rename, rex, lookup, ...) keep their arguments as a flat tuple of
-items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`); ``search``,
+items (:class:`Word`, :class:`Str`, :class:`Sym`, :class:`Macro`, :class:`Sub`; a macro or a
+subsearch inside an expression is the same node); ``search``,
 ``where``, ``eval`` and the ``where`` clause of ``tstats`` get expression trees.
 """
 
@@ -16,7 +17,19 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import And, Node, Not, Or, declare_arg_types
+from ruleatlas.languages.parsing import (
+    And,
+    BinOp,
+    Call,
+    Field,
+    Node,
+    Not,
+    Num,
+    Or,
+    Str,
+    Unary,
+    declare_arg_types,
+)
 
 # ---- generic items -----------------------------------------------------------------------
 
@@ -26,13 +39,6 @@ class Word(Node):
     """A bare word as written (``*.exe``, ``datamodel=Endpoint.Processes`` is Word Sym Word)."""
 
     raw: str
-
-
-@dataclass(frozen=True, slots=True)
-class Str(Node):
-    """A double-quoted string; ``value`` has the SPL escapes resolved."""
-
-    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,8 @@ class Sub(Node):
     pipeline: Pipeline
 
 
+# Str (a double-quoted string, the SPL escapes resolved) is the shared node of
+# ``languages.parsing``.
 Item: TypeAlias = Word | Str | Sym | Macro | Sub
 
 # ---- search expressions ------------------------------------------------------------------
@@ -91,73 +99,13 @@ class STerm(Node):
     func: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SMacro:
-    """A macro left unexpanded inside a search expression (unknown macro)."""
-
-    macro: Macro
-
-
-@dataclass(frozen=True, slots=True)
-class SSub:
-    """A subsearch used as a search term."""
-
-    sub: Sub
-
-
 # Not, And and Or are the shared nodes of ``languages.parsing`` (in SPL, OR binds tighter than
-# AND, and terms side by side are an And).
-SNode: TypeAlias = (SCompare | SIn | STerm | SMacro | SSub | Not["SNode"] | And["SNode"]
+# AND, and terms side by side are an And); a :class:`Macro` is one left unexpanded (unknown), a
+# :class:`Sub` a subsearch used as a search term.
+SNode: TypeAlias = (SCompare | SIn | STerm | Macro | Sub | Not["SNode"] | And["SNode"]
                     | Or["SNode"])
 
 # ---- eval expressions --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EField(Node):
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class EStr:
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class ENum:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ECall:
-    """A function call; ``name`` lower-cased (SPL function names are case-insensitive)."""
-
-    name: str
-    args: tuple[ENode, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class EBin:
-    """A binary operator: ``AND OR XOR = == != < <= > >= LIKE + - * / % .``."""
-
-    op: str
-    left: ENode
-    right: ENode
-
-
-@dataclass(frozen=True, slots=True)
-class EUnary:
-    """``NOT x`` or ``-x``."""
-
-    op: str
-    arg: ENode
-
-
-@dataclass(frozen=True, slots=True)
-class EMacro:
-    """A macro left unexpanded inside an eval expression."""
-
-    macro: Macro
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +115,11 @@ class EOpaque:
     text: str
 
 
-ENode: TypeAlias = EField | EStr | ENum | ECall | EBin | EUnary | EMacro | EOpaque
+# Field, Str, Num, Call (``name`` lower-cased: SPL function names are case-insensitive), BinOp
+# (``AND OR XOR = == != < <= > >= LIKE + - * / % .``) and Unary (``NOT x``, ``-x``) are the
+# shared nodes of ``languages.parsing``; a :class:`Macro` is one left unexpanded.
+ENode: TypeAlias = (Field | Str | Num | Call["ENode"] | BinOp["ENode"] | Unary["ENode"] | Macro
+                    | EOpaque)
 
 # ---- commands and pipelines --------------------------------------------------------------
 
@@ -205,8 +157,8 @@ class Pipeline:
 # ``walk``, ``find_all``) can traverse any tree without knowing each node type.
 
 NODE_TYPES: tuple[type, ...] = (
-    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, SMacro, SSub, Not, And, Or,
-    EField, EStr, ENum, ECall, EBin, EUnary, EMacro, EOpaque, Command, Pipeline,
+    Word, Str, Sym, Macro, Sub, SCompare, SIn, STerm, Not, And, Or,
+    Field, Num, Call, BinOp, Unary, EOpaque, Command, Pipeline,
 )
 
 

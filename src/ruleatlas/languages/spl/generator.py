@@ -149,8 +149,8 @@ SEARCH_GENERATORS.update({
     S.SCompare: _compare,
     S.SIn: _in,
     S.STerm: _term,
-    S.SMacro: lambda n: f"`{n.macro.body}`",
-    S.SSub: lambda n: item(n.sub),
+    S.Macro: item,
+    S.Sub: item,
 })
 
 
@@ -161,7 +161,7 @@ def expr(e: S.ENode) -> str:
     return fn(e)
 
 
-def _efield(e: S.EField) -> str:
+def _efield(e: S.Field) -> str:
     if _TEMPLATE.fullmatch(e.name) or (
             _EVAL_IDENT.match(e.name) and e.name.upper() not in _KEYWORDS):
         return e.name
@@ -169,12 +169,12 @@ def _efield(e: S.EField) -> str:
 
 
 EXPR_GENERATORS: dict[type, Callable[[Any], str]] = {
-    S.EField: _efield,
-    S.EStr: lambda e: f'"{escape(e.value)}"',
-    S.ENum: lambda e: e.text,
-    S.ECall: lambda e: f"{e.name}({', '.join(expr(a) for a in e.args)})",
-    S.EBin: lambda e: f"({expr(e.left)} {e.op} {expr(e.right)})",
-    S.EUnary: lambda e: f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})",
-    S.EMacro: lambda e: f"`{e.macro.body}`",
+    S.Field: _efield,
+    S.Str: item,
+    S.Num: lambda e: e.text,
+    S.Call: lambda e: f"{e.name}({', '.join(expr(a) for a in e.args)})",
+    S.BinOp: lambda e: f"({expr(e.left)} {e.op} {expr(e.right)})",
+    S.Unary: lambda e: f"(NOT {expr(e.arg)})" if e.op == "NOT" else f"(-{expr(e.arg)})",
+    S.Macro: item,
     S.EOpaque: lambda e: e.text,
 }

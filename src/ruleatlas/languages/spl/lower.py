@@ -137,10 +137,10 @@ def lower_search(n: S.SNode, ctx: _Ctx) -> M.Node | None:
         return M.Predicate(None, Op.KEYWORD, (val,), cased=n.func == "CASE", phase=ctx.phase,
                          stage=ctx.stage, text=ctx.text(n.start, n.end),
                          span=ctx.span_for(n.start, n.end))
-    if isinstance(n, S.SMacro):
-        return M.Opaque(f"`{n.macro.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
-    if isinstance(n, S.SSub):
-        return M.Opaque(ctx.text(n.sub.start, n.sub.end),
+    if isinstance(n, S.Macro):
+        return M.Opaque(f"`{n.body}`", "unknown macro", stage=ctx.stage, span=ctx.span)
+    if isinstance(n, S.Sub):
+        return M.Opaque(ctx.text(n.start, n.end),
                       "subsearch: the filter depends on the results of another search",
                       stage=ctx.stage, span=ctx.span)
     raise TypeError(n)
@@ -184,32 +184,27 @@ def _compare(n: S.SCompare, ctx: _Ctx) -> M.Node | None:
 
 
 def term(e: S.ENode) -> M.Term:
-    if isinstance(e, S.EField):
+    if isinstance(e, S.Field):
         return M.FieldRef(e.name)
-    if isinstance(e, S.EStr):
+    if isinstance(e, S.Str | S.Num):
         return e.value
-    if isinstance(e, S.ENum):
-        try:
-            return int(e.text)
-        except ValueError:
-            return float(e.text)
-    if isinstance(e, S.ECall):
+    if isinstance(e, S.Call):
         return M.Call(e.name, tuple(term(a) for a in e.args))
-    if isinstance(e, S.EBin):
+    if isinstance(e, S.BinOp):
         return M.Call(e.op, (term(e.left), term(e.right)))
-    if isinstance(e, S.EUnary):
+    if isinstance(e, S.Unary):
         return M.Call(e.op, (term(e.arg),))
-    if isinstance(e, S.EMacro):
-        return M.Call("macro", (e.macro.body,))
+    if isinstance(e, S.Macro):
+        return M.Call("macro", (e.body,))
     if isinstance(e, S.EOpaque):
         return M.Call(e.text, ())
     raise TypeError(e)
 
 
 def _literal(e: S.ENode) -> str | None:
-    if isinstance(e, S.EStr):
+    if isinstance(e, S.Str):
         return e.value
-    if isinstance(e, S.ENum):
+    if isinstance(e, S.Num):
         return e.text
     return None
 
@@ -222,13 +217,13 @@ def _field_span(e: S.ENode, ctx: _Ctx) -> M.Span | None:
     stack: list[S.ENode] = [e]
     while stack:
         n = stack.pop()
-        if isinstance(n, S.EField):
+        if isinstance(n, S.Field):
             return span_of(ctx.query, n.start, n.start + len(n.name)) if n.start else ctx.span
-        if isinstance(n, S.EBin):
+        if isinstance(n, S.BinOp):
             stack.extend((n.right, n.left))
-        elif isinstance(n, S.EUnary):
+        elif isinstance(n, S.Unary):
             stack.append(n.arg)
-        elif isinstance(n, S.ECall):
+        elif isinstance(n, S.Call):
             stack.extend(reversed(n.args))
     return ctx.span
 
@@ -254,38 +249,38 @@ def lower_eval(e: S.ENode, ctx: _Ctx, text: str, top: S.ENode | None = None) -> 
     ``text`` is the whole clause as written; a part of an AND/OR/NOT (``top`` is the whole
     expression) gets its own text, generated from its subtree."""
     top = e if top is None else top
-    if isinstance(e, S.EBin) and e.op in ("AND", "OR"):
+    if isinstance(e, S.BinOp) and e.op in ("AND", "OR"):
         left, right = lower_eval(e.left, ctx, text, top), lower_eval(e.right, ctx, text, top)
         cls = M.And if e.op == "AND" else M.Or
         args: list[M.Node] = []
         for a in (left, right):
             args.extend(a.args if isinstance(a, cls) else (a,))
         return cls(tuple(args))
-    if isinstance(e, S.EUnary) and e.op == "NOT":
+    if isinstance(e, S.Unary) and e.op == "NOT":
         return M.Not(lower_eval(e.arg, ctx, text, top))
     if top is not None and e is not top:  # a part of a larger clause: its own text
         text = _unwrap(expr_text(e))
     common: dict[str, Any] = dict(cased=True, phase=ctx.phase, stage=ctx.stage, text=text,
                                   span=_field_span(e, ctx))
-    if isinstance(e, S.EBin) and e.op in CMP_OPS:
+    if isinstance(e, S.BinOp) and e.op in CMP_OPS:
         op = CMP_OPS[e.op]
         lhs, rhs = e.left, e.right
-        if not isinstance(lhs, S.EField) and isinstance(rhs, S.EField):
+        if not isinstance(lhs, S.Field) and isinstance(rhs, S.Field):
             lhs, rhs, op = rhs, lhs, FLIP[op]
-        if isinstance(lhs, S.EField):
+        if isinstance(lhs, S.Field):
             lit = _literal(rhs)
             if lit is not None:
                 return M.Predicate(lhs.name, op, (lit,), datamodel=ctx.dm_for(lhs.name),
                                  **common)
-            if isinstance(rhs, S.EField) and op in (Op.EQ, Op.NE):
+            if isinstance(rhs, S.Field) and op in (Op.EQ, Op.NE):
                 return M.Predicate(lhs.name, op, (M.FieldRef(rhs.name),),
                                  datamodel=ctx.dm_for(lhs.name), **common)
-    if isinstance(e, S.EBin) and e.op == "LIKE" and isinstance(e.left, S.EField):
+    if isinstance(e, S.BinOp) and e.op == "LIKE" and isinstance(e.left, S.Field):
         lit = _literal(e.right)
         if lit is not None:
             return M.Predicate(e.left.name, Op.WILDCARD, (like_pattern(lit),),
                              datamodel=ctx.dm_for(e.left.name), **common)
-    if isinstance(e, S.ECall):
+    if isinstance(e, S.Call):
         node = _lower_call(e, ctx, text, common)
         if node is not None:
             return node
@@ -294,9 +289,9 @@ def lower_eval(e: S.ENode, ctx: _Ctx, text: str, top: S.ENode | None = None) -> 
                      span=common["span"])
 
 
-def _lower_call(e: S.ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> M.Node | None:
+def _lower_call(e: S.Call, ctx: _Ctx, text: str, common: dict[str, Any]) -> M.Node | None:
     a = e.args
-    f = a[0].name if a and isinstance(a[0], S.EField) else None
+    f = a[0].name if a and isinstance(a[0], S.Field) else None
     dm = ctx.dm_for(f)
     if e.name == "like" and f and len(a) == 2 and _literal(a[1]) is not None:
         return M.Predicate(f, Op.WILDCARD, (like_pattern(_literal(a[1]) or ""),), datamodel=dm,
@@ -305,7 +300,7 @@ def _lower_call(e: S.ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> M.N
         return M.Predicate(f, Op.REGEX, (M.Regex(_literal(a[1]) or ""),), datamodel=dm, **common)
     if e.name in ("isnull", "isnotnull") and f and len(a) == 1:
         return M.Predicate(f, Op.EXISTS, (), negated=e.name == "isnull", datamodel=dm, **common)
-    if e.name == "cidrmatch" and len(a) == 2 and isinstance(a[1], S.EField):
+    if e.name == "cidrmatch" and len(a) == 2 and isinstance(a[1], S.Field):
         lit = _literal(a[0])
         if lit is not None:
             return M.Predicate(a[1].name, Op.CIDR, (lit,), datamodel=ctx.dm_for(a[1].name),
@@ -313,7 +308,7 @@ def _lower_call(e: S.ECall, ctx: _Ctx, text: str, common: dict[str, Any]) -> M.N
     if e.name == "in" and f and len(a) >= 2 and all(_literal(x) is not None for x in a[1:]):
         return M.Predicate(f, Op.IN, tuple(_literal(x) or "" for x in a[1:]), datamodel=dm,
                          **common)
-    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], S.EStr):
+    if e.name == "searchmatch" and len(a) == 1 and isinstance(a[0], S.Str):
         try:
             p = Parser(a[0].value)
             node = p.search_expr(p.search_tokens(a[0].value, 0))

@@ -16,12 +16,11 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import COMPARISONS, Operator, ParseError
 from ruleatlas.languages.spl import ast as S
-from ruleatlas.languages.spl.tokens import T, Token, Tokenizer
+from ruleatlas.languages.spl.tokens import Kind, T, Token, Tokenizer
 
-COMPARE_TOKENS = {T.EQ: "=", T.EQEQ: "==", T.NE: "!=", T.LT: "<", T.LE: "<=", T.GT: ">",
-                  T.GE: ">="}
+COMPARE_TOKENS: dict[Kind, str] = {T.EQ: "=", T.EQEQ: "=="} | COMPARISONS
 MAX_DEPTH = 200
 X = TypeVar("X")  # what a parenthesized parse returns
 # Commands that may open a search (or a subsearch ``[tstats ...]``) without a leading pipe.
@@ -342,10 +341,10 @@ class _SearchParser(_Cursor):
             j = self.p._match_bracket(self.toks, self.i)
             sub = self.p.subsearch(self.toks[self.i], self.toks[j])
             self.i = j + 1
-            return S.SSub(sub)
+            return sub
         if t.kind is T.MACRO:
             self.advance()
-            return S.SMacro(S.Macro(t.text, start=t.start, end=t.end))
+            return S.Macro(t.text, start=t.start, end=t.end)
         if t.kind in (T.WORD, T.STRING, T.NUMBER, T.QFIELD):
             nxt = self.peek(1)
             if nxt.kind in COMPARE_TOKENS:
@@ -449,20 +448,20 @@ class _EvalParser(_Cursor):
         left = self.parse_and()
         while self.word_is("OR", "XOR", case=False):
             op = self.advance().text.upper()
-            left = S.EBin(op, left, self.parse_and())
+            left = S.BinOp(op, left, self.parse_and())
         return left
 
     def parse_and(self) -> S.ENode:
         left = self.parse_not()
         while self.word_is("AND", case=False):
             self.advance()
-            left = S.EBin("AND", left, self.parse_not())
+            left = S.BinOp("AND", left, self.parse_not())
         return left
 
     def parse_not(self) -> S.ENode:
         if self.word_is("NOT", case=False):  # NOT x and NOT(x) alike
             self.advance()
-            return S.EUnary("NOT", self.parse_not())
+            return S.Unary("NOT", self.parse_not())
         return self.parse_cmp()
 
     def parse_cmp(self) -> S.ENode:
@@ -470,36 +469,36 @@ class _EvalParser(_Cursor):
         t = self.peek()
         if t.kind in COMPARE_TOKENS:
             self.advance()
-            return S.EBin(COMPARE_TOKENS[t.kind], left, self.parse_add())
+            return S.BinOp(COMPARE_TOKENS[t.kind], left, self.parse_add())
         if self.word_is("LIKE", case=False):
             self.advance()
-            return S.EBin("LIKE", left, self.parse_add())
+            return S.BinOp("LIKE", left, self.parse_add())
         if self.word_is("IN", case=False) and self.peek(1).kind is T.LPAREN:
             self.advance()
             self.advance()
             args = self.parse_args()
-            return S.ECall("in", (left, *args))
+            return S.Call("in", (left, *args))
         return left
 
-    def _left_assoc(self, ops: tuple[T, ...], operand: Callable[[], S.ENode]) -> S.ENode:
+    def _left_assoc(self, ops: tuple[Kind, ...], operand: Callable[[], S.ENode]) -> S.ENode:
         """``operand (op operand)*`` for the operator tokens ``ops``, grouped to the left."""
         left = operand()
         while self.peek().kind in ops:
             op = self.advance().text
-            left = S.EBin(op, left, operand())
+            left = S.BinOp(op, left, operand())
         return left
 
     def parse_add(self) -> S.ENode:
-        return self._left_assoc((T.PLUS, T.MINUS, T.DOT), self.parse_mul)
+        return self._left_assoc((Operator.PLUS, Operator.MINUS, T.DOT), self.parse_mul)
 
     def parse_mul(self) -> S.ENode:
-        return self._left_assoc((T.STAR, T.SLASH, T.PERCENT), self.parse_unary)
+        return self._left_assoc((Operator.STAR, Operator.SLASH, Operator.PERCENT), self.parse_unary)
 
     def parse_unary(self) -> S.ENode:
-        if self.peek().kind is T.MINUS:
+        if self.peek().kind is Operator.MINUS:
             self.advance()
-            return S.EUnary("-", self.parse_unary())
-        if self.peek().kind is T.PLUS:
+            return S.Unary("-", self.parse_unary())
+        if self.peek().kind is Operator.PLUS:
             self.advance()
             return self.parse_unary()
         return self.parse_primary()
@@ -511,7 +510,7 @@ class _EvalParser(_Cursor):
             self.advance()
             return ()
         while True:
-            if self.peek().kind is T.STAR and self.peek(1).kind in (T.RPAREN, T.COMMA):
+            if self.peek().kind is Operator.STAR and self.peek(1).kind in (T.RPAREN, T.COMMA):
                 self.advance()
                 args.append(S.EOpaque("*"))
             else:
@@ -531,22 +530,22 @@ class _EvalParser(_Cursor):
             return self.parenthesized(self.parse_or)
         if t.kind is T.NUMBER:
             self.advance()
-            return S.ENum(t.text)
+            return S.Num(t.text)
         if t.kind is T.STRING:
             self.advance()
-            return S.EStr(t.text)
+            return S.Str(t.text)
         if t.kind is T.QFIELD:
             self.advance()
-            return S.EField(t.text, start=t.start, end=t.end)
+            return S.Field(t.text, start=t.start, end=t.end)
         if t.kind is T.MACRO:
             self.advance()
-            return S.EMacro(S.Macro(t.text, start=t.start, end=t.end))
+            return S.Macro(t.text, start=t.start, end=t.end)
         if t.kind is T.WORD:
             self.advance()
             if self.peek().kind is T.LPAREN and t.text[0].isalpha():
                 self.advance()
-                return S.ECall(t.text.lower(), self.parse_args())
-            return S.EField(t.text, start=t.start, end=t.end)
+                return S.Call(t.text.lower(), self.parse_args())
+            return S.Field(t.text, start=t.start, end=t.end)
         raise self.p.error(f"unexpected {t.raw or 'end of expression'!r} in expression", t.start)
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from typing import TypeAlias
 
 from ruleatlas.languages import parsing
-from ruleatlas.languages.parsing import ParseError
+from ruleatlas.languages.parsing import OPERATORS, Operator, ParseError
 
 
 class T(Enum):
@@ -29,16 +30,6 @@ class T(Enum):
     COMMA = ","
     EQ = "="
     EQEQ = "=="
-    NE = "!="
-    LT = "<"
-    LE = "<="
-    GT = ">"
-    GE = ">="
-    PLUS = "+"
-    MINUS = "-"
-    STAR = "*"
-    SLASH = "/"
-    PERCENT = "%"
     DOT = "."
     STRING = "string"
     QFIELD = "qfield"  # 'single quoted' field name (eval context)
@@ -48,7 +39,10 @@ class T(Enum):
     EOF = "eof"
 
 
-class Token(parsing.Token[T]):
+Kind: TypeAlias = T | Operator  # the operators are the kinds every language shares
+
+
+class Token(parsing.Token[Kind]):
     """One SPL token (``text``: the unescaped value of a string, the body of a macro call)."""
 
     __slots__ = ()
@@ -62,17 +56,12 @@ SINGLE_TOKENS: dict[str, T] = {
     ")": T.RPAREN,
     ",": T.COMMA,
 }
-COMPARISONS: dict[str, T] = {
+COMPARISONS: dict[str, Kind] = {
     "==": T.EQEQ,
-    "!=": T.NE,
-    "<=": T.LE,
-    ">=": T.GE,
     "=": T.EQ,
-    "<": T.LT,
-    ">": T.GT,
+    **{op: OPERATORS[op] for op in ("!=", "<=", ">=", "<", ">")},
 }
-ARITHMETIC: dict[str, T] = {"+": T.PLUS, "-": T.MINUS, "*": T.STAR, "/": T.SLASH, "%": T.PERCENT,
-                            ".": T.DOT}
+ARITHMETIC: dict[str, Kind] = {".": T.DOT, **{op: OPERATORS[op] for op in "+-*/%"}}
 
 
 
