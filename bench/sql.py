@@ -28,6 +28,7 @@ from ruleatlas.engine.sql import duckdb as duck
 from ruleatlas.engine.sql import spark as sp
 from ruleatlas.engine.sql.backend import needs_plan
 from ruleatlas.engine.sql.columnar import convert
+from ruleatlas.engine.sql.hunt import event_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
@@ -96,7 +97,7 @@ def main() -> None:
 
 def sql_runs(rules: list[EngineRule], pq: Path, found: Found, spark: Any) -> None:
     for threads in (1, 2):
-        run = duck.hunt(duck.connect(threads), rules, pq)
+        run = event_sql(duck.DuckDBBackend(duck.connect(threads)), rules, str(pq))
         report(f"DuckDB, {threads} thread(s)", run, found)
     if spark is None:
         return
@@ -105,9 +106,9 @@ def sql_runs(rules: list[EngineRule], pq: Path, found: Found, spark: Any) -> Non
         t = time.perf_counter()
         spark, _ = sp.start(master)
         start = time.perf_counter() - t
-        run_ = sp.hunt(spark, rules, str(pq))
+        run_ = event_sql(sp.SparkBackend(spark), rules, str(pq))
         report(f"Spark {master} (session {start:.1f} s)", run_, found)
-        run_ = sp.hunt(spark, rules, str(pq))
+        run_ = event_sql(sp.SparkBackend(spark), rules, str(pq))
         report(f"Spark {master}, second run", run_, found)
 
 

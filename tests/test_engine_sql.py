@@ -311,6 +311,18 @@ def _own(found: list[SqlFinding]) -> set[tuple[str, str, int]]:
     return {(f.rule_id, f.file, f.position) for f in found if f.rule_id == f.file}
 
 
+def _on_spark(spark: Any, rules: list[EngineRule], root: str, fmt: str = "parquet") -> Any:
+    from ruleatlas.engine.sql.hunt import event_sql
+
+    return event_sql(sp.SparkBackend(spark), rules, root, fmt)
+
+
+def _on_duckdb(rules: list[EngineRule], root: Path) -> Any:
+    from ruleatlas.engine.sql.hunt import event_sql
+
+    return event_sql(duck.DuckDBBackend(duck.connect()), rules, str(root))
+
+
 @pytest.fixture(scope="module")
 def case_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cases")
@@ -329,7 +341,7 @@ def test_local_engine_gives_the_hand_checked_answers():
 def test_local_findings_across_cases_are_the_sql_ones_too(spark, case_data):
     """Every rule also sees every other case's events: the whole sets must agree."""
     local = _local([c.rule for c in CASES], _events(CASES))
-    run = sp.hunt(spark, [c.rule for c in CASES], str(case_data))
+    run = _on_spark(spark, [c.rule for c in CASES], str(case_data))
     fb = set(run.plan.fallback)
     assert {(f.rule_id, f.file, f.position) for f in run.findings} == {
         f for f in local if f[0] not in fb}
@@ -339,9 +351,9 @@ def test_local_findings_across_cases_are_the_sql_ones_too(spark, case_data):
 def test_edge_cases_on_sql_backends(backend, spark, case_data):
     rules = [c.rule for c in CASES]
     if backend == "spark":
-        run: Any = sp.hunt(spark, rules, str(case_data))
+        run: Any = _on_spark(spark, rules, str(case_data))
     else:
-        run = duck.hunt(duck.connect(), rules, case_data)
+        run = _on_duckdb(rules, case_data)
     assert _own(run.findings) == _expected(CASES, backend)
     want_fallback = {c.name for c in CASES if backend in c.fallback}
     assert set(run.plan.fallback) == want_fallback, run.plan.fallback
@@ -349,10 +361,10 @@ def test_edge_cases_on_sql_backends(backend, spark, case_data):
 
 
 def test_fallback_reasons_name_the_gap(spark, case_data):
-    run = sp.hunt(spark, [c.rule for c in CASES], str(case_data))
+    run = _on_spark(spark, [c.rule for c in CASES], str(case_data))
     assert "IPv6" in run.plan.fallback["cidr_v6"]
     assert "SPL expression" in run.plan.fallback["spl_condition"]
-    drun = duck.hunt(duck.connect(), [c.rule for c in CASES], case_data)
+    drun = _on_duckdb([c.rule for c in CASES], case_data)
     assert "look-around" in drun.plan.fallback["re_lookahead"]
     assert "back-reference" in drun.plan.fallback["re_python_syntax"]
 
@@ -362,7 +374,7 @@ def test_json_lines_layout_gives_the_same_findings(spark, tmp_path):
     for ev in _events(CASES):
         sink.add(event_row(ev))
     sink.close()
-    run = sp.hunt(spark, [c.rule for c in CASES], str(tmp_path), fmt="jsonl")
+    run = _on_spark(spark, [c.rule for c in CASES], str(tmp_path), fmt="jsonl")
     assert _own(run.findings) == _expected(CASES, "spark")
 
 
@@ -590,7 +602,7 @@ def test_sigma_rules_on_regression_evtx_match_the_local_engine(spark, tmp_path):
     local = _local([r for r in rules if r.runnable], events)
     rep = convert(files, tmp_path / "pq")
     assert rep.events == len(events) > 150
-    run = sp.hunt(spark, rules, str(tmp_path / "pq"))
+    run = _on_spark(spark, rules, str(tmp_path / "pq"))
     fb = run.plan.fallback
     got = {(f.rule_id, f.file, f.position) for f in run.findings}
     assert got == {f for f in local if f[0] not in fb}
@@ -599,7 +611,7 @@ def test_sigma_rules_on_regression_evtx_match_the_local_engine(spark, tmp_path):
     assert len({f[0] for f in got}) >= 150
     # every fallback is loud; none hides a rule that found something without a reason
     assert all(fb.values())
-    drun = duck.hunt(duck.connect(), rules, tmp_path / "pq")
+    drun = _on_duckdb(rules, tmp_path / "pq")
     dgot = {(f.rule_id, f.file, f.position) for f in drun.findings}
     assert dgot == {f for f in local if f[0] not in drun.plan.fallback}
 

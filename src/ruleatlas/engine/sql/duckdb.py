@@ -5,27 +5,15 @@ directory)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from sqlglot import exp
 
-from ruleatlas.engine.runner import EngineRule
-from ruleatlas.engine.sql.backend import VIEW, SqlFinding, SqlPlan, findings, plan_queries
+from ruleatlas.engine.sql.backend import VIEW
 from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ
-
-
-@dataclass(slots=True)
-class DuckRun:
-    findings: list[SqlFinding] = field(default_factory=list)
-    plan: SqlPlan = field(default_factory=SqlPlan)
-    read_seconds: float = 0.0
-    compile_seconds: float = 0.0
-    run_seconds: float = 0.0
 
 
 def connect(threads: int | None = None) -> Any:
@@ -121,23 +109,6 @@ def attach(con: Any, root: str | Path, fmt: str = "parquet") -> list[str]:
 def aliases_of(con: Any) -> dict[str, str]:
     """The aliases :func:`attach` gave (column -> its name in the view)."""
     return dict(con.execute("SELECT name, alias FROM _aliases").fetchall())
-
-
-def hunt(con: Any, rules: Sequence[EngineRule], root: str | Path) -> DuckRun:
-    run = DuckRun()
-    t0 = time.perf_counter()
-    cols = attach(con, root)
-    kinds = [r[0] for r in con.execute(f"SELECT DISTINCT {KIND_COLUMN} FROM {VIEW}").fetchall()]
-    t1 = time.perf_counter()
-    run.read_seconds = t1 - t0
-    run.plan = plan_queries(rules, cols, kinds, "duckdb", aliases=aliases_of(con))
-    t2 = time.perf_counter()
-    run.compile_seconds = t2 - t1
-    for q in run.plan.queries:
-        rows = con.execute(q).fetchall()
-        run.findings.extend(findings(run.plan, rows))
-    run.run_seconds = time.perf_counter() - t2
-    return run
 
 
 class DuckDBBackend:

@@ -218,36 +218,57 @@ def hunt_sql(rules: Sequence[EngineRule], logs: Sequence[str], report: HuntRepor
         report.seconds = time.perf_counter() - t0
 
 
+@dataclass(slots=True)
+class SqlRun:
+    """The event-level rules as SQL on one backend (:func:`event_sql`): the plan, the findings
+    SQL gave (what falls back is not run), the events per kind and the seconds of each part."""
+
+    plan: SqlPlan
+    findings: list[SqlFinding]
+    counts: dict[str, int]
+    read_seconds: float
+    compile_seconds: float
+    run_seconds: float
+
+
+def event_sql(be: Backend, rules: Sequence[EngineRule], uri: str | Sequence[str],
+              fmt: str = "parquet") -> SqlRun:
+    """Attach the events at ``uri``, plan the rules for the kinds present and run the event
+    queries: the SQL half of a hunt (the tests and ``bench/sql.py`` read it alone)."""
+    t0 = time.perf_counter()
+    columns, counts = be.attach(uri, fmt)
+    t1 = time.perf_counter()
+    plan = plan_queries(rules, columns, counts, be.dialect, aliases=getattr(be, "aliases", None))
+    t2 = time.perf_counter()
+    found = [SqlFinding(plan.rules[r].rule.id, f, int(p), int(s))
+             for f, p, s, r in be.event_rows(plan.queries)]
+    return SqlRun(plan, found, counts, t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+
 def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntReport,
          summary: SqlSummary, backend: Backend | None) -> Iterator[Finding]:
     be = backend or start_backend(summary.engine, summary.master, summary)
-    t = time.perf_counter()
     if summary.mode == "plans":
         yield from _run_plans(rules, uris, fmt, be, report, summary)
         return
     db_uri: str | list[str] = uris if summary.engine == "spark" else uris[0]
     if summary.engine == "duckdb" and len(uris) > 1:
         raise SqlHuntError("--engine duckdb reads one converted folder at a time")
-    columns, counts = be.attach(db_uri, fmt)
+    run = event_sql(be, rules, db_uri, fmt)
+    plan, counts = run.plan, run.counts
+    report.events = sum(counts.values())
     if not summary.staged:
-        report.events = sum(counts.values())
         report.inputs.extend(InputRead(u, report.events if len(uris) == 1 else 0, 0)
                              for u in uris)
-    else:
-        report.events = sum(counts.values())
-    plan = plan_queries(rules, columns, counts, be.dialect,
-                        aliases=getattr(be, "aliases", None))
     summary.in_sql, summary.aggregations = plan.in_sql, len(plan.aggregations)
     summary.fallback, summary.kinds = dict(plan.fallback), plan.kinds
-    t2 = time.perf_counter()
-    summary.seconds["plan"] = t2 - t
-    found = [SqlFinding(plan.rules[r].rule.id, f, int(p), int(s))
-             for f, p, s, r in be.event_rows(plan.queries)]
+    summary.seconds["plan"] = run.read_seconds + run.compile_seconds
+    t = time.perf_counter()
     groups = list(zip(plan.aggregations, be.agg_rows([q.sql for q in plan.aggregations]),
                       strict=True))
     t3 = time.perf_counter()
-    summary.seconds["sql"] = t3 - t2
-    out = _collect(rules, plan, found, groups, counts, be)
+    summary.seconds["sql"] = run.run_seconds + t3 - t
+    out = _collect(rules, plan, run.findings, groups, counts, be)
     summary.seconds["fallback and findings"] = time.perf_counter() - t3
     for f in out:
         report.add(f)

@@ -1,6 +1,8 @@
-"""Event-level rules on Apache Spark: the columnar events (:mod:`.columnar`) read from any URI
-Spark reads (local paths, ``hdfs://``, ``s3a://``, ``abfss://``), the catalog's rules compiled
-by :mod:`.compiler` into one query (:mod:`.backend`), findings collected on the driver.
+"""Apache Spark: the session, and the backend :mod:`.hunt` drives. The columnar events
+(:mod:`.columnar`) are read from any URI Spark reads (local paths, ``hdfs://``, ``s3a://``,
+``abfss://``); ``--spark-mode sql`` runs the rules compiled by :mod:`.compiler` as one query
+per chunk (:mod:`.backend`), ``--spark-mode plans`` the plans in the Python workers
+(:mod:`.tasks`).
 
 The session: ``master`` (``--spark-master`` / ``SPARK_MASTER``, default ``local[*]``), no UI,
 quiet logs, case-sensitive column names (field names are case-sensitive in the local engine),
@@ -13,12 +15,10 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruleatlas.engine.runner import EngineRule
-from ruleatlas.engine.sql.backend import VIEW, SqlFinding, SqlPlan, findings, plan_queries
+from ruleatlas.engine.sql.backend import VIEW
 from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ
 
 DEFAULT_MASTER = "local[*]"
@@ -38,15 +38,6 @@ CONF: dict[str, str] = {
     "spark.sql.files.maxPartitionBytes": "1g",
 }
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
-
-
-@dataclass(slots=True)
-class SparkRun:
-    findings: list[SqlFinding] = field(default_factory=list)
-    plan: SqlPlan = field(default_factory=SqlPlan)
-    read_seconds: float = 0.0
-    compile_seconds: float = 0.0
-    run_seconds: float = 0.0
 
 
 def under_spark_submit() -> bool:
@@ -99,37 +90,6 @@ def read(spark: Any, uri: str | Sequence[str], fmt: str = "parquet") -> Any:
 
 
 JSON_TYPES = {"_position": "bigint", SEQ: "bigint", EPOCH: "double"}
-
-
-def hunt(spark: Any, rules: Sequence[EngineRule], uri: str | Sequence[str],
-         fmt: str = "parquet") -> SparkRun:
-    """Findings of the event-level rules over the events at ``uri``; the rest falls back."""
-    run = SparkRun()
-    t0 = time.perf_counter()
-    df = read(spark, uri, fmt)
-    return hunt_df(spark, rules, df, run, t0)
-
-
-def hunt_df(spark: Any, rules: Sequence[EngineRule], df: Any, run: SparkRun | None = None,
-            t0: float | None = None) -> SparkRun:
-    run = run or SparkRun()
-    t0 = time.perf_counter() if t0 is None else t0
-    df.createOrReplaceTempView(VIEW)
-    kinds = [r[0] for r in df.select(KIND_COLUMN).distinct().collect()]
-    t1 = time.perf_counter()
-    run.read_seconds = t1 - t0
-    run.plan = plan_queries(rules, df.columns, kinds, "spark")
-    t2 = time.perf_counter()
-    run.compile_seconds = t2 - t1
-    if run.plan.queries:  # every chunk's select in one union: one job
-        frames = [spark.sql(q) for q in run.plan.queries]
-        df_all = frames[0]
-        for f in frames[1:]:
-            df_all = df_all.unionAll(f)
-        rows = df_all.collect()
-        run.findings.extend(findings(run.plan, ((r[0], r[1], r[2], r[3]) for r in rows)))
-    run.run_seconds = time.perf_counter() - t2
-    return run
 
 
 class SparkBackend:
