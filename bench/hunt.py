@@ -300,7 +300,6 @@ def _sql_run(engine: str, runnable: list, pq: str, master: str | None = None,
     return {"wall": wall, "events": rep.events, "found": found, "in_sql": summary.in_sql,
             "on_workers": summary.on_workers,
             "fell_back": len(summary.fallback), "seconds": summary.seconds,
-            "jvm": summary.seconds.get("jvm start", 0.0),
             "reasons": dict(summary.reasons().most_common(8))}
 
 

@@ -778,12 +778,8 @@ def test_hunt_engine_options_are_documented():
         assert opt in docs, opt
 
 
-def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_finds(tmp_path):
-    """Elastic rules run locally on the ECS view; SQL does not compile that view yet: they fall
-    back, say why, and run on the same events (read back from the table)."""
-    from ruleatlas.engine.hunt import HuntReport
-    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
-
+def _eql_rules() -> list[EngineRule]:
+    """An EQL event rule and an EQL sequence (Elastic semantics, the ECS view)."""
     def eql(rid: str, query: str) -> EngineRule:
         r = Rule(id=rid, source="elastic", path="rules/windows/x.toml", title=rid,
                  language="eql", query=query, body="b")
@@ -791,16 +787,29 @@ def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_
         assert er.runnable, er.reason
         return er
 
-    rules = [eql("eql_one", 'process where process.name == "cmd.exe"'),
-             eql("eql_seq", 'sequence by host.id [process where process.name == "a.exe"] '
-                            '[process where process.name == "b.exe"]')]
-    names = ["a.exe", "cmd.exe", "b.exe", "CMD.EXE"]
-    sink = ParquetSink(tmp_path)
-    for i, n in enumerate(names, 1):
+    return [eql("eql_one", 'process where process.name == "cmd.exe"'),
+            eql("eql_seq", 'sequence by host.id [process where process.name == "a.exe"] '
+                           '[process where process.name == "b.exe"]')]
+
+
+def _eql_events(out: Path, batch: int = 20_000) -> None:
+    """Four Sysmon process starts on host h1 (a.exe, cmd.exe, b.exe, CMD.EXE), converted."""
+    sink = ParquetSink(out, batch=batch)
+    for i, n in enumerate(["a.exe", "cmd.exe", "b.exe", "CMD.EXE"], 1):
         sink.add(event_row(Event({"Channel": SYSMON, "EventID": 1, "Image": f"C:\\x\\{n}",
                                   "Computer": "h1", "TimeCreated": f"2024-01-01T00:00:0{i}Z"},
                                  "el", i)))
     sink.close()
+
+
+def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_finds(tmp_path):
+    """Elastic rules run locally on the ECS view; SQL does not compile that view yet: they fall
+    back, say why, and run on the same events (read back from the table)."""
+    from ruleatlas.engine.hunt import HuntReport
+    from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
+
+    rules = _eql_rules()
+    _eql_events(tmp_path)
     summary = SqlSummary("duckdb")
     got = [(f.rule.rule.id, f.event.position) for f in hunt_sql(
         rules, [str(tmp_path)], HuntReport(), summary, backend=duck.DuckDBBackend(
@@ -816,14 +825,15 @@ def test_elastic_rules_fall_back_with_the_reason_and_find_what_the_local_engine_
 # ------------------------------------------------------- plans in Spark's Python workers
 
 
-def _plans_hunt(spark: Any, rules: list[EngineRule], root: Path, fmt: str = "parquet"
-                ) -> tuple[list[Any], Any, Any]:
+def _plans_hunt(spark: Any, rules: list[EngineRule], root: Path, fmt: str = "parquet",
+                limits: Any = None) -> tuple[list[Any], Any, Any]:
     from ruleatlas.engine.hunt import HuntReport
     from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
 
     summary = SqlSummary("spark", mode="plans")
     report = HuntReport()
-    found = list(hunt_sql(rules, [str(root)], report, summary, backend=sp.SparkBackend(spark)))
+    found = list(hunt_sql(rules, [str(root)], report, summary, limits,
+                          backend=sp.SparkBackend(spark)))
     return found, summary, report
 
 
@@ -879,22 +889,8 @@ def test_a_group_takes_its_earliest_event_whatever_order_the_rows_come_in():
 
 def test_elastic_rules_run_as_plans_on_spark(tmp_path, spark):
     """EQL rules (the ECS view, a sequence across files) in Spark's workers."""
-    def eql(rid: str, query: str) -> EngineRule:
-        r = Rule(id=rid, source="elastic", path="rules/windows/x.toml", title=rid,
-                 language="eql", query=query, body="b")
-        er = prepare(r, analyze(r))
-        assert er.runnable, er.reason
-        return er
-
-    rules = [eql("eql_one", 'process where process.name == "cmd.exe"'),
-             eql("eql_seq", 'sequence by host.id [process where process.name == "a.exe"] '
-                            '[process where process.name == "b.exe"]')]
-    sink = ParquetSink(tmp_path, batch=1)  # one event per file: the sequence spans tasks
-    for i, n in enumerate(["a.exe", "cmd.exe", "b.exe", "CMD.EXE"], 1):
-        sink.add(event_row(Event({"Channel": SYSMON, "EventID": 1, "Image": f"C:\\x\\{n}",
-                                  "Computer": "h1", "TimeCreated": f"2024-01-01T00:00:0{i}Z"},
-                                 "el", i)))
-    sink.close()
+    rules = _eql_rules()
+    _eql_events(tmp_path, batch=1)  # one event per file: the sequence spans tasks
     found, summary, _ = _plans_hunt(spark, rules, tmp_path)
     assert [(f.rule.rule.id, f.event.position) for f in found] == [("eql_one", 2),
                                                                     ("eql_seq", 1)]
@@ -958,3 +954,51 @@ def test_batch_events_is_row_event_for_every_row(tmp_path):
             got.update({ev.position: ev for _, ev in batch_events(b) if ev.file == "hand"})
     assert got[1].fields == hand[1].fields  # typed values, None and list items come back
     assert got[2].fields == hand[2].fields
+
+
+def test_plans_on_spark_refuse_empty_huge_and_bomb_inputs_with_located_errors(spark, case_data,
+                                                                              tmp_path):
+    """An empty converted folder, files over ``columnar_file_bytes`` (never read: Spark filters
+    on their length) and a Parquet file whose footer declares more decoded data than the limit
+    (a 60 MB column compressed to a few KB: refused before decompressing): each a read error
+    naming the file, the exit code saying so, the other files hunted."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ruleatlas.limits import Limits
+
+    rules = [c.rule for c in CASES]
+    empty = tmp_path / "empty"
+    (empty / "_kind=x").mkdir(parents=True)
+    found, _, report = _plans_hunt(spark, rules, empty)
+    assert found == [] and report.exit_code() == 2
+    assert [e.reason for e in report.errors] == ["no parquet file of the columnar layout here"]
+
+    files = sorted(case_data.rglob("*.parquet"))
+    small = min(f.stat().st_size for f in files)
+    cap = Limits(columnar_file_bytes=small)  # every file but the smallest is over it
+    found, _, report = _plans_hunt(spark, rules, case_data, limits=cap)
+    over = sorted(e.file for e in report.errors)
+    assert over == sorted(str(f) for f in files if f.stat().st_size > small)
+    assert all(e.reason.startswith("converted file exceeds") for e in report.errors)
+    assert report.exit_code() == 1
+    assert report.events == sum(pq.read_metadata(f).num_rows for f in files
+                                if f.stat().st_size <= small)
+
+    bomb_root = tmp_path / "bomb"
+    shutil.copytree(case_data, bomb_root)
+    bomb = bomb_root / "_kind=x" / "part-99999.parquet"
+    bomb.parent.mkdir()
+    table = pa.table({"_file": ["b"], "_position": pa.array([1], pa.int64()),
+                      "_seq": pa.array([10_000], pa.int64()), "CommandLine": ["a" * (60 << 20)]})
+    pq.write_table(table, bomb, compression="zstd")
+    assert bomb.stat().st_size < 1 << 20
+    found, _, report = _plans_hunt(spark, rules, bomb_root,
+                                   limits=Limits(columnar_file_bytes=16 << 20))
+    assert [(e.file, e.reason.split(" (")[0]) for e in report.errors] == [
+        (str(bomb), "converted file exceeds 16 MB decoded")]
+    assert report.exit_code() == 1
+    assert {k for k in ((f.rule.rule.id, f.event.file, f.event.position) for f in found)
+            if k[0] == k[1]} == _expected(CASES, None)

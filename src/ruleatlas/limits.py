@@ -86,6 +86,10 @@ class Limits:
     samples_file_bytes: int = field(default=1 * MB, metadata=_meta(
         "bytes", "a samples file given to `ruleatlas test --samples` (YAML, read in one piece)",
         "error `samples file exceeds 1 MB (N bytes); not read`, exit code 2"))
+    columnar_file_bytes: int = field(default=256 * MB, metadata=_meta(
+        "bytes", "one file of a converted folder read by Spark's plans (`hunt --engine spark`): "
+        "its bytes, and its column data once decoded (from the Parquet footer)",
+        "read error `converted file exceeds 256 MB`; the file is not read, the others are"))
     skipped_records: int = field(default=10_000, metadata=_meta(
         "records", "unreadable records of one input file before the rest of it is skipped",
         "read error `too many unreadable records (10000): rest of file skipped`"))

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,6 +50,7 @@ from ruleatlas.coverage.routing import Key, event_key
 from ruleatlas.engine.events import Event
 from ruleatlas.engine.sigma_semantics import as_number, to_text
 from ruleatlas.engine.sql.compiler import LIST_SUFFIX, META_COLUMNS
+from ruleatlas.limits import LimitError, Limits, fmt_size
 
 BATCH = 20_000  # events held in memory before a flush
 KIND_COLUMN = "_kind"
@@ -76,6 +77,12 @@ def kind_key(text: str) -> Key:
 def kind_dir(text: str) -> str:
     """The Hive partition directory of a kind (``/`` and ``|`` url-quoted, as Spark does)."""
     return f"{KIND_COLUMN}={quote(text, safe='')}"
+
+
+def dir_kind(name: str) -> str | None:
+    """The kind a partition directory names (:func:`kind_dir` undone); None for another name."""
+    prefix = f"{KIND_COLUMN}="
+    return unquote(name[len(prefix):]) if name.startswith(prefix) else None
 
 
 @dataclass(slots=True)
@@ -199,15 +206,13 @@ def batch_events(batch: pa.RecordBatch) -> Iterator[tuple[int, Event]]:
     by Arrow and the rows zipped from the column lists; otherwise a row whose values are
     strings, typed scalars or lists of strings is rebuilt from the lists with its codes, any
     other (a None value, a list with typed items) by :func:`row_event` from its whole row."""
-    keep = [i for i, c in enumerate(batch.columns) if c.null_count < len(c)]
-    names = [batch.schema.names[i] for i in keep]
-    at = {n: j for j, n in enumerate(names)}
-    fnames = [n for n in names if n not in META]
-    arrays = {n: batch.column(keep[at[n]]) for n in names}
-    typed = _cast_uniform(arrays, fnames, batch.num_rows)
+    arrays = {n: c for n, c in zip(batch.schema.names, batch.columns, strict=True)
+              if c.null_count < len(c)}
+    fnames = [n for n in arrays if n not in META]
+    typed = _cast_uniform(arrays, fnames)
     source = {**arrays, **typed} if typed is not None else arrays
-    cols = {n: source[n].to_pylist() for n in names}
-    seqs, files, places = cols[SEQ], cols["_file"], cols["_position"]
+    cols = {n: source[n].to_pylist() for n in fnames}
+    seqs, files, places = (arrays[n].to_pylist() for n in (SEQ, "_file", "_position"))
     # a list column ``name[]`` gives the field ``name`` (its scalar column is NULL there)
     targets = [n[: -len(LIST_SUFFIX)] if n.endswith(LIST_SUFFIX) else n for n in fnames]
     rows = zip(*(cols[n] for n in fnames), strict=True)
@@ -218,7 +223,8 @@ def batch_events(batch: pa.RecordBatch) -> Iterator[tuple[int, Event]]:
                       {k: v for k, v in zip(targets, vals, strict=True) if v is not None})
             yield seqs[i], Event(fields, files[i], places[i])
         return
-    types: list[Any] = cols[TYPES] if TYPES in cols else [None] * batch.num_rows
+    types: list[Any] = (arrays[TYPES].to_pylist() if TYPES in arrays
+                        else [None] * batch.num_rows)
     parsed: dict[str, tuple[tuple[str, str], ...] | None] = {}  # _types text -> its codes
     for i, vals in enumerate(rows):
         text = types[i]
@@ -250,7 +256,7 @@ ARROW_CASTS: dict[str, Callable[[pa.Array], pa.Array]] = {
 }
 
 
-def _cast_uniform(arrays: Mapping[str, pa.Array], fnames: Sequence[str], n: int
+def _cast_uniform(arrays: Mapping[str, pa.Array], fnames: Sequence[str]
                   ) -> dict[str, pa.Array] | None:
     """The field columns with the typed ones cast by Arrow, when each typed field has one code
     (int, float or boolean) on every row it has a value in; else None (the rows are typed one
@@ -279,19 +285,31 @@ def _cast_uniform(arrays: Mapping[str, pa.Array], fnames: Sequence[str], n: int
             out[f] = ARROW_CASTS[c](col)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # a number Arrow does not take as Python does (past 64 bits)
-    return out if n else None
+    return out
 
 
-def file_events(path: str, content: pa.Buffer | bytes) -> Iterator[tuple[int, Event]]:
+def file_events(path: str, content: pa.Buffer | bytes, max_bytes: int | None = None
+                ) -> Iterator[tuple[int, Event]]:
     """``(_seq, event)`` of each row of one file of the layout (``.jsonl``: JSON lines, else
-    Parquet) given as its bytes."""
+    Parquet) given as its bytes. ``max_bytes`` (``Limits.columnar_file_bytes``) bounds the
+    file and, for Parquet, its decoded column data as the footer states it, checked before any
+    page is decompressed: :class:`~ruleatlas.limits.LimitError` past it."""
+    cap = max_bytes if max_bytes is not None else Limits().columnar_file_bytes
+    if len(content) > cap:
+        raise LimitError(f"converted file exceeds {fmt_size(cap)} ({len(content)} bytes)", path,
+                         limit="columnar_file_bytes")
     if path.endswith((".jsonl", ".json")):
         for line in bytes(content).splitlines():
             if line.strip():
                 row = json.loads(line)
                 yield int(row[SEQ]), row_event(row)
         return
-    for b in pq.ParquetFile(pa.BufferReader(content)).read().to_batches():
+    pf = pq.ParquetFile(pa.BufferReader(content))
+    decoded = sum(pf.metadata.row_group(i).total_byte_size for i in range(pf.num_row_groups))
+    if decoded > cap:
+        raise LimitError(f"converted file exceeds {fmt_size(cap)} decoded ({decoded} bytes)",
+                         path, limit="columnar_file_bytes")
+    for b in pf.read().to_batches():
         yield from batch_events(b)
 
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from sqlglot import exp
 
 from ruleatlas.engine.sql.backend import VIEW
-from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ
+from ruleatlas.engine.sql.columnar import EPOCH, KIND_COLUMN, SEQ, dir_kind
 
 
 def connect(threads: int | None = None) -> Any:
@@ -58,7 +58,7 @@ def parquet_source(con: Any, root: str | Path) -> tuple[str, dict[str, str]]:
     files = sorted(Path(root).rglob("*.parquet"))
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for f in files:  # per kind (its folder) and exact schema
-        kind = unquote(f.parent.name.removeprefix(f"{KIND_COLUMN}="))
+        kind = dir_kind(f.parent.name) or ""
         groups.setdefault((kind, tuple(pq.read_schema(f).names)), []).append(str(f))
     casings: dict[str, list[str]] = {}
     for name in sorted({n for _, names in groups for n in names}):

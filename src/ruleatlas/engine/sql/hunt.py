@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ruleatlas.engine.events import Event, InputRead
+from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.matcher import text_values
 from ruleatlas.engine.runner import Engine, EngineRule, Finding, matched_fields
 from ruleatlas.engine.sql.aggregate import (
@@ -211,7 +211,7 @@ def hunt_sql(rules: Sequence[EngineRule], logs: Sequence[str], report: HuntRepor
             fmt = "parquet"
         else:
             uris, fmt = list(logs), direct[0]
-        yield from _run(rules, uris, fmt, report, summary, backend)
+        yield from _run(rules, uris, fmt, report, summary, backend, limits)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -246,10 +246,11 @@ def event_sql(be: Backend, rules: Sequence[EngineRule], uri: str | Sequence[str]
 
 
 def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntReport,
-         summary: SqlSummary, backend: Backend | None) -> Iterator[Finding]:
+         summary: SqlSummary, backend: Backend | None, limits: Limits | None = None
+         ) -> Iterator[Finding]:
     be = backend or start_backend(summary.engine, summary.master, summary)
     if summary.mode == "plans":
-        yield from _run_plans(rules, uris, fmt, be, report, summary)
+        yield from _run_plans(rules, uris, fmt, be, report, summary, limits)
         return
     db_uri: str | list[str] = uris if summary.engine == "spark" else uris[0]
     if summary.engine == "duckdb" and len(uris) > 1:
@@ -276,7 +277,8 @@ def _run(rules: Sequence[EngineRule], uris: list[str], fmt: str, report: HuntRep
 
 
 def _run_plans(rules: Sequence[EngineRule], uris: Sequence[str], fmt: str, be: Backend,
-               report: HuntReport, summary: SqlSummary) -> Iterator[Finding]:
+               report: HuntReport, summary: SqlSummary, limits: Limits | None
+               ) -> Iterator[Finding]:
     """Every rule's plan run by Spark's Python workers over the files at ``uris``
     (:mod:`.tasks`); each file is an input of the report (when the logs were not staged)."""
     from ruleatlas.engine.sql.spark import SparkBackend
@@ -287,11 +289,16 @@ def _run_plans(rules: Sequence[EngineRule], uris: Sequence[str], fmt: str, be: B
     runnable = [er for er in rules if er.runnable]
     summary.on_workers = len(runnable)
     t = time.perf_counter()
-    files = run_on_spark(be.spark, uris, fmt, runnable)
+    files = run_on_spark(be.spark, uris, fmt, runnable, limits)
     t2 = time.perf_counter()
     summary.seconds["tasks"] = t2 - t
     summary.kinds = len({f.kind for f in files})
     report.events = sum(f.result.events for f in files)
+    if not files:  # nothing to hunt is said, never passed for a clean hunt
+        for u in uris:
+            report.errors.append(ReadError(u, 0, f"no {fmt} file of the columnar layout here",
+                                           "file"))
+            report.inputs.append(InputRead(u, 0, 1))
     for fr in sorted(files, key=lambda fr: fr.path):
         report.errors.extend(fr.result.errors)
         if not summary.staged:

@@ -46,7 +46,8 @@ from ruleatlas.engine.events import InputRead, ReadError
 from ruleatlas.engine.jobs import UnitResult, UnitWorker, join_rows, replay
 from ruleatlas.engine.plan import RulePlan
 from ruleatlas.engine.runner import Engine, EngineRule, Finding, engine_rule
-from ruleatlas.engine.sql.columnar import KIND_COLUMN, file_events
+from ruleatlas.engine.sql.columnar import dir_kind, file_events
+from ruleatlas.limits import LimitError, Limits, fmt_size
 
 RESULT_SCHEMA = "events long, payload binary"
 # The SQL mode reads 1 GB splits (each of its tasks deserialises a huge plan); a task here is
@@ -118,15 +119,15 @@ def local_path(uri: str) -> str:
 
 
 def _kind_of(path: str) -> str:
-    from urllib.parse import unquote
-
+    """The kind of the nearest ``_kind=`` folder of ``path`` ("" when none)."""
     for part in reversed(path.split("/")[:-1]):
-        if part.startswith(KIND_COLUMN + "="):
-            return unquote(part[len(KIND_COLUMN) + 1:])
+        kind = dir_kind(part)
+        if kind is not None:
+            return kind
     return ""
 
 
-def task(digest: str, body: Callable[[], bytes]
+def task(digest: str, body: Callable[[], bytes], max_bytes: int
          ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function ``mapInArrow`` runs on each partition of ``(path, content)`` rows: one
     result row per file. A file that cannot be read is its own read error; the task goes on."""
@@ -138,7 +139,9 @@ def task(digest: str, body: Callable[[], bytes]
                 path = local_path(uri)
                 out = UnitResult(0)
                 try:
-                    worker.run(file_events(path, contents[i].as_buffer()), out)
+                    worker.run(file_events(path, contents[i].as_buffer(), max_bytes), out)
+                except LimitError as exc:
+                    out.errors.append(ReadError(path, 0, exc.message, "file"))
                 except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
                     out.errors.append(ReadError(path, 0, f"not a file of the columnar "
                                                 f"layout: {exc}", "file"))
@@ -168,10 +171,14 @@ def _started(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                           names=["n"])
 
 
-def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[EngineRule]
-                 ) -> list[FileResult]:
+def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[EngineRule],
+                 limits: Limits | None = None) -> list[FileResult]:
     """Every file's :class:`FileResult` of ``rules`` over the converted folders (or files) at
-    ``uris`` (``fmt``: ``parquet`` or ``jsonl``)."""
+    ``uris`` (``fmt``: ``parquet`` or ``jsonl``). A file over ``columnar_file_bytes`` is a read
+    error, its content never read (Spark filters on ``length`` before reading it)."""
+    from pyspark.sql import functions as F
+
+    cap = (limits or Limits.from_env()).columnar_file_bytes
     shipped = ship(rules)
     sc = spark.sparkContext
     bc = sc.broadcast(shipped.body)
@@ -180,12 +187,23 @@ def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[Engi
     conf.set(SPLIT_CONF, SPLIT)  # small splits: tasks of a few MB share the cores evenly
     try:
         files = (spark.read.format("binaryFile").option("pathGlobFilter", GLOBS[fmt])
-                 .load(list(uris)).select("path", "content"))
-        out = files.mapInArrow(task(shipped.digest, lambda: bc.value), RESULT_SCHEMA)
-        return [pickle.loads(r[1]) for r in out.collect()]
+                 .load(list(uris)))
+        over = [FileResult(p, _kind_of(p), _too_big(p, n, cap)) for p, n in
+                ((local_path(r[0]), r[1]) for r in
+                 files.where(F.col("length") > cap).select("path", "length").collect())]
+        out = (files.where(F.col("length") <= cap).select("path", "content")
+               .mapInArrow(task(shipped.digest, lambda: bc.value, cap), RESULT_SCHEMA))
+        return over + [pickle.loads(r[1]) for r in out.collect()]
     finally:
         conf.set(SPLIT_CONF, before)
         bc.unpersist()
+
+
+def _too_big(path: str, size: int, cap: int) -> UnitResult:
+    out = UnitResult(0, errors=[ReadError(path, 0, f"converted file exceeds {fmt_size(cap)} "
+                                                   f"({size} bytes)", "file")])
+    out.inputs.append(InputRead(path, 0, 1))
+    return out
 
 
 def merge(rules: Sequence[EngineRule], results: Sequence[UnitResult], problems: list[Any]
