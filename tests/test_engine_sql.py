@@ -931,7 +931,13 @@ def test_batch_events_is_row_event_for_every_row(tmp_path):
                       "Items": ["a", 2, None], "Obj": {"k": 1}}, "hand", 1),
                Event({"Channel": "x", "EventID": "7", "Names": ["a", "b"]}, "hand", 2),
                Event({"Channel": "Microsoft-Windows-Windows Defender/Operational",
-                      "EventID": 1116, "Threat Name": "EICAR"}, "hand", 3)]
+                      "EventID": 1116, "Threat Name": "EICAR"}, "hand", 3),
+               # one kind whose Task is an int on one row and a string on another, whose Desc
+               # is None on one row, and a number past 64 bits (Arrow cannot cast it)
+               Event({"Channel": "y", "EventID": 1, "Task": 5, "Desc": None}, "hand", 4),
+               Event({"Channel": "y", "EventID": 1, "Task": "Process Access", "Desc": "d",
+                      "Big": 1}, "hand", 5),
+               Event({"Channel": "y", "EventID": 1, "Task": 7, "Big": 2**70}, "hand", 6)]
     sink = ParquetSink(tmp_path, batch=50)
     for ev in events:
         sink.add(event_row(ev))
@@ -954,6 +960,10 @@ def test_batch_events_is_row_event_for_every_row(tmp_path):
             got.update({ev.position: ev for _, ev in batch_events(b) if ev.file == "hand"})
     assert got[1].fields == hand[1].fields  # typed values, None and list items come back
     assert got[2].fields == hand[2].fields
+    for i in (4, 5, 6):
+        assert got[i].fields == hand[i].fields
+        assert {k: type(v) for k, v in got[i].fields.items()} == {
+            k: type(v) for k, v in hand[i].fields.items()}
 
 
 def test_plans_on_spark_refuse_empty_huge_and_bomb_inputs_with_located_errors(spark, case_data,

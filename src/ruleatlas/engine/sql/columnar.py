@@ -195,60 +195,6 @@ def row_event(row: Mapping[str, Any]) -> Event:
     return Event(fields, row["_file"], int(row["_position"]))
 
 
-SCALAR_CODES = frozenset("ifbj")  # codes a value is typed back from in place
-
-
-def batch_events(batch: pa.RecordBatch) -> Iterator[tuple[int, Event]]:
-    """``(_seq, event)`` of each row of an Arrow batch of the events table: what
-    :func:`row_event` gives for each row, column by column. The columns null in the whole
-    batch are skipped (a merged schema has every kind's fields). When each typed field has one
-    type wherever it has a value (a file of one event kind, mostly), the typed columns are cast
-    by Arrow and the rows zipped from the column lists; otherwise a row whose values are
-    strings, typed scalars or lists of strings is rebuilt from the lists with its codes, any
-    other (a None value, a list with typed items) by :func:`row_event` from its whole row."""
-    arrays = {n: c for n, c in zip(batch.schema.names, batch.columns, strict=True)
-              if c.null_count < len(c)}
-    fnames = [n for n in arrays if n not in META]
-    typed = _cast_uniform(arrays, fnames)
-    source = {**arrays, **typed} if typed is not None else arrays
-    cols = {n: source[n].to_pylist() for n in fnames}
-    seqs, files, places = (arrays[n].to_pylist() for n in (SEQ, "_file", "_position"))
-    # a list column ``name[]`` gives the field ``name`` (its scalar column is NULL there)
-    targets = [n[: -len(LIST_SUFFIX)] if n.endswith(LIST_SUFFIX) else n for n in fnames]
-    rows = zip(*(cols[n] for n in fnames), strict=True)
-    if typed is not None:
-        dense = all(arrays[n].null_count == 0 for n in fnames)
-        for i, vals in enumerate(rows):
-            fields = (dict(zip(targets, vals, strict=True)) if dense else
-                      {k: v for k, v in zip(targets, vals, strict=True) if v is not None})
-            yield seqs[i], Event(fields, files[i], places[i])
-        return
-    types: list[Any] = (arrays[TYPES].to_pylist() if TYPES in arrays
-                        else [None] * batch.num_rows)
-    parsed: dict[str, tuple[tuple[str, str], ...] | None] = {}  # _types text -> its codes
-    for i, vals in enumerate(rows):
-        text = types[i]
-        codes = _codes(text, parsed) if text else ()
-        if codes is None:
-            yield int(seqs[i]), row_event(batch.slice(i, 1).to_pylist()[0])
-            continue
-        fields = {k: v for k, v in zip(targets, vals, strict=True) if v is not None}
-        for k, c in codes:
-            if k in fields:
-                fields[k] = _typed(fields[k], c)
-        yield seqs[i], Event(fields, files[i], places[i])
-
-
-def _codes(text: str, parsed: dict[str, tuple[tuple[str, str], ...] | None]
-           ) -> tuple[tuple[str, str], ...] | None:
-    """A row's ``_types`` as (field, code) pairs; None when a code is not a scalar's."""
-    if text not in parsed:
-        got: dict[str, Any] = json.loads(text)
-        parsed[text] = (None if any(type(c) is not str or c not in SCALAR_CODES
-                                    for c in got.values()) else tuple(got.items()))
-    return parsed[text]
-
-
 ARROW_CASTS: dict[str, Callable[[pa.Array], pa.Array]] = {
     "i": lambda a: pc.cast(a, pa.int64()),
     "f": lambda a: pc.cast(a, pa.float64()),
@@ -256,36 +202,94 @@ ARROW_CASTS: dict[str, Callable[[pa.Array], pa.Array]] = {
 }
 
 
-def _cast_uniform(arrays: Mapping[str, pa.Array], fnames: Sequence[str]
-                  ) -> dict[str, pa.Array] | None:
-    """The field columns with the typed ones cast by Arrow, when each typed field has one code
-    (int, float or boolean) on every row it has a value in; else None (the rows are typed one
-    by one). Read off the distinct ``_types`` texts and their counts: a field coded ``c`` on
-    as many rows as it has values has no untyped value."""
-    types = arrays.get(TYPES)
-    tally: dict[str, dict[str, int]] = {}
-    if types is not None:
-        for item in pc.value_counts(types).to_pylist():
-            if item["values"] is None:
-                continue
-            for f, c in json.loads(item["values"]).items():
-                if type(c) is not str or c not in ARROW_CASTS:
-                    return None
-                by = tally.setdefault(f, {})
-                by[c] = by.get(c, 0) + item["counts"]
-    out = {f: arrays[f] for f in fnames}
-    try:
-        for f, by in tally.items():
-            col = out.get(f)
-            if col is None or len(by) != 1:
-                return None
-            c, k = next(iter(by.items()))
-            if k != len(col) - col.null_count:
-                return None
-            out[f] = ARROW_CASTS[c](col)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None  # a number Arrow does not take as Python does (past 64 bits)
-    return out
+SCALAR_CODES = frozenset("ifbjsn")  # codes a value is typed back from in place ("n": a None)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """How :func:`batch_events` rebuilds one batch's rows: its columns (the null ones left out,
+    but for a field some row holds as None), the typed columns Arrow cast (a field with one code,
+    int, float or boolean, on every row it has a value in), and per ``_types`` text the codes left
+    for its rows: ``nulls``, the fields that row holds as None, and ``typed``, the (field, code)
+    pairs typed in place; None where a code is neither (a list's item codes, an alias), and the
+    row is rebuilt whole by :func:`row_event`."""
+
+    arrays: dict[str, pa.Array]
+    cast: dict[str, pa.Array]
+    rows: dict[str, tuple[frozenset[str], tuple[tuple[str, str], ...]] | None]
+
+
+def batch_plan(batch: pa.RecordBatch) -> BatchPlan:
+    """The :class:`BatchPlan` of ``batch``, read off its distinct ``_types`` texts."""
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    types = columns.get(TYPES)
+    counted = ([] if types is None or types.null_count == len(types) else
+               [(x["values"], x["counts"]) for x in pc.value_counts(types).to_pylist()
+                if x["values"] is not None])
+    parsed: dict[str, dict[str, Any]] = {text: json.loads(text) for text, _ in counted}
+    tally: dict[str, dict[Any, int]] = {}  # field -> code (None: not a scalar's) -> rows
+    for text, n in counted:
+        for f, c in parsed[text].items():
+            by = tally.setdefault(f, {})
+            key = c if type(c) is str else None
+            by[key] = by.get(key, 0) + n
+    arrays = {name: col for name, col in columns.items()
+              if col.null_count < len(col) or "n" in tally.get(name, ())}
+    cast: dict[str, pa.Array] = {}
+    for f, by in tally.items():
+        col = arrays.get(f)
+        if col is None or len(by) != 1:
+            continue
+        ((c, n),) = by.items()
+        if c in ARROW_CASTS and n == len(col) - col.null_count:
+            try:
+                cast[f] = ARROW_CASTS[c](col)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # a number Arrow does not take as Python does (past 64 bits): row by row
+    rows: dict[str, tuple[frozenset[str], tuple[tuple[str, str], ...]] | None] = {}
+    for text, codes in parsed.items():
+        left = [(f, c) for f, c in codes.items() if f not in cast]
+        rows[text] = (None if any(type(c) is not str or c not in SCALAR_CODES for _, c in left)
+                      else (frozenset(f for f, c in left if c == "n"),
+                            tuple((f, c) for f, c in left if c != "n")))
+    return BatchPlan(arrays, cast, rows)
+
+
+def batch_events(batch: pa.RecordBatch) -> Iterator[tuple[int, Event]]:
+    """``(_seq, event)`` of each row of an Arrow batch of the events table: what
+    :func:`row_event` gives for each row, column by column (:class:`BatchPlan`). A field with
+    one type wherever it has a value (most are, in a file of one event kind) is cast by Arrow;
+    the others are typed row by row from the row's codes."""
+    plan = batch_plan(batch)
+    arrays = plan.arrays
+    fnames = [n for n in arrays if n not in META]
+    source = {**arrays, **plan.cast}
+    cols = [source[n].to_pylist() for n in fnames]
+    seqs, files, places = (arrays[n].to_pylist() for n in (SEQ, "_file", "_position"))
+    # a list column ``name[]`` gives the field ``name`` (its scalar column is NULL there)
+    targets = [n[: -len(LIST_SUFFIX)] if n.endswith(LIST_SUFFIX) else n for n in fnames]
+    types: list[Any] = (arrays[TYPES].to_pylist() if TYPES in arrays
+                        else [None] * batch.num_rows)
+    dense = all(arrays[n].null_count == 0 for n in fnames)
+    plain = (frozenset[str](), ())
+    for i, vals in enumerate(zip(*cols, strict=True)):
+        text = types[i]
+        fix = plain if text is None else plan.rows[text]
+        if fix is None:
+            yield int(seqs[i]), row_event(batch.slice(i, 1).to_pylist()[0])
+            continue
+        nulls, typed = fix
+        if dense:
+            fields = dict(zip(targets, vals, strict=True))
+        elif nulls:
+            fields = {k: v for k, v in zip(targets, vals, strict=True)
+                      if v is not None or k in nulls}
+        else:
+            fields = {k: v for k, v in zip(targets, vals, strict=True) if v is not None}
+        for k, c in typed:
+            if k in fields:
+                fields[k] = _typed(fields[k], c)
+        yield seqs[i], Event(fields, files[i], places[i])
 
 
 def file_events(path: str, content: pa.Buffer | bytes, max_bytes: int | None = None
@@ -309,7 +313,9 @@ def file_events(path: str, content: pa.Buffer | bytes, max_bytes: int | None = N
     if decoded > cap:
         raise LimitError(f"converted file exceeds {fmt_size(cap)} decoded ({decoded} bytes)",
                          path, limit="columnar_file_bytes")
-    for b in pf.read().to_batches():
+    # one thread: a task runs on each core already, and Arrow's pool only competes with them
+    # (and costs more than it gives on the layout's files, a few MB each)
+    for b in pf.read(use_threads=False).to_batches():
         yield from batch_events(b)
 
 

@@ -166,7 +166,8 @@ def start_backend(engine: str, master: str | None, summary: SqlSummary) -> Backe
     if engine == "spark":
         from ruleatlas.engine.sql import spark as sp
 
-        session, _ = sp.start(master)
+        local_plans = summary.mode == "plans" and sp.master_url(master).startswith("local")
+        session, _ = sp.start(master, java=sp.PLANS_LOCAL_JAVA if local_plans else ())
         summary.master = sp.master_url(master)
         summary.seconds["jvm start"] = time.perf_counter() - t
         if summary.mode == "plans":

@@ -50,15 +50,25 @@ def master_url(master: str | None = None) -> str:
     return master or os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
 
 
-def start(master: str | None = None, conf: dict[str, str] | None = None) -> tuple[Any, float]:
-    """A SparkSession (or the active one) and the seconds its JVM took to start."""
+# ``--spark-mode plans`` on one machine: the JVM lists, reads and forwards files while Python
+# matches. Its C2 compiler threads then cost more than they give: in a 25 s hunt of the OTRF
+# corpus in ``local[2]`` they took 10 s of CPU, 5 s of it during the tasks, beside the two
+# Python workers; with the C1 compiler alone the JVM took 4 s in the tasks, not 11 s.
+PLANS_LOCAL_JAVA = ("-XX:TieredStopAtLevel=1",)
+
+
+def start(master: str | None = None, conf: dict[str, str] | None = None,
+          java: Sequence[str] = ()) -> tuple[Any, float]:
+    """A SparkSession (or the active one) and the seconds its JVM took to start; ``java``: more
+    options of the driver's JVM (the executors' too in local mode)."""
     from pyspark.sql import SparkSession
 
     t0 = time.perf_counter()
     b = SparkSession.builder.appName("ruleatlas")
     if master or not under_spark_submit():  # spark-submit's --master stands unless overridden
         b = b.master(master_url(master))
-    quiet = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"}
+    options = " ".join((f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", *java))
+    quiet = {"spark.driver.extraJavaOptions": options}
     if master_url(master).startswith("local"):
         # one machine: list a converted folder's kind directories on the driver, not in a
         # listing job (2 s of the OTRF corpus's 319; a cluster on object storage keeps it)
