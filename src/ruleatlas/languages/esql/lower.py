@@ -169,11 +169,7 @@ def lower_where(e: A.Expr, ctx: Ctx) -> M.Node:
     """A ``where`` expression as predicates where it can, else a :class:`Condition`."""
     if isinstance(e, A.And | A.Or):
         cls = M.And if isinstance(e, A.And) else M.Or
-        args: list[M.Node] = []
-        for a in e.args:
-            n = lower_where(a, ctx)
-            args.extend(n.args if isinstance(n, cls) else (n,))
-        return cls(tuple(args))
+        return M.connective(cls, (lower_where(a, ctx) for a in e.args))
     if isinstance(e, A.Not):
         return M.Not(lower_where(e.arg, ctx))
     if isinstance(e, A.Bool):
