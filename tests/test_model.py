@@ -18,6 +18,7 @@ from ruleatlas.model import (
     Span,
     Wild,
     conjoin,
+    connective,
     node_from_dict,
     node_to_dict,
     predicates,
@@ -71,3 +72,11 @@ def test_conjoin_flattens() -> None:
     assert conjoin([And((p,)), None, Const(True), q]) == And((p, q))
     assert conjoin([None]) is None
     assert conjoin([p]) == p
+
+
+def test_connective_splices_only_the_same_connective() -> None:
+    p, q, r = (Predicate(f, Op.EQ, ("1",)) for f in "abc")
+    assert connective(And, [And((p, q)), Or((q, r)), r]) == And((p, q, Or((q, r)), r))
+    assert connective(Or, iter([Or((p,)), Not(Or((q,)))])) == Or((p, Not(Or((q,)))))
+    assert connective(Or, [p]) == Or((p,))  # one node stays wrapped
+    assert connective(And, []) == And(())

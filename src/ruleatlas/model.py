@@ -22,7 +22,7 @@ is how trees travel into the store and back out to the engine and the web layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from enum import Enum, StrEnum
@@ -384,6 +384,18 @@ def conjoin(nodes: list[Node | None] | tuple[Node | None, ...]) -> Node | None:
     if not out:
         return None
     return out[0] if len(out) == 1 else And(tuple(out))
+
+
+def connective(cls: type[And] | type[Or], nodes: Iterable[Node]) -> And | Or:
+    """``cls`` (And or Or) of ``nodes`` in order, a node that is itself a ``cls`` giving its
+    arguments (``a and (b and c)`` is ``And(a, b, c)``): how the lowerings keep trees flat."""
+    out: list[Node] = []
+    for n in nodes:
+        if isinstance(n, cls):
+            out.extend(n.args)
+        else:
+            out.append(n)
+    return cls(tuple(out))
 
 
 # --------------------------------------------------------------------------------------------

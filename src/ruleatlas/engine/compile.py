@@ -76,25 +76,51 @@ def _text_test(op: Op, v: M.Value, cased: bool) -> StrTest:
     raise NotRunnable(f"value {v!r} cannot be used with {op.value}")
 
 
-def _any(tests: Sequence[Callable[[T], bool]]) -> Callable[[T], bool]:
-    """True where one of ``tests`` is (tried in order): the test of an Or and of a value list;
-    none is never true."""
+def _combine(tests: Sequence[Callable[[T], bool]], every: bool) -> Callable[[T], bool]:
+    """One test of ``tests`` (tried in order, short-circuiting): true where every one is when
+    ``every`` (an And, a value's pattern groups; none is always true), else where one of them is
+    (an Or, a value list; none is never true). Up to three tests it is one lambda of that arity,
+    so the choice between ``and`` and ``or`` is made here, never per event."""
     if not tests:
-        return lambda _: False
+        return (lambda _: True) if every else (lambda _: False)
     if len(tests) == 1:
         return tests[0]
     if len(tests) == 2:
         a, b = tests
-        return lambda x: a(x) or b(x)
+        return (lambda x: a(x) and b(x)) if every else (lambda x: a(x) or b(x))
+    if len(tests) == 3:
+        a, b, c = tests
+        return ((lambda x: a(x) and b(x) and c(x)) if every
+                else (lambda x: a(x) or b(x) or c(x)))
     tt = tuple(tests)
+    if every:
 
-    def f(x: T) -> bool:
+        def all_of(x: T) -> bool:
+            for t in tt:
+                if not t(x):
+                    return False
+            return True
+
+        return all_of
+
+    def any_of(x: T) -> bool:
         for t in tt:
             if t(x):
                 return True
         return False
 
-    return f
+    return any_of
+
+
+def _any(tests: Sequence[Callable[[T], bool]]) -> Callable[[T], bool]:
+    """True where one of ``tests`` is: the test of an Or and of a value list."""
+    return _combine(tests, every=False)
+
+
+def _all(tests: Sequence[Callable[[T], bool]]) -> Callable[[T], bool]:
+    """True where every one of ``tests`` is: the test of an And and of a value's pattern
+    groups."""
+    return _combine(tests, every=True)
 
 
 def _any_value(op: Op, values: list[M.Value], cased: bool) -> StrTest:
@@ -173,30 +199,6 @@ def _any_value(op: Op, values: list[M.Value], cased: bool) -> StrTest:
         checks.append(any_in)
     checks.extend(others)
     return _any(checks)
-
-
-def _all(tests: Sequence[Callable[[T], bool]]) -> Callable[[T], bool]:
-    """True where every one of ``tests`` is (tried in order): the test of an And and of a
-    value's pattern groups; none is always true."""
-    if not tests:
-        return lambda _: True
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:
-        a, b = tests
-        return lambda x: a(x) and b(x)
-    if len(tests) == 3:
-        a, b, c = tests
-        return lambda x: a(x) and b(x) and c(x)
-    tt = tuple(tests)
-
-    def f(x: T) -> bool:
-        for t in tt:
-            if not t(x):
-                return False
-        return True
-
-    return f
 
 
 def _memo(test: Callable[[str], bool]) -> Callable[[str], bool]:

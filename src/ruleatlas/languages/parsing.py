@@ -6,7 +6,9 @@
   caret line under the offending character).
 * Tokens: :class:`Token` (kind, text, raw text, offsets), generic over a language's token enum;
   :class:`Operator`, the operator kinds every language spells alike (``!= < + * ...``);
-  :func:`unescape` (the backslash-escape loop; each language says what its escapes mean).
+  :func:`unescape` (the backslash-escape loop; each language says what its escapes mean);
+  :class:`Scanner`, the master-regex tokenizer loop driven by a language's tables (SPL, EQL,
+  ES|QL; KQL's grammar is scannerless and keeps its own).
 * Nesting: :class:`DepthGuard` turns a query nested deeper than a parser's limit into a located
   ``ParseError``, never a ``RecursionError``.
 * Syntax trees: :class:`Node` (the offsets every node carries); the nodes the languages have
@@ -19,13 +21,14 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, fields
 from dataclasses import field as dc_field
 from enum import Enum
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ruleatlas.caching import LINE_STARTS
 from ruleatlas.model import AtlasError, Span
@@ -150,6 +153,60 @@ class Token(Generic[K]):
 
     def __repr__(self) -> str:
         return f"{self.kind.name}({self.text!r})"
+
+
+TokT = TypeVar("TokT", bound=Token[Any])
+# A scanner's hook for the groups its tables do not cover (strings, comments, ...): given the
+# group, its text and offsets, the token (None: nothing, a comment) and where scanning goes on.
+Special = Callable[[str, str, int, int], tuple[TokT | None, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scanner(Generic[K, TokT]):
+    """A language's tokenizer as one master regular expression and tables (sqlglot's lexer
+    shape). Each named group of ``pattern`` is a lexical class: a ``skip`` group (whitespace)
+    gives no token, a ``plain`` one a token of its kind with the text as written, a ``lookup``
+    one the kind its text names (punctuation, operators); the others go to the language's
+    ``special`` (strings, comments, ...). ``token`` makes the language's tokens."""
+
+    pattern: re.Pattern[str]
+    token: Callable[[K, str, str, int, int], TokT]
+    eof: K
+    plain: Mapping[str, K]
+    lookup: Mapping[str, Mapping[str, K]]
+    skip: frozenset[str] = frozenset({"ws"})
+
+    def tokenize(self, text: str, special: Special[TokT],
+                 error: Callable[[str, int], ParseError], offset: int = 0) -> list[TokT]:
+        """The tokens of ``text`` ending with an EOF token, their offsets shifted by ``offset``
+        (where ``text`` starts in the whole query; ``special`` and ``error`` get offsets into
+        ``text``). Where no group matches, ``error(text, i)`` is raised."""
+        scan = self.pattern.match
+        skip, plain, lookup, make = self.skip, self.plain, self.lookup, self.token
+        toks: list[TokT] = []
+        append = toks.append
+        i, n = 0, len(text)
+        while i < n:
+            m = scan(text, i)
+            if m is None:
+                raise error(text, i)
+            # every alternative of the pattern is a named group (no ``or ""`` to satisfy the
+            # type: this loop is the hot path of the SPL, EQL and ES|QL parsers)
+            group: str = m.lastgroup  # type: ignore[assignment]
+            j = m.end()
+            if group not in skip:
+                raw = m.group()
+                if group in plain:
+                    append(make(plain[group], raw, raw, offset + i, offset + j))
+                elif group in lookup:
+                    append(make(lookup[group][raw], raw, raw, offset + i, offset + j))
+                else:
+                    tok, j = special(group, raw, i, j)
+                    if tok is not None:
+                        append(tok)
+            i = j
+        append(make(self.eof, "", "", offset + n, offset + n))
+        return toks
 
 
 # ---- syntax trees --------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from typing import ClassVar
 
 from sqlglot import exp
 
+from ruleatlas import model as M
 from ruleatlas.engine.sigma_semantics import (
     TransformError,
     _collapse,
@@ -55,22 +56,7 @@ from ruleatlas.engine.sigma_semantics import (
     to_text,
 )
 from ruleatlas.engine.sql.regex import JAVA, RE2, RegexDialect, RegexUnsupported
-from ruleatlas.model import (
-    And,
-    Condition,
-    Const,
-    FieldRef,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Predicate,
-    Regex,
-    Value,
-    Wild,
-)
+from ruleatlas.model import Op
 
 LIST_SUFFIX = "[]"  # column of a field's list values: ``Data[]``
 META_COLUMNS = frozenset({"_file", "_position", "_kind", "_seq", "_epoch", "_types"})
@@ -199,13 +185,13 @@ def regex_literal(text: str) -> str:
     return "".join(out)
 
 
-def like_pattern(parts: Sequence[str | Wild]) -> str:
+def like_pattern(parts: Sequence[str | M.Wild]) -> str:
     """A LIKE pattern for a wildcard pattern, escape char ``!``."""
     out: list[str] = []
     for p in parts:
-        if p is Wild.ANY:
+        if p is M.Wild.ANY:
             out.append("%")
-        elif p is Wild.ONE:
+        elif p is M.Wild.ONE:
             out.append("_")
         else:
             assert isinstance(p, str)
@@ -220,13 +206,13 @@ class PredicateCompiler:
     DIALECT: ClassVar[str] = "spark"
     REGEX: ClassVar[RegexDialect] = JAVA
     NODES: ClassVar[dict[type, str]] = {
-        Predicate: "predicate_sql",
-        And: "and_sql",
-        Or: "or_sql",
-        Not: "not_sql",
-        Const: "const_sql",
-        Condition: "condition_sql",
-        Opaque: "opaque_sql",
+        M.Predicate: "predicate_sql",
+        M.And: "and_sql",
+        M.Or: "or_sql",
+        M.Not: "not_sql",
+        M.Const: "const_sql",
+        M.Condition: "condition_sql",
+        M.Opaque: "opaque_sql",
     }
 
     def __init__(self, table: Table, field_map: Mapping[str, str] | None = None) -> None:
@@ -237,7 +223,7 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- entry points
 
-    def compile(self, node: Node | None) -> Compiled:
+    def compile(self, node: M.Node | None) -> Compiled:
         self.problems = []
         self.uses_text = False
         e = _true() if node is None else self.node_sql(node)
@@ -252,29 +238,29 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- trees
 
-    def node_sql(self, node: Node) -> exp.Expr:
+    def node_sql(self, node: M.Node) -> exp.Expr:
         name = self.NODES.get(type(node))
         if name is None:
             return self.unsupported(f"unknown node {type(node).__name__}")
-        method: Callable[[Node], exp.Expr] = getattr(self, name)
+        method: Callable[[M.Node], exp.Expr] = getattr(self, name)
         return method(node)
 
-    def and_sql(self, node: And) -> exp.Expr:
+    def and_sql(self, node: M.And) -> exp.Expr:
         return _and([self.node_sql(a) for a in node.args])
 
-    def or_sql(self, node: Or) -> exp.Expr:
+    def or_sql(self, node: M.Or) -> exp.Expr:
         return _or([self.node_sql(a) for a in node.args])
 
-    def not_sql(self, node: Not) -> exp.Expr:
+    def not_sql(self, node: M.Not) -> exp.Expr:
         return _not(self.node_sql(node.arg))
 
-    def const_sql(self, node: Const) -> exp.Expr:
+    def const_sql(self, node: M.Const) -> exp.Expr:
         return _true() if node.value else _false()
 
-    def condition_sql(self, node: Condition) -> exp.Expr:
+    def condition_sql(self, node: M.Condition) -> exp.Expr:
         return self.unsupported(f"SPL expression {node.text!r} is not compiled to SQL yet")
 
-    def opaque_sql(self, node: Opaque) -> exp.Expr:
+    def opaque_sql(self, node: M.Opaque) -> exp.Expr:
         return self.unsupported(f"cannot run {node.text!r}: {node.reason}")
 
     # ------------------------------------------------------------------------- columns
@@ -318,7 +304,7 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- predicates
 
-    def predicate_sql(self, p: Predicate) -> exp.Expr:
+    def predicate_sql(self, p: M.Predicate) -> exp.Expr:
         mapped = self.field_map.get(p.field) if p.field else None
         if mapped and mapped != p.field:
             on_mapped = self._predicate(p, self.field_map)
@@ -330,7 +316,7 @@ class PredicateCompiler:
             e = self._predicate(p, self.field_map)
         return _not(e) if p.negated else e
 
-    def _predicate(self, p: Predicate, fm: Mapping[str, str]) -> exp.Expr:
+    def _predicate(self, p: M.Predicate, fm: Mapping[str, str]) -> exp.Expr:
         try:
             groups = [expand(v, p.transforms) for v in p.values]
         except TransformError as exc:
@@ -347,17 +333,17 @@ class PredicateCompiler:
             return has if want else _not(has)
         if p.op is Op.EQ and any(v is None for v in values):
             others = tuple(v for v in values if v is not None)
-            rest = (self._predicate(Predicate(p.field, p.op, others, cased=p.cased), fm)
+            rest = (self._predicate(M.Predicate(p.field, p.op, others, cased=p.cased), fm)
                     if others else _false())
             return _or([_not(self.present(name)), rest])
         if not values:
             return self.unsupported(f"predicate on {p.field} has no value")
-        if any(isinstance(v, FieldRef) for v in values):
-            if len(values) != 1 or not isinstance(values[0], FieldRef):
+        if any(isinstance(v, M.FieldRef) for v in values):
+            if len(values) != 1 or not isinstance(values[0], M.FieldRef):
                 return self.unsupported("fieldref mixed with other values")
             ref = values[0].name
             return self.fieldref_sql(name, p.op, fm.get(ref, ref), p.cased)
-        if p.op is Op.REGEX or (p.op in TEXT_OPS and any(isinstance(v, Regex) for v in values)):
+        if p.op is Op.REGEX or (p.op in TEXT_OPS and any(isinstance(v, M.Regex) for v in values)):
             return self.regex_sql(name, values, p.match_all)
         if p.op in NUMBER_OPS:
             return self.number_sql(name, p.op, values, p.match_all)
@@ -369,32 +355,32 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- text
 
-    def value_test(self, op: Op, v: Value, s: exp.Expr, cased: bool) -> exp.Expr:
+    def value_test(self, op: Op, v: M.Value, s: exp.Expr, cased: bool) -> exp.Expr:
         """One rule value against the (lowered unless cased) text ``s``."""
         if isinstance(v, (int, float)):  # bools too: their text is true/false
             return exp.EQ(this=s, expression=_s(to_text(v)))
-        if not isinstance(v, (str, Pattern)):
+        if not isinstance(v, (str, M.Pattern)):
             return self.unsupported(f"value {v!r} cannot be used with {op.value}")
         opname = op.value if op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH) else "eq"
         parts = _collapse(anchored(opname, v).parts)
-        low = tuple(x if isinstance(x, Wild) or cased else x.lower() for x in parts)
+        low = tuple(x if isinstance(x, M.Wild) or cased else x.lower() for x in parts)
         if not low:
             return exp.EQ(this=s, expression=_s(""))
         if all(isinstance(x, str) for x in low):
             return exp.EQ(this=s, expression=_s("".join(low)))  # type: ignore[arg-type]
-        if low == (Wild.ANY,):
+        if low == (M.Wild.ANY,):
             return exp.Not(this=exp.Is(this=s, expression=exp.Null()))
-        if len(low) == 3 and low[0] is Wild.ANY and low[2] is Wild.ANY and isinstance(
+        if len(low) == 3 and low[0] is M.Wild.ANY and low[2] is M.Wild.ANY and isinstance(
                 low[1], str):
             return exp.Contains(this=s, expression=_s(low[1]))
-        if len(low) == 2 and isinstance(low[0], str) and low[1] is Wild.ANY:
+        if len(low) == 2 and isinstance(low[0], str) and low[1] is M.Wild.ANY:
             return exp.StartsWith(this=s, expression=_s(low[0]))
-        if len(low) == 2 and low[0] is Wild.ANY and isinstance(low[1], str):
+        if len(low) == 2 and low[0] is M.Wild.ANY and isinstance(low[1], str):
             return exp.EndsWith(this=s, expression=_s(low[1]))
         return exp.Escape(this=exp.Like(this=s, expression=_s(like_pattern(low))),
                           expression=_s(LIKE_ESCAPE))
 
-    def any_of(self, op: Op, values: Sequence[Value], s: exp.Expr,
+    def any_of(self, op: Op, values: Sequence[M.Value], s: exp.Expr,
                cased: bool) -> exp.Expr:
         """Any of the values: exact texts grouped into one ``IN``; more than ``MANY`` substrings
         (or prefixes, or suffixes) into one regex alternation of escaped literals (hash and
@@ -427,7 +413,7 @@ class PredicateCompiler:
             rest.insert(0, exp.In(this=s, expressions=[_s(x) for x in uniq]))
         return _or(rest)
 
-    def text_sql(self, name: str, p: Predicate, groups: list[list[Value]]) -> exp.Expr:
+    def text_sql(self, name: str, p: M.Predicate, groups: list[list[M.Value]]) -> exp.Expr:
         base = Op.EQ if p.op is Op.NE else p.op
         cased = p.cased
 
@@ -461,7 +447,7 @@ class PredicateCompiler:
             return self.unsupported(f"fieldref with {op.value} is not supported")
         return _nonnull(t())
 
-    def keyword_sql(self, values: Sequence[Value], cased: bool,
+    def keyword_sql(self, values: Sequence[M.Value], cased: bool,
                     match_all: bool) -> exp.Expr:
         """Keywords: plain ones are substrings of the values joined by newlines; ones with
         wildcards or a newline are tested against each value."""
@@ -471,10 +457,10 @@ class PredicateCompiler:
         if self.table.fields:  # the joined text is computed once per row (``_text``)
             jt = self.lower(exp.column(TEXT_COLUMN, quoted=True), cased)
         for v in values:
-            if isinstance(v, Pattern) and v.has_wildcards:
+            if isinstance(v, M.Pattern) and v.has_wildcards:
                 pat = v
-            elif isinstance(v, (str, Pattern, int, float)):
-                lit = v.literal() if isinstance(v, Pattern) else to_text(v)
+            elif isinstance(v, (str, M.Pattern, int, float)):
+                lit = v.literal() if isinstance(v, M.Pattern) else to_text(v)
                 lit = lit or ""
                 if "\n" not in lit:
                     needle = lit if cased else lit.lower()
@@ -489,7 +475,7 @@ class PredicateCompiler:
             tests.append(_or([self.any_value(f, self._whole_value(pat, cased)) for f in fields]))
         return _and(tests) if match_all else _or(tests)
 
-    def _whole_value(self, pat: Pattern, cased: bool) -> Test:
+    def _whole_value(self, pat: M.Pattern, cased: bool) -> Test:
         def test(c: exp.Expr) -> exp.Expr:
             return self.value_test(Op.EQ, pat, self.lower(c, cased), cased)
 
@@ -518,10 +504,10 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- regex
 
-    def regex_sql(self, name: str, values: Sequence[Value], match_all: bool) -> exp.Expr:
+    def regex_sql(self, name: str, values: Sequence[M.Value], match_all: bool) -> exp.Expr:
         pats: list[str] = []
         for v in values:
-            if isinstance(v, Regex):
+            if isinstance(v, M.Regex):
                 pat, flags = v.pattern, v.flags
             elif isinstance(v, str):
                 pat, flags = v, frozenset()
@@ -563,7 +549,7 @@ class PredicateCompiler:
                                          exp.Literal.number(10)),
                            to=exp.DataType.build("DOUBLE"))
 
-    def number_sql(self, name: str, op: Op, values: Sequence[Value],
+    def number_sql(self, name: str, op: Op, values: Sequence[M.Value],
                    match_all: bool) -> exp.Expr:
         nums = []
         for v in values:
@@ -588,7 +574,7 @@ class PredicateCompiler:
 
     # ------------------------------------------------------------------------- cidr
 
-    def cidr_sql(self, name: str, values: Sequence[Value]) -> exp.Expr:
+    def cidr_sql(self, name: str, values: Sequence[M.Value]) -> exp.Expr:
         ranges: list[tuple[int, int]] = []
         for v in values:
             try:

@@ -133,11 +133,7 @@ def condition(e: E.Expr, ctx: LowerCtx) -> M.Condition:
 
 def _lower_bool(e: E.And | E.Or, ctx: LowerCtx) -> M.Node:
     kind = M.And if isinstance(e, E.And) else M.Or
-    out: list[M.Node] = []
-    for a in e.args:
-        n = lower_expr(a, ctx)
-        out.extend(n.args if isinstance(n, kind) else (n,))
-    return kind(tuple(out))
+    return M.connective(kind, (lower_expr(a, ctx) for a in e.args))
 
 
 def _lower_not(e: E.Not, ctx: LowerCtx) -> M.Node:

@@ -148,36 +148,22 @@ def _error_at(text: str, i: int) -> ParseError:
     return ParseError(f"unexpected character {ch!r}", text, i)
 
 
+SCANNER: parsing.Scanner[Kind, Token] = parsing.Scanner(
+    _SCAN, Token, T.EOF,
+    plain={"name": T.NAME, "number": T.NUMBER, "tilde": T.TILDE},
+    lookup={"punct": PUNCTUATION},
+    skip=frozenset({"ws", "lcomment"}),
+)
+
+
 def tokenize(text: str) -> list[Token]:
     """The tokens of ``text`` (comments and whitespace dropped), ending with an EOF token."""
-    toks: list[Token] = []
-    append = toks.append
-    scan = _SCAN.match
-    i, n = 0, len(text)
-    while i < n:
-        m = scan(text, i)
-        if m is None:
-            raise _error_at(text, i)
-        kind = m.lastgroup
-        j = m.end()
-        raw = m.group()
-        if kind == "ws" or kind == "lcomment":
-            pass
-        elif kind == "bcomment":
-            j = _skip_block_comment(text, i)
-        elif kind == "name":
-            append(Token(T.NAME, raw, raw, i, j))
-        elif kind == "punct":
-            append(Token(PUNCTUATION[raw], raw, raw, i, j))
-        elif kind == "str":
-            append(Token(T.STRING, unescape(raw[1:-1], text, i + 1), raw, i, j))
-        elif kind == "raw":
-            append(Token(T.STRING, raw[3:-3], raw, i, j, raw_string=True))
-        elif kind == "number":
-            append(Token(T.NUMBER, raw, raw, i, j))
-        else:  # tilde
-            append(Token(T.TILDE, raw, raw, i, j))
-        i = j
-    append(Token(T.EOF, "", "", n, n))
-    return toks
 
+    def special(kind: str, raw: str, i: int, j: int) -> tuple[Token | None, int]:
+        if kind == "str":
+            return Token(T.STRING, unescape(raw[1:-1], text, i + 1), raw, i, j), j
+        if kind == "raw":
+            return Token(T.STRING, raw[3:-3], raw, i, j, raw_string=True), j
+        return None, _skip_block_comment(text, i)  # bcomment
+
+    return SCANNER.tokenize(text, special, _error_at)

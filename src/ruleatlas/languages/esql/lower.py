@@ -30,32 +30,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruleatlas import model as M
 from ruleatlas.languages.esql import ast as A
 from ruleatlas.languages.lucene_regex import RegexUnsupported, lucene_regex
 from ruleatlas.languages.parsing import span_of
-from ruleatlas.model import (
-    And,
-    Call,
-    Condition,
-    Const,
-    FieldRef,
-    Node,
-    Not,
-    Op,
-    Opaque,
-    Or,
-    Pattern,
-    Phase,
-    Predicate,
-    Problem,
-    Scalar,
-    Span,
-    StageKind,
-    Term,
-    Value,
-    conjoin,
-    term_fields,
-)
+from ruleatlas.model import Op
 
 CMP_OPS: dict[str, Op] = {"==": Op.EQ, "=~": Op.EQ, "!=": Op.NE, "<": Op.LT, "<=": Op.LE,
                           ">": Op.GT, ">=": Op.GE}
@@ -80,14 +59,14 @@ class Ctx:
 
     query: str
     stage: int = 0
-    phase: Phase = Phase.EVENT
+    phase: M.Phase = M.Phase.EVENT
     computed: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[M.Problem] = field(default_factory=list)
 
     def text(self, n: Any) -> str:
         return self.query[n.start:n.end]
 
-    def span(self, n: Any) -> Span | None:
+    def span(self, n: Any) -> M.Span | None:
         if n.end <= n.start:
             return None
         return span_of(self.query, n.start, n.end)
@@ -101,43 +80,43 @@ class Ctx:
 # ---- expressions as terms -----------------------------------------------------------------
 
 
-def term(e: A.Expr) -> Term:
+def term(e: A.Expr) -> M.Term:
     """An expression as a :class:`Call` tree (operators by symbol, functions by name)."""
     if isinstance(e, A.Field):
-        return FieldRef(e.name)
+        return M.FieldRef(e.name)
     lit = literal(e)
     if not isinstance(lit, _NotLiteral):
         return lit
     if isinstance(e, A.FuncCall):
-        return Call(e.name, (Call("*"),) if e.star else tuple(term(a) for a in e.args))
+        return M.Call(e.name, (M.Call("*"),) if e.star else tuple(term(a) for a in e.args))
     if isinstance(e, A.BinOp):
-        return Call(e.op, (term(e.left), term(e.right)))
+        return M.Call(e.op, (term(e.left), term(e.right)))
     if isinstance(e, A.Unary):
-        return Call(e.op, (term(e.arg),))
+        return M.Call(e.op, (term(e.arg),))
     if isinstance(e, A.Cast):
-        return Call("::", (term(e.arg), e.type))
+        return M.Call("::", (term(e.arg), e.type))
     if isinstance(e, A.And | A.Or):
-        return Call("AND" if isinstance(e, A.And) else "OR", tuple(term(a) for a in e.args))
+        return M.Call("AND" if isinstance(e, A.And) else "OR", tuple(term(a) for a in e.args))
     if isinstance(e, A.Not):
-        return Call("NOT", (term(e.arg),))
+        return M.Call("NOT", (term(e.arg),))
     if isinstance(e, A.Like):
-        t = Call("rlike" if e.regex else "like", (term(e.value), *map(term, e.patterns)))
-        return Call("NOT", (t,)) if e.negated else t
+        t = M.Call("rlike" if e.regex else "like", (term(e.value), *map(term, e.patterns)))
+        return M.Call("NOT", (t,)) if e.negated else t
     if isinstance(e, A.In):
-        t = Call("in", (term(e.value), *map(term, e.items)))
-        return Call("NOT", (t,)) if e.negated else t
+        t = M.Call("in", (term(e.value), *map(term, e.items)))
+        return M.Call("NOT", (t,)) if e.negated else t
     if isinstance(e, A.IsNull):
-        return Call("is not null" if e.negated else "is null", (term(e.value),))
+        return M.Call("is not null" if e.negated else "is null", (term(e.value),))
     if isinstance(e, A.Match):
-        return Call(":", (term(e.field), term(e.query)))
+        return M.Call(":", (term(e.field), term(e.query)))
     if isinstance(e, A.Param):
-        return Call("param", (e.name,))
+        return M.Call("param", (e.name,))
     if isinstance(e, A.Duration):
-        return Call("duration", (e.amount.value, e.unit))
+        return M.Call("duration", (e.amount.value, e.unit))
     if isinstance(e, A.ListLit):
-        return Call("list", tuple(term(i) for i in e.items))
+        return M.Call("list", tuple(term(i) for i in e.items))
     if isinstance(e, A.MapLit):
-        return Call("map", tuple(x for k, v in e.entries for x in (k, term(v))))
+        return M.Call("map", tuple(x for k, v in e.entries for x in (k, term(v))))
     raise TypeError(e)
 
 
@@ -148,7 +127,7 @@ class _NotLiteral:
 _NOT_LITERAL = _NotLiteral()
 
 
-def literal(e: A.Expr) -> Scalar | _NotLiteral:
+def literal(e: A.Expr) -> M.Scalar | _NotLiteral:
     """The Python value of a literal (``-5`` included), else ``_NOT_LITERAL``."""
     if isinstance(e, A.Str):
         return e.value
@@ -178,48 +157,44 @@ def field_of(e: A.Expr) -> tuple[str, bool] | None:
     return None
 
 
-def like_pattern(s: str) -> Pattern:
+def like_pattern(s: str) -> M.Pattern:
     """An ES|QL ``like`` pattern: ``*`` any run, ``?`` one character, ``\\x`` a literal x."""
-    return Pattern.from_wildcards(s, escape="\\")
+    return M.Pattern.from_wildcards(s, escape="\\")
 
 
 # ---- where -------------------------------------------------------------------------------------
 
 
-def lower_where(e: A.Expr, ctx: Ctx) -> Node:
+def lower_where(e: A.Expr, ctx: Ctx) -> M.Node:
     """A ``where`` expression as predicates where it can, else a :class:`Condition`."""
     if isinstance(e, A.And | A.Or):
-        cls = And if isinstance(e, A.And) else Or
-        args: list[Node] = []
-        for a in e.args:
-            n = lower_where(a, ctx)
-            args.extend(n.args if isinstance(n, cls) else (n,))
-        return cls(tuple(args))
+        cls = M.And if isinstance(e, A.And) else M.Or
+        return M.connective(cls, (lower_where(a, ctx) for a in e.args))
     if isinstance(e, A.Not):
-        return Not(lower_where(e.arg, ctx))
+        return M.Not(lower_where(e.arg, ctx))
     if isinstance(e, A.Bool):
-        return Const(e.value)
+        return M.Const(e.value)
     node = _predicate(e, ctx)
     return node if node is not None else condition(e, ctx)
 
 
-def condition(e: A.Expr, ctx: Ctx) -> Condition:
+def condition(e: A.Expr, ctx: Ctx) -> M.Condition:
     t = term(e)
-    return Condition(t, ctx.text(e), term_fields(t), phase=ctx.phase,
+    return M.Condition(t, ctx.text(e), M.term_fields(t), phase=ctx.phase,
                      stage=ctx.stage, span=ctx.span(e))
 
 
-def _pred(e: A.Expr, ctx: Ctx, fld: str, op: Op, values: tuple[Value, ...],
-          cased: bool = True) -> Predicate:
-    return Predicate(fld, op, values, cased=cased, phase=ctx.phase, stage=ctx.stage,
+def _pred(e: A.Expr, ctx: Ctx, fld: str, op: Op, values: tuple[M.Value, ...],
+          cased: bool = True) -> M.Predicate:
+    return M.Predicate(fld, op, values, cased=cased, phase=ctx.phase, stage=ctx.stage,
                      text=ctx.text(e), span=ctx.span(e))
 
 
-def _negate(node: Node, negated: bool) -> Node:
-    return Not(node) if negated else node
+def _negate(node: M.Node, negated: bool) -> M.Node:
+    return M.Not(node) if negated else node
 
 
-def _predicate(e: A.Expr, ctx: Ctx) -> Node | None:
+def _predicate(e: A.Expr, ctx: Ctx) -> M.Node | None:
     if isinstance(e, A.BinOp) and e.op in CMP_OPS:
         return _comparison(e, ctx)
     if isinstance(e, A.Like):
@@ -227,7 +202,7 @@ def _predicate(e: A.Expr, ctx: Ctx) -> Node | None:
     if isinstance(e, A.In) and isinstance(e.value, A.Bool) and not e.negated:
         # ``true in (starts_with(a, "x"), b == 1)``: any of the conditions holds
         alts = [lower_where(i, ctx) for i in e.items]
-        return Or(tuple(alts)) if e.value.value else Or(tuple(Not(a) for a in alts))
+        return M.Or(tuple(alts)) if e.value.value else M.Or(tuple(M.Not(a) for a in alts))
     if isinstance(e, A.In):
         f = field_of(e.value)
         lits = [literal(i) for i in e.items]
@@ -247,7 +222,7 @@ def _predicate(e: A.Expr, ctx: Ctx) -> Node | None:
     return None
 
 
-def _comparison(e: A.BinOp, ctx: Ctx) -> Node | None:
+def _comparison(e: A.BinOp, ctx: Ctx) -> M.Node | None:
     op = CMP_OPS[e.op]
     lhs, rhs = e.left, e.right
     if field_of(lhs) is None and field_of(rhs) is not None:
@@ -262,29 +237,29 @@ def _comparison(e: A.BinOp, ctx: Ctx) -> Node | None:
     if not isinstance(value, _NotLiteral):
         return _pred(e, ctx, f[0], op, (value,), cased)
     if isinstance(rhs, A.Field) and op in (Op.EQ, Op.NE) and f[1]:
-        return _pred(e, ctx, f[0], op, (FieldRef(rhs.name),), cased)
+        return _pred(e, ctx, f[0], op, (M.FieldRef(rhs.name),), cased)
     return None
 
 
-def _like(e: A.Like, ctx: Ctx) -> Node | None:
+def _like(e: A.Like, ctx: Ctx) -> M.Node | None:
     f = field_of(e.value)
     if f is None or not all(isinstance(p, A.Str) for p in e.patterns):
         return None
     pats = [p.value for p in e.patterns if isinstance(p, A.Str)]
     if not e.regex:
-        node: Node = _pred(e, ctx, f[0], Op.WILDCARD, tuple(like_pattern(p) for p in pats),
+        node: M.Node = _pred(e, ctx, f[0], Op.WILDCARD, tuple(like_pattern(p) for p in pats),
                            f[1])
         return _negate(node, e.negated)
     try:
         rx = tuple(lucene_regex(p, ignore_case=not f[1]) for p in pats)
     except RegexUnsupported as exc:
-        ctx.problems.append(Problem(f"rlike pattern kept as a condition: {exc}", "warning",
+        ctx.problems.append(M.Problem(f"rlike pattern kept as a condition: {exc}", "warning",
                                     ctx.span(e), "regex-untranslatable"))
         return None
     return _negate(_pred(e, ctx, f[0], Op.REGEX, rx, f[1]), e.negated)
 
 
-def _function(e: A.FuncCall, ctx: Ctx) -> Node | None:
+def _function(e: A.FuncCall, ctx: Ctx) -> M.Node | None:
     a = e.args
     f = field_of(a[0]) if a else None
     if e.name in STRING_FUNCTIONS and f is not None and len(a) == 2 \
@@ -301,8 +276,8 @@ def _function(e: A.FuncCall, ctx: Ctx) -> Node | None:
 
 @dataclass
 class CommandResult:
-    kind: StageKind = StageKind.TRANSFORM
-    condition: Node | None = None
+    kind: M.StageKind = M.StageKind.TRANSFORM
+    condition: M.Node | None = None
     by: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -345,13 +320,13 @@ def made_by(c: A.Command, ctx: Ctx) -> list[str]:
 def lower_command(c: A.Command, ctx: Ctx) -> CommandResult:
     res = CommandResult()
     if c.name in GENERATING:
-        res.kind = StageKind.GENERATE
+        res.kind = M.StageKind.GENERATE
     elif c.name == "where" and c.expr is not None:
-        res.kind = StageKind.FILTER
+        res.kind = M.StageKind.FILTER
         cond = lower_where(c.expr, ctx)
-        res.condition = None if cond == Const(True) else cond
+        res.condition = None if cond == M.Const(True) else cond
     elif c.name in AGGREGATING:
-        res.kind = StageKind.AGGREGATE
+        res.kind = M.StageKind.AGGREGATE
         res.by = tuple(output_name(a, ctx) for a in c.by)
         if any(a.where is not None for a in c.assigns):
             res.notes = ("an aggregation has its own where filter (not a stage filter)",)
@@ -362,8 +337,8 @@ def lower_command(c: A.Command, ctx: Ctx) -> CommandResult:
     elif c.name == "lookup join":
         res.notes = (f"adds the fields of lookup index {c.target!r} (not known here)",)
     elif c.name not in LOWERED_COMMANDS:
-        res.kind = StageKind.OPAQUE
-        ctx.problems.append(Problem(f"ES|QL command {c.name!r} is not understood; kept as "
+        res.kind = M.StageKind.OPAQUE
+        ctx.problems.append(M.Problem(f"ES|QL command {c.name!r} is not understood; kept as "
                                     "written", "unsupported", ctx.span(c), "unknown-command"))
     ctx.compute(made_by(c, ctx))
     return res
@@ -373,17 +348,17 @@ def _fork(c: A.Command, ctx: Ctx) -> CommandResult:
     """A fork's rows are the union of its branches: the OR of the branches' filters, when the
     branches only filter and reshape rows; else an opaque condition."""
     if not all(x.name in FORK_ROW_COMMANDS for b in c.branches for x in b):
-        return CommandResult(StageKind.FILTER, Opaque(ctx.text(c), "fork branch that does "
+        return CommandResult(M.StageKind.FILTER, M.Opaque(ctx.text(c), "fork branch that does "
                                                       "more than filter rows",
                                                       stage=ctx.stage, span=ctx.span(c)))
-    alts: list[Node | None] = []
+    alts: list[M.Node | None] = []
     for b in c.branches:
-        conds: list[Node | None] = [lower_where(x.expr, ctx) for x in b
+        conds: list[M.Node | None] = [lower_where(x.expr, ctx) for x in b
                                     if x.name == "where" and x.expr is not None]
-        alts.append(conjoin(conds))
+        alts.append(M.conjoin(conds))
     if any(a is None for a in alts):
-        return CommandResult(StageKind.TRANSFORM, None)
-    return CommandResult(StageKind.FILTER, Or(tuple(a for a in alts if a is not None)))
+        return CommandResult(M.StageKind.TRANSFORM, None)
+    return CommandResult(M.StageKind.FILTER, M.Or(tuple(a for a in alts if a is not None)))
 
 
 LOWERED_COMMANDS = frozenset({

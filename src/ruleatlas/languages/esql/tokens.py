@@ -109,52 +109,39 @@ def quote(value: str, triple: bool = False) -> str:
     return f'"{escape(value)}"'
 
 
+SCANNER: parsing.Scanner[Kind, Token] = parsing.Scanner(
+    _SCAN, Token, T.EOF,
+    plain={"name": T.NAME, "integer": T.INTEGER, "decimal": T.DECIMAL, "param": T.PARAM},
+    lookup={"sym": SYMBOLS},
+)
+
+
+def _open_error(text: str, i: int) -> ParseError:
+    ch = text[i]
+    return ParseError(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), text, i)
+
+
 class Tokenizer:
-    """Turns ES|QL text into tokens with one master regular expression."""
+    """Turns ES|QL text into tokens with one master regular expression (:data:`SCANNER`)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.comments: list[tuple[int, int]] = []
 
     def tokenize(self) -> list[Token]:
-        text, n = self.text, len(self.text)
-        scan = _SCAN.match
-        toks: list[Token] = []
-        append = toks.append
-        i = 0
-        while i < n:
-            m = scan(text, i)
-            if m is None:
-                ch = text[i]
-                raise ParseError(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), text, i)
-            kind = m.lastgroup
-            j = m.end()
-            raw = m.group()
-            if kind == "ws":
-                pass
-            elif kind == "name":
-                append(Token(T.NAME, raw, raw, i, j))
-            elif kind == "sym":
-                append(Token(SYMBOLS[raw], raw, raw, i, j))
-            elif kind == "str":
-                append(Token(T.STRING, unescape(raw[1:-1]), raw, i, j))
-            elif kind == "triple":
-                append(Token(T.STRING, raw[3:-3], raw, i, j, triple=True))
-            elif kind == "qname":
-                append(Token(T.QNAME, raw[1:-1].replace("``", "`"), raw, i, j))
-            elif kind == "integer":
-                append(Token(T.INTEGER, raw, raw, i, j))
-            elif kind == "decimal":
-                append(Token(T.DECIMAL, raw, raw, i, j))
-            elif kind == "param":
-                append(Token(T.PARAM, raw, raw, i, j))
-            elif kind == "open":
-                raise ParseError("unterminated comment (/*)", text, i)
-            else:  # comments
-                self.comments.append((i, j))
-            i = j
-        append(Token(T.EOF, "", "", n, n))
-        return toks
+        return SCANNER.tokenize(self.text, self._special, _open_error)
+
+    def _special(self, kind: str, raw: str, i: int, j: int) -> tuple[Token | None, int]:
+        if kind == "str":
+            return Token(T.STRING, unescape(raw[1:-1]), raw, i, j), j
+        if kind == "triple":
+            return Token(T.STRING, raw[3:-3], raw, i, j, triple=True), j
+        if kind == "qname":
+            return Token(T.QNAME, raw[1:-1].replace("``", "`"), raw, i, j), j
+        if kind == "open":
+            raise ParseError("unterminated comment (/*)", self.text, i)
+        self.comments.append((i, j))  # comments
+        return None, j
 
 
 def tokenize(text: str) -> list[Token]:

@@ -36,7 +36,7 @@ from typing import Any
 from ruleatlas.languages.kql import ast as K
 from ruleatlas.languages.parsing import span_of
 from ruleatlas.model import And as MAnd
-from ruleatlas.model import Const, Node, Op, Pattern, Predicate, Span
+from ruleatlas.model import Const, Node, Op, Pattern, Predicate, Span, connective
 from ruleatlas.model import Not as MNot
 from ruleatlas.model import Or as MOr
 from ruleatlas.model import Value as MValue
@@ -112,10 +112,9 @@ def range_value(v: K.Value) -> MValue:
 
 
 def _flat(cls: type[MAnd] | type[MOr], nodes: list[Node]) -> Node:
-    out: list[Node] = []
-    for n in nodes:
-        out.extend(n.args if isinstance(n, cls) else (n,))
-    return out[0] if len(out) == 1 else cls(tuple(out))
+    """``connective`` of ``nodes``, a single node left as it is."""
+    n = connective(cls, nodes)
+    return n.args[0] if len(n.args) == 1 else n
 
 
 # ---- queries ------------------------------------------------------------------------------

@@ -341,12 +341,9 @@ class Lowerer:
         if isinstance(c, ConditionNOT):
             return M.Not(self.cond_node(c.args[0], trees, dets, text, span, stage))
         if isinstance(c, (ConditionAND, ConditionOR)):
-            subs = []
-            for a in c.args:
-                n = self.cond_node(a, trees, dets, text, span, stage)
-                same = M.And if isinstance(c, ConditionAND) else M.Or
-                subs.extend(n.args if isinstance(n, same) else (n,))
-            return M.And(tuple(subs)) if isinstance(c, ConditionAND) else M.Or(tuple(subs))
+            return M.connective(M.And if isinstance(c, ConditionAND) else M.Or,
+                                (self.cond_node(a, trees, dets, text, span, stage)
+                                 for a in c.args))
         if isinstance(c, ConditionItem):  # pragma: no cover - future pySigma node types
             return self.opaque(text, f"condition node {type(c).__name__}", stage, span,
                                "unsupported", "condition")

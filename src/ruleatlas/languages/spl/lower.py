@@ -251,11 +251,7 @@ def lower_eval(e: S.ENode, ctx: _Ctx, text: str, top: S.ENode | None = None) -> 
     top = e if top is None else top
     if isinstance(e, S.BinOp) and e.op in ("AND", "OR"):
         left, right = lower_eval(e.left, ctx, text, top), lower_eval(e.right, ctx, text, top)
-        cls = M.And if e.op == "AND" else M.Or
-        args: list[M.Node] = []
-        for a in (left, right):
-            args.extend(a.args if isinstance(a, cls) else (a,))
-        return cls(tuple(args))
+        return M.connective(M.And if e.op == "AND" else M.Or, (left, right))
     if isinstance(e, S.Unary) and e.op == "NOT":
         return M.Not(lower_eval(e.arg, ctx, text, top))
     if top is not None and e is not top:  # a part of a larger clause: its own text

@@ -14,6 +14,7 @@ Triple-backtick comments are not macros (contentctl mistook them for macros, spl
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import Enum
 from typing import TypeAlias
 
@@ -111,8 +112,18 @@ _OPEN_ERRORS = {"`": "unterminated macro call (`)", '"': "unterminated string",
                 "'": "unterminated string"}
 
 
+_PLAIN: dict[str, Kind] = {"word": T.WORD, "eword": T.WORD, "tmpl": T.WORD, "number": T.NUMBER}
+_LOOKUP: dict[str, Mapping[str, Kind]] = {"op": COMPARISONS, "single": SINGLE_TOKENS,
+                                          "arith": ARITHMETIC}
+SCANNERS: dict[str, parsing.Scanner[Kind, Token]] = {
+    mode: parsing.Scanner(scan, Token, T.EOF, _PLAIN, _LOOKUP)
+    for mode, scan in (("search", _SEARCH_SCAN), ("eval", _EVAL_SCAN))
+}
+
+
 class Tokenizer:
-    """Turns SPL text into tokens with one master regular expression per context."""
+    """Turns SPL text into tokens with one master regular expression per context
+    (:data:`SCANNERS`)."""
 
     def __init__(self, text: str, mode: str = "search", offset: int = 0) -> None:
         self.text = text
@@ -124,44 +135,25 @@ class Tokenizer:
         return ParseError(message, self.text, pos)
 
     def tokenize(self) -> list[Token]:
-        text, n, off = self.text, len(self.text), self.offset
-        scan = (_EVAL_SCAN if self.mode == "eval" else _SEARCH_SCAN).match
-        toks: list[Token] = []
-        append = toks.append
-        i = 0
-        while i < n:
-            m = scan(text, i)
-            if m is None:
-                ch = text[i]
-                if text.startswith("```", i):
-                    raise self.error("unterminated comment (```)", i)
-                raise self.error(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), i)
-            kind = m.lastgroup
-            j = m.end()
-            raw = m.group()
-            if kind == "ws":
-                pass
-            elif kind == "word" or kind == "eword" or kind == "tmpl":
-                append(Token(T.WORD, raw, raw, off + i, off + j))
-            elif kind == "op":
-                append(Token(COMPARISONS[raw], raw, raw, off + i, off + j))
-            elif kind == "single":
-                append(Token(SINGLE_TOKENS[raw], raw, raw, off + i, off + j))
-            elif kind == "str":
-                append(Token(T.STRING, unescape(raw[1:-1]), raw, off + i, off + j))
-            elif kind == "macro":
-                append(Token(T.MACRO, raw[1:-1].strip(), raw, off + i, off + j))
-            elif kind == "comment":
-                self.comments.append((off + i, off + j))
-            elif kind == "number":
-                append(Token(T.NUMBER, raw, raw, off + i, off + j))
-            elif kind == "qfield":
-                append(Token(T.QFIELD, unescape(raw[1:-1], "\\\"'"), raw, off + i, off + j))
-            else:  # arith
-                append(Token(ARITHMETIC[raw], raw, raw, off + i, off + j))
-            i = j
-        append(Token(T.EOF, "", "", off + n, off + n))
-        return toks
+        scanner = SCANNERS["eval" if self.mode == "eval" else "search"]
+        return scanner.tokenize(self.text, self._special, self._scan_error, self.offset)
+
+    def _scan_error(self, text: str, i: int) -> ParseError:
+        if text.startswith("```", i):
+            return self.error("unterminated comment (```)", i)
+        ch = text[i]
+        return self.error(_OPEN_ERRORS.get(ch, f"unexpected character {ch!r}"), i)
+
+    def _special(self, kind: str, raw: str, i: int, j: int) -> tuple[Token | None, int]:
+        a, b = self.offset + i, self.offset + j
+        if kind == "str":
+            return Token(T.STRING, unescape(raw[1:-1]), raw, a, b), j
+        if kind == "macro":
+            return Token(T.MACRO, raw[1:-1].strip(), raw, a, b), j
+        if kind == "qfield":
+            return Token(T.QFIELD, unescape(raw[1:-1], "\\\"'"), raw, a, b), j
+        self.comments.append((a, b))  # comment
+        return None, j
 
 
 def tokenize(text: str, mode: str = "search", offset: int = 0) -> list[Token]:
