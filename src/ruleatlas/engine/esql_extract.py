@@ -68,14 +68,17 @@ def compile_extract(spec: Mapping[str, Any]) -> Callable[[Rows], Rows]:
     src = str(spec.get("field"))
     pattern = str(spec.get("pattern") or "")
     mode = str(spec.get("mode") or "")
-    apply: Callable[[str], dict[str, Any] | None]
+    # the value is matched (a dissect pattern whole, a grok pattern anywhere in it), then the
+    # match fills the row's new columns
+    find: Callable[[str], re.Match[str] | None]
+    fill: Callable[[re.Match[str]], dict[str, Any]]
     if mode == "dissect":
         sep = spec.get("separator")
         rx, keys = dissect_regex(pattern)
-        apply = _dissect_apply(rx, keys, sep if isinstance(sep, str) else "")
+        find, fill = rx.fullmatch, _dissect_fill(keys, sep if isinstance(sep, str) else "")
     elif mode == "grok":
         grx, names = grok_regex(pattern)
-        apply = _grok_apply(grx, names)
+        find, fill = grx.search, _grok_fill(names)
     else:
         raise NotRunnable(f"extraction mode {mode!r} is not an ES|QL command")
     cols = outputs(mode, pattern)
@@ -83,11 +86,11 @@ def compile_extract(spec: Mapping[str, Any]) -> Callable[[Rows], Rows]:
     def op(rows: Rows) -> Rows:
         for r in rows:
             v = single(r.get(src))
-            got = apply(v) if isinstance(v, str) else None
+            m = find(v) if isinstance(v, str) else None
             for c in cols:
                 r.pop(c, None)
-            if got:
-                r.update(got)
+            if m is not None:
+                r.update(fill(m))
         return rows
 
     return op
@@ -115,12 +118,10 @@ def dissect_regex(pattern: str) -> tuple[re.Pattern[str], tuple[tuple[str, str],
     return re.compile("".join(out), re.S), tuple(names)
 
 
-def _dissect_apply(rx: re.Pattern[str], names: tuple[tuple[str, str], ...], sep: str
-                   ) -> Callable[[str], dict[str, Any] | None]:
-    def apply(v: str) -> dict[str, Any] | None:
-        m = rx.fullmatch(v)
-        if m is None:
-            return None
+def _dissect_fill(names: tuple[tuple[str, str], ...], sep: str
+                  ) -> Callable[[re.Match[str]], dict[str, Any]]:
+    """The columns a dissect match gives: each key's text, ``+`` keys appended with ``sep``."""
+    def fill(m: re.Match[str]) -> dict[str, Any]:
         got: dict[str, Any] = {}
         for (name, kind), value in zip(names, m.groups(), strict=True):
             if kind == "skip":
@@ -131,7 +132,7 @@ def _dissect_apply(rx: re.Pattern[str], names: tuple[tuple[str, str], ...], sep:
                 got[name] = value
         return got
 
-    return apply
+    return fill
 
 
 @lru_cache(maxsize=256)
@@ -161,12 +162,10 @@ def grok_regex(pattern: str) -> tuple[re.Pattern[str], tuple[tuple[str, str, str
         raise NotRunnable(f"grok pattern {pattern[:60]!r}: {exc}") from None
 
 
-def _grok_apply(rx: re.Pattern[str], names: tuple[tuple[str, str, str], ...]
-                ) -> Callable[[str], dict[str, Any] | None]:
-    def apply(v: str) -> dict[str, Any] | None:
-        m = rx.search(v)
-        if m is None:
-            return None
+def _grok_fill(names: tuple[tuple[str, str, str], ...]
+               ) -> Callable[[re.Match[str]], dict[str, Any]]:
+    """The columns a grok match gives: each named group that matched, typed as it says."""
+    def fill(m: re.Match[str]) -> dict[str, Any]:
         got: dict[str, Any] = {}
         for g, name, typ in names:
             x = m.group(g)
@@ -180,4 +179,4 @@ def _grok_apply(rx: re.Pattern[str], names: tuple[tuple[str, str, str], ...]
                 got[name] = x
         return got
 
-    return apply
+    return fill

