@@ -311,6 +311,7 @@ def spark_child(master: str, pq: str, mode: str) -> None:
     loaded = [lr for lr in from_repos([SIGMA], languages=["sigma"])
               if lr.rule.logsource.get("product") == "windows"]
     runnable = [p for p in (prepare(lr.rule, lr.analysis) for lr in loaded) if p.runnable]
+    gc.freeze()  # as the parent process and the CLI do with the rules they hunt with
     got = _sql_run("spark", runnable, pq, master, mode=mode)
     print(json.dumps(got))
 

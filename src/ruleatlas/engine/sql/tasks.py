@@ -37,6 +37,7 @@ import gc
 import hashlib
 import pickle
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,8 +200,10 @@ def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[Engi
                  .load(list(uris)))
         out = (files.where(F.col("length") <= cap).select("path", "content")
                .mapInArrow(task(shipped.digest, lambda: bc.value, cap), RESULT_SCHEMA))
-        got = [_result(r[1], r[2]) for r in out.collect()]
-        if len(got) < len(files.inputFiles()):  # the listing had files over the limit
+        with ThreadPoolExecutor(1) as pool:
+            listed = pool.submit(files.inputFiles)  # the driver asks while the tasks run
+            got = [_result(r[1], r[2]) for r in out.collect()]
+        if len(got) < len(listed.result()):  # the listing had files over the limit
             got += [FileResult(p, _kind_of(p), _too_big(p, n, cap)) for p, n in
                     ((local_path(r[0]), r[1]) for r in
                      files.where(F.col("length") > cap).select("path", "length").collect())]
