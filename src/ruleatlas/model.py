@@ -725,6 +725,20 @@ class EventRef:
         return f"{self.channel} {self.event_id}" if self.event_id else self.channel
 
 
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    """A rule as a report or an error names it (the two rules of a twin pair, the rules an
+    ambiguous reference names): its id, source, title and, where known, its path."""
+
+    id: str
+    source: str
+    title: str
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.id}  {self.title}  ({self.source}: {self.path})"
+
+
 # --------------------------------------------------------------------------------------------
 # Rules as the sources read them
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ruleatlas.engine.runner import Finding
+from ruleatlas.model import RuleRef
 
 if TYPE_CHECKING:
     from ruleatlas.engine.hunt import HuntReport
@@ -43,15 +44,6 @@ MIN_SHARE = 0.5
 TIE = 1e-4
 # How many events a result lists for "only one of the two fired on these events".
 SHOWN_EVENTS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class RuleRef:
-    """A rule as a twin report names it."""
-
-    id: str
-    source: str
-    title: str
 
 
 @dataclass(frozen=True, slots=True)

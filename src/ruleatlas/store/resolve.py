@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
 
 from ruleatlas.limits import DEFAULT
+from ruleatlas.model import RuleRef
 from ruleatlas.store.connection import CatalogError
 
 MAX_REF_LEN = DEFAULT.rule_ref_chars  # longer than any id or title (titles stay under 200)
@@ -40,23 +40,10 @@ class BadRuleReference(CatalogError):
     """A reference that cannot name a rule: too long, or holding control characters."""
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One of the rules an ambiguous reference names."""
-
-    id: str
-    title: str
-    source: str
-    path: str
-
-    def __str__(self) -> str:
-        return f"{self.id}  {self.title}  ({self.source}: {self.path})"
-
-
 class AmbiguousRule(CatalogError):
     """A title or id prefix several rules share; ``candidates`` lists them."""
 
-    def __init__(self, ref: str, candidates: tuple[Candidate, ...]) -> None:
+    def __init__(self, ref: str, candidates: tuple[RuleRef, ...]) -> None:
         self.candidates = candidates
         lines = "\n".join(f"  {c}" for c in candidates)
         super().__init__(f"{_shown(ref)} is ambiguous: it names {len(candidates)} rules; "
@@ -81,13 +68,14 @@ _COLUMNS = "SELECT id, title, source, path FROM rules"
 
 
 def _candidates(conn: sqlite3.Connection, where: str, params: tuple[str, ...],
-                limit: int) -> tuple[Candidate, ...]:
+                limit: int) -> tuple[RuleRef, ...]:
     rows = conn.execute(f"{_COLUMNS} WHERE {where} ORDER BY id LIMIT ?", (*params, limit))
-    return tuple(Candidate(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows)
+    return tuple(RuleRef(id=str(r[0]), title=str(r[1]), source=str(r[2]), path=str(r[3]))
+                 for r in rows)
 
 
 def id_prefix_matches(conn: sqlite3.Connection, text: str,
-                      limit: int = MAX_CANDIDATES) -> tuple[Candidate, ...]:
+                      limit: int = MAX_CANDIDATES) -> tuple[RuleRef, ...]:
     """Rules whose id starts with ``text`` (``MIN_PREFIX_LEN`` characters or more, any case);
     the search page lists them above its results."""
     t = text.strip()
@@ -113,5 +101,5 @@ def resolve_rule(conn: sqlite3.Connection, ref: str) -> str:
     raise AmbiguousRule(ref, found)
 
 
-__all__ = ["MAX_REF_LEN", "MIN_PREFIX_LEN", "AmbiguousRule", "BadRuleReference", "Candidate",
+__all__ = ["MAX_REF_LEN", "MIN_PREFIX_LEN", "AmbiguousRule", "BadRuleReference",
            "RuleNotFound", "check_reference", "id_prefix_matches", "resolve_rule"]
