@@ -378,6 +378,18 @@ def test_json_lines_layout_gives_the_same_findings(spark, tmp_path):
     assert _own(run.findings) == _expected(CASES, "spark")
 
 
+def _case_folder(fmt: str, case_data: Path, tmp_path: Path) -> Path:
+    """The hand-made cases' converted folder: the shared Parquet one, or written as JSON lines."""
+    if fmt != "jsonl":
+        return case_data
+    root = tmp_path / "jsonl"
+    sink = ParquetSink(root, fmt="jsonl", batch=7)
+    for ev in _events(CASES):
+        sink.add(event_row(ev))
+    sink.close()
+    return root
+
+
 @pytest.mark.parametrize(("backend", "fmt"), [("spark", "parquet"), ("duckdb", "parquet"),
                                            ("duckdb", "jsonl")])
 def test_hunt_sql_with_fallback_gives_every_hand_checked_answer(backend, fmt, spark, case_data,
@@ -388,13 +400,7 @@ def test_hunt_sql_with_fallback_gives_every_hand_checked_answer(backend, fmt, sp
     from ruleatlas.engine.hunt import HuntReport
     from ruleatlas.engine.sql.hunt import SqlSummary, hunt_sql
 
-    root = case_data
-    if fmt == "jsonl":
-        root = tmp_path / "jsonl"
-        sink = ParquetSink(root, fmt="jsonl", batch=7)
-        for ev in _events(CASES):
-            sink.add(event_row(ev))
-        sink.close()
+    root = _case_folder(fmt, case_data, tmp_path)
     be: Any = sp.SparkBackend(spark) if backend == "spark" else duck.DuckDBBackend(
         duck.connect())
     rules = [c.rule for c in CASES]
@@ -842,13 +848,7 @@ def test_plans_on_spark_give_every_hand_checked_answer_in_order(fmt, spark, case
                                                                 tmp_path):
     """Every case, the ones Spark SQL cannot express too: the plans run by the local matcher
     in Spark's workers give the local engine's findings, the same JSON in the same order."""
-    root = case_data
-    if fmt == "jsonl":
-        root = tmp_path / "jsonl"
-        sink = ParquetSink(root, fmt="jsonl", batch=7)
-        for ev in _events(CASES):
-            sink.add(event_row(ev))
-        sink.close()
+    root = _case_folder(fmt, case_data, tmp_path)
     rules = [c.rule for c in CASES]
     found, summary, report = _plans_hunt(spark, rules, root, fmt)
     keys = [(f.rule.rule.id, f.event.file, f.event.position) for f in found]

@@ -52,7 +52,7 @@ from ruleatlas.engine.runner import Engine, EngineRule, Finding, engine_rule
 from ruleatlas.engine.sql.columnar import dir_kind, file_events
 from ruleatlas.limits import LimitError, Limits, fmt_size
 
-RESULT_SCHEMA = "events long, size long, payload binary"
+RESULT_SCHEMA = "size long, payload binary"  # a FileResult, pickled and its size
 # A file's result travels pickled and compressed: the findings carry their events, whose
 # values repeat (the OTRF corpus's 28,182 findings: 50 MB pickled, 2.1 MB compressed in 0.04 s),
 # and every byte crosses the JVM twice on its way to the driver.
@@ -156,11 +156,10 @@ def task(digest: str, body: Callable[[], bytes], max_bytes: int
                 out.inputs.append(InputRead(path, out.events, len(out.errors)))
                 payload = pickle.dumps(FileResult(path, _kind_of(path), out),
                                        protocol=pickle.HIGHEST_PROTOCOL)
-                yield pa.record_batch([pa.array([out.events], pa.int64()),
-                                       pa.array([len(payload)], pa.int64()),
+                yield pa.record_batch([pa.array([len(payload)], pa.int64()),
                                        pa.array([pa.compress(payload, codec=CODEC,
                                                              asbytes=True)], pa.binary())],
-                                      names=["events", "size", "payload"])
+                                      names=["size", "payload"])
         settle()  # the groups and matchers this task compiled stay for the next ones
     return run
 
@@ -202,7 +201,7 @@ def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[Engi
                .mapInArrow(task(shipped.digest, lambda: bc.value, cap), RESULT_SCHEMA))
         with ThreadPoolExecutor(1) as pool:
             listed = pool.submit(files.inputFiles)  # the driver asks while the tasks run
-            got = [_result(r[1], r[2]) for r in out.collect()]
+            got = [_result(r[0], r[1]) for r in out.collect()]
         if len(got) < len(listed.result()):  # the listing had files over the limit
             got += [FileResult(p, _kind_of(p), _too_big(p, n, cap)) for p, n in
                     ((local_path(r[0]), r[1]) for r in
