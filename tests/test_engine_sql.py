@@ -1012,3 +1012,22 @@ def test_plans_on_spark_refuse_empty_huge_and_bomb_inputs_with_located_errors(sp
     assert report.exit_code() == 1
     assert {k for k in ((f.rule.rule.id, f.event.file, f.event.position) for f in found)
             if k[0] == k[1]} == _expected(CASES, None)
+
+
+def test_plans_on_spark_report_an_empty_file(spark, case_data, tmp_path):
+    """A 0-byte file in a converted folder (which Spark hands to no task) is a read error of
+    that file, and a file with a space and a ``%`` in its name is matched to the listing: the
+    rest is hunted as before, every file an input of the report."""
+    import shutil
+
+    root = tmp_path / "with empty"
+    shutil.copytree(case_data, root)
+    empty = root / "_kind=x%25 y" / "part 0.parquet"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    found, _, report = _plans_hunt(spark, [c.rule for c in CASES], root)
+    assert [(e.file, e.reason) for e in report.errors] == [(str(empty), "empty file (0 bytes)")]
+    assert report.exit_code() == 1
+    assert len(report.inputs) == len(list(root.rglob("*.parquet")))
+    assert {k for k in ((f.rule.rule.id, f.event.file, f.event.position) for f in found)
+            if k[0] == k[1]} == _expected(CASES, None)

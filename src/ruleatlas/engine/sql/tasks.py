@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -183,8 +184,9 @@ def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[Engi
                  limits: Limits | None = None) -> list[FileResult]:
     """Every file's :class:`FileResult` of ``rules`` over the converted folders (or files) at
     ``uris`` (``fmt``: ``parquet`` or ``jsonl``). A file over ``columnar_file_bytes`` is a read
-    error, its content never read (Spark filters on ``length`` before reading it): when fewer
-    files come back than the listing holds, one more job finds those files and their sizes."""
+    error, its content never read (Spark filters on ``length`` before reading it); a file of 0
+    bytes, which Spark never hands to a task, is one too. When files of the listing do not come
+    back, one more job finds the sizes of those over the limit."""
     from pyspark.sql import functions as F
 
     cap = (limits or Limits.from_env()).columnar_file_bytes
@@ -202,10 +204,12 @@ def run_on_spark(spark: Any, uris: Sequence[str], fmt: str, rules: Sequence[Engi
         with ThreadPoolExecutor(1) as pool:
             listed = pool.submit(files.inputFiles)  # the driver asks while the tasks run
             got = [_result(r[0], r[1]) for r in out.collect()]
-        if len(got) < len(listed.result()):  # the listing had files over the limit
-            got += [FileResult(p, _kind_of(p), _too_big(p, n, cap)) for p, n in
-                    ((local_path(r[0]), r[1]) for r in
-                     files.where(F.col("length") > cap).select("path", "length").collect())]
+        missing = {local_path(unquote(u)) for u in listed.result()} - {fr.path for fr in got}
+        if missing:  # files over the limit, and empty ones (Spark reads no 0-byte file)
+            over = {local_path(r[0]): r[1] for r in
+                    files.where(F.col("length") > cap).select("path", "length").collect()}
+            got += [FileResult(p, _kind_of(p), _too_big(p, over[p], cap) if p in over
+                               else _unread(p, "empty file (0 bytes)")) for p in sorted(missing)]
         return got
     finally:
         conf.set(SPLIT_CONF, before)
@@ -218,8 +222,12 @@ def _result(size: int, payload: bytes) -> FileResult:
 
 
 def _too_big(path: str, size: int, cap: int) -> UnitResult:
-    out = UnitResult(0, errors=[ReadError(path, 0, f"converted file exceeds {fmt_size(cap)} "
-                                                   f"({size} bytes)", "file")])
+    return _unread(path, f"converted file exceeds {fmt_size(cap)} ({size} bytes)")
+
+
+def _unread(path: str, reason: str) -> UnitResult:
+    """The result of a file no task read: its read error, and the input it counts as."""
+    out = UnitResult(0, errors=[ReadError(path, 0, reason, "file")])
     out.inputs.append(InputRead(path, 0, 1))
     return out
 
